@@ -1,0 +1,409 @@
+//! rotor's envelope format:
+//! `rotor:v<K>:` ‖ base64(0x01 ‖ wrap_nonce[12] ‖ wrapped_dek[32] ‖ wrap_tag[16] ‖
+//! data_nonce[12] ‖ data_ciphertext[n] ‖ data_tag[16]).
+
+use core::fmt;
+
+use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit, aead::Nonce};
+use alloc::{format, string::String, vec::Vec};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use zeroize::Zeroizing;
+
+use crate::{CodecError, KEY_LEN, Kek, NONCE_LEN, Plaintext, TAG_LEN};
+
+/// Every envelope starts with this, then the KEK version in decimal and a colon.
+pub const PREFIX: &str = "rotor:v";
+/// Payload byte that identifies this layout; a future layout gets another one.
+const LAYOUT_V1: u8 = 0x01;
+/// Associated-data labels: separate the two layers and pin the layout version.
+const WRAP_LABEL: &[u8] = b"rotor/dek/v1";
+const DATA_LABEL: &[u8] = b"rotor/data/v1";
+
+const WRAP_NONCE: usize = 1;
+const WRAPPED_DEK: usize = WRAP_NONCE + NONCE_LEN;
+const WRAP_TAG: usize = WRAPPED_DEK + KEY_LEN;
+const DATA_NONCE: usize = WRAP_TAG + TAG_LEN;
+const DATA: usize = DATA_NONCE + NONCE_LEN;
+/// Payload bytes beyond the plaintext's own length (89).
+pub const PAYLOAD_OVERHEAD: usize = DATA + TAG_LEN;
+
+/// A wallet's data-encryption key. Zeroized on drop; its `Debug` shows no key bytes.
+pub struct DataKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl DataKey {
+    /// Wraps raw key bytes (tests and test vectors; rotor itself draws fresh ones).
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        DataKey(Zeroizing::new(bytes))
+    }
+
+    #[cfg(feature = "getrandom")]
+    fn generate() -> Result<Self, CodecError> {
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        getrandom::fill(bytes.as_mut()).map_err(|_| CodecError::Randomness)?;
+        Ok(DataKey(bytes))
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new_from_slice(self.0.as_ref()).expect("data key is 32 bytes")
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey(<redacted>)")
+    }
+}
+
+/// The two nonces of an envelope. They must never repeat under the same key: rotor draws them
+/// from the CSPRNG; fixed ones exist for test vectors only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvelopeNonces {
+    /// Nonce of the DEK wrap under the KEK.
+    pub wrap: [u8; NONCE_LEN],
+    /// Nonce of the wallet encryption under the DEK.
+    pub data: [u8; NONCE_LEN],
+}
+
+#[cfg(feature = "getrandom")]
+fn random_nonce() -> Result<[u8; NONCE_LEN], CodecError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|_| CodecError::Randomness)?;
+    Ok(nonce)
+}
+
+/// Associated data of the wrap: label ‖ u32be(K) ‖ id. The version is bound so that editing
+/// the readable prefix makes the envelope fail to open rather than be misfiled.
+fn wrap_aad(kek_version: u32, id: &str) -> Vec<u8> {
+    [WRAP_LABEL, &kek_version.to_be_bytes(), id.as_bytes()].concat()
+}
+
+fn data_aad(id: &str) -> Vec<u8> {
+    [DATA_LABEL, id.as_bytes()].concat()
+}
+
+/// A parsed (not yet authenticated) envelope.
+pub(crate) struct Envelope {
+    pub(crate) kek_version: u32,
+    payload: Vec<u8>,
+}
+
+impl Envelope {
+    pub(crate) fn parse(text: &str) -> Result<Self, CodecError> {
+        let rest = text.strip_prefix(PREFIX).ok_or(CodecError::Malformed(
+            "expected the prefix rotor:v<version>:",
+        ))?;
+        let (version, encoded) = rest
+            .split_once(':')
+            .ok_or(CodecError::Malformed("no ':' after the KEK version"))?;
+        let kek_version = parse_version(version)?;
+        let payload = STANDARD
+            .decode(encoded)
+            .map_err(|_| CodecError::Malformed("payload is not valid base64"))?;
+        if payload.len() < PAYLOAD_OVERHEAD {
+            return Err(CodecError::Malformed("payload is truncated"));
+        }
+        if payload[0] != LAYOUT_V1 {
+            return Err(CodecError::Malformed("unknown payload layout byte"));
+        }
+        Ok(Envelope {
+            kek_version,
+            payload,
+        })
+    }
+
+    fn unwrap_dek(&self, kek: &Kek, id: &str) -> Result<DataKey, CodecError> {
+        let p = &self.payload;
+        let mut dek = Zeroizing::new([0u8; KEY_LEN]);
+        dek.copy_from_slice(&p[WRAPPED_DEK..WRAP_TAG]);
+        kek.cipher()
+            .decrypt_inout_detached(
+                &nonce(&p[WRAP_NONCE..WRAPPED_DEK]),
+                &wrap_aad(self.kek_version, id),
+                dek.as_mut_slice().into(),
+                p[WRAP_TAG..DATA_NONCE].try_into().expect("16-byte tag"),
+            )
+            .map_err(|_| CodecError::Authentication)?;
+        Ok(DataKey(dek))
+    }
+
+    pub(crate) fn open(&self, kek: &Kek, id: &str) -> Result<Plaintext, CodecError> {
+        let dek = self.unwrap_dek(kek, id)?;
+        let p = &self.payload;
+        let tag_at = p.len() - TAG_LEN;
+        let mut plaintext = Zeroizing::new(p[DATA..tag_at].to_vec());
+        dek.cipher()
+            .decrypt_inout_detached(
+                &nonce(&p[DATA_NONCE..DATA]),
+                &data_aad(id),
+                plaintext.as_mut_slice().into(),
+                p[tag_at..].try_into().expect("16-byte tag"),
+            )
+            .map_err(|_| CodecError::Authentication)?;
+        Ok(plaintext)
+    }
+}
+
+fn parse_version(digits: &str) -> Result<u32, CodecError> {
+    const BAD: CodecError =
+        CodecError::Malformed("KEK version must be a decimal number from 1, without leading zeros");
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BAD);
+    }
+    digits.parse().map_err(|_| BAD)
+}
+
+fn nonce(bytes: &[u8]) -> Nonce<Aes256Gcm> {
+    Nonce::<Aes256Gcm>::try_from(bytes).expect("12-byte nonce")
+}
+
+/// Wraps `dek` under `kek` into `out` (nonce ‖ wrapped ‖ tag).
+fn wrap_into(
+    out: &mut Vec<u8>,
+    kek: &Kek,
+    kek_version: u32,
+    id: &str,
+    dek: &DataKey,
+    wrap_nonce: [u8; NONCE_LEN],
+) {
+    out.extend_from_slice(&wrap_nonce);
+    let start = out.len();
+    out.extend_from_slice(dek.0.as_ref());
+    let tag = kek
+        .cipher()
+        .encrypt_inout_detached(
+            &nonce(&wrap_nonce),
+            &wrap_aad(kek_version, id),
+            (&mut out[start..]).into(),
+        )
+        .expect("a 32-byte message is within AES-GCM limits");
+    out.extend_from_slice(&tag);
+}
+
+fn encode(kek_version: u32, payload: &[u8]) -> String {
+    format!("{PREFIX}{kek_version}:{}", STANDARD.encode(payload))
+}
+
+/// Seals `plaintext` for wallet `id` with the given data key and nonces. Deterministic; rotor's
+/// own writes go through [`seal`], which draws them fresh.
+pub fn seal_with(
+    kek: &Kek,
+    kek_version: u32,
+    id: &str,
+    plaintext: &[u8],
+    dek: &DataKey,
+    nonces: EnvelopeNonces,
+) -> String {
+    assert!(kek_version >= 1, "KEK versions start at 1");
+    let mut payload = Vec::with_capacity(PAYLOAD_OVERHEAD + plaintext.len());
+    payload.push(LAYOUT_V1);
+    wrap_into(&mut payload, kek, kek_version, id, dek, nonces.wrap);
+    payload.extend_from_slice(&nonces.data);
+    let start = payload.len();
+    payload.extend_from_slice(plaintext);
+    let tag = dek
+        .cipher()
+        .encrypt_inout_detached(
+            &nonce(&nonces.data),
+            &data_aad(id),
+            (&mut payload[start..]).into(),
+        )
+        .expect("wallets are far below AES-GCM's length limit");
+    payload.extend_from_slice(&tag);
+    encode(kek_version, &payload)
+}
+
+/// Seals `plaintext` for wallet `id` under KEK version `kek_version`, with a fresh data key.
+#[cfg(feature = "getrandom")]
+pub fn seal(kek: &Kek, kek_version: u32, id: &str, plaintext: &[u8]) -> Result<String, CodecError> {
+    let nonces = EnvelopeNonces {
+        wrap: random_nonce()?,
+        data: random_nonce()?,
+    };
+    Ok(seal_with(
+        kek,
+        kek_version,
+        id,
+        plaintext,
+        &DataKey::generate()?,
+        nonces,
+    ))
+}
+
+/// Moves an envelope to another KEK by re-wrapping its data key: ~60 bytes of AES, whatever the
+/// wallet's size. The wallet's own ciphertext is kept byte for byte. Only envelopes can be
+/// re-wrapped; a legacy ciphertext has no data key and must be re-encrypted. Deterministic;
+/// rotor's own writes go through [`rewrap`], which draws the nonce fresh.
+pub fn rewrap_with(
+    old_kek: &Kek,
+    new_kek: &Kek,
+    new_version: u32,
+    id: &str,
+    ciphertext: &str,
+    wrap_nonce: [u8; NONCE_LEN],
+) -> Result<String, CodecError> {
+    assert!(new_version >= 1, "KEK versions start at 1");
+    let envelope = Envelope::parse(ciphertext)?;
+    let dek = envelope.unwrap_dek(old_kek, id)?;
+    let p = &envelope.payload;
+    let mut payload = Vec::with_capacity(p.len());
+    payload.push(LAYOUT_V1);
+    wrap_into(&mut payload, new_kek, new_version, id, &dek, wrap_nonce);
+    payload.extend_from_slice(&p[DATA_NONCE..]);
+    Ok(encode(new_version, &payload))
+}
+
+/// Moves an envelope to another KEK by re-wrapping its data key under a fresh nonce.
+#[cfg(feature = "getrandom")]
+pub fn rewrap(
+    old_kek: &Kek,
+    new_kek: &Kek,
+    new_version: u32,
+    id: &str,
+    ciphertext: &str,
+) -> Result<String, CodecError> {
+    rewrap_with(
+        old_kek,
+        new_kek,
+        new_version,
+        id,
+        ciphertext,
+        random_nonce()?,
+    )
+}
+
+/// Opens a wallet in either format and seals it again under `new_kek` with a fresh data key
+/// and nonces. Used for legacy rows and for `rotate --reencrypt`.
+#[cfg(feature = "getrandom")]
+pub fn reencrypt(
+    old_kek: &Kek,
+    new_kek: &Kek,
+    new_version: u32,
+    id: &str,
+    ciphertext: &str,
+) -> Result<String, CodecError> {
+    let plaintext = crate::open(old_kek, id, ciphertext)?;
+    seal(new_kek, new_version, id, &plaintext)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Format, inspect, open};
+
+    fn kek(byte: u8) -> Kek {
+        Kek::from_bytes([byte; KEY_LEN])
+    }
+
+    const NONCES: EnvelopeNonces = EnvelopeNonces {
+        wrap: [1; NONCE_LEN],
+        data: [2; NONCE_LEN],
+    };
+
+    #[test]
+    fn seal_open_round_trip_names_version() {
+        let sealed = seal_with(
+            &kek(7),
+            3,
+            "w-1",
+            b"secret",
+            &DataKey::from_bytes([9; 32]),
+            NONCES,
+        );
+        assert!(sealed.starts_with("rotor:v3:"));
+        assert_eq!(inspect(&sealed), Ok(Format::Envelope { kek_version: 3 }));
+        assert_eq!(open(&kek(7), "w-1", &sealed).unwrap().as_slice(), b"secret");
+        let base64_len = (PAYLOAD_OVERHEAD + 6).div_ceil(3) * 4;
+        assert_eq!(sealed.len(), "rotor:v3:".len() + base64_len);
+    }
+
+    #[test]
+    fn wrong_key_wrong_id_and_edited_version_fail() {
+        let sealed = seal_with(
+            &kek(7),
+            3,
+            "w-1",
+            b"secret",
+            &DataKey::from_bytes([9; 32]),
+            NONCES,
+        );
+        assert_eq!(
+            open(&kek(8), "w-1", &sealed),
+            Err(CodecError::Authentication)
+        );
+        assert_eq!(
+            open(&kek(7), "w-2", &sealed),
+            Err(CodecError::Authentication)
+        );
+        let relabelled = sealed.replacen("rotor:v3:", "rotor:v4:", 1);
+        assert_eq!(
+            open(&kek(7), "w-1", &relabelled),
+            Err(CodecError::Authentication)
+        );
+    }
+
+    #[test]
+    fn rewrap_keeps_data_and_moves_version() {
+        let dek = DataKey::from_bytes([9; 32]);
+        let sealed = seal_with(&kek(7), 3, "w-1", b"secret", &dek, NONCES);
+        let moved = rewrap_with(&kek(7), &kek(8), 4, "w-1", &sealed, [5; NONCE_LEN]).unwrap();
+        assert!(moved.starts_with("rotor:v4:"));
+        assert_eq!(open(&kek(8), "w-1", &moved).unwrap().as_slice(), b"secret");
+        assert_eq!(
+            open(&kek(7), "w-1", &moved),
+            Err(CodecError::Authentication)
+        );
+        let data_of = |s: &str| Envelope::parse(s).unwrap().payload[DATA_NONCE..].to_vec();
+        assert_eq!(data_of(&sealed), data_of(&moved));
+        assert_eq!(
+            rewrap_with(&kek(9), &kek(8), 4, "w-1", &sealed, [5; NONCE_LEN]).err(),
+            Some(CodecError::Authentication)
+        );
+    }
+
+    #[test]
+    fn malformed_inputs_say_what_is_wrong() {
+        let cases = [
+            (
+                "rotor:v0:AAAA",
+                "KEK version must be a decimal number from 1, without leading zeros",
+            ),
+            (
+                "rotor:v01:AAAA",
+                "KEK version must be a decimal number from 1, without leading zeros",
+            ),
+            (
+                "rotor:vx:AAAA",
+                "KEK version must be a decimal number from 1, without leading zeros",
+            ),
+            (
+                "rotor:v99999999999:AAAA",
+                "KEK version must be a decimal number from 1, without leading zeros",
+            ),
+            ("rotor:v1", "no ':' after the KEK version"),
+            ("rotor:v1:!!!", "payload is not valid base64"),
+            ("rotor:v1:AAAA", "payload is truncated"),
+            ("rotor:x", "expected the prefix rotor:v<version>:"),
+        ];
+        for (input, why) in cases {
+            assert_eq!(inspect(input), Err(CodecError::Malformed(why)), "{input}");
+        }
+        let mut payload = [0u8; PAYLOAD_OVERHEAD];
+        payload[0] = 2;
+        assert_eq!(
+            inspect(&encode(1, &payload)),
+            Err(CodecError::Malformed("unknown payload layout byte"))
+        );
+    }
+
+    #[cfg(feature = "getrandom")]
+    #[test]
+    fn fresh_seals_differ_and_reencrypt_replaces_the_data_key() {
+        let a = seal(&kek(7), 1, "w", b"same").unwrap();
+        let b = seal(&kek(7), 1, "w", b"same").unwrap();
+        assert_ne!(a, b);
+        let moved = reencrypt(&kek(7), &kek(8), 2, "w", &a).unwrap();
+        let data_of = |s: &str| Envelope::parse(s).unwrap().payload[DATA_NONCE..].to_vec();
+        assert_ne!(data_of(&a), data_of(&moved));
+        assert_eq!(open(&kek(8), "w", &moved).unwrap().as_slice(), b"same");
+    }
+}

@@ -1,0 +1,108 @@
+use core::fmt;
+
+use aes_gcm::{Aes256Gcm, KeyInit};
+use alloc::string::String;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::CodecError;
+
+/// KEK and data-key length in bytes (AES-256).
+pub const KEY_LEN: usize = 32;
+
+/// A key-encryption key. Zeroized on drop; its `Debug` shows no key bytes.
+#[derive(Clone)]
+pub struct Kek {
+    bytes: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl Kek {
+    /// Wraps raw key bytes.
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        Kek {
+            bytes: Zeroizing::new(bytes),
+        }
+    }
+
+    /// Parses the Vault representation: exactly 64 hex characters.
+    pub fn from_hex(hex_key: &str) -> Result<Self, CodecError> {
+        if hex_key.len() != 2 * KEY_LEN {
+            return Err(CodecError::InvalidKey("expected 64 hex characters"));
+        }
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        hex::decode_to_slice(hex_key, bytes.as_mut())
+            .map_err(|_| CodecError::InvalidKey("not hexadecimal"))?;
+        Ok(Kek { bytes })
+    }
+
+    /// A fresh key from the system's CSPRNG (`wasi:random` inside the component).
+    #[cfg(feature = "getrandom")]
+    pub fn generate() -> Result<Self, CodecError> {
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        getrandom::fill(bytes.as_mut()).map_err(|_| CodecError::Randomness)?;
+        Ok(Kek { bytes })
+    }
+
+    /// The Vault representation: 64 lowercase hex characters, zeroized on drop.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        let mut buf = [0u8; 2 * KEY_LEN];
+        hex::encode_to_slice(self.bytes.as_ref(), &mut buf).expect("buffer is exactly 64 bytes");
+        let hex_key = Zeroizing::new(String::from(
+            core::str::from_utf8(&buf).expect("hex is ASCII"),
+        ));
+        buf.zeroize();
+        hex_key
+    }
+
+    /// The AES-256-GCM cipher keyed by this KEK (its key schedule is zeroized on drop).
+    pub(crate) fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new_from_slice(self.bytes.as_ref()).expect("KEK is 32 bytes")
+    }
+}
+
+impl PartialEq for Kek {
+    /// Constant-time: compares every byte whatever the first difference.
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes
+            .iter()
+            .zip(other.bytes.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl Eq for Kek {}
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Kek(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    #[test]
+    fn hex_round_trip_and_validation() {
+        let hex_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+        let kek = Kek::from_hex(hex_key).unwrap();
+        assert_eq!(kek.to_hex().as_str(), hex_key);
+        assert_eq!(
+            Kek::from_hex(&hex_key[2..]),
+            Err(CodecError::InvalidKey("expected 64 hex characters"))
+        );
+        let not_hex = hex_key.replace('a', "g");
+        assert_eq!(
+            Kek::from_hex(&not_hex),
+            Err(CodecError::InvalidKey("not hexadecimal"))
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_key_bytes() {
+        let kek = Kek::from_bytes([0xab; KEY_LEN]);
+        let shown = format!("{kek:?}");
+        assert!(!shown.contains("ab") && !shown.contains("171"), "{shown}");
+    }
+}
