@@ -1,0 +1,83 @@
+//! rotor's crypto core, built as a WASI component (`wasm32-wasip2`).
+//!
+//! Every decision about key material and ciphertexts is made here, inside the sandbox: which
+//! KEK opens a wallet, when a new KEK is generated and stored, what a rotation writes. The host
+//! only carries bytes between this component, Vault and the database, within the grants it
+//! enforces.
+#![deny(unsafe_code)]
+
+// The generated glue is the only unsafe code in the component: the canonical ABI's lifting and
+// lowering.
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        world: "rotator",
+        path: "../wit",
+        // Key material crosses the boundary as strings and byte lists; the generated types own
+        // them, and the code below moves them into zeroizing wrappers as soon as it can.
+    });
+
+    use super::Component;
+    export!(Component with_types_in crate::bindings);
+}
+
+mod codec;
+mod history;
+mod keyring;
+mod log;
+mod rotation;
+mod scan;
+mod validation;
+mod wallet;
+
+use bindings::exports::rotor::kek::{codec as codec_api, operations as ops};
+
+struct Component;
+
+impl codec_api::Guest for Component {
+    fn seal(
+        kek_hex: String,
+        kek_version: u32,
+        id: String,
+        plaintext: Vec<u8>,
+    ) -> Result<String, String> {
+        codec::seal(kek_hex, kek_version, &id, plaintext)
+    }
+
+    fn open(keks: Vec<(u32, String)>, id: String, ciphertext: String) -> Result<Vec<u8>, String> {
+        codec::open(keks, &id, &ciphertext)
+    }
+
+    fn inspect(ciphertext: String) -> Result<u32, String> {
+        codec::inspect(&ciphertext)
+    }
+}
+
+impl ops::Guest for Component {
+    fn validate(at: ops::KeyLocation, batch_size: u32) -> Result<ops::ValidateReport, String> {
+        validation::validate(&at, batch_size)
+    }
+
+    fn rotate(
+        at: ops::KeyLocation,
+        options: ops::RotateOptions,
+    ) -> Result<ops::RotateReport, String> {
+        rotation::rotate(&at, &options)
+    }
+
+    fn history(at: ops::KeyLocation) -> Result<Vec<ops::HistoryEntry>, String> {
+        history::history(&at)
+    }
+
+    fn seal_wallet(at: ops::KeyLocation, id: String, plaintext: Vec<u8>) -> Result<u32, String> {
+        wallet::seal(&at, &id, plaintext)
+    }
+
+    fn open_wallet(at: ops::KeyLocation, id: String) -> Result<Vec<u8>, String> {
+        wallet::open(&at, &id)
+    }
+
+    fn import_kek(at: ops::KeyLocation, kek_hex: String) -> Result<u32, String> {
+        wallet::import_kek(&at, kek_hex)
+    }
+}

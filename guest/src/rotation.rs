@@ -1,0 +1,249 @@
+//! `rotate`: moves every wallet to a new KEK without ever writing a wallet under a key that is
+//! not safely in Vault.
+//!
+//! Order of steps (docs/ROTATION.md says what a crash at each one leaves behind):
+//! 1. the journal records the rotation (one unfinished rotation at a time);
+//! 2. the current KEK is archived at `<key-path>-archive/v<from>`;
+//! 3. a fresh KEK is written to `<key-path>` with check-and-set on `from`, then archived too;
+//! 4. the journal records the target version;
+//! 5. wallets move in atomic batches with a per-row compare-and-swap; rows already on the target
+//!    are skipped, so running the walk again after a crash is harmless;
+//! 6. the journal closes the rotation.
+
+use rotor_codec::{Format, Kek};
+
+use crate::bindings::exports::rotor::kek::operations::{KeyLocation, RotateOptions, RotateReport};
+use crate::bindings::rotor::kek::journal::{self, Rotation};
+use crate::bindings::rotor::kek::kv;
+use crate::bindings::rotor::kek::types::WalletFailure;
+use crate::bindings::rotor::kek::wallet_store::{self, Replacement, Wallet};
+use crate::keyring::{Keyring, kv_error, wipe};
+use crate::{log, scan};
+
+/// How often a row that another writer keeps changing is re-read before it is reported.
+const MAX_ATTEMPTS: u32 = 5;
+
+pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<RotateReport, String> {
+    let mut keyring = Keyring::load(&at.key_path)?;
+    if options.dry_run {
+        return dry_run(keyring, options);
+    }
+    match (journal::resume()?, options.resume) {
+        (Some(rotation), _) => {
+            log::info(&format!(
+                "resuming rotation #{} from KEK v{} (started by {} at {})",
+                rotation.id, rotation.from_version, rotation.started_by, rotation.started_at
+            ));
+            let to = resume_target(&mut keyring, &rotation)?;
+            move_wallets(
+                &mut keyring,
+                rotation.id,
+                rotation.from_version,
+                to,
+                options,
+            )
+        }
+        (None, true) => Err("there is no unfinished rotation to resume".into()),
+        (None, false) => {
+            let from = keyring.current_version();
+            let total = wallet_store::count().map_err(scan::store_error)?;
+            let rotation = journal::begin(from, total, options.reencrypt)?;
+            let to = store_new_kek(&mut keyring)?;
+            journal::set_target(rotation.id, to)?;
+            log::info(&format!(
+                "rotation #{}: new KEK v{to} stored; moving wallets from v{from}",
+                rotation.id
+            ));
+            move_wallets(&mut keyring, rotation.id, from, to, options)
+        }
+    }
+}
+
+/// Archives the current KEK, stores a fresh one with check-and-set, archives it, and makes it
+/// current. Returns its version.
+fn store_new_kek(keyring: &mut Keyring) -> Result<u32, String> {
+    let from = keyring.current_version();
+    keyring.archive(from)?;
+    let kek = Kek::generate().map_err(|e| e.to_string())?;
+    let path = keyring.key_path().to_owned();
+    let data = vec![("key".to_owned(), kek.to_hex().to_string())];
+    let written = kv::write(&path, &data, Some(from.into()));
+    wipe(data);
+    let version = match written {
+        Ok(version) => {
+            u32::try_from(version).map_err(|_| format!("{path} reached version {version}"))?
+        }
+        Err(kv::Error::CasMismatch(_)) => {
+            return Err(format!(
+                "{path} changed in Vault while the rotation was starting (another writer?); nothing \
+                 was moved: run `rotor rotate` again to resume"
+            ));
+        }
+        Err(e) => return Err(kv_error(&path, e)),
+    };
+    keyring.install_current(version, kek);
+    keyring.archive(version)?;
+    Ok(version)
+}
+
+/// The KEK an unfinished rotation moves wallets to. A crash after the new KEK reached Vault but
+/// before the journal heard of it leaves Vault one version ahead: that key is the target.
+fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, String> {
+    let current = keyring.current_version();
+    let to = match rotation.to_version {
+        0 if current > rotation.from_version => current,
+        0 => store_new_kek(keyring)?,
+        to => to,
+    };
+    if to != keyring.current_version() {
+        return Err(format!(
+            "unfinished rotation #{} moves wallets to KEK v{to}, but Vault's current KEK is v{}: \
+             the key was changed outside rotor; restore v{to} as current before resuming",
+            rotation.id,
+            keyring.current_version()
+        ));
+    }
+    keyring.archive(to)?;
+    if rotation.to_version == 0 {
+        journal::set_target(rotation.id, to)?;
+    }
+    Ok(to)
+}
+
+/// What one wallet becomes under KEK `to`: `None` if it is there already.
+fn reseal(
+    keyring: &mut Keyring,
+    wallet: &Wallet,
+    to: u32,
+    reencrypt: bool,
+) -> Result<Option<String>, String> {
+    let format = rotor_codec::inspect(&wallet.ciphertext).map_err(|e| e.to_string())?;
+    let new_kek = keyring.get(to)?;
+    let resealed = match format {
+        Format::Envelope { kek_version } if kek_version == to => return Ok(None),
+        Format::Envelope { kek_version } if !reencrypt => {
+            let old_kek = keyring.get(kek_version)?;
+            rotor_codec::rewrap(&old_kek, &new_kek, to, &wallet.id, &wallet.ciphertext)
+        }
+        // Legacy rows have no data key to re-wrap; --reencrypt replaces data keys on purpose.
+        _ => {
+            let (_, plaintext) = keyring.open(&wallet.id, &wallet.ciphertext)?;
+            rotor_codec::seal(&new_kek, to, &wallet.id, &plaintext)
+        }
+    };
+    resealed.map(Some).map_err(|e| e.to_string())
+}
+
+#[derive(Default)]
+struct Tally {
+    seen: u64,
+    rotated: u64,
+    unchanged: u64,
+    failed: Vec<WalletFailure>,
+}
+
+impl Tally {
+    /// Reseals `wallets`, returning the replacements to write.
+    fn plan(
+        &mut self,
+        keyring: &mut Keyring,
+        wallets: Vec<Wallet>,
+        to: u32,
+        reencrypt: bool,
+    ) -> Vec<Replacement> {
+        let mut replacements = Vec::with_capacity(wallets.len());
+        for wallet in wallets {
+            match reseal(keyring, &wallet, to, reencrypt) {
+                Ok(Some(replacement)) => replacements.push(Replacement {
+                    id: wallet.id,
+                    expected: wallet.ciphertext,
+                    replacement,
+                }),
+                Ok(None) => self.unchanged += 1,
+                Err(reason) => self.failed.push(WalletFailure {
+                    id: wallet.id,
+                    reason,
+                }),
+            }
+        }
+        replacements
+    }
+}
+
+fn move_wallets(
+    keyring: &mut Keyring,
+    rotation_id: u64,
+    from: u32,
+    to: u32,
+    options: &RotateOptions,
+) -> Result<RotateReport, String> {
+    let total = wallet_store::count().map_err(scan::store_error)?;
+    let mut tally = Tally::default();
+    for batch in scan::batches(options.batch_size) {
+        let mut pending = batch?;
+        tally.seen += pending.len() as u64;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let replacements =
+                tally.plan(keyring, std::mem::take(&mut pending), to, options.reencrypt);
+            if replacements.is_empty() {
+                break;
+            }
+            let outcome = wallet_store::replace_batch(&replacements).map_err(scan::store_error)?;
+            tally.rotated += u64::from(outcome.replaced);
+            // A conflicting row was written by someone else since it was read: read it again and
+            // move what it holds now (deleted rows are simply gone).
+            for id in outcome.conflicts {
+                if attempt == MAX_ATTEMPTS {
+                    let reason =
+                        format!("changed by another writer on each of {MAX_ATTEMPTS} attempts");
+                    tally.failed.push(WalletFailure { id, reason });
+                } else if let Some(ciphertext) =
+                    wallet_store::get(&id).map_err(scan::store_error)?
+                {
+                    pending.push(Wallet { id, ciphertext });
+                }
+            }
+        }
+        log::progress(tally.seen, total.max(tally.seen));
+    }
+    if !tally.failed.is_empty() {
+        log::warn(&format!(
+            "{} wallet(s) could not be moved and were left untouched on their old KEK",
+            tally.failed.len()
+        ));
+    }
+    journal::finish(rotation_id, tally.failed.len() as u64)?;
+    Ok(RotateReport {
+        rotation_id,
+        from_version: from,
+        to_version: to,
+        total: tally.seen,
+        rotated: tally.rotated,
+        unchanged: tally.unchanged,
+        failed: tally.failed,
+        dry_run: false,
+    })
+}
+
+/// Opens and reseals every wallet under a KEK that is never stored; writes nothing.
+fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport, String> {
+    let from = keyring.current_version();
+    let to = from + 1;
+    keyring.install_current(to, Kek::generate().map_err(|e| e.to_string())?);
+    let mut tally = Tally::default();
+    for batch in scan::batches(options.batch_size) {
+        let batch = batch?;
+        tally.seen += batch.len() as u64;
+        tally.rotated += tally.plan(&mut keyring, batch, to, options.reencrypt).len() as u64;
+    }
+    Ok(RotateReport {
+        rotation_id: 0,
+        from_version: from,
+        to_version: to,
+        total: tally.seen,
+        rotated: tally.rotated,
+        unchanged: tally.unchanged,
+        failed: tally.failed,
+        dry_run: true,
+    })
+}

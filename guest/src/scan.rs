@@ -1,0 +1,41 @@
+//! Walking the wallet table in keyset-paginated batches.
+
+use crate::bindings::rotor::kek::wallet_store::{self, Wallet};
+
+/// Upper bound on one batch: keeps each call across the boundary, and each transaction, small.
+pub(crate) const MAX_BATCH: u32 = 10_000;
+
+pub(crate) fn store_error(error: wallet_store::Error) -> String {
+    match error {
+        wallet_store::Error::Denied(why)
+        | wallet_store::Error::TooLarge(why)
+        | wallet_store::Error::Database(why) => why,
+    }
+}
+
+/// Batches of up to `batch_size` wallets in id order. Rows inserted behind the cursor while the
+/// walk is under way are not seen; writers use the newest KEK anyway.
+pub(crate) fn batches(batch_size: u32) -> impl Iterator<Item = Result<Vec<Wallet>, String>> {
+    let limit = batch_size.clamp(1, MAX_BATCH);
+    let mut after: Option<String> = None;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        match wallet_store::scan(after.as_deref(), limit) {
+            Ok(batch) if batch.is_empty() => {
+                done = true;
+                None
+            }
+            Ok(batch) => {
+                after = batch.last().map(|w| w.id.clone());
+                Some(Ok(batch))
+            }
+            Err(e) => {
+                done = true;
+                Some(Err(store_error(e)))
+            }
+        }
+    })
+}
