@@ -89,26 +89,21 @@ pub(crate) struct Envelope {
 
 impl Envelope {
     pub(crate) fn parse(text: &str) -> Result<Self, CodecError> {
-        let rest = text.strip_prefix(PREFIX).ok_or(CodecError::Malformed(
-            "expected the prefix rotor:v<version>:",
-        ))?;
-        let (version, encoded) = rest
-            .split_once(':')
-            .ok_or(CodecError::Malformed("no ':' after the KEK version"))?;
+        let rest = text
+            .strip_prefix(PREFIX)
+            .ok_or(CodecError::Malformed("expected the prefix rotor:v<version>:"))?;
+        let (version, encoded) =
+            rest.split_once(':').ok_or(CodecError::Malformed("no ':' after the KEK version"))?;
         let kek_version = parse_version(version)?;
-        let payload = STANDARD
-            .decode(encoded)
-            .map_err(|_| CodecError::Malformed("payload is not valid base64"))?;
+        let payload =
+            STANDARD.decode(encoded).map_err(|_| CodecError::Malformed("payload is not valid base64"))?;
         if payload.len() < PAYLOAD_OVERHEAD {
             return Err(CodecError::Malformed("payload is truncated"));
         }
         if payload[0] != LAYOUT_V1 {
             return Err(CodecError::Malformed("unknown payload layout byte"));
         }
-        Ok(Envelope {
-            kek_version,
-            payload,
-        })
+        Ok(Envelope { kek_version, payload })
     }
 
     fn unwrap_dek(&self, kek: &Kek, id: &str) -> Result<DataKey, CodecError> {
@@ -170,11 +165,7 @@ fn wrap_into(
     out.extend_from_slice(dek.0.as_ref());
     let tag = kek
         .cipher()
-        .encrypt_inout_detached(
-            &nonce(&wrap_nonce),
-            &wrap_aad(kek_version, id),
-            (&mut out[start..]).into(),
-        )
+        .encrypt_inout_detached(&nonce(&wrap_nonce), &wrap_aad(kek_version, id), (&mut out[start..]).into())
         .expect("a 32-byte message is within AES-GCM limits");
     out.extend_from_slice(&tag);
 }
@@ -202,11 +193,7 @@ pub fn seal_with(
     payload.extend_from_slice(plaintext);
     let tag = dek
         .cipher()
-        .encrypt_inout_detached(
-            &nonce(&nonces.data),
-            &data_aad(id),
-            (&mut payload[start..]).into(),
-        )
+        .encrypt_inout_detached(&nonce(&nonces.data), &data_aad(id), (&mut payload[start..]).into())
         .expect("wallets are far below AES-GCM's length limit");
     payload.extend_from_slice(&tag);
     encode(kek_version, &payload)
@@ -215,18 +202,8 @@ pub fn seal_with(
 /// Seals `plaintext` for wallet `id` under KEK version `kek_version`, with a fresh data key.
 #[cfg(feature = "getrandom")]
 pub fn seal(kek: &Kek, kek_version: u32, id: &str, plaintext: &[u8]) -> Result<String, CodecError> {
-    let nonces = EnvelopeNonces {
-        wrap: random_nonce()?,
-        data: random_nonce()?,
-    };
-    Ok(seal_with(
-        kek,
-        kek_version,
-        id,
-        plaintext,
-        &DataKey::generate()?,
-        nonces,
-    ))
+    let nonces = EnvelopeNonces { wrap: random_nonce()?, data: random_nonce()? };
+    Ok(seal_with(kek, kek_version, id, plaintext, &DataKey::generate()?, nonces))
 }
 
 /// Moves an envelope to another KEK by re-wrapping its data key: ~60 bytes of AES, whatever the
@@ -261,14 +238,7 @@ pub fn rewrap(
     id: &str,
     ciphertext: &str,
 ) -> Result<String, CodecError> {
-    rewrap_with(
-        old_kek,
-        new_kek,
-        new_version,
-        id,
-        ciphertext,
-        random_nonce()?,
-    )
+    rewrap_with(old_kek, new_kek, new_version, id, ciphertext, random_nonce()?)
 }
 
 /// Opens a wallet in either format and seals it again under `new_kek` with a fresh data key
@@ -294,21 +264,11 @@ mod tests {
         Kek::from_bytes([byte; KEY_LEN])
     }
 
-    const NONCES: EnvelopeNonces = EnvelopeNonces {
-        wrap: [1; NONCE_LEN],
-        data: [2; NONCE_LEN],
-    };
+    const NONCES: EnvelopeNonces = EnvelopeNonces { wrap: [1; NONCE_LEN], data: [2; NONCE_LEN] };
 
     #[test]
     fn seal_open_round_trip_names_version() {
-        let sealed = seal_with(
-            &kek(7),
-            3,
-            "w-1",
-            b"secret",
-            &DataKey::from_bytes([9; 32]),
-            NONCES,
-        );
+        let sealed = seal_with(&kek(7), 3, "w-1", b"secret", &DataKey::from_bytes([9; 32]), NONCES);
         assert!(sealed.starts_with("rotor:v3:"));
         assert_eq!(inspect(&sealed), Ok(Format::Envelope { kek_version: 3 }));
         assert_eq!(open(&kek(7), "w-1", &sealed).unwrap().as_slice(), b"secret");
@@ -318,27 +278,11 @@ mod tests {
 
     #[test]
     fn wrong_key_wrong_id_and_edited_version_fail() {
-        let sealed = seal_with(
-            &kek(7),
-            3,
-            "w-1",
-            b"secret",
-            &DataKey::from_bytes([9; 32]),
-            NONCES,
-        );
-        assert_eq!(
-            open(&kek(8), "w-1", &sealed),
-            Err(CodecError::Authentication)
-        );
-        assert_eq!(
-            open(&kek(7), "w-2", &sealed),
-            Err(CodecError::Authentication)
-        );
+        let sealed = seal_with(&kek(7), 3, "w-1", b"secret", &DataKey::from_bytes([9; 32]), NONCES);
+        assert_eq!(open(&kek(8), "w-1", &sealed), Err(CodecError::Authentication));
+        assert_eq!(open(&kek(7), "w-2", &sealed), Err(CodecError::Authentication));
         let relabelled = sealed.replacen("rotor:v3:", "rotor:v4:", 1);
-        assert_eq!(
-            open(&kek(7), "w-1", &relabelled),
-            Err(CodecError::Authentication)
-        );
+        assert_eq!(open(&kek(7), "w-1", &relabelled), Err(CodecError::Authentication));
     }
 
     #[test]
@@ -348,10 +292,7 @@ mod tests {
         let moved = rewrap_with(&kek(7), &kek(8), 4, "w-1", &sealed, [5; NONCE_LEN]).unwrap();
         assert!(moved.starts_with("rotor:v4:"));
         assert_eq!(open(&kek(8), "w-1", &moved).unwrap().as_slice(), b"secret");
-        assert_eq!(
-            open(&kek(7), "w-1", &moved),
-            Err(CodecError::Authentication)
-        );
+        assert_eq!(open(&kek(7), "w-1", &moved), Err(CodecError::Authentication));
         let data_of = |s: &str| Envelope::parse(s).unwrap().payload[DATA_NONCE..].to_vec();
         assert_eq!(data_of(&sealed), data_of(&moved));
         assert_eq!(
@@ -363,22 +304,10 @@ mod tests {
     #[test]
     fn malformed_inputs_say_what_is_wrong() {
         let cases = [
-            (
-                "rotor:v0:AAAA",
-                "KEK version must be a decimal number from 1, without leading zeros",
-            ),
-            (
-                "rotor:v01:AAAA",
-                "KEK version must be a decimal number from 1, without leading zeros",
-            ),
-            (
-                "rotor:vx:AAAA",
-                "KEK version must be a decimal number from 1, without leading zeros",
-            ),
-            (
-                "rotor:v99999999999:AAAA",
-                "KEK version must be a decimal number from 1, without leading zeros",
-            ),
+            ("rotor:v0:AAAA", "KEK version must be a decimal number from 1, without leading zeros"),
+            ("rotor:v01:AAAA", "KEK version must be a decimal number from 1, without leading zeros"),
+            ("rotor:vx:AAAA", "KEK version must be a decimal number from 1, without leading zeros"),
+            ("rotor:v99999999999:AAAA", "KEK version must be a decimal number from 1, without leading zeros"),
             ("rotor:v1", "no ':' after the KEK version"),
             ("rotor:v1:!!!", "payload is not valid base64"),
             ("rotor:v1:AAAA", "payload is truncated"),
@@ -389,10 +318,7 @@ mod tests {
         }
         let mut payload = [0u8; PAYLOAD_OVERHEAD];
         payload[0] = 2;
-        assert_eq!(
-            inspect(&encode(1, &payload)),
-            Err(CodecError::Malformed("unknown payload layout byte"))
-        );
+        assert_eq!(inspect(&encode(1, &payload)), Err(CodecError::Malformed("unknown payload layout byte")));
     }
 
     #[cfg(feature = "getrandom")]

@@ -20,9 +20,9 @@ impl fmt::Display for CodecError {
         match self {
             CodecError::InvalidKey(why) => write!(f, "invalid KEK: {why}"),
             CodecError::Malformed(why) => write!(f, "malformed ciphertext: {why}"),
-            CodecError::Authentication => f.write_str(
-                "ciphertext does not open: wrong KEK, copied from another wallet id, or tampered",
-            ),
+            CodecError::Authentication => {
+                f.write_str("ciphertext does not open: wrong KEK, copied from another wallet id, or tampered")
+            }
             CodecError::Randomness => f.write_str("the random number source failed"),
         }
     }

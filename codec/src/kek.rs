@@ -18,9 +18,7 @@ pub struct Kek {
 impl Kek {
     /// Wraps raw key bytes.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        Kek {
-            bytes: Zeroizing::new(bytes),
-        }
+        Kek { bytes: Zeroizing::new(bytes) }
     }
 
     /// Parses the Vault representation: exactly 64 hex characters.
@@ -46,9 +44,7 @@ impl Kek {
     pub fn to_hex(&self) -> Zeroizing<String> {
         let mut buf = [0u8; 2 * KEY_LEN];
         hex::encode_to_slice(self.bytes.as_ref(), &mut buf).expect("buffer is exactly 64 bytes");
-        let hex_key = Zeroizing::new(String::from(
-            core::str::from_utf8(&buf).expect("hex is ASCII"),
-        ));
+        let hex_key = Zeroizing::new(String::from(core::str::from_utf8(&buf).expect("hex is ASCII")));
         buf.zeroize();
         hex_key
     }
@@ -62,11 +58,7 @@ impl Kek {
 impl PartialEq for Kek {
     /// Constant-time: compares every byte whatever the first difference.
     fn eq(&self, other: &Self) -> bool {
-        self.bytes
-            .iter()
-            .zip(other.bytes.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        self.bytes.iter().zip(other.bytes.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
     }
 }
 
@@ -88,15 +80,9 @@ mod tests {
         let hex_key = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
         let kek = Kek::from_hex(hex_key).unwrap();
         assert_eq!(kek.to_hex().as_str(), hex_key);
-        assert_eq!(
-            Kek::from_hex(&hex_key[2..]),
-            Err(CodecError::InvalidKey("expected 64 hex characters"))
-        );
+        assert_eq!(Kek::from_hex(&hex_key[2..]), Err(CodecError::InvalidKey("expected 64 hex characters")));
         let not_hex = hex_key.replace('a', "g");
-        assert_eq!(
-            Kek::from_hex(&not_hex),
-            Err(CodecError::InvalidKey("not hexadecimal"))
-        );
+        assert_eq!(Kek::from_hex(&not_hex), Err(CodecError::InvalidKey("not hexadecimal")));
     }
 
     #[test]

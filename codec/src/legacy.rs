@@ -17,9 +17,7 @@ pub(crate) fn decode(text: &str) -> Result<Vec<u8>, CodecError> {
         .decode(text)
         .map_err(|_| CodecError::Malformed("neither rotor:v<version>: nor valid base64"))?;
     if raw.len() < LEGACY_OVERHEAD {
-        return Err(CodecError::Malformed(
-            "legacy ciphertext is shorter than iv and tag",
-        ));
+        return Err(CodecError::Malformed("legacy ciphertext is shorter than iv and tag"));
     }
     Ok(raw)
 }
@@ -46,11 +44,7 @@ pub fn seal_legacy_with(kek: &Kek, plaintext: &[u8], iv: [u8; NONCE_LEN]) -> Str
     let mut ciphertext = plaintext.to_vec();
     let tag = kek
         .cipher()
-        .encrypt_inout_detached(
-            &Nonce::<Aes256Gcm>::from(iv),
-            b"",
-            ciphertext.as_mut_slice().into(),
-        )
+        .encrypt_inout_detached(&Nonce::<Aes256Gcm>::from(iv), b"", ciphertext.as_mut_slice().into())
         .expect("wallets are far below AES-GCM's length limit");
     STANDARD.encode([&iv[..], &tag[..], &ciphertext].concat())
 }
@@ -77,25 +71,18 @@ mod tests {
         assert_eq!(raw.len(), LEGACY_OVERHEAD + 6);
         assert_eq!(inspect(&sealed), Ok(Format::Legacy));
         assert_eq!(open(&kek, &sealed).unwrap().as_slice(), b"wallet");
-        assert_eq!(
-            open(&Kek::from_bytes([5; KEY_LEN]), &sealed),
-            Err(CodecError::Authentication)
-        );
+        assert_eq!(open(&Kek::from_bytes([5; KEY_LEN]), &sealed), Err(CodecError::Authentication));
     }
 
     #[test]
     fn short_or_non_base64_input_is_malformed() {
         assert_eq!(
             inspect("AAAA"),
-            Err(CodecError::Malformed(
-                "legacy ciphertext is shorter than iv and tag"
-            ))
+            Err(CodecError::Malformed("legacy ciphertext is shorter than iv and tag"))
         );
         assert_eq!(
             inspect("not base64!"),
-            Err(CodecError::Malformed(
-                "neither rotor:v<version>: nor valid base64"
-            ))
+            Err(CodecError::Malformed("neither rotor:v<version>: nor valid base64"))
         );
     }
 }

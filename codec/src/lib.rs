@@ -69,9 +69,7 @@ impl Format {
 /// checking its structure (prefix, base64, lengths) but not its authenticity.
 pub fn inspect(ciphertext: &str) -> Result<Format, CodecError> {
     if ciphertext.starts_with("rotor:") {
-        envelope::Envelope::parse(ciphertext).map(|e| Format::Envelope {
-            kek_version: e.kek_version,
-        })
+        envelope::Envelope::parse(ciphertext).map(|e| Format::Envelope { kek_version: e.kek_version })
     } else {
         legacy::decode(ciphertext).map(|_| Format::Legacy)
     }

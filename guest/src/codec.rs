@@ -23,11 +23,7 @@ pub(crate) fn seal(
     rotor_codec::seal(&kek, kek_version, id, &plaintext).map_err(|e| e.to_string())
 }
 
-pub(crate) fn open(
-    keks: Vec<(u32, String)>,
-    id: &str,
-    ciphertext: &str,
-) -> Result<Vec<u8>, String> {
+pub(crate) fn open(keks: Vec<(u32, String)>, id: &str, ciphertext: &str) -> Result<Vec<u8>, String> {
     let mut keyring = Vec::with_capacity(keks.len());
     for (version, hex_key) in keks {
         let kek = kek_from_hex(hex_key).map_err(|e| format!("KEK version {version}: {e}"))?;

@@ -35,12 +35,7 @@ use bindings::exports::rotor::kek::{codec as codec_api, operations as ops};
 struct Component;
 
 impl codec_api::Guest for Component {
-    fn seal(
-        kek_hex: String,
-        kek_version: u32,
-        id: String,
-        plaintext: Vec<u8>,
-    ) -> Result<String, String> {
+    fn seal(kek_hex: String, kek_version: u32, id: String, plaintext: Vec<u8>) -> Result<String, String> {
         codec::seal(kek_hex, kek_version, &id, plaintext)
     }
 
@@ -58,10 +53,7 @@ impl ops::Guest for Component {
         validation::validate(&at, batch_size)
     }
 
-    fn rotate(
-        at: ops::KeyLocation,
-        options: ops::RotateOptions,
-    ) -> Result<ops::RotateReport, String> {
+    fn rotate(at: ops::KeyLocation, options: ops::RotateOptions) -> Result<ops::RotateReport, String> {
         rotation::rotate(&at, &options)
     }
 

@@ -17,7 +17,7 @@ use crate::bindings::rotor::kek::journal::{self, Rotation};
 use crate::bindings::rotor::kek::kv;
 use crate::bindings::rotor::kek::types::WalletFailure;
 use crate::bindings::rotor::kek::wallet_store::{self, Replacement, Wallet};
-use crate::keyring::{Keyring, kv_error, wipe};
+use crate::keyring::{Keyring, OpenError, kv_error, wipe};
 use crate::{log, scan};
 
 /// How often a row that another writer keeps changing is re-read before it is reported.
@@ -35,13 +35,7 @@ pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<Rotate
                 rotation.id, rotation.from_version, rotation.started_by, rotation.started_at
             ));
             let to = resume_target(&mut keyring, &rotation)?;
-            move_wallets(
-                &mut keyring,
-                rotation.id,
-                rotation.from_version,
-                to,
-                options,
-            )
+            move_wallets(&mut keyring, rotation.id, rotation.from_version, to, options)
         }
         (None, true) => Err("there is no unfinished rotation to resume".into()),
         (None, false) => {
@@ -70,9 +64,7 @@ fn store_new_kek(keyring: &mut Keyring) -> Result<u32, String> {
     let written = kv::write(&path, &data, Some(from.into()));
     wipe(data);
     let version = match written {
-        Ok(version) => {
-            u32::try_from(version).map_err(|_| format!("{path} reached version {version}"))?
-        }
+        Ok(version) => u32::try_from(version).map_err(|_| format!("{path} reached version {version}"))?,
         Err(kv::Error::CasMismatch(_)) => {
             return Err(format!(
                 "{path} changed in Vault while the rotation was starting (another writer?); nothing \
@@ -110,28 +102,28 @@ fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, Stri
     Ok(to)
 }
 
-/// What one wallet becomes under KEK `to`: `None` if it is there already.
+/// What one wallet becomes under KEK `to` (`new_kek`): `None` if it is there already.
 fn reseal(
     keyring: &mut Keyring,
+    new_kek: &Kek,
     wallet: &Wallet,
     to: u32,
     reencrypt: bool,
-) -> Result<Option<String>, String> {
-    let format = rotor_codec::inspect(&wallet.ciphertext).map_err(|e| e.to_string())?;
-    let new_kek = keyring.get(to)?;
-    let resealed = match format {
+) -> Result<Option<String>, OpenError> {
+    let wallet_error = |e: rotor_codec::CodecError| OpenError::Wallet(e.to_string());
+    let resealed = match rotor_codec::inspect(&wallet.ciphertext).map_err(wallet_error)? {
         Format::Envelope { kek_version } if kek_version == to => return Ok(None),
         Format::Envelope { kek_version } if !reencrypt => {
-            let old_kek = keyring.get(kek_version)?;
-            rotor_codec::rewrap(&old_kek, &new_kek, to, &wallet.id, &wallet.ciphertext)
+            let old_kek = keyring.for_envelope(kek_version)?;
+            rotor_codec::rewrap(&old_kek, new_kek, to, &wallet.id, &wallet.ciphertext)
         }
         // Legacy rows have no data key to re-wrap; --reencrypt replaces data keys on purpose.
         _ => {
             let (_, plaintext) = keyring.open(&wallet.id, &wallet.ciphertext)?;
-            rotor_codec::seal(&new_kek, to, &wallet.id, &plaintext)
+            rotor_codec::seal(new_kek, to, &wallet.id, &plaintext)
         }
     };
-    resealed.map(Some).map_err(|e| e.to_string())
+    resealed.map(Some).map_err(wallet_error)
 }
 
 #[derive(Default)]
@@ -143,30 +135,28 @@ struct Tally {
 }
 
 impl Tally {
-    /// Reseals `wallets`, returning the replacements to write.
+    /// Reseals `wallets`, returning the replacements to write. Wallets that do not open are
+    /// tallied as failed; a Vault failure stops everything.
     fn plan(
         &mut self,
         keyring: &mut Keyring,
         wallets: Vec<Wallet>,
         to: u32,
         reencrypt: bool,
-    ) -> Vec<Replacement> {
+    ) -> Result<Vec<Replacement>, String> {
+        let new_kek = keyring.require(to)?;
         let mut replacements = Vec::with_capacity(wallets.len());
         for wallet in wallets {
-            match reseal(keyring, &wallet, to, reencrypt) {
-                Ok(Some(replacement)) => replacements.push(Replacement {
-                    id: wallet.id,
-                    expected: wallet.ciphertext,
-                    replacement,
-                }),
+            match reseal(keyring, &new_kek, &wallet, to, reencrypt) {
+                Ok(Some(replacement)) => {
+                    replacements.push(Replacement { id: wallet.id, expected: wallet.ciphertext, replacement })
+                }
                 Ok(None) => self.unchanged += 1,
-                Err(reason) => self.failed.push(WalletFailure {
-                    id: wallet.id,
-                    reason,
-                }),
+                Err(OpenError::Wallet(reason)) => self.failed.push(WalletFailure { id: wallet.id, reason }),
+                Err(OpenError::Fatal(reason)) => return Err(reason),
             }
         }
-        replacements
+        Ok(replacements)
     }
 }
 
@@ -183,8 +173,7 @@ fn move_wallets(
         let mut pending = batch?;
         tally.seen += pending.len() as u64;
         for attempt in 1..=MAX_ATTEMPTS {
-            let replacements =
-                tally.plan(keyring, std::mem::take(&mut pending), to, options.reencrypt);
+            let replacements = tally.plan(keyring, std::mem::take(&mut pending), to, options.reencrypt)?;
             if replacements.is_empty() {
                 break;
             }
@@ -194,12 +183,9 @@ fn move_wallets(
             // move what it holds now (deleted rows are simply gone).
             for id in outcome.conflicts {
                 if attempt == MAX_ATTEMPTS {
-                    let reason =
-                        format!("changed by another writer on each of {MAX_ATTEMPTS} attempts");
+                    let reason = format!("changed by another writer on each of {MAX_ATTEMPTS} attempts");
                     tally.failed.push(WalletFailure { id, reason });
-                } else if let Some(ciphertext) =
-                    wallet_store::get(&id).map_err(scan::store_error)?
-                {
+                } else if let Some(ciphertext) = wallet_store::get(&id).map_err(scan::store_error)? {
                     pending.push(Wallet { id, ciphertext });
                 }
             }
@@ -234,7 +220,7 @@ fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport
     for batch in scan::batches(options.batch_size) {
         let batch = batch?;
         tally.seen += batch.len() as u64;
-        tally.rotated += tally.plan(&mut keyring, batch, to, options.reencrypt).len() as u64;
+        tally.rotated += tally.plan(&mut keyring, batch, to, options.reencrypt)?.len() as u64;
     }
     Ok(RotateReport {
         rotation_id: 0,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use crate::bindings::exports::rotor::kek::operations::{KeyLocation, ValidateReport};
 use crate::bindings::rotor::kek::types::{VersionCount, WalletFailure};
 use crate::bindings::rotor::kek::wallet_store;
-use crate::keyring::Keyring;
+use crate::keyring::{Keyring, OpenError};
 use crate::{log, scan};
 
 pub(crate) fn validate(at: &KeyLocation, batch_size: u32) -> Result<ValidateReport, String> {
@@ -18,10 +18,8 @@ pub(crate) fn validate(at: &KeyLocation, batch_size: u32) -> Result<ValidateRepo
         for wallet in batch? {
             match keyring.open(&wallet.id, &wallet.ciphertext) {
                 Ok((version, _plaintext)) => *per_version.entry(version).or_default() += 1,
-                Err(reason) => invalid.push(WalletFailure {
-                    id: wallet.id,
-                    reason,
-                }),
+                Err(OpenError::Wallet(reason)) => invalid.push(WalletFailure { id: wallet.id, reason }),
+                Err(OpenError::Fatal(reason)) => return Err(reason),
             }
             seen += 1;
         }

@@ -6,7 +6,7 @@ use zeroize::Zeroizing;
 use crate::bindings::exports::rotor::kek::operations::KeyLocation;
 use crate::bindings::rotor::kek::{kv, wallet_store};
 use crate::codec::kek_from_hex;
-use crate::keyring::{Keyring, kv_error, wipe};
+use crate::keyring::{Keyring, OpenError, kv_error, wipe};
 use crate::scan::store_error;
 
 pub(crate) fn seal(at: &KeyLocation, id: &str, plaintext: Vec<u8>) -> Result<u32, String> {
@@ -16,20 +16,19 @@ pub(crate) fn seal(at: &KeyLocation, id: &str, plaintext: Vec<u8>) -> Result<u32
     }
     let keyring = Keyring::load(&at.key_path)?;
     let version = keyring.current_version();
-    let sealed =
-        rotor_codec::seal(keyring.current(), version, id, &plaintext).map_err(|e| e.to_string())?;
+    let sealed = rotor_codec::seal(keyring.current(), version, id, &plaintext).map_err(|e| e.to_string())?;
     wallet_store::put(id, &sealed).map_err(store_error)?;
     Ok(version)
 }
 
 pub(crate) fn open(at: &KeyLocation, id: &str) -> Result<Vec<u8>, String> {
-    let ciphertext = wallet_store::get(id)
-        .map_err(store_error)?
-        .ok_or_else(|| format!("no wallet with id {id:?}"))?;
+    let ciphertext =
+        wallet_store::get(id).map_err(store_error)?.ok_or_else(|| format!("no wallet with id {id:?}"))?;
     let mut keyring = Keyring::load(&at.key_path)?;
-    let (_, plaintext) = keyring
-        .open(id, &ciphertext)
-        .map_err(|reason| format!("wallet {id:?} does not open: {reason}"))?;
+    let (_, plaintext) = keyring.open(id, &ciphertext).map_err(|e| match e {
+        OpenError::Wallet(reason) => format!("wallet {id:?} does not open: {reason}"),
+        OpenError::Fatal(reason) => reason,
+    })?;
     Ok(plaintext.to_vec())
 }
 
