@@ -1,0 +1,53 @@
+//! Builds the crypto-core component (`guest/`) for `wasm32-wasip2` and hands it to the host
+//! crate, which embeds it: `target/release/rotor` carries the component it runs by default.
+//!
+//! The guest is built by a nested cargo with its own target directory, since the outer build
+//! holds the lock on the main one.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let workspace = manifest_dir.parent().unwrap();
+    for input in ["guest", "codec", "wit", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(input).display());
+    }
+
+    let target_dir = env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join("target"))
+        .join("guest-build");
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(workspace)
+        .args(["build", "--package", "rotor-guest", "--profile", "guest", "--target", TARGET, "--locked"])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        // Flags meant for the host (say, -C target-cpu=native) must not reach the wasm build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .output()
+        .expect("failed to run cargo to build the guest component");
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if stderr.contains("target may not be installed")
+            || stderr.contains("can't find crate for `core`")
+        {
+            format!(
+                "\nhint: the {TARGET} target is missing: run `rustup target add {TARGET}` (scripts/setup does)"
+            )
+        } else {
+            String::new()
+        };
+        panic!("building the guest component failed:\n{stderr}{hint}");
+    }
+
+    let built = target_dir.join(TARGET).join("guest").join("rotor_guest.wasm");
+    let out = Path::new(&env::var_os("OUT_DIR").unwrap()).join("rotor_guest.wasm");
+    std::fs::copy(&built, &out).unwrap_or_else(|e| panic!("copying {} failed: {e}", built.display()));
+}

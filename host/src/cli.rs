@@ -1,0 +1,472 @@
+//! The `rotor` command line: arguments, the commands, and what they print.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::app::{App, Settings};
+use crate::bindings::operations::{self, RotateOptions};
+use crate::component::Instance;
+use crate::grants::Access;
+use crate::progress::Reporter;
+use crate::store::{RotationRecord, WalletTable};
+use crate::vault::VaultConfig;
+
+/// Exit code of a command that ran to the end but left wallets that do not open or did not move.
+pub const EXIT_WALLETS_FAILED: u8 = 3;
+
+const AFTER_HELP: &str = "\
+Vault is reached as the Vault CLI does: VAULT_ADDR (default http://127.0.0.1:8200), VAULT_TOKEN
+(else ~/.vault-token), VAULT_NAMESPACE, VAULT_CACERT. The KEK is field `key` (64 hex characters) of
+<kv-mount>/<key-path>; rotor keeps every KEK version at <key-path>-archive/v<N>.
+
+Exit codes: 0 success; 1 error (nothing was left half-done; the message says what to fix);
+2 bad usage; 3 finished, but some wallets do not open or could not be moved (listed by id).";
+
+/// Rotates the key-encryption key (KEK) of AES-256-GCM wallets kept in SQL, with the KEK in
+/// Vault KV v2. All crypto runs inside a sandboxed WebAssembly component.
+#[derive(Debug, Parser)]
+#[command(name = "rotor", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Database with the wallet table: sqlite://PATH or postgres://USER@HOST/DB.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://rotor.db", global = true)]
+    pub database_url: String,
+    /// Table that holds the wallets.
+    #[arg(long, default_value = "wallets", global = true)]
+    pub table: String,
+    /// Column with the wallet id (text, unique).
+    #[arg(long, default_value = "id", global = true)]
+    pub id_column: String,
+    /// Column with the encrypted wallet (text).
+    #[arg(long, default_value = "ciphertext", global = true)]
+    pub ciphertext_column: String,
+    /// Mount point of the KV v2 secrets engine.
+    #[arg(long, env = "ROTOR_KV_MOUNT", default_value = "secret", global = true)]
+    pub kv_mount: String,
+    /// Path of the KEK within the mount.
+    #[arg(long, env = "ROTOR_KEY_PATH", default_value = "ibn/encryption-key", global = true)]
+    pub key_path: String,
+    /// Run this component instead of the one built into rotor.
+    #[arg(long, env = "ROTOR_COMPONENT", global = true, value_name = "PATH")]
+    pub component: Option<PathBuf>,
+    /// Print exactly one JSON document on stdout (errors too: {"error": "..."}).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More logging (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Errors only; no progress bar.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open every wallet with the KEK it names; count wallets per KEK version, list those that fail.
+    ///
+    /// Legacy wallets name no KEK version: rotor tries the current KEK, then archived ones.
+    /// Exits 3 if any wallet does not open.
+    Validate(BatchArgs),
+    /// Move every wallet to a new KEK.
+    ///
+    /// A new 256-bit KEK from a CSPRNG is stored in Vault (check-and-set) and archived before any
+    /// wallet is written under it; the old KEK stays readable in the archive. Wallets move in
+    /// atomic batches, each row only if nobody changed it meanwhile; legacy wallets are converted
+    /// to rotor's envelope format. If a rotation was interrupted, `rotor rotate` finishes it.
+    Rotate(RotateArgs),
+    /// Past rotations: rotor's journal, and archives left by the seed's script.
+    History,
+    /// Encrypt a wallet under the current KEK and store it (plaintext on stdin).
+    Seal {
+        /// Wallet id; an existing wallet with this id is replaced.
+        id: String,
+    },
+    /// Decrypt a wallet and write its exact plaintext bytes to stdout.
+    Open {
+        /// Wallet id.
+        id: String,
+    },
+    /// Store a KEK kept in an environment variable as the first KEK in Vault (the seed's Day 2).
+    ///
+    /// Refuses to overwrite a different KEK already in Vault; does nothing if the same one is there.
+    MigrateKek {
+        /// Environment variable holding the KEK as 64 hex characters.
+        #[arg(long, value_name = "VAR")]
+        from_env: String,
+    },
+    /// The whole job on the embedded default: start an OpenBao dev server, enroll legacy wallets
+    /// in a SQLite file, validate, rotate, validate again, stop the server.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Wallets per batch (per transaction and per call into the component).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    /// Open and re-seal every wallet under a throwaway KEK; store nothing, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also replace each wallet's data key (a full re-encryption), not only re-wrap it.
+    #[arg(long)]
+    pub reencrypt: bool,
+    /// Finish the interrupted rotation; fails if there is none.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub resume: bool,
+}
+
+impl GlobalArgs {
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            database_url: self.database_url.clone(),
+            table: WalletTable::new(&self.table, &self.id_column, &self.ciphertext_column)?,
+            kv_mount: self.kv_mount.clone(),
+            key_path: self.key_path.clone(),
+            component: self.component.clone(),
+        })
+    }
+
+    fn reporter(&self, label: &str) -> Reporter {
+        Reporter::new(label, !self.json && !self.quiet)
+    }
+}
+
+/// How a command ended when it did not fail outright.
+pub enum Outcome {
+    Success,
+    WalletsFailed,
+}
+
+/// Runs the parsed command, printing its result.
+pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Demo(args) => return crate::demo::run(global, args).await,
+        Command::Validate(args) => {
+            let app = open_app(global, false).await?;
+            let mut instance = app.instance(Access::ReadOnly, global.reporter("validate")).await?;
+            let report = validate(&app, &mut instance, args.batch_size).await?;
+            print(global.json, &report, || report.human());
+            Ok(report.outcome())
+        }
+        Command::Rotate(args) => {
+            let app = open_app(global, true).await?;
+            let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+            let mut instance = app.instance(access, global.reporter("rotate")).await?;
+            let report = rotate(&app, &mut instance, args).await?;
+            print(global.json, &report, || report.human());
+            Ok(report.outcome())
+        }
+        Command::History => {
+            let app = open_app(global, false).await?;
+            let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
+            let entries = answer(instance.history(&app.key_location()).await)?;
+            let entries: Vec<HistoryLine> = entries.into_iter().map(HistoryLine::from).collect();
+            print(global.json, &entries, || history_human(&entries));
+            Ok(Outcome::Success)
+        }
+        Command::Seal { id } => {
+            let mut plaintext = Zeroizing::new(Vec::new());
+            std::io::stdin().read_to_end(&mut plaintext).context("reading the plaintext from stdin")?;
+            let app = open_app(global, false).await?;
+            let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
+            let version = answer(instance.seal_wallet(&app.key_location(), id, &plaintext).await)?;
+            let sealed = Sealed { id: id.clone(), kek_version: version, bytes: plaintext.len() };
+            print(global.json, &sealed, || {
+                format!("sealed wallet {id:?} ({} bytes) under KEK v{version}", sealed.bytes)
+            });
+            Ok(Outcome::Success)
+        }
+        Command::Open { id } => {
+            let app = open_app(global, false).await?;
+            let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
+            let plaintext = Zeroizing::new(answer(instance.open_wallet(&app.key_location(), id).await)?);
+            if global.json {
+                // JSON carries bytes as base64 so that any wallet survives the trip.
+                use base64::Engine;
+                let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*plaintext));
+                print_json(&serde_json::json!({ "id": id, "plaintext_base64": *encoded }));
+            } else {
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(&plaintext)?;
+                stdout.flush()?;
+            }
+            Ok(Outcome::Success)
+        }
+        Command::MigrateKek { from_env } => {
+            let kek = Zeroizing::new(std::env::var(from_env).map_err(|_| {
+                anyhow!(
+                    "environment variable {from_env} is not set (it should hold the KEK as 64 hex characters)"
+                )
+            })?);
+            let app = open_app(global, false).await?;
+            let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
+            let version = answer(instance.import_kek(&app.key_location(), kek.trim()).await)?;
+            let path = format!("{}/{}", app.settings().kv_mount, app.settings().key_path);
+            let migrated = serde_json::json!({ "path": path, "kek_version": version });
+            print(global.json, &migrated, || {
+                format!(
+                    "KEK from {from_env} is in Vault at {path} (version {version}); archived at {path}-archive/v{version}"
+                )
+            });
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+async fn open_app(global: &GlobalArgs, migrate: bool) -> anyhow::Result<App> {
+    let vault = VaultConfig::from_env(&global.kv_mount)?;
+    App::open(global.settings()?, vault, migrate).await
+}
+
+/// A component's inner error is its own message: show it as the command's error.
+pub fn answer<T>(result: anyhow::Result<Result<T, String>>) -> anyhow::Result<T> {
+    result.context("the component failed")?.map_err(|message| anyhow!(message))
+}
+
+/// A wallet that failed, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ValidateReport {
+    /// Wallets per KEK version: "legacy" for the seed's format, else the version number.
+    pub key_versions: BTreeMap<String, u64>,
+    pub total: u64,
+    pub valid: u64,
+    pub invalid: u64,
+    pub invalid_ids: Vec<String>,
+    pub failures: Vec<Failure>,
+    pub duration_ms: u64,
+}
+
+impl ValidateReport {
+    fn outcome(&self) -> Outcome {
+        if self.invalid == 0 { Outcome::Success } else { Outcome::WalletsFailed }
+    }
+
+    pub fn human(&self) -> String {
+        let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
+        let mut text = format!(
+            "{} wallets, {} open, {} do not ({} ms)\nper KEK version: {}",
+            self.total,
+            self.valid,
+            self.invalid,
+            self.duration_ms,
+            if versions.is_empty() { "none".into() } else { versions.join(", ") }
+        );
+        for failure in &self.failures {
+            text.push_str(&format!("\n  {}: {}", failure.id, failure.reason));
+        }
+        text
+    }
+}
+
+pub fn version_label(version: u32) -> String {
+    if version == 0 { "legacy".into() } else { version.to_string() }
+}
+
+pub async fn validate(app: &App, instance: &mut Instance, batch_size: u32) -> anyhow::Result<ValidateReport> {
+    let started = Instant::now();
+    let report = answer(instance.validate(&app.key_location(), batch_size).await);
+    instance.state().reporter().finish();
+    let report = report?;
+    let failures: Vec<Failure> =
+        report.invalid.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
+    Ok(ValidateReport {
+        key_versions: report.key_versions.iter().map(|c| (version_label(c.version), c.count)).collect(),
+        total: report.total,
+        valid: report.valid,
+        invalid: failures.len() as u64,
+        invalid_ids: failures.iter().map(|f| f.id.clone()).collect(),
+        failures,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct RotateReport {
+    pub rotation_id: u64,
+    pub from_version: u32,
+    pub to_version: u32,
+    pub total: u64,
+    pub rotated: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+    pub failed_ids: Vec<String>,
+    pub failures: Vec<Failure>,
+    pub dry_run: bool,
+    pub reencrypt: bool,
+    pub duration_ms: u64,
+    pub wallets_per_second: f64,
+    pub component_sha256: String,
+}
+
+impl RotateReport {
+    fn outcome(&self) -> Outcome {
+        if self.failed == 0 { Outcome::Success } else { Outcome::WalletsFailed }
+    }
+
+    pub fn human(&self) -> String {
+        let verb = if self.dry_run { "would move" } else { "moved" };
+        let mut text = format!(
+            "{}rotation #{}: KEK v{} -> v{}: {verb} {} of {} wallets ({} already on v{}), {} failed, in {} ms ({:.0} wallets/s)",
+            if self.dry_run { "dry run, nothing stored: " } else { "" },
+            self.rotation_id,
+            self.from_version,
+            self.to_version,
+            self.rotated,
+            self.total,
+            self.unchanged,
+            self.to_version,
+            self.failed,
+            self.duration_ms,
+            self.wallets_per_second,
+        );
+        for failure in &self.failures {
+            text.push_str(&format!("\n  left untouched: {}: {}", failure.id, failure.reason));
+        }
+        text
+    }
+}
+
+pub async fn rotate(app: &App, instance: &mut Instance, args: &RotateArgs) -> anyhow::Result<RotateReport> {
+    let options = RotateOptions {
+        batch_size: args.batch.batch_size,
+        dry_run: args.dry_run,
+        reencrypt: args.reencrypt,
+        resume: args.resume,
+    };
+    let started = Instant::now();
+    let report = answer(instance.rotate(&app.key_location(), options).await);
+    instance.state().reporter().finish();
+    let report: operations::RotateReport = report?;
+    let elapsed = started.elapsed();
+    let failures: Vec<Failure> =
+        report.failed.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
+    Ok(RotateReport {
+        rotation_id: report.rotation_id,
+        from_version: report.from_version,
+        to_version: report.to_version,
+        total: report.total,
+        rotated: report.rotated,
+        unchanged: report.unchanged,
+        failed: failures.len() as u64,
+        failed_ids: failures.iter().map(|f| f.id.clone()).collect(),
+        failures,
+        dry_run: report.dry_run,
+        reencrypt: args.reencrypt,
+        duration_ms: elapsed.as_millis() as u64,
+        wallets_per_second: report.rotated as f64 / elapsed.as_secs_f64().max(1e-9),
+        component_sha256: app.component().sha256.clone(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct Sealed {
+    id: String,
+    kek_version: u32,
+    bytes: usize,
+}
+
+/// One line of `rotor history`.
+#[derive(Debug, Serialize)]
+pub struct HistoryLine {
+    pub source: String,
+    #[serde(flatten)]
+    pub rotation: Option<RotationRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
+}
+
+impl From<operations::HistoryEntry> for HistoryLine {
+    fn from(entry: operations::HistoryEntry) -> Self {
+        HistoryLine {
+            source: entry.source,
+            rotation: entry.rotation.map(|r| RotationRecord {
+                id: r.id as i64,
+                from_version: r.from_version.into(),
+                to_version: r.to_version.into(),
+                status: r.status,
+                started_at: r.started_at,
+                finished_at: r.finished_at,
+                started_by: r.started_by,
+                total: r.total as i64,
+                rotated: r.rotated as i64,
+                failed: r.failed as i64,
+                reencrypt: r.reencrypt,
+                component_sha256: r.component_sha256,
+            }),
+            archive_path: entry.archive_path,
+            archived_at: entry.archived_at,
+        }
+    }
+}
+
+fn history_human(entries: &[HistoryLine]) -> String {
+    if entries.is_empty() {
+        return "no rotations recorded".into();
+    }
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|entry| match (&entry.rotation, &entry.archive_path) {
+            (Some(r), _) => format!(
+                "{}  #{} v{} -> v{}  {}  {} of {} moved, {} failed{}  by {}  component {}",
+                r.started_at,
+                r.id,
+                r.from_version,
+                r.to_version,
+                r.status,
+                r.rotated,
+                r.total,
+                r.failed,
+                r.finished_at.as_ref().map(|f| format!(", finished {f}")).unwrap_or_default(),
+                r.started_by,
+                &r.component_sha256[..r.component_sha256.len().min(12)],
+            ),
+            (None, Some(path)) => format!(
+                "{}  seed script archived a KEK at {path}",
+                entry.archived_at.as_deref().unwrap_or("?")
+            ),
+            (None, None) => String::new(),
+        })
+        .collect();
+    lines.join("\n")
+}
+
+fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
+    if json {
+        print_json(value);
+    } else {
+        println!("{}", human());
+    }
+}
+
+pub fn print_json<T: Serialize>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("reports serialize"));
+}

@@ -1,0 +1,366 @@
+//! The host side of the component's imports: Vault KV, the wallet store, the journal and
+//! reporting, each call checked against the run's [`Grants`].
+
+use std::collections::BTreeMap;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use zeroize::Zeroizing;
+
+use crate::bindings::{journal, kv, report, types, wallet_store};
+use crate::grants::Grants;
+use crate::progress::Reporter;
+use crate::store::{Database, Replacement, RotationRecord, RunIdentity, StoreError};
+use crate::vault::{KvMetadata, KvSecret, VaultClient, VaultError};
+
+/// Largest batch the host accepts across the boundary in one call.
+pub const MAX_BATCH_ROWS: usize = 10_000;
+/// Largest ciphertext the host accepts from the component (a wallet is ~2 KiB).
+pub const MAX_CIPHERTEXT_BYTES: usize = 1 << 20;
+
+/// Everything one component instance may reach, and nothing more.
+pub struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: wasmtime::StoreLimits,
+    vault: VaultClient,
+    database: Database,
+    grants: Grants,
+    identity: RunIdentity,
+    reporter: Reporter,
+    /// The rotation whose progress each batch checkpoints, once the component names it.
+    active_rotation: Option<i64>,
+}
+
+impl RunState {
+    pub fn new(
+        vault: VaultClient,
+        database: Database,
+        grants: Grants,
+        identity: RunIdentity,
+        reporter: Reporter,
+    ) -> Self {
+        // Randomness (wasi:random) is all the component gets from WASI: no preopened
+        // directories, no environment, no arguments, no network, no inherited stdio.
+        let wasi = WasiCtx::builder().build();
+        let limits = wasmtime::StoreLimitsBuilder::new()
+            .memory_size(crate::component::MEMORY_LIMIT_BYTES)
+            .instances(4)
+            .build();
+        RunState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            vault,
+            database,
+            grants,
+            identity,
+            reporter,
+            active_rotation: None,
+        }
+    }
+
+    pub(crate) fn limits(&mut self) -> &mut wasmtime::StoreLimits {
+        &mut self.limits
+    }
+
+    pub fn reporter(&self) -> &Reporter {
+        &self.reporter
+    }
+
+    fn denied_kv(&self, action: &str, path: &str) -> kv::Error {
+        tracing::warn!(path, action, "component denied: outside this run's grant");
+        kv::Error::Denied(format!("{action} {path} is outside this run's grant ({})", self.grants))
+    }
+
+    fn check_wallets_write(&self, action: &str) -> Result<(), wallet_store::Error> {
+        if self.grants.wallets_write {
+            return Ok(());
+        }
+        tracing::warn!(action, "component denied: wallets are read-only in this run");
+        Err(wallet_store::Error::Denied(format!("{action}: wallets are read-only in this run")))
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+fn kv_error(error: VaultError) -> kv::Error {
+    let message = error.to_string();
+    match error {
+        VaultError::PermissionDenied { .. } => kv::Error::Denied(message),
+        VaultError::CasMismatch { .. } => kv::Error::CasMismatch(message),
+        VaultError::Unreachable { .. } | VaultError::Sealed { .. } | VaultError::BadToken => {
+            kv::Error::Unavailable(message)
+        }
+        _ => kv::Error::Other(message),
+    }
+}
+
+/// Hands secret values to the component. The strings are moved, not copied, so the only
+/// copies left are the one wasmtime lowers into the guest's memory and the guest's own.
+fn secret_to_wit(secret: KvSecret) -> kv::Secret {
+    kv::Secret {
+        version: secret.version,
+        created_time: secret.created_time,
+        data: secret.data.into_iter().map(|(k, mut v)| (k, std::mem::take(&mut *v))).collect(),
+    }
+}
+
+fn metadata_to_wit(m: KvMetadata) -> kv::SecretMetadata {
+    kv::SecretMetadata {
+        current_version: m.current_version,
+        oldest_version: m.oldest_version,
+        max_versions: m.max_versions,
+        created_time: m.created_time,
+        updated_time: m.updated_time,
+        versions: m
+            .versions
+            .into_iter()
+            .map(|v| kv::VersionMetadata {
+                version: v.version,
+                created_time: v.created_time,
+                deletion_time: v.deletion_time,
+                destroyed: v.destroyed,
+            })
+            .collect(),
+    }
+}
+
+impl kv::Host for RunState {
+    async fn read(
+        &mut self,
+        path: String,
+        version: Option<u64>,
+    ) -> wasmtime::Result<Result<Option<kv::Secret>, kv::Error>> {
+        if !self.grants.may_read(&path) {
+            return Ok(Err(self.denied_kv("reading", &path)));
+        }
+        Ok(self.vault.read(&path, version).await.map(|s| s.map(secret_to_wit)).map_err(kv_error))
+    }
+
+    async fn write(
+        &mut self,
+        path: String,
+        data: Vec<(String, String)>,
+        cas: Option<u64>,
+    ) -> wasmtime::Result<Result<u64, kv::Error>> {
+        let data: BTreeMap<String, Zeroizing<String>> =
+            data.into_iter().map(|(k, v)| (k, Zeroizing::new(v))).collect();
+        if !self.grants.may_write(&path) {
+            return Ok(Err(self.denied_kv("writing", &path)));
+        }
+        Ok(self.vault.write(&path, &data, cas).await.map_err(kv_error))
+    }
+
+    async fn list_keys(&mut self, path: String) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
+        if !self.grants.may_read(&path) {
+            return Ok(Err(self.denied_kv("listing", &path)));
+        }
+        Ok(self.vault.list(&path).await.map_err(kv_error))
+    }
+
+    async fn metadata(
+        &mut self,
+        path: String,
+    ) -> wasmtime::Result<Result<Option<kv::SecretMetadata>, kv::Error>> {
+        if !self.grants.may_read(&path) {
+            return Ok(Err(self.denied_kv("reading metadata of", &path)));
+        }
+        Ok(self.vault.metadata(&path).await.map(|m| m.map(metadata_to_wit)).map_err(kv_error))
+    }
+}
+
+fn store_error(error: StoreError) -> wallet_store::Error {
+    wallet_store::Error::Database(error.to_string())
+}
+
+impl wallet_store::Host for RunState {
+    async fn count(&mut self) -> wasmtime::Result<Result<u64, wallet_store::Error>> {
+        Ok(self.database.count().await.map_err(store_error))
+    }
+
+    async fn scan(
+        &mut self,
+        after: Option<String>,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<wallet_store::Wallet>, wallet_store::Error>> {
+        let limit = limit.min(MAX_BATCH_ROWS as u32);
+        Ok(self
+            .database
+            .scan(after.as_deref(), limit)
+            .await
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|row| wallet_store::Wallet { id: row.id, ciphertext: row.ciphertext })
+                    .collect()
+            })
+            .map_err(store_error))
+    }
+
+    async fn get(&mut self, id: String) -> wasmtime::Result<Result<Option<String>, wallet_store::Error>> {
+        Ok(self.database.get(&id).await.map_err(store_error))
+    }
+
+    async fn put(
+        &mut self,
+        id: String,
+        ciphertext: String,
+    ) -> wasmtime::Result<Result<(), wallet_store::Error>> {
+        if let Err(denied) = self.check_wallets_write("put") {
+            return Ok(Err(denied));
+        }
+        if ciphertext.len() > MAX_CIPHERTEXT_BYTES {
+            return Ok(Err(wallet_store::Error::TooLarge(format!(
+                "ciphertext for {id:?} is {} bytes; the limit is {MAX_CIPHERTEXT_BYTES}",
+                ciphertext.len()
+            ))));
+        }
+        Ok(self.database.put(&id, &ciphertext).await.map_err(store_error))
+    }
+
+    async fn replace_batch(
+        &mut self,
+        rows: Vec<wallet_store::Replacement>,
+    ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
+        if let Err(denied) = self.check_wallets_write("replace-batch") {
+            return Ok(Err(denied));
+        }
+        if rows.len() > MAX_BATCH_ROWS {
+            return Ok(Err(wallet_store::Error::TooLarge(format!(
+                "a batch of {} rows; the limit is {MAX_BATCH_ROWS}",
+                rows.len()
+            ))));
+        }
+        if let Some(row) = rows.iter().find(|r| r.replacement.len() > MAX_CIPHERTEXT_BYTES) {
+            return Ok(Err(wallet_store::Error::TooLarge(format!(
+                "replacement for {:?} is {} bytes; the limit is {MAX_CIPHERTEXT_BYTES}",
+                row.id,
+                row.replacement.len()
+            ))));
+        }
+        let rows: Vec<Replacement> = rows
+            .into_iter()
+            .map(|r| Replacement { id: r.id, expected: r.expected, replacement: r.replacement })
+            .collect();
+        Ok(self
+            .database
+            .replace_batch(&rows, self.active_rotation)
+            .await
+            .map(|outcome| wallet_store::BatchOutcome {
+                replaced: outcome.replaced,
+                conflicts: outcome.conflicts,
+            })
+            .map_err(store_error))
+    }
+}
+
+fn rotation_to_wit(r: RotationRecord) -> journal::Rotation {
+    journal::Rotation {
+        id: r.id as u64,
+        from_version: r.from_version as u32,
+        to_version: r.to_version as u32,
+        status: r.status,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        started_by: r.started_by,
+        total: r.total as u64,
+        rotated: r.rotated as u64,
+        failed: r.failed as u64,
+        reencrypt: r.reencrypt,
+        component_sha256: r.component_sha256,
+    }
+}
+
+impl RunState {
+    fn check_journal_write(&self) -> Result<(), String> {
+        if self.grants.journal_write {
+            Ok(())
+        } else {
+            tracing::warn!("component denied: the journal is read-only in this run");
+            Err("the journal is read-only in this run".into())
+        }
+    }
+}
+
+impl journal::Host for RunState {
+    async fn begin(
+        &mut self,
+        from_version: u32,
+        total: u64,
+        reencrypt: bool,
+    ) -> wasmtime::Result<Result<journal::Rotation, String>> {
+        if let Err(denied) = self.check_journal_write() {
+            return Ok(Err(denied));
+        }
+        let begun =
+            self.database.begin_rotation(from_version.into(), total as i64, reencrypt, &self.identity).await;
+        Ok(match begun {
+            Ok(record) => {
+                self.active_rotation = Some(record.id);
+                Ok(rotation_to_wit(record))
+            }
+            Err(e) => Err(e.to_string()),
+        })
+    }
+
+    async fn set_target(&mut self, id: u64, to_version: u32) -> wasmtime::Result<Result<(), String>> {
+        if let Err(denied) = self.check_journal_write() {
+            return Ok(Err(denied));
+        }
+        self.active_rotation = Some(id as i64);
+        Ok(self.database.set_rotation_target(id as i64, to_version.into()).await.map_err(|e| e.to_string()))
+    }
+
+    async fn resume(&mut self) -> wasmtime::Result<Result<Option<journal::Rotation>, String>> {
+        if let Err(denied) = self.check_journal_write() {
+            return Ok(Err(denied));
+        }
+        Ok(match self.database.unfinished_rotation().await {
+            Ok(record) => {
+                self.active_rotation = record.as_ref().map(|r| r.id);
+                Ok(record.map(rotation_to_wit))
+            }
+            Err(e) => Err(e.to_string()),
+        })
+    }
+
+    async fn finish(&mut self, id: u64, failed: u64) -> wasmtime::Result<Result<(), String>> {
+        if let Err(denied) = self.check_journal_write() {
+            return Ok(Err(denied));
+        }
+        self.active_rotation = None;
+        Ok(self.database.finish_rotation(id as i64, failed as i64).await.map_err(|e| e.to_string()))
+    }
+
+    async fn rotations(&mut self) -> wasmtime::Result<Result<Vec<journal::Rotation>, String>> {
+        Ok(self
+            .database
+            .rotations()
+            .await
+            .map(|records| records.into_iter().map(rotation_to_wit).collect())
+            .map_err(|e| e.to_string()))
+    }
+}
+
+impl report::Host for RunState {
+    async fn log(&mut self, level: report::Level, message: String) -> wasmtime::Result<()> {
+        match level {
+            report::Level::Debug => tracing::debug!(target: "rotor::component", "{message}"),
+            report::Level::Info => tracing::info!(target: "rotor::component", "{message}"),
+            report::Level::Warn => tracing::warn!(target: "rotor::component", "{message}"),
+            report::Level::Error => tracing::error!(target: "rotor::component", "{message}"),
+        }
+        Ok(())
+    }
+
+    async fn progress(&mut self, done: u64, total: u64) -> wasmtime::Result<()> {
+        self.reporter.progress(done, total);
+        Ok(())
+    }
+}
+
+impl types::Host for RunState {}

@@ -1,0 +1,22 @@
+//! rotor's host runner: loads the crypto-core component and supplies it Vault KV v2 and
+//! wallet-store access as WIT imports, within the grants and limits of each run.
+//!
+//! * [`vault`]: the Vault KV v2 HTTP client; [`openbao`]: a local OpenBao dev server.
+//! * [`store`]: the wallet table and rotor's journal, on SQLite or PostgreSQL.
+//! * [`bindings`]: the WIT bindings; [`imports`]: the host side of the imports, checked
+//!   against [`grants`]; [`component`]: compiling and instantiating the component.
+//! * [`cli`]: the `rotor` command line.
+#![deny(unsafe_code)]
+
+pub mod app;
+pub mod bindings;
+pub mod cli;
+pub mod component;
+pub mod demo;
+pub mod fixtures;
+pub mod grants;
+pub mod imports;
+pub mod openbao;
+pub mod progress;
+pub mod store;
+pub mod vault;

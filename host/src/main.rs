@@ -1,0 +1,40 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use rotor::cli::{self, Cli, EXIT_WALLETS_FAILED, Outcome};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    let json = cli.global.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(json, &anyhow::Error::from(e).context("starting the async runtime")),
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::WalletsFailed) => ExitCode::from(EXIT_WALLETS_FAILED),
+        Err(e) => fail(json, &e),
+    }
+}
+
+fn fail(json: bool, error: &anyhow::Error) -> ExitCode {
+    if json {
+        cli::print_json(&serde_json::json!({ "error": format!("{error:#}") }));
+    }
+    eprintln!("error: {error:#}");
+    ExitCode::FAILURE
+}
+
+/// Logs go to stderr, so stdout carries only the command's result.
+fn init_logging(global: &cli::GlobalArgs) {
+    let default = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,rotor=info",
+        (false, 1) => "info,rotor=debug",
+        (false, _) => "debug,rotor=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}

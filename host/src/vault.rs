@@ -1,0 +1,644 @@
+//! Vault KV v2 client: the only way rotor talks to Vault (or OpenBao, which serves the same API).
+//!
+//! Secrets must not leak: the token and secret values are held in [`Zeroizing`] buffers, never
+//! appear in `Debug` output or errors, and logs carry only method, route and status.
+
+use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc, time::Duration};
+
+use reqwest::{
+    Certificate, Method, StatusCode,
+    header::{CONTENT_TYPE, HeaderMap, HeaderValue},
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use zeroize::Zeroizing;
+
+const DEFAULT_ADDR: &str = "http://127.0.0.1:8200";
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const LOOKUP_SELF: &str = "auth/token/lookup-self";
+const RETRIES: u32 = 3;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Where and how to reach Vault. `Debug` redacts the token.
+#[derive(Clone)]
+pub struct VaultConfig {
+    /// Base URL, e.g. `https://vault.example:8200`.
+    pub addr: String,
+    /// Vault token sent as `X-Vault-Token`.
+    pub token: Zeroizing<String>,
+    /// Vault Enterprise namespace sent as `X-Vault-Namespace`.
+    pub namespace: Option<String>,
+    /// PEM file with an extra CA to trust (a private CA usually signs Vault's certificate).
+    pub ca_cert: Option<PathBuf>,
+    /// Path the KV v2 engine is mounted at, e.g. `secret`.
+    pub mount: String,
+    /// Limit for each HTTP request, including reading the response.
+    pub timeout: Duration,
+}
+
+impl VaultConfig {
+    /// Reads the standard Vault CLI variables: `VAULT_ADDR` (default `http://127.0.0.1:8200`),
+    /// `VAULT_TOKEN` (else the `~/.vault-token` file that `bao login` writes), `VAULT_NAMESPACE`
+    /// and `VAULT_CACERT`.
+    pub fn from_env(mount: &str) -> Result<Self, VaultError> {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.trim().is_empty());
+        let token = match std::env::var("VAULT_TOKEN").map(Zeroizing::new) {
+            Ok(token) if !token.trim().is_empty() => Zeroizing::new(token.trim().to_owned()),
+            _ => token_file()?,
+        };
+        Ok(Self {
+            addr: var("VAULT_ADDR").unwrap_or_else(|| DEFAULT_ADDR.to_owned()),
+            token,
+            namespace: var("VAULT_NAMESPACE"),
+            ca_cert: var("VAULT_CACERT").map(PathBuf::from),
+            mount: mount.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+}
+
+fn token_file() -> Result<Zeroizing<String>, VaultError> {
+    let missing = || {
+        VaultError::Config(
+            "no Vault token: set VAULT_TOKEN (or log in with `bao login`, which writes ~/.vault-token)"
+                .to_owned(),
+        )
+    };
+    let path = PathBuf::from(std::env::var_os("HOME").ok_or_else(missing)?).join(".vault-token");
+    let content = match std::fs::read_to_string(&path) {
+        Ok(content) => Zeroizing::new(content),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
+        Err(e) => {
+            return Err(VaultError::Config(format!("cannot read {}: {e}", path.display())));
+        }
+    };
+    match content.trim() {
+        "" => Err(missing()),
+        token => Ok(Zeroizing::new(token.to_owned())),
+    }
+}
+
+impl fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultConfig")
+            .field("addr", &self.addr)
+            .field("token", &"<redacted>")
+            .field("namespace", &self.namespace)
+            .field("ca_cert", &self.ca_cert)
+            .field("mount", &self.mount)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// One version of a secret. `Debug` shows the field names, never the values.
+pub struct KvSecret {
+    /// Version number, starting at 1.
+    pub version: u64,
+    /// RFC 3339 time the version was written.
+    pub created_time: String,
+    /// Field name → value; non-string JSON values are kept as their JSON text.
+    pub data: BTreeMap<String, Zeroizing<String>>,
+}
+
+impl fmt::Debug for KvSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KvSecret")
+            .field("version", &self.version)
+            .field("created_time", &self.created_time)
+            .field("fields", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Metadata of one version of a secret.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KvVersionMeta {
+    /// Version number (the metadata endpoint keys versions by number instead of a field).
+    #[serde(default)]
+    pub version: u64,
+    /// RFC 3339 time the version was written.
+    pub created_time: String,
+    /// RFC 3339 time the version was (or will be) soft-deleted; `""` if never.
+    #[serde(default)]
+    pub deletion_time: String,
+    /// Whether the version's data was permanently destroyed.
+    #[serde(default)]
+    pub destroyed: bool,
+}
+
+/// Metadata of a secret across all its versions.
+#[derive(Debug, Clone)]
+pub struct KvMetadata {
+    /// Latest version number.
+    pub current_version: u64,
+    /// Oldest version still kept.
+    pub oldest_version: u64,
+    /// How many versions are kept; 0 means the mount's default.
+    pub max_versions: u64,
+    /// RFC 3339 time the secret was created.
+    pub created_time: String,
+    /// RFC 3339 time the secret was last written.
+    pub updated_time: String,
+    /// Kept versions, sorted by version number.
+    pub versions: Vec<KvVersionMeta>,
+}
+
+/// What went wrong talking to Vault; each message names the problem and the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// No HTTP answer: connection refused, DNS, TLS or timeout.
+    #[error(
+        "cannot reach Vault at {addr}: {reason}; check VAULT_ADDR (and VAULT_CACERT for TLS) and that the server is running"
+    )]
+    Unreachable { addr: String, reason: String },
+    /// Vault answered 503 "Vault is sealed" (also what a never-initialised server answers).
+    #[error(
+        "Vault at {addr} is sealed; unseal it (bao operator unseal; a new server needs bao operator init first) and retry"
+    )]
+    Sealed { addr: String },
+    /// The token does not exist, was revoked or expired.
+    #[error(
+        "Vault rejected the token (VAULT_TOKEN): it is invalid or expired; log in again or set a valid token"
+    )]
+    BadToken,
+    /// The token is valid but its policies do not allow this request.
+    #[error(
+        "permission denied on {path}: the token's policy does not grant `{capability}` there; add it to the policy"
+    )]
+    PermissionDenied {
+        /// API path as written in Vault policies, e.g. `secret/data/ibn/encryption-key`.
+        path: String,
+        /// Capability the request needs, e.g. `read`.
+        capability: &'static str,
+    },
+    /// A check-and-set write lost a race: someone wrote the secret since it was read.
+    #[error("check-and-set failed on {path}: the secret changed since it was read; re-read it and retry")]
+    CasMismatch { path: String },
+    /// Vault has no route for the mount (it answered "no handler for route").
+    #[error(
+        "no secrets engine is mounted at `{mount}/`; pass the right mount or enable KV v2 there (bao secrets enable -path={mount} kv-v2)"
+    )]
+    NoMount { mount: String },
+    /// Any other unexpected status.
+    #[error("Vault answered HTTP {status} for {path}: {}", errors.join("; "))]
+    Http { status: u16, path: String, errors: Vec<String> },
+    /// Invalid settings, rejected before any request is sent.
+    #[error("invalid Vault configuration: {0}")]
+    Config(String),
+    /// The response was not the JSON Vault's API documents.
+    #[error("unexpected response from Vault for {path}: {reason}")]
+    Decode { path: String, reason: String },
+}
+
+/// Vault KV v2 client for one mount. Cheap to clone; clones share one connection pool.
+#[derive(Clone)]
+pub struct VaultClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    // Holds the token as a default header marked sensitive, so it is copied once, not per request.
+    http: reqwest::Client,
+    addr: String,
+    mount: String,
+    namespace: Option<String>,
+    timeout: Duration,
+}
+
+impl fmt::Debug for VaultClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultClient")
+            .field("addr", &self.inner.addr)
+            .field("mount", &self.inner.mount)
+            .field("namespace", &self.inner.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A status and body; the body may hold secret values, hence zeroized on drop.
+struct Reply {
+    status: StatusCode,
+    body: Zeroizing<Vec<u8>>,
+}
+
+impl Reply {
+    fn errors(&self) -> Vec<String> {
+        #[derive(Deserialize)]
+        struct Errors {
+            #[serde(default)]
+            errors: Vec<String>,
+        }
+        serde_json::from_slice::<Errors>(&self.body).map(|e| e.errors).unwrap_or_default()
+    }
+
+    /// KV v2 answers 404 with no error text for missing, deleted and destroyed versions; a 404
+    /// with errors means something else (e.g. no such mount).
+    fn absent(&self) -> bool {
+        self.status == StatusCode::NOT_FOUND && self.errors().is_empty()
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    data: T,
+}
+
+impl VaultClient {
+    /// Validates the configuration and builds the HTTP client; sends nothing (see [`Self::check`]).
+    pub fn new(config: VaultConfig) -> Result<Self, VaultError> {
+        let addr = config.addr.trim_end_matches('/').to_owned();
+        if !reqwest::Url::parse(&addr).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            return Err(VaultError::Config(format!("VAULT_ADDR `{addr}` is not an http:// or https:// URL")));
+        }
+        check_path("mount", &config.mount)?;
+        let mut headers = HeaderMap::new();
+        let mut token = HeaderValue::from_str(&config.token).map_err(|_| {
+            VaultError::Config("the Vault token contains characters not allowed in HTTP headers".into())
+        })?;
+        token.set_sensitive(true);
+        headers.insert("X-Vault-Token", token);
+        if let Some(ns) = &config.namespace {
+            let value = HeaderValue::from_str(ns).map_err(|_| {
+                VaultError::Config(format!("VAULT_NAMESPACE `{ns}` is not a valid header value"))
+            })?;
+            headers.insert("X-Vault-Namespace", value);
+        }
+        let mut builder = reqwest::Client::builder().timeout(config.timeout).default_headers(headers);
+        if let Some(path) = &config.ca_cert {
+            let cert = std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| Certificate::from_pem(&pem).map_err(|e| e.to_string()))
+                .map_err(|e| VaultError::Config(format!("VAULT_CACERT {}: {e}", path.display())))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http =
+            builder.build().map_err(|e| VaultError::Config(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                addr,
+                mount: config.mount,
+                namespace: config.namespace,
+                timeout: config.timeout,
+            }),
+        })
+    }
+
+    /// The KV v2 mount path, e.g. `secret`.
+    pub fn mount(&self) -> &str {
+        &self.inner.mount
+    }
+
+    /// The server's base URL, without a trailing `/`.
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// Verifies address and token with `auth/token/lookup-self`, so misconfiguration surfaces
+    /// before any work starts: [`VaultError::Unreachable`], [`VaultError::Sealed`] or
+    /// [`VaultError::BadToken`].
+    pub async fn check(&self) -> Result<(), VaultError> {
+        let reply = self.send(Method::GET, LOOKUP_SELF, None, true).await?;
+        match reply.status {
+            status if status.is_success() => Ok(()),
+            StatusCode::FORBIDDEN => Err(VaultError::BadToken),
+            _ => Err(self.fail(reply, LOOKUP_SELF, "read").await),
+        }
+    }
+
+    /// Reads the latest version, or `version`. `Ok(None)` if the secret or that version does not
+    /// exist, was deleted or was destroyed.
+    pub async fn read(&self, path: &str, version: Option<u64>) -> Result<Option<KvSecret>, VaultError> {
+        #[derive(Deserialize)]
+        struct Body {
+            data: Option<BTreeMap<String, serde_json::Value>>,
+            metadata: KvVersionMeta,
+        }
+        let route = self.route("data", path)?;
+        let target = match version {
+            Some(v) => format!("{route}?version={v}"),
+            None => route.clone(),
+        };
+        let reply = self.send(Method::GET, &target, None, true).await?;
+        if reply.absent() {
+            return Ok(None);
+        }
+        if reply.status != StatusCode::OK {
+            return Err(self.fail(reply, &route, "read").await);
+        }
+        let Body { data, metadata } = decode::<Envelope<Body>>(&route, &reply.body)?.data;
+        Ok(data.map(|data| KvSecret {
+            version: metadata.version,
+            created_time: metadata.created_time,
+            data: data
+                .into_iter()
+                .map(|(name, value)| {
+                    let text = match value {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (name, Zeroizing::new(text))
+                })
+                .collect(),
+        }))
+    }
+
+    /// Writes a new version and returns its number. With `cas: Some(n)` the write only succeeds
+    /// if the current version is `n` (`Some(0)`: only if the secret does not exist yet), else
+    /// [`VaultError::CasMismatch`].
+    ///
+    /// Unlike reads, a write is retried only when Vault surely did not apply it (connection
+    /// refused, sealed): retrying an applied CAS write would report a false mismatch.
+    pub async fn write(
+        &self,
+        path: &str,
+        data: &BTreeMap<String, Zeroizing<String>>,
+        cas: Option<u64>,
+    ) -> Result<u64, VaultError> {
+        #[derive(Serialize)]
+        struct Options {
+            cas: u64,
+        }
+        #[derive(Serialize)]
+        struct Request<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            options: Option<Options>,
+            data: BTreeMap<&'a str, &'a str>,
+        }
+        #[derive(Deserialize)]
+        struct Written {
+            version: u64,
+        }
+        let route = self.route("data", path)?;
+        let request = Request {
+            options: cas.map(|cas| Options { cas }),
+            data: data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        };
+        let body = Zeroizing::new(serde_json::to_vec(&request).expect("string maps serialise"));
+        let reply = self.send(Method::POST, &route, Some(&body), false).await?;
+        if !reply.status.is_success() {
+            return Err(self.fail(reply, &route, "create/update").await);
+        }
+        Ok(decode::<Envelope<Written>>(&route, &reply.body)?.data.version)
+    }
+
+    /// Lists the keys under a folder (`""` for the mount's root); sub-folders end in `/`.
+    /// A folder that does not exist lists as empty.
+    pub async fn list(&self, path: &str) -> Result<Vec<String>, VaultError> {
+        // Folders are written with a trailing `/` (as `list` returns them); the route has none.
+        let path = path.strip_suffix('/').unwrap_or(path);
+        #[derive(Deserialize)]
+        struct Keys {
+            keys: Vec<String>,
+        }
+        let route = if path.is_empty() {
+            format!("{}/metadata", self.inner.mount)
+        } else {
+            self.route("metadata", path)?
+        };
+        let reply = self.send(Method::GET, &format!("{route}/?list=true"), None, true).await?;
+        if reply.absent() {
+            return Ok(Vec::new());
+        }
+        if reply.status != StatusCode::OK {
+            return Err(self.fail(reply, &route, "list").await);
+        }
+        Ok(decode::<Envelope<Keys>>(&route, &reply.body)?.data.keys)
+    }
+
+    /// Reads a secret's metadata; `Ok(None)` if the secret does not exist.
+    pub async fn metadata(&self, path: &str) -> Result<Option<KvMetadata>, VaultError> {
+        #[derive(Deserialize)]
+        struct Body {
+            current_version: u64,
+            oldest_version: u64,
+            max_versions: u64,
+            created_time: String,
+            updated_time: String,
+            versions: BTreeMap<String, KvVersionMeta>,
+        }
+        let route = self.route("metadata", path)?;
+        let reply = self.send(Method::GET, &route, None, true).await?;
+        if reply.absent() {
+            return Ok(None);
+        }
+        if reply.status != StatusCode::OK {
+            return Err(self.fail(reply, &route, "read").await);
+        }
+        let body = decode::<Envelope<Body>>(&route, &reply.body)?.data;
+        let mut versions = body
+            .versions
+            .into_iter()
+            .map(|(number, meta)| match number.parse() {
+                Ok(version) => Ok(KvVersionMeta { version, ..meta }),
+                Err(_) => Err(VaultError::Decode {
+                    path: route.clone(),
+                    reason: format!("version key `{number}` is not a number"),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // The map is keyed by decimal strings, so "10" sorted before "2".
+        versions.sort_by_key(|v| v.version);
+        Ok(Some(KvMetadata {
+            current_version: body.current_version,
+            oldest_version: body.oldest_version,
+            max_versions: body.max_versions,
+            created_time: body.created_time,
+            updated_time: body.updated_time,
+            versions,
+        }))
+    }
+
+    /// Permanently destroys the data of the given versions (metadata stays). Destroying a
+    /// missing or already destroyed version succeeds.
+    pub async fn destroy_versions(&self, path: &str, versions: &[u64]) -> Result<(), VaultError> {
+        if versions.is_empty() {
+            return Ok(()); // Vault rejects an empty list; nothing to do is not an error.
+        }
+        let route = self.route("destroy", path)?;
+        let body = serde_json::to_vec(&serde_json::json!({ "versions": versions }))
+            .expect("a list of numbers serialises");
+        let reply = self.send(Method::POST, &route, Some(&body), true).await?;
+        if !reply.status.is_success() {
+            return Err(self.fail(reply, &route, "update").await);
+        }
+        Ok(())
+    }
+
+    fn route(&self, kind: &str, path: &str) -> Result<String, VaultError> {
+        check_path("secret path", path)?;
+        Ok(format!("{}/{kind}/{path}", self.inner.mount))
+    }
+
+    /// Sends one request, retrying with exponential backoff on connection failures and 5xx.
+    /// When `idempotent` is false, only failures that prove the request was not applied
+    /// (no connection, 503 sealed) are retried.
+    async fn send(
+        &self,
+        method: Method,
+        target: &str,
+        body: Option<&[u8]>,
+        idempotent: bool,
+    ) -> Result<Reply, VaultError> {
+        let url = format!("{}/v1/{target}", self.inner.addr);
+        let mut backoff = FIRST_BACKOFF;
+        let mut attempt = 0;
+        loop {
+            let mut request = self.inner.http.request(method.clone(), &url);
+            if let Some(body) = body {
+                request = request.header(CONTENT_TYPE, "application/json").body(body.to_vec());
+            }
+            let outcome = request.send().await;
+            let retry = match &outcome {
+                Ok(r) => {
+                    r.status() == StatusCode::SERVICE_UNAVAILABLE
+                        || (idempotent && r.status().is_server_error())
+                }
+                Err(e) => e.is_connect() || (idempotent && e.is_timeout()),
+            };
+            if retry && attempt < RETRIES {
+                tracing::debug!(%method, route = target, attempt, "retrying Vault request");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                attempt += 1;
+                continue;
+            }
+            let response = outcome.map_err(|e| self.unreachable(&e))?;
+            let status = response.status();
+            tracing::debug!(%method, route = target, status = status.as_u16(), "Vault request");
+            let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
+            return Ok(Reply { status, body: Zeroizing::new(body.into()) });
+        }
+    }
+
+    fn unreachable(&self, e: &reqwest::Error) -> VaultError {
+        let reason = if e.is_timeout() {
+            format!("no answer within {:?}", self.inner.timeout)
+        } else {
+            // reqwest's own message is just "error sending request"; the root cause says why.
+            let mut cause: &dyn std::error::Error = e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            cause.to_string()
+        };
+        VaultError::Unreachable { addr: self.inner.addr.clone(), reason }
+    }
+
+    /// Turns a non-success reply into the most specific error.
+    async fn fail(&self, reply: Reply, route: &str, capability: &'static str) -> VaultError {
+        let errors = reply.errors();
+        let says = |text: &str| errors.iter().any(|e| e.contains(text));
+        match reply.status.as_u16() {
+            403 if says("invalid token") => VaultError::BadToken,
+            403 => self.denied(route, capability).await,
+            400 if says("check-and-set") => VaultError::CasMismatch { path: route.to_owned() },
+            404 if says("no handler for route") => VaultError::NoMount { mount: self.inner.mount.clone() },
+            503 if says("sealed") => VaultError::Sealed { addr: self.inner.addr.clone() },
+            status => VaultError::Http { status, path: route.to_owned(), errors },
+        }
+    }
+
+    /// Vault answers a bare 403 "permission denied" both for a bad token and for a missing
+    /// policy grant; lookup-self is allowed for every valid token (default policy), so it tells
+    /// the two apart.
+    async fn denied(&self, route: &str, capability: &'static str) -> VaultError {
+        match self.send(Method::GET, LOOKUP_SELF, None, true).await {
+            Ok(reply) if reply.status == StatusCode::FORBIDDEN => VaultError::BadToken,
+            _ => VaultError::PermissionDenied { path: route.to_owned(), capability },
+        }
+    }
+}
+
+/// Rejects paths that could escape the mount or be rewritten by URL normalisation.
+fn check_path(what: &str, path: &str) -> Result<(), VaultError> {
+    let valid = !path.contains("..")
+        && path.split('/').all(|segment| !segment.is_empty() && segment != ".")
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(VaultError::Config(format!(
+            "invalid {what} `{path}`: use [A-Za-z0-9._-] segments separated by single '/', without '..' or a leading '/'"
+        )))
+    }
+}
+
+/// Parses a JSON body. The reason omits serde_json's message, which can quote the offending
+/// value, and values here may be secrets.
+fn decode<T: DeserializeOwned>(route: &str, body: &[u8]) -> Result<T, VaultError> {
+    serde_json::from_slice(body).map_err(|e| VaultError::Decode {
+        path: route.to_owned(),
+        reason: format!(
+            "malformed JSON ({:?} error at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(token: &str) -> VaultConfig {
+        VaultConfig {
+            addr: "http://127.0.0.1:8200/".into(),
+            token: Zeroizing::new(token.into()),
+            namespace: Some("team-a".into()),
+            ca_cert: None,
+            mount: "secret".into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    #[test]
+    fn accepts_plain_paths() {
+        for path in ["ibn/encryption-key", "a", "a.b/c_d-1", "x/y/z"] {
+            assert!(check_path("path", path).is_ok(), "{path}");
+        }
+    }
+
+    #[test]
+    fn rejects_escaping_or_odd_paths() {
+        for path in ["", "/abs", "a/../b", "..", "a..b", "a//b", "a/", "./a", "a b", "a?b", "a%2e", "ü"] {
+            let err = check_path("secret path", path).unwrap_err();
+            assert!(matches!(err, VaultError::Config(_)), "{path}");
+        }
+    }
+
+    #[test]
+    fn debug_redacts_token_and_values() {
+        let token = "hvs.SUPERSECRETTOKEN";
+        let config = config(token);
+        assert!(!format!("{config:?}").contains(token));
+        let client = VaultClient::new(config).unwrap();
+        assert!(!format!("{client:?}").contains(token));
+        assert_eq!(client.addr(), "http://127.0.0.1:8200");
+
+        let secret = KvSecret {
+            version: 1,
+            created_time: String::new(),
+            data: BTreeMap::from([("key".to_owned(), Zeroizing::new("c0ffee".repeat(8)))]),
+        };
+        let debug = format!("{secret:?}");
+        assert!(debug.contains("key") && !debug.contains("c0ffee"), "{debug}");
+    }
+
+    #[test]
+    fn rejects_bad_config() {
+        let mut bad_addr = config("t");
+        bad_addr.addr = "127.0.0.1:8200".into();
+        assert!(matches!(VaultClient::new(bad_addr), Err(VaultError::Config(_))));
+
+        let err = VaultClient::new(config("line\nbreak")).unwrap_err();
+        assert!(!err.to_string().contains("break"), "{err}");
+
+        let mut bad_mount = config("t");
+        bad_mount.mount = "/secret".into();
+        assert!(matches!(VaultClient::new(bad_mount), Err(VaultError::Config(_))));
+    }
+}
