@@ -11,5 +11,5 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::rotor::kek::{codec, operations};
-pub use rotor::kek::{journal, kv, report, types, wallet_store};
+pub use self::exports::rotor::kek::{codec, operations};
+pub use self::rotor::kek::{journal, kv, report, types, wallet_store};

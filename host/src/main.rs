@@ -36,5 +36,8 @@ fn init_logging(global: &cli::GlobalArgs) {
         (false, _) => "debug,rotor=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let logs =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    // Timestamps help when debugging; in plain use they crowd the few lines rotor prints.
+    if global.verbose > 0 { logs.init() } else { logs.without_time().init() }
 }

