@@ -25,7 +25,7 @@ async fn instance(db: &TestDb) -> Instance {
         timeout: std::time::Duration::from_secs(1),
     })
     .unwrap();
-    let identity = RunIdentity { started_by: "test".into(), component_sha256: source.sha256.clone() };
+    let identity = RunIdentity::this_process(source.sha256.clone());
     let state = RunState::new(
         vault,
         db.connect().await,

@@ -78,6 +78,8 @@ pub(crate) struct Keyring {
     missing: BTreeSet<u32>,
     /// KEKs in the seed's archives, newest first; loaded when a legacy row first needs them.
     seed_archives: Option<Vec<Kek>>,
+    /// The key that opened the last legacy wallet.
+    legacy_hit: Option<Kek>,
 }
 
 impl Keyring {
@@ -97,6 +99,7 @@ impl Keyring {
             keys: BTreeMap::from([(current_version, kek)]),
             missing: BTreeSet::new(),
             seed_archives: None,
+            legacy_hit: None,
         })
     }
 
@@ -231,16 +234,25 @@ impl Keyring {
                 let plaintext = rotor_codec::open(&kek, id, ciphertext).map_err(wallet_error)?;
                 Ok((kek_version, plaintext))
             }
-            Format::Legacy => self
-                .legacy_candidates()
-                .map_err(OpenError::Fatal)?
-                .find_map(|kek| rotor_codec::open(kek, id, ciphertext).ok())
-                .map(|plaintext| (0, plaintext))
-                .ok_or_else(|| {
+            Format::Legacy => {
+                // Legacy wallets are mostly under one key: try the last one that worked first,
+                // which halves the AES work of converting them during a rotation.
+                if let Some(plaintext) =
+                    self.legacy_hit.as_ref().and_then(|kek| rotor_codec::open(kek, id, ciphertext).ok())
+                {
+                    return Ok((0, plaintext));
+                }
+                let opened = self.legacy_candidates().map_err(OpenError::Fatal)?.find_map(|kek| {
+                    rotor_codec::open(kek, id, ciphertext).ok().map(|plaintext| (kek.clone(), plaintext))
+                });
+                let (kek, plaintext) = opened.ok_or_else(|| {
                     OpenError::Wallet(
                         "legacy ciphertext opens under neither the current KEK nor any archived one".into(),
                     )
-                }),
+                })?;
+                self.legacy_hit = Some(kek);
+                Ok((0, plaintext))
+            }
         }
     }
 }

@@ -10,7 +10,9 @@
 //!    are skipped, so running the walk again after a crash is harmless;
 //! 6. the journal closes the rotation.
 
-use rotor_codec::{Format, Kek};
+use std::collections::HashSet;
+
+use rotor_codec::{Format, Kek, PREFIX};
 
 use crate::bindings::exports::rotor::kek::operations::{KeyLocation, RotateOptions, RotateReport};
 use crate::bindings::rotor::kek::journal::{self, Rotation};
@@ -27,6 +29,9 @@ pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<Rotate
     let mut keyring = Keyring::load(&at.key_path)?;
     if options.dry_run {
         return dry_run(keyring, options);
+    }
+    if options.strict {
+        refuse_unopenable(&mut keyring, options.batch_size)?;
     }
     match (journal::resume()?, options.resume) {
         (Some(rotation), _) => {
@@ -132,9 +137,15 @@ struct Tally {
     rotated: u64,
     unchanged: u64,
     failed: Vec<WalletFailure>,
+    failed_ids: HashSet<String>,
 }
 
 impl Tally {
+    fn fail(&mut self, id: String, reason: String) {
+        self.failed_ids.insert(id.clone());
+        self.failed.push(WalletFailure { id, reason });
+    }
+
     /// Reseals `wallets`, returning the replacements to write. Wallets that do not open are
     /// tallied as failed; a Vault failure stops everything.
     fn plan(
@@ -152,7 +163,7 @@ impl Tally {
                     replacements.push(Replacement { id: wallet.id, expected: wallet.ciphertext, replacement })
                 }
                 Ok(None) => self.unchanged += 1,
-                Err(OpenError::Wallet(reason)) => self.failed.push(WalletFailure { id: wallet.id, reason }),
+                Err(OpenError::Wallet(reason)) => self.fail(wallet.id, reason),
                 Err(OpenError::Fatal(reason)) => return Err(reason),
             }
         }
@@ -168,29 +179,42 @@ fn move_wallets(
     options: &RotateOptions,
 ) -> Result<RotateReport, String> {
     let total = wallet_store::count().map_err(scan::store_error)?;
+    // Wallets already on the target (moved before a crash, or written by applications since the
+    // new KEK was stored) are left out by the database itself.
+    let on_target = format!("{PREFIX}{to}:");
     let mut tally = Tally::default();
-    for batch in scan::batches(options.batch_size) {
-        let mut pending = batch?;
-        tally.seen += pending.len() as u64;
-        for attempt in 1..=MAX_ATTEMPTS {
-            let replacements = tally.plan(keyring, std::mem::take(&mut pending), to, options.reencrypt)?;
-            if replacements.is_empty() {
-                break;
+    // The walk, then one sweep for wallets an application wrote under the old KEK, with a key it
+    // had read just before the switch, after the walk had passed them.
+    for sweep in [false, true] {
+        for batch in scan::batches(options.batch_size, Some(on_target.clone())) {
+            let mut pending: Vec<Wallet> =
+                batch?.into_iter().filter(|w| !tally.failed_ids.contains(&w.id)).collect();
+            if !sweep {
+                tally.seen += pending.len() as u64;
             }
-            let outcome = wallet_store::replace_batch(&replacements).map_err(scan::store_error)?;
-            tally.rotated += u64::from(outcome.replaced);
-            // A conflicting row was written by someone else since it was read: read it again and
-            // move what it holds now (deleted rows are simply gone).
-            for id in outcome.conflicts {
-                if attempt == MAX_ATTEMPTS {
-                    let reason = format!("changed by another writer on each of {MAX_ATTEMPTS} attempts");
-                    tally.failed.push(WalletFailure { id, reason });
-                } else if let Some(ciphertext) = wallet_store::get(&id).map_err(scan::store_error)? {
-                    pending.push(Wallet { id, ciphertext });
+            for attempt in 1..=MAX_ATTEMPTS {
+                let replacements =
+                    tally.plan(keyring, std::mem::take(&mut pending), to, options.reencrypt)?;
+                if replacements.is_empty() {
+                    break;
+                }
+                let outcome = wallet_store::replace_batch(&replacements).map_err(scan::store_error)?;
+                tally.rotated += u64::from(outcome.replaced);
+                // A conflicting row was written by someone else since it was read: read it again
+                // and move what it holds now (deleted rows are simply gone).
+                for id in outcome.conflicts {
+                    if attempt == MAX_ATTEMPTS {
+                        let reason = format!("changed by another writer on each of {MAX_ATTEMPTS} attempts");
+                        tally.fail(id, reason);
+                    } else if let Some(ciphertext) = wallet_store::get(&id).map_err(scan::store_error)? {
+                        pending.push(Wallet { id, ciphertext });
+                    }
                 }
             }
+            if !sweep {
+                log::progress(tally.seen, total.max(tally.seen));
+            }
         }
-        log::progress(tally.seen, total.max(tally.seen));
     }
     if !tally.failed.is_empty() {
         log::warn(&format!(
@@ -199,16 +223,48 @@ fn move_wallets(
         ));
     }
     journal::finish(rotation_id, tally.failed.len() as u64)?;
+    let total = wallet_store::count().map_err(scan::store_error)?;
+    let moved_or_failed = tally.rotated + tally.failed.len() as u64;
     Ok(RotateReport {
         rotation_id,
         from_version: from,
         to_version: to,
-        total: tally.seen,
+        total,
         rotated: tally.rotated,
-        unchanged: tally.unchanged,
+        unchanged: total.saturating_sub(moved_or_failed),
         failed: tally.failed,
         dry_run: false,
     })
+}
+
+/// `--strict`: every wallet must open before anything changes.
+fn refuse_unopenable(keyring: &mut Keyring, batch_size: u32) -> Result<(), String> {
+    let mut failed = Vec::new();
+    for batch in scan::batches(batch_size, None) {
+        for wallet in batch? {
+            match keyring.open(&wallet.id, &wallet.ciphertext) {
+                Ok(_) => {}
+                Err(OpenError::Wallet(reason)) => failed.push(format!("{}: {reason}", wallet.id)),
+                Err(OpenError::Fatal(reason)) => return Err(reason),
+            }
+        }
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 20;
+    let more = failed.len().saturating_sub(SHOWN);
+    failed.truncate(SHOWN);
+    Err(format!(
+        "--strict: {} wallet(s) do not open, so nothing was changed:\n  {}{}",
+        failed.len() + more,
+        failed.join("\n  "),
+        if more > 0 {
+            format!("\n  … and {more} more (rotor validate lists them all)")
+        } else {
+            String::new()
+        }
+    ))
 }
 
 /// Opens and reseals every wallet under a KEK that is never stored; writes nothing.
@@ -217,7 +273,7 @@ fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport
     let to = from + 1;
     keyring.install_current(to, Kek::generate().map_err(|e| e.to_string())?);
     let mut tally = Tally::default();
-    for batch in scan::batches(options.batch_size) {
+    for batch in scan::batches(options.batch_size, None) {
         let batch = batch?;
         tally.seen += batch.len() as u64;
         tally.rotated += tally.plan(&mut keyring, batch, to, options.reencrypt)?.len() as u64;

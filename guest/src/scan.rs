@@ -13,9 +13,12 @@ pub(crate) fn store_error(error: wallet_store::Error) -> String {
     }
 }
 
-/// Batches of up to `batch_size` wallets in id order. Rows inserted behind the cursor while the
-/// walk is under way are not seen; writers use the newest KEK anyway.
-pub(crate) fn batches(batch_size: u32) -> impl Iterator<Item = Result<Vec<Wallet>, String>> {
+/// Batches of up to `batch_size` wallets in id order, leaving out those whose ciphertext starts
+/// with `skip_prefix`. Rows inserted behind the cursor while the walk is under way are not seen.
+pub(crate) fn batches(
+    batch_size: u32,
+    skip_prefix: Option<String>,
+) -> impl Iterator<Item = Result<Vec<Wallet>, String>> {
     let limit = batch_size.clamp(1, MAX_BATCH);
     let mut after: Option<String> = None;
     let mut done = false;
@@ -23,7 +26,7 @@ pub(crate) fn batches(batch_size: u32) -> impl Iterator<Item = Result<Vec<Wallet
         if done {
             return None;
         }
-        match wallet_store::scan(after.as_deref(), limit) {
+        match wallet_store::scan(after.as_deref(), limit, skip_prefix.as_deref()) {
             Ok(batch) if batch.is_empty() => {
                 done = true;
                 None

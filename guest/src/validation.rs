@@ -14,7 +14,7 @@ pub(crate) fn validate(at: &KeyLocation, batch_size: u32) -> Result<ValidateRepo
     let mut per_version = BTreeMap::<u32, u64>::new();
     let mut invalid = Vec::new();
     let mut seen = 0u64;
-    for batch in scan::batches(batch_size) {
+    for batch in scan::batches(batch_size, None) {
         for wallet in batch? {
             match keyring.open(&wallet.id, &wallet.ciphertext) {
                 Ok((version, _plaintext)) => *per_version.entry(version).or_default() += 1,

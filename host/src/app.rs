@@ -90,7 +90,7 @@ impl App {
     /// A fresh component instance that may touch the KEK's paths and the wallets, read-only
     /// or read-write.
     pub async fn instance(&self, access: Access, reporter: Reporter) -> anyhow::Result<Instance> {
-        let identity = RunIdentity { started_by: started_by(), component_sha256: self.source.sha256.clone() };
+        let identity = RunIdentity::this_process(self.source.sha256.clone());
         let state = RunState::new(
             self.vault.clone(),
             self.database.clone(),
@@ -100,16 +100,4 @@ impl App {
         );
         self.runtime.instantiate(state).await
     }
-}
-
-/// `user@host (pid N)`: who to ask about a running or unfinished rotation.
-fn started_by() -> String {
-    let user =
-        std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{user}@{host} (pid {})", std::process::id())
 }

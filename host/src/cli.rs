@@ -15,7 +15,7 @@ use crate::bindings::operations::{self, RotateOptions};
 use crate::component::Instance;
 use crate::grants::Access;
 use crate::progress::Reporter;
-use crate::store::{RotationRecord, WalletTable};
+use crate::store::{LeaseHolder, RotationRecord, WalletTable};
 use crate::vault::VaultConfig;
 
 /// Exit code of a command that ran to the end but left wallets that do not open or did not move.
@@ -88,6 +88,9 @@ pub enum Command {
     /// atomic batches, each row only if nobody changed it meanwhile; legacy wallets are converted
     /// to rotor's envelope format. If a rotation was interrupted, `rotor rotate` finishes it.
     Rotate(RotateArgs),
+    /// The unfinished rotation if there is one (progress, who runs it), and wallets per KEK
+    /// version as the database counts them (no key is read).
+    Status,
     /// Past rotations: rotor's journal, and archives left by the seed's script.
     History,
     /// Encrypt a wallet under the current KEK and store it (plaintext on stdin).
@@ -133,6 +136,13 @@ pub struct RotateArgs {
     /// Finish the interrupted rotation; fails if there is none.
     #[arg(long, conflicts_with = "dry_run")]
     pub resume: bool,
+    /// Check first that every wallet opens; if one does not, change nothing (exit 1).
+    #[arg(long)]
+    pub strict: bool,
+    /// How long this rotor's hold on the rotation lasts without progress. Another rotor may take
+    /// over after that (at once if this one died on the same host).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=86_400), value_name = "SECONDS")]
+    pub lease_seconds: u64,
 }
 
 impl GlobalArgs {
@@ -176,6 +186,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let report = rotate(&app, &mut instance, args).await?;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
+        }
+        Command::Status => {
+            let app = open_app(global, false).await?;
+            let status = status(&app).await?;
+            print(global.json, &status, || status.human());
+            Ok(Outcome::Success)
         }
         Command::History => {
             let app = open_app(global, false).await?;
@@ -359,10 +375,16 @@ pub async fn rotate(app: &App, instance: &mut Instance, args: &RotateArgs) -> an
         dry_run: args.dry_run,
         reencrypt: args.reencrypt,
         resume: args.resume,
+        strict: args.strict,
     };
+    instance.state_mut().set_lease_ttl(std::time::Duration::from_secs(args.lease_seconds));
     let started = Instant::now();
     let report = answer(instance.rotate(&app.key_location(), options).await);
     instance.state().reporter().finish();
+    // However the rotation ended, another rotor may resume it at once.
+    if let Err(e) = instance.state().release_lease().await {
+        tracing::warn!("could not release the rotation lease (it will expire): {e}");
+    }
     let report: operations::RotateReport = report?;
     let elapsed = started.elapsed();
     let failures: Vec<Failure> =
@@ -382,6 +404,74 @@ pub async fn rotate(app: &App, instance: &mut Instance, args: &RotateArgs) -> an
         duration_ms: elapsed.as_millis() as u64,
         wallets_per_second: report.rotated as f64 / elapsed.as_secs_f64().max(1e-9),
         component_sha256: app.component().sha256.clone(),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// The running or interrupted rotation, if any.
+    pub unfinished: Option<RotationRecord>,
+    /// Who holds the rotation lease (it may have expired: then nobody is running).
+    pub lease: Option<LeaseHolder>,
+    pub lease_expired: bool,
+    pub current_kek_version: Option<u64>,
+    pub key_versions: BTreeMap<String, u64>,
+    pub total: u64,
+}
+
+impl Status {
+    pub fn human(&self) -> String {
+        let mut lines = Vec::new();
+        match &self.unfinished {
+            Some(r) => lines.push(format!(
+                "rotation #{} unfinished: v{} -> {}, {} of {} moved so far, started by {} at {}",
+                r.id,
+                r.from_version,
+                if r.to_version == 0 {
+                    "(new KEK not stored yet)".to_owned()
+                } else {
+                    format!("v{}", r.to_version)
+                },
+                r.rotated,
+                r.total,
+                r.started_by,
+                r.started_at
+            )),
+            None => lines.push("no rotation in progress".into()),
+        }
+        match (&self.lease, self.lease_expired) {
+            (Some(l), false) => {
+                lines.push(format!("running: {} holds the lease since {}", l.holder, l.acquired_at))
+            }
+            (Some(l), true) => {
+                lines.push(format!("{} held the lease, which has expired: `rotor rotate` resumes", l.holder))
+            }
+            (None, _) if self.unfinished.is_some() => {
+                lines.push("nobody is running it: `rotor rotate` resumes it".into())
+            }
+            (None, _) => {}
+        }
+        let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
+        lines.push(format!("{} wallets per KEK version: {}", self.total, versions.join(", ")));
+        if let Some(v) = self.current_kek_version {
+            lines.push(format!("current KEK in Vault: v{v}"));
+        }
+        lines.join("\n")
+    }
+}
+
+pub async fn status(app: &App) -> anyhow::Result<Status> {
+    let database = app.database();
+    let key_versions = database.version_counts().await?;
+    let lease = database.lease().await?;
+    let metadata = app.vault().metadata(&app.settings().key_path).await?;
+    Ok(Status {
+        unfinished: database.unfinished_rotation().await?,
+        lease_expired: lease.as_ref().is_some_and(|l| l.expires_at < crate::store::unix_now()),
+        lease,
+        current_kek_version: metadata.map(|m| m.current_version),
+        total: key_versions.values().sum(),
+        key_versions,
     })
 }
 

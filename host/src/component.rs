@@ -107,6 +107,10 @@ impl Instance {
         self.store.data()
     }
 
+    pub fn state_mut(&mut self) -> &mut RunState {
+        self.store.data_mut()
+    }
+
     pub async fn validate(
         &mut self,
         at: &operations::KeyLocation,

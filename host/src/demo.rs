@@ -152,6 +152,8 @@ async fn run_with_server(
         dry_run: false,
         reencrypt: false,
         resume: false,
+        strict: false,
+        lease_seconds: crate::imports::DEFAULT_LEASE.as_secs(),
     };
     let mut instance = app.instance(Access::ReadWrite, global_reporter(global, "rotate")).await?;
     let rotation = crate::cli::rotate(&app, &mut instance, &rotate_args).await?;

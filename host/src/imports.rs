@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 use crate::bindings::{journal, kv, report, types, wallet_store};
 use crate::grants::Grants;
 use crate::progress::Reporter;
-use crate::store::{Database, Replacement, RotationRecord, RunIdentity, StoreError};
+use crate::store::{Checkpoint, Database, Replacement, RotationRecord, RunIdentity, StoreError, unix_now};
 use crate::vault::{KvMetadata, KvSecret, VaultClient, VaultError};
 
 /// Largest batch the host accepts across the boundary in one call.
@@ -30,7 +30,13 @@ pub struct RunState {
     reporter: Reporter,
     /// The rotation whose progress each batch checkpoints, once the component names it.
     active_rotation: Option<i64>,
+    /// How long the rotation lease lasts without a batch renewing it.
+    lease_ttl: std::time::Duration,
 }
+
+/// Default rotation lease: long enough for any batch, short enough to take over from a rotor
+/// that died on another host without much wait.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl RunState {
     pub fn new(
@@ -57,7 +63,17 @@ impl RunState {
             identity,
             reporter,
             active_rotation: None,
+            lease_ttl: DEFAULT_LEASE,
         }
+    }
+
+    pub fn set_lease_ttl(&mut self, ttl: std::time::Duration) {
+        self.lease_ttl = ttl;
+    }
+
+    /// Gives up the rotation lease if this run holds it (when the command ends, however it ends).
+    pub async fn release_lease(&self) -> Result<(), StoreError> {
+        self.database.release_lease(&self.identity.lease_token).await
     }
 
     pub(crate) fn limits(&mut self) -> &mut wasmtime::StoreLimits {
@@ -187,11 +203,20 @@ impl wallet_store::Host for RunState {
         &mut self,
         after: Option<String>,
         limit: u32,
+        skip_prefix: Option<String>,
     ) -> wasmtime::Result<Result<Vec<wallet_store::Wallet>, wallet_store::Error>> {
         let limit = limit.min(MAX_BATCH_ROWS as u32);
+        // Spliced into a LIKE pattern: no wildcards, nothing to escape.
+        if let Some(prefix) =
+            skip_prefix.as_deref().filter(|p| !p.chars().all(|c| c.is_ascii_alphanumeric() || c == ':'))
+        {
+            return Ok(Err(wallet_store::Error::Database(format!(
+                "skip-prefix {prefix:?} may hold letters, digits and ':' only"
+            ))));
+        }
         Ok(self
             .database
-            .scan(after.as_deref(), limit)
+            .scan(after.as_deref(), limit, skip_prefix.as_deref())
             .await
             .map(|rows| {
                 rows.into_iter()
@@ -246,9 +271,14 @@ impl wallet_store::Host for RunState {
             .into_iter()
             .map(|r| Replacement { id: r.id, expected: r.expected, replacement: r.replacement })
             .collect();
+        let checkpoint = self.active_rotation.map(|rotation| Checkpoint {
+            rotation,
+            lease_token: &self.identity.lease_token,
+            lease_expires_at: unix_now() + self.lease_ttl.as_secs() as i64,
+        });
         Ok(self
             .database
-            .replace_batch(&rows, self.active_rotation)
+            .replace_batch(&rows, checkpoint)
             .await
             .map(|outcome| wallet_store::BatchOutcome {
                 replaced: outcome.replaced,
@@ -312,12 +342,18 @@ impl journal::Host for RunState {
             return Ok(Err(denied));
         }
         self.active_rotation = Some(id as i64);
+        if let Err(lost) = self.database.renew_lease(&self.identity.lease_token, self.lease_ttl).await {
+            return Ok(Err(lost.to_string()));
+        }
         Ok(self.database.set_rotation_target(id as i64, to_version.into()).await.map_err(|e| e.to_string()))
     }
 
     async fn resume(&mut self) -> wasmtime::Result<Result<Option<journal::Rotation>, String>> {
         if let Err(denied) = self.check_journal_write() {
             return Ok(Err(denied));
+        }
+        if let Err(held) = self.database.acquire_lease(&self.identity, self.lease_ttl).await {
+            return Ok(Err(held.to_string()));
         }
         Ok(match self.database.unfinished_rotation().await {
             Ok(record) => {
@@ -333,6 +369,9 @@ impl journal::Host for RunState {
             return Ok(Err(denied));
         }
         self.active_rotation = None;
+        if let Err(lost) = self.database.renew_lease(&self.identity.lease_token, self.lease_ttl).await {
+            return Ok(Err(lost.to_string()));
+        }
         Ok(self.database.finish_rotation(id as i64, failed as i64).await.map_err(|e| e.to_string()))
     }
 

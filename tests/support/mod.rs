@@ -187,7 +187,7 @@ impl World {
         let mut rows = std::collections::BTreeMap::new();
         let mut after: Option<String> = None;
         loop {
-            let batch = db.scan(after.as_deref(), 1000).await.unwrap();
+            let batch = db.scan(after.as_deref(), 1000, None).await.unwrap();
             let Some(last) = batch.last() else { break };
             after = Some(last.id.clone());
             rows.extend(batch.into_iter().map(|row| (row.id, row.ciphertext)));

@@ -5,6 +5,7 @@
 //! for `rotor seal`). Its own state lives in `rotor_*` tables that [`Database::migrate`] creates.
 
 mod postgres;
+mod shared;
 mod sqlite;
 
 use std::fmt;
@@ -114,8 +115,68 @@ pub struct RotationRecord {
 /// Facts about the run that the host, not the component, knows.
 #[derive(Clone, Debug)]
 pub struct RunIdentity {
+    /// `user@host (pid N)`: who to ask about a running rotation.
     pub started_by: String,
+    pub host: String,
+    pub pid: u32,
+    /// Random per process: names this process's hold on the rotation lease.
+    pub lease_token: String,
     pub component_sha256: String,
+}
+
+impl RunIdentity {
+    /// This process, running the component with digest `component_sha256`.
+    pub fn this_process(component_sha256: String) -> RunIdentity {
+        let host = host_name();
+        RunIdentity {
+            started_by: format!("{}@{host} (pid {})", user_name(), std::process::id()),
+            host,
+            pid: std::process::id(),
+            lease_token: lease_token(),
+            component_sha256,
+        }
+    }
+}
+
+fn user_name() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Names this process's hold on the rotation lease; unguessable, so no other process renews it.
+fn lease_token() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    hex::encode(bytes)
+}
+
+/// The process that holds the rotation lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeaseHolder {
+    #[serde(skip)]
+    pub token: String,
+    pub holder: String,
+    pub host: String,
+    pub pid: i64,
+    pub acquired_at: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// What a rotation's batch also records, in the batch's transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct Checkpoint<'a> {
+    pub rotation: i64,
+    pub lease_token: &'a str,
+    /// Unix seconds until which the lease is extended.
+    pub lease_expires_at: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +194,16 @@ pub enum StoreError {
         "rotation #{id} is unfinished (from KEK v{from_version}, started by {started_by} at {started_at}): run `rotor rotate --resume` to finish it"
     )]
     RotationUnfinished { id: i64, from_version: i64, started_by: String, started_at: String },
+    #[error(
+        "another rotor is moving wallets: {holder}, since {since}; its lease runs until {until} \
+         (wait for it; a holder that died on this host is replaced at once, elsewhere when its lease runs out)"
+    )]
+    LeaseHeld { holder: String, since: String, until: String },
+    #[error(
+        "this rotor lost the rotation lease to another process (it was paused past its lease); \
+         nothing of the current batch was written"
+    )]
+    LeaseLost,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -204,8 +275,15 @@ impl Database {
         dispatch!(self, s => s.count().await)
     }
 
-    pub async fn scan(&self, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>, StoreError> {
-        dispatch!(self, s => s.scan(after, limit).await)
+    /// Up to `limit` rows after `after` in id order, leaving out those whose ciphertext starts
+    /// with `skip_prefix` (letters, digits and `:` only: it becomes a LIKE pattern).
+    pub async fn scan(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        skip_prefix: Option<&str>,
+    ) -> Result<Vec<WalletRow>, StoreError> {
+        dispatch!(self, s => s.scan(after, limit, skip_prefix).await)
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<String>, StoreError> {
@@ -227,9 +305,60 @@ impl Database {
     pub async fn replace_batch(
         &self,
         rows: &[Replacement],
-        rotation: Option<i64>,
+        checkpoint: Option<Checkpoint<'_>>,
     ) -> Result<BatchOutcome, StoreError> {
-        dispatch!(self, s => s.replace_batch(rows, rotation).await)
+        dispatch!(self, s => s.replace_batch(rows, checkpoint).await)
+    }
+
+    /// Takes the rotation lease for `ttl`, or renews it if this process holds it. A holder whose
+    /// lease ran out, or that died on this host, is replaced; a live one is named in the error.
+    pub async fn acquire_lease(&self, who: &RunIdentity, ttl: std::time::Duration) -> Result<(), StoreError> {
+        let now = unix_now();
+        let current = dispatch!(self, s => s.lease().await)?;
+        let stale = match &current {
+            None => None,
+            Some(held) if held.token == who.lease_token || held.expires_at < now => Some(held.token.as_str()),
+            Some(held) if held.host == who.host && !process_alive(held.pid) => Some(held.token.as_str()),
+            Some(held) => return Err(lease_held(held)),
+        };
+        let expires_at = now + ttl.as_secs() as i64;
+        if dispatch!(self, s => s.take_lease(who, stale, &now_rfc3339(), expires_at).await)? {
+            if let Some(held) = current.filter(|held| held.token != who.lease_token) {
+                tracing::warn!(holder = %held.holder, "took over the rotation lease of a rotor that is gone");
+            }
+            return Ok(());
+        }
+        // Another process took it between our read and our write.
+        match dispatch!(self, s => s.lease().await)? {
+            Some(held) => Err(lease_held(&held)),
+            None => Err(StoreError::Config("the rotation lease changed hands meanwhile; retry".into())),
+        }
+    }
+
+    /// Extends this process's lease; `Err(LeaseLost)` if another process holds it now.
+    pub async fn renew_lease(&self, token: &str, ttl: std::time::Duration) -> Result<(), StoreError> {
+        let expires_at = unix_now() + ttl.as_secs() as i64;
+        if dispatch!(self, s => s.renew_lease(token, expires_at).await)? {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost)
+        }
+    }
+
+    pub async fn release_lease(&self, token: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.release_lease(token).await)
+    }
+
+    /// Wallets per KEK version as their prefixes name it (`legacy` for the seed's format),
+    /// counted by the database without opening anything.
+    pub async fn version_counts(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+        let counts = dispatch!(self, s => s.version_counts().await)?;
+        Ok(counts.into_iter().map(|(version, count)| (version, count as u64)).collect())
+    }
+
+    /// Who holds the rotation lease, if anyone (expired leases included).
+    pub async fn lease(&self) -> Result<Option<LeaseHolder>, StoreError> {
+        dispatch!(self, s => s.lease().await)
     }
 
     /// Records a new running rotation; refuses while another one is unfinished.
@@ -294,6 +423,29 @@ pub async fn create_sqlite_database(
     sqlite::create_database(path, table).await
 }
 
+fn lease_held(held: &LeaseHolder) -> StoreError {
+    let until = std::time::UNIX_EPOCH + std::time::Duration::from_secs(held.expires_at.max(0) as u64);
+    StoreError::LeaseHeld {
+        holder: held.holder.clone(),
+        since: held.acquired_at.clone(),
+        until: humantime::format_rfc3339_seconds(until).to_string(),
+    }
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Whether process `pid` on this host is still running (a zombie is not). Where that cannot be
+/// told, it is taken to be alive: the lease then runs out instead.
+fn process_alive(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name, which may itself contain ") ".
+        Ok(stat) => stat.rsplit_once(") ").is_none_or(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => !std::path::Path::new("/proc/self").exists(),
+    }
+}
+
 fn unfinished(running: RotationRecord) -> StoreError {
     StoreError::RotationUnfinished {
         id: running.id,
@@ -302,10 +454,6 @@ fn unfinished(running: RotationRecord) -> StoreError {
         started_at: running.started_at,
     }
 }
-
-/// The journal's columns, in the order [`rotation_from_row`] reads them.
-pub(crate) const ROTATION_COLUMNS: &str = "id, from_version, to_version, status, started_at, finished_at, \
-     started_by, total, rotated, failed, reencrypt, component_sha256";
 
 /// Reads a [`RotationRecord`] from a row of either database (a macro: sqlx's row types differ).
 macro_rules! rotation_from_row {

@@ -7,12 +7,17 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
 
+use super::shared::{CHECKPOINT, RENEW_LEASE, shared_queries};
 use super::{
-    BatchOutcome, ROTATION_COLUMNS, Replacement, RotationRecord, RunIdentity, StoreError, WalletRow,
+    BatchOutcome, Checkpoint, LeaseHolder, Replacement, RotationRecord, RunIdentity, StoreError, WalletRow,
     WalletTable, redact_url,
 };
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS rotor_rotations (
+/// Held for the migration's transaction; the key is arbitrary but fixed ("rotor" in ASCII).
+const MIGRATION_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(491496173426)");
+
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS rotor_rotations (
         id BIGSERIAL PRIMARY KEY,
         from_version BIGINT NOT NULL,
         to_version BIGINT NOT NULL DEFAULT 0,
@@ -28,7 +33,18 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS rotor_rotations (
         reencrypt BOOLEAN NOT NULL,
         component_sha256 TEXT NOT NULL,
         last_id TEXT
-    )"];
+    )",
+    // See the SQLite migration: one process moves wallets at a time.
+    "CREATE TABLE IF NOT EXISTS rotor_lease (
+        id SMALLINT PRIMARY KEY CHECK (id = 1),
+        token TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        acquired_at TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    )",
+];
 
 #[derive(Debug, Clone)]
 pub struct PgStore {
@@ -49,14 +65,6 @@ impl PgStore {
         Ok(PgStore { pool, url: shown, table })
     }
 
-    pub(super) fn url(&self) -> &str {
-        &self.url
-    }
-
-    pub(super) fn table(&self) -> &WalletTable {
-        &self.table
-    }
-
     pub(super) async fn columns(&self) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
             "SELECT column_name::text AS name FROM information_schema.columns \
@@ -66,47 +74,6 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(|row| row.get("name")).collect())
-    }
-
-    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
-        for statement in MIGRATIONS {
-            sqlx::query(*statement).execute(&self.pool).await?;
-        }
-        Ok(())
-    }
-
-    pub(super) async fn count(&self) -> Result<u64, StoreError> {
-        let sql = format!("SELECT COUNT(*) FROM {}", self.table.table);
-        let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql.as_str())).fetch_one(&self.pool).await?;
-        Ok(count as u64)
-    }
-
-    pub(super) async fn scan(&self, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>, StoreError> {
-        let WalletTable { table, id_column: id, ciphertext_column: ct } = &self.table;
-        let sql = format!(
-            "SELECT {id}, {ct} FROM {table} WHERE $1::text IS NULL OR {id} > $1 ORDER BY {id} LIMIT $2"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|row| Ok(WalletRow { id: row.try_get(0)?, ciphertext: row.try_get(1)? })).collect()
-    }
-
-    pub(super) async fn get(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let WalletTable { table, id_column, ciphertext_column } = &self.table;
-        let sql = format!("SELECT {ciphertext_column} FROM {table} WHERE {id_column} = $1");
-        Ok(sqlx::query_scalar(AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(&self.pool).await?)
-    }
-
-    pub(super) async fn put(&self, id: &str, ciphertext: &str) -> Result<(), StoreError> {
-        let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
-        let sql = format!(
-            "INSERT INTO {table} ({idc}, {ct}) VALUES ($1, $2) ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct}"
-        );
-        sqlx::query(AssertSqlSafe(sql.as_str())).bind(id).bind(ciphertext).execute(&self.pool).await?;
-        Ok(())
     }
 
     pub(super) async fn put_many(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
@@ -128,7 +95,7 @@ impl PgStore {
     pub(super) async fn replace_batch(
         &self,
         rows: &[Replacement],
-        rotation: Option<i64>,
+        checkpoint: Option<Checkpoint<'_>>,
     ) -> Result<BatchOutcome, StoreError> {
         let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
         let column = |f: fn(&Replacement) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
@@ -147,11 +114,19 @@ impl PgStore {
             .await?
             .into_iter()
             .collect();
-        if let (Some(rotation), Some(last)) = (rotation, rows.last()) {
-            sqlx::query("UPDATE rotor_rotations SET rotated = rotated + $1, last_id = $2 WHERE id = $3")
+        if let (Some(checkpoint), Some(last)) = (checkpoint, rows.last()) {
+            let renewed = sqlx::query(RENEW_LEASE)
+                .bind(checkpoint.lease_expires_at)
+                .bind(checkpoint.lease_token)
+                .execute(&mut *tx)
+                .await?;
+            if renewed.rows_affected() != 1 {
+                return Err(StoreError::LeaseLost);
+            }
+            sqlx::query(CHECKPOINT)
                 .bind(replaced.len() as i64)
                 .bind(&last.id)
-                .bind(rotation)
+                .bind(checkpoint.rotation)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -162,63 +137,14 @@ impl PgStore {
         })
     }
 
-    pub(super) async fn insert_rotation(
-        &self,
-        from_version: i64,
-        total: i64,
-        reencrypt: bool,
-        who: &RunIdentity,
-        started_at: &str,
-    ) -> Result<RotationRecord, StoreError> {
+    pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let WalletTable { table, ciphertext_column: ct, .. } = &self.table;
         let sql = format!(
-            "INSERT INTO rotor_rotations (from_version, status, running, started_at, started_by, total, \
-             reencrypt, component_sha256) VALUES ($1, 'running', 1, $2, $3, $4, $5, $6) RETURNING {ROTATION_COLUMNS}"
+            "SELECT CASE WHEN {ct} LIKE 'rotor:v%' THEN split_part(substr({ct}, 8), ':', 1) \
+             ELSE 'legacy' END AS version, COUNT(*) FROM {table} GROUP BY 1"
         );
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(from_version)
-            .bind(started_at)
-            .bind(&who.started_by)
-            .bind(total)
-            .bind(reencrypt)
-            .bind(&who.component_sha256)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(super::rotation_from_row!(row))
+        Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
     }
 
-    pub(super) async fn set_rotation_target(&self, id: i64, to_version: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE rotor_rotations SET to_version = $1 WHERE id = $2 AND status = 'running'")
-            .bind(to_version)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub(super) async fn finish_rotation(
-        &self,
-        id: i64,
-        failed: i64,
-        finished_at: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE rotor_rotations SET status = 'finished', running = NULL, failed = $1, finished_at = $2 WHERE id = $3",
-        )
-        .bind(failed)
-        .bind(finished_at)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub(super) async fn rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
-        let sql = format!("SELECT {ROTATION_COLUMNS} FROM rotor_rotations ORDER BY id DESC");
-        match sqlx::query(AssertSqlSafe(sql.as_str())).fetch_all(&self.pool).await {
-            Ok(rows) => rows.into_iter().map(|row| Ok(super::rotation_from_row!(row))).collect(),
-            // 42P01: undefined_table — rotor has never run against this database.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
-        }
-    }
+    shared_queries!();
 }

@@ -10,8 +10,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
+use super::shared::{CHECKPOINT, RENEW_LEASE, shared_queries};
 use super::{
-    BatchOutcome, ROTATION_COLUMNS, Replacement, RotationRecord, RunIdentity, StoreError, WalletRow,
+    BatchOutcome, Checkpoint, LeaseHolder, Replacement, RotationRecord, RunIdentity, StoreError, WalletRow,
     WalletTable,
 };
 
@@ -19,7 +20,11 @@ use super::{
 /// and large enough that per-statement overhead (~100 µs through sqlx) is amortised.
 const ROWS_PER_STATEMENT: usize = 1000;
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS rotor_rotations (
+/// SQLite serializes writers itself.
+const MIGRATION_LOCK: Option<&str> = None;
+
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS rotor_rotations (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         from_version INTEGER NOT NULL,
         to_version INTEGER NOT NULL DEFAULT 0,
@@ -35,7 +40,19 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS rotor_rotations (
         reencrypt BOOLEAN NOT NULL,
         component_sha256 TEXT NOT NULL,
         last_id TEXT
-    )"];
+    )",
+    // At most one process moves wallets at a time: the holder renews `expires_at` (Unix seconds)
+    // with every batch; a holder that died on this host, or whose lease ran out, is replaced.
+    "CREATE TABLE IF NOT EXISTS rotor_lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        token TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        acquired_at TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    )",
+];
 
 pub(super) async fn create_database(path: &Path, table: &WalletTable) -> Result<String, StoreError> {
     let url = format!("sqlite://{}", path.display());
@@ -82,59 +99,12 @@ impl SqliteStore {
         Ok(SqliteStore { pool, url: url.to_owned(), table })
     }
 
-    pub(super) fn url(&self) -> &str {
-        &self.url
-    }
-
-    pub(super) fn table(&self) -> &WalletTable {
-        &self.table
-    }
-
     pub(super) async fn columns(&self) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query("SELECT name FROM pragma_table_info(?)")
             .bind(&self.table.table)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(|row| row.get("name")).collect())
-    }
-
-    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
-        for statement in MIGRATIONS {
-            sqlx::query(*statement).execute(&self.pool).await?;
-        }
-        Ok(())
-    }
-
-    pub(super) async fn count(&self) -> Result<u64, StoreError> {
-        let sql = format!("SELECT COUNT(*) FROM {}", self.table.table);
-        let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql.as_str())).fetch_one(&self.pool).await?;
-        Ok(count as u64)
-    }
-
-    pub(super) async fn scan(&self, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>, StoreError> {
-        let WalletTable { table, id_column: id, ciphertext_column: ct } = &self.table;
-        let sql = format!("SELECT {id}, {ct} FROM {table} WHERE {id} > ? ORDER BY {id} LIMIT ?");
-        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(after.unwrap_or(""))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|row| Ok(WalletRow { id: row.try_get(0)?, ciphertext: row.try_get(1)? })).collect()
-    }
-
-    pub(super) async fn get(&self, id: &str) -> Result<Option<String>, StoreError> {
-        let WalletTable { table, id_column, ciphertext_column } = &self.table;
-        let sql = format!("SELECT {ciphertext_column} FROM {table} WHERE {id_column} = ?");
-        Ok(sqlx::query_scalar(AssertSqlSafe(sql.as_str())).bind(id).fetch_optional(&self.pool).await?)
-    }
-
-    pub(super) async fn put(&self, id: &str, ciphertext: &str) -> Result<(), StoreError> {
-        let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
-        let sql = format!(
-            "INSERT INTO {table} ({idc}, {ct}) VALUES (?, ?) ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct}"
-        );
-        sqlx::query(AssertSqlSafe(sql.as_str())).bind(id).bind(ciphertext).execute(&self.pool).await?;
-        Ok(())
     }
 
     pub(super) async fn put_many(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
@@ -155,7 +125,7 @@ impl SqliteStore {
     pub(super) async fn replace_batch(
         &self,
         rows: &[Replacement],
-        rotation: Option<i64>,
+        checkpoint: Option<Checkpoint<'_>>,
     ) -> Result<BatchOutcome, StoreError> {
         let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
         let mut tx = self.pool.begin().await?;
@@ -173,11 +143,19 @@ impl SqliteStore {
             let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
             replaced.extend(ids);
         }
-        if let (Some(rotation), Some(last)) = (rotation, rows.last()) {
-            sqlx::query("UPDATE rotor_rotations SET rotated = rotated + ?, last_id = ? WHERE id = ?")
+        if let (Some(checkpoint), Some(last)) = (checkpoint, rows.last()) {
+            let renewed = sqlx::query(RENEW_LEASE)
+                .bind(checkpoint.lease_expires_at)
+                .bind(checkpoint.lease_token)
+                .execute(&mut *tx)
+                .await?;
+            if renewed.rows_affected() != 1 {
+                return Err(StoreError::LeaseLost);
+            }
+            sqlx::query(CHECKPOINT)
                 .bind(replaced.len() as i64)
                 .bind(&last.id)
-                .bind(rotation)
+                .bind(checkpoint.rotation)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -188,62 +166,14 @@ impl SqliteStore {
         })
     }
 
-    pub(super) async fn insert_rotation(
-        &self,
-        from_version: i64,
-        total: i64,
-        reencrypt: bool,
-        who: &RunIdentity,
-        started_at: &str,
-    ) -> Result<RotationRecord, StoreError> {
+    pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let WalletTable { table, ciphertext_column: ct, .. } = &self.table;
         let sql = format!(
-            "INSERT INTO rotor_rotations (from_version, status, running, started_at, started_by, total, \
-             reencrypt, component_sha256) VALUES (?, 'running', 1, ?, ?, ?, ?, ?) RETURNING {ROTATION_COLUMNS}"
+            "SELECT CASE WHEN {ct} LIKE 'rotor:v%' THEN substr({ct}, 8, instr(substr({ct}, 8), ':') - 1) \
+             ELSE 'legacy' END AS version, COUNT(*) FROM {table} GROUP BY 1"
         );
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
-            .bind(from_version)
-            .bind(started_at)
-            .bind(&who.started_by)
-            .bind(total)
-            .bind(reencrypt)
-            .bind(&who.component_sha256)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(super::rotation_from_row!(row))
+        Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
     }
 
-    pub(super) async fn set_rotation_target(&self, id: i64, to_version: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE rotor_rotations SET to_version = ? WHERE id = ? AND status = 'running'")
-            .bind(to_version)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub(super) async fn finish_rotation(
-        &self,
-        id: i64,
-        failed: i64,
-        finished_at: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE rotor_rotations SET status = 'finished', running = NULL, failed = ?, finished_at = ? WHERE id = ?",
-        )
-        .bind(failed)
-        .bind(finished_at)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub(super) async fn rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
-        let sql = format!("SELECT {ROTATION_COLUMNS} FROM rotor_rotations ORDER BY id DESC");
-        match sqlx::query(AssertSqlSafe(sql.as_str())).fetch_all(&self.pool).await {
-            Ok(rows) => rows.into_iter().map(|row| Ok(super::rotation_from_row!(row))).collect(),
-            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
-        }
-    }
+    shared_queries!();
 }

@@ -1,0 +1,229 @@
+//! Queries that read the same on SQLite and PostgreSQL (both take `$n` placeholders through
+//! sqlx). A macro rather than generic code: sqlx's pool and row types differ per database, and
+//! the trait bounds to abstract over them would outweigh the queries themselves.
+
+/// The journal's columns, in the order `rotation_from_row!` reads them.
+pub(super) const ROTATION_COLUMNS: &str = "id, from_version, to_version, status, started_at, \
+     finished_at, started_by, total, rotated, failed, reencrypt, component_sha256";
+
+/// Counts a committed batch towards its rotation, in the batch's own transaction.
+pub(super) const CHECKPOINT: &str =
+    "UPDATE rotor_rotations SET rotated = rotated + $1, last_id = $2 WHERE id = $3";
+
+/// Extends the rotation lease, in each batch's transaction: a process that lost its lease (paused
+/// past the expiry while another took over) changes nothing more.
+pub(super) const RENEW_LEASE: &str = "UPDATE rotor_lease SET expires_at = $1 WHERE id = 1 AND token = $2";
+
+/// `true` for the error of a query on a table that does not exist (rotor never ran here).
+pub(super) fn is_missing_table(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => {
+            e.code().as_deref() == Some("42P01") || e.message().contains("no such table")
+        }
+        _ => false,
+    }
+}
+
+macro_rules! shared_queries {
+    () => {
+        pub(super) fn url(&self) -> &str {
+            &self.url
+        }
+
+        pub(super) fn table(&self) -> &WalletTable {
+            &self.table
+        }
+
+        /// One transaction, serialized across processes by `MIGRATION_LOCK` where the database
+        /// needs it: PostgreSQL's concurrent `CREATE TABLE IF NOT EXISTS` can collide.
+        pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin().await?;
+            if let Some(lock) = MIGRATION_LOCK {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            for statement in MIGRATIONS {
+                sqlx::query(*statement).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn count(&self) -> Result<u64, StoreError> {
+            let sql = format!("SELECT COUNT(*) FROM {}", self.table.table);
+            let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&self.pool).await?;
+            Ok(count as u64)
+        }
+
+        pub(super) async fn scan(
+            &self,
+            after: Option<&str>,
+            limit: u32,
+            skip_prefix: Option<&str>,
+        ) -> Result<Vec<WalletRow>, StoreError> {
+            let WalletTable { table, id_column: id, ciphertext_column: ct } = &self.table;
+            // Separate statements rather than `$1 IS NULL OR id > $1`, which can cost the index.
+            let mut conditions = Vec::new();
+            if after.is_some() {
+                conditions.push(format!("{id} > ${}", conditions.len() + 2));
+            }
+            if skip_prefix.is_some() {
+                conditions.push(format!("{ct} NOT LIKE ${}", conditions.len() + 2));
+            }
+            let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+            let sql = format!("SELECT {id}, {ct} FROM {table} {filter} ORDER BY {id} LIMIT $1");
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(limit));
+            // Unused trailing parameters would be refused by PostgreSQL: bind only what is named.
+            if let Some(after) = after {
+                query = query.bind(after);
+            }
+            if let Some(prefix) = skip_prefix {
+                query = query.bind(format!("{prefix}%"));
+            }
+            let rows = query.fetch_all(&self.pool).await?;
+            rows.iter().map(|row| Ok(WalletRow { id: row.try_get(0)?, ciphertext: row.try_get(1)? })).collect()
+        }
+
+        pub(super) async fn get(&self, id: &str) -> Result<Option<String>, StoreError> {
+            let WalletTable { table, id_column, ciphertext_column } = &self.table;
+            let sql = format!("SELECT {ciphertext_column} FROM {table} WHERE {id_column} = $1");
+            Ok(sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?)
+        }
+
+        pub(super) async fn put(&self, id: &str, ciphertext: &str) -> Result<(), StoreError> {
+            let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
+            let sql = format!(
+                "INSERT INTO {table} ({idc}, {ct}) VALUES ($1, $2) ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct}"
+            );
+            sqlx::query(AssertSqlSafe(sql)).bind(id).bind(ciphertext).execute(&self.pool).await?;
+            Ok(())
+        }
+
+        pub(super) async fn insert_rotation(
+            &self,
+            from_version: i64,
+            total: i64,
+            reencrypt: bool,
+            who: &RunIdentity,
+            started_at: &str,
+        ) -> Result<RotationRecord, StoreError> {
+            let sql = format!(
+                "INSERT INTO rotor_rotations (from_version, status, running, started_at, started_by, total, \
+                 reencrypt, component_sha256) VALUES ($1, 'running', 1, $2, $3, $4, $5, $6) RETURNING {}",
+                super::shared::ROTATION_COLUMNS
+            );
+            let row = sqlx::query(AssertSqlSafe(sql))
+                .bind(from_version)
+                .bind(started_at)
+                .bind(&who.started_by)
+                .bind(total)
+                .bind(reencrypt)
+                .bind(&who.component_sha256)
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(super::rotation_from_row!(row))
+        }
+
+        pub(super) async fn set_rotation_target(&self, id: i64, to_version: i64) -> Result<(), StoreError> {
+            sqlx::query("UPDATE rotor_rotations SET to_version = $1 WHERE id = $2 AND status = 'running'")
+                .bind(to_version)
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+
+        pub(super) async fn finish_rotation(&self, id: i64, failed: i64, finished_at: &str) -> Result<(), StoreError> {
+            sqlx::query(
+                "UPDATE rotor_rotations SET status = 'finished', running = NULL, failed = $1, finished_at = $2 \
+                 WHERE id = $3",
+            )
+            .bind(failed)
+            .bind(finished_at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        pub(super) async fn rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
+            let sql = format!("SELECT {} FROM rotor_rotations ORDER BY id DESC", super::shared::ROTATION_COLUMNS);
+            match sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await {
+                Ok(rows) => rows.into_iter().map(|row| Ok(super::rotation_from_row!(row))).collect(),
+                Err(e) if super::shared::is_missing_table(&e) => Ok(Vec::new()),
+                Err(e) => Err(e.into()),
+            }
+        }
+
+        pub(super) async fn lease(&self) -> Result<Option<LeaseHolder>, StoreError> {
+            let row = sqlx::query(
+                "SELECT token, holder, host, pid, acquired_at, expires_at FROM rotor_lease WHERE id = 1",
+            )
+            .fetch_optional(&self.pool)
+            .await;
+            let row = match row {
+                Ok(row) => row,
+                Err(e) if super::shared::is_missing_table(&e) => None,
+                Err(e) => return Err(e.into()),
+            };
+            row.map(|row| {
+                Ok(LeaseHolder {
+                    token: row.try_get("token")?,
+                    holder: row.try_get("holder")?,
+                    host: row.try_get("host")?,
+                    pid: row.try_get("pid")?,
+                    acquired_at: row.try_get("acquired_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                })
+            })
+            .transpose()
+        }
+
+        /// Takes the lease if it is free, or replaces `stale` (the holder last seen) — a
+        /// compare-and-swap on its token, so two processes cannot both take over.
+        pub(super) async fn take_lease(
+            &self,
+            who: &RunIdentity,
+            stale: Option<&str>,
+            acquired_at: &str,
+            expires_at: i64,
+        ) -> Result<bool, StoreError> {
+            // With no stale holder ($7 NULL) an existing row is never replaced.
+            let done = sqlx::query(
+                "INSERT INTO rotor_lease (id, token, holder, host, pid, acquired_at, expires_at) \
+                 VALUES (1, $1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET token = excluded.token, \
+                 holder = excluded.holder, host = excluded.host, pid = excluded.pid, \
+                 acquired_at = excluded.acquired_at, expires_at = excluded.expires_at \
+                 WHERE rotor_lease.token = $7",
+            )
+            .bind(&who.lease_token)
+            .bind(&who.started_by)
+            .bind(&who.host)
+            .bind(i64::from(who.pid))
+            .bind(acquired_at)
+            .bind(expires_at)
+            .bind(stale)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        pub(super) async fn renew_lease(&self, token: &str, expires_at: i64) -> Result<bool, StoreError> {
+            let done = sqlx::query(super::shared::RENEW_LEASE)
+                .bind(expires_at)
+                .bind(token)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        pub(super) async fn release_lease(&self, token: &str) -> Result<(), StoreError> {
+            match sqlx::query("DELETE FROM rotor_lease WHERE id = 1 AND token = $1").bind(token).execute(&self.pool).await {
+                Ok(_) => Ok(()),
+                Err(e) if super::shared::is_missing_table(&e) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    };
+}
+
+pub(super) use shared_queries;

@@ -1,0 +1,3 @@
+//! Vault and the database failing mid-rotation (being written).
+
+mod support;

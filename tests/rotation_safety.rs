@@ -1,0 +1,255 @@
+//! A rotation cannot lose a wallet: kill -9 at random instants, writers racing the rotation,
+//! two rotors at once, --strict. Real OpenBao, real SQLite and PostgreSQL.
+//!
+//! ROTOR_CRASH_TRIALS sets the kill -9 trials per database (default 20); ROTOR_TEST_SEED the
+//! seed of the instants (printed, so that a failure can be replayed).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rotor_codec::{Format, Kek};
+use serde_json::json;
+use support::{Kind, World, assert_success, json, text};
+
+/// A small deterministic generator (xorshift64*), so that a failing run can be replayed.
+struct Seeded(u64);
+
+impl Seeded {
+    fn from_env() -> Seeded {
+        let seed = std::env::var("ROTOR_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_2026);
+        eprintln!("ROTOR_TEST_SEED={seed}");
+        Seeded(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Opens every row with the KEK its ciphertext names (as archived in Vault) and compares it
+/// with what the test last wrote there.
+async fn assert_every_wallet_opens(world: &World, expected: &BTreeMap<String, Vec<u8>>) {
+    let rows = world.rows().await;
+    assert_eq!(rows.len(), expected.len(), "wallets appeared or vanished");
+    let mut keys: BTreeMap<u32, Kek> = BTreeMap::new();
+    let mut first: Option<Kek> = None;
+    for (id, plaintext) in expected {
+        let ciphertext = &rows[id];
+        let opened = match rotor_codec::inspect(ciphertext).unwrap() {
+            Format::Envelope { kek_version } => {
+                if !keys.contains_key(&kek_version) {
+                    keys.insert(kek_version, world.kek(kek_version).await);
+                }
+                rotor_codec::open(&keys[&kek_version], id, ciphertext)
+            }
+            Format::Legacy => {
+                if first.is_none() {
+                    first = Some(world.kek(1).await);
+                }
+                rotor_codec::open(first.as_ref().unwrap(), id, ciphertext)
+            }
+        };
+        assert_eq!(opened.unwrap_or_else(|e| panic!("{id}: {e}")).as_slice(), plaintext.as_slice(), "{id}");
+    }
+}
+
+async fn kill_at_random_instants(kind: Kind) {
+    let trials: u32 = std::env::var("ROTOR_CRASH_TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(20);
+    let mut random = Seeded::from_env();
+    let world = World::new(kind).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 600).await.into_iter().collect();
+
+    let mut interrupted = 0;
+    for trial in 0..trials {
+        let mut rotor = world
+            .rotor()
+            .args(["rotate", "--batch-size", "25"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let instant = Duration::from_millis(random.below(600));
+        std::thread::sleep(instant);
+        let finished_on_its_own = rotor.try_wait().unwrap().is_some();
+        rotor.kill().unwrap(); // SIGKILL: no clean-up of any kind
+        rotor.wait().unwrap();
+        interrupted += u32::from(!finished_on_its_own);
+
+        // Whatever the instant, every wallet opens: nothing is ever half-written.
+        let (out, report) = json(world.rotor().arg("validate"));
+        assert_success(&out);
+        assert_eq!(report["invalid"], 0, "trial {trial} (killed after {instant:?}): {report:#}");
+
+        let (out, status) = json(world.rotor().arg("status"));
+        assert_success(&out);
+        assert_eq!(status["total"], 600);
+        if let Some(unfinished) = status["unfinished"].as_object() {
+            assert_eq!(unfinished["status"], "running", "trial {trial}: {status:#}");
+        }
+    }
+    eprintln!("{trials} trials, {interrupted} killed mid-rotation");
+    assert!(
+        interrupted >= trials / 2,
+        "too few kills landed mid-rotation ({interrupted} of {trials}) to prove anything"
+    );
+
+    // The next rotate finishes the interrupted rotation at once: a dead holder's lease is taken over.
+    let (out, status) = json(world.rotor().arg("status"));
+    assert_success(&out);
+    let resumed_target = status["unfinished"]["to_version"].as_u64();
+    let started = Instant::now();
+    let (out, report) = json(world.rotor().arg("rotate"));
+    assert_success(&out);
+    assert!(started.elapsed() < Duration::from_secs(30), "resuming waited for a lease to expire");
+    if let Some(target) = resumed_target.filter(|t| *t > 0) {
+        assert_eq!(
+            report["to_version"].as_u64(),
+            Some(target),
+            "a resumed rotation made another KEK: {report:#}"
+        );
+    }
+    assert_eq!(report["failed"], 0);
+    let (out, status) = json(world.rotor().arg("status"));
+    assert_success(&out);
+    assert_eq!(status["unfinished"], json!(null));
+    let to = report["to_version"].as_u64().unwrap().to_string();
+    assert_eq!(status["key_versions"], json!({ to: 600 }), "{status:#}");
+    assert_every_wallet_opens(&world, &expected).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_at_random_instants_sqlite() {
+    kill_at_random_instants(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_at_random_instants_postgres() {
+    kill_at_random_instants(Kind::Postgres).await;
+}
+
+/// An application keeps inserting and updating wallets, sealing under whatever KEK Vault calls
+/// current at that moment, while a rotation runs: every write survives and opens.
+async fn writer_during_rotation(kind: Kind) {
+    let world = World::new(kind).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    let mut expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 1500).await.into_iter().collect();
+    let ids: Vec<String> = expected.keys().cloned().collect();
+
+    let mut rotor = world
+        .rotor()
+        .args(["rotate", "--batch-size", "10", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let db = world.db.connect().await;
+    let vault = world.vault_client();
+    let mut random = Seeded::from_env();
+    let mut writes = 0;
+    while rotor.try_wait().unwrap().is_none() {
+        let current = vault.read("ibn/encryption-key", None).await.unwrap().unwrap();
+        let current_kek = Kek::from_hex(current.data["key"].as_str()).unwrap();
+        let id = if writes % 3 == 0 {
+            format!("new-{writes}")
+        } else {
+            ids[random.below(ids.len() as u64) as usize].clone()
+        };
+        let plaintext = format!("write {writes} to {id}").into_bytes();
+        let sealed = rotor_codec::seal(&current_kek, current.version as u32, &id, &plaintext).unwrap();
+        db.put(&id, &sealed).await.unwrap();
+        expected.insert(id, plaintext);
+        writes += 1;
+    }
+    let out = rotor.wait_with_output().unwrap();
+    assert_success(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{writes} application writes during the rotation: {report}");
+    assert!(writes >= 20, "the writer barely overlapped the rotation ({writes} writes)");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    assert_every_wallet_opens(&world, &expected).await;
+    let (out, after) = json(world.rotor().arg("validate"));
+    assert_success(&out);
+    assert_eq!(after["key_versions"], json!({ "2": expected.len() }), "{after:#}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writer_during_rotation_sqlite() {
+    writer_during_rotation(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writer_during_rotation_postgres() {
+    writer_during_rotation(Kind::Postgres).await;
+}
+
+/// Two rotors started together: exactly one rotates; the other names who holds the lease.
+async fn two_rotors_at_once(kind: Kind) {
+    let world = World::new(kind).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    world.enroll_legacy(&kek, 1500).await;
+
+    let start = || {
+        world
+            .rotor()
+            .args(["rotate", "--batch-size", "10", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (start(), start());
+    let outcomes = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+    let succeeded: Vec<_> = outcomes.iter().filter(|o| o.status.success()).collect();
+    let refused: Vec<_> = outcomes.iter().filter(|o| !o.status.success()).collect();
+    assert_eq!(succeeded.len(), 1, "{}\n---\n{}", text(&outcomes[0].stderr), text(&outcomes[1].stderr));
+    let message = text(&refused[0].stderr);
+    assert!(message.contains("another rotor is moving wallets") && message.contains("pid"), "{message}");
+
+    let current = world.vault_client().read("ibn/encryption-key", None).await.unwrap().unwrap();
+    assert_eq!(current.version, 2, "exactly one new KEK");
+    let (_, status) = json(world.rotor().arg("status"));
+    assert_eq!(status["key_versions"], json!({ "2": 1500 }));
+    assert_eq!(status["unfinished"], json!(null));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_rotors_at_once_sqlite() {
+    two_rotors_at_once(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_rotors_at_once_postgres() {
+    two_rotors_at_once(Kind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn strict_changes_nothing_when_a_wallet_does_not_open() {
+    let world = World::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    world.enroll_legacy(&kek, 30).await;
+    world.db.connect().await.put("broken", "rotor:v1:AAAA").await.unwrap();
+    let rows = world.rows().await;
+
+    let out = world.rotor().args(["rotate", "--strict"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--strict: 1 wallet(s) do not open") && stderr.contains("broken"), "{stderr}");
+    assert_eq!(world.rows().await, rows);
+    assert_eq!(world.vault_client().read("ibn/encryption-key", None).await.unwrap().unwrap().version, 1);
+    let (_, status) = json(world.rotor().arg("status"));
+    assert_eq!(status["unfinished"], json!(null));
+
+    let out = world.rotor().args(["rotate", "--resume"]).output().unwrap();
+    assert!(text(&out.stderr).contains("no unfinished rotation"), "{}", text(&out.stderr));
+}
