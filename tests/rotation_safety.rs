@@ -253,3 +253,48 @@ async fn strict_changes_nothing_when_a_wallet_does_not_open() {
     let out = world.rotor().args(["rotate", "--resume"]).output().unwrap();
     assert!(text(&out.stderr).contains("no unfinished rotation"), "{}", text(&out.stderr));
 }
+
+/// Rollback is a normal rotation back to the previous key; prune destroys only what no wallet uses.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_then_prune() {
+    let world = World::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 50).await.into_iter().collect();
+
+    let (out, refused) = json(world.rotor().args(["prune", "--keep", "1"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        refused["error"].as_str().unwrap().contains("50 legacy wallet(s) name no KEK version"),
+        "{refused}"
+    );
+
+    for _ in 0..2 {
+        assert_success(&world.rotor().arg("rotate").output().unwrap());
+    }
+    let (out, rollback) = json(world.rotor().arg("rollback"));
+    assert_success(&out);
+    assert_eq!((rollback["from_version"].clone(), rollback["to_version"].clone()), (json!(3), json!(4)));
+    assert_eq!((rollback["restored_version"].clone(), rollback["rotated"].clone()), (json!(2), json!(50)));
+    assert_eq!(world.kek(4).await, world.kek(2).await, "v4 holds the previous key again");
+    assert_every_wallet_opens(&world, &expected).await;
+    let (_, history) = json(world.rotor().arg("history"));
+    assert_eq!(history[0]["restores"], 2);
+
+    // A wallet still on v3 keeps v3 alive; v1 and v2 go.
+    let kek3 = world.kek(3).await;
+    let straggler = rotor_codec::seal(&kek3, 3, "straggler", b"still on v3").unwrap();
+    world.db.connect().await.put("straggler", &straggler).await.unwrap();
+    let (out, pruned) = json(world.rotor().args(["prune", "--keep", "1"]));
+    assert_eq!(out.status.code(), Some(3), "{pruned:#}");
+    assert_eq!(pruned, json!({ "destroyed": [1, 2], "kept": [4], "in_use": { "3": 1 } }));
+    let vault = world.vault_client();
+    for version in [1u64, 2] {
+        assert!(vault.read(&format!("ibn/encryption-key-archive/v{version}"), None).await.unwrap().is_none());
+        assert!(vault.read("ibn/encryption-key", Some(version)).await.unwrap().is_none());
+    }
+    assert_eq!(world.kek(3).await, kek3);
+    let (out, report) = json(world.rotor().arg("validate"));
+    assert_success(&out);
+    assert_eq!(report["key_versions"], json!({ "3": 1, "4": 50 }));
+}

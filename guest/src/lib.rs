@@ -25,6 +25,7 @@ mod codec;
 mod history;
 mod keyring;
 mod log;
+mod prune;
 mod rotation;
 mod scan;
 mod validation;
@@ -71,5 +72,9 @@ impl ops::Guest for Component {
 
     fn import_kek(at: ops::KeyLocation, kek_hex: String) -> Result<u32, String> {
         wallet::import_kek(&at, kek_hex)
+    }
+
+    fn prune(at: ops::KeyLocation, keep: u32) -> Result<ops::PruneReport, String> {
+        prune::prune(&at, keep)
     }
 }

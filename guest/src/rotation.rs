@@ -34,6 +34,12 @@ pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<Rotate
         refuse_unopenable(&mut keyring, options.batch_size)?;
     }
     match (journal::resume()?, options.resume) {
+        (Some(rotation), _) if options.restore.is_some() && rotation.restores != options.restore => {
+            Err(format!(
+                "rotation #{} (from KEK v{}) is unfinished: finish it with `rotor rotate` before rolling back",
+                rotation.id, rotation.from_version
+            ))
+        }
         (Some(rotation), _) => {
             log::info(&format!(
                 "resuming rotation #{} from KEK v{} (started by {} at {})",
@@ -46,8 +52,8 @@ pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<Rotate
         (None, false) => {
             let from = keyring.current_version();
             let total = wallet_store::count().map_err(scan::store_error)?;
-            let rotation = journal::begin(from, total, options.reencrypt)?;
-            let to = store_new_kek(&mut keyring)?;
+            let rotation = journal::begin(from, total, options.reencrypt, options.restore)?;
+            let to = install_kek(&mut keyring, options.restore)?;
             journal::set_target(rotation.id, to)?;
             log::info(&format!(
                 "rotation #{}: new KEK v{to} stored; moving wallets from v{from}",
@@ -58,12 +64,16 @@ pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<Rotate
     }
 }
 
-/// Archives the current KEK, stores a fresh one with check-and-set, archives it, and makes it
-/// current. Returns its version.
-fn store_new_kek(keyring: &mut Keyring) -> Result<u32, String> {
+/// Archives the current KEK, stores the next one with check-and-set, archives it, and makes it
+/// current. The next KEK is fresh from the CSPRNG, or for a rollback the key of version
+/// `restore`. Returns the new version.
+fn install_kek(keyring: &mut Keyring, restore: Option<u32>) -> Result<u32, String> {
     let from = keyring.current_version();
     keyring.archive(from)?;
-    let kek = Kek::generate().map_err(|e| e.to_string())?;
+    let kek = match restore {
+        None => Kek::generate().map_err(|e| e.to_string())?,
+        Some(version) => keyring.require(version)?,
+    };
     let path = keyring.key_path().to_owned();
     let data = vec![("key".to_owned(), kek.to_hex().to_string())];
     let written = kv::write(&path, &data, Some(from.into()));
@@ -89,7 +99,7 @@ fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, Stri
     let current = keyring.current_version();
     let to = match rotation.to_version {
         0 if current > rotation.from_version => current,
-        0 => store_new_kek(keyring)?,
+        0 => install_kek(keyring, rotation.restores)?,
         to => to,
     };
     if to != keyring.current_version() {
@@ -271,7 +281,11 @@ fn refuse_unopenable(keyring: &mut Keyring, batch_size: u32) -> Result<(), Strin
 fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport, String> {
     let from = keyring.current_version();
     let to = from + 1;
-    keyring.install_current(to, Kek::generate().map_err(|e| e.to_string())?);
+    let kek = match options.restore {
+        Some(version) => keyring.require(version)?,
+        None => Kek::generate().map_err(|e| e.to_string())?,
+    };
+    keyring.install_current(to, kek);
     let mut tally = Tally::default();
     for batch in scan::batches(options.batch_size, None) {
         let batch = batch?;

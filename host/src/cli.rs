@@ -88,6 +88,20 @@ pub enum Command {
     /// atomic batches, each row only if nobody changed it meanwhile; legacy wallets are converted
     /// to rotor's envelope format. If a rotation was interrupted, `rotor rotate` finishes it.
     Rotate(RotateArgs),
+    /// Move every wallet back to the previous KEK, as a normal rotation (no database restore).
+    ///
+    /// The previous KEK (by default the one the last rotation moved away from) becomes current
+    /// again as a new KV version holding the same key, and every wallet is re-wrapped to it.
+    Rollback(RollbackArgs),
+    /// Destroy archived KEKs that no wallet uses any more, keeping the newest N versions.
+    ///
+    /// A version still used by some wallet is not destroyed (its count is shown; exit 3). Nothing
+    /// is destroyed while legacy wallets exist or a rotation is unfinished.
+    Prune {
+        /// How many of the newest KEK versions to keep whatever their use (at least 1: the current).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: u32,
+    },
     /// The unfinished rotation if there is one (progress, who runs it), and wallets per KEK
     /// version as the database counts them (no key is read).
     Status,
@@ -145,6 +159,15 @@ pub struct RotateArgs {
     pub lease_seconds: u64,
 }
 
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The KEK version to go back to (default: the one the last rotation moved away from).
+    #[arg(long, value_name = "VERSION", value_parser = clap::value_parser!(u32).range(1..))]
+    pub to: Option<u32>,
+    #[command(flatten)]
+    pub rotate: RotateArgs,
+}
+
 impl GlobalArgs {
     pub fn settings(&self) -> anyhow::Result<Settings> {
         Ok(Settings {
@@ -183,9 +206,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             let app = open_app(global, true).await?;
             let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
             let mut instance = app.instance(access, global.reporter("rotate")).await?;
-            let report = rotate(&app, &mut instance, args).await?;
+            let report = rotate(&app, &mut instance, args, None).await?;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
+        }
+        Command::Rollback(args) => {
+            let app = open_app(global, true).await?;
+            let to = match args.to {
+                Some(version) => version,
+                None => previous_kek(&app).await?,
+            };
+            let access = if args.rotate.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+            let mut instance = app.instance(access, global.reporter("rollback")).await?;
+            let report = rotate(&app, &mut instance, &args.rotate, Some(to)).await?;
+            print(global.json, &report, || report.human());
+            Ok(report.outcome())
+        }
+        Command::Prune { keep } => {
+            let app = open_app(global, true).await?;
+            let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
+            let report = answer(instance.prune(&app.key_location(), *keep).await)?;
+            let pruned = Pruned {
+                destroyed: report.destroyed,
+                kept: report.kept,
+                in_use: report.in_use.iter().map(|c| (c.version.to_string(), c.count)).collect(),
+            };
+            print(global.json, &pruned, || pruned.human());
+            Ok(if pruned.in_use.is_empty() { Outcome::Success } else { Outcome::WalletsFailed })
         }
         Command::Status => {
             let app = open_app(global, false).await?;
@@ -336,6 +383,8 @@ pub struct RotateReport {
     pub failures: Vec<Failure>,
     pub dry_run: bool,
     pub reencrypt: bool,
+    /// For a rollback: the earlier KEK version the wallets went back to.
+    pub restored_version: Option<u32>,
     pub duration_ms: u64,
     pub wallets_per_second: f64,
     pub component_sha256: String,
@@ -349,8 +398,12 @@ impl RotateReport {
     pub fn human(&self) -> String {
         let verb = if self.dry_run { "would move" } else { "moved" };
         let mut text = format!(
-            "{}rotation #{}: KEK v{} -> v{}: {verb} {} of {} wallets ({} already on v{}), {} failed, in {} ms ({:.0} wallets/s)",
+            "{}{} #{}: KEK v{} -> v{}: {verb} {} of {} wallets ({} already on v{}), {} failed, in {} ms ({:.0} wallets/s)",
             if self.dry_run { "dry run, nothing stored: " } else { "" },
+            match self.restored_version {
+                Some(v) => format!("rollback to the key of v{v}, rotation"),
+                None => "rotation".into(),
+            },
             self.rotation_id,
             self.from_version,
             self.to_version,
@@ -369,13 +422,33 @@ impl RotateReport {
     }
 }
 
-pub async fn rotate(app: &App, instance: &mut Instance, args: &RotateArgs) -> anyhow::Result<RotateReport> {
+/// The KEK version the last rotation moved away from: what `rollback` goes back to.
+async fn previous_kek(app: &App) -> anyhow::Result<u32> {
+    let current = app.vault().metadata(&app.settings().key_path).await?.map(|m| m.current_version);
+    let last = app.database().rotations().await?.into_iter().find(|r| r.status == "finished");
+    match last {
+        Some(r) if Some(r.to_version as u64) == current => Ok(r.from_version as u32),
+        _ => Err(anyhow!(
+            "the current KEK was not made by a rotor rotation recorded here, so there is no previous one \
+             to go back to: name the version with --to"
+        )),
+    }
+}
+
+/// `rotate` moves wallets to a fresh KEK; with `restore`, to an earlier one made current again.
+pub async fn rotate(
+    app: &App,
+    instance: &mut Instance,
+    args: &RotateArgs,
+    restore: Option<u32>,
+) -> anyhow::Result<RotateReport> {
     let options = RotateOptions {
         batch_size: args.batch.batch_size,
         dry_run: args.dry_run,
         reencrypt: args.reencrypt,
         resume: args.resume,
         strict: args.strict,
+        restore,
     };
     instance.state_mut().set_lease_ttl(std::time::Duration::from_secs(args.lease_seconds));
     let started = Instant::now();
@@ -401,6 +474,7 @@ pub async fn rotate(app: &App, instance: &mut Instance, args: &RotateArgs) -> an
         failures,
         dry_run: report.dry_run,
         reencrypt: args.reencrypt,
+        restored_version: restore,
         duration_ms: elapsed.as_millis() as u64,
         wallets_per_second: report.rotated as f64 / elapsed.as_secs_f64().max(1e-9),
         component_sha256: app.component().sha256.clone(),
@@ -476,6 +550,29 @@ pub async fn status(app: &App) -> anyhow::Result<Status> {
 }
 
 #[derive(Debug, Serialize)]
+struct Pruned {
+    destroyed: Vec<u32>,
+    kept: Vec<u32>,
+    /// Versions not destroyed because wallets use them: version → wallets.
+    in_use: BTreeMap<String, u64>,
+}
+
+impl Pruned {
+    fn human(&self) -> String {
+        let list = |versions: &[u32]| versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
+        let mut text = format!(
+            "destroyed: {}; kept: {}",
+            if self.destroyed.is_empty() { "nothing".into() } else { list(&self.destroyed) },
+            list(&self.kept)
+        );
+        for (version, count) in &self.in_use {
+            text.push_str(&format!("\nrefused to destroy v{version}: {count} wallet(s) still use it"));
+        }
+        text
+    }
+}
+
+#[derive(Debug, Serialize)]
 struct Sealed {
     id: String,
     kek_version: u32,
@@ -510,6 +607,7 @@ impl From<operations::HistoryEntry> for HistoryLine {
                 rotated: r.rotated as i64,
                 failed: r.failed as i64,
                 reencrypt: r.reencrypt,
+                restores: r.restores.map(i64::from),
                 component_sha256: r.component_sha256,
             }),
             archive_path: entry.archive_path,

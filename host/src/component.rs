@@ -154,6 +154,15 @@ impl Instance {
         Ok(ops.call_import_kek(&mut self.store, at, kek_hex).await?)
     }
 
+    pub async fn prune(
+        &mut self,
+        at: &operations::KeyLocation,
+        keep: u32,
+    ) -> Answer<operations::PruneReport> {
+        let ops = self.bindings.rotor_kek_operations();
+        Ok(ops.call_prune(&mut self.store, at, keep).await?)
+    }
+
     pub async fn codec_open(
         &mut self,
         keks: &[(u32, String)],

@@ -156,7 +156,7 @@ async fn run_with_server(
         lease_seconds: crate::imports::DEFAULT_LEASE.as_secs(),
     };
     let mut instance = app.instance(Access::ReadWrite, global_reporter(global, "rotate")).await?;
-    let rotation = crate::cli::rotate(&app, &mut instance, &rotate_args).await?;
+    let rotation = crate::cli::rotate(&app, &mut instance, &rotate_args, None).await?;
     say.say(format!("6. rotate: {}", rotation.human().replace('\n', "\n   ")));
 
     let mut instance = app.instance(Access::ReadOnly, global_reporter(global, "validate")).await?;

@@ -188,6 +188,26 @@ impl kv::Host for RunState {
         }
         Ok(self.vault.metadata(&path).await.map(|m| m.map(metadata_to_wit)).map_err(kv_error))
     }
+
+    async fn destroy_versions(
+        &mut self,
+        path: String,
+        versions: Vec<u64>,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
+        if !self.grants.may_write(&path) {
+            return Ok(Err(self.denied_kv("destroying versions of", &path)));
+        }
+        tracing::info!(path, ?versions, "destroying KEK versions");
+        Ok(self.vault.destroy_versions(&path, &versions).await.map_err(kv_error))
+    }
+
+    async fn delete_all(&mut self, path: String) -> wasmtime::Result<Result<(), kv::Error>> {
+        if !self.grants.may_write(&path) {
+            return Ok(Err(self.denied_kv("deleting", &path)));
+        }
+        tracing::info!(path, "deleting an archived KEK");
+        Ok(self.vault.delete_all(&path).await.map_err(kv_error))
+    }
 }
 
 fn store_error(error: StoreError) -> wallet_store::Error {
@@ -223,6 +243,15 @@ impl wallet_store::Host for RunState {
                     .map(|row| wallet_store::Wallet { id: row.id, ciphertext: row.ciphertext })
                     .collect()
             })
+            .map_err(store_error))
+    }
+
+    async fn version_counts(&mut self) -> wasmtime::Result<Result<Vec<(String, u64)>, wallet_store::Error>> {
+        Ok(self
+            .database
+            .version_counts()
+            .await
+            .map(|counts| counts.into_iter().collect())
             .map_err(store_error))
     }
 
@@ -301,6 +330,7 @@ fn rotation_to_wit(r: RotationRecord) -> journal::Rotation {
         rotated: r.rotated as u64,
         failed: r.failed as u64,
         reencrypt: r.reencrypt,
+        restores: r.restores.map(|v| v as u32),
         component_sha256: r.component_sha256,
     }
 }
@@ -322,12 +352,21 @@ impl journal::Host for RunState {
         from_version: u32,
         total: u64,
         reencrypt: bool,
+        restores: Option<u32>,
     ) -> wasmtime::Result<Result<journal::Rotation, String>> {
         if let Err(denied) = self.check_journal_write() {
             return Ok(Err(denied));
         }
-        let begun =
-            self.database.begin_rotation(from_version.into(), total as i64, reencrypt, &self.identity).await;
+        let begun = self
+            .database
+            .begin_rotation(
+                from_version.into(),
+                total as i64,
+                reencrypt,
+                restores.map(i64::from),
+                &self.identity,
+            )
+            .await;
         Ok(match begun {
             Ok(record) => {
                 self.active_rotation = Some(record.id);

@@ -467,6 +467,17 @@ impl VaultClient {
         Ok(())
     }
 
+    /// DELETE /v1/{mount}/metadata/{path}: the secret with every version, for good. Deleting
+    /// what does not exist succeeds.
+    pub async fn delete_all(&self, path: &str) -> Result<(), VaultError> {
+        let route = self.route("metadata", path)?;
+        let reply = self.send(Method::DELETE, &route, None, true).await?;
+        if !reply.status.is_success() && !reply.absent() {
+            return Err(self.fail(reply, &route, "delete").await);
+        }
+        Ok(())
+    }
+
     fn route(&self, kind: &str, path: &str) -> Result<String, VaultError> {
         check_path("secret path", path)?;
         Ok(format!("{}/{kind}/{path}", self.inner.mount))

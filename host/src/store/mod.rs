@@ -109,6 +109,8 @@ pub struct RotationRecord {
     pub rotated: i64,
     pub failed: i64,
     pub reencrypt: bool,
+    /// For a rollback: the earlier KEK version made current again.
+    pub restores: Option<i64>,
     pub component_sha256: String,
 }
 
@@ -367,14 +369,14 @@ impl Database {
         from_version: i64,
         total: i64,
         reencrypt: bool,
+        restores: Option<i64>,
         who: &RunIdentity,
     ) -> Result<RotationRecord, StoreError> {
         if let Some(running) = self.unfinished_rotation().await? {
             return Err(unfinished(running));
         }
         let started_at = now_rfc3339();
-        let inserted =
-            dispatch!(self, s => s.insert_rotation(from_version, total, reencrypt, who, &started_at).await);
+        let inserted = dispatch!(self, s => s.insert_rotation(from_version, total, reencrypt, restores, who, &started_at).await);
         match inserted {
             Ok(record) => Ok(record),
             // Another process won the race for the one-running-rotation slot.
@@ -471,6 +473,7 @@ macro_rules! rotation_from_row {
             rotated: row.try_get("rotated")?,
             failed: row.try_get("failed")?,
             reencrypt: row.try_get("reencrypt")?,
+            restores: row.try_get("restores")?,
             component_sha256: row.try_get("component_sha256")?,
         }
     }};

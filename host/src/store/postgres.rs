@@ -31,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
         rotated BIGINT NOT NULL DEFAULT 0,
         failed BIGINT NOT NULL DEFAULT 0,
         reencrypt BOOLEAN NOT NULL,
+        restores BIGINT,
         component_sha256 TEXT NOT NULL,
         last_id TEXT
     )",

@@ -4,7 +4,7 @@
 
 /// The journal's columns, in the order `rotation_from_row!` reads them.
 pub(super) const ROTATION_COLUMNS: &str = "id, from_version, to_version, status, started_at, \
-     finished_at, started_by, total, rotated, failed, reencrypt, component_sha256";
+     finished_at, started_by, total, rotated, failed, reencrypt, restores, component_sha256";
 
 /// Counts a committed batch towards its rotation, in the batch's own transaction.
 pub(super) const CHECKPOINT: &str =
@@ -103,12 +103,14 @@ macro_rules! shared_queries {
             from_version: i64,
             total: i64,
             reencrypt: bool,
+            restores: Option<i64>,
             who: &RunIdentity,
             started_at: &str,
         ) -> Result<RotationRecord, StoreError> {
             let sql = format!(
                 "INSERT INTO rotor_rotations (from_version, status, running, started_at, started_by, total, \
-                 reencrypt, component_sha256) VALUES ($1, 'running', 1, $2, $3, $4, $5, $6) RETURNING {}",
+                 reencrypt, restores, component_sha256) VALUES ($1, 'running', 1, $2, $3, $4, $5, $6, $7) \
+                 RETURNING {}",
                 super::shared::ROTATION_COLUMNS
             );
             let row = sqlx::query(AssertSqlSafe(sql))
@@ -117,6 +119,7 @@ macro_rules! shared_queries {
                 .bind(&who.started_by)
                 .bind(total)
                 .bind(reencrypt)
+                .bind(restores)
                 .bind(&who.component_sha256)
                 .fetch_one(&self.pool)
                 .await?;

@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
         rotated INTEGER NOT NULL DEFAULT 0,
         failed INTEGER NOT NULL DEFAULT 0,
         reencrypt BOOLEAN NOT NULL,
+        restores INTEGER,
         component_sha256 TEXT NOT NULL,
         last_id TEXT
     )",

@@ -1,0 +1,72 @@
+//! `prune`: destroys KEK versions no wallet uses any more, keeping the newest few.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::bindings::exports::rotor::kek::operations::{KeyLocation, PruneReport};
+use crate::bindings::rotor::kek::types::VersionCount;
+use crate::bindings::rotor::kek::{journal, kv, wallet_store};
+use crate::keyring::{Keyring, archive_folder, archive_path, kv_error};
+use crate::log;
+use crate::scan::store_error;
+
+pub(crate) fn prune(at: &KeyLocation, keep: u32) -> Result<PruneReport, String> {
+    if keep == 0 {
+        return Err("--keep must be at least 1: the current KEK is always kept".into());
+    }
+    let key_path = &at.key_path;
+    let keyring = Keyring::load(key_path)?;
+    if let Some(running) = journal::rotations()?.into_iter().find(|r| r.status == "running") {
+        return Err(format!(
+            "rotation #{} is unfinished and may still need its KEKs: finish it with `rotor rotate`; nothing was destroyed",
+            running.id
+        ));
+    }
+    let mut in_use = BTreeMap::<u32, u64>::new();
+    for (version, count) in wallet_store::version_counts().map_err(store_error)? {
+        if version == "legacy" {
+            return Err(format!(
+                "{count} legacy wallet(s) name no KEK version, so any archived KEK may be theirs: \
+                 run `rotor rotate` first; nothing was destroyed"
+            ));
+        }
+        // A malformed prefix names no real version; such wallets do not open anyway.
+        if let Ok(version) = version.parse() {
+            in_use.insert(version, count);
+        }
+    }
+
+    // Every version Vault still has: rotor's archive entries and the KV versions not yet destroyed.
+    let folder = archive_folder(key_path);
+    let archived: BTreeSet<u32> = kv::list_keys(&folder)
+        .map_err(|e| kv_error(&folder, e))?
+        .iter()
+        .filter_map(|name| name.strip_prefix('v')?.parse().ok())
+        .collect();
+    let in_kv: BTreeSet<u32> = kv::metadata(key_path)
+        .map_err(|e| kv_error(key_path, e))?
+        .map(|m| {
+            m.versions.iter().filter(|v| !v.destroyed).filter_map(|v| u32::try_from(v.version).ok()).collect()
+        })
+        .unwrap_or_default();
+    let all: BTreeSet<u32> = archived.union(&in_kv).copied().collect();
+    let kept: Vec<u32> = all.iter().rev().take(keep as usize).copied().collect();
+    debug_assert!(kept.contains(&keyring.current_version()));
+
+    let mut report = PruneReport { destroyed: Vec::new(), kept: kept.clone(), in_use: Vec::new() };
+    for version in all.into_iter().filter(|v| !kept.contains(v)) {
+        if let Some(&count) = in_use.get(&version) {
+            report.in_use.push(VersionCount { version, count });
+            continue;
+        }
+        if in_kv.contains(&version) {
+            kv::destroy_versions(key_path, &[u64::from(version)]).map_err(|e| kv_error(key_path, e))?;
+        }
+        if archived.contains(&version) {
+            let path = archive_path(key_path, version);
+            kv::delete_all(&path).map_err(|e| kv_error(&path, e))?;
+        }
+        log::info(&format!("destroyed KEK v{version}: no wallet uses it"));
+        report.destroyed.push(version);
+    }
+    Ok(report)
+}
