@@ -39,7 +39,7 @@ pub(crate) fn open(keks: Vec<(u32, String)>, id: &str, ciphertext: &str) -> Resu
         }
         Format::Legacy => {
             // The legacy layout names no version: try the newest key first, as MultiFernet does.
-            keyring.sort_by(|a, b| b.0.cmp(&a.0));
+            keyring.sort_by_key(|(version, _)| std::cmp::Reverse(*version));
             keyring
                 .iter()
                 .find_map(|(_, kek)| open_plain(kek, id, ciphertext).ok())

@@ -595,21 +595,7 @@ impl From<operations::HistoryEntry> for HistoryLine {
     fn from(entry: operations::HistoryEntry) -> Self {
         HistoryLine {
             source: entry.source,
-            rotation: entry.rotation.map(|r| RotationRecord {
-                id: r.id as i64,
-                from_version: r.from_version.into(),
-                to_version: r.to_version.into(),
-                status: r.status,
-                started_at: r.started_at,
-                finished_at: r.finished_at,
-                started_by: r.started_by,
-                total: r.total as i64,
-                rotated: r.rotated as i64,
-                failed: r.failed as i64,
-                reencrypt: r.reencrypt,
-                restores: r.restores.map(i64::from),
-                component_sha256: r.component_sha256,
-            }),
+            rotation: entry.rotation.map(RotationRecord::from),
             archive_path: entry.archive_path,
             archived_at: entry.archived_at,
         }

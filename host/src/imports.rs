@@ -317,21 +317,43 @@ impl wallet_store::Host for RunState {
     }
 }
 
-fn rotation_to_wit(r: RotationRecord) -> journal::Rotation {
-    journal::Rotation {
-        id: r.id as u64,
-        from_version: r.from_version as u32,
-        to_version: r.to_version as u32,
-        status: r.status,
-        started_at: r.started_at,
-        finished_at: r.finished_at,
-        started_by: r.started_by,
-        total: r.total as u64,
-        rotated: r.rotated as u64,
-        failed: r.failed as u64,
-        reencrypt: r.reencrypt,
-        restores: r.restores.map(|v| v as u32),
-        component_sha256: r.component_sha256,
+impl From<RotationRecord> for journal::Rotation {
+    fn from(r: RotationRecord) -> Self {
+        journal::Rotation {
+            id: r.id as u64,
+            from_version: r.from_version as u32,
+            to_version: r.to_version as u32,
+            status: r.status,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            started_by: r.started_by,
+            total: r.total as u64,
+            rotated: r.rotated as u64,
+            failed: r.failed as u64,
+            reencrypt: r.reencrypt,
+            restores: r.restores.map(|v| v as u32),
+            component_sha256: r.component_sha256,
+        }
+    }
+}
+
+impl From<journal::Rotation> for RotationRecord {
+    fn from(r: journal::Rotation) -> Self {
+        RotationRecord {
+            id: r.id as i64,
+            from_version: r.from_version.into(),
+            to_version: r.to_version.into(),
+            status: r.status,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            started_by: r.started_by,
+            total: r.total as i64,
+            rotated: r.rotated as i64,
+            failed: r.failed as i64,
+            reencrypt: r.reencrypt,
+            restores: r.restores.map(i64::from),
+            component_sha256: r.component_sha256,
+        }
     }
 }
 
@@ -370,7 +392,7 @@ impl journal::Host for RunState {
         Ok(match begun {
             Ok(record) => {
                 self.active_rotation = Some(record.id);
-                Ok(rotation_to_wit(record))
+                Ok(record.into())
             }
             Err(e) => Err(e.to_string()),
         })
@@ -397,7 +419,7 @@ impl journal::Host for RunState {
         Ok(match self.database.unfinished_rotation().await {
             Ok(record) => {
                 self.active_rotation = record.as_ref().map(|r| r.id);
-                Ok(record.map(rotation_to_wit))
+                Ok(record.map(Into::into))
             }
             Err(e) => Err(e.to_string()),
         })
@@ -419,7 +441,7 @@ impl journal::Host for RunState {
             .database
             .rotations()
             .await
-            .map(|records| records.into_iter().map(rotation_to_wit).collect())
+            .map(|records| records.into_iter().map(Into::into).collect())
             .map_err(|e| e.to_string()))
     }
 }

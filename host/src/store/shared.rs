@@ -24,6 +24,36 @@ pub(super) fn is_missing_table(error: &sqlx::Error) -> bool {
     }
 }
 
+/// The end of a batch on either database: renew the lease and checkpoint the rotation in the
+/// batch's own transaction, commit, and name the rows that were not replaced (conflicts).
+macro_rules! finish_batch {
+    ($tx:ident, $rows:ident, $replaced:ident, $checkpoint:ident) => {{
+        if let (Some(checkpoint), Some(last)) = ($checkpoint, $rows.last()) {
+            let renewed = sqlx::query(super::shared::RENEW_LEASE)
+                .bind(checkpoint.lease_expires_at)
+                .bind(checkpoint.lease_token)
+                .execute(&mut *$tx)
+                .await?;
+            if renewed.rows_affected() != 1 {
+                return Err(StoreError::LeaseLost);
+            }
+            sqlx::query(super::shared::CHECKPOINT)
+                .bind($replaced.len() as i64)
+                .bind(&last.id)
+                .bind(checkpoint.rotation)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        $tx.commit().await?;
+        Ok(BatchOutcome {
+            replaced: $replaced.len() as u32,
+            conflicts: $rows.iter().filter(|r| !$replaced.contains(&r.id)).map(|r| r.id.clone()).collect(),
+        })
+    }};
+}
+
+pub(super) use finish_batch;
+
 macro_rules! shared_queries {
     () => {
         pub(super) fn url(&self) -> &str {

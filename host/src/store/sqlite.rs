@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
-use super::shared::{CHECKPOINT, RENEW_LEASE, shared_queries};
+use super::shared::{finish_batch, shared_queries};
 use super::{
     BatchOutcome, Checkpoint, LeaseHolder, Replacement, RotationRecord, RunIdentity, StoreError, WalletRow,
     WalletTable,
@@ -144,27 +144,7 @@ impl SqliteStore {
             let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
             replaced.extend(ids);
         }
-        if let (Some(checkpoint), Some(last)) = (checkpoint, rows.last()) {
-            let renewed = sqlx::query(RENEW_LEASE)
-                .bind(checkpoint.lease_expires_at)
-                .bind(checkpoint.lease_token)
-                .execute(&mut *tx)
-                .await?;
-            if renewed.rows_affected() != 1 {
-                return Err(StoreError::LeaseLost);
-            }
-            sqlx::query(CHECKPOINT)
-                .bind(replaced.len() as i64)
-                .bind(&last.id)
-                .bind(checkpoint.rotation)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(BatchOutcome {
-            replaced: replaced.len() as u32,
-            conflicts: rows.iter().filter(|r| !replaced.contains(&r.id)).map(|r| r.id.clone()).collect(),
-        })
+        finish_batch!(tx, rows, replaced, checkpoint)
     }
 
     pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
