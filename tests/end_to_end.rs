@@ -360,3 +360,26 @@ async fn seed_archives_are_history_and_keys() {
     assert_eq!(history.as_array().unwrap().len(), 2, "{history:#}");
     assert_eq!(history[0]["source"], "rotor");
 }
+
+/// `--if-older-than` makes a daily cron job safe: a young KEK is left alone (exit 0, says why).
+#[tokio::test(flavor = "multi_thread")]
+async fn rotate_if_older_than() {
+    let world = World::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    world.enroll_legacy(&kek, 10).await;
+
+    let (out, skipped) = json(world.rotor().args(["rotate", "--if-older-than", "90d"]));
+    assert_success(&out);
+    assert_eq!(skipped["skipped"], true);
+    assert!(skipped["kek_age_seconds"].as_u64().unwrap() < 60, "{skipped}");
+    assert_eq!(skipped["if_older_than_seconds"], 90 * 86_400);
+    assert_eq!(world.vault_client().read("ibn/encryption-key", None).await.unwrap().unwrap().version, 1);
+    let out = world.rotor().args(["rotate", "--if-older-than", "90d"]).output().unwrap();
+    assert!(text(&out.stdout).contains("not rotating: the current KEK is"), "{}", text(&out.stdout));
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (out, rotated) = json(world.rotor().args(["rotate", "--if-older-than", "1s"]));
+    assert_success(&out);
+    assert_eq!((rotated["to_version"].clone(), rotated["rotated"].clone()), (json!(2), json!(10)));
+}

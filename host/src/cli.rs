@@ -153,6 +153,10 @@ pub struct RotateArgs {
     /// Check first that every wallet opens; if one does not, change nothing (exit 1).
     #[arg(long)]
     pub strict: bool,
+    /// Rotate only if the current KEK is older than this (as written in Vault), e.g. 90d or
+    /// 12h; otherwise say so and exit 0. For a daily cron job or Kubernetes CronJob.
+    #[arg(long, value_name = "AGE")]
+    pub if_older_than: Option<humantime::Duration>,
     /// How long this rotor's hold on the rotation lasts without progress. Another rotor may take
     /// over after that (at once if this one died on the same host).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=86_400), value_name = "SECONDS")]
@@ -204,6 +208,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Rotate(args) => {
             let app = open_app(global, true).await?;
+            if let Some(min_age) = args.if_older_than {
+                let age = kek_age(&app).await?;
+                if age < *min_age {
+                    let skipped = serde_json::json!({
+                        "skipped": true,
+                        "kek_age_seconds": age.as_secs(),
+                        "if_older_than_seconds": min_age.as_secs(),
+                    });
+                    print(global.json, &skipped, || {
+                        format!(
+                            "not rotating: the current KEK is {} old, younger than --if-older-than {}",
+                            humantime::format_duration(age),
+                            humantime::format_duration(*min_age)
+                        )
+                    });
+                    return Ok(Outcome::Success);
+                }
+            }
             let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
             let mut instance = app.instance(access, global.reporter("rotate")).await?;
             let report = rotate(&app, &mut instance, args, None).await?;
@@ -420,6 +442,23 @@ impl RotateReport {
         }
         text
     }
+}
+
+/// How long ago the current KEK was written to Vault (its KV version's creation time).
+async fn kek_age(app: &App) -> anyhow::Result<std::time::Duration> {
+    let key_path = &app.settings().key_path;
+    let metadata = app.vault().metadata(key_path).await?.ok_or_else(|| {
+        anyhow!("no KEK at {key_path} in Vault: store the first one with `rotor migrate-kek --from-env VAR`")
+    })?;
+    let created = metadata
+        .versions
+        .iter()
+        .find(|v| v.version == metadata.current_version)
+        .map(|v| v.created_time.as_str())
+        .ok_or_else(|| anyhow!("Vault's metadata of {key_path} lists no current version"))?;
+    let created = humantime::parse_rfc3339_weak(created)
+        .with_context(|| format!("Vault's creation time of {key_path} is not RFC 3339: {created}"))?;
+    Ok(std::time::SystemTime::now().duration_since(created).unwrap_or_default())
 }
 
 /// The KEK version the last rotation moved away from: what `rollback` goes back to.

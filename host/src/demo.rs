@@ -153,6 +153,7 @@ async fn run_with_server(
         reencrypt: false,
         resume: false,
         strict: false,
+        if_older_than: None,
         lease_seconds: crate::imports::DEFAULT_LEASE.as_secs(),
     };
     let mut instance = app.instance(Access::ReadWrite, global_reporter(global, "rotate")).await?;
