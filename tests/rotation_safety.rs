@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use rotor_codec::{Format, Kek};
+use rotor_codec::Kek;
 use serde_json::json;
-use support::{Kind, World, assert_success, json, text};
+use support::{Kind, World, assert_every_wallet_opens, assert_success, json, text};
 
 /// A small deterministic generator (xorshift64*), so that a failing run can be replayed.
 struct Seeded(u64);
@@ -29,33 +29,6 @@ impl Seeded {
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
-/// Opens every row with the KEK its ciphertext names (as archived in Vault) and compares it
-/// with what the test last wrote there.
-async fn assert_every_wallet_opens(world: &World, expected: &BTreeMap<String, Vec<u8>>) {
-    let rows = world.rows().await;
-    assert_eq!(rows.len(), expected.len(), "wallets appeared or vanished");
-    let mut keys: BTreeMap<u32, Kek> = BTreeMap::new();
-    let mut first: Option<Kek> = None;
-    for (id, plaintext) in expected {
-        let ciphertext = &rows[id];
-        let opened = match rotor_codec::inspect(ciphertext).unwrap() {
-            Format::Envelope { kek_version } => {
-                if !keys.contains_key(&kek_version) {
-                    keys.insert(kek_version, world.kek(kek_version).await);
-                }
-                rotor_codec::open(&keys[&kek_version], id, ciphertext)
-            }
-            Format::Legacy => {
-                if first.is_none() {
-                    first = Some(world.kek(1).await);
-                }
-                rotor_codec::open(first.as_ref().unwrap(), id, ciphertext)
-            }
-        };
-        assert_eq!(opened.unwrap_or_else(|e| panic!("{id}: {e}")).as_slice(), plaintext.as_slice(), "{id}");
     }
 }
 

@@ -1,5 +1,7 @@
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use rotor::cli::{self, Cli, EXIT_WALLETS_FAILED, Outcome};
 use tracing_subscriber::EnvFilter;
@@ -31,13 +33,17 @@ fn fail(json: bool, error: &anyhow::Error) -> ExitCode {
 fn init_logging(global: &cli::GlobalArgs) {
     let default = match (global.quiet, global.verbose) {
         (true, _) => "error",
-        (false, 0) => "warn,rotor=info",
+        // sqlx warns about connection hiccups it recovers from; rotor reports what matters.
+        (false, 0) => "warn,sqlx=error,rotor=info",
         (false, 1) => "info,rotor=debug",
         (false, _) => "debug,rotor=trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let logs =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
     // Timestamps help when debugging; in plain use they crowd the few lines rotor prints.
     if global.verbose > 0 { logs.init() } else { logs.without_time().init() }
 }

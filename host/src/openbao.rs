@@ -1,5 +1,6 @@
-//! Throwaway OpenBao dev servers (in-memory, unsealed, root token `root`) for `rotor demo`,
-//! benchmarks and tests, so they run against the real Vault API rather than a mock.
+//! Throwaway OpenBao servers for `rotor demo`, benchmarks and tests, so they run against the real
+//! Vault API rather than a mock: dev servers (in-memory, unsealed, root token `root`) and
+//! file-backed servers that keep their data across a crash and come back sealed.
 
 use std::{
     collections::BTreeSet,
@@ -78,8 +79,16 @@ impl DevServer {
         let bao = find_bao()?;
         let port = reserve_ports()?;
         let log_dir = std::env::temp_dir().join(format!("rotor-bao-{}-{port}", std::process::id()));
+        let args = [
+            "server".to_owned(),
+            "-dev".to_owned(),
+            // Otherwise bao overwrites the user's ~/.vault-token with `root`.
+            "-dev-no-store-token".to_owned(),
+            format!("-dev-root-token-id={ROOT_TOKEN}"),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+        ];
         let mut server = DevServer {
-            child: spawn(&bao, port, &log_dir)
+            child: spawn(&bao, &args, &log_dir)
                 .inspect_err(|_| release(port, &log_dir))
                 .with_context(|| format!("cannot start {}", bao.display()))?,
             port,
@@ -87,11 +96,11 @@ impl DevServer {
             log_dir,
         };
         if let Err(e) = server.wait_healthy().await {
-            let log = server.log_dir.join("bao.log");
-            let text = fs::read_to_string(&log).unwrap_or_default();
-            let lines: Vec<_> = text.lines().collect();
-            let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
-            bail!("OpenBao dev server ({}) {e}; end of its log:\n{tail}", bao.display());
+            bail!(
+                "OpenBao dev server ({}) {e}; end of its log:\n{}",
+                bao.display(),
+                log_tail(&server.log_dir)
+            );
         }
         Ok(server)
     }
@@ -112,21 +121,7 @@ impl DevServer {
     }
 
     async fn wait_healthy(&mut self) -> anyhow::Result<()> {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
-        let url = format!("{}/v1/sys/health", self.addr);
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!("exited during startup ({status})");
-            }
-            if http.get(&url).send().await.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!("did not answer {url} with 200 within {START_TIMEOUT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for_health(&mut self.child, &self.addr, |status| status == reqwest::StatusCode::OK).await
     }
 }
 
@@ -138,19 +133,222 @@ impl Drop for DevServer {
     }
 }
 
-fn spawn(bao: &Path, port: u16, log_dir: &Path) -> anyhow::Result<Child> {
+/// A `bao server` with persistent storage in a folder of its own, initialised with a single
+/// unseal key and KV v2 at `secret/`. Unlike a dev server it keeps its data when killed and
+/// restarted, and comes back sealed, as a production server does. Dropping it kills the server
+/// and removes the folder.
+pub struct FileServer {
+    bao: PathBuf,
+    /// What starts the server again, with the same configuration.
+    args: Vec<String>,
+    child: Child,
+    port: u16,
+    addr: String,
+    dir: PathBuf,
+    root_token: String,
+    unseal_key: String,
+}
+
+impl FileServer {
+    /// Starts a server on a free loopback port (and port+1 for clustering), initialises and
+    /// unseals it and mounts KV v2 at `secret/`; on failure the error includes the end of its log.
+    pub async fn start() -> anyhow::Result<FileServer> {
+        let bao = find_bao()?;
+        let port = reserve_ports()?;
+        let dir = std::env::temp_dir().join(format!("rotor-bao-file-{}-{port}", std::process::id()));
+        let started = write_file_config(&dir, port)
+            .and_then(|args| spawn(&bao, &args, &dir).map(|child| (args, child)));
+        let (args, child) = match started {
+            Ok(started) => started,
+            Err(e) => {
+                release(port, &dir);
+                return Err(e.context(format!("cannot start {}", bao.display())));
+            }
+        };
+        let mut server = FileServer {
+            bao,
+            args,
+            child,
+            port,
+            addr: format!("http://127.0.0.1:{port}"),
+            dir,
+            root_token: String::new(),
+            unseal_key: String::new(),
+        };
+        if let Err(e) = server.initialise().await {
+            bail!(
+                "OpenBao server ({}) {e:#}; end of its log:\n{}",
+                server.bao.display(),
+                log_tail(&server.dir)
+            );
+        }
+        Ok(server)
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:43117`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The root token that initialisation returned.
+    pub fn root_token(&self) -> &str {
+        &self.root_token
+    }
+
+    /// Kills the server with SIGKILL, as a crash would, and waits for it to exit. A no-op if it
+    /// is not running.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            self.child.kill().await.context("cannot kill the OpenBao server")?;
+        }
+        Ok(())
+    }
+
+    /// Kills the server if it runs and starts it again on the same port with the same data. It
+    /// comes back sealed: see [`FileServer::unseal`].
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill().await?;
+        self.child = spawn(&self.bao, &self.args, &self.dir)
+            .with_context(|| format!("cannot restart {}", self.bao.display()))?;
+        // Sealed, it answers 503; any answer means it is listening.
+        if let Err(e) = wait_for_health(&mut self.child, &self.addr, |_| true).await {
+            bail!(
+                "restarted OpenBao server ({}) {e}; end of its log:\n{}",
+                self.bao.display(),
+                log_tail(&self.dir)
+            );
+        }
+        Ok(())
+    }
+
+    /// Unseals the server with its key and waits until it serves requests as the active node.
+    pub async fn unseal(&mut self) -> anyhow::Result<()> {
+        let key = self.unseal_key.clone();
+        let state = self.call(reqwest::Method::PUT, "sys/unseal", serde_json::json!({ "key": key })).await?;
+        if state["sealed"] != false {
+            bail!("still sealed after unsealing: {state}");
+        }
+        // Right after unsealing it is a standby (429) until it has taken over as active.
+        wait_for_health(&mut self.child, &self.addr, |status| status == reqwest::StatusCode::OK).await
+    }
+
+    async fn initialise(&mut self) -> anyhow::Result<()> {
+        // Not initialised yet, it answers 501; any answer means it is listening.
+        wait_for_health(&mut self.child, &self.addr, |_| true).await?;
+        let init = serde_json::json!({ "secret_shares": 1, "secret_threshold": 1 });
+        let keys = self.call(reqwest::Method::PUT, "sys/init", init).await?;
+        let (Some(token), Some(key)) = (keys["root_token"].as_str(), keys["keys_base64"][0].as_str()) else {
+            bail!("sys/init answered without a root token and an unseal key");
+        };
+        (self.root_token, self.unseal_key) = (token.to_owned(), key.to_owned());
+        self.unseal().await?;
+        let kv2 = serde_json::json!({ "type": "kv", "options": { "version": "2" } });
+        self.call(reqwest::Method::POST, "sys/mounts/secret", kv2).await?;
+        Ok(())
+    }
+
+    /// One request to the server's API as root; the JSON it answers (`null` if empty).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        route: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        // Initialisation generates keys and sets up storage: it takes seconds.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
+        let mut request = http.request(method.clone(), format!("{}/v1/{route}", self.addr)).json(&body);
+        if !self.root_token.is_empty() {
+            request = request.header("X-Vault-Token", &self.root_token);
+        }
+        let response = request.send().await.with_context(|| format!("{method} /v1/{route}"))?;
+        let status = response.status();
+        let text = response.text().await.with_context(|| format!("{method} /v1/{route}"))?;
+        if !status.is_success() {
+            bail!("{method} /v1/{route} answered {status}: {text}");
+        }
+        if text.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(&text).with_context(|| format!("{method} /v1/{route} answered no JSON"))
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        release(self.port, &self.dir);
+    }
+}
+
+/// Writes the configuration of a server with storage in `dir/data` on `port`; returns the
+/// arguments that start it. OpenBao 2.x has no `file` storage backend any more: its integrated
+/// (Raft) storage, a single node here, persists to files as well.
+fn write_file_config(dir: &Path, port: u16) -> anyhow::Result<Vec<String>> {
+    let data = dir.join("data");
+    fs::create_dir_all(&data)?;
+    let cluster = port + 1;
+    let config = format!(
+        r#"storage "raft" {{
+  path    = {data:?}
+  node_id = "rotor-test"
+}}
+listener "tcp" {{
+  address         = "127.0.0.1:{port}"
+  cluster_address = "127.0.0.1:{cluster}"
+  tls_disable     = true
+}}
+api_addr     = "http://127.0.0.1:{port}"
+cluster_addr = "http://127.0.0.1:{cluster}"
+"#
+    );
+    let path = dir.join("config.hcl");
+    fs::write(&path, config)?;
+    Ok(vec!["server".to_owned(), format!("-config={}", path.display())])
+}
+
+/// Polls `{addr}/v1/sys/health` until its status satisfies `ready`.
+async fn wait_for_health(
+    child: &mut Child,
+    addr: &str,
+    ready: impl Fn(reqwest::StatusCode) -> bool,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
+    let url = format!("{addr}/v1/sys/health");
+    let deadline = Instant::now() + START_TIMEOUT;
+    let mut last = None;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("exited during startup ({status})");
+        }
+        if let Ok(response) = http.get(&url).send().await {
+            if ready(response.status()) {
+                return Ok(());
+            }
+            last = Some(response.status());
+        }
+        if Instant::now() >= deadline {
+            let last = last.map_or("no answer".to_owned(), |status| format!("last answer: {status}"));
+            bail!("was not ready at {url} within {START_TIMEOUT:?} ({last})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The last lines of `bao.log` in `log_dir`, for error messages.
+fn log_tail(log_dir: &Path) -> String {
+    let text = fs::read_to_string(log_dir.join("bao.log")).unwrap_or_default();
+    let lines: Vec<_> = text.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+/// Starts `bao` with `args` in `log_dir`, appending its output to `bao.log` there (a restarted
+/// server keeps its earlier log).
+fn spawn(bao: &Path, args: &[String], log_dir: &Path) -> anyhow::Result<Child> {
     fs::create_dir_all(log_dir)?;
-    let log = fs::File::create(log_dir.join("bao.log"))?;
+    let log = fs::OpenOptions::new().create(true).append(true).open(log_dir.join("bao.log"))?;
     let mut command = Command::new(bao);
     command
-        .args([
-            "server",
-            "-dev",
-            // Otherwise bao overwrites the user's ~/.vault-token with `root`.
-            "-dev-no-store-token",
-            &format!("-dev-root-token-id={ROOT_TOKEN}"),
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ])
+        .args(args)
         .current_dir(log_dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -178,7 +376,7 @@ fn reserve_ports() -> anyhow::Result<u16> {
             return Ok(port);
         }
     }
-    bail!("found no two adjacent free loopback ports for the OpenBao dev server")
+    bail!("found no two adjacent free loopback ports for an OpenBao server")
 }
 
 fn release(port: u16, log_dir: &Path) {

