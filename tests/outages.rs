@@ -80,9 +80,8 @@ async fn assert_all_on_v2<V: Vault>(world: &World<V>, expected: &BTreeMap<String
 /// OpenBao crashes while wallets are moving: rotor stops with a message naming Vault, nothing is
 /// half-written; the server comes back sealed, and rotor says so and how to unseal; once unsealed,
 /// `rotor rotate` finishes the interrupted rotation.
-#[tokio::test(flavor = "multi_thread")]
-async fn openbao_killed_mid_rotation_then_restarted_sealed() {
-    let mut world = World::with_file_server(Kind::Sqlite).await;
+async fn openbao_killed_mid_rotation_then_restarted_sealed(kind: Kind) {
+    let mut world = World::with_file_server(kind).await;
     let kek = Kek::generate().unwrap();
     world.migrate_kek(&kek);
     // rotor reads a KEK from Vault only when it first needs it, and the first legacy wallet makes
@@ -142,6 +141,16 @@ async fn openbao_killed_mid_rotation_then_restarted_sealed() {
 /// rotor holds every KEK a rotation of legacy wallets needs once its first batch has run (the
 /// current and new KEK, and the archive it tried legacy wallets against): OpenBao crashing after
 /// that does not stop it.
+#[tokio::test(flavor = "multi_thread")]
+async fn openbao_killed_mid_rotation_then_restarted_sealed_sqlite() {
+    openbao_killed_mid_rotation_then_restarted_sealed(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openbao_killed_mid_rotation_then_restarted_sealed_postgres() {
+    openbao_killed_mid_rotation_then_restarted_sealed(Kind::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn openbao_killed_once_the_keys_are_loaded_does_not_stop_a_rotation() {
     let mut world = World::with_file_server(Kind::Sqlite).await;

@@ -228,9 +228,8 @@ async fn strict_changes_nothing_when_a_wallet_does_not_open() {
 }
 
 /// Rollback is a normal rotation back to the previous key; prune destroys only what no wallet uses.
-#[tokio::test(flavor = "multi_thread")]
-async fn rollback_then_prune() {
-    let world = World::new(Kind::Sqlite).await;
+async fn rollback_then_prune(kind: Kind) {
+    let world = World::new(kind).await;
     let kek = Kek::generate().unwrap();
     world.migrate_kek(&kek);
     let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 50).await.into_iter().collect();
@@ -270,4 +269,14 @@ async fn rollback_then_prune() {
     let (out, report) = json(world.rotor().arg("validate"));
     assert_success(&out);
     assert_eq!(report["key_versions"], json!({ "3": 1, "4": 50 }));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_then_prune_sqlite() {
+    rollback_then_prune(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_then_prune_postgres() {
+    rollback_then_prune(Kind::Postgres).await;
 }
