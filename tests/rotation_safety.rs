@@ -280,3 +280,40 @@ async fn rollback_then_prune_sqlite() {
 async fn rollback_then_prune_postgres() {
     rollback_then_prune(Kind::Postgres).await;
 }
+
+/// A lease held by a rotor on another host is respected until it runs out, then taken over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lease_held_elsewhere_is_respected_until_it_expires() {
+    use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
+
+    let world = World::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    world.enroll_legacy(&kek, 10).await;
+    assert_success(&world.rotor().args(["rotate", "--dry-run"]).output().unwrap()); // creates rotor's tables
+
+    let now = rotor::store::unix_now();
+    let mut db = SqliteConnection::connect(&world.db.url).await.unwrap();
+    let hold = |expires_at: i64| {
+        format!(
+            "INSERT INTO rotor_lease (id, token, holder, host, pid, acquired_at, expires_at) VALUES \
+             (1, 'elsewhere', 'ops@other-host (pid 4242)', 'other-host', 4242, '2026-11-30T00:00:00Z', {expires_at}) \
+             ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at"
+        )
+    };
+    sqlx::query(AssertSqlSafe(hold(now + 3600))).execute(&mut db).await.unwrap();
+    let out = world.rotor().arg("rotate").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("ops@other-host (pid 4242)") && stderr.contains("2026-11-30T00:00:00Z"),
+        "{stderr}"
+    );
+    assert_eq!(world.vault_client().read("ibn/encryption-key", None).await.unwrap().unwrap().version, 1);
+
+    sqlx::query(AssertSqlSafe(hold(now - 1))).execute(&mut db).await.unwrap();
+    let (out, report) = json(world.rotor().arg("rotate"));
+    assert_success(&out);
+    assert_eq!(report["rotated"], 10);
+    assert!(text(&out.stderr).contains("took over the rotation lease"), "{}", text(&out.stderr));
+}
