@@ -46,7 +46,10 @@ pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<Rotate
                 rotation.id, rotation.from_version, rotation.started_by, rotation.started_at
             ));
             let to = resume_target(&mut keyring, &rotation)?;
-            move_wallets(&mut keyring, rotation.id, rotation.from_version, to, options)
+            // A rotation begun with --reencrypt stays one when resumed without the flag.
+            let options =
+                RotateOptions { reencrypt: options.reencrypt || rotation.reencrypt, ..options.clone() };
+            move_wallets(&mut keyring, rotation.id, rotation.from_version, to, &options)
         }
         (None, true) => Err("there is no unfinished rotation to resume".into()),
         (None, false) => {
