@@ -138,9 +138,6 @@ async fn openbao_killed_mid_rotation_then_restarted_sealed(kind: Kind) {
     assert_all_on_v2(&world, &expected).await;
 }
 
-/// rotor holds every KEK a rotation of legacy wallets needs once its first batch has run (the
-/// current and new KEK, and the archive it tried legacy wallets against): OpenBao crashing after
-/// that does not stop it.
 #[tokio::test(flavor = "multi_thread")]
 async fn openbao_killed_mid_rotation_then_restarted_sealed_sqlite() {
     openbao_killed_mid_rotation_then_restarted_sealed(Kind::Sqlite).await;
@@ -151,6 +148,9 @@ async fn openbao_killed_mid_rotation_then_restarted_sealed_postgres() {
     openbao_killed_mid_rotation_then_restarted_sealed(Kind::Postgres).await;
 }
 
+/// rotor holds every KEK a rotation of legacy wallets needs once its first batch has run (the
+/// current and new KEK, and the archive it tried legacy wallets against): OpenBao crashing after
+/// that does not stop it.
 #[tokio::test(flavor = "multi_thread")]
 async fn openbao_killed_once_the_keys_are_loaded_does_not_stop_a_rotation() {
     let mut world = World::with_file_server(Kind::Sqlite).await;
