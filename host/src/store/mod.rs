@@ -409,11 +409,6 @@ impl Database {
     pub async fn rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
         dispatch!(self, s => s.rotations().await)
     }
-
-    /// The URL with any password removed, for messages.
-    pub fn display_url(&self) -> &str {
-        dispatch!(self, s => s.url())
-    }
 }
 
 /// Creates a SQLite database file holding an empty wallet table, as an application would.
