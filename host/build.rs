@@ -1,11 +1,12 @@
-//! Builds the crypto-core component (`guest/`) for `wasm32-wasip2` and hands it to the host
-//! crate, which embeds it: `target/release/rotor` carries the component it runs by default.
+//! Builds rotor's components for `wasm32-wasip2` — the crypto core (`guest/`) and the audit
+//! (`audit/`) — and hands them to the host crate, which embeds them: `target/release/rotor`
+//! carries the components it runs by default.
 //!
 //! The guest is built by a nested cargo with its own target directory, since the outer build
 //! holds the lock on the main one.
 
 use std::env;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip2";
@@ -13,7 +14,7 @@ const TARGET: &str = "wasm32-wasip2";
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap();
-    for input in ["guest", "codec", "wit", "Cargo.toml", "Cargo.lock"] {
+    for input in ["guest", "audit", "codec", "wit", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(input).display());
     }
 
@@ -24,7 +25,8 @@ fn main() {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(workspace)
-        .args(["build", "--package", "rotor-guest", "--profile", "guest", "--target", TARGET, "--locked"])
+        .args(["build", "--package", "rotor-guest", "--package", "rotor-audit"])
+        .args(["--profile", "guest", "--target", TARGET, "--locked"])
         .arg("--target-dir")
         .arg(&target_dir)
         // Flags meant for the host (say, -C target-cpu=native) must not reach the wasm build.
@@ -44,10 +46,13 @@ fn main() {
         } else {
             String::new()
         };
-        panic!("building the guest component failed:\n{stderr}{hint}");
+        panic!("building the components failed:\n{stderr}{hint}");
     }
 
-    let built = target_dir.join(TARGET).join("guest").join("rotor_guest.wasm");
-    let out = Path::new(&env::var_os("OUT_DIR").unwrap()).join("rotor_guest.wasm");
-    std::fs::copy(&built, &out).unwrap_or_else(|e| panic!("copying {} failed: {e}", built.display()));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
+    for component in ["rotor_guest.wasm", "rotor_audit.wasm"] {
+        let built = target_dir.join(TARGET).join("guest").join(component);
+        let out = out_dir.join(component);
+        std::fs::copy(&built, &out).unwrap_or_else(|e| panic!("copying {} failed: {e}", built.display()));
+    }
 }
