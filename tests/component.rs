@@ -3,9 +3,10 @@
 
 mod support;
 
-use rotor::component::{ComponentSource, Instance, Runtime};
+use rotor::component::{ComponentSource, Instance, Sandbox};
 use rotor::grants::{Access, Grants};
 use rotor::imports::RunState;
+use rotor::limits::Limits;
 use rotor::progress::Reporter;
 use rotor::store::RunIdentity;
 use rotor::vault::{VaultClient, VaultConfig};
@@ -15,7 +16,7 @@ use support::{Kind, TestDb};
 /// An instance whose imports are never called: the codec export needs none.
 async fn instance(db: &TestDb) -> Instance {
     let source = ComponentSource::builtin();
-    let runtime = Runtime::load(&source).unwrap();
+    let runtime = Sandbox::new(Limits::default(), None).unwrap().rotator(&source).unwrap();
     let vault = VaultClient::new(VaultConfig {
         addr: "http://127.0.0.1:9".into(),
         token: zeroize::Zeroizing::new("unused".into()),
@@ -32,6 +33,7 @@ async fn instance(db: &TestDb) -> Instance {
         Grants::for_key("k", Access::ReadOnly),
         identity,
         Reporter::silent(),
+        Limits::default(),
     );
     runtime.instantiate(state).await.unwrap()
 }
@@ -83,5 +85,5 @@ fn the_built_in_component_fits_rotors_world_and_is_pinned_by_digest() {
     let source = ComponentSource::builtin();
     assert_eq!(source.sha256.len(), 64);
     assert_eq!(source.origin, "built-in");
-    Runtime::load(&source).unwrap();
+    Sandbox::new(Limits::default(), None).unwrap().rotator(&source).unwrap();
 }

@@ -2,18 +2,24 @@
 //! database, and a way to start a component instance with the grants the command needs.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::bindings::operations::KeyLocation;
-use crate::component::{ComponentSource, Instance, Runtime};
+use crate::component::{AuditInstance, AuditRuntime, ComponentSource, Instance, Runtime, Sandbox};
+use crate::component_cache::ComponentCache;
+use crate::cross_check::CrossCheck;
 use crate::grants::{Access, Grants};
 use crate::imports::RunState;
+use crate::inspect::World;
+use crate::limits::Limits;
 use crate::progress::Reporter;
 use crate::store::{Database, RunIdentity, WalletTable};
 use crate::vault::{VaultClient, VaultConfig};
 
-/// Where things are: the database, the wallet table, the KEK in Vault, the component.
+/// Where things are: the database, the wallet table, the KEK in Vault, the component, and the
+/// sandbox's rules.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub database_url: String,
@@ -22,30 +28,110 @@ pub struct Settings {
     pub key_path: String,
     /// A component file to run instead of the built-in one.
     pub component: Option<PathBuf>,
+    pub sandbox: SandboxSettings,
+}
+
+/// What components may run, and within which limits.
+#[derive(Clone, Debug)]
+pub struct SandboxSettings {
+    pub limits: Limits,
+    /// sha256 digests of the component files allowed to run.
+    pub pinned: Vec<String>,
+    pub allow_unpinned: bool,
+    /// Check every batch a non-reference component writes with the reference component.
+    pub cross_check: bool,
+    pub cache: Option<ComponentCache>,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            limits: Limits::default(),
+            pinned: Vec::new(),
+            allow_unpinned: false,
+            cross_check: true,
+            cache: ComponentCache::default_location(),
+        }
+    }
+}
+
+impl SandboxSettings {
+    /// Refuses a component file whose digest is not pinned, unless unpinned ones are allowed.
+    pub fn admit(&self, source: &ComponentSource) -> anyhow::Result<()> {
+        if source.is_builtin() || self.pinned.contains(&source.sha256) {
+            return Ok(());
+        }
+        if self.allow_unpinned {
+            tracing::warn!(component = %source.origin, sha256 = %source.sha256, "running an unpinned component");
+            return Ok(());
+        }
+        anyhow::bail!(
+            "component {} (sha256 {}) is not pinned: review it, then add its digest to `pinned` under \
+             [component] in rotor.toml, or pass --allow-unpinned to run it anyway",
+            source.origin,
+            source.sha256
+        )
+    }
+}
+
+/// The component a command runs, compiled and linked for its world.
+enum Loaded {
+    Rotator(Runtime),
+    Auditor(AuditRuntime),
 }
 
 /// A command's connections and compiled component.
 pub struct App {
     settings: Settings,
+    sandbox: Arc<Sandbox>,
     source: ComponentSource,
-    runtime: Runtime,
+    loaded: Loaded,
+    /// The reference component, when the command runs another one and cross-checks it.
+    reference: Option<Runtime>,
     vault: VaultClient,
     database: Database,
 }
 
 impl App {
-    /// Compiles the component, checks Vault (address, seal status, token) and the database
-    /// (reachable, wallet table and columns present) at once, so a misconfiguration fails before
-    /// any work with a message that names the fix. `migrate` creates rotor's own tables.
+    /// Compiles the rotation component, checks Vault (address, seal status, token) and the
+    /// database (reachable, wallet table and columns present) at once, so that a
+    /// misconfiguration fails before any work with a message that names the fix. `migrate`
+    /// creates rotor's own tables.
     pub async fn open(settings: Settings, vault: VaultConfig, migrate: bool) -> anyhow::Result<App> {
+        App::open_for(World::Rotator, settings, vault, migrate).await
+    }
+
+    /// As [`App::open`], for an audit component.
+    pub async fn open_audit(settings: Settings, vault: VaultConfig) -> anyhow::Result<App> {
+        App::open_for(World::Auditor, settings, vault, false).await
+    }
+
+    async fn open_for(
+        world: World,
+        settings: Settings,
+        vault: VaultConfig,
+        migrate: bool,
+    ) -> anyhow::Result<App> {
         let component_path = settings.component.clone();
-        let compile = tokio::task::spawn_blocking(move || -> anyhow::Result<(ComponentSource, Runtime)> {
+        let sandbox_settings = settings.sandbox.clone();
+        let compile = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let source = match component_path {
                 Some(path) => ComponentSource::from_file(&path)?,
-                None => ComponentSource::builtin(),
+                None => ComponentSource::builtin_for(world),
             };
-            let runtime = Runtime::load(&source)?;
-            Ok((source, runtime))
+            sandbox_settings.admit(&source)?;
+            let sandbox = Sandbox::new(sandbox_settings.limits, sandbox_settings.cache.clone())?;
+            let loaded = match world {
+                World::Rotator => Loaded::Rotator(sandbox.rotator(&source)?),
+                World::Auditor => Loaded::Auditor(sandbox.auditor(&source)?),
+            };
+            let reference = match world {
+                World::Rotator if !source.is_builtin() && sandbox_settings.cross_check => {
+                    Some(sandbox.rotator(&ComponentSource::builtin())?)
+                }
+                _ => None,
+            };
+            Ok((Arc::new(sandbox), source, loaded, reference))
         });
         let vault = VaultClient::new(vault)?;
         let check_vault = async {
@@ -60,11 +146,11 @@ impl App {
             anyhow::Ok(database)
         };
         let (compiled, vault_checked, database) = tokio::join!(compile, check_vault, connect_database);
-        let (source, runtime) = compiled.context("compiling the component panicked")??;
+        let (sandbox, source, loaded, reference) = compiled.context("compiling the component panicked")??;
         vault_checked?;
         let database = database?;
         tracing::debug!(component = %source.origin, sha256 = %source.sha256, "component ready");
-        Ok(App { settings, source, runtime, vault, database })
+        Ok(App { settings, sandbox, source, loaded, reference, vault, database })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -87,17 +173,44 @@ impl App {
         KeyLocation { key_path: self.settings.key_path.clone() }
     }
 
-    /// A fresh component instance that may touch the KEK's paths and the wallets, read-only
-    /// or read-write.
-    pub async fn instance(&self, access: Access, reporter: Reporter) -> anyhow::Result<Instance> {
+    fn run_state(&self, grants: Grants, reporter: Reporter) -> RunState {
         let identity = RunIdentity::this_process(self.source.sha256.clone());
-        let state = RunState::new(
+        RunState::new(
             self.vault.clone(),
             self.database.clone(),
-            Grants::for_key(&self.settings.key_path, access),
+            grants,
             identity,
             reporter,
-        );
-        self.runtime.instantiate(state).await
+            *self.sandbox.limits(),
+        )
+    }
+
+    /// A fresh rotation-component instance that may touch the KEK's paths and the wallets,
+    /// read-only or read-write. A non-reference component that may write has every batch
+    /// cross-checked by the reference one (unless that is turned off).
+    pub async fn instance(&self, access: Access, reporter: Reporter) -> anyhow::Result<Instance> {
+        let Loaded::Rotator(runtime) = &self.loaded else {
+            anyhow::bail!("this command loaded an audit component, not a rotation component");
+        };
+        let mut state = self.run_state(Grants::for_key(&self.settings.key_path, access), reporter);
+        if let (Some(reference), Access::ReadWrite) = (&self.reference, access) {
+            let checker = reference.instantiate(self.run_state(Grants::none(), Reporter::silent())).await?;
+            state.set_cross_check(CrossCheck::new(
+                checker,
+                self.vault.clone(),
+                self.settings.key_path.clone(),
+            ));
+            tracing::info!(component = %self.source.origin, "batches are cross-checked by the reference component");
+        }
+        runtime.instantiate(state).await
+    }
+
+    /// A fresh audit-component instance: read-only grants on the KEK's paths and the wallets.
+    pub async fn audit_instance(&self, reporter: Reporter) -> anyhow::Result<AuditInstance> {
+        let Loaded::Auditor(runtime) = &self.loaded else {
+            anyhow::bail!("this command loaded a rotation component, not an audit component");
+        };
+        let state = self.run_state(Grants::for_key(&self.settings.key_path, Access::ReadOnly), reporter);
+        runtime.instantiate(state).await
     }
 }

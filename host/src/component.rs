@@ -1,4 +1,6 @@
-//! Loading the crypto-core component and calling its exports inside a fresh, limited store.
+//! Loading components and calling their exports, each call inside a fresh store with the run's
+//! limits: a CPU budget enforced through epoch interruption, a memory cap, and the grants the
+//! imports check.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -6,17 +8,20 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
 
+use crate::bindings::auditor::{Auditor, AuditorPre, audit};
 use crate::bindings::{Rotator, RotatorPre, operations};
+use crate::component_cache::{CacheOutcome, ComponentCache};
+use crate::cross_check::CrossCheckFailed;
 use crate::imports::RunState;
+use crate::inspect::{Inspection, World};
+use crate::limits::{self, EPOCH_TICK, Limits};
 
-/// Linear memory one instance may grow to. A batch of 10,000 2 KiB wallets with their
-/// replacements needs ~60 MiB; anything far beyond is a runaway component.
-pub const MEMORY_LIMIT_BYTES: usize = 256 << 20;
-
-/// The reference component, built from `guest/` by `build.rs` and shipped inside the binary.
-static BUILTIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rotor_guest.wasm"));
+/// The reference rotation component, built from `guest/` by `build.rs`, shipped in the binary.
+static BUILTIN_ROTATOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rotor_guest.wasm"));
+/// The shipped audit component, built from `audit/`.
+static BUILTIN_AUDITOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rotor_audit.wasm"));
 
 /// The component bytes a run uses, where they came from, and their digest.
 pub struct ComponentSource {
@@ -25,17 +30,33 @@ pub struct ComponentSource {
     pub origin: String,
     /// Hex sha256 of the bytes; recorded with every rotation.
     pub sha256: String,
+    builtin: bool,
 }
 
 impl ComponentSource {
+    /// rotor's own rotation component: the reference every other one is checked against.
     pub fn builtin() -> ComponentSource {
-        ComponentSource::new(Cow::Borrowed(BUILTIN), "built-in".into())
+        ComponentSource::new(Cow::Borrowed(BUILTIN_ROTATOR), "built-in".into(), true)
+    }
+
+    /// rotor's own audit component.
+    pub fn builtin_auditor() -> ComponentSource {
+        ComponentSource::new(Cow::Borrowed(BUILTIN_AUDITOR), "built-in audit".into(), true)
+    }
+
+    /// The built-in component for `world`.
+    pub fn builtin_for(world: World) -> ComponentSource {
+        match world {
+            World::Rotator => ComponentSource::builtin(),
+            World::Auditor => ComponentSource::builtin_auditor(),
+        }
     }
 
     /// Reads a component file (`--component PATH` / `ROTOR_COMPONENT`).
     pub fn from_file(path: &Path) -> anyhow::Result<ComponentSource> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read component file {}", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| {
+            format!("cannot read component file {} (check the path given to --component)", path.display())
+        })?;
         // A component starts with the wasm magic and layer 1; a core module has layer 0.
         match bytes.get(..8) {
             Some([0x00, b'a', b's', b'm', _, _, 0x01, 0x00]) => {}
@@ -46,61 +67,194 @@ impl ComponentSource {
             ),
             _ => bail!("{} is not a WebAssembly component (no \\0asm header)", path.display()),
         }
-        Ok(ComponentSource::new(Cow::Owned(bytes), path.display().to_string()))
+        Ok(ComponentSource::new(Cow::Owned(bytes), path.display().to_string(), false))
     }
 
-    fn new(bytes: Cow<'static, [u8]>, origin: String) -> ComponentSource {
+    fn new(bytes: Cow<'static, [u8]>, origin: String, builtin: bool) -> ComponentSource {
         let sha256 = hex::encode(Sha256::digest(&bytes));
-        ComponentSource { bytes, origin, sha256 }
+        ComponentSource { bytes, origin, sha256, builtin }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Shipped inside this rotor binary (trusted as the binary is).
+    pub fn is_builtin(&self) -> bool {
+        self.builtin
     }
 }
 
-/// A compiled, linked component, ready to be instantiated once per command.
-pub struct Runtime {
+/// The engine every component of this process runs on, with the run limits and the cache of
+/// compiled components.
+pub struct Sandbox {
     engine: Engine,
-    pre: RotatorPre<RunState>,
+    limits: Limits,
+    cache: Option<ComponentCache>,
 }
 
-impl Runtime {
-    /// Compiles the component and links it against rotor's imports and WASI p2. Fails if the
-    /// component imports anything else, or does not export rotor's interfaces.
-    pub fn load(source: &ComponentSource) -> anyhow::Result<Runtime> {
-        let engine = Engine::new(&Config::new())?;
-        let component = Component::new(&engine, &source.bytes)
+impl Sandbox {
+    pub fn new(limits: Limits, cache: Option<ComponentCache>) -> anyhow::Result<Sandbox> {
+        limits.check().map_err(anyhow::Error::msg)?;
+        let mut config = Config::new();
+        // Generated code checks the epoch at loop heads and function entries; a thread advances
+        // it every tick, and each store's callback decides whether its guest is over budget.
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let ticking = engine.weak();
+        std::thread::Builder::new()
+            .name("rotor-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticking.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("starting the thread that enforces CPU limits")?;
+        Ok(Sandbox { engine, limits, cache })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles the component (or loads its cached compilation) and inspects it.
+    pub fn compile(&self, source: &ComponentSource) -> anyhow::Result<(Component, Inspection)> {
+        let compiled = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, &source.sha256, source.bytes()),
+            None => Component::new(&self.engine, source.bytes())
+                .map(|c| (c, CacheOutcome::Compiled))
+                .map_err(anyhow::Error::from),
+        };
+        let (component, outcome) = compiled
             .map_err(anyhow::Error::from)
             .with_context(|| format!("component {} does not compile", source.origin))?;
-        let mut linker = Linker::<RunState>::new(&engine);
-        // A guest built with std imports wasi:cli, wasi:io and wasi:random; RunState grants it
-        // no directories, environment or sockets, so randomness is all it gets in practice.
+        tracing::debug!(component = %source.origin, ?outcome, "component compiled");
+        let inspection = Inspection::of(&self.engine, &component, &source.sha256, source.bytes().len());
+        Ok((component, inspection))
+    }
+
+    fn linker(&self) -> anyhow::Result<Linker<RunState>> {
+        let mut linker = Linker::<RunState>::new(&self.engine);
+        // A guest built with std imports wasi:cli, wasi:io, wasi:clocks and wasi:random;
+        // RunState grants it no directories, environment, arguments or stdio, and the world
+        // check refuses sockets, so randomness and clocks are all it gets in practice.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Ok(linker)
+    }
+
+    /// A rotation component, checked against the `rotator` world and linked.
+    pub fn rotator(&self, source: &ComponentSource) -> anyhow::Result<Runtime> {
+        let (component, inspection) = self.compile(source)?;
+        inspection.require(&source.origin, World::Rotator)?;
+        let mut linker = self.linker()?;
         Rotator::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(RotatorPre::new)
             .map_err(anyhow::Error::from)
             .with_context(|| {
-            format!("component {} does not fit rotor's world rotor:kek/rotator@0.1.0", source.origin)
+            format!("component {} does not fit rotor's world {}", source.origin, World::Rotator.name())
         })?;
-        Ok(Runtime { engine, pre })
+        Ok(Runtime { engine: self.engine.clone(), pre })
     }
 
+    /// An audit component, checked against the read-only `auditor` world and linked with its
+    /// imports only: the write functions are not in the linker at all.
+    pub fn auditor(&self, source: &ComponentSource) -> anyhow::Result<AuditRuntime> {
+        let (component, inspection) = self.compile(source)?;
+        inspection.require(&source.origin, World::Auditor)?;
+        let mut linker = self.linker()?;
+        Auditor::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(AuditorPre::new)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+            format!("component {} does not fit rotor's world {}", source.origin, World::Auditor.name())
+        })?;
+        Ok(AuditRuntime { engine: self.engine.clone(), pre })
+    }
+}
+
+/// A store for one instance, with everything that limits it wired in.
+fn limited_store(engine: &Engine, state: RunState) -> Store<RunState> {
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| state.memory_cap());
+    // Each switch between guest and host moves the guest clock, so that time spent waiting for
+    // Vault or the database does not count against the component's CPU budget.
+    store.call_hook(|mut store, hook| {
+        let clock = store.data_mut().clock();
+        if hook.entering_host() {
+            clock.leave_guest()
+        } else {
+            clock.enter_guest()
+        }
+        Ok(())
+    });
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|store| {
+        store.data().clock_ref().check()?;
+        Ok(UpdateDeadline::Continue(1))
+    });
+    store
+}
+
+/// A compiled, linked rotation component, ready to be instantiated once per command.
+pub struct Runtime {
+    engine: Engine,
+    pre: RotatorPre<RunState>,
+}
+
+impl Runtime {
     /// A fresh instance in its own store, with `state` as everything it may reach.
     pub async fn instantiate(&self, state: RunState) -> anyhow::Result<Instance> {
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| state.limits());
+        let mut store = limited_store(&self.engine, state);
         let bindings = self.pre.instantiate_async(&mut store).await?;
         Ok(Instance { store, bindings })
     }
 }
 
-/// One instance of the component. Each method is one call of an export; its outer `Err` is a
-/// trap or host failure, its inner `Err` the component's own error message.
+/// A compiled, linked audit component.
+pub struct AuditRuntime {
+    engine: Engine,
+    pre: AuditorPre<RunState>,
+}
+
+impl AuditRuntime {
+    pub async fn instantiate(&self, state: RunState) -> anyhow::Result<AuditInstance> {
+        let mut store = limited_store(&self.engine, state);
+        let bindings = self.pre.instantiate_async(&mut store).await?;
+        Ok(AuditInstance { store, bindings })
+    }
+}
+
+/// What a failed call means to the operator: a limit or a failed cross-check is the host's own
+/// verdict and is stated as such; anything else is the component's failure, with the trap.
+pub fn explain(error: wasmtime::Error) -> anyhow::Error {
+    if let Some(limit) = limits::exceeded(&error) {
+        return anyhow::anyhow!("the component was stopped: {limit}");
+    }
+    if let Some(failed) = error.downcast_ref::<CrossCheckFailed>() {
+        return anyhow::anyhow!("the component was stopped: {failed}");
+    }
+    anyhow::Error::from(error).context("the component failed")
+}
+
+/// One call's answer: the outer `Err` is a trap or host failure (see [`explain`]), the inner
+/// `Err` the component's own error message.
+type Answer<T> = anyhow::Result<Result<T, String>>;
+
+/// One instance of a rotation component.
 pub struct Instance {
     store: Store<RunState>,
     bindings: Rotator,
 }
-
-type Answer<T> = anyhow::Result<Result<T, String>>;
 
 impl Instance {
     pub fn state(&self) -> &RunState {
@@ -117,7 +271,7 @@ impl Instance {
         batch_size: u32,
     ) -> Answer<operations::ValidateReport> {
         let ops = self.bindings.rotor_kek_operations();
-        Ok(ops.call_validate(&mut self.store, at, batch_size).await?)
+        ops.call_validate(&mut self.store, at, batch_size).await.map_err(explain)
     }
 
     pub async fn rotate(
@@ -126,12 +280,12 @@ impl Instance {
         options: operations::RotateOptions,
     ) -> Answer<operations::RotateReport> {
         let ops = self.bindings.rotor_kek_operations();
-        Ok(ops.call_rotate(&mut self.store, at, options).await?)
+        ops.call_rotate(&mut self.store, at, options).await.map_err(explain)
     }
 
     pub async fn history(&mut self, at: &operations::KeyLocation) -> Answer<Vec<operations::HistoryEntry>> {
         let ops = self.bindings.rotor_kek_operations();
-        Ok(ops.call_history(&mut self.store, at).await?)
+        ops.call_history(&mut self.store, at).await.map_err(explain)
     }
 
     pub async fn seal_wallet(
@@ -141,17 +295,17 @@ impl Instance {
         plaintext: &[u8],
     ) -> Answer<u32> {
         let ops = self.bindings.rotor_kek_operations();
-        Ok(ops.call_seal_wallet(&mut self.store, at, id, plaintext).await?)
+        ops.call_seal_wallet(&mut self.store, at, id, plaintext).await.map_err(explain)
     }
 
     pub async fn open_wallet(&mut self, at: &operations::KeyLocation, id: &str) -> Answer<Vec<u8>> {
         let ops = self.bindings.rotor_kek_operations();
-        Ok(ops.call_open_wallet(&mut self.store, at, id).await?)
+        ops.call_open_wallet(&mut self.store, at, id).await.map_err(explain)
     }
 
     pub async fn import_kek(&mut self, at: &operations::KeyLocation, kek_hex: &str) -> Answer<u32> {
         let ops = self.bindings.rotor_kek_operations();
-        Ok(ops.call_import_kek(&mut self.store, at, kek_hex).await?)
+        ops.call_import_kek(&mut self.store, at, kek_hex).await.map_err(explain)
     }
 
     pub async fn prune(
@@ -160,7 +314,7 @@ impl Instance {
         keep: u32,
     ) -> Answer<operations::PruneReport> {
         let ops = self.bindings.rotor_kek_operations();
-        Ok(ops.call_prune(&mut self.store, at, keep).await?)
+        ops.call_prune(&mut self.store, at, keep).await.map_err(explain)
     }
 
     pub async fn codec_open(
@@ -170,7 +324,7 @@ impl Instance {
         ciphertext: &str,
     ) -> Answer<Vec<u8>> {
         let codec = self.bindings.rotor_kek_codec();
-        Ok(codec.call_open(&mut self.store, keks, id, ciphertext).await?)
+        codec.call_open(&mut self.store, keks, id, ciphertext).await.map_err(explain)
     }
 
     pub async fn codec_seal(
@@ -181,6 +335,32 @@ impl Instance {
         plaintext: &[u8],
     ) -> Answer<String> {
         let codec = self.bindings.rotor_kek_codec();
-        Ok(codec.call_seal(&mut self.store, kek_hex, kek_version, id, plaintext).await?)
+        codec.call_seal(&mut self.store, kek_hex, kek_version, id, plaintext).await.map_err(explain)
+    }
+
+    pub async fn codec_inspect(&mut self, ciphertext: &str) -> Answer<u32> {
+        let codec = self.bindings.rotor_kek_codec();
+        codec.call_inspect(&mut self.store, ciphertext).await.map_err(explain)
+    }
+}
+
+/// One instance of an audit component.
+pub struct AuditInstance {
+    store: Store<RunState>,
+    bindings: Auditor,
+}
+
+impl AuditInstance {
+    pub fn state(&self) -> &RunState {
+        self.store.data()
+    }
+
+    pub async fn run(
+        &mut self,
+        at: &audit::KeyLocation,
+        options: audit::AuditOptions,
+    ) -> Answer<audit::AuditReport> {
+        let audit = self.bindings.rotor_kek_audit();
+        audit.call_run(&mut self.store, at, options).await.map_err(explain)
     }
 }

@@ -38,6 +38,12 @@ impl Grants {
         }
     }
 
+    /// Nothing at all: for the reference component's cross-check instance, which only runs
+    /// the pure `codec` export.
+    pub fn none() -> Grants {
+        Grants { kv_read: Vec::new(), kv_write: Vec::new(), wallets_write: false, journal_write: false }
+    }
+
     pub fn may_read(&self, path: &str) -> bool {
         covers(&self.kv_read, path)
     }

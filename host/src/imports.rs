@@ -1,5 +1,6 @@
 //! The host side of the component's imports: Vault KV, the wallet store, the journal and
-//! reporting, each call checked against the run's [`Grants`].
+//! reporting, each call checked against the run's [`Grants`] and [`Limits`]. The read-only
+//! interfaces of the `auditor` world delegate to the same checked functions.
 
 use std::collections::BTreeMap;
 
@@ -7,22 +8,22 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use zeroize::Zeroizing;
 
-use crate::bindings::{journal, kv, report, types, wallet_store};
+use crate::bindings::auditor::{journal_reader, kv_reader, wallet_reader};
+use crate::bindings::{journal, journal_types, kv, kv_types, report, types, wallet_store, wallet_types};
+use crate::cross_check::CrossCheck;
 use crate::grants::Grants;
+use crate::limits::{GuestClock, Limits, MemoryCap};
 use crate::progress::Reporter;
 use crate::store::{Checkpoint, Database, Replacement, RotationRecord, RunIdentity, StoreError, unix_now};
 use crate::vault::{KvMetadata, KvSecret, VaultClient, VaultError};
-
-/// Largest batch the host accepts across the boundary in one call.
-pub const MAX_BATCH_ROWS: usize = 10_000;
-/// Largest ciphertext the host accepts from the component (a wallet is ~2 KiB).
-pub const MAX_CIPHERTEXT_BYTES: usize = 1 << 20;
 
 /// Everything one component instance may reach, and nothing more.
 pub struct RunState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: wasmtime::StoreLimits,
+    limits: Limits,
+    memory: MemoryCap,
+    clock: GuestClock,
     vault: VaultClient,
     database: Database,
     grants: Grants,
@@ -32,6 +33,9 @@ pub struct RunState {
     active_rotation: Option<i64>,
     /// How long the rotation lease lasts without a batch renewing it.
     lease_ttl: std::time::Duration,
+    /// When this run's component is not the reference one: the reference opens every batch
+    /// it writes before the batch is committed.
+    cross_check: Option<CrossCheck>,
 }
 
 /// Default rotation lease: long enough for any batch, short enough to take over from a rotor
@@ -45,17 +49,16 @@ impl RunState {
         grants: Grants,
         identity: RunIdentity,
         reporter: Reporter,
+        limits: Limits,
     ) -> Self {
         // Randomness (wasi:random) is all the component gets from WASI: no preopened
         // directories, no environment, no arguments, no network, no inherited stdio.
         let wasi = WasiCtx::builder().build();
-        let limits = wasmtime::StoreLimitsBuilder::new()
-            .memory_size(crate::component::MEMORY_LIMIT_BYTES)
-            .instances(4)
-            .build();
         RunState {
             wasi,
             table: ResourceTable::new(),
+            memory: MemoryCap::new(&limits),
+            clock: GuestClock::new(&limits),
             limits,
             vault,
             database,
@@ -64,7 +67,13 @@ impl RunState {
             reporter,
             active_rotation: None,
             lease_ttl: DEFAULT_LEASE,
+            cross_check: None,
         }
+    }
+
+    /// Has the reference component check every batch before it is committed.
+    pub fn set_cross_check(&mut self, check: CrossCheck) {
+        self.cross_check = Some(check);
     }
 
     pub fn set_lease_ttl(&mut self, ttl: std::time::Duration) {
@@ -76,8 +85,17 @@ impl RunState {
         self.database.release_lease(&self.identity.lease_token).await
     }
 
-    pub(crate) fn limits(&mut self) -> &mut wasmtime::StoreLimits {
-        &mut self.limits
+    pub(crate) fn memory_cap(&mut self) -> &mut MemoryCap {
+        &mut self.memory
+    }
+
+    pub(crate) fn clock(&mut self) -> &mut GuestClock {
+        &mut self.clock
+    }
+
+    /// Guest CPU time this run has used so far.
+    pub fn guest_time(&self) -> std::time::Duration {
+        self.clock.used()
     }
 
     pub fn reporter(&self) -> &Reporter {
@@ -225,7 +243,7 @@ impl wallet_store::Host for RunState {
         limit: u32,
         skip_prefix: Option<String>,
     ) -> wasmtime::Result<Result<Vec<wallet_store::Wallet>, wallet_store::Error>> {
-        let limit = limit.min(MAX_BATCH_ROWS as u32);
+        let limit = limit.min(self.limits.max_batch_rows);
         // Spliced into a LIKE pattern: no wildcards, nothing to escape.
         if let Some(prefix) =
             skip_prefix.as_deref().filter(|p| !p.chars().all(|c| c.is_ascii_alphanumeric() || c == ':'))
@@ -267,9 +285,10 @@ impl wallet_store::Host for RunState {
         if let Err(denied) = self.check_wallets_write("put") {
             return Ok(Err(denied));
         }
-        if ciphertext.len() > MAX_CIPHERTEXT_BYTES {
+        let max = self.limits.max_value_bytes();
+        if ciphertext.len() > max {
             return Ok(Err(wallet_store::Error::TooLarge(format!(
-                "ciphertext for {id:?} is {} bytes; the limit is {MAX_CIPHERTEXT_BYTES}",
+                "ciphertext for {id:?} is {} bytes; the limit is {max} (limits.max-value-kib)",
                 ciphertext.len()
             ))));
         }
@@ -283,18 +302,24 @@ impl wallet_store::Host for RunState {
         if let Err(denied) = self.check_wallets_write("replace-batch") {
             return Ok(Err(denied));
         }
-        if rows.len() > MAX_BATCH_ROWS {
+        let (max_rows, max_bytes) = (self.limits.max_batch_rows as usize, self.limits.max_value_bytes());
+        if rows.len() > max_rows {
             return Ok(Err(wallet_store::Error::TooLarge(format!(
-                "a batch of {} rows; the limit is {MAX_BATCH_ROWS}",
+                "a batch of {} rows; the limit is {max_rows} (limits.max-batch-rows)",
                 rows.len()
             ))));
         }
-        if let Some(row) = rows.iter().find(|r| r.replacement.len() > MAX_CIPHERTEXT_BYTES) {
+        if let Some(row) = rows.iter().find(|r| r.replacement.len() > max_bytes) {
             return Ok(Err(wallet_store::Error::TooLarge(format!(
-                "replacement for {:?} is {} bytes; the limit is {MAX_CIPHERTEXT_BYTES}",
+                "replacement for {:?} is {} bytes; the limit is {max_bytes} (limits.max-value-kib)",
                 row.id,
                 row.replacement.len()
             ))));
+        }
+        if let Some(check) = &mut self.cross_check {
+            // A batch the reference cannot read back stops the run: nothing of it is written,
+            // and a component that produced it is not trusted with the next one.
+            check.verify(&rows).await?;
         }
         let rows: Vec<Replacement> = rows
             .into_iter()
@@ -464,3 +489,59 @@ impl report::Host for RunState {
 }
 
 impl types::Host for RunState {}
+impl kv_types::Host for RunState {}
+impl wallet_types::Host for RunState {}
+impl journal_types::Host for RunState {}
+
+// The auditor world's read-only imports: the same checked calls as their read-write
+// counterparts, with no way to reach the writes.
+
+impl kv_reader::Host for RunState {
+    async fn read(
+        &mut self,
+        path: String,
+        version: Option<u64>,
+    ) -> wasmtime::Result<Result<Option<kv::Secret>, kv::Error>> {
+        kv::Host::read(self, path, version).await
+    }
+
+    async fn list_keys(&mut self, path: String) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
+        kv::Host::list_keys(self, path).await
+    }
+
+    async fn metadata(
+        &mut self,
+        path: String,
+    ) -> wasmtime::Result<Result<Option<kv::SecretMetadata>, kv::Error>> {
+        kv::Host::metadata(self, path).await
+    }
+}
+
+impl wallet_reader::Host for RunState {
+    async fn count(&mut self) -> wasmtime::Result<Result<u64, wallet_store::Error>> {
+        wallet_store::Host::count(self).await
+    }
+
+    async fn version_counts(&mut self) -> wasmtime::Result<Result<Vec<(String, u64)>, wallet_store::Error>> {
+        wallet_store::Host::version_counts(self).await
+    }
+
+    async fn scan(
+        &mut self,
+        after: Option<String>,
+        limit: u32,
+        skip_prefix: Option<String>,
+    ) -> wasmtime::Result<Result<Vec<wallet_store::Wallet>, wallet_store::Error>> {
+        wallet_store::Host::scan(self, after, limit, skip_prefix).await
+    }
+
+    async fn get(&mut self, id: String) -> wasmtime::Result<Result<Option<String>, wallet_store::Error>> {
+        wallet_store::Host::get(self, id).await
+    }
+}
+
+impl journal_reader::Host for RunState {
+    async fn rotations(&mut self) -> wasmtime::Result<Result<Vec<journal::Rotation>, String>> {
+        journal::Host::rotations(self).await
+    }
+}

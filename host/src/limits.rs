@@ -1,0 +1,287 @@
+//! What one component run may consume: CPU time in the guest, linear memory, and the size of
+//! what crosses the boundary. A component over a limit is stopped with a [`LimitExceeded`]
+//! error that names the limit and how to raise it.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// The limits of one run. `rotor.toml`'s `[limits]` table overrides the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// CPU time the component may spend in its own code over the whole run (time in host calls,
+    /// waiting for Vault or the database, does not count).
+    pub cpu_seconds: u64,
+    /// Longest the component may compute without calling the host: catches a loop long before
+    /// the run's whole budget is gone.
+    pub call_seconds: u64,
+    /// Linear memory one instance may grow to.
+    pub memory_mib: u64,
+    /// Largest batch of wallets the host reads or writes in one call.
+    pub max_batch_rows: u32,
+    /// Largest ciphertext the host accepts from the component.
+    pub max_value_kib: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // Re-encrypting a million 2 KiB wallets costs ~75 s of wasm CPU on this kind of
+            // machine; an hour leaves room for 40 million before anyone must raise it.
+            cpu_seconds: 3600,
+            // A batch of 10,000 legacy wallets tried against a dozen archived keys takes a few
+            // seconds; a minute without a host call is a component that has lost its way.
+            call_seconds: 60,
+            // A batch of 10,000 2 KiB wallets with their replacements needs ~60 MiB.
+            memory_mib: 256,
+            max_batch_rows: 10_000,
+            max_value_kib: 1024,
+        }
+    }
+}
+
+impl Limits {
+    pub fn memory_bytes(&self) -> usize {
+        usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
+    pub fn max_value_bytes(&self) -> usize {
+        usize::try_from(self.max_value_kib.saturating_mul(1 << 10)).unwrap_or(usize::MAX)
+    }
+
+    /// Refuses limits that would stop every run or make the caps meaningless.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("cpu-seconds", self.cpu_seconds),
+            ("call-seconds", self.call_seconds),
+            ("memory-mib", self.memory_mib),
+            ("max-batch-rows", self.max_batch_rows.into()),
+            ("max-value-kib", self.max_value_kib),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("limits.{name} must be at least 1"));
+        }
+        if self.memory_mib < 16 {
+            return Err("limits.memory-mib must be at least 16: a component needs a few MiB to start".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why the host stopped a component.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitExceeded {
+    #[error(
+        "the component used {used:.1?} of CPU time, over this run's limit of {limit:?}; if the work is \
+         genuine, raise limits.cpu-seconds in rotor.toml"
+    )]
+    Cpu { used: Duration, limit: Duration },
+    #[error(
+        "the component computed for {spent:.1?} without calling the host, over the limit of {limit:?} \
+         (a loop that does not end?); if the work is genuine, raise limits.call-seconds in rotor.toml"
+    )]
+    Call { spent: Duration, limit: Duration },
+    #[error(
+        "the component tried to grow its memory to {desired_mib} MiB, over this run's limit of \
+         {limit_mib} MiB; if the work is genuine, raise limits.memory-mib in rotor.toml"
+    )]
+    Memory { desired_mib: u64, limit_mib: u64 },
+}
+
+/// How often the engine's epoch advances, and so how late past its budget a component may be
+/// stopped.
+pub const EPOCH_TICK: Duration = Duration::from_millis(100);
+
+/// CPU time spent in the guest: the store's call hook marks each switch between guest and
+/// host, and the epoch callback compares the totals with the budgets at every tick.
+#[derive(Debug)]
+pub struct GuestClock {
+    budget: Duration,
+    per_call: Duration,
+    used: Duration,
+    /// When the guest last got control, while it has it.
+    running_since: Option<Instant>,
+    /// Calls into the host (imports, and the runtime's own libcalls) and into the guest.
+    contacts: u64,
+    /// `contacts` at the last tick.
+    contacts_at_tick: u64,
+    /// `used` when the guest last called the host or was called: the start of its current
+    /// stretch of computing alone.
+    stretch_start: Duration,
+}
+
+impl GuestClock {
+    pub fn new(limits: &Limits) -> GuestClock {
+        GuestClock {
+            budget: Duration::from_secs(limits.cpu_seconds),
+            per_call: Duration::from_secs(limits.call_seconds),
+            used: Duration::ZERO,
+            running_since: None,
+            contacts: 0,
+            contacts_at_tick: 0,
+            stretch_start: Duration::ZERO,
+        }
+    }
+
+    /// The guest got control: called from the host, or a host call returned.
+    pub fn enter_guest(&mut self, called: bool) {
+        if called {
+            self.contacts += 1;
+        }
+        self.running_since.get_or_insert_with(Instant::now);
+    }
+
+    /// The host got control: the guest called it, or returned.
+    pub fn leave_guest(&mut self, calling_host: bool) {
+        if calling_host {
+            self.contacts += 1;
+        }
+        if let Some(since) = self.running_since.take() {
+            self.used += since.elapsed();
+        }
+    }
+
+    /// Guest time so far.
+    pub fn used(&self) -> Duration {
+        self.used + self.running_since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// At each epoch tick, from inside the runtime's epoch check (itself one call into the
+    /// host): `Err` once the guest is over either budget.
+    pub fn tick(&mut self) -> Result<(), LimitExceeded> {
+        let others = (self.contacts - self.contacts_at_tick).saturating_sub(1);
+        self.contacts_at_tick = self.contacts;
+        let used = self.used();
+        if others > 0 {
+            // The guest talked to the host since the last tick: a new stretch begins.
+            self.stretch_start = used;
+        }
+        let spent = used.saturating_sub(self.stretch_start);
+        if spent > self.per_call {
+            return Err(LimitExceeded::Call { spent, limit: self.per_call });
+        }
+        if used > self.budget {
+            return Err(LimitExceeded::Cpu { used, limit: self.budget });
+        }
+        Ok(())
+    }
+}
+
+/// The store's resource limiter: memory up to the limit, and the small fixed counts of
+/// instances, tables and memories a component needs.
+#[derive(Debug)]
+pub struct MemoryCap {
+    limit_bytes: usize,
+}
+
+impl MemoryCap {
+    pub fn new(limits: &Limits) -> MemoryCap {
+        MemoryCap { limit_bytes: limits.memory_bytes() }
+    }
+}
+
+const MIB: usize = 1 << 20;
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit_bytes {
+            tracing::warn!(desired_mib = desired / MIB, "component stopped: over its memory limit");
+            return Err(LimitExceeded::Memory {
+                desired_mib: desired.div_ceil(MIB) as u64,
+                limit_mib: (self.limit_bytes / MIB) as u64,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Function tables of compiled Rust stay in the thousands.
+        Ok(desired <= 1 << 16)
+    }
+
+    fn instances(&self) -> usize {
+        // A wasip2 component is a handful of core instances (the module, its adapter, shims).
+        16
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+
+    fn memories(&self) -> usize {
+        16
+    }
+}
+
+/// The limit the error chain of a failed call hit, if that is why it failed.
+pub fn exceeded(error: &wasmtime::Error) -> Option<&LimitExceeded> {
+    error.downcast_ref::<LimitExceeded>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One epoch check, as the runtime makes it: a call into the host, then the tick.
+    fn epoch_check(clock: &mut GuestClock) -> Result<(), LimitExceeded> {
+        clock.leave_guest(true);
+        let verdict = clock.tick();
+        clock.enter_guest(false);
+        verdict
+    }
+
+    #[test]
+    fn the_guest_clock_counts_guest_time_only() {
+        let limits = Limits { cpu_seconds: 1, call_seconds: 1, ..Limits::default() };
+        let mut clock = GuestClock::new(&limits);
+        clock.enter_guest(true);
+        std::thread::sleep(Duration::from_millis(20));
+        clock.leave_guest(true);
+        std::thread::sleep(Duration::from_millis(400)); // host time: not counted
+        let used = clock.used();
+        assert!(used >= Duration::from_millis(20) && used < Duration::from_millis(400), "{used:?}");
+        assert!(clock.tick().is_ok());
+        clock.used = Duration::from_millis(1500);
+        assert!(matches!(clock.tick(), Err(LimitExceeded::Cpu { .. })));
+    }
+
+    #[test]
+    fn a_stretch_without_host_calls_is_limited_and_epoch_checks_do_not_reset_it() {
+        let limits = Limits { cpu_seconds: 100, call_seconds: 1, ..Limits::default() };
+        let mut clock = GuestClock::new(&limits);
+        clock.enter_guest(true);
+        clock.used = Duration::from_millis(600);
+        assert!(epoch_check(&mut clock).is_ok());
+        clock.used = Duration::from_millis(1300);
+        assert!(matches!(epoch_check(&mut clock), Err(LimitExceeded::Call { .. })));
+
+        // A call into the host between ticks starts a new stretch.
+        let mut clock = GuestClock::new(&limits);
+        clock.enter_guest(true);
+        clock.used = Duration::from_millis(600);
+        assert!(epoch_check(&mut clock).is_ok());
+        clock.leave_guest(true);
+        clock.enter_guest(false);
+        clock.used = Duration::from_millis(1300);
+        assert!(epoch_check(&mut clock).is_ok());
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        assert!(Limits::default().check().is_ok());
+        let error = Limits { call_seconds: 0, ..Limits::default() }.check().unwrap_err();
+        assert!(error.contains("limits.call-seconds"), "{error}");
+    }
+}
