@@ -10,10 +10,14 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::app::{App, Settings};
+use crate::app::{App, SandboxSettings, Settings};
 use crate::bindings::operations::{self, RotateOptions};
-use crate::component::Instance;
+use crate::component::{ComponentSource, Instance, Sandbox};
+use crate::component_cache::ComponentCache;
+use crate::config::Loaded;
 use crate::grants::Access;
+use crate::inspect::Inspection;
+use crate::limits::Limits;
 use crate::progress::Reporter;
 use crate::store::{LeaseHolder, RotationRecord, WalletTable};
 use crate::vault::VaultConfig;
@@ -42,27 +46,39 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Database with the wallet table: sqlite://PATH or postgres://USER@HOST/DB.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://rotor.db", global = true)]
-    pub database_url: String,
-    /// Table that holds the wallets.
-    #[arg(long, default_value = "wallets", global = true)]
-    pub table: String,
-    /// Column with the wallet id (text, unique).
-    #[arg(long, default_value = "id", global = true)]
-    pub id_column: String,
-    /// Column with the encrypted wallet (text).
-    #[arg(long, default_value = "ciphertext", global = true)]
-    pub ciphertext_column: String,
-    /// Mount point of the KV v2 secrets engine.
-    #[arg(long, env = "ROTOR_KV_MOUNT", default_value = "secret", global = true)]
-    pub kv_mount: String,
-    /// Path of the KEK within the mount.
-    #[arg(long, env = "ROTOR_KEY_PATH", default_value = "ibn/encryption-key", global = true)]
-    pub key_path: String,
-    /// Run this component instead of the one built into rotor.
+    /// Settings file [default: rotor.toml in the working directory, if there is one]. Flags
+    /// and environment variables override what it sets; `rotor config check` shows the result.
+    #[arg(long, env = "ROTOR_CONFIG", global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Database with the wallet table: sqlite://PATH or postgres://USER@HOST/DB
+    /// [default: sqlite://rotor.db].
+    #[arg(long, env = "DATABASE_URL", global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Table that holds the wallets [default: wallets].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub table: Option<String>,
+    /// Column with the wallet id (text, unique) [default: id].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub id_column: Option<String>,
+    /// Column with the encrypted wallet (text) [default: ciphertext].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub ciphertext_column: Option<String>,
+    /// Mount point of the KV v2 secrets engine [default: secret].
+    #[arg(long, env = "ROTOR_KV_MOUNT", global = true, value_name = "MOUNT")]
+    pub kv_mount: Option<String>,
+    /// Path of the KEK within the mount [default: ibn/encryption-key].
+    #[arg(long, env = "ROTOR_KEY_PATH", global = true, value_name = "PATH")]
+    pub key_path: Option<String>,
+    /// Run this component instead of the built-in one (for `audit`: this audit component). It
+    /// must be pinned in rotor.toml unless --allow-unpinned is given.
     #[arg(long, env = "ROTOR_COMPONENT", global = true, value_name = "PATH")]
     pub component: Option<PathBuf>,
+    /// Run a component file whose digest is not pinned in rotor.toml (logged as a warning).
+    #[arg(long, global = true)]
+    pub allow_unpinned: bool,
+    /// Do not have rotor's reference component check the batches a --component writes.
+    #[arg(long, global = true)]
+    pub no_cross_check: bool,
     /// Print exactly one JSON document on stdout (errors too: {"error": "..."}).
     #[arg(long, global = true)]
     pub json: bool,
@@ -125,9 +141,39 @@ pub enum Command {
         #[arg(long, value_name = "VAR")]
         from_env: String,
     },
+    /// Read-only checks by an audit component: wallets per KEK version, legacy rows, rows that do
+    /// not open, KEK age, archive and journal consistency.
+    ///
+    /// Runs rotor's own audit component, or a third party's with --component. Audit components
+    /// target the `auditor` world, which has no function that writes: they cannot change a
+    /// secret, a wallet or the journal. Exits 3 if the audit found errors.
+    Audit(BatchArgs),
+    /// Inspect component files.
+    #[command(subcommand)]
+    Component(ComponentCommand),
+    /// Check rotor.toml.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// The whole job on the embedded default: start an OpenBao dev server, enroll legacy wallets
     /// in a SQLite file, validate, rotate, validate again, stop the server.
     Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComponentCommand {
+    /// Print a component's sha256 (what `pinned` in rotor.toml lists), the world it targets, its
+    /// imports and exports. Fails if it imports anything outside its world's grants.
+    Inspect {
+        /// The component file (.wasm).
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Read rotor.toml, environment and flags, and print the effective settings and where each
+    /// came from, secrets redacted. Fails on unknown keys and invalid values.
+    Check,
 }
 
 #[derive(Debug, Args)]
@@ -173,14 +219,84 @@ pub struct RollbackArgs {
 }
 
 impl GlobalArgs {
+    /// The effective settings: flags and environment, then rotor.toml, then defaults.
     pub fn settings(&self) -> anyhow::Result<Settings> {
-        Ok(Settings {
-            database_url: self.database_url.clone(),
-            table: WalletTable::new(&self.table, &self.id_column, &self.ciphertext_column)?,
-            kv_mount: self.kv_mount.clone(),
-            key_path: self.key_path.clone(),
-            component: self.component.clone(),
-        })
+        Ok(self.resolve()?.settings)
+    }
+
+    /// The effective settings, and where each came from.
+    pub fn resolve(&self) -> anyhow::Result<Resolved> {
+        let loaded = Loaded::load(self.config.as_deref())?;
+        let file = &loaded.file;
+        let mut sources = Vec::new();
+        let mut pick = |name: &'static str,
+                        flag: &Option<String>,
+                        env: Option<&str>,
+                        from_file: &Option<String>,
+                        default: &str| {
+            let (value, source) = match (flag, from_file) {
+                (Some(value), _) => {
+                    let from_env = env.is_some_and(|var| std::env::var(var).ok().as_ref() == Some(value));
+                    (
+                        value.clone(),
+                        if from_env {
+                            format!("environment {}", env.unwrap_or_default())
+                        } else {
+                            "flag".into()
+                        },
+                    )
+                }
+                (None, Some(value)) => (value.clone(), "rotor.toml".into()),
+                (None, None) => (default.to_owned(), "default".into()),
+            };
+            sources.push((name, source));
+            value
+        };
+        let database_url = pick(
+            "database-url",
+            &self.database_url,
+            Some("DATABASE_URL"),
+            &file.database.url,
+            "sqlite://rotor.db",
+        );
+        let table = pick("table", &self.table, None, &file.database.table, "wallets");
+        let id_column = pick("id-column", &self.id_column, None, &file.database.id_column, "id");
+        let ciphertext_column = pick(
+            "ciphertext-column",
+            &self.ciphertext_column,
+            None,
+            &file.database.ciphertext_column,
+            "ciphertext",
+        );
+        let kv_mount = pick("kv-mount", &self.kv_mount, Some("ROTOR_KV_MOUNT"), &file.vault.mount, "secret");
+        let key_path = pick(
+            "key-path",
+            &self.key_path,
+            Some("ROTOR_KEY_PATH"),
+            &file.vault.key_path,
+            "ibn/encryption-key",
+        );
+        let component = self.component.clone().or_else(|| file.component.path.clone());
+        let cache = match (&file.component.cache_dir, file.component.cache) {
+            (_, false) => None,
+            (Some(dir), true) => Some(ComponentCache::at(dir)),
+            (None, true) => ComponentCache::default_location(),
+        };
+        let settings = Settings {
+            database_url,
+            table: WalletTable::new(&table, &id_column, &ciphertext_column)?,
+            kv_mount,
+            key_path,
+            component,
+            sandbox: SandboxSettings {
+                limits: file.limits,
+                pinned: file.component.pinned.clone(),
+                allow_unpinned: self.allow_unpinned || file.component.allow_unpinned,
+                cross_check: !self.no_cross_check && file.component.cross_check,
+                cache,
+            },
+        };
+        Ok(Resolved { settings, sources, file: loaded.path })
     }
 
     fn reporter(&self, label: &str) -> Reporter {
@@ -192,6 +308,8 @@ impl GlobalArgs {
 pub enum Outcome {
     Success,
     WalletsFailed,
+    /// The command printed its result, which reports problems (exit 1).
+    Problems,
 }
 
 /// Runs the parsed command, printing its result.
@@ -199,6 +317,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let global = &cli.global;
     match &cli.command {
         Command::Demo(args) => return crate::demo::run(global, args).await,
+        Command::Config(ConfigCommand::Check) => {
+            let effective = config_check(global)?;
+            print(global.json, &effective, || {
+                serde_json::to_string_pretty(&effective).expect("settings serialize")
+            });
+            let problems = effective["problems"].as_array().map_or(0, Vec::len);
+            if problems > 0 && !global.json {
+                eprintln!("error: {problems} problem(s) in the settings: see \"problems\" above");
+            }
+            Ok(if problems == 0 { Outcome::Success } else { Outcome::Problems })
+        }
+        Command::Component(ComponentCommand::Inspect { path }) => {
+            let inspection = component_inspect(path)?;
+            print(global.json, &inspection, || inspection.human());
+            let refusal = match inspection.world {
+                Some(world) => inspection.require(&path.display().to_string(), world).err(),
+                None => Some(anyhow!(
+                    "{} exports neither rotor:kek/operations nor rotor:kek/audit: rotor cannot run it",
+                    path.display()
+                )),
+            };
+            match refusal {
+                None => Ok(Outcome::Success),
+                Some(refusal) => {
+                    if !global.json {
+                        eprintln!("error: {refusal:#}");
+                    }
+                    Ok(Outcome::Problems)
+                }
+            }
+        }
+        Command::Audit(args) => {
+            let settings = global.settings()?;
+            let vault = VaultConfig::from_env(&settings.kv_mount)?;
+            let app = App::open_audit(settings, vault).await?;
+            let report = crate::audit::run(&app, args.batch_size, global.reporter("audit")).await?;
+            print(global.json, &report, || report.human());
+            Ok(report.outcome())
+        }
         Command::Validate(args) => {
             let app = open_app(global, false).await?;
             let mut instance = app.instance(Access::ReadOnly, global.reporter("validate")).await?;
@@ -320,13 +477,86 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
 }
 
 async fn open_app(global: &GlobalArgs, migrate: bool) -> anyhow::Result<App> {
-    let vault = VaultConfig::from_env(&global.kv_mount)?;
-    App::open(global.settings()?, vault, migrate).await
+    let settings = global.settings()?;
+    let vault = VaultConfig::from_env(&settings.kv_mount)?;
+    App::open(settings, vault, migrate).await
 }
 
-/// A component's inner error is its own message: show it as the command's error.
+/// Settings as `rotor config check` shows them.
+pub struct Resolved {
+    pub settings: Settings,
+    /// Setting name → where its value came from (flag, environment, rotor.toml, default).
+    pub sources: Vec<(&'static str, String)>,
+    /// The config file read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// `rotor config check`: the effective settings, secrets redacted.
+fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Value> {
+    let Resolved { settings, sources, file } = global.resolve()?;
+    let source = |name: &str| sources.iter().find(|(n, _)| *n == name).map(|(_, s)| s.clone());
+    let setting = |name: &str, value: String| serde_json::json!({ "value": value, "source": source(name) });
+    let mut problems = Vec::new();
+    // The token itself is never shown: only whether there is one.
+    let vault = match VaultConfig::from_env(&settings.kv_mount) {
+        Ok(vault) => serde_json::json!({
+            "addr": vault.addr,
+            "namespace": vault.namespace,
+            "ca_cert": vault.ca_cert,
+            "token": "set (redacted)",
+        }),
+        Err(e) => {
+            problems.push(e.to_string());
+            serde_json::Value::Null
+        }
+    };
+    let component = match &settings.component {
+        Some(path) => match ComponentSource::from_file(path) {
+            Ok(source) => {
+                if let Err(e) = settings.sandbox.admit(&source) {
+                    problems.push(e.to_string());
+                }
+                let pinned = settings.sandbox.pinned.contains(&source.sha256);
+                serde_json::json!({ "path": path, "sha256": source.sha256, "pinned": pinned })
+            }
+            Err(e) => {
+                problems.push(format!("{e:#}"));
+                serde_json::json!({ "path": path })
+            }
+        },
+        None => serde_json::json!({ "path": "built-in", "sha256": ComponentSource::builtin().sha256 }),
+    };
+    Ok(serde_json::json!({
+        "config_file": file.map(|f| f.display().to_string()),
+        "database_url": setting("database-url", crate::config::redact_url(&settings.database_url)),
+        "table": setting("table", settings.table.table.clone()),
+        "id_column": setting("id-column", settings.table.id_column.clone()),
+        "ciphertext_column": setting("ciphertext-column", settings.table.ciphertext_column.clone()),
+        "kv_mount": setting("kv-mount", settings.kv_mount.clone()),
+        "key_path": setting("key-path", settings.key_path.clone()),
+        "vault": vault,
+        "component": component,
+        "pinned": settings.sandbox.pinned,
+        "allow_unpinned": settings.sandbox.allow_unpinned,
+        "cross_check": settings.sandbox.cross_check,
+        "cache_dir": settings.sandbox.cache.as_ref().map(|c| c.dir().display().to_string()),
+        "limits": settings.sandbox.limits,
+        "problems": problems,
+    }))
+}
+
+/// `rotor component inspect PATH`.
+fn component_inspect(path: &std::path::Path) -> anyhow::Result<Inspection> {
+    let source = ComponentSource::from_file(path)?;
+    let sandbox = Sandbox::new(Limits::default(), None)?;
+    let (_, inspection) = sandbox.compile(&source)?;
+    Ok(inspection)
+}
+
+/// A component's inner error is its own message: show it as the command's error. (The outer
+/// one already says why the call failed: see `component::explain`.)
 pub fn answer<T>(result: anyhow::Result<Result<T, String>>) -> anyhow::Result<T> {
-    result.context("the component failed")?.map_err(|message| anyhow!(message))
+    result?.map_err(|message| anyhow!(message))
 }
 
 /// A wallet that failed, and why.

@@ -99,12 +99,15 @@ async fn run_with_server(
     let database_url = create_sqlite_database(&dir.join("wallets.db"), &table).await?;
     say.say(format!("2. SQLite wallet table created: {database_url}"));
 
+    // The demo's own database and Vault; the rest (key path, component, sandbox) as configured.
+    let configured = global.settings()?;
     let settings = Settings {
         database_url: database_url.clone(),
         table,
         kv_mount: "secret".into(),
-        key_path: global.key_path.clone(),
-        component: global.component.clone(),
+        key_path: configured.key_path,
+        component: configured.component,
+        sandbox: configured.sandbox,
     };
     let vault = VaultConfig {
         addr: server.addr().to_owned(),

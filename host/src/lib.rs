@@ -4,18 +4,26 @@
 //! * [`vault`]: the Vault KV v2 HTTP client; [`openbao`]: a local OpenBao dev server.
 //! * [`store`]: the wallet table and rotor's journal, on SQLite or PostgreSQL.
 //! * [`bindings`]: the WIT bindings; [`imports`]: the host side of the imports, checked
-//!   against [`grants`]; [`component`]: compiling and instantiating the component.
-//! * [`cli`]: the `rotor` command line.
+//!   against [`grants`] and [`limits`]; [`component`]: compiling and instantiating components,
+//!   with [`component_cache`] and [`inspect`]; [`cross_check`]: the reference component
+//!   checking another one's batches.
+//! * [`config`]: `rotor.toml`; [`cli`]: the `rotor` command line; [`audit`]: `rotor audit`.
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod audit;
 pub mod bindings;
 pub mod cli;
 pub mod component;
+pub mod component_cache;
+pub mod config;
+pub mod cross_check;
 pub mod demo;
 pub mod fixtures;
 pub mod grants;
 pub mod imports;
+pub mod inspect;
+pub mod limits;
 pub mod openbao;
 pub mod progress;
 pub mod store;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::WalletsFailed) => ExitCode::from(EXIT_WALLETS_FAILED),
+        Ok(Outcome::Problems) => ExitCode::FAILURE,
         Err(e) => fail(json, &e),
     }
 }

@@ -1,0 +1,115 @@
+//! `rotor audit`: runs an audit component (rotor's own, or a third party's) in the read-only
+//! `auditor` world and reports what it found.
+
+use std::collections::BTreeMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::app::App;
+use crate::bindings::auditor::audit::{AuditOptions, KeyLocation, Severity};
+use crate::cli::{Failure, Outcome, answer, version_label};
+use crate::progress::Reporter;
+
+/// What `rotor audit` prints (`--json`: this document).
+#[derive(Debug, Serialize)]
+pub struct AuditReport {
+    /// The audit component that ran, and its digest.
+    pub component: String,
+    pub component_sha256: String,
+    pub total: u64,
+    /// Wallets per KEK version as their ciphertexts name it ("legacy" for the seed's format).
+    pub key_versions: BTreeMap<String, u64>,
+    pub unopenable: Vec<Failure>,
+    pub current_kek_version: Option<u32>,
+    pub kek_age_seconds: Option<u64>,
+    pub findings: Vec<Finding>,
+    /// Findings of level `error`, plus wallets that do not open.
+    pub errors: u64,
+    pub warnings: u64,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub level: &'static str,
+    pub check: String,
+    pub message: String,
+}
+
+impl AuditReport {
+    pub fn outcome(&self) -> Outcome {
+        if self.errors == 0 { Outcome::Success } else { Outcome::WalletsFailed }
+    }
+
+    pub fn human(&self) -> String {
+        let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
+        let mut lines = vec![
+            format!(
+                "audit by {} (sha256 {}) in {} ms",
+                self.component,
+                &self.component_sha256[..12.min(self.component_sha256.len())],
+                self.duration_ms
+            ),
+            format!(
+                "{} wallets; per KEK version: {}; {} do not open",
+                self.total,
+                if versions.is_empty() { "none".into() } else { versions.join(", ") },
+                self.unopenable.len()
+            ),
+        ];
+        if let (Some(version), Some(age)) = (self.current_kek_version, self.kek_age_seconds) {
+            lines.push(format!(
+                "current KEK v{version}, written {} ago",
+                humantime::format_duration(std::time::Duration::from_secs(age))
+            ));
+        }
+        lines.extend(self.findings.iter().map(|f| format!("{:7} {}: {}", f.level, f.check, f.message)));
+        lines.extend(self.unopenable.iter().map(|f| format!("  {}: {}", f.id, f.reason)));
+        lines.push(format!("{} error(s), {} warning(s)", self.errors, self.warnings));
+        lines.join("\n")
+    }
+}
+
+/// Runs the audit component `app` loaded over every wallet and KEK.
+pub async fn run(app: &App, batch_size: u32, reporter: Reporter) -> anyhow::Result<AuditReport> {
+    let started = Instant::now();
+    let mut instance = app.audit_instance(reporter).await?;
+    let options = AuditOptions {
+        batch_size,
+        now: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    };
+    let at = KeyLocation { key_path: app.settings().key_path.clone() };
+    let report = answer(instance.run(&at, options).await);
+    instance.state().reporter().finish();
+    let report = report?;
+    let findings: Vec<Finding> = report
+        .findings
+        .into_iter()
+        .map(|f| Finding {
+            level: match f.level {
+                Severity::Info => "info",
+                Severity::Warning => "warning",
+                Severity::Error => "error",
+            },
+            check: f.check,
+            message: f.message,
+        })
+        .collect();
+    let count = |level: &str| findings.iter().filter(|f| f.level == level).count() as u64;
+    let unopenable: Vec<Failure> =
+        report.unopenable.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
+    Ok(AuditReport {
+        component: app.component().origin.clone(),
+        component_sha256: app.component().sha256.clone(),
+        total: report.total,
+        key_versions: report.key_versions.iter().map(|c| (version_label(c.version), c.count)).collect(),
+        errors: count("error").max(u64::from(!unopenable.is_empty())),
+        warnings: count("warning"),
+        unopenable,
+        current_kek_version: report.current_version,
+        kek_age_seconds: report.kek_age_seconds,
+        findings,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
+}

@@ -1,0 +1,180 @@
+//! `rotor.toml`: settings an operator keeps in a file, below environment variables and flags in
+//! precedence (flag > environment > file > default), and `rotor config check`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::limits::Limits;
+
+/// The file's name in the working directory, read when no `--config` / `ROTOR_CONFIG` is given.
+pub const DEFAULT_FILE: &str = "rotor.toml";
+
+/// Everything `rotor.toml` may hold. Unknown keys are errors, so a typo does not silently
+/// fall back to a default.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConfigFile {
+    pub database: DatabaseSection,
+    pub vault: VaultSection,
+    pub component: ComponentSection,
+    pub limits: Limits,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DatabaseSection {
+    /// sqlite://PATH or postgres://USER@HOST/DB. A URL with a password is better kept in the
+    /// DATABASE_URL environment variable than in a file.
+    pub url: Option<String>,
+    pub table: Option<String>,
+    pub id_column: Option<String>,
+    pub ciphertext_column: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct VaultSection {
+    /// Mount point of the KV v2 engine.
+    pub mount: Option<String>,
+    /// Path of the KEK within the mount.
+    pub key_path: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ComponentSection {
+    /// A component file to run instead of the built-in one.
+    pub path: Option<PathBuf>,
+    /// sha256 digests (hex) of the component files allowed to run. The built-in components are
+    /// always allowed: the rotor binary is their pin.
+    pub pinned: Vec<String>,
+    /// Run unpinned component files too (as --allow-unpinned does). Meant for development.
+    pub allow_unpinned: bool,
+    /// Have rotor's reference component check every batch a non-reference component writes.
+    pub cross_check: bool,
+    /// Where compiled components are cached; `cache = false` turns the cache off.
+    pub cache_dir: Option<PathBuf>,
+    pub cache: bool,
+}
+
+impl Default for ComponentSection {
+    fn default() -> Self {
+        ComponentSection {
+            path: None,
+            pinned: Vec::new(),
+            allow_unpinned: false,
+            cross_check: true,
+            cache_dir: None,
+            cache: true,
+        }
+    }
+}
+
+/// Where the settings came from.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    pub file: ConfigFile,
+    /// The file read, if any.
+    pub path: Option<PathBuf>,
+}
+
+impl Loaded {
+    /// Reads `explicit` (from --config / ROTOR_CONFIG), which must exist, or else `rotor.toml`
+    /// in the working directory if there is one.
+    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Loaded> {
+        let path = match explicit {
+            Some(path) => {
+                anyhow::ensure!(
+                    path.is_file(),
+                    "config file {} does not exist (given by --config or ROTOR_CONFIG)",
+                    path.display()
+                );
+                path.to_owned()
+            }
+            None if Path::new(DEFAULT_FILE).is_file() => PathBuf::from(DEFAULT_FILE),
+            None => return Ok(Loaded { file: ConfigFile::default(), path: None }),
+        };
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let file = parse(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
+        Ok(Loaded { file, path: Some(path) })
+    }
+}
+
+/// Parses and checks a config file's text.
+pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
+    let file: ConfigFile = toml::from_str(text)?;
+    file.limits.check().map_err(anyhow::Error::msg)?;
+    for pin in &file.component.pinned {
+        if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+            bail!(
+                "component.pinned holds {pin:?}, which is not a sha256 digest (64 lowercase hex \
+                 characters, as `rotor component inspect PATH` prints)"
+            );
+        }
+    }
+    Ok(file)
+}
+
+/// A database URL with its password replaced, for display.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_parses() {
+        let file = parse(
+            r#"
+            [database]
+            url = "postgres://rotor@db/app"
+            table = "wallets"
+
+            [vault]
+            key-path = "ibn/encryption-key"
+
+            [component]
+            path = "/opt/rotor/rotation.wasm"
+            pinned = ["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"]
+
+            [limits]
+            cpu-seconds = 600
+            memory-mib = 128
+            "#,
+        )
+        .unwrap();
+        assert_eq!(file.database.url.as_deref(), Some("postgres://rotor@db/app"));
+        assert_eq!(file.limits.cpu_seconds, 600);
+        assert_eq!(file.limits.call_seconds, Limits::default().call_seconds);
+        assert!(file.component.cross_check && file.component.cache);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_named() {
+        let error = format!("{:#}", parse("[limits]\ncpu-second = 5\n").unwrap_err());
+        assert!(error.contains("cpu-second"), "{error}");
+        let error = format!("{:#}", parse("[component]\npinned = [\"abc\"]\n").unwrap_err());
+        assert!(error.contains("\"abc\"") && error.contains("sha256"), "{error}");
+        let error = format!("{:#}", parse("[limits]\nmemory-mib = 0\n").unwrap_err());
+        assert!(error.contains("limits.memory-mib"), "{error}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://rotor:s3cret@db:5432/app"), "postgres://rotor:***@db:5432/app");
+        assert_eq!(redact_url("postgres://rotor@db/app"), "postgres://rotor@db/app");
+        assert_eq!(redact_url("sqlite://rotor.db"), "sqlite://rotor.db");
+    }
+}
