@@ -9,16 +9,25 @@
 // The generated glue is the only unsafe code in the component: the canonical ABI's lifting and
 // lowering.
 #[allow(unsafe_code)]
-mod bindings {
+pub mod bindings {
     wit_bindgen::generate!({
         world: "rotator",
         path: "../wit",
         // Key material crosses the boundary as strings and byte lists; the generated types own
         // them, and the code below moves them into zeroizing wrappers as soon as it can.
+        //
+        // Public, so that a component reusing this crate exports its own type with
+        // `rotor_guest::bindings::export!(Mine with_types_in rotor_guest::bindings)`.
+        pub_export_macro: true,
     });
+}
 
+/// The component's exports, when this crate is the component (feature `export`).
+#[cfg(feature = "export")]
+#[allow(unsafe_code)]
+mod exports {
     use super::Component;
-    export!(Component with_types_in crate::bindings);
+    crate::bindings::export!(Component with_types_in crate::bindings);
 }
 
 mod codec;
@@ -33,7 +42,9 @@ mod wallet;
 
 use bindings::exports::rotor::kek::{codec as codec_api, operations as ops};
 
-struct Component;
+/// rotor's reference implementation of every export. A component with a policy of its own may
+/// implement the `Guest` traits by delegating to this one (see examples/guarded-rotation).
+pub struct Component;
 
 impl codec_api::Guest for Component {
     fn seal(kek_hex: String, kek_version: u32, id: String, plaintext: Vec<u8>) -> Result<String, String> {

@@ -1,0 +1,385 @@
+//! The sandbox against hostile components, each built here from tests/hostile/: a loop, a
+//! memory hoarder, one reaching past its grants, one writing garbage, an audit component that
+//! imports writes. Each is stopped or refused with a clear error, and afterwards no wallet row
+//! and no Vault secret has changed. Also: pinning, the upgrade example in examples/, the
+//! shipped audit, `component inspect` and the compiled-component cache.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rotor_codec::Kek;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use support::{Kind, World, assert_every_wallet_opens, assert_success, failure, json, text};
+
+/// Builds a component workspace for wasm32-wasip2 (once per test process) and returns the
+/// folder its .wasm files land in.
+fn build_components(workspace: &str) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(workspace).join("Cargo.toml");
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-components");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("running cargo to build test components");
+    assert!(
+        out.status.success(),
+        "building {} failed (scripts/setup adds the wasm32-wasip2 target):\n{}",
+        manifest.display(),
+        text(&out.stderr)
+    );
+    target_dir.join("wasm32-wasip2").join("release")
+}
+
+fn hostile(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build_components("tests/hostile")).join(name)
+}
+
+fn guarded_rotation() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| build_components("examples/guarded-rotation")).join("guarded_rotation.wasm")
+}
+
+fn sha256_of(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// A world with a KEK, legacy wallets, and a secret of another team's that no run may touch.
+async fn world_with_wallets(count: usize) -> (World, Kek, Vec<(String, Vec<u8>)>) {
+    let world = World::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    let wallets = world.enroll_legacy(&kek, count).await;
+    let secret = BTreeMap::from([("password".to_owned(), zeroize::Zeroizing::new("hunter2".to_owned()))]);
+    world.vault_client().write("ibn/other-team-secret", &secret, None).await.unwrap();
+    (world, kek, wallets)
+}
+
+/// Every secret rotor's layout and the planted one hold: path → (version, data).
+async fn vault_state(world: &World) -> BTreeMap<String, (u64, Vec<(String, String)>)> {
+    let vault = world.vault_client();
+    let mut paths = vec!["ibn/encryption-key".to_owned(), "ibn/other-team-secret".to_owned()];
+    for name in vault.list("ibn/encryption-key-archive/").await.unwrap() {
+        paths.push(format!("ibn/encryption-key-archive/{name}"));
+    }
+    let mut state = BTreeMap::new();
+    for path in paths {
+        if let Some(secret) = vault.read(&path, None).await.unwrap() {
+            let data = secret.data.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+            state.insert(path, (secret.version, data));
+        }
+    }
+    state
+}
+
+/// Writes a rotor.toml in the world's scratch folder and returns its path.
+fn config(world: &World, text: &str) -> PathBuf {
+    let path = world.scratch.join("rotor.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_that_computes_forever_is_stopped_soon_after_its_budget() {
+    let (world, _, _) = world_with_wallets(10).await;
+    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let config = config(&world, "[limits]\ncall-seconds = 2\n");
+
+    let started = Instant::now();
+    let out = world
+        .rotor()
+        .args(["validate", "--allow-unpinned", "--component"])
+        .arg(hostile("hostile_rotator.wasm"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("the component was stopped"), "{stderr}");
+    assert!(
+        stderr.contains("without calling the host") && stderr.contains("limits.call-seconds"),
+        "{stderr}"
+    );
+    // The budget is 2 s; the command also starts, compiles and connects. Printed, and bounded
+    // loosely: the machine is shared.
+    eprintln!("a 2 s budget stopped the loop after {elapsed:.2?} (whole command)");
+    assert!(elapsed < Duration::from_secs(2 + 8), "stopped only after {elapsed:?}");
+
+    // The run-wide budget is enforced the same way.
+    let config = config_file_with_cpu_budget(&world);
+    let out = world
+        .rotor()
+        .args(["validate", "--allow-unpinned", "--component"])
+        .arg(hostile("hostile_rotator.wasm"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("of CPU time") && stderr.contains("limits.cpu-seconds"), "{stderr}");
+
+    assert_eq!(world.rows().await, rows);
+    assert_eq!(vault_state(&world).await, secrets);
+}
+
+fn config_file_with_cpu_budget(world: &World) -> PathBuf {
+    let path = world.scratch.join("cpu.toml");
+    std::fs::write(&path, "[limits]\ncpu-seconds = 1\ncall-seconds = 30\n").unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_that_allocates_without_bound_is_stopped_at_its_memory_cap() {
+    let (world, _, _) = world_with_wallets(10).await;
+    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let config = config(&world, "[limits]\nmemory-mib = 64\n");
+    let out = world
+        .rotor()
+        .args(["history", "--allow-unpinned", "--component"])
+        .arg(hostile("hostile_rotator.wasm"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("tried to grow its memory") && stderr.contains("limit of 64 MiB"), "{stderr}");
+    assert!(stderr.contains("limits.memory-mib"), "{stderr}");
+    assert_eq!(world.rows().await, rows);
+    assert_eq!(vault_state(&world).await, secrets);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_cannot_reach_past_its_grants() {
+    let (world, _, _) = world_with_wallets(10).await;
+    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    // `open` grants reading the KEK's paths only: no other secret, no writes.
+    let out = world
+        .rotor()
+        .args(["open", "user-00000@IBNMSP", "--allow-unpinned", "--component"])
+        .arg(hostile("hostile_rotator.wasm"))
+        .output()
+        .unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("hostile component was refused"), "{stderr}");
+    assert!(stderr.contains("reading ibn/other-team-secret is outside this run's grant"), "{stderr}");
+    assert!(stderr.contains("writing ibn/encryption-key-archive/v1 is outside this run's grant"), "{stderr}");
+    assert!(stderr.contains("put: wallets are read-only in this run"), "{stderr}");
+    // The host logged each refusal itself, whatever the component says.
+    assert!(stderr.contains("component denied: outside this run's grant"), "{stderr}");
+    assert!(stderr.contains("component denied: wallets are read-only"), "{stderr}");
+    assert_eq!(world.rows().await, rows);
+    assert_eq!(vault_state(&world).await, secrets);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_from_a_rotation_component_is_refused_by_the_cross_check() {
+    let (world, _, _) = world_with_wallets(25).await;
+    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let out = world
+        .rotor()
+        .args(["rotate", "--allow-unpinned", "--component"])
+        .arg(hostile("hostile_rotator.wasm"))
+        .output()
+        .unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("cross-check failed for wallet \"user-00000@IBNMSP\""), "{stderr}");
+    assert!(stderr.contains("cannot open the replacement"), "{stderr}");
+    assert!(stderr.contains("nothing of it was written"), "{stderr}");
+    assert_eq!(world.rows().await, rows);
+    assert_eq!(vault_state(&world).await, secrets);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_audit_cannot_run_a_component_that_imports_writes() {
+    let (world, _, _) = world_with_wallets(10).await;
+    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+
+    let out = world
+        .rotor()
+        .args(["audit", "--allow-unpinned", "--component"])
+        .arg(hostile("hostile_auditor.wasm"))
+        .output()
+        .unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(
+            "imports rotor:kek/wallet-store@0.1.0, which the rotor:kek/auditor@0.1.0 world does not grant"
+        ),
+        "{stderr}"
+    );
+
+    // A rotation component (whose world has writes) is no audit component either.
+    let out = world
+        .rotor()
+        .args(["audit", "--allow-unpinned", "--component"])
+        .arg(hostile("hostile_rotator.wasm"))
+        .output()
+        .unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(
+        stderr.contains("targets rotor:kek/rotator@0.1.0, but this command runs rotor:kek/auditor"),
+        "{stderr}"
+    );
+
+    let (out, inspected) =
+        json(world.rotor().args(["component", "inspect"]).arg(hostile("hostile_auditor.wasm")));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(inspected["world"], "auditor");
+    assert_eq!(inspected["refused_imports"], json!(["rotor:kek/wallet-store@0.1.0"]));
+
+    assert_eq!(world.rows().await, rows);
+    assert_eq!(vault_state(&world).await, secrets);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upgrade_example_runs_pinned_under_the_unchanged_binary() {
+    let (world, _, wallets) = world_with_wallets(40).await;
+    let component = guarded_rotation();
+    let digest = sha256_of(&component);
+
+    // Unpinned: refused, naming the digest to pin.
+    let out = world.rotor().arg("rotate").arg("--component").arg(&component).output().unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&format!("(sha256 {digest}) is not pinned")), "{stderr}");
+    assert!(stderr.contains("--allow-unpinned"), "{stderr}");
+
+    // `component inspect` prints the digest to pin and the world.
+    let (out, inspected) = json(world.rotor().args(["component", "inspect"]).arg(&component));
+    assert_success(&out);
+    assert_eq!(inspected["sha256"], digest.as_str());
+    assert_eq!(inspected["world"], "rotator");
+    assert_eq!(inspected["refused_imports"], json!([]));
+
+    // Pinned in rotor.toml: it rotates, cross-checked by the reference component, and the
+    // journal records which component did it.
+    let config = config(
+        &world,
+        &format!("[component]\npath = \"{}\"\npinned = [\"{digest}\"]\n", component.display()),
+    );
+    let (out, rotated) = json(world.rotor().arg("rotate").arg("--config").arg(&config).arg("-v"));
+    assert_success(&out);
+    assert_eq!(rotated["rotated"], 40);
+    assert_eq!(rotated["component_sha256"], digest.as_str());
+    assert!(text(&out.stderr).contains("cross-checked by the reference component"), "{}", text(&out.stderr));
+    let expected: BTreeMap<String, Vec<u8>> = wallets.into_iter().collect();
+    assert_every_wallet_opens(&world, &expected).await;
+    let (out, history) = json(world.rotor().arg("history"));
+    assert_success(&out);
+    assert_eq!(history[0]["component_sha256"], digest.as_str());
+
+    // Its policy: with 1 of 40 wallets (2.5%) unreadable it refuses to start, changing nothing.
+    world.db.connect().await.put("user-00003@IBNMSP", "rotor:v2:AAAA").await.unwrap();
+    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let out = world.rotor().arg("rotate").arg("--config").arg(&config).output().unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("policy of guarded-rotation: 1 of 40 wallets do not open"), "{stderr}");
+    assert_eq!(world.rows().await, rows);
+    assert_eq!(vault_state(&world).await, secrets);
+    // rotor's own component has no such policy and moves the other 39.
+    let (out, rotated) = json(world.rotor().arg("rotate"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(rotated["rotated"], 39);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_audit_reports_versions_legacy_rows_failures_and_key_age() {
+    let (world, _, _) = world_with_wallets(30).await;
+    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+
+    let (out, audit) = json(world.rotor().arg("audit"));
+    assert_success(&out);
+    assert_eq!(audit["total"], 30);
+    assert_eq!(audit["key_versions"], json!({ "legacy": 30 }));
+    assert_eq!(audit["current_kek_version"], 1);
+    assert!(audit["kek_age_seconds"].as_u64().unwrap() < 600, "{audit}");
+    assert_eq!(audit["errors"], 0, "{audit}");
+    let checks: Vec<&str> =
+        audit["findings"].as_array().unwrap().iter().map(|f| f["check"].as_str().unwrap()).collect();
+    assert!(checks.contains(&"legacy-format"), "{audit}");
+    // Auditing changed nothing.
+    assert_eq!(world.rows().await, rows);
+    assert_eq!(vault_state(&world).await, secrets);
+
+    assert_success(&world.rotor().arg("rotate").output().unwrap());
+    world.db.connect().await.put("user-00007@IBNMSP", "not a wallet").await.unwrap();
+    let (out, audit) = json(world.rotor().arg("audit"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(audit["key_versions"], json!({ "2": 29 }));
+    assert_eq!(audit["unopenable"][0]["id"], "user-00007@IBNMSP");
+    assert!(audit["errors"].as_u64().unwrap() >= 1);
+    assert_eq!(audit["component"], "built-in audit");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compiled_components_are_cached_and_an_untrusted_cache_is_not_loaded() {
+    let (world, _, _) = world_with_wallets(5).await;
+    let cache = world.scratch.join(".cache").join("rotor");
+    assert_success(&world.rotor().arg("validate").output().unwrap());
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap_or_else(|e| panic!("no cache at {}: {e}", cache.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let builtin = rotor::component::ComponentSource::builtin().sha256;
+    assert!(entries[0].file_name().unwrap().to_str().unwrap().starts_with(&builtin));
+
+    // Writable by others: not trusted, recompiled instead, and the command still works.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&entries[0], std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = world.rotor().arg("validate").output().unwrap();
+    assert_success(&out);
+    assert!(text(&out.stderr).contains("not using cached component"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("writable by others"), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_check_shows_effective_settings_and_names_bad_keys() {
+    let world = World::new(Kind::Sqlite).await;
+    let config = config(
+        &world,
+        "[database]\nurl = \"postgres://rotor:s3cret@db.example/app\"\ntable = \"vault_wallets\"\n\n[limits]\ncpu-seconds = 120\n",
+    );
+    // DATABASE_URL from the environment wins over the file; the file's table is used.
+    let token = "s.distinctive-test-token-9f3a";
+    let (out, effective) =
+        json(world.rotor().env("VAULT_TOKEN", token).args(["config", "check", "--config"]).arg(&config));
+    assert_success(&out);
+    assert_eq!(effective["database_url"]["source"], "environment DATABASE_URL");
+    assert_eq!(effective["table"], json!({ "value": "vault_wallets", "source": "rotor.toml" }));
+    assert_eq!(effective["limits"]["cpu-seconds"], 120);
+    assert_eq!(effective["vault"]["token"], "set (redacted)");
+    assert!(!effective.to_string().contains(token), "token leaked: {effective}");
+
+    // Without DATABASE_URL the file's URL is used, with its password redacted.
+    let (out, effective) =
+        json(world.rotor().env_remove("DATABASE_URL").args(["config", "check", "--config"]).arg(&config));
+    assert_success(&out);
+    assert_eq!(effective["database_url"]["value"], "postgres://rotor:***@db.example/app");
+    assert!(!effective.to_string().contains("s3cret"));
+
+    std::fs::write(&config, "[limits]\ncpu-second = 5\n").unwrap();
+    let out = world.rotor().args(["config", "check", "--config"]).arg(&config).output().unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("unknown field `cpu-second`"), "{stderr}");
+}
