@@ -58,15 +58,15 @@ impl World {
     }
 
     /// Whether a component of this world may import `name`: the world's own interfaces, and
-    /// the WASI interfaces a Rust component's standard library needs, which the host links
-    /// with nothing behind them (no directories, environment, arguments or stdio). Sockets,
-    /// HTTP and anything else are refused.
+    /// the WASI interfaces a Rust component's standard library imports — randomness, and
+    /// streams and `wasi:cli` behind which the host puts nothing (no environment, arguments or
+    /// stdio). Clocks, files, sockets, HTTP and anything else are refused.
     pub fn grants_import(self, name: &str) -> bool {
         if let Some(interface) = name.strip_prefix("rotor:kek/").and_then(|rest| rest.strip_suffix("@0.1.0"))
         {
             return self.rotor_imports().contains(&interface);
         }
-        const WASI: [&str; 5] = ["wasi:io/", "wasi:random/", "wasi:clocks/", "wasi:cli/", "wasi:filesystem/"];
+        const WASI: [&str; 3] = ["wasi:io/", "wasi:random/", "wasi:cli/"];
         WASI.iter().any(|prefix| name.starts_with(prefix))
     }
 }

@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn the_guest_clock_counts_guest_time_only() {
-        let limits = Limits { cpu_seconds: 1, call_seconds: 1, ..Limits::default() };
+        let limits = Limits { cpu_seconds: 1, call_seconds: 10, ..Limits::default() };
         let mut clock = GuestClock::new(&limits);
         clock.enter_guest(true);
         std::thread::sleep(Duration::from_millis(20));
@@ -262,6 +262,8 @@ mod tests {
         let limits = Limits { cpu_seconds: 100, call_seconds: 1, ..Limits::default() };
         let mut clock = GuestClock::new(&limits);
         clock.enter_guest(true);
+        clock.used = Duration::from_millis(100);
+        assert!(epoch_check(&mut clock).is_ok());
         clock.used = Duration::from_millis(600);
         assert!(epoch_check(&mut clock).is_ok());
         clock.used = Duration::from_millis(1300);
@@ -270,6 +272,8 @@ mod tests {
         // A call into the host between ticks starts a new stretch.
         let mut clock = GuestClock::new(&limits);
         clock.enter_guest(true);
+        clock.used = Duration::from_millis(100);
+        assert!(epoch_check(&mut clock).is_ok());
         clock.used = Duration::from_millis(600);
         assert!(epoch_check(&mut clock).is_ok());
         clock.leave_guest(true);
