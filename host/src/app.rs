@@ -9,9 +9,10 @@ use crate::bindings::operations::KeyLocation;
 use crate::component::{ComponentSource, Instance, Runtime};
 use crate::grants::{Access, Grants};
 use crate::imports::RunState;
+use crate::kv_backend::{KvBackend, KvSource};
 use crate::progress::Reporter;
 use crate::store::{Database, RunIdentity, WalletTable};
-use crate::vault::{VaultClient, VaultConfig};
+use crate::vault::VaultClient;
 
 /// Where things are: the database, the wallet table, the KEK in Vault, the component.
 #[derive(Clone, Debug)]
@@ -29,7 +30,7 @@ pub struct App {
     settings: Settings,
     source: ComponentSource,
     runtime: Runtime,
-    vault: VaultClient,
+    kv: KvBackend,
     database: Database,
 }
 
@@ -37,7 +38,7 @@ impl App {
     /// Compiles the component, checks Vault (address, seal status, token) and the database
     /// (reachable, wallet table and columns present) at once, so a misconfiguration fails before
     /// any work with a message that names the fix. `migrate` creates rotor's own tables.
-    pub async fn open(settings: Settings, vault: VaultConfig, migrate: bool) -> anyhow::Result<App> {
+    pub async fn open(settings: Settings, kv: impl Into<KvSource>, migrate: bool) -> anyhow::Result<App> {
         let component_path = settings.component.clone();
         let compile = tokio::task::spawn_blocking(move || -> anyhow::Result<(ComponentSource, Runtime)> {
             let source = match component_path {
@@ -47,9 +48,14 @@ impl App {
             let runtime = Runtime::load(&source)?;
             Ok((source, runtime))
         });
-        let vault = VaultClient::new(vault)?;
+        let kv = match kv.into() {
+            KvSource::Vault(config) => KvBackend::Vault(VaultClient::new(config)?),
+            KvSource::EnvKek(kek) => KvBackend::EnvKek(std::sync::Arc::new(kek)),
+        };
         let check_vault = async {
-            vault.check().await?;
+            if let Some(vault) = kv.vault() {
+                vault.check().await?;
+            }
             anyhow::Ok(())
         };
         let connect_database = async {
@@ -64,7 +70,7 @@ impl App {
         vault_checked?;
         let database = database?;
         tracing::debug!(component = %source.origin, sha256 = %source.sha256, "component ready");
-        Ok(App { settings, source, runtime, vault, database })
+        Ok(App { settings, source, runtime, kv, database })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -79,8 +85,9 @@ impl App {
         &self.database
     }
 
-    pub fn vault(&self) -> &VaultClient {
-        &self.vault
+    /// Vault, or the read-only KEK from the environment.
+    pub fn kv(&self) -> &KvBackend {
+        &self.kv
     }
 
     pub fn key_location(&self) -> KeyLocation {
@@ -92,7 +99,7 @@ impl App {
     pub async fn instance(&self, access: Access, reporter: Reporter) -> anyhow::Result<Instance> {
         let identity = RunIdentity::this_process(self.source.sha256.clone());
         let state = RunState::new(
-            self.vault.clone(),
+            self.kv.clone(),
             self.database.clone(),
             Grants::for_key(&self.settings.key_path, access),
             identity,

@@ -9,9 +9,10 @@ use zeroize::Zeroizing;
 
 use crate::bindings::{journal, kv, report, types, wallet_store};
 use crate::grants::Grants;
+use crate::kv_backend::KvBackend;
 use crate::progress::Reporter;
 use crate::store::{Checkpoint, Database, Replacement, RotationRecord, RunIdentity, StoreError, unix_now};
-use crate::vault::{KvMetadata, KvSecret, VaultClient, VaultError};
+use crate::vault::{KvMetadata, KvSecret, VaultError};
 
 /// Largest batch the host accepts across the boundary in one call.
 pub const MAX_BATCH_ROWS: usize = 10_000;
@@ -23,7 +24,8 @@ pub struct RunState {
     wasi: WasiCtx,
     table: ResourceTable,
     limits: wasmtime::StoreLimits,
-    vault: VaultClient,
+    /// Vault, or the read-only KEK from the environment.
+    kv: KvBackend,
     database: Database,
     grants: Grants,
     identity: RunIdentity,
@@ -40,7 +42,7 @@ pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(60
 
 impl RunState {
     pub fn new(
-        vault: VaultClient,
+        kv: impl Into<KvBackend>,
         database: Database,
         grants: Grants,
         identity: RunIdentity,
@@ -57,7 +59,7 @@ impl RunState {
             wasi,
             table: ResourceTable::new(),
             limits,
-            vault,
+            kv: kv.into(),
             database,
             grants,
             identity,
@@ -107,11 +109,12 @@ impl WasiView for RunState {
 fn kv_error(error: VaultError) -> kv::Error {
     let message = error.to_string();
     match error {
-        VaultError::PermissionDenied { .. } => kv::Error::Denied(message),
+        VaultError::PermissionDenied { .. } | VaultError::ReadOnly { .. } => kv::Error::Denied(message),
         VaultError::CasMismatch { .. } => kv::Error::CasMismatch(message),
-        VaultError::Unreachable { .. } | VaultError::Sealed { .. } | VaultError::BadToken => {
-            kv::Error::Unavailable(message)
-        }
+        VaultError::Unreachable { .. }
+        | VaultError::Sealed { .. }
+        | VaultError::BadToken
+        | VaultError::LoginFailed { .. } => kv::Error::Unavailable(message),
         _ => kv::Error::Other(message),
     }
 }
@@ -155,7 +158,7 @@ impl kv::Host for RunState {
         if !self.grants.may_read(&path) {
             return Ok(Err(self.denied_kv("reading", &path)));
         }
-        Ok(self.vault.read(&path, version).await.map(|s| s.map(secret_to_wit)).map_err(kv_error))
+        Ok(self.kv.read(&path, version).await.map(|s| s.map(secret_to_wit)).map_err(kv_error))
     }
 
     async fn write(
@@ -169,14 +172,14 @@ impl kv::Host for RunState {
         if !self.grants.may_write(&path) {
             return Ok(Err(self.denied_kv("writing", &path)));
         }
-        Ok(self.vault.write(&path, &data, cas).await.map_err(kv_error))
+        Ok(self.kv.write(&path, &data, cas).await.map_err(kv_error))
     }
 
     async fn list_keys(&mut self, path: String) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
         if !self.grants.may_read(&path) {
             return Ok(Err(self.denied_kv("listing", &path)));
         }
-        Ok(self.vault.list(&path).await.map_err(kv_error))
+        Ok(self.kv.list(&path).await.map_err(kv_error))
     }
 
     async fn metadata(
@@ -186,7 +189,7 @@ impl kv::Host for RunState {
         if !self.grants.may_read(&path) {
             return Ok(Err(self.denied_kv("reading metadata of", &path)));
         }
-        Ok(self.vault.metadata(&path).await.map(|m| m.map(metadata_to_wit)).map_err(kv_error))
+        Ok(self.kv.metadata(&path).await.map(|m| m.map(metadata_to_wit)).map_err(kv_error))
     }
 
     async fn destroy_versions(
@@ -198,7 +201,7 @@ impl kv::Host for RunState {
             return Ok(Err(self.denied_kv("destroying versions of", &path)));
         }
         tracing::info!(path, ?versions, "destroying KEK versions");
-        Ok(self.vault.destroy_versions(&path, &versions).await.map_err(kv_error))
+        Ok(self.kv.destroy_versions(&path, &versions).await.map_err(kv_error))
     }
 
     async fn delete_all(&mut self, path: String) -> wasmtime::Result<Result<(), kv::Error>> {
@@ -206,7 +209,7 @@ impl kv::Host for RunState {
             return Ok(Err(self.denied_kv("deleting", &path)));
         }
         tracing::info!(path, "deleting an archived KEK");
-        Ok(self.vault.delete_all(&path).await.map_err(kv_error))
+        Ok(self.kv.delete_all(&path).await.map_err(kv_error))
     }
 }
 
