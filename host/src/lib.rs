@@ -5,6 +5,9 @@
 //! * [`store`]: the wallet table and rotor's journal, on SQLite or PostgreSQL.
 //! * [`bindings`]: the WIT bindings; [`imports`]: the host side of the imports, checked
 //!   against [`grants`]; [`component`]: compiling and instantiating the component.
+//! * [`vault_auth`]: token and AppRole login, token renewal; [`vault_policy`]: what a command
+//!   needs of the token's policies; [`kv_backend`]: Vault, or the seed's KEK from the environment.
+//! * [`metrics`]: Prometheus metrics; [`exporter`]: `rotor serve`.
 //! * [`cli`]: the `rotor` command line.
 #![deny(unsafe_code)]
 
@@ -13,10 +16,15 @@ pub mod bindings;
 pub mod cli;
 pub mod component;
 pub mod demo;
+pub mod exporter;
 pub mod fixtures;
 pub mod grants;
 pub mod imports;
+pub mod kv_backend;
+pub mod metrics;
 pub mod openbao;
 pub mod progress;
 pub mod store;
 pub mod vault;
+pub mod vault_auth;
+pub mod vault_policy;
