@@ -72,6 +72,8 @@ async fn database_unreachable() {
         "{stderr}"
     );
     assert!(stderr.contains("check DATABASE_URL (or --database-url)"), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "the cause, not a pool timeout: {stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "took {:?}", started.elapsed());
     assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
 
     let missing = world.scratch.join("nowhere.db");

@@ -639,7 +639,7 @@ impl VaultClient {
             stats.logins += 1;
             stats.accessor = Some(auth.accessor.clone());
         }
-        tracing::info!(mount = %role.mount, ttl_seconds = auth.lease_duration, "logged in to Vault through AppRole");
+        tracing::debug!(mount = %role.mount, ttl_seconds = auth.lease_duration, "logged in to Vault through AppRole");
         self.start_renewer();
         Ok(token)
     }
