@@ -264,3 +264,26 @@ async fn seed_env_kek_is_read_only() {
     assert_success(&out);
     assert!(text(&out.stderr).contains("WALLET_ENCRYPTION_KEY is set but ignored"), "{}", text(&out.stderr));
 }
+
+/// A plain token with a TTL (as `bao login` or an orchestrator hands out) is renewed in the
+/// background too, so an idle stretch longer than its TTL does not end the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn short_lived_token_is_renewed() {
+    let world = World::new(Kind::Sqlite).await;
+    world.migrate_kek(&Kek::generate().unwrap());
+    write_policy(&world, "rotor-auditor").await;
+    let created = world
+        .vault_admin(
+            Method::POST,
+            "auth/token/create",
+            json!({ "policies": ["rotor-auditor"], "no_default_policy": true, "ttl": "4s", "explicit_max_ttl": "1m" }),
+        )
+        .await;
+    let token = created["auth"]["client_token"].as_str().unwrap();
+    let vault = VaultClient::new(VaultConfig::with_token(world.vault.addr(), token)).unwrap();
+    vault.check().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(vault.read("ibn/encryption-key", None).await.unwrap().is_some(), "the token expired");
+    let stats = vault.token_stats();
+    assert!(stats.renewals >= 1 && stats.logins == 0, "{stats:?}");
+}

@@ -35,6 +35,7 @@ pub struct ExporterOptions {
 
 /// Serves until SIGINT or SIGTERM.
 pub async fn serve(app: &App, options: &ExporterOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(!options.interval.is_zero(), "--interval must be longer than 0s");
     let listener = TcpListener::bind(options.addr).await.with_context(|| {
         format!("cannot listen on {}: choose a free address with --metrics-addr", options.addr)
     })?;
