@@ -55,7 +55,7 @@ impl ComponentSource {
     /// Reads a component file (`--component PATH` / `ROTOR_COMPONENT`).
     pub fn from_file(path: &Path) -> anyhow::Result<ComponentSource> {
         let bytes = std::fs::read(path).with_context(|| {
-            format!("cannot read component file {} (check the path given to --component)", path.display())
+            format!("cannot read component file {} (check --component or ROTOR_COMPONENT)", path.display())
         })?;
         // A component starts with the wasm magic and layer 1; a core module has layer 0.
         match bytes.get(..8) {
@@ -65,7 +65,11 @@ impl ComponentSource {
                  (or wrap it with `wasm-tools component new`)",
                 path.display()
             ),
-            _ => bail!("{} is not a WebAssembly component (no \\0asm header)", path.display()),
+            _ => bail!(
+                "{} is not a WebAssembly component (no \\0asm header): point --component at a component \
+                 built for wasm32-wasip2, or leave it unset for the built-in one",
+                path.display()
+            ),
         }
         Ok(ComponentSource::new(Cow::Owned(bytes), path.display().to_string(), false))
     }
@@ -190,16 +194,18 @@ fn limited_store(engine: &Engine, state: RunState) -> Store<RunState> {
     // Vault or the database does not count against the component's CPU budget.
     store.call_hook(|mut store, hook| {
         let clock = store.data_mut().clock();
-        if hook.entering_host() {
-            clock.leave_guest()
-        } else {
-            clock.enter_guest()
+        match hook {
+            CallHook::CallingWasm => clock.enter_guest(true),
+            CallHook::ReturningFromHost => clock.enter_guest(false),
+            CallHook::CallingHost => clock.leave_guest(true),
+            CallHook::ReturningFromWasm => clock.leave_guest(false),
         }
         Ok(())
     });
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|store| {
-        store.data().clock_ref().check()?;
+    // The runtime's epoch check is itself a call into the host: the clock knows to discount it.
+    store.epoch_deadline_callback(|mut store| {
+        store.data_mut().clock().tick()?;
         Ok(UpdateDeadline::Continue(1))
     });
     store

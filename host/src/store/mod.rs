@@ -186,7 +186,9 @@ pub struct Checkpoint<'a> {
 pub enum StoreError {
     #[error("{0}")]
     Config(String),
-    #[error("cannot open the database {url}: {reason}")]
+    #[error(
+        "cannot open the database {url}: {reason}; check DATABASE_URL (or --database-url) and that the database server is running"
+    )]
     Connect { url: String, reason: String },
     #[error("table `{table}` not found in {url}: point --table at the wallet table, or create it: {create}")]
     MissingTable { url: String, table: String, create: String },
