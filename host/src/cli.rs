@@ -177,7 +177,7 @@ pub struct RotateArgs {
 pub enum OutputFormat {
     /// rotor's envelope, `rotor:v<K>:…`: names its KEK version, binds the wallet id.
     Envelope,
-    /// The seed's `base64(iv ‖ tag ‖ ciphertext)` under the KEK, which the seed's application reads.
+    /// the seed's `base64(iv ‖ tag ‖ ciphertext)` under the KEK, which the seed's application reads.
     Legacy,
 }
 
