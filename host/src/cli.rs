@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::app::{App, SandboxSettings, Settings};
 use crate::bindings::operations::{self, RotateOptions};
+use crate::bindings::types;
 use crate::component::{ComponentSource, Instance, Sandbox};
 use crate::component_cache::ComponentCache;
 use crate::config::Loaded;
@@ -124,7 +125,8 @@ pub enum Command {
     /// A new 256-bit KEK from a CSPRNG is stored in Vault (check-and-set) and archived before any
     /// wallet is written under it; the old KEK stays readable in the archive. Wallets move in
     /// atomic batches, each row only if nobody changed it meanwhile; legacy wallets are converted
-    /// to rotor's envelope format. If a rotation was interrupted, `rotor rotate` finishes it.
+    /// to rotor's envelope format (or, with --output-format legacy, every wallet stays in the seed's
+    /// layout). If a rotation was interrupted, `rotor rotate` finishes it.
     Rotate(RotateArgs),
     /// Move every wallet back to the previous KEK, as a normal rotation (no database restore).
     ///
@@ -242,6 +244,12 @@ pub struct RotateArgs {
     /// Check first that every wallet opens; if one does not, change nothing (exit 1).
     #[arg(long)]
     pub strict: bool,
+    /// What the wallets are written in. `legacy` is for applications that cannot read rotor's
+    /// envelope yet: every wallet is re-encrypted in the seed's layout, which names no KEK
+    /// version and binds no wallet id (docs/ROTATION.md says what that gives up). A resumed
+    /// rotation keeps the format it began with.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Envelope, value_name = "FORMAT")]
+    pub output_format: OutputFormat,
     /// Rotate only if the current KEK is older than this (as written in Vault), e.g. 90d or
     /// 12h; otherwise say so and exit 0. For a daily cron job or Kubernetes CronJob.
     #[arg(long, value_name = "AGE")]
@@ -250,6 +258,25 @@ pub struct RotateArgs {
     /// over after that (at once if this one died on the same host).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=86_400), value_name = "SECONDS")]
     pub lease_seconds: u64,
+}
+
+/// The wallet format a rotation writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// rotor's envelope, `rotor:v<K>:…`: names its KEK version, binds the wallet id.
+    Envelope,
+    /// the seed's `base64(iv ‖ tag ‖ ciphertext)` under the KEK, which the seed's application reads.
+    Legacy,
+}
+
+impl From<OutputFormat> for types::OutputFormat {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Envelope => types::OutputFormat::Envelope,
+            OutputFormat::Legacy => types::OutputFormat::Legacy,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -841,6 +868,7 @@ pub async fn rotate(
         reencrypt: args.reencrypt,
         resume: args.resume,
         strict: args.strict,
+        output_format: args.output_format.into(),
         restore,
     };
     instance.state_mut().set_lease_ttl(std::time::Duration::from_secs(args.lease_seconds));

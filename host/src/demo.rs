@@ -149,6 +149,7 @@ async fn run_with_server(
         reencrypt: false,
         resume: false,
         strict: false,
+        output_format: crate::cli::OutputFormat::Envelope,
         if_older_than: None,
         lease_seconds: crate::imports::DEFAULT_LEASE.as_secs(),
     };

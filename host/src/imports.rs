@@ -359,6 +359,10 @@ impl From<RotationRecord> for journal::Rotation {
             rotated: r.rotated as u64,
             failed: r.failed as u64,
             reencrypt: r.reencrypt,
+            output_format: match r.output_format.as_str() {
+                "legacy" => types::OutputFormat::Legacy,
+                _ => types::OutputFormat::Envelope,
+            },
             restores: r.restores.map(|v| v as u32),
             component_sha256: r.component_sha256,
         }
@@ -379,9 +383,18 @@ impl From<journal::Rotation> for RotationRecord {
             rotated: r.rotated as i64,
             failed: r.failed as i64,
             reencrypt: r.reencrypt,
+            output_format: output_format_name(r.output_format).into(),
             restores: r.restores.map(i64::from),
             component_sha256: r.component_sha256,
         }
+    }
+}
+
+/// How the journal spells an output format.
+fn output_format_name(format: types::OutputFormat) -> &'static str {
+    match format {
+        types::OutputFormat::Envelope => "envelope",
+        types::OutputFormat::Legacy => "legacy",
     }
 }
 
@@ -402,6 +415,7 @@ impl journal::Host for RunState {
         from_version: u32,
         total: u64,
         reencrypt: bool,
+        output_format: types::OutputFormat,
         restores: Option<u32>,
     ) -> wasmtime::Result<Result<journal::Rotation, String>> {
         if let Err(denied) = self.check_journal_write() {
@@ -413,6 +427,7 @@ impl journal::Host for RunState {
                 from_version.into(),
                 total as i64,
                 reencrypt,
+                output_format_name(output_format),
                 restores.map(i64::from),
                 &self.identity,
             )

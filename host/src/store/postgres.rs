@@ -16,6 +16,10 @@ use super::{
 /// Held for the migration's transaction; the key is arbitrary but fixed ("rotor" in ASCII).
 const MIGRATION_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(491496173426)");
 
+/// The journal's column names, for the columns added since its first release.
+const JOURNAL_COLUMNS: &str = "SELECT column_name::text FROM information_schema.columns \
+     WHERE table_schema = current_schema() AND table_name = 'rotor_rotations'";
+
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS rotor_rotations (
         id BIGSERIAL PRIMARY KEY,
