@@ -17,15 +17,7 @@ use support::{Kind, TestDb};
 async fn instance(db: &TestDb) -> Instance {
     let source = ComponentSource::builtin();
     let runtime = Sandbox::new(Limits::default(), None).unwrap().rotator(&source).unwrap();
-    let vault = VaultClient::new(VaultConfig {
-        addr: "http://127.0.0.1:9".into(),
-        token: zeroize::Zeroizing::new("unused".into()),
-        namespace: None,
-        ca_cert: None,
-        mount: "secret".into(),
-        timeout: std::time::Duration::from_secs(1),
-    })
-    .unwrap();
+    let vault = VaultClient::new(VaultConfig::with_token("http://127.0.0.1:9", "unused")).unwrap();
     let identity = RunIdentity::this_process(source.sha256.clone());
     let state = RunState::new(
         vault,

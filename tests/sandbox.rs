@@ -367,7 +367,7 @@ async fn config_check_shows_effective_settings_and_names_bad_keys() {
     assert_eq!(effective["database_url"]["source"], "environment DATABASE_URL");
     assert_eq!(effective["table"], json!({ "value": "vault_wallets", "source": "rotor.toml" }));
     assert_eq!(effective["limits"]["cpu-seconds"], 120);
-    assert_eq!(effective["vault"]["token"], "set (redacted)");
+    assert_eq!(effective["vault"]["auth"], "token (redacted)");
     assert!(!effective.to_string().contains(token), "token leaked: {effective}");
 
     // Without DATABASE_URL the file's URL is used, with its password redacted.

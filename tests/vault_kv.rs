@@ -20,12 +20,9 @@ async fn start_server() -> DevServer {
 
 fn client(addr: &str, token: &str, mount: &str) -> VaultClient {
     VaultClient::new(VaultConfig {
-        addr: addr.to_owned(),
-        token: Zeroizing::new(token.to_owned()),
-        namespace: None,
-        ca_cert: None,
         mount: mount.to_owned(),
         timeout: Duration::from_secs(5),
+        ..VaultConfig::with_token(addr, token)
     })
     .expect("valid config")
 }
@@ -167,12 +164,8 @@ async fn unreachable_address_fails_fast() {
     let port =
         std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).unwrap().port();
     let vault = VaultClient::new(VaultConfig {
-        addr: format!("http://127.0.0.1:{port}"),
-        token: Zeroizing::new("root".to_owned()),
-        namespace: None,
-        ca_cert: None,
-        mount: "secret".to_owned(),
         timeout: Duration::from_millis(500),
+        ..VaultConfig::with_token(&format!("http://127.0.0.1:{port}"), "root")
     })
     .unwrap();
 

@@ -7,7 +7,8 @@
 //! 3. a fresh KEK is written to `<key-path>` with check-and-set on `from`, then archived too;
 //! 4. the journal records the target version;
 //! 5. wallets move in atomic batches with a per-row compare-and-swap; rows already on the target
-//!    are skipped, so running the walk again after a crash is harmless;
+//!    are skipped, so running the walk again after a crash is harmless (with legacy output, which
+//!    names no version, "on the target" means "opens under the new KEK");
 //! 6. the journal closes the rotation.
 
 use std::collections::HashSet;
@@ -17,7 +18,7 @@ use rotor_codec::{Format, Kek, PREFIX};
 use crate::bindings::exports::rotor::kek::operations::{KeyLocation, RotateOptions, RotateReport};
 use crate::bindings::rotor::kek::journal::{self, Rotation};
 use crate::bindings::rotor::kek::kv;
-use crate::bindings::rotor::kek::types::WalletFailure;
+use crate::bindings::rotor::kek::types::{OutputFormat, WalletFailure};
 use crate::bindings::rotor::kek::wallet_store::{self, Replacement, Wallet};
 use crate::keyring::{Keyring, OpenError, kv_error, wipe};
 use crate::{log, scan};
@@ -46,16 +47,31 @@ pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<Rotate
                 rotation.id, rotation.from_version, rotation.started_by, rotation.started_at
             ));
             let to = resume_target(&mut keyring, &rotation)?;
-            // A rotation begun with --reencrypt stays one when resumed without the flag.
-            let options =
-                RotateOptions { reencrypt: options.reencrypt || rotation.reencrypt, ..options.clone() };
+            // A rotation begun with --reencrypt stays one when resumed without the flag, and one
+            // writing legacy stays legacy: its applications may not read envelopes.
+            let output_format = match (rotation.output_format, options.output_format) {
+                (OutputFormat::Envelope, OutputFormat::Legacy) => {
+                    return Err(format!(
+                        "rotation #{} writes rotor's envelope format: finish it with `rotor rotate`, \
+                         then rotate again with --output-format legacy",
+                        rotation.id
+                    ));
+                }
+                (recorded, _) => recorded,
+            };
+            let options = RotateOptions {
+                reencrypt: options.reencrypt || rotation.reencrypt,
+                output_format,
+                ..options.clone()
+            };
             move_wallets(&mut keyring, rotation.id, rotation.from_version, to, &options)
         }
         (None, true) => Err("there is no unfinished rotation to resume".into()),
         (None, false) => {
             let from = keyring.current_version();
             let total = wallet_store::count().map_err(scan::store_error)?;
-            let rotation = journal::begin(from, total, options.reencrypt, options.restore)?;
+            let rotation =
+                journal::begin(from, total, options.reencrypt, options.output_format, options.restore)?;
             let to = install_kek(&mut keyring, options.restore)?;
             journal::set_target(rotation.id, to)?;
             log::info(&format!(
@@ -126,12 +142,21 @@ fn reseal(
     new_kek: &Kek,
     wallet: &Wallet,
     to: u32,
-    reencrypt: bool,
+    options: &RotateOptions,
 ) -> Result<Option<String>, OpenError> {
     let wallet_error = |e: rotor_codec::CodecError| OpenError::Wallet(e.to_string());
-    let resealed = match rotor_codec::inspect(&wallet.ciphertext).map_err(wallet_error)? {
+    let format = rotor_codec::inspect(&wallet.ciphertext).map_err(wallet_error)?;
+    if options.output_format == OutputFormat::Legacy {
+        // The layout names no version: a legacy wallet that opens under the new KEK is done.
+        if format == Format::Legacy && rotor_codec::open(new_kek, &wallet.id, &wallet.ciphertext).is_ok() {
+            return Ok(None);
+        }
+        let (_, plaintext) = keyring.open(&wallet.id, &wallet.ciphertext)?;
+        return rotor_codec::seal_legacy(new_kek, &plaintext).map(Some).map_err(wallet_error);
+    }
+    let resealed = match format {
         Format::Envelope { kek_version } if kek_version == to => return Ok(None),
-        Format::Envelope { kek_version } if !reencrypt => {
+        Format::Envelope { kek_version } if !options.reencrypt => {
             let old_kek = keyring.for_envelope(kek_version)?;
             rotor_codec::rewrap(&old_kek, new_kek, to, &wallet.id, &wallet.ciphertext)
         }
@@ -166,12 +191,12 @@ impl Tally {
         keyring: &mut Keyring,
         wallets: Vec<Wallet>,
         to: u32,
-        reencrypt: bool,
+        options: &RotateOptions,
     ) -> Result<Vec<Replacement>, String> {
         let new_kek = keyring.require(to)?;
         let mut replacements = Vec::with_capacity(wallets.len());
         for wallet in wallets {
-            match reseal(keyring, &new_kek, &wallet, to, reencrypt) {
+            match reseal(keyring, &new_kek, &wallet, to, options) {
                 Ok(Some(replacement)) => {
                     replacements.push(Replacement { id: wallet.id, expected: wallet.ciphertext, replacement })
                 }
@@ -193,21 +218,24 @@ fn move_wallets(
 ) -> Result<RotateReport, String> {
     let total = wallet_store::count().map_err(scan::store_error)?;
     // Wallets already on the target (moved before a crash, or written by applications since the
-    // new KEK was stored) are left out by the database itself.
-    let on_target = format!("{PREFIX}{to}:");
+    // new KEK was stored) are left out by the database itself. Legacy output names no version,
+    // so there every wallet is read, and trial decryption tells which are done.
+    let on_target = match options.output_format {
+        OutputFormat::Envelope => Some(format!("{PREFIX}{to}:")),
+        OutputFormat::Legacy => None,
+    };
     let mut tally = Tally::default();
     // The walk, then one sweep for wallets an application wrote under the old KEK, with a key it
     // had read just before the switch, after the walk had passed them.
     for sweep in [false, true] {
-        for batch in scan::batches(options.batch_size, Some(on_target.clone())) {
+        for batch in scan::batches(options.batch_size, on_target.clone()) {
             let mut pending: Vec<Wallet> =
                 batch?.into_iter().filter(|w| !tally.failed_ids.contains(&w.id)).collect();
             if !sweep {
                 tally.seen += pending.len() as u64;
             }
             for attempt in 1..=MAX_ATTEMPTS {
-                let replacements =
-                    tally.plan(keyring, std::mem::take(&mut pending), to, options.reencrypt)?;
+                let replacements = tally.plan(keyring, std::mem::take(&mut pending), to, options)?;
                 if replacements.is_empty() {
                     break;
                 }
@@ -293,7 +321,7 @@ fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport
     for batch in scan::batches(options.batch_size, None) {
         let batch = batch?;
         tally.seen += batch.len() as u64;
-        tally.rotated += tally.plan(&mut keyring, batch, to, options.reencrypt)?.len() as u64;
+        tally.rotated += tally.plan(&mut keyring, batch, to, options)?.len() as u64;
     }
     Ok(RotateReport {
         rotation_id: 0,

@@ -13,10 +13,11 @@ use crate::cross_check::CrossCheck;
 use crate::grants::{Access, Grants};
 use crate::imports::RunState;
 use crate::inspect::World;
+use crate::kv_backend::{KvBackend, KvSource};
 use crate::limits::Limits;
 use crate::progress::Reporter;
 use crate::store::{Database, RunIdentity, WalletTable};
-use crate::vault::{VaultClient, VaultConfig};
+use crate::vault::VaultClient;
 
 /// Where things are: the database, the wallet table, the KEK in Vault, the component, and the
 /// sandbox's rules.
@@ -88,7 +89,7 @@ pub struct App {
     loaded: Loaded,
     /// The reference component, when the command runs another one and cross-checks it.
     reference: Option<Runtime>,
-    vault: VaultClient,
+    kv: KvBackend,
     database: Database,
 }
 
@@ -97,21 +98,16 @@ impl App {
     /// database (reachable, wallet table and columns present) at once, so that a
     /// misconfiguration fails before any work with a message that names the fix. `migrate`
     /// creates rotor's own tables.
-    pub async fn open(settings: Settings, vault: VaultConfig, migrate: bool) -> anyhow::Result<App> {
-        App::open_for(World::Rotator, settings, vault, migrate).await
+    pub async fn open(settings: Settings, kv: impl Into<KvSource>, migrate: bool) -> anyhow::Result<App> {
+        App::open_for(World::Rotator, settings, kv.into(), migrate).await
     }
 
     /// As [`App::open`], for an audit component.
-    pub async fn open_audit(settings: Settings, vault: VaultConfig) -> anyhow::Result<App> {
-        App::open_for(World::Auditor, settings, vault, false).await
+    pub async fn open_audit(settings: Settings, kv: impl Into<KvSource>) -> anyhow::Result<App> {
+        App::open_for(World::Auditor, settings, kv.into(), false).await
     }
 
-    async fn open_for(
-        world: World,
-        settings: Settings,
-        vault: VaultConfig,
-        migrate: bool,
-    ) -> anyhow::Result<App> {
+    async fn open_for(world: World, settings: Settings, kv: KvSource, migrate: bool) -> anyhow::Result<App> {
         let component_path = settings.component.clone();
         let sandbox_settings = settings.sandbox.clone();
         let compile = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -133,9 +129,14 @@ impl App {
             };
             Ok((Arc::new(sandbox), source, loaded, reference))
         });
-        let vault = VaultClient::new(vault)?;
+        let kv = match kv {
+            KvSource::Vault(config) => KvBackend::Vault(VaultClient::new(config)?),
+            KvSource::EnvKek(kek) => KvBackend::EnvKek(Arc::new(kek)),
+        };
         let check_vault = async {
-            vault.check().await?;
+            if let Some(vault) = kv.vault() {
+                vault.check().await?;
+            }
             anyhow::Ok(())
         };
         let connect_database = async {
@@ -150,7 +151,7 @@ impl App {
         vault_checked?;
         let database = database?;
         tracing::debug!(component = %source.origin, sha256 = %source.sha256, "component ready");
-        Ok(App { settings, sandbox, source, loaded, reference, vault, database })
+        Ok(App { settings, sandbox, source, loaded, reference, kv, database })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -165,8 +166,9 @@ impl App {
         &self.database
     }
 
-    pub fn vault(&self) -> &VaultClient {
-        &self.vault
+    /// Where the component's `kv` import reads: Vault, or the seed's environment KEK.
+    pub fn kv(&self) -> &KvBackend {
+        &self.kv
     }
 
     pub fn key_location(&self) -> KeyLocation {
@@ -176,7 +178,7 @@ impl App {
     fn run_state(&self, grants: Grants, reporter: Reporter) -> RunState {
         let identity = RunIdentity::this_process(self.source.sha256.clone());
         RunState::new(
-            self.vault.clone(),
+            self.kv.clone(),
             self.database.clone(),
             grants,
             identity,
@@ -195,11 +197,7 @@ impl App {
         let mut state = self.run_state(Grants::for_key(&self.settings.key_path, access), reporter);
         if let (Some(reference), Access::ReadWrite) = (&self.reference, access) {
             let checker = reference.instantiate(self.run_state(Grants::none(), Reporter::silent())).await?;
-            state.set_cross_check(CrossCheck::new(
-                checker,
-                self.vault.clone(),
-                self.settings.key_path.clone(),
-            ));
+            state.set_cross_check(CrossCheck::new(checker, self.kv.clone(), self.settings.key_path.clone()));
             tracing::info!(component = %self.source.origin, "batches are cross-checked by the reference component");
         }
         runtime.instantiate(state).await

@@ -12,26 +12,36 @@ use zeroize::Zeroizing;
 
 use crate::app::{App, SandboxSettings, Settings};
 use crate::bindings::operations::{self, RotateOptions};
+use crate::bindings::types;
 use crate::component::{ComponentSource, Instance, Sandbox};
 use crate::component_cache::ComponentCache;
 use crate::config::Loaded;
 use crate::grants::Access;
 use crate::inspect::Inspection;
+use crate::kv_backend::{KekUse, KvSource};
 use crate::limits::Limits;
+use crate::metrics::{Observed, Recorder, WalletCheck};
 use crate::progress::Reporter;
 use crate::store::{LeaseHolder, RotationRecord, WalletTable};
-use crate::vault::VaultConfig;
+use crate::vault_policy::VaultWrites;
 
 /// Exit code of a command that ran to the end but left wallets that do not open or did not move.
 pub const EXIT_WALLETS_FAILED: u8 = 3;
 
 const AFTER_HELP: &str = "\
 Vault is reached as the Vault CLI does: VAULT_ADDR (default http://127.0.0.1:8200), VAULT_TOKEN
-(else ~/.vault-token), VAULT_NAMESPACE, VAULT_CACERT. The KEK is field `key` (64 hex characters) of
-<kv-mount>/<key-path>; rotor keeps every KEK version at <key-path>-archive/v<N>.
+(else ~/.vault-token) or AppRole (VAULT_ROLE_ID and VAULT_SECRET_ID, VAULT_APPROLE_MOUNT default
+approle; the token is renewed during long runs), VAULT_NAMESPACE, VAULT_CACERT, VAULT_SKIP_VERIFY
+(only when set to true; insecure). The KEK is field `key` (64 hex characters) of
+<kv-mount>/<key-path>; rotor keeps every KEK version at <key-path>-archive/v<N>. Without any Vault
+credentials, `validate` and `open` read the seed's WALLET_ENCRYPTION_KEY (read-only, with a
+warning); nothing else does. policies/ holds the Vault policies for a runner and an auditor.
 
-Exit codes: 0 success; 1 error (nothing was left half-done; the message says what to fix);
-2 bad usage; 3 finished, but some wallets do not open or could not be moved (listed by id).";
+Exit codes:
+  0  success (also a rotation skipped by --if-older-than)
+  1  error: nothing was left half-done; the message says what to fix
+  2  bad usage
+  3  finished, but some wallets do not open or could not be moved (listed by id)";
 
 /// Rotates the key-encryption key (KEK) of AES-256-GCM wallets kept in SQL, with the KEK in
 /// Vault KV v2. All crypto runs inside a sandboxed WebAssembly component.
@@ -88,6 +98,19 @@ pub struct GlobalArgs {
     /// Errors only; no progress bar.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Log lines on stderr as text, or as JSON objects (one per line) for a log collector.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "ROTOR_LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
+    /// After validate, rotate, rollback, prune or status, write Prometheus metrics to PATH,
+    /// atomically (for node-exporter's textfile collector: a *.prom file in its directory).
+    #[arg(long, env = "ROTOR_METRICS_FILE", global = true, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,7 +125,8 @@ pub enum Command {
     /// A new 256-bit KEK from a CSPRNG is stored in Vault (check-and-set) and archived before any
     /// wallet is written under it; the old KEK stays readable in the archive. Wallets move in
     /// atomic batches, each row only if nobody changed it meanwhile; legacy wallets are converted
-    /// to rotor's envelope format. If a rotation was interrupted, `rotor rotate` finishes it.
+    /// to rotor's envelope format (or, with --output-format legacy, every wallet stays in the seed's
+    /// layout). If a rotation was interrupted, `rotor rotate` finishes it.
     Rotate(RotateArgs),
     /// Move every wallet back to the previous KEK, as a normal rotation (no database restore).
     ///
@@ -154,6 +178,12 @@ pub enum Command {
     /// Check rotor.toml.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// A Prometheus exporter: serves GET /metrics until stopped (SIGTERM or Ctrl-C).
+    ///
+    /// Refreshes the rotation journal, wallets per KEK version and the KEK's age every
+    /// --interval, and opens every wallet (read-only) every --validate-every for the count of
+    /// invalid wallets.
+    Serve(ServeArgs),
     /// The whole job on the embedded default: start an OpenBao dev server, enroll legacy wallets
     /// in a SQLite file, validate, rotate, validate again, stop the server.
     Demo(crate::demo::DemoArgs),
@@ -174,6 +204,21 @@ pub enum ConfigCommand {
     /// Read rotor.toml, environment and flags, and print the effective settings and where each
     /// came from, secrets redacted. Fails on unknown keys and invalid values.
     Check,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to serve /metrics on.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "HOST:PORT")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// How often to refresh the journal, wallet counts and KEK age.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub interval: humantime::Duration,
+    /// How often to open every wallet for rotor_invalid_wallets (0s: never).
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub validate_every: humantime::Duration,
+    #[command(flatten)]
+    pub batch: BatchArgs,
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +244,12 @@ pub struct RotateArgs {
     /// Check first that every wallet opens; if one does not, change nothing (exit 1).
     #[arg(long)]
     pub strict: bool,
+    /// What the wallets are written in. `legacy` is for applications that cannot read rotor's
+    /// envelope yet: every wallet is re-encrypted in the seed's layout, which names no KEK
+    /// version and binds no wallet id (docs/ROTATION.md says what that gives up). A resumed
+    /// rotation keeps the format it began with.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Envelope, value_name = "FORMAT")]
+    pub output_format: OutputFormat,
     /// Rotate only if the current KEK is older than this (as written in Vault), e.g. 90d or
     /// 12h; otherwise say so and exit 0. For a daily cron job or Kubernetes CronJob.
     #[arg(long, value_name = "AGE")]
@@ -207,6 +258,25 @@ pub struct RotateArgs {
     /// over after that (at once if this one died on the same host).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=86_400), value_name = "SECONDS")]
     pub lease_seconds: u64,
+}
+
+/// The wallet format a rotation writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// rotor's envelope, `rotor:v<K>:…`: names its KEK version, binds the wallet id.
+    Envelope,
+    /// the seed's `base64(iv ‖ tag ‖ ciphertext)` under the KEK, which the seed's application reads.
+    Legacy,
+}
+
+impl From<OutputFormat> for types::OutputFormat {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Envelope => types::OutputFormat::Envelope,
+            OutputFormat::Legacy => types::OutputFormat::Legacy,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -300,7 +370,7 @@ impl GlobalArgs {
     }
 
     fn reporter(&self, label: &str) -> Reporter {
-        Reporter::new(label, !self.json && !self.quiet)
+        Reporter::new(label, !self.json && !self.quiet && self.log_format == LogFormat::Text)
     }
 }
 
@@ -312,8 +382,32 @@ pub enum Outcome {
     Problems,
 }
 
-/// Runs the parsed command, printing its result.
+impl Outcome {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::WalletsFailed => EXIT_WALLETS_FAILED,
+        }
+    }
+}
+
+/// Runs the parsed command, printing its result, then writes `--metrics-file` if asked.
 pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    let records_metrics = matches!(
+        cli.command,
+        Command::Validate(_)
+            | Command::Rotate(_)
+            | Command::Rollback(_)
+            | Command::Prune { .. }
+            | Command::Status
+    );
+    let metrics = Recorder::new(cli.global.metrics_file.clone().filter(|_| records_metrics));
+    let result = execute(&cli, &metrics).await;
+    metrics.finish(result.as_ref().map_or(1, Outcome::exit_code));
+    result
+}
+
+async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
     let global = &cli.global;
     match &cli.command {
         Command::Demo(args) => return crate::demo::run(global, args).await,
@@ -350,16 +444,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Audit(args) => {
             let settings = global.settings()?;
-            let vault = VaultConfig::from_env(&settings.kv_mount)?;
-            let app = App::open_audit(settings, vault).await?;
+            let kv = KvSource::from_env(&settings.kv_mount, &settings.key_path, KekUse::ReadOnly)?;
+            let app = App::open_audit(settings, kv).await?;
             let report = crate::audit::run(&app, args.batch_size, global.reporter("audit")).await?;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
         }
-        Command::Validate(args) => {
+        Command::Serve(args) => {
             let app = open_app(global, false).await?;
+            let options = crate::exporter::ExporterOptions {
+                addr: args.metrics_addr,
+                interval: *args.interval,
+                validate_every: *args.validate_every,
+                batch_size: args.batch.batch_size,
+            };
+            crate::exporter::serve(&app, &options).await?;
+            Ok(Outcome::Success)
+        }
+        Command::Validate(args) => {
+            let app = open_app_to_read(global).await?;
             let mut instance = app.instance(Access::ReadOnly, global.reporter("validate")).await?;
             let report = validate(&app, &mut instance, args.batch_size).await?;
+            metrics
+                .observe(&app, Observed { check: Some(WalletCheck::now(report.invalid)), rotation: None })
+                .await;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
         }
@@ -380,12 +488,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                             humantime::format_duration(*min_age)
                         )
                     });
+                    metrics.observe(&app, Observed::default()).await;
                     return Ok(Outcome::Success);
                 }
             }
             let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+            require_vault_writes(&app, args, VaultWrites::Rotation).await?;
             let mut instance = app.instance(access, global.reporter("rotate")).await?;
             let report = rotate(&app, &mut instance, args, None).await?;
+            metrics.observe(&app, report.observed()).await;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
         }
@@ -396,13 +507,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 None => previous_kek(&app).await?,
             };
             let access = if args.rotate.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+            require_vault_writes(&app, &args.rotate, VaultWrites::Rotation).await?;
             let mut instance = app.instance(access, global.reporter("rollback")).await?;
             let report = rotate(&app, &mut instance, &args.rotate, Some(to)).await?;
+            metrics.observe(&app, report.observed()).await;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
         }
         Command::Prune { keep } => {
             let app = open_app(global, true).await?;
+            if let Some(vault) = app.kv().vault() {
+                crate::vault_policy::require(vault, &app.settings().key_path, VaultWrites::Prune).await?;
+            }
             let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
             let report = answer(instance.prune(&app.key_location(), *keep).await)?;
             let pruned = Pruned {
@@ -410,12 +526,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
                 kept: report.kept,
                 in_use: report.in_use.iter().map(|c| (c.version.to_string(), c.count)).collect(),
             };
+            metrics.observe(&app, Observed::default()).await;
             print(global.json, &pruned, || pruned.human());
             Ok(if pruned.in_use.is_empty() { Outcome::Success } else { Outcome::WalletsFailed })
         }
         Command::Status => {
             let app = open_app(global, false).await?;
             let status = status(&app).await?;
+            metrics.observe(&app, Observed::default()).await;
             print(global.json, &status, || status.human());
             Ok(Outcome::Success)
         }
@@ -440,7 +558,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         Command::Open { id } => {
-            let app = open_app(global, false).await?;
+            let app = open_app_to_read(global).await?;
             let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
             let plaintext = Zeroizing::new(answer(instance.open_wallet(&app.key_location(), id).await)?);
             if global.json {
@@ -476,10 +594,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     }
 }
 
+/// The app with the KEK in Vault (the only source any command that writes may use).
 async fn open_app(global: &GlobalArgs, migrate: bool) -> anyhow::Result<App> {
     let settings = global.settings()?;
-    let vault = VaultConfig::from_env(&settings.kv_mount)?;
-    App::open(settings, vault, migrate).await
+    let kv = KvSource::from_env(&settings.kv_mount, &settings.key_path, KekUse::VaultOnly)?;
+    App::open(settings, kv, migrate).await
+}
+
+/// The app for a command that only reads KEKs: Vault, or the seed's env fallback.
+async fn open_app_to_read(global: &GlobalArgs) -> anyhow::Result<App> {
+    let settings = global.settings()?;
+    let kv = KvSource::from_env(&settings.kv_mount, &settings.key_path, KekUse::ReadOnly)?;
+    App::open(settings, kv, false).await
+}
+
+/// A rotation or rollback that will write to Vault checks first that the token's policies
+/// allow it, so that a read-only token is refused before anything is recorded.
+async fn require_vault_writes(app: &App, args: &RotateArgs, writes: VaultWrites) -> anyhow::Result<()> {
+    match app.kv().vault() {
+        Some(vault) if !args.dry_run => {
+            crate::vault_policy::require(vault, &app.settings().key_path, writes).await
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Settings as `rotor config check` shows them.
@@ -503,7 +640,11 @@ fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Value> {
             "addr": vault.addr,
             "namespace": vault.namespace,
             "ca_cert": vault.ca_cert,
-            "token": "set (redacted)",
+            "auth": match &vault.auth {
+                crate::vault_auth::VaultAuth::Token(_) => "token (redacted)".to_owned(),
+                crate::vault_auth::VaultAuth::AppRole(role) => format!("approle at auth/{} (ids redacted)", role.mount),
+            },
+            "skip_verify": vault.skip_verify,
         }),
         Err(e) => {
             problems.push(e.to_string());
@@ -643,6 +784,16 @@ pub struct RotateReport {
 }
 
 impl RotateReport {
+    /// What the metrics learn from this run: its wallets left behind, and (unless a dry run)
+    /// the rotation's exact duration.
+    fn observed(&self) -> Observed {
+        Observed {
+            check: Some(WalletCheck::now(self.failed)),
+            rotation: (!self.dry_run)
+                .then(|| (self.rotation_id, std::time::Duration::from_millis(self.duration_ms))),
+        }
+    }
+
     fn outcome(&self) -> Outcome {
         if self.failed == 0 { Outcome::Success } else { Outcome::WalletsFailed }
     }
@@ -677,7 +828,7 @@ impl RotateReport {
 /// How long ago the current KEK was written to Vault (its KV version's creation time).
 async fn kek_age(app: &App) -> anyhow::Result<std::time::Duration> {
     let key_path = &app.settings().key_path;
-    let metadata = app.vault().metadata(key_path).await?.ok_or_else(|| {
+    let metadata = app.kv().metadata(key_path).await?.ok_or_else(|| {
         anyhow!("no KEK at {key_path} in Vault: store the first one with `rotor migrate-kek --from-env VAR`")
     })?;
     let created = metadata
@@ -693,7 +844,7 @@ async fn kek_age(app: &App) -> anyhow::Result<std::time::Duration> {
 
 /// The KEK version the last rotation moved away from: what `rollback` goes back to.
 async fn previous_kek(app: &App) -> anyhow::Result<u32> {
-    let current = app.vault().metadata(&app.settings().key_path).await?.map(|m| m.current_version);
+    let current = app.kv().metadata(&app.settings().key_path).await?.map(|m| m.current_version);
     let last = app.database().rotations().await?.into_iter().find(|r| r.status == "finished");
     match last {
         Some(r) if Some(r.to_version as u64) == current => Ok(r.from_version as u32),
@@ -717,6 +868,7 @@ pub async fn rotate(
         reencrypt: args.reencrypt,
         resume: args.resume,
         strict: args.strict,
+        output_format: args.output_format.into(),
         restore,
     };
     instance.state_mut().set_lease_ttl(std::time::Duration::from_secs(args.lease_seconds));
@@ -807,7 +959,7 @@ pub async fn status(app: &App) -> anyhow::Result<Status> {
     let database = app.database();
     let key_versions = database.version_counts().await?;
     let lease = database.lease().await?;
-    let metadata = app.vault().metadata(&app.settings().key_path).await?;
+    let metadata = app.kv().metadata(&app.settings().key_path).await?;
     Ok(Status {
         unfinished: database.unfinished_rotation().await?,
         lease_expired: lease.as_ref().is_some_and(|l| l.expires_at < crate::store::unix_now()),

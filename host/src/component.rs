@@ -55,7 +55,7 @@ impl ComponentSource {
     /// Reads a component file (`--component PATH` / `ROTOR_COMPONENT`).
     pub fn from_file(path: &Path) -> anyhow::Result<ComponentSource> {
         let bytes = std::fs::read(path).with_context(|| {
-            format!("cannot read component file {} (check the path given to --component)", path.display())
+            format!("cannot read component file {} (check --component or ROTOR_COMPONENT)", path.display())
         })?;
         // A component starts with the wasm magic and layer 1; a core module has layer 0.
         match bytes.get(..8) {
@@ -65,7 +65,11 @@ impl ComponentSource {
                  (or wrap it with `wasm-tools component new`)",
                 path.display()
             ),
-            _ => bail!("{} is not a WebAssembly component (no \\0asm header)", path.display()),
+            _ => bail!(
+                "{} is not a WebAssembly component (no \\0asm header): point --component at a component \
+                 built for wasm32-wasip2, or leave it unset for the built-in one",
+                path.display()
+            ),
         }
         Ok(ComponentSource::new(Cow::Owned(bytes), path.display().to_string(), false))
     }

@@ -10,7 +10,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::bindings::wallet_store::Replacement;
 use crate::component::Instance;
-use crate::vault::VaultClient;
+use crate::kv_backend::KvBackend;
 
 /// Why the reference component refused a batch.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,7 @@ pub struct CrossCheckFailed {
 /// The reference component and the KEKs it opens wallets with.
 pub struct CrossCheck {
     reference: Instance,
-    vault: VaultClient,
+    kv: KvBackend,
     key_path: String,
     keks: Keks,
     /// Rows checked so far, for the log.
@@ -55,8 +55,8 @@ impl fmt::Debug for Keks {
 impl CrossCheck {
     /// `reference` must be an instance of the built-in component (its imports are not used:
     /// only the pure `codec` export is called).
-    pub fn new(reference: Instance, vault: VaultClient, key_path: String) -> CrossCheck {
-        CrossCheck { reference, vault, key_path, keks: Keks::default(), checked: 0 }
+    pub fn new(reference: Instance, kv: KvBackend, key_path: String) -> CrossCheck {
+        CrossCheck { reference, kv, key_path, keks: Keks::default(), checked: 0 }
     }
 
     pub fn checked(&self) -> u64 {
@@ -127,14 +127,14 @@ impl CrossCheck {
 
     async fn read_keks(&mut self) -> anyhow::Result<()> {
         let mut keks = Keks::default();
-        let current = self.vault.read(&self.key_path, None).await.context("cross-check: reading the KEK")?;
+        let current = self.kv.read(&self.key_path, None).await.context("cross-check: reading the KEK")?;
         if let Some(mut secret) = current
             && let Some(key) = secret.data.get_mut("key")
         {
             keks.0.push((secret.version as u32, std::mem::take(&mut **key)));
         }
         let folder = format!("{}-archive/", self.key_path);
-        let entries = self.vault.list(&folder).await.context("cross-check: listing the KEK archive")?;
+        let entries = self.kv.list(&folder).await.context("cross-check: listing the KEK archive")?;
         for name in entries {
             let version = match name.strip_prefix('v').map(str::parse::<u32>) {
                 Some(Ok(version)) => version,
@@ -142,8 +142,7 @@ impl CrossCheck {
                 _ => continue,
             };
             let path = format!("{folder}{name}");
-            let archived =
-                self.vault.read(&path, None).await.context("cross-check: reading the KEK archive")?;
+            let archived = self.kv.read(&path, None).await.context("cross-check: reading the KEK archive")?;
             if let Some(mut secret) = archived
                 && let Some(key) = secret.data.get_mut("key")
                 && !keks.0.iter().any(|(v, _)| *v == version && version != 0)

@@ -5,7 +5,7 @@
 //! (converting every wallet to its envelope format under a new KEK) and validates again.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, ensure};
 use clap::Args;
@@ -109,14 +109,7 @@ async fn run_with_server(
         component: configured.component,
         sandbox: configured.sandbox,
     };
-    let vault = VaultConfig {
-        addr: server.addr().to_owned(),
-        token: Zeroizing::new(server.root_token().to_owned()),
-        namespace: None,
-        ca_cert: None,
-        mount: "secret".into(),
-        timeout: Duration::from_secs(10),
-    };
+    let vault = VaultConfig::with_token(server.addr(), server.root_token());
     let app = App::open(settings, vault, true).await?;
     let at = app.key_location();
 
@@ -156,6 +149,7 @@ async fn run_with_server(
         reencrypt: false,
         resume: false,
         strict: false,
+        output_format: crate::cli::OutputFormat::Envelope,
         if_older_than: None,
         lease_seconds: crate::imports::DEFAULT_LEASE.as_secs(),
     };
@@ -176,8 +170,8 @@ async fn run_with_server(
         ensure!(opened.as_slice() == original.as_slice(), "wallet {id} does not open to what was enrolled");
     }
     let current =
-        app.vault().metadata(&at.key_path).await?.context("the KEK disappeared from Vault")?.current_version;
-    let archived = app.vault().list(&format!("{}-archive/", at.key_path)).await?;
+        app.kv().metadata(&at.key_path).await?.context("the KEK disappeared from Vault")?.current_version;
+    let archived = app.kv().list(&format!("{}-archive/", at.key_path)).await?;
     say.say(format!(
         "8. {} wallets opened byte-identical through `rotor open`; Vault: current KEK v{current}, archive keeps {}",
         samples.len(),

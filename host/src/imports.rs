@@ -12,10 +12,11 @@ use crate::bindings::auditor::{journal_reader, kv_reader, wallet_reader};
 use crate::bindings::{journal, journal_types, kv, kv_types, report, types, wallet_store, wallet_types};
 use crate::cross_check::CrossCheck;
 use crate::grants::Grants;
+use crate::kv_backend::KvBackend;
 use crate::limits::{GuestClock, Limits, MemoryCap};
 use crate::progress::Reporter;
 use crate::store::{Checkpoint, Database, Replacement, RotationRecord, RunIdentity, StoreError, unix_now};
-use crate::vault::{KvMetadata, KvSecret, VaultClient, VaultError};
+use crate::vault::{KvMetadata, KvSecret, VaultError};
 
 /// Everything one component instance may reach, and nothing more.
 pub struct RunState {
@@ -24,7 +25,8 @@ pub struct RunState {
     limits: Limits,
     memory: MemoryCap,
     clock: GuestClock,
-    vault: VaultClient,
+    /// Vault, or the read-only KEK from the environment.
+    kv: KvBackend,
     database: Database,
     grants: Grants,
     identity: RunIdentity,
@@ -44,7 +46,7 @@ pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(60
 
 impl RunState {
     pub fn new(
-        vault: VaultClient,
+        kv: impl Into<KvBackend>,
         database: Database,
         grants: Grants,
         identity: RunIdentity,
@@ -60,7 +62,7 @@ impl RunState {
             memory: MemoryCap::new(&limits),
             clock: GuestClock::new(&limits),
             limits,
-            vault,
+            kv: kv.into(),
             database,
             grants,
             identity,
@@ -125,11 +127,12 @@ impl WasiView for RunState {
 fn kv_error(error: VaultError) -> kv::Error {
     let message = error.to_string();
     match error {
-        VaultError::PermissionDenied { .. } => kv::Error::Denied(message),
+        VaultError::PermissionDenied { .. } | VaultError::ReadOnly { .. } => kv::Error::Denied(message),
         VaultError::CasMismatch { .. } => kv::Error::CasMismatch(message),
-        VaultError::Unreachable { .. } | VaultError::Sealed { .. } | VaultError::BadToken => {
-            kv::Error::Unavailable(message)
-        }
+        VaultError::Unreachable { .. }
+        | VaultError::Sealed { .. }
+        | VaultError::BadToken
+        | VaultError::LoginFailed { .. } => kv::Error::Unavailable(message),
         _ => kv::Error::Other(message),
     }
 }
@@ -173,7 +176,7 @@ impl kv::Host for RunState {
         if !self.grants.may_read(&path) {
             return Ok(Err(self.denied_kv("reading", &path)));
         }
-        Ok(self.vault.read(&path, version).await.map(|s| s.map(secret_to_wit)).map_err(kv_error))
+        Ok(self.kv.read(&path, version).await.map(|s| s.map(secret_to_wit)).map_err(kv_error))
     }
 
     async fn write(
@@ -187,14 +190,14 @@ impl kv::Host for RunState {
         if !self.grants.may_write(&path) {
             return Ok(Err(self.denied_kv("writing", &path)));
         }
-        Ok(self.vault.write(&path, &data, cas).await.map_err(kv_error))
+        Ok(self.kv.write(&path, &data, cas).await.map_err(kv_error))
     }
 
     async fn list_keys(&mut self, path: String) -> wasmtime::Result<Result<Vec<String>, kv::Error>> {
         if !self.grants.may_read(&path) {
             return Ok(Err(self.denied_kv("listing", &path)));
         }
-        Ok(self.vault.list(&path).await.map_err(kv_error))
+        Ok(self.kv.list(&path).await.map_err(kv_error))
     }
 
     async fn metadata(
@@ -204,7 +207,7 @@ impl kv::Host for RunState {
         if !self.grants.may_read(&path) {
             return Ok(Err(self.denied_kv("reading metadata of", &path)));
         }
-        Ok(self.vault.metadata(&path).await.map(|m| m.map(metadata_to_wit)).map_err(kv_error))
+        Ok(self.kv.metadata(&path).await.map(|m| m.map(metadata_to_wit)).map_err(kv_error))
     }
 
     async fn destroy_versions(
@@ -216,7 +219,7 @@ impl kv::Host for RunState {
             return Ok(Err(self.denied_kv("destroying versions of", &path)));
         }
         tracing::info!(path, ?versions, "destroying KEK versions");
-        Ok(self.vault.destroy_versions(&path, &versions).await.map_err(kv_error))
+        Ok(self.kv.destroy_versions(&path, &versions).await.map_err(kv_error))
     }
 
     async fn delete_all(&mut self, path: String) -> wasmtime::Result<Result<(), kv::Error>> {
@@ -224,7 +227,7 @@ impl kv::Host for RunState {
             return Ok(Err(self.denied_kv("deleting", &path)));
         }
         tracing::info!(path, "deleting an archived KEK");
-        Ok(self.vault.delete_all(&path).await.map_err(kv_error))
+        Ok(self.kv.delete_all(&path).await.map_err(kv_error))
     }
 }
 
@@ -356,6 +359,10 @@ impl From<RotationRecord> for journal::Rotation {
             rotated: r.rotated as u64,
             failed: r.failed as u64,
             reencrypt: r.reencrypt,
+            output_format: match r.output_format.as_str() {
+                "legacy" => types::OutputFormat::Legacy,
+                _ => types::OutputFormat::Envelope,
+            },
             restores: r.restores.map(|v| v as u32),
             component_sha256: r.component_sha256,
         }
@@ -376,9 +383,18 @@ impl From<journal::Rotation> for RotationRecord {
             rotated: r.rotated as i64,
             failed: r.failed as i64,
             reencrypt: r.reencrypt,
+            output_format: output_format_name(r.output_format).into(),
             restores: r.restores.map(i64::from),
             component_sha256: r.component_sha256,
         }
+    }
+}
+
+/// How the journal spells an output format.
+fn output_format_name(format: types::OutputFormat) -> &'static str {
+    match format {
+        types::OutputFormat::Envelope => "envelope",
+        types::OutputFormat::Legacy => "legacy",
     }
 }
 
@@ -399,6 +415,7 @@ impl journal::Host for RunState {
         from_version: u32,
         total: u64,
         reencrypt: bool,
+        output_format: types::OutputFormat,
         restores: Option<u32>,
     ) -> wasmtime::Result<Result<journal::Rotation, String>> {
         if let Err(denied) = self.check_journal_write() {
@@ -410,6 +427,7 @@ impl journal::Host for RunState {
                 from_version.into(),
                 total as i64,
                 reencrypt,
+                output_format_name(output_format),
                 restores.map(i64::from),
                 &self.identity,
             )

@@ -7,6 +7,9 @@
 //!   against [`grants`] and [`limits`]; [`component`]: compiling and instantiating components,
 //!   with [`component_cache`] and [`inspect`]; [`cross_check`]: the reference component
 //!   checking another one's batches.
+//! * [`vault_auth`]: token and AppRole login, token renewal; [`vault_policy`]: what a command
+//!   needs of the token's policies; [`kv_backend`]: Vault, or the seed's KEK from the environment.
+//! * [`metrics`]: Prometheus metrics; [`exporter`]: `rotor serve`.
 //! * [`config`]: `rotor.toml`; [`cli`]: the `rotor` command line; [`audit`]: `rotor audit`.
 #![deny(unsafe_code)]
 
@@ -19,12 +22,17 @@ pub mod component_cache;
 pub mod config;
 pub mod cross_check;
 pub mod demo;
+pub mod exporter;
 pub mod fixtures;
 pub mod grants;
 pub mod imports;
 pub mod inspect;
+pub mod kv_backend;
 pub mod limits;
+pub mod metrics;
 pub mod openbao;
 pub mod progress;
 pub mod store;
 pub mod vault;
+pub mod vault_auth;
+pub mod vault_policy;

@@ -76,10 +76,20 @@ impl DevServer {
     /// Starts a dev server on a free loopback port (bao also binds port+1 for clustering) and
     /// waits until it reports healthy; on failure the error includes the end of its log.
     pub async fn start() -> anyhow::Result<DevServer> {
+        DevServer::start_with(false).await
+    }
+
+    /// A dev server that speaks HTTPS with a certificate from a CA of its own (`-dev-tls`):
+    /// see [`DevServer::ca_cert`]. For tests of `VAULT_CACERT` and `VAULT_SKIP_VERIFY`.
+    pub async fn start_tls() -> anyhow::Result<DevServer> {
+        DevServer::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> anyhow::Result<DevServer> {
         let bao = find_bao()?;
         let port = reserve_ports()?;
         let log_dir = std::env::temp_dir().join(format!("rotor-bao-{}-{port}", std::process::id()));
-        let args = [
+        let mut args = vec![
             "server".to_owned(),
             "-dev".to_owned(),
             // Otherwise bao overwrites the user's ~/.vault-token with `root`.
@@ -87,12 +97,19 @@ impl DevServer {
             format!("-dev-root-token-id={ROOT_TOKEN}"),
             format!("-dev-listen-address=127.0.0.1:{port}"),
         ];
+        if tls {
+            // bao writes its CA, certificate and key there, but does not create the folder.
+            fs::create_dir_all(log_dir.join("tls")).inspect_err(|_| release(port, &log_dir))?;
+            args.push("-dev-tls".to_owned());
+            args.push(format!("-dev-tls-cert-dir={}", log_dir.join("tls").display()));
+        }
+        let scheme = if tls { "https" } else { "http" };
         let mut server = DevServer {
             child: spawn(&bao, &args, &log_dir)
                 .inspect_err(|_| release(port, &log_dir))
                 .with_context(|| format!("cannot start {}", bao.display()))?,
             port,
-            addr: format!("http://127.0.0.1:{port}"),
+            addr: format!("{scheme}://127.0.0.1:{port}"),
             log_dir,
         };
         if let Err(e) = server.wait_healthy().await {
@@ -103,6 +120,11 @@ impl DevServer {
             );
         }
         Ok(server)
+    }
+
+    /// The CA certificate (PEM) of a [`DevServer::start_tls`] server.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.log_dir.join("tls").join("vault-ca.pem")
     }
 
     /// Base URL, e.g. `http://127.0.0.1:43117`.
@@ -312,7 +334,12 @@ async fn wait_for_health(
     addr: &str,
     ready: impl Fn(reqwest::StatusCode) -> bool,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
+    // Only asks whether the server we just started listens: a dev-tls server's certificate is
+    // checked by the tests that use it, not here.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .danger_accept_invalid_certs(true)
+        .build()?;
     let url = format!("{addr}/v1/sys/health");
     let deadline = Instant::now() + START_TIMEOUT;
     let mut last = None;

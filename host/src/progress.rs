@@ -1,4 +1,7 @@
 //! Progress of a long command: a bar with rate and ETA on a terminal, nothing otherwise.
+//!
+//! The bar goes to stderr, but it is drawn only when stdout is a terminal too: output redirected
+//! to a file or pipe (a cron job, `| jq`) means nobody watches the bar.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -12,9 +15,10 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// A bar on stderr when it is a terminal and `enabled` (off for `--json` and `-q`).
+    /// A bar on stderr when stdout and stderr are terminals and `enabled` (off for `--json`,
+    /// `--log-format json` and `-q`).
     pub fn new(label: &str, enabled: bool) -> Reporter {
-        if !enabled || !std::io::stderr().is_terminal() {
+        if !enabled || !std::io::stderr().is_terminal() || !std::io::stdout().is_terminal() {
             return Reporter::silent();
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());

@@ -2,8 +2,18 @@
 //!
 //! Secrets must not leak: the token and secret values are held in [`Zeroizing`] buffers, never
 //! appear in `Debug` output or errors, and logs carry only method, route and status.
+//! Logging in (token or AppRole) and keeping the token alive: see [`crate::vault_auth`].
 
-use std::{collections::BTreeMap, fmt, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::PathBuf,
+    sync::{
+        Arc, PoisonError, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use reqwest::{
     Certificate, Method, StatusCode,
@@ -12,24 +22,31 @@ use reqwest::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
+pub use crate::vault_auth::{AppRole, TokenLease, TokenStats, VaultAuth};
+
 const DEFAULT_ADDR: &str = "http://127.0.0.1:8200";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const LOOKUP_SELF: &str = "auth/token/lookup-self";
+const RENEW_SELF: &str = "auth/token/renew-self";
+/// How soon to try again after a renewal and a new login both failed.
+const REFRESH_RETRY: Duration = Duration::from_secs(5);
 const RETRIES: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Where and how to reach Vault. `Debug` redacts the token.
+/// Where and how to reach Vault. `Debug` redacts the credentials.
 #[derive(Clone)]
 pub struct VaultConfig {
     /// Base URL, e.g. `https://vault.example:8200`.
     pub addr: String,
-    /// Vault token sent as `X-Vault-Token`.
-    pub token: Zeroizing<String>,
+    /// How to get the token sent as `X-Vault-Token`.
+    pub auth: VaultAuth,
     /// Vault Enterprise namespace sent as `X-Vault-Namespace`.
     pub namespace: Option<String>,
     /// PEM file with an extra CA to trust (a private CA usually signs Vault's certificate).
     pub ca_cert: Option<PathBuf>,
+    /// Accept any TLS certificate (`VAULT_SKIP_VERIFY`): for a test server only.
+    pub skip_verify: bool,
     /// Path the KV v2 engine is mounted at, e.g. `secret`.
     pub mount: String,
     /// Limit for each HTTP request, including reading the response.
@@ -38,43 +55,32 @@ pub struct VaultConfig {
 
 impl VaultConfig {
     /// Reads the standard Vault CLI variables: `VAULT_ADDR` (default `http://127.0.0.1:8200`),
-    /// `VAULT_TOKEN` (else the `~/.vault-token` file that `bao login` writes), `VAULT_NAMESPACE`
-    /// and `VAULT_CACERT`.
+    /// the credentials (see [`VaultAuth::from_env`]), `VAULT_NAMESPACE`, `VAULT_CACERT` and
+    /// `VAULT_SKIP_VERIFY`.
     pub fn from_env(mount: &str) -> Result<Self, VaultError> {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.trim().is_empty());
-        let token = match std::env::var("VAULT_TOKEN").map(Zeroizing::new) {
-            Ok(token) if !token.trim().is_empty() => Zeroizing::new(token.trim().to_owned()),
-            _ => token_file()?,
-        };
         Ok(Self {
             addr: var("VAULT_ADDR").unwrap_or_else(|| DEFAULT_ADDR.to_owned()),
-            token,
+            auth: VaultAuth::from_env()?,
             namespace: var("VAULT_NAMESPACE"),
             ca_cert: var("VAULT_CACERT").map(PathBuf::from),
+            skip_verify: crate::vault_auth::skip_verify_from_env()?,
             mount: mount.to_owned(),
             timeout: DEFAULT_TIMEOUT,
         })
     }
-}
 
-fn token_file() -> Result<Zeroizing<String>, VaultError> {
-    let missing = || {
-        VaultError::Config(
-            "no Vault token: set VAULT_TOKEN (or log in with `bao login`, which writes ~/.vault-token)"
-                .to_owned(),
-        )
-    };
-    let path = PathBuf::from(std::env::var_os("HOME").ok_or_else(missing)?).join(".vault-token");
-    let content = match std::fs::read_to_string(&path) {
-        Ok(content) => Zeroizing::new(content),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(missing()),
-        Err(e) => {
-            return Err(VaultError::Config(format!("cannot read {}: {e}", path.display())));
+    /// `addr` with a fixed token, KV v2 at `secret`, no TLS options: for tests and the demo.
+    pub fn with_token(addr: &str, token: &str) -> Self {
+        Self {
+            addr: addr.to_owned(),
+            auth: VaultAuth::Token(Zeroizing::new(token.to_owned())),
+            namespace: None,
+            ca_cert: None,
+            skip_verify: false,
+            mount: "secret".to_owned(),
+            timeout: DEFAULT_TIMEOUT,
         }
-    };
-    match content.trim() {
-        "" => Err(missing()),
-        token => Ok(Zeroizing::new(token.to_owned())),
     }
 }
 
@@ -82,9 +88,10 @@ impl fmt::Debug for VaultConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VaultConfig")
             .field("addr", &self.addr)
-            .field("token", &"<redacted>")
+            .field("auth", &self.auth)
             .field("namespace", &self.namespace)
             .field("ca_cert", &self.ca_cert)
+            .field("skip_verify", &self.skip_verify)
             .field("mount", &self.mount)
             .field("timeout", &self.timeout)
             .finish()
@@ -163,6 +170,19 @@ pub enum VaultError {
         "Vault rejected the token (VAULT_TOKEN): it is invalid or expired; log in again or set a valid token"
     )]
     BadToken,
+    /// AppRole login refused: wrong role or secret ID, an expired or used-up secret ID, or no
+    /// AppRole auth method at that mount.
+    #[error(
+        "AppRole login at auth/{mount}/login failed: {reason}; check VAULT_ROLE_ID and VAULT_SECRET_ID (a secret ID \
+         may have expired or been used up: issue a new one) and VAULT_APPROLE_MOUNT"
+    )]
+    LoginFailed { mount: String, reason: String },
+    /// A write to a KV that only serves reads (the KEK from `WALLET_ENCRYPTION_KEY`).
+    #[error(
+        "refusing to change {path}: the KEK comes from {source_var}, read-only; store it in Vault first \
+         (rotor migrate-kek --from-env {source_var})"
+    )]
+    ReadOnly { path: String, source_var: String },
     /// The token is valid but its policies do not allow this request.
     #[error(
         "permission denied on {path}: the token's policy does not grant `{capability}` there; add it to the policy"
@@ -199,12 +219,20 @@ pub struct VaultClient {
 }
 
 struct Inner {
-    // Holds the token as a default header marked sensitive, so it is copied once, not per request.
     http: reqwest::Client,
     addr: String,
     mount: String,
     namespace: Option<String>,
     timeout: Duration,
+    /// How to log in again (AppRole), or the fixed token.
+    auth: VaultAuth,
+    /// The current token as a header value marked sensitive; cloning it shares the bytes rather
+    /// than copying the secret. `None` until the first AppRole login.
+    token: RwLock<Option<HeaderValue>>,
+    /// The token's lease; held while logging in or renewing, so that only one does.
+    lease: tokio::sync::Mutex<TokenLease>,
+    stats: std::sync::Mutex<TokenStats>,
+    renewer_running: AtomicBool,
 }
 
 impl fmt::Debug for VaultClient {
@@ -253,12 +281,14 @@ impl VaultClient {
             return Err(VaultError::Config(format!("VAULT_ADDR `{addr}` is not an http:// or https:// URL")));
         }
         check_path("mount", &config.mount)?;
+        let token = match &config.auth {
+            VaultAuth::Token(token) => Some(token_header(token)?),
+            VaultAuth::AppRole(role) => {
+                check_path("AppRole mount (VAULT_APPROLE_MOUNT)", &role.mount)?;
+                None
+            }
+        };
         let mut headers = HeaderMap::new();
-        let mut token = HeaderValue::from_str(&config.token).map_err(|_| {
-            VaultError::Config("the Vault token contains characters not allowed in HTTP headers".into())
-        })?;
-        token.set_sensitive(true);
-        headers.insert("X-Vault-Token", token);
         if let Some(ns) = &config.namespace {
             let value = HeaderValue::from_str(ns).map_err(|_| {
                 VaultError::Config(format!("VAULT_NAMESPACE `{ns}` is not a valid header value"))
@@ -273,6 +303,13 @@ impl VaultClient {
                 .map_err(|e| VaultError::Config(format!("VAULT_CACERT {}: {e}", path.display())))?;
             builder = builder.add_root_certificate(cert);
         }
+        if config.skip_verify {
+            tracing::warn!(
+                "VAULT_SKIP_VERIFY is set: rotor does not verify Vault's TLS certificate, so anyone on the \
+                 network path can pose as Vault and read the KEK; use VAULT_CACERT instead"
+            );
+            builder = builder.danger_accept_invalid_certs(true);
+        }
         let http =
             builder.build().map_err(|e| VaultError::Config(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Self {
@@ -282,6 +319,11 @@ impl VaultClient {
                 mount: config.mount,
                 namespace: config.namespace,
                 timeout: config.timeout,
+                auth: config.auth,
+                token: RwLock::new(token),
+                lease: tokio::sync::Mutex::new(TokenLease::default()),
+                stats: std::sync::Mutex::new(TokenStats::default()),
+                renewer_running: AtomicBool::new(false),
             }),
         })
     }
@@ -296,16 +338,59 @@ impl VaultClient {
         &self.inner.addr
     }
 
-    /// Verifies address and token with `auth/token/lookup-self`, so misconfiguration surfaces
-    /// before any work starts: [`VaultError::Unreachable`], [`VaultError::Sealed`] or
-    /// [`VaultError::BadToken`].
+    /// Logs in (AppRole) and verifies address and token with `auth/token/lookup-self`, so
+    /// misconfiguration surfaces before any work starts: [`VaultError::Unreachable`],
+    /// [`VaultError::Sealed`], [`VaultError::LoginFailed`] or [`VaultError::BadToken`]. A token
+    /// that expires is renewed from then on, in the background, for as long as the client lives.
     pub async fn check(&self) -> Result<(), VaultError> {
         let reply = self.send(Method::GET, LOOKUP_SELF, None, true).await?;
         match reply.status {
-            status if status.is_success() => Ok(()),
+            status if status.is_success() => {
+                if matches!(self.inner.auth, VaultAuth::Token(_)) {
+                    self.adopt_token_lease(&reply).await;
+                }
+                Ok(())
+            }
             StatusCode::FORBIDDEN => Err(VaultError::BadToken),
             _ => Err(self.fail(reply, LOOKUP_SELF, "read").await),
         }
+    }
+
+    /// Logins and renewals so far, and the token's accessor.
+    pub fn token_stats(&self) -> TokenStats {
+        self.inner.stats.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Which Vault policies allow this token to do what on `paths` (`sys/capabilities-self`).
+    /// `Ok(None)` when the token may not ask: the caller then learns from the requests themselves.
+    pub async fn capabilities(
+        &self,
+        paths: &[String],
+    ) -> Result<Option<BTreeMap<String, Vec<String>>>, VaultError> {
+        const ROUTE: &str = "sys/capabilities-self";
+        let body = serde_json::to_vec(&serde_json::json!({ "paths": paths })).expect("strings serialise");
+        let reply = self.send(Method::POST, ROUTE, Some(&body), true).await?;
+        if reply.status == StatusCode::FORBIDDEN {
+            return Ok(None);
+        }
+        if !reply.status.is_success() {
+            return Err(self.fail(reply, ROUTE, "update").await);
+        }
+        // The answer maps each path to its capabilities (beside a few other fields).
+        let answer: BTreeMap<String, serde_json::Value> = decode(ROUTE, &reply.body)?;
+        Ok(Some(
+            paths
+                .iter()
+                .map(|path| {
+                    let granted = answer
+                        .get(path)
+                        .and_then(|v| v.as_array())
+                        .map(|caps| caps.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+                        .unwrap_or_default();
+                    (path.clone(), granted)
+                })
+                .collect(),
+        ))
     }
 
     /// Reads the latest version, or `version`. `Ok(None)` if the secret or that version does not
@@ -478,16 +563,241 @@ impl VaultClient {
         Ok(())
     }
 
+    /// The current token, logging in through AppRole first if there is none yet.
+    async fn token(&self) -> Result<HeaderValue, VaultError> {
+        if let Some(token) = self.current_token() {
+            return Ok(token);
+        }
+        let mut lease = self.inner.lease.lock().await;
+        match self.current_token() {
+            Some(token) => Ok(token),
+            None => self.login(&mut lease).await,
+        }
+    }
+
+    fn current_token(&self) -> Option<HeaderValue> {
+        self.inner.token.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Replaces `stale` by a fresh AppRole login, unless another request did so meanwhile.
+    async fn login_again(&self, stale: &HeaderValue) -> Result<HeaderValue, VaultError> {
+        let mut lease = self.inner.lease.lock().await;
+        match self.current_token() {
+            Some(token) if token != stale => Ok(token),
+            _ => {
+                tracing::info!("the Vault token expired or was revoked: logging in again through AppRole");
+                self.login(&mut lease).await
+            }
+        }
+    }
+
+    /// AppRole login: POST auth/<mount>/login. Called with the lease held.
+    async fn login(&self, lease: &mut TokenLease) -> Result<HeaderValue, VaultError> {
+        #[derive(Serialize)]
+        struct Credentials<'a> {
+            role_id: &'a str,
+            secret_id: &'a str,
+        }
+        let VaultAuth::AppRole(role) = &self.inner.auth else {
+            return Err(VaultError::BadToken); // a fixed token cannot be replaced
+        };
+        let route = format!("auth/{}/login", role.mount);
+        let body = Zeroizing::new(
+            serde_json::to_vec(&Credentials { role_id: &role.role_id, secret_id: &role.secret_id })
+                .expect("strings serialise"),
+        );
+        // Not retried once sent: a secret ID may be limited to a number of uses.
+        let reply = self.send_as(None, Method::POST, &route, Some(&body), false).await?;
+        if !reply.status.is_success() {
+            let errors = reply.errors();
+            return Err(match reply.status.as_u16() {
+                503 if errors.iter().any(|e| e.contains("sealed")) => {
+                    VaultError::Sealed { addr: self.inner.addr.clone() }
+                }
+                status => VaultError::LoginFailed {
+                    mount: role.mount.clone(),
+                    reason: if errors.is_empty() {
+                        format!("HTTP {status}")
+                    } else {
+                        format!("HTTP {status}: {}", errors.join("; "))
+                    },
+                },
+            });
+        }
+        let auth = decode::<AuthReply>(&route, &reply.body)?.auth;
+        let token = token_header(&auth.client_token)?;
+        let ttl = Duration::from_secs(auth.lease_duration);
+        *lease = TokenLease {
+            ttl: (!ttl.is_zero()).then_some(ttl),
+            full_ttl: (!ttl.is_zero()).then_some(ttl),
+            renewable: auth.renewable,
+            accessor: Some(auth.accessor.clone()),
+        };
+        *self.inner.token.write().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+        {
+            let mut stats = self.inner.stats.lock().unwrap_or_else(PoisonError::into_inner);
+            stats.logins += 1;
+            stats.accessor = Some(auth.accessor.clone());
+        }
+        tracing::debug!(mount = %role.mount, ttl_seconds = auth.lease_duration, "logged in to Vault through AppRole");
+        self.start_renewer();
+        Ok(token)
+    }
+
+    /// Learns a fixed token's TTL from lookup-self, and keeps it alive if it expires.
+    async fn adopt_token_lease(&self, reply: &Reply) {
+        #[derive(Deserialize)]
+        struct Lookup {
+            #[serde(default)]
+            ttl: u64,
+            #[serde(default)]
+            creation_ttl: u64,
+            #[serde(default)]
+            renewable: bool,
+            #[serde(default)]
+            accessor: String,
+        }
+        let Ok(found) = decode::<Envelope<Lookup>>(LOOKUP_SELF, &reply.body).map(|e| e.data) else {
+            return;
+        };
+        self.inner.stats.lock().unwrap_or_else(PoisonError::into_inner).accessor =
+            Some(found.accessor.clone()).filter(|a| !a.is_empty());
+        if found.ttl == 0 || !found.renewable {
+            return; // never expires, or cannot be helped
+        }
+        *self.inner.lease.lock().await = TokenLease {
+            ttl: Some(Duration::from_secs(found.ttl)),
+            full_ttl: Some(Duration::from_secs(found.creation_ttl.max(found.ttl))),
+            renewable: true,
+            accessor: Some(found.accessor),
+        };
+        self.start_renewer();
+    }
+
+    /// Renews the token, or with AppRole logs in again when renewal fails or the max TTL is near.
+    async fn refresh(&self) {
+        let mut lease = self.inner.lease.lock().await;
+        let Some(token) = self.current_token() else { return };
+        let approle = matches!(self.inner.auth, VaultAuth::AppRole(_));
+        let renewed = if lease.renewable {
+            self.renew_self(&token, lease.full_ttl).await
+        } else {
+            Err(VaultError::Config("the token is not renewable".into()))
+        };
+        match renewed {
+            Ok(auth) => {
+                lease.ttl = Some(Duration::from_secs(auth.lease_duration)).filter(|ttl| !ttl.is_zero());
+                lease.renewable = auth.renewable;
+                self.inner.stats.lock().unwrap_or_else(PoisonError::into_inner).renewals += 1;
+                tracing::debug!(ttl_seconds = auth.lease_duration, "renewed the Vault token");
+                if lease.nearing_max_ttl() {
+                    if approle {
+                        tracing::info!("the Vault token nears its max TTL: logging in again through AppRole");
+                        if let Err(e) = self.login(&mut lease).await {
+                            tracing::warn!(
+                                "could not log in to Vault again: {e}; the token lasts {}s more",
+                                auth.lease_duration
+                            );
+                            lease.ttl = Some(REFRESH_RETRY * 3 / 2);
+                        }
+                    } else {
+                        tracing::warn!(
+                            "the Vault token reaches its max TTL in {}s and cannot be renewed further",
+                            auth.lease_duration
+                        );
+                    }
+                }
+            }
+            Err(e) if approle => {
+                tracing::warn!("could not renew the Vault token ({e}): logging in again through AppRole");
+                if let Err(e) = self.login(&mut lease).await {
+                    tracing::warn!("could not log in to Vault again: {e}; retrying in {REFRESH_RETRY:?}");
+                    lease.ttl = Some(REFRESH_RETRY * 3 / 2);
+                }
+            }
+            Err(e) => {
+                tracing::warn!("could not renew the Vault token: {e}; it will expire");
+                lease.ttl = None;
+            }
+        }
+    }
+
+    async fn renew_self(
+        &self,
+        token: &HeaderValue,
+        increment: Option<Duration>,
+    ) -> Result<AuthBody, VaultError> {
+        let body = match increment {
+            Some(ttl) => serde_json::json!({ "increment": format!("{}s", ttl.as_secs()) }),
+            None => serde_json::json!({}),
+        };
+        let body = serde_json::to_vec(&body).expect("JSON serialises");
+        let reply = self.send_as(Some(token), Method::POST, RENEW_SELF, Some(&body), true).await?;
+        if !reply.status.is_success() {
+            return Err(self.fail(reply, RENEW_SELF, "update").await);
+        }
+        Ok(decode::<AuthReply>(RENEW_SELF, &reply.body)?.auth)
+    }
+
+    /// Starts the task that renews the token two thirds into each TTL. It holds the client
+    /// weakly, so it ends with the client.
+    fn start_renewer(&self) {
+        if self.inner.renewer_running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let wait = {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let wait = inner.lease.lock().await.renew_after();
+                    if wait.is_none() {
+                        inner.renewer_running.store(false, Ordering::SeqCst);
+                        return;
+                    }
+                    wait
+                };
+                tokio::time::sleep(wait.unwrap_or_default()).await;
+                let Some(inner) = weak.upgrade() else { return };
+                VaultClient { inner }.refresh().await;
+            }
+        });
+    }
+
     fn route(&self, kind: &str, path: &str) -> Result<String, VaultError> {
         check_path("secret path", path)?;
         Ok(format!("{}/{kind}/{path}", self.inner.mount))
     }
 
-    /// Sends one request, retrying with exponential backoff on connection failures and 5xx.
-    /// When `idempotent` is false, only failures that prove the request was not applied
-    /// (no connection, 503 sealed) are retried.
+    /// Sends one request with the current token. With AppRole, a token that Vault no longer
+    /// knows (expired, revoked) is replaced by a new login and the request sent once more: a 403
+    /// applied nothing.
     async fn send(
         &self,
+        method: Method,
+        target: &str,
+        body: Option<&[u8]>,
+        idempotent: bool,
+    ) -> Result<Reply, VaultError> {
+        let token = self.token().await?;
+        let reply = self.send_as(Some(&token), method.clone(), target, body, idempotent).await?;
+        if reply.status == StatusCode::FORBIDDEN && matches!(self.inner.auth, VaultAuth::AppRole(_)) {
+            let dead = self.send_as(Some(&token), Method::GET, LOOKUP_SELF, None, true).await?.status
+                == StatusCode::FORBIDDEN;
+            if dead {
+                let token = self.login_again(&token).await?;
+                return self.send_as(Some(&token), method, target, body, idempotent).await;
+            }
+        }
+        Ok(reply)
+    }
+
+    /// Sends one request as `token`, retrying with exponential backoff on connection failures
+    /// and 5xx. When `idempotent` is false, only failures that prove the request was not
+    /// applied (no connection, 503 sealed) are retried.
+    async fn send_as(
+        &self,
+        token: Option<&HeaderValue>,
         method: Method,
         target: &str,
         body: Option<&[u8]>,
@@ -498,6 +808,9 @@ impl VaultClient {
         let mut attempt = 0;
         loop {
             let mut request = self.inner.http.request(method.clone(), &url);
+            if let Some(token) = token {
+                request = request.header("X-Vault-Token", token.clone());
+            }
             if let Some(body) = body {
                 request = request.header(CONTENT_TYPE, "application/json").body(body.to_vec());
             }
@@ -563,6 +876,39 @@ impl VaultClient {
     }
 }
 
+/// The `auth` block of a login or renewal.
+#[derive(Deserialize)]
+struct AuthReply {
+    auth: AuthBody,
+}
+
+#[derive(Deserialize)]
+struct AuthBody {
+    #[serde(default)]
+    client_token: String,
+    #[serde(default)]
+    accessor: String,
+    #[serde(default)]
+    lease_duration: u64,
+    #[serde(default)]
+    renewable: bool,
+}
+
+impl Drop for AuthBody {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.client_token);
+    }
+}
+
+/// A token as a header value marked sensitive (hidden from `Debug`).
+fn token_header(token: &str) -> Result<HeaderValue, VaultError> {
+    let mut value = HeaderValue::from_str(token).map_err(|_| {
+        VaultError::Config("the Vault token contains characters not allowed in HTTP headers".into())
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 /// Rejects paths that could escape the mount or be rewritten by URL normalisation.
 fn check_path(what: &str, path: &str) -> Result<(), VaultError> {
     let valid = !path.contains("..")
@@ -597,12 +943,8 @@ mod tests {
 
     fn config(token: &str) -> VaultConfig {
         VaultConfig {
-            addr: "http://127.0.0.1:8200/".into(),
-            token: Zeroizing::new(token.into()),
             namespace: Some("team-a".into()),
-            ca_cert: None,
-            mount: "secret".into(),
-            timeout: DEFAULT_TIMEOUT,
+            ..VaultConfig::with_token("http://127.0.0.1:8200/", token)
         }
     }
 

@@ -160,6 +160,32 @@ impl World {
     }
 }
 
+impl World {
+    /// A world whose OpenBao dev server speaks HTTPS with a certificate from its own CA
+    /// (`vault.ca_cert()`); `rotor()` does not trust that CA unless told to.
+    pub async fn new_tls(kind: Kind) -> World {
+        let vault = DevServer::start_tls().await.expect(NEEDS_BAO);
+        World::with(vault, kind).await
+    }
+
+    /// Calls the Vault API as root, for setup that rotor itself does not do (policies, auth
+    /// methods, tokens); returns the answer's JSON (`null` if empty).
+    pub async fn vault_admin(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+        let response = http
+            .request(method.clone(), format!("{}/v1/{path}", self.vault.addr()))
+            .header("X-Vault-Token", self.vault.root_token())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status}: {text}");
+        if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() }
+    }
+}
+
 impl World<FileServer> {
     /// A world whose OpenBao keeps its data across [`FileServer::kill`] and
     /// [`FileServer::restart`], for outage tests.
@@ -183,6 +209,13 @@ impl<V: Vault> World<V> {
         for var in [
             "VAULT_NAMESPACE",
             "VAULT_CACERT",
+            "VAULT_SKIP_VERIFY",
+            "VAULT_ROLE_ID",
+            "VAULT_SECRET_ID",
+            "VAULT_APPROLE_MOUNT",
+            "WALLET_ENCRYPTION_KEY",
+            "ROTOR_METRICS_FILE",
+            "ROTOR_LOG_FORMAT",
             "ROTOR_COMPONENT",
             "ROTOR_KV_MOUNT",
             "ROTOR_KEY_PATH",
@@ -242,14 +275,10 @@ impl<V: Vault> World<V> {
 
     /// A Vault client logged in as root.
     pub fn vault_client(&self) -> rotor::vault::VaultClient {
-        rotor::vault::VaultClient::new(rotor::vault::VaultConfig {
-            addr: self.vault.addr().to_owned(),
-            token: zeroize::Zeroizing::new(self.vault.root_token().to_owned()),
-            namespace: None,
-            ca_cert: None,
-            mount: "secret".into(),
-            timeout: std::time::Duration::from_secs(10),
-        })
+        rotor::vault::VaultClient::new(rotor::vault::VaultConfig::with_token(
+            self.vault.addr(),
+            self.vault.root_token(),
+        ))
         .unwrap()
     }
 

@@ -109,6 +109,8 @@ pub struct RotationRecord {
     pub rotated: i64,
     pub failed: i64,
     pub reencrypt: bool,
+    /// `envelope` or `legacy`: what the rotation writes.
+    pub output_format: String,
     /// For a rollback: the earlier KEK version made current again.
     pub restores: Option<i64>,
     pub component_sha256: String,
@@ -186,7 +188,9 @@ pub struct Checkpoint<'a> {
 pub enum StoreError {
     #[error("{0}")]
     Config(String),
-    #[error("cannot open the database {url}: {reason}")]
+    #[error(
+        "cannot open the database {url}: {reason}; check DATABASE_URL (or --database-url) and that the database server is running"
+    )]
     Connect { url: String, reason: String },
     #[error("table `{table}` not found in {url}: point --table at the wallet table, or create it: {create}")]
     MissingTable { url: String, table: String, create: String },
@@ -369,6 +373,7 @@ impl Database {
         from_version: i64,
         total: i64,
         reencrypt: bool,
+        output_format: &str,
         restores: Option<i64>,
         who: &RunIdentity,
     ) -> Result<RotationRecord, StoreError> {
@@ -376,7 +381,7 @@ impl Database {
             return Err(unfinished(running));
         }
         let started_at = now_rfc3339();
-        let inserted = dispatch!(self, s => s.insert_rotation(from_version, total, reencrypt, restores, who, &started_at).await);
+        let inserted = dispatch!(self, s => s.insert_rotation(from_version, total, reencrypt, output_format, restores, who, &started_at).await);
         match inserted {
             Ok(record) => Ok(record),
             // Another process won the race for the one-running-rotation slot.
@@ -480,6 +485,7 @@ macro_rules! rotation_from_row {
             rotated: row.try_get("rotated")?,
             failed: row.try_get("failed")?,
             reencrypt: row.try_get("reencrypt")?,
+            output_format: row.try_get("output_format")?,
             restores: row.try_get("restores")?,
             component_sha256: row.try_get("component_sha256")?,
         }

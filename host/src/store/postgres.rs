@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::shared::{finish_batch, shared_queries};
 use super::{
@@ -15,6 +15,10 @@ use super::{
 
 /// Held for the migration's transaction; the key is arbitrary but fixed ("rotor" in ASCII).
 const MIGRATION_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(491496173426)");
+
+/// The journal's column names, for the columns added since its first release.
+const JOURNAL_COLUMNS: &str = "SELECT column_name::text FROM information_schema.columns \
+     WHERE table_schema = current_schema() AND table_name = 'rotor_rotations'";
 
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS rotor_rotations (
@@ -57,12 +61,23 @@ pub struct PgStore {
 impl PgStore {
     pub(super) async fn connect(url: &str, table: WalletTable) -> Result<Self, StoreError> {
         let shown = redact_url(url);
+        let connect_error =
+            |e: sqlx::Error| StoreError::Connect { url: shown.clone(), reason: e.to_string() };
+        let options: PgConnectOptions = url.parse().map_err(connect_error)?;
+        // One plain connection first: the pool retries until its timeout and then reports only
+        // that it timed out, where this says why at once (refused, unknown host, bad password).
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(connect_error)?
+            .close()
+            .await
+            .map_err(connect_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+            .connect_with(options)
             .await
-            .map_err(|e| StoreError::Connect { url: shown.clone(), reason: e.to_string() })?;
+            .map_err(connect_error)?;
         Ok(PgStore { pool, url: shown, table })
     }
 

@@ -4,7 +4,16 @@
 
 /// The journal's columns, in the order `rotation_from_row!` reads them.
 pub(super) const ROTATION_COLUMNS: &str = "id, from_version, to_version, status, started_at, \
-     finished_at, started_by, total, rotated, failed, reencrypt, restores, component_sha256";
+     finished_at, started_by, total, rotated, failed, reencrypt, output_format, restores, \
+     component_sha256";
+
+/// Columns added to `rotor_rotations` after it was first released, each with the statement that
+/// adds it (the same on both databases); `migrate` adds those a journal made earlier lacks.
+pub(super) const ADDED_COLUMNS: &[(&str, &str)] = &[(
+    "output_format",
+    "ALTER TABLE rotor_rotations ADD COLUMN output_format TEXT NOT NULL DEFAULT 'envelope' \
+     CHECK (output_format IN ('envelope', 'legacy'))",
+)];
 
 /// Counts a committed batch towards its rotation, in the batch's own transaction.
 pub(super) const CHECKPOINT: &str =
@@ -74,6 +83,12 @@ macro_rules! shared_queries {
             for statement in MIGRATIONS {
                 sqlx::query(*statement).execute(&mut *tx).await?;
             }
+            let columns: Vec<String> = sqlx::query_scalar(JOURNAL_COLUMNS).fetch_all(&mut *tx).await?;
+            for (column, statement) in super::shared::ADDED_COLUMNS {
+                if !columns.iter().any(|c| c == column) {
+                    sqlx::query(*statement).execute(&mut *tx).await?;
+                }
+            }
             tx.commit().await?;
             Ok(())
         }
@@ -133,14 +148,15 @@ macro_rules! shared_queries {
             from_version: i64,
             total: i64,
             reencrypt: bool,
+            output_format: &str,
             restores: Option<i64>,
             who: &RunIdentity,
             started_at: &str,
         ) -> Result<RotationRecord, StoreError> {
             let sql = format!(
                 "INSERT INTO rotor_rotations (from_version, status, running, started_at, started_by, total, \
-                 reencrypt, restores, component_sha256) VALUES ($1, 'running', 1, $2, $3, $4, $5, $6, $7) \
-                 RETURNING {}",
+                 reencrypt, output_format, restores, component_sha256) \
+                 VALUES ($1, 'running', 1, $2, $3, $4, $5, $6, $7, $8) RETURNING {}",
                 super::shared::ROTATION_COLUMNS
             );
             let row = sqlx::query(AssertSqlSafe(sql))
@@ -149,6 +165,7 @@ macro_rules! shared_queries {
                 .bind(&who.started_by)
                 .bind(total)
                 .bind(reencrypt)
+                .bind(output_format)
                 .bind(restores)
                 .bind(&who.component_sha256)
                 .fetch_one(&self.pool)

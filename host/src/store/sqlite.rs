@@ -23,6 +23,9 @@ const ROWS_PER_STATEMENT: usize = 1000;
 /// SQLite serializes writers itself.
 const MIGRATION_LOCK: Option<&str> = None;
 
+/// The journal's column names, for the columns added since its first release.
+const JOURNAL_COLUMNS: &str = "SELECT name FROM pragma_table_info('rotor_rotations')";
+
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS rotor_rotations (
         id INTEGER PRIMARY KEY AUTOINCREMENT,

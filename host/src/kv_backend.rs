@@ -1,0 +1,231 @@
+//! What serves the component's `kv` import: Vault, or — for the seed's env fallback — a KEK
+//! from an environment variable, served read-only from memory.
+//!
+//! The seed's service fell back to `WALLET_ENCRYPTION_KEY` when Vault had no key. rotor honours
+//! that only to read (`validate`, `open`), and never to rotate: a rotation must store its new
+//! KEK in Vault before it moves a wallet. In that mode no Vault client exists at all, and every
+//! write the component attempts is refused here as well as by the run's grants.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use zeroize::Zeroizing;
+
+use crate::vault::{KvMetadata, KvSecret, VaultClient, VaultConfig, VaultError};
+
+/// The environment variable the seed's service read its KEK from.
+pub const SEED_KEK_VAR: &str = "WALLET_ENCRYPTION_KEY";
+
+/// Where a command's KEKs come from.
+#[derive(Debug)]
+pub enum KvSource {
+    Vault(VaultConfig),
+    EnvKek(EnvKek),
+}
+
+impl From<VaultConfig> for KvSource {
+    fn from(config: VaultConfig) -> Self {
+        KvSource::Vault(config)
+    }
+}
+
+/// Which commands may fall back to the seed's environment variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KekUse {
+    /// `validate`, `open`: the KEK is only read.
+    ReadOnly,
+    /// Everything else: the KEK must be in Vault.
+    VaultOnly,
+}
+
+impl KvSource {
+    /// Vault as the environment configures it. Without any Vault credentials but with the seed's
+    /// `WALLET_ENCRYPTION_KEY` set, read-only commands use that key (with a warning) and the
+    /// others refuse, saying how to move the key into Vault.
+    pub fn from_env(mount: &str, key_path: &str, kek_use: KekUse) -> anyhow::Result<KvSource> {
+        let seed_kek = std::env::var(SEED_KEK_VAR).ok().filter(|v| !v.trim().is_empty()).map(Zeroizing::new);
+        if crate::vault_auth::credentials_in_env() || seed_kek.is_none() {
+            if seed_kek.is_some() && kek_use == KekUse::ReadOnly {
+                tracing::warn!(
+                    "{SEED_KEK_VAR} is set but ignored: rotor reads the KEK from Vault; remove it from the \
+                     environment once `rotor validate` shows every wallet opens"
+                );
+            }
+            return Ok(KvSource::Vault(VaultConfig::from_env(mount)?));
+        }
+        let seed_kek = seed_kek.expect("checked above");
+        match kek_use {
+            KekUse::ReadOnly => {
+                tracing::warn!(
+                    "no Vault credentials: using the KEK in {SEED_KEK_VAR} (the seed's fallback), read-only. \
+                     Store it in Vault with `rotor migrate-kek --from-env {SEED_KEK_VAR}`"
+                );
+                Ok(KvSource::EnvKek(EnvKek::new(SEED_KEK_VAR, key_path, seed_kek)?))
+            }
+            KekUse::VaultOnly => bail!(
+                "{SEED_KEK_VAR} (the seed's env fallback) is only read by `rotor validate` and `rotor open`; \
+                 this command needs the KEK in Vault, since a rotation stores its new KEK there before \
+                 moving any wallet. Store the key with `rotor migrate-kek --from-env {SEED_KEK_VAR}` and set \
+                 VAULT_TOKEN (or VAULT_ROLE_ID and VAULT_SECRET_ID)"
+            ),
+        }
+    }
+}
+
+/// A KEK from an environment variable, standing in for `<key-path>` version 1 with an empty
+/// archive. `Debug` shows the variable's name only.
+pub struct EnvKek {
+    var: String,
+    key_path: String,
+    key: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for EnvKek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvKek").field("var", &self.var).field("key_path", &self.key_path).finish()
+    }
+}
+
+impl EnvKek {
+    /// Checks the key's shape here, so the error names the variable rather than a Vault path.
+    pub fn new(var: &str, key_path: &str, key: Zeroizing<String>) -> anyhow::Result<EnvKek> {
+        let trimmed = key.trim();
+        if trimmed.len() != 64 || !trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "{var} does not hold a KEK: it must be 64 hex characters (it has {} characters{})",
+                trimmed.chars().count(),
+                if trimmed.bytes().all(|b| b.is_ascii_hexdigit()) { "" } else { ", not all hex" }
+            );
+        }
+        Ok(EnvKek {
+            var: var.to_owned(),
+            key_path: key_path.to_owned(),
+            key: Zeroizing::new(trimmed.to_owned()),
+        })
+    }
+
+    fn read(&self, path: &str, version: Option<u64>) -> Option<KvSecret> {
+        (path == self.key_path && version.is_none_or(|v| v == 1)).then(|| KvSecret {
+            version: 1,
+            created_time: String::new(),
+            data: BTreeMap::from([("key".to_owned(), self.key.clone())]),
+        })
+    }
+
+    fn refuse<T>(&self, path: &str) -> Result<T, VaultError> {
+        tracing::warn!(path, "refused a write: the KEK comes from {}, read-only", self.var);
+        Err(VaultError::ReadOnly { path: path.to_owned(), source_var: self.var.clone() })
+    }
+}
+
+/// The component's `kv` import is served by one of these.
+#[derive(Clone, Debug)]
+pub enum KvBackend {
+    Vault(VaultClient),
+    EnvKek(std::sync::Arc<EnvKek>),
+}
+
+impl From<VaultClient> for KvBackend {
+    fn from(client: VaultClient) -> Self {
+        KvBackend::Vault(client)
+    }
+}
+
+impl KvBackend {
+    /// The Vault client, unless the KEK comes from the environment.
+    pub fn vault(&self) -> Option<&VaultClient> {
+        match self {
+            KvBackend::Vault(client) => Some(client),
+            KvBackend::EnvKek(_) => None,
+        }
+    }
+
+    pub async fn read(&self, path: &str, version: Option<u64>) -> Result<Option<KvSecret>, VaultError> {
+        match self {
+            KvBackend::Vault(client) => client.read(path, version).await,
+            KvBackend::EnvKek(kek) => Ok(kek.read(path, version)),
+        }
+    }
+
+    pub async fn write(
+        &self,
+        path: &str,
+        data: &BTreeMap<String, Zeroizing<String>>,
+        cas: Option<u64>,
+    ) -> Result<u64, VaultError> {
+        match self {
+            KvBackend::Vault(client) => client.write(path, data, cas).await,
+            KvBackend::EnvKek(kek) => kek.refuse(path),
+        }
+    }
+
+    pub async fn list(&self, path: &str) -> Result<Vec<String>, VaultError> {
+        match self {
+            KvBackend::Vault(client) => client.list(path).await,
+            KvBackend::EnvKek(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The environment knows no version history: `None` there.
+    pub async fn metadata(&self, path: &str) -> Result<Option<KvMetadata>, VaultError> {
+        match self {
+            KvBackend::Vault(client) => client.metadata(path).await,
+            KvBackend::EnvKek(_) => Ok(None),
+        }
+    }
+
+    pub async fn destroy_versions(&self, path: &str, versions: &[u64]) -> Result<(), VaultError> {
+        match self {
+            KvBackend::Vault(client) => client.destroy_versions(path, versions).await,
+            KvBackend::EnvKek(kek) => kek.refuse(path),
+        }
+    }
+
+    pub async fn delete_all(&self, path: &str) -> Result<(), VaultError> {
+        match self {
+            KvBackend::Vault(client) => client.delete_all(path).await,
+            KvBackend::EnvKek(kek) => kek.refuse(path),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_kek() -> KvBackend {
+        let key = Zeroizing::new("ab".repeat(32));
+        KvBackend::EnvKek(std::sync::Arc::new(EnvKek::new(SEED_KEK_VAR, "ibn/encryption-key", key).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn env_kek_serves_the_key_as_version_1_and_refuses_every_write() {
+        let kv = env_kek();
+        let secret = kv.read("ibn/encryption-key", None).await.unwrap().unwrap();
+        assert_eq!((secret.version, secret.data["key"].as_str()), (1, "ab".repeat(32).as_str()));
+        assert!(kv.read("ibn/encryption-key", Some(2)).await.unwrap().is_none());
+        assert!(kv.read("ibn/encryption-key-archive/v1", None).await.unwrap().is_none());
+        assert!(kv.list("ibn/encryption-key-archive/").await.unwrap().is_empty());
+        let data = BTreeMap::from([("key".to_owned(), Zeroizing::new("cd".repeat(32)))]);
+        for refused in [
+            kv.write("ibn/encryption-key", &data, Some(1)).await.map(drop),
+            kv.destroy_versions("ibn/encryption-key", &[1]).await,
+            kv.delete_all("ibn/encryption-key-archive/v1").await,
+        ] {
+            let err = refused.unwrap_err().to_string();
+            assert!(err.contains("read-only") && err.contains("rotor migrate-kek"), "{err}");
+        }
+        assert!(kv.vault().is_none(), "no Vault client exists in this mode");
+    }
+
+    #[test]
+    fn env_kek_must_be_64_hex_and_is_never_echoed() {
+        for bad in ["abc123", &"zz".repeat(32), &"ab".repeat(33)] {
+            let err = EnvKek::new(SEED_KEK_VAR, "k", Zeroizing::new(bad.to_owned())).unwrap_err().to_string();
+            assert!(err.contains("64 hex characters") && err.contains(SEED_KEK_VAR), "{err}");
+            assert!(!err.contains(bad), "the rejected key leaked: {err}");
+        }
+        let debug = format!("{:?}", env_kek());
+        assert!(!debug.contains("abab"), "{debug}");
+    }
+}

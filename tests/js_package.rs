@@ -1,0 +1,145 @@
+//! The npm package `@rotor/codec` (bindings/js) against rotor itself, over a real OpenBao: wallets
+//! sealed by `rotor seal` open in Node and wallets sealed in Node open with `rotor open`; legacy
+//! wallets open; the package's Vault loader finds every KEK version after `rotor rotate`; and the
+//! example WalletService (examples/wallet-service) reads any version while rotor rotates.
+//!
+//! The checks themselves are node:test files, which this test runs with `node --test` after
+//! building the package; Node.js (>= 20) must be installed, and scripts/setup installs the npm
+//! dependencies.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rotor::fixtures::{fabric_identity, legacy_wallet};
+use rotor_codec::Kek;
+use serde_json::{Value, json};
+use support::{Kind, World, assert_success, json, text};
+use zeroize::Zeroizing;
+
+const NEEDS_NODE: &str = "Node.js (>= 20, with npm) is needed to test the npm package in bindings/js: \
+     install it (Debian/Ubuntu: apt-get install nodejs npm; or https://nodejs.org), then run scripts/setup";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn node_ran(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// Builds the package and the example (component, jco bindings, tsc); cheap when nothing changed.
+fn build() {
+    let node = Command::new("node").arg("--version").output();
+    assert!(node.is_ok_and(|out| out.status.success()), "{NEEDS_NODE}");
+    for script in ["bindings/js/build.sh", "examples/wallet-service/build.sh"] {
+        let out = Command::new(repo().join(script)).output().unwrap();
+        node_ran(script, &out);
+    }
+}
+
+/// `node --test FILE` in `dir`, with this world's Vault and database and the files it exchanges
+/// with this test.
+fn node_test(world: &World, dir: &str, file: &str, env: &[(&str, &Path)]) {
+    let mut command = Command::new("node");
+    command
+        .current_dir(repo().join(dir))
+        .args(["--test", file])
+        .env("VAULT_ADDR", world.vault.addr())
+        .env("VAULT_TOKEN", world.vault.root_token())
+        .env("DATABASE_URL", &world.db.url)
+        .env("ROTOR_BIN", env!("CARGO_BIN_EXE_rotor"))
+        .env("HOME", &world.scratch)
+        .env_remove("VAULT_NAMESPACE");
+    for (name, path) in env {
+        command.env(name, path);
+    }
+    node_ran(&format!("node --test {dir}/{file}"), &command.output().unwrap());
+}
+
+fn rotor_seal(world: &World, id: &str, plaintext: &[u8]) {
+    let mut child =
+        world.rotor().args(["seal", id]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(plaintext).unwrap();
+    assert_success(&child.wait_with_output().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_and_rotor_read_each_others_wallets() {
+    build();
+    let world = World::new(Kind::Sqlite).await;
+    let db = world.db.connect().await;
+
+    // The seed's era: its script archived an older KEK at <key-path>-archive/<unix-ms>, and the
+    // application wrote legacy wallets under that key and under the one rotor then imports.
+    let seed_kek = Kek::generate().unwrap();
+    let data = BTreeMap::from([("key".to_owned(), seed_kek.to_hex())]);
+    world.vault_client().write("ibn/encryption-key-archive/1768363055263", &data, None).await.unwrap();
+    let first = Kek::generate().unwrap();
+    world.migrate_kek(&first);
+    let mut plaintexts: BTreeMap<String, Vec<u8>> =
+        world.enroll_legacy(&first, 3).await.into_iter().collect();
+    let old = b"a wallet from before the seed's own rotation".to_vec();
+    db.put("seed-era@IBNMSP", &legacy_wallet(&seed_kek, &old)).await.unwrap();
+    plaintexts.insert("seed-era@IBNMSP".into(), old);
+
+    // Wallets in every state an application may meet: legacy, and envelopes of v1, v2 and v3.
+    let mut wallets = Vec::new();
+    for version in 1..=3 {
+        let id = format!("sealed-by-rotor-v{version}@IBNMSP");
+        let plaintext = fabric_identity(&id);
+        rotor_seal(&world, &id, &plaintext);
+        plaintexts.insert(id, plaintext);
+        for (id, ciphertext) in world.rows().await {
+            wallets.push(json!({ "id": id, "ciphertext": ciphertext }));
+        }
+        if version < 3 {
+            let (out, _) = json(world.rotor().arg("rotate"));
+            assert_success(&out);
+        }
+    }
+    for wallet in &mut wallets {
+        let plaintext = &plaintexts[wallet["id"].as_str().unwrap()];
+        wallet["plaintext_base64"] = STANDARD.encode(plaintext).into();
+    }
+    let fixture = world.scratch.join("wallets.json");
+    std::fs::write(&fixture, serde_json::to_vec(&json!({ "current": 3, "wallets": wallets })).unwrap())
+        .unwrap();
+    let sealed_by_node = world.scratch.join("sealed-by-node.json");
+
+    node_test(
+        &world,
+        "bindings/js",
+        "test/rotor-interop.test.js",
+        &[("ROTOR_JS_FIXTURE", &fixture), ("ROTOR_JS_OUT", &sealed_by_node)],
+    );
+
+    // What Node sealed, stored as an application would, opens with rotor.
+    let sealed: Vec<Value> = serde_json::from_slice(&std::fs::read(&sealed_by_node).unwrap()).unwrap();
+    assert!(!sealed.is_empty());
+    for wallet in &sealed {
+        let id = wallet["id"].as_str().unwrap();
+        db.put(id, wallet["ciphertext"].as_str().unwrap()).await.unwrap();
+        let out = world.rotor().args(["open", id]).output().unwrap();
+        assert_success(&out);
+        let expected = Zeroizing::new(STANDARD.decode(wallet["plaintext_base64"].as_str().unwrap()).unwrap());
+        assert_eq!(out.stdout, *expected, "{id}");
+    }
+    let (out, report) = json(world.rotor().arg("validate"));
+    assert_success(&out);
+    assert_eq!(report["invalid"], 0, "{report:#}");
+
+    // The example service, running while rotor rotates under it.
+    node_test(&world, "examples/wallet-service", "test/wallet-service.test.js", &[]);
+}

@@ -1,0 +1,289 @@
+//! Logging in to a real OpenBao as an operator's deployment would: AppRole with the policies in
+//! `policies/`, token renewal and new logins during long runs, TLS with VAULT_CACERT and
+//! VAULT_SKIP_VERIFY, and the seed's WALLET_ENCRYPTION_KEY fallback (read-only).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::Method;
+use rotor::vault::{AppRole, VaultAuth, VaultClient, VaultConfig};
+use rotor_codec::Kek;
+use serde_json::json;
+use support::{Kind, World, assert_success, failure, json, text};
+use zeroize::Zeroizing;
+
+/// Writes a policy file from `policies/` into OpenBao.
+async fn write_policy(world: &World, name: &str) {
+    let path = format!("{}/../policies/{name}.hcl", env!("CARGO_MANIFEST_DIR"));
+    let policy = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    world.vault_admin(Method::POST, &format!("sys/policies/acl/{name}"), json!({ "policy": policy })).await;
+}
+
+async fn enable_approle(world: &World) {
+    world.vault_admin(Method::POST, "sys/auth/approle", json!({ "type": "approle" })).await;
+}
+
+/// Creates an AppRole role whose tokens carry `policy` only (no `default` policy, so the policy
+/// file must grant everything rotor needs); returns (role_id, secret_id).
+async fn role(world: &World, name: &str, policy: &str, ttl: &str, max_ttl: &str) -> (String, String) {
+    let settings = json!({
+        "token_policies": [policy],
+        "token_no_default_policy": true,
+        "token_ttl": ttl,
+        "token_max_ttl": max_ttl,
+    });
+    world.vault_admin(Method::POST, &format!("auth/approle/role/{name}"), settings).await;
+    let role_id =
+        world.vault_admin(Method::GET, &format!("auth/approle/role/{name}/role-id"), json!({})).await;
+    let secret_id =
+        world.vault_admin(Method::POST, &format!("auth/approle/role/{name}/secret-id"), json!({})).await;
+    (
+        role_id["data"]["role_id"].as_str().unwrap().to_owned(),
+        secret_id["data"]["secret_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `rotor` logged in through AppRole from the environment alone: no token anywhere (HOME is the
+/// world's scratch folder, which holds no ~/.vault-token).
+fn rotor_as(world: &World, (role_id, secret_id): &(String, String)) -> Command {
+    let mut command = world.rotor();
+    command.env_remove("VAULT_TOKEN").env("VAULT_ROLE_ID", role_id).env("VAULT_SECRET_ID", secret_id);
+    command
+}
+
+/// The runner policy is enough to rotate, roll back and prune; the auditor policy is enough to
+/// validate, show status and history, and rotate is refused before anything changes, with a
+/// "permission denied" naming the path and the policy that grants it.
+#[tokio::test(flavor = "multi_thread")]
+async fn approle_runner_rotates_and_auditor_only_reads() {
+    let world = World::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 40).await.into_iter().collect();
+    write_policy(&world, "rotor-runner").await;
+    write_policy(&world, "rotor-auditor").await;
+    enable_approle(&world).await;
+    let runner = role(&world, "rotor-runner", "rotor-runner", "5m", "1h").await;
+    let auditor = role(&world, "rotor-auditor", "rotor-auditor", "5m", "1h").await;
+
+    // The auditor reads everything it needs.
+    for command in ["validate", "status", "history"] {
+        let (out, _) = json(rotor_as(&world, &auditor).arg(command));
+        assert_success(&out);
+    }
+    // ... and may not rotate: refused before the journal or Vault changed.
+    let out = rotor_as(&world, &auditor).arg("rotate").output().unwrap();
+    let (code, stderr) = failure(&out);
+    eprintln!("rotor rotate as auditor (exit {code}):\n{stderr}");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("permission denied on secret/data/ibn/encryption-key"), "{stderr}");
+    assert!(stderr.contains("create, update") && stderr.contains("rotor-runner.hcl"), "{stderr}");
+    assert!(!stderr.contains(&auditor.1), "the secret ID leaked: {stderr}");
+    let (_, status) = json(world.rotor().arg("status"));
+    assert_eq!(status["unfinished"], json!(null), "{status:#}");
+    assert_eq!(status["current_kek_version"], 1, "{status:#}");
+    let out = rotor_as(&world, &auditor).args(["prune", "--keep", "1"]).output().unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("permission denied on secret/"), "{stderr}");
+
+    // The runner rotates, rolls back and prunes.
+    let (out, rotated) = json(rotor_as(&world, &runner).arg("rotate"));
+    assert_success(&out);
+    assert_eq!((rotated["to_version"].clone(), rotated["rotated"].clone()), (json!(2), json!(40)));
+    let (out, rolled_back) = json(rotor_as(&world, &runner).arg("rollback"));
+    assert_success(&out);
+    assert_eq!(rolled_back["restored_version"], 1, "{rolled_back:#}");
+    let (out, pruned) = json(rotor_as(&world, &runner).args(["prune", "--keep", "1"]));
+    assert_success(&out);
+    assert_eq!(pruned["destroyed"], json!([1, 2]), "{pruned:#}");
+    let (out, report) = json(rotor_as(&world, &auditor).arg("validate"));
+    assert_success(&out);
+    assert_eq!(report["key_versions"], json!({ "3": 40 }), "{report:#}");
+    support::assert_every_wallet_opens(&world, &expected).await;
+
+    // A wrong secret ID: the login fails with what to check, and the ID is not shown.
+    let wrong = (runner.0.clone(), "00000000-0000-0000-0000-000000000000".to_owned());
+    let out = rotor_as(&world, &wrong).arg("validate").output().unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("AppRole login at auth/approle/login failed"), "{stderr}");
+    assert!(stderr.contains("VAULT_SECRET_ID"), "{stderr}");
+    // Half an AppRole, or AppRole and a token at once, is a configuration error.
+    let out = rotor_as(&world, &runner).arg("validate").env("VAULT_TOKEN", "root").output().unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("both VAULT_TOKEN and VAULT_ROLE_ID/VAULT_SECRET_ID are set"), "{stderr}");
+    let out = world
+        .rotor()
+        .arg("validate")
+        .env_remove("VAULT_TOKEN")
+        .env("VAULT_ROLE_ID", &runner.0)
+        .output()
+        .unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("VAULT_SECRET_ID is not"), "{stderr}");
+}
+
+/// A client logged in through AppRole keeps working past its token's TTL (renewed two thirds in,
+/// while idle), past its max TTL (logged in again), and after its token is revoked (logged in
+/// again on the next request).
+#[tokio::test(flavor = "multi_thread")]
+async fn approle_token_is_renewed_and_replaced() {
+    let world = World::new(Kind::Sqlite).await;
+    world.migrate_kek(&Kek::generate().unwrap());
+    write_policy(&world, "rotor-auditor").await;
+    enable_approle(&world).await;
+    let (role_id, secret_id) = role(&world, "short", "rotor-auditor", "4s", "10s").await;
+    let vault = VaultClient::new(VaultConfig {
+        auth: VaultAuth::AppRole(AppRole {
+            mount: "approle".into(),
+            role_id: Zeroizing::new(role_id),
+            secret_id: Zeroizing::new(secret_id),
+        }),
+        ..VaultConfig::with_token(world.vault.addr(), "unused")
+    })
+    .unwrap();
+    vault.check().await.unwrap();
+    assert_eq!(vault.token_stats().logins, 1);
+
+    // Idle for longer than the 4 s TTL: only a renewal in the background keeps the token valid.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(vault.read("ibn/encryption-key", None).await.unwrap().is_some());
+    let stats = vault.token_stats();
+    eprintln!("after 6 s: {stats:?}");
+    assert!(stats.renewals >= 1, "{stats:?}");
+    assert_eq!(stats.logins, 1, "renewed, not replaced: {stats:?}");
+
+    // Past the 10 s max TTL no renewal helps: the client logged in again before it ran out.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(vault.read("ibn/encryption-key", None).await.unwrap().is_some());
+    let stats = vault.token_stats();
+    eprintln!("after 12 s: {stats:?}");
+    assert!(stats.logins >= 2, "{stats:?}");
+
+    // Revoked behind its back: the next request logs in again and succeeds.
+    let accessor = stats.accessor.clone().unwrap();
+    world.vault_admin(Method::POST, "auth/token/revoke-accessor", json!({ "accessor": accessor })).await;
+    assert!(vault.read("ibn/encryption-key", None).await.unwrap().is_some());
+    let after = vault.token_stats();
+    assert_eq!(after.logins, stats.logins + 1, "{after:?}");
+    assert_ne!(after.accessor, stats.accessor);
+}
+
+/// HTTPS with a private CA: untrusted it fails naming VAULT_CACERT; VAULT_CACERT makes it work;
+/// VAULT_SKIP_VERIFY works only when set to a true value, and warns.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_cacert_or_explicit_skip_verify() {
+    let world = World::new_tls(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    world.enroll_legacy(&kek, 5).await;
+
+    let out = world.rotor().arg("validate").output().unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot reach Vault") && stderr.contains("VAULT_CACERT"), "{stderr}");
+    let out = world.rotor().arg("validate").env("VAULT_SKIP_VERIFY", "false").output().unwrap();
+    failure(&out);
+    let out = world.rotor().arg("validate").env("VAULT_SKIP_VERIFY", "maybe").output().unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(stderr.contains("VAULT_SKIP_VERIFY=\"maybe\" is neither true nor false"), "{stderr}");
+
+    let out = world
+        .rotor()
+        .args(["migrate-kek", "--from-env", "KEK"])
+        .env("KEK", kek.to_hex().as_str())
+        .env("VAULT_CACERT", world.vault.ca_cert())
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let out = world.rotor().arg("validate").env("VAULT_CACERT", world.vault.ca_cert()).output().unwrap();
+    assert_success(&out);
+    assert!(!text(&out.stderr).contains("VAULT_SKIP_VERIFY"), "{}", text(&out.stderr));
+
+    let out = world.rotor().arg("validate").env("VAULT_SKIP_VERIFY", "true").output().unwrap();
+    assert_success(&out);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("VAULT_SKIP_VERIFY is set") && stderr.contains("VAULT_CACERT instead"),
+        "{stderr}"
+    );
+}
+
+/// The seed's fallback: with no Vault credentials, validate and open read the KEK from
+/// WALLET_ENCRYPTION_KEY (and say so); rotate refuses and changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_env_kek_is_read_only() {
+    let world = World::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    let wallets = world.enroll_legacy(&kek, 12).await;
+    let env_only = || {
+        let mut command = world.rotor();
+        command.env_remove("VAULT_TOKEN").env("WALLET_ENCRYPTION_KEY", kek.to_hex().as_str());
+        command
+    };
+
+    let (out, report) = json(env_only().arg("validate"));
+    assert_success(&out);
+    assert_eq!((report["valid"].clone(), report["invalid"].clone()), (json!(12), json!(0)), "{report:#}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("using the KEK in WALLET_ENCRYPTION_KEY") && stderr.contains("read-only"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rotor migrate-kek --from-env WALLET_ENCRYPTION_KEY"), "{stderr}");
+    assert!(!stderr.contains(kek.to_hex().as_str()), "the KEK leaked: {stderr}");
+    let out = env_only().args(["open", &wallets[3].0]).output().unwrap();
+    assert_success(&out);
+    assert_eq!(out.stdout, wallets[3].1);
+
+    let rows = world.rows().await;
+    for command in
+        [vec!["rotate"], vec!["rollback", "--to", "1"], vec!["prune", "--keep", "1"], vec!["seal", "x"]]
+    {
+        let out = env_only().args(&command).output().unwrap();
+        let (code, stderr) = failure(&out);
+        assert_eq!(code, 1, "{command:?}: {stderr}");
+        assert!(stderr.contains("only read by `rotor validate` and `rotor open`"), "{command:?}: {stderr}");
+        assert!(stderr.contains("rotor migrate-kek --from-env WALLET_ENCRYPTION_KEY"), "{stderr}");
+    }
+    assert_eq!(world.rows().await, rows, "a refused command changed wallets");
+
+    let out = env_only().arg("validate").env("WALLET_ENCRYPTION_KEY", "abc123").output().unwrap();
+    let (_, stderr) = failure(&out);
+    assert!(
+        stderr.contains("WALLET_ENCRYPTION_KEY does not hold a KEK: it must be 64 hex characters"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("abc123"), "{stderr}");
+
+    // With Vault credentials, Vault is the source and the variable is ignored (with a warning).
+    world.migrate_kek(&kek);
+    let out = world.rotor().arg("validate").env("WALLET_ENCRYPTION_KEY", "ff".repeat(32)).output().unwrap();
+    assert_success(&out);
+    assert!(text(&out.stderr).contains("WALLET_ENCRYPTION_KEY is set but ignored"), "{}", text(&out.stderr));
+}
+
+/// A plain token with a TTL (as `bao login` or an orchestrator hands out) is renewed in the
+/// background too, so an idle stretch longer than its TTL does not end the run.
+#[tokio::test(flavor = "multi_thread")]
+async fn short_lived_token_is_renewed() {
+    let world = World::new(Kind::Sqlite).await;
+    world.migrate_kek(&Kek::generate().unwrap());
+    write_policy(&world, "rotor-auditor").await;
+    let created = world
+        .vault_admin(
+            Method::POST,
+            "auth/token/create",
+            json!({ "policies": ["rotor-auditor"], "no_default_policy": true, "ttl": "4s", "explicit_max_ttl": "1m" }),
+        )
+        .await;
+    let token = created["auth"]["client_token"].as_str().unwrap();
+    let vault = VaultClient::new(VaultConfig::with_token(world.vault.addr(), token)).unwrap();
+    vault.check().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(vault.read("ibn/encryption-key", None).await.unwrap().is_some(), "the token expired");
+    let stats = vault.token_stats();
+    assert!(stats.renewals >= 1 && stats.logins == 0, "{stats:?}");
+}
