@@ -387,6 +387,7 @@ impl Outcome {
         match self {
             Outcome::Success => 0,
             Outcome::WalletsFailed => EXIT_WALLETS_FAILED,
+            Outcome::Problems => 1,
         }
     }
 }
@@ -635,7 +636,7 @@ fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Value> {
     let setting = |name: &str, value: String| serde_json::json!({ "value": value, "source": source(name) });
     let mut problems = Vec::new();
     // The token itself is never shown: only whether there is one.
-    let vault = match VaultConfig::from_env(&settings.kv_mount) {
+    let vault = match crate::vault::VaultConfig::from_env(&settings.kv_mount) {
         Ok(vault) => serde_json::json!({
             "addr": vault.addr,
             "namespace": vault.namespace,
