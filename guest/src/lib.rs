@@ -22,8 +22,9 @@ pub mod bindings {
     });
 }
 
-/// The component's exports, when this crate is the component (feature `export`).
-#[cfg(feature = "export")]
+/// The component's exports, when this crate is the component (feature `export`). Only for
+/// wasm: natively (the unit tests) the canonical-ABI symbol names are not valid linker symbols.
+#[cfg(all(feature = "export", target_arch = "wasm32"))]
 #[allow(unsafe_code)]
 mod exports {
     use super::Component;
