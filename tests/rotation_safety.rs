@@ -40,6 +40,16 @@ async fn kill_at_random_instants(kind: Kind) {
     world.migrate_kek(&kek);
     let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 600).await.into_iter().collect();
 
+    // Kill instants are spread over one whole rotation as this machine runs it now (start-up
+    // included), so the window follows rotor's speed instead of a guess that it outgrows. The
+    // first rotation converts the legacy wallets; the trials re-wrap, which is faster, so the
+    // window is measured on a re-wrap.
+    assert_success(&world.rotor().args(["rotate", "--batch-size", "25"]).output().unwrap());
+    let started = Instant::now();
+    assert_success(&world.rotor().args(["rotate", "--batch-size", "25"]).output().unwrap());
+    let window_ms = (started.elapsed().as_millis() as u64).max(20);
+    eprintln!("one whole re-wrap rotation of 600 wallets took {window_ms} ms: kills land in that window");
+
     let mut interrupted = 0;
     for trial in 0..trials {
         let mut rotor = world
@@ -49,7 +59,7 @@ async fn kill_at_random_instants(kind: Kind) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let instant = Duration::from_millis(random.below(600));
+        let instant = Duration::from_millis(random.below(window_ms));
         std::thread::sleep(instant);
         let finished_on_its_own = rotor.try_wait().unwrap().is_some();
         rotor.kill().unwrap(); // SIGKILL: no clean-up of any kind
