@@ -377,6 +377,16 @@ async fn config_check_shows_effective_settings_and_names_bad_keys() {
     assert_eq!(effective["database_url"]["value"], "postgres://rotor:***@db.example/app");
     assert!(!effective.to_string().contains("s3cret"));
 
+    // rotor.toml's Vault address applies where VAULT_ADDR is unset, and only there.
+    std::fs::write(&config, "[vault]\naddr = \"https://vault.example:8200\"\n").unwrap();
+    let (out, effective) =
+        json(world.rotor().env_remove("VAULT_ADDR").args(["config", "check", "--config"]).arg(&config));
+    assert_success(&out);
+    assert_eq!(effective["vault"]["addr"], "https://vault.example:8200");
+    let (out, effective) = json(world.rotor().args(["config", "check", "--config"]).arg(&config));
+    assert_success(&out);
+    assert_eq!(effective["vault"]["addr"], world.vault.addr());
+
     std::fs::write(&config, "[limits]\ncpu-second = 5\n").unwrap();
     let out = world.rotor().args(["config", "check", "--config"]).arg(&config).output().unwrap();
     let (code, stderr) = failure(&out);

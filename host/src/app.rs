@@ -30,6 +30,8 @@ pub struct Settings {
     /// A component file to run instead of the built-in one.
     pub component: Option<PathBuf>,
     pub sandbox: SandboxSettings,
+    /// rotor.toml's Vault address, namespace and CA, for what the environment leaves unset.
+    pub vault_defaults: crate::config::VaultSection,
 }
 
 /// What components may run, and within which limits.

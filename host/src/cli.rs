@@ -365,6 +365,7 @@ impl GlobalArgs {
                 cross_check: !self.no_cross_check && file.component.cross_check,
                 cache,
             },
+            vault_defaults: file.vault.clone(),
         };
         Ok(Resolved { settings, sources, file: loaded.path })
     }
@@ -445,7 +446,7 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
         }
         Command::Audit(args) => {
             let settings = global.settings()?;
-            let kv = KvSource::from_env(&settings.kv_mount, &settings.key_path, KekUse::ReadOnly)?;
+            let kv = kv_source(&settings, KekUse::ReadOnly)?;
             let app = App::open_audit(settings, kv).await?;
             let report = crate::audit::run(&app, args.batch_size, global.reporter("audit")).await?;
             print(global.json, &report, || report.human());
@@ -598,14 +599,24 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
 /// The app with the KEK in Vault (the only source any command that writes may use).
 async fn open_app(global: &GlobalArgs, migrate: bool) -> anyhow::Result<App> {
     let settings = global.settings()?;
-    let kv = KvSource::from_env(&settings.kv_mount, &settings.key_path, KekUse::VaultOnly)?;
+    let kv = kv_source(&settings, KekUse::VaultOnly)?;
     App::open(settings, kv, migrate).await
+}
+
+/// Vault as the Vault CLI's variables describe it, with rotor.toml's `[vault]` filling in what
+/// they leave unset; or the seed's env KEK where `kek_use` allows it.
+fn kv_source(settings: &Settings, kek_use: KekUse) -> anyhow::Result<KvSource> {
+    let mut source = KvSource::from_env(&settings.kv_mount, &settings.key_path, kek_use)?;
+    if let KvSource::Vault(config) = &mut source {
+        settings.vault_defaults.fill_in(config);
+    }
+    Ok(source)
 }
 
 /// The app for a command that only reads KEKs: Vault, or the seed's env fallback.
 async fn open_app_to_read(global: &GlobalArgs) -> anyhow::Result<App> {
     let settings = global.settings()?;
-    let kv = KvSource::from_env(&settings.kv_mount, &settings.key_path, KekUse::ReadOnly)?;
+    let kv = kv_source(&settings, KekUse::ReadOnly)?;
     App::open(settings, kv, false).await
 }
 
@@ -637,7 +648,9 @@ fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Value> {
     let mut problems = Vec::new();
     // The token itself is never shown: only whether there is one.
     let vault = match crate::vault::VaultConfig::from_env(&settings.kv_mount) {
-        Ok(vault) => serde_json::json!({
+        Ok(mut vault) => {
+            settings.vault_defaults.fill_in(&mut vault);
+            serde_json::json!({
             "addr": vault.addr,
             "namespace": vault.namespace,
             "ca_cert": vault.ca_cert,
@@ -646,7 +659,8 @@ fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Value> {
                 crate::vault_auth::VaultAuth::AppRole(role) => format!("approle at auth/{} (ids redacted)", role.mount),
             },
             "skip_verify": vault.skip_verify,
-        }),
+            })
+        }
         Err(e) => {
             problems.push(e.to_string());
             serde_json::Value::Null

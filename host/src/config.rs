@@ -40,6 +40,28 @@ pub struct VaultSection {
     pub mount: Option<String>,
     /// Path of the KEK within the mount.
     pub key_path: Option<String>,
+    /// Vault's address, namespace and CA file, used where VAULT_ADDR, VAULT_NAMESPACE and
+    /// VAULT_CACERT are unset. Credentials never belong here: they come from the environment
+    /// (VAULT_TOKEN, ~/.vault-token, AppRole), as for the Vault CLI.
+    pub addr: Option<String>,
+    pub namespace: Option<String>,
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl VaultSection {
+    /// Fills in what the environment left unset (the environment takes precedence).
+    pub fn fill_in(&self, config: &mut crate::vault::VaultConfig) {
+        let unset = |var: &str| std::env::var_os(var).is_none_or(|value| value.is_empty());
+        if let Some(addr) = self.addr.as_ref().filter(|_| unset("VAULT_ADDR")) {
+            config.addr = addr.clone();
+        }
+        if let Some(namespace) = self.namespace.as_ref().filter(|_| unset("VAULT_NAMESPACE")) {
+            config.namespace = Some(namespace.clone());
+        }
+        if let Some(ca_cert) = self.ca_cert.as_ref().filter(|_| unset("VAULT_CACERT")) {
+            config.ca_cert = Some(ca_cert.clone());
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -108,6 +108,7 @@ async fn run_with_server(
         key_path: configured.key_path,
         component: configured.component,
         sandbox: configured.sandbox,
+        vault_defaults: configured.vault_defaults,
     };
     let vault = VaultConfig::with_token(server.addr(), server.root_token());
     let app = App::open(settings, vault, true).await?;
