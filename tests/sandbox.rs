@@ -83,6 +83,22 @@ async fn vault_state(world: &World) -> BTreeMap<String, (u64, Vec<(String, Strin
     state
 }
 
+/// Runs `rotor <command>` with a hostile component from tests/hostile/ (unpinned, allowed),
+/// and with `config` as rotor.toml if given.
+fn run_hostile(
+    world: &World,
+    command: &[&str],
+    component: &str,
+    config: Option<&Path>,
+) -> std::process::Output {
+    let mut rotor = world.rotor();
+    rotor.args(command).args(["--allow-unpinned", "--component"]).arg(hostile(component));
+    if let Some(config) = config {
+        rotor.arg("--config").arg(config);
+    }
+    rotor.output().unwrap()
+}
+
 /// Writes a rotor.toml in the world's scratch folder and returns its path.
 fn config(world: &World, text: &str) -> PathBuf {
     let path = world.scratch.join("rotor.toml");
@@ -97,14 +113,7 @@ async fn a_component_that_computes_forever_is_stopped_soon_after_its_budget() {
     let config = config(&world, "[limits]\ncall-seconds = 2\n");
 
     let started = Instant::now();
-    let out = world
-        .rotor()
-        .args(["validate", "--allow-unpinned", "--component"])
-        .arg(hostile("hostile_rotator.wasm"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = run_hostile(&world, &["validate"], "hostile_rotator.wasm", Some(&config));
     let elapsed = started.elapsed();
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1, "{stderr}");
@@ -119,15 +128,9 @@ async fn a_component_that_computes_forever_is_stopped_soon_after_its_budget() {
     assert!(elapsed < Duration::from_secs(2 + 8), "stopped only after {elapsed:?}");
 
     // The run-wide budget is enforced the same way.
-    let config = config_file_with_cpu_budget(&world);
-    let out = world
-        .rotor()
-        .args(["validate", "--allow-unpinned", "--component"])
-        .arg(hostile("hostile_rotator.wasm"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let config = world.scratch.join("cpu.toml");
+    std::fs::write(&config, "[limits]\ncpu-seconds = 1\ncall-seconds = 30\n").unwrap();
+    let out = run_hostile(&world, &["validate"], "hostile_rotator.wasm", Some(&config));
     let (_, stderr) = failure(&out);
     assert!(stderr.contains("of CPU time") && stderr.contains("limits.cpu-seconds"), "{stderr}");
 
@@ -135,25 +138,12 @@ async fn a_component_that_computes_forever_is_stopped_soon_after_its_budget() {
     assert_eq!(vault_state(&world).await, secrets);
 }
 
-fn config_file_with_cpu_budget(world: &World) -> PathBuf {
-    let path = world.scratch.join("cpu.toml");
-    std::fs::write(&path, "[limits]\ncpu-seconds = 1\ncall-seconds = 30\n").unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_component_that_allocates_without_bound_is_stopped_at_its_memory_cap() {
     let (world, _, _) = world_with_wallets(10).await;
     let (rows, secrets) = (world.rows().await, vault_state(&world).await);
     let config = config(&world, "[limits]\nmemory-mib = 64\n");
-    let out = world
-        .rotor()
-        .args(["history", "--allow-unpinned", "--component"])
-        .arg(hostile("hostile_rotator.wasm"))
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = run_hostile(&world, &["history"], "hostile_rotator.wasm", Some(&config));
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1);
     assert!(stderr.contains("tried to grow its memory") && stderr.contains("limit of 64 MiB"), "{stderr}");
@@ -167,12 +157,7 @@ async fn a_component_cannot_reach_past_its_grants() {
     let (world, _, _) = world_with_wallets(10).await;
     let (rows, secrets) = (world.rows().await, vault_state(&world).await);
     // `open` grants reading the KEK's paths only: no other secret, no writes.
-    let out = world
-        .rotor()
-        .args(["open", "user-00000@IBNMSP", "--allow-unpinned", "--component"])
-        .arg(hostile("hostile_rotator.wasm"))
-        .output()
-        .unwrap();
+    let out = run_hostile(&world, &["open", "user-00000@IBNMSP"], "hostile_rotator.wasm", None);
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1);
     assert!(stderr.contains("hostile component was refused"), "{stderr}");
@@ -190,12 +175,7 @@ async fn a_component_cannot_reach_past_its_grants() {
 async fn garbage_from_a_rotation_component_is_refused_by_the_cross_check() {
     let (world, _, _) = world_with_wallets(25).await;
     let (rows, secrets) = (world.rows().await, vault_state(&world).await);
-    let out = world
-        .rotor()
-        .args(["rotate", "--allow-unpinned", "--component"])
-        .arg(hostile("hostile_rotator.wasm"))
-        .output()
-        .unwrap();
+    let out = run_hostile(&world, &["rotate"], "hostile_rotator.wasm", None);
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("cross-check failed for wallet \"user-00000@IBNMSP\""), "{stderr}");
@@ -210,12 +190,7 @@ async fn an_audit_cannot_run_a_component_that_imports_writes() {
     let (world, _, _) = world_with_wallets(10).await;
     let (rows, secrets) = (world.rows().await, vault_state(&world).await);
 
-    let out = world
-        .rotor()
-        .args(["audit", "--allow-unpinned", "--component"])
-        .arg(hostile("hostile_auditor.wasm"))
-        .output()
-        .unwrap();
+    let out = run_hostile(&world, &["audit"], "hostile_auditor.wasm", None);
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1);
     assert!(
@@ -226,12 +201,7 @@ async fn an_audit_cannot_run_a_component_that_imports_writes() {
     );
 
     // A rotation component (whose world has writes) is no audit component either.
-    let out = world
-        .rotor()
-        .args(["audit", "--allow-unpinned", "--component"])
-        .arg(hostile("hostile_rotator.wasm"))
-        .output()
-        .unwrap();
+    let out = run_hostile(&world, &["audit"], "hostile_rotator.wasm", None);
     let (_, stderr) = failure(&out);
     assert!(
         stderr.contains("targets rotor:kek/rotator@0.1.0, but this command runs rotor:kek/auditor"),

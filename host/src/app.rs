@@ -89,8 +89,9 @@ pub struct App {
     sandbox: Arc<Sandbox>,
     source: ComponentSource,
     loaded: Loaded,
-    /// The reference component, when the command runs another one and cross-checks it.
-    reference: Option<Runtime>,
+    /// The reference component, compiled when a command first needs it to cross-check a
+    /// non-reference component's writes (read-only commands never do).
+    reference: std::sync::OnceLock<Runtime>,
     kv: KvBackend,
     database: Database,
 }
@@ -123,13 +124,7 @@ impl App {
                 World::Rotator => Loaded::Rotator(sandbox.rotator(&source)?),
                 World::Auditor => Loaded::Auditor(sandbox.auditor(&source)?),
             };
-            let reference = match world {
-                World::Rotator if !source.is_builtin() && sandbox_settings.cross_check => {
-                    Some(sandbox.rotator(&ComponentSource::builtin())?)
-                }
-                _ => None,
-            };
-            Ok((Arc::new(sandbox), source, loaded, reference))
+            Ok((Arc::new(sandbox), source, loaded))
         });
         let kv = match kv {
             KvSource::Vault(config) => KvBackend::Vault(VaultClient::new(config)?),
@@ -149,11 +144,11 @@ impl App {
             anyhow::Ok(database)
         };
         let (compiled, vault_checked, database) = tokio::join!(compile, check_vault, connect_database);
-        let (sandbox, source, loaded, reference) = compiled.context("compiling the component panicked")??;
+        let (sandbox, source, loaded) = compiled.context("compiling the component panicked")??;
         vault_checked?;
         let database = database?;
         tracing::debug!(component = %source.origin, sha256 = %source.sha256, "component ready");
-        Ok(App { settings, sandbox, source, loaded, reference, kv, database })
+        Ok(App { settings, sandbox, source, loaded, reference: std::sync::OnceLock::new(), kv, database })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -197,7 +192,17 @@ impl App {
             anyhow::bail!("this command loaded an audit component, not a rotation component");
         };
         let mut state = self.run_state(Grants::for_key(&self.settings.key_path, access), reporter);
-        if let (Some(reference), Access::ReadWrite) = (&self.reference, access) {
+        let cross_check =
+            access == Access::ReadWrite && !self.source.is_builtin() && self.settings.sandbox.cross_check;
+        if cross_check {
+            let reference = match self.reference.get() {
+                Some(reference) => reference,
+                // Usually a cache hit; compiled once per command at most.
+                None => {
+                    let compiled = self.sandbox.rotator(&ComponentSource::builtin())?;
+                    self.reference.get_or_init(|| compiled)
+                }
+            };
             let checker = reference.instantiate(self.run_state(Grants::none(), Reporter::silent())).await?;
             state.set_cross_check(CrossCheck::new(checker, self.kv.clone(), self.settings.key_path.clone()));
             tracing::info!(component = %self.source.origin, "batches are cross-checked by the reference component");
