@@ -13,12 +13,21 @@ pub const KEY_LEN: usize = 32;
 #[derive(Clone)]
 pub struct Kek {
     bytes: Zeroizing<[u8; KEY_LEN]>,
+    /// Expanded once: a rotation uses the same two KEKs for every wallet, and without AES-NI
+    /// (inside wasm) the key schedule costs as much as wrapping a data key. aes-gcm's
+    /// `zeroize` feature wipes it on drop.
+    cipher: Aes256Gcm,
 }
 
 impl Kek {
     /// Wraps raw key bytes.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
-        Kek { bytes: Zeroizing::new(bytes) }
+        Kek::new(Zeroizing::new(bytes))
+    }
+
+    fn new(bytes: Zeroizing<[u8; KEY_LEN]>) -> Self {
+        let cipher = Aes256Gcm::new_from_slice(bytes.as_ref()).expect("KEK is 32 bytes");
+        Kek { bytes, cipher }
     }
 
     /// Parses the Vault representation: exactly 64 hex characters.
@@ -29,7 +38,7 @@ impl Kek {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         hex::decode_to_slice(hex_key, bytes.as_mut())
             .map_err(|_| CodecError::InvalidKey("not hexadecimal"))?;
-        Ok(Kek { bytes })
+        Ok(Kek::new(bytes))
     }
 
     /// A fresh key from the system's CSPRNG (`wasi:random` inside the component).
@@ -37,7 +46,7 @@ impl Kek {
     pub fn generate() -> Result<Self, CodecError> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         getrandom::fill(bytes.as_mut()).map_err(|_| CodecError::Randomness)?;
-        Ok(Kek { bytes })
+        Ok(Kek::new(bytes))
     }
 
     /// The Vault representation: 64 lowercase hex characters, zeroized on drop.
@@ -49,9 +58,9 @@ impl Kek {
         hex_key
     }
 
-    /// The AES-256-GCM cipher keyed by this KEK (its key schedule is zeroized on drop).
-    pub(crate) fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new_from_slice(self.bytes.as_ref()).expect("KEK is 32 bytes")
+    /// The AES-256-GCM cipher keyed by this KEK.
+    pub(crate) fn cipher(&self) -> &Aes256Gcm {
+        &self.cipher
     }
 }
 
