@@ -70,6 +70,21 @@ impl ops::Guest for Component {
         rotation::rotate(&at, &options)
     }
 
+    fn validate_batches(at: ops::KeyLocation) -> Result<ops::ValidateReport, String> {
+        validation::validate_batches(&at)
+    }
+
+    fn start_rotation(
+        at: ops::KeyLocation,
+        options: ops::RotateOptions,
+    ) -> Result<ops::RotationPlan, String> {
+        rotation::start_rotation(&at, &options)
+    }
+
+    fn move_wallets(at: ops::KeyLocation, plan: ops::RotationPlan) -> Result<ops::MoveReport, String> {
+        rotation::move_wallets(&at, &plan)
+    }
+
     fn history(at: ops::KeyLocation) -> Result<Vec<ops::HistoryEntry>, String> {
         history::history(&at)
     }

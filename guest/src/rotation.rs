@@ -11,11 +11,14 @@
 //!    names no version, "on the target" means "opens under the new KEK");
 //! 6. the journal closes the rotation.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 
 use rotor_codec::{Format, Kek, PREFIX};
 
-use crate::bindings::exports::rotor::kek::operations::{KeyLocation, RotateOptions, RotateReport};
+use crate::bindings::exports::rotor::kek::operations::{
+    KeyLocation, MoveReport, RotateOptions, RotateReport, RotationPlan,
+};
 use crate::bindings::rotor::kek::journal::{self, Rotation};
 use crate::bindings::rotor::kek::kv;
 use crate::bindings::rotor::kek::types::{OutputFormat, WalletFailure};
@@ -27,14 +30,116 @@ use crate::{log, scan};
 const MAX_ATTEMPTS: u32 = 5;
 
 pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<RotateReport, String> {
-    let mut keyring = Keyring::load(&at.key_path)?;
     if options.dry_run {
-        return dry_run(keyring, options);
+        return dry_run(Keyring::load(&at.key_path)?, options);
     }
+    let (mut keyring, plan) = start(at, options)?;
+    // The whole walk in this instance: keyset batches over the table, then one sweep for
+    // wallets an application wrote under the old KEK, with a key it had read just before the
+    // switch, after the walk had passed them.
+    let on_target = skip_prefix(&plan);
+    let total = wallet_store::count().map_err(scan::store_error)?;
+    let mut tally = Tally::default();
+    for source in [Source::Walk, Source::Sweep] {
+        for batch in scan::batches(options.batch_size, on_target.clone()) {
+            tally.move_batch(&mut keyring, &plan, batch?, source)?;
+            if source == Source::Walk {
+                log::progress(tally.seen, total.max(tally.seen));
+            }
+        }
+    }
+    if !tally.failed.is_empty() {
+        log::warn(&format!(
+            "{} wallet(s) could not be moved and were left untouched on their old KEK",
+            tally.failed.len()
+        ));
+    }
+    journal::finish(plan.rotation_id, tally.failed.len() as u64)?;
+    let total = wallet_store::count().map_err(scan::store_error)?;
+    let moved_or_failed = tally.rotated + tally.failed.len() as u64;
+    Ok(RotateReport {
+        rotation_id: plan.rotation_id,
+        from_version: plan.from_version,
+        to_version: plan.to_version,
+        total,
+        rotated: tally.rotated,
+        unchanged: total.saturating_sub(moved_or_failed),
+        failed: tally.failed,
+        dry_run: false,
+    })
+}
+
+/// Steps 1–4: a rotation recorded in the journal with its new KEK stored in Vault, or the
+/// unfinished one picked up.
+pub(crate) fn start_rotation(at: &KeyLocation, options: &RotateOptions) -> Result<RotationPlan, String> {
+    if options.dry_run {
+        return Err("start-rotation stores a KEK: a dry run goes through `rotate`".into());
+    }
+    let (keyring, plan) = start(at, options)?;
+    KEYRING.set(Some(keyring));
+    Ok(plan)
+}
+
+thread_local! {
+    /// The keys this instance last worked with. An instance runs one command: its later calls
+    /// (the host's sweep after the walk) need no Vault, which may be gone by then.
+    static KEYRING: RefCell<Option<Keyring>> = const { RefCell::new(None) };
+}
+
+/// The keyring kept from an earlier call for `key_path`, or a fresh one from Vault.
+fn keyring_for(key_path: &str) -> Result<Keyring, String> {
+    match KEYRING.take() {
+        Some(keyring) if keyring.key_path() == key_path => Ok(keyring),
+        _ => Keyring::load(key_path),
+    }
+}
+
+/// Step 5 for one worker: the batches the host hands out, until there are none.
+pub(crate) fn move_wallets(at: &KeyLocation, plan: &RotationPlan) -> Result<MoveReport, String> {
+    let mut keyring = keyring_for(&at.key_path)?;
+    let mut tally = Tally::default();
+    let walked = (|| {
+        while let Some(batch) = wallet_store::next_batch().map_err(scan::store_error)? {
+            tally.move_batch(&mut keyring, plan, batch, Source::HandedOut)?;
+        }
+        Ok::<_, String>(())
+    })();
+    KEYRING.set(Some(keyring));
+    walked?;
+    Ok(MoveReport {
+        seen: tally.seen,
+        rotated: tally.rotated,
+        unchanged: tally.unchanged,
+        failed: tally.failed,
+    })
+}
+
+/// What the database may leave out of a walk: wallets whose prefix names the target already.
+/// Legacy output names no version, so there every wallet is read, and trial decryption tells
+/// which are done.
+fn skip_prefix(plan: &RotationPlan) -> Option<String> {
+    match plan.output_format {
+        OutputFormat::Envelope => Some(format!("{PREFIX}{}:", plan.to_version)),
+        OutputFormat::Legacy => None,
+    }
+}
+
+fn start(at: &KeyLocation, options: &RotateOptions) -> Result<(Keyring, RotationPlan), String> {
     if options.strict {
-        refuse_unopenable(&mut keyring, options.batch_size)?;
+        refuse_unopenable(&mut Keyring::load(&at.key_path)?, options.batch_size)?;
     }
-    match (journal::resume()?, options.resume) {
+    let resumed = journal::resume()?;
+    // Read after the journal answers: the host may have waited for another rotor to set a
+    // rotation up, which stores a new KEK.
+    let mut keyring = Keyring::load(&at.key_path)?;
+    let plan = |rotation_id, from_version, to_version, reencrypt, output_format| RotationPlan {
+        rotation_id,
+        from_version,
+        to_version,
+        reencrypt,
+        output_format,
+    };
+    match (resumed, options.resume) {
         (Some(rotation), _) if options.restore.is_some() && rotation.restores != options.restore => {
             Err(format!(
                 "rotation #{} (from KEK v{}) is unfinished: finish it with `rotor rotate` before rolling back",
@@ -49,22 +154,17 @@ pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<Rotate
             let to = resume_target(&mut keyring, &rotation)?;
             // A rotation begun with --reencrypt stays one when resumed without the flag, and one
             // writing legacy stays legacy: its applications may not read envelopes.
-            let output_format = match (rotation.output_format, options.output_format) {
-                (OutputFormat::Envelope, OutputFormat::Legacy) => {
-                    return Err(format!(
-                        "rotation #{} writes rotor's envelope format: finish it with `rotor rotate`, \
-                         then rotate again with --output-format legacy",
-                        rotation.id
-                    ));
-                }
-                (recorded, _) => recorded,
-            };
-            let options = RotateOptions {
-                reencrypt: options.reencrypt || rotation.reencrypt,
-                output_format,
-                ..options.clone()
-            };
-            move_wallets(&mut keyring, rotation.id, rotation.from_version, to, &options)
+            if (rotation.output_format, options.output_format)
+                == (OutputFormat::Envelope, OutputFormat::Legacy)
+            {
+                return Err(format!(
+                    "rotation #{} writes rotor's envelope format: finish it with `rotor rotate`, \
+                     then rotate again with --output-format legacy",
+                    rotation.id
+                ));
+            }
+            let reencrypt = options.reencrypt || rotation.reencrypt;
+            Ok((keyring, plan(rotation.id, rotation.from_version, to, reencrypt, rotation.output_format)))
         }
         (None, true) => Err("there is no unfinished rotation to resume".into()),
         (None, false) => {
@@ -78,7 +178,7 @@ pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<Rotate
                 "rotation #{}: new KEK v{to} stored; moving wallets from v{from}",
                 rotation.id
             ));
-            move_wallets(&mut keyring, rotation.id, from, to, options)
+            Ok((keyring, plan(rotation.id, from, to, options.reencrypt, options.output_format)))
         }
     }
 }
@@ -136,17 +236,17 @@ fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, Stri
     Ok(to)
 }
 
-/// What one wallet becomes under KEK `to` (`new_kek`): `None` if it is there already.
+/// What one wallet becomes under `plan`'s KEK (`new_kek`): `None` if it is there already.
 fn reseal(
     keyring: &mut Keyring,
     new_kek: &Kek,
     wallet: &Wallet,
-    to: u32,
-    options: &RotateOptions,
+    plan: &RotationPlan,
 ) -> Result<Option<String>, OpenError> {
     let wallet_error = |e: rotor_codec::CodecError| OpenError::Wallet(e.to_string());
+    let to = plan.to_version;
     let format = rotor_codec::inspect(&wallet.ciphertext).map_err(wallet_error)?;
-    if options.output_format == OutputFormat::Legacy {
+    if plan.output_format == OutputFormat::Legacy {
         // The layout names no version: a legacy wallet that opens under the new KEK is done.
         if format == Format::Legacy && rotor_codec::open(new_kek, &wallet.id, &wallet.ciphertext).is_ok() {
             return Ok(None);
@@ -156,7 +256,7 @@ fn reseal(
     }
     let resealed = match format {
         Format::Envelope { kek_version } if kek_version == to => return Ok(None),
-        Format::Envelope { kek_version } if !options.reencrypt => {
+        Format::Envelope { kek_version } if !plan.reencrypt => {
             let old_kek = keyring.for_envelope(kek_version)?;
             rotor_codec::rewrap(&old_kek, new_kek, to, &wallet.id, &wallet.ciphertext)
         }
@@ -167,6 +267,17 @@ fn reseal(
         }
     };
     resealed.map(Some).map_err(wallet_error)
+}
+
+/// Where a batch came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// This instance's own walk of the table.
+    Walk,
+    /// The sweep after the walk.
+    Sweep,
+    /// The host's `next-batch`.
+    HandedOut,
 }
 
 #[derive(Default)]
@@ -190,13 +301,12 @@ impl Tally {
         &mut self,
         keyring: &mut Keyring,
         wallets: Vec<Wallet>,
-        to: u32,
-        options: &RotateOptions,
+        plan: &RotationPlan,
     ) -> Result<Vec<Replacement>, String> {
-        let new_kek = keyring.require(to)?;
+        let new_kek = keyring.require(plan.to_version)?;
         let mut replacements = Vec::with_capacity(wallets.len());
         for wallet in wallets {
-            match reseal(keyring, &new_kek, &wallet, to, options) {
+            match reseal(keyring, &new_kek, &wallet, plan) {
                 Ok(Some(replacement)) => {
                     replacements.push(Replacement { id: wallet.id, expected: wallet.ciphertext, replacement })
                 }
@@ -207,75 +317,50 @@ impl Tally {
         }
         Ok(replacements)
     }
-}
 
-fn move_wallets(
-    keyring: &mut Keyring,
-    rotation_id: u64,
-    from: u32,
-    to: u32,
-    options: &RotateOptions,
-) -> Result<RotateReport, String> {
-    let total = wallet_store::count().map_err(scan::store_error)?;
-    // Wallets already on the target (moved before a crash, or written by applications since the
-    // new KEK was stored) are left out by the database itself. Legacy output names no version,
-    // so there every wallet is read, and trial decryption tells which are done.
-    let on_target = match options.output_format {
-        OutputFormat::Envelope => Some(format!("{PREFIX}{to}:")),
-        OutputFormat::Legacy => None,
-    };
-    let mut tally = Tally::default();
-    // The walk, then one sweep for wallets an application wrote under the old KEK, with a key it
-    // had read just before the switch, after the walk had passed them.
-    for sweep in [false, true] {
-        for batch in scan::batches(options.batch_size, on_target.clone()) {
-            let mut pending: Vec<Wallet> =
-                batch?.into_iter().filter(|w| !tally.failed_ids.contains(&w.id)).collect();
-            if !sweep {
-                tally.seen += pending.len() as u64;
+    /// Moves one batch in one atomic write; rows another writer changed meanwhile are read
+    /// again and retried. In the sweep, wallets this walk already failed are not tried again.
+    /// A batch from `next-batch` is written back by id and replacement only: the host holds
+    /// the ciphertexts it handed out.
+    fn move_batch(
+        &mut self,
+        keyring: &mut Keyring,
+        plan: &RotationPlan,
+        batch: Vec<Wallet>,
+        source: Source,
+    ) -> Result<(), String> {
+        let mut pending: Vec<Wallet> =
+            batch.into_iter().filter(|w| !self.failed_ids.contains(&w.id)).collect();
+        if source != Source::Sweep {
+            self.seen += pending.len() as u64;
+        }
+        for attempt in 1..=MAX_ATTEMPTS {
+            let replacements = self.plan(keyring, std::mem::take(&mut pending), plan)?;
+            if replacements.is_empty() {
+                break;
             }
-            for attempt in 1..=MAX_ATTEMPTS {
-                let replacements = tally.plan(keyring, std::mem::take(&mut pending), to, options)?;
-                if replacements.is_empty() {
-                    break;
+            let outcome = if attempt == 1 && source == Source::HandedOut {
+                let rows: Vec<(String, String)> =
+                    replacements.into_iter().map(|r| (r.id, r.replacement)).collect();
+                wallet_store::replace_current_batch(&rows)
+            } else {
+                wallet_store::replace_batch(&replacements)
+            };
+            let outcome = outcome.map_err(scan::store_error)?;
+            self.rotated += u64::from(outcome.replaced);
+            // A conflicting row was written by someone else since it was read: read it again
+            // and move what it holds now (deleted rows are simply gone).
+            for id in outcome.conflicts {
+                if attempt == MAX_ATTEMPTS {
+                    let reason = format!("changed by another writer on each of {MAX_ATTEMPTS} attempts");
+                    self.fail(id, reason);
+                } else if let Some(ciphertext) = wallet_store::get(&id).map_err(scan::store_error)? {
+                    pending.push(Wallet { id, ciphertext });
                 }
-                let outcome = wallet_store::replace_batch(&replacements).map_err(scan::store_error)?;
-                tally.rotated += u64::from(outcome.replaced);
-                // A conflicting row was written by someone else since it was read: read it again
-                // and move what it holds now (deleted rows are simply gone).
-                for id in outcome.conflicts {
-                    if attempt == MAX_ATTEMPTS {
-                        let reason = format!("changed by another writer on each of {MAX_ATTEMPTS} attempts");
-                        tally.fail(id, reason);
-                    } else if let Some(ciphertext) = wallet_store::get(&id).map_err(scan::store_error)? {
-                        pending.push(Wallet { id, ciphertext });
-                    }
-                }
-            }
-            if !sweep {
-                log::progress(tally.seen, total.max(tally.seen));
             }
         }
+        Ok(())
     }
-    if !tally.failed.is_empty() {
-        log::warn(&format!(
-            "{} wallet(s) could not be moved and were left untouched on their old KEK",
-            tally.failed.len()
-        ));
-    }
-    journal::finish(rotation_id, tally.failed.len() as u64)?;
-    let total = wallet_store::count().map_err(scan::store_error)?;
-    let moved_or_failed = tally.rotated + tally.failed.len() as u64;
-    Ok(RotateReport {
-        rotation_id,
-        from_version: from,
-        to_version: to,
-        total,
-        rotated: tally.rotated,
-        unchanged: total.saturating_sub(moved_or_failed),
-        failed: tally.failed,
-        dry_run: false,
-    })
 }
 
 /// `--strict`: every wallet must open before anything changes.
@@ -317,11 +402,18 @@ fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport
         None => Kek::generate().map_err(|e| e.to_string())?,
     };
     keyring.install_current(to, kek);
+    let plan = RotationPlan {
+        rotation_id: 0,
+        from_version: from,
+        to_version: to,
+        reencrypt: options.reencrypt,
+        output_format: options.output_format,
+    };
     let mut tally = Tally::default();
     for batch in scan::batches(options.batch_size, None) {
         let batch = batch?;
         tally.seen += batch.len() as u64;
-        tally.rotated += tally.plan(&mut keyring, batch, to, options)?.len() as u64;
+        tally.rotated += tally.plan(&mut keyring, batch, &plan)?.len() as u64;
     }
     Ok(RotateReport {
         rotation_id: 0,

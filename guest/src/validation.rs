@@ -4,37 +4,64 @@ use std::collections::BTreeMap;
 
 use crate::bindings::exports::rotor::kek::operations::{KeyLocation, ValidateReport};
 use crate::bindings::rotor::kek::types::{VersionCount, WalletFailure};
-use crate::bindings::rotor::kek::wallet_store;
+use crate::bindings::rotor::kek::wallet_store::{self, Wallet};
 use crate::keyring::{Keyring, OpenError};
 use crate::{log, scan};
 
 pub(crate) fn validate(at: &KeyLocation, batch_size: u32) -> Result<ValidateReport, String> {
     let mut keyring = Keyring::load(&at.key_path)?;
     let total = wallet_store::count().map_err(scan::store_error)?;
-    let mut per_version = BTreeMap::<u32, u64>::new();
-    let mut invalid = Vec::new();
-    let mut seen = 0u64;
+    let mut counts = Counts::default();
     for batch in scan::batches(batch_size, None) {
-        for wallet in batch? {
+        counts.open(&mut keyring, batch?)?;
+        log::progress(counts.seen, total.max(counts.seen));
+    }
+    Ok(counts.report())
+}
+
+/// One instance's share: the batches the host hands out.
+pub(crate) fn validate_batches(at: &KeyLocation) -> Result<ValidateReport, String> {
+    let mut keyring = Keyring::load(&at.key_path)?;
+    let mut counts = Counts::default();
+    while let Some(batch) = wallet_store::next_batch().map_err(scan::store_error)? {
+        counts.open(&mut keyring, batch)?;
+    }
+    Ok(counts.report())
+}
+
+#[derive(Default)]
+struct Counts {
+    seen: u64,
+    per_version: BTreeMap<u32, u64>,
+    invalid: Vec<WalletFailure>,
+}
+
+impl Counts {
+    fn open(&mut self, keyring: &mut Keyring, batch: Vec<Wallet>) -> Result<(), String> {
+        for wallet in batch {
             match keyring.open(&wallet.id, &wallet.ciphertext) {
-                Ok((version, _plaintext)) => *per_version.entry(version).or_default() += 1,
-                Err(OpenError::Wallet(reason)) => invalid.push(WalletFailure { id: wallet.id, reason }),
+                Ok((version, _plaintext)) => *self.per_version.entry(version).or_default() += 1,
+                Err(OpenError::Wallet(reason)) => self.invalid.push(WalletFailure { id: wallet.id, reason }),
                 Err(OpenError::Fatal(reason)) => return Err(reason),
             }
-            seen += 1;
+            self.seen += 1;
         }
-        log::progress(seen, total.max(seen));
+        Ok(())
     }
-    if !invalid.is_empty() {
-        log::warn(&format!("{} wallet(s) do not open", invalid.len()));
+
+    fn report(self) -> ValidateReport {
+        if !self.invalid.is_empty() {
+            log::warn(&format!("{} wallet(s) do not open", self.invalid.len()));
+        }
+        ValidateReport {
+            total: self.seen,
+            valid: self.seen - self.invalid.len() as u64,
+            key_versions: self
+                .per_version
+                .into_iter()
+                .map(|(version, count)| VersionCount { version, count })
+                .collect(),
+            invalid: self.invalid,
+        }
     }
-    Ok(ValidateReport {
-        total: seen,
-        valid: seen - invalid.len() as u64,
-        key_versions: per_version
-            .into_iter()
-            .map(|(version, count)| VersionCount { version, count })
-            .collect(),
-        invalid,
-    })
 }

@@ -22,7 +22,7 @@ use crate::kv_backend::{KekUse, KvSource};
 use crate::limits::Limits;
 use crate::metrics::{Observed, Recorder, WalletCheck};
 use crate::progress::Reporter;
-use crate::store::{LeaseHolder, RotationRecord, WalletTable};
+use crate::store::{LeaseHolder, RangeProgress, RotationRecord, WalletTable};
 use crate::vault_policy::VaultWrites;
 
 /// Exit code of a command that ran to the end but left wallets that do not open or did not move.
@@ -119,7 +119,7 @@ pub enum Command {
     ///
     /// Legacy wallets name no KEK version: rotor tries the current KEK, then archived ones.
     /// Exits 3 if any wallet does not open.
-    Validate(BatchArgs),
+    Validate(ValidateArgs),
     /// Move every wallet to a new KEK.
     ///
     /// A new 256-bit KEK from a CSPRNG is stored in Vault (check-and-set) and archived before any
@@ -187,6 +187,14 @@ pub enum Command {
     /// The whole job on the embedded default: start an OpenBao dev server, enroll legacy wallets
     /// in a SQLite file, validate, rotate, validate again, stop the server.
     Demo(crate::demo::DemoArgs),
+    /// Measure rotor against the database's own rewrite rate, a native build of its crypto
+    /// core and OpenBao Transit, in one run; print a table (and with --out, Markdown, JSON and
+    /// a PNG chart).
+    ///
+    /// Starts an OpenBao dev server, and creates SQLite files and a PostgreSQL database (on
+    /// --postgres-url), removed afterwards. 1,000,000 wallets take most of an hour on 2 cores;
+    /// --quick (100,000) a few minutes; `--wallets 2000` is a smoke check.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,9 +231,19 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct BatchArgs {
-    /// Wallets per batch (per transaction and per call into the component).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// Wallets per batch (per transaction and per call into the component). Larger batches
+    /// cost memory (each worker holds about four) without going faster: see BENCHMARKS.md.
+    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    /// Instances of the component opening wallets at once [default: the number of cores].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(Debug, Args)]
@@ -254,10 +272,25 @@ pub struct RotateArgs {
     /// 12h; otherwise say so and exit 0. For a daily cron job or Kubernetes CronJob.
     #[arg(long, value_name = "AGE")]
     pub if_older_than: Option<humantime::Duration>,
+    /// Instances of the component moving wallets at once, each on its own key ranges [default:
+    /// the number of cores]. Other `rotor rotate` processes started meanwhile, here or on other
+    /// machines, join the same rotation and share its ranges.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<std::num::NonZeroUsize>,
     /// How long this rotor's hold on the rotation lasts without progress. Another rotor may take
     /// over after that (at once if this one died on the same host).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=86_400), value_name = "SECONDS")]
     pub lease_seconds: u64,
+}
+
+/// Wallets per batch unless --batch-size says otherwise: measured with `rotor bench` on 2 cores,
+/// 250 moved as fast as 500 or 1000 and kept the process under 45 MiB instead of about 100.
+pub const DEFAULT_BATCH: u32 = 250;
+
+/// One worker per core: the component's crypto runs on every core while the database
+/// writes.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The wallet format a rotation writes.
@@ -413,6 +446,15 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
     let global = &cli.global;
     match &cli.command {
         Command::Demo(args) => return crate::demo::run(global, args).await,
+        Command::Bench(args) => {
+            let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+            let report = crate::bench::run(args, command_line, global.verbose).await?;
+            if let Some(dir) = &args.out {
+                report.write(dir)?;
+            }
+            print(global.json, &report, || report.markdown());
+            Ok(Outcome::Success)
+        }
         Command::Config(ConfigCommand::Check) => {
             let effective = config_check(global)?;
             print(global.json, &effective, || {
@@ -466,7 +508,8 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
         Command::Validate(args) => {
             let app = open_app_to_read(global).await?;
             let mut instance = app.instance(Access::ReadOnly, global.reporter("validate")).await?;
-            let report = validate(&app, &mut instance, args.batch_size).await?;
+            let workers = args.workers.map_or_else(default_workers, |n| n.get());
+            let report = validate(&app, &mut instance, args.batch.batch_size, workers).await?;
             metrics
                 .observe(&app, Observed { check: Some(WalletCheck::now(report.invalid)), rotation: None })
                 .await;
@@ -496,8 +539,8 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
             }
             let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
             require_vault_writes(&app, args, VaultWrites::Rotation).await?;
-            let mut instance = app.instance(access, global.reporter("rotate")).await?;
-            let report = rotate(&app, &mut instance, args, None).await?;
+            let instance = app.instance(access, global.reporter("rotate")).await?;
+            let report = rotate(&app, instance, args, None).await?;
             metrics.observe(&app, report.observed()).await;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
@@ -510,8 +553,8 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
             };
             let access = if args.rotate.dry_run { Access::ReadOnly } else { Access::ReadWrite };
             require_vault_writes(&app, &args.rotate, VaultWrites::Rotation).await?;
-            let mut instance = app.instance(access, global.reporter("rollback")).await?;
-            let report = rotate(&app, &mut instance, &args.rotate, Some(to)).await?;
+            let instance = app.instance(access, global.reporter("rollback")).await?;
+            let report = rotate(&app, instance, &args.rotate, Some(to)).await?;
             metrics.observe(&app, report.observed()).await;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
@@ -732,6 +775,22 @@ pub struct ValidateReport {
     pub invalid_ids: Vec<String>,
     pub failures: Vec<Failure>,
     pub duration_ms: u64,
+    /// The most memory this rotor process has held (Linux only).
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident memory, from /proc (`VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }
 
 impl ValidateReport {
@@ -760,9 +819,15 @@ pub fn version_label(version: u32) -> String {
     if version == 0 { "legacy".into() } else { version.to_string() }
 }
 
-pub async fn validate(app: &App, instance: &mut Instance, batch_size: u32) -> anyhow::Result<ValidateReport> {
+/// Opens every wallet, with `workers` instances of the component.
+pub async fn validate(
+    app: &App,
+    instance: &mut Instance,
+    batch_size: u32,
+    workers: usize,
+) -> anyhow::Result<ValidateReport> {
     let started = Instant::now();
-    let report = answer(instance.validate(&app.key_location(), batch_size).await);
+    let report = crate::validate::validate(app, instance, batch_size, workers).await;
     instance.state().reporter().finish();
     let report = report?;
     let failures: Vec<Failure> =
@@ -775,6 +840,7 @@ pub async fn validate(app: &App, instance: &mut Instance, batch_size: u32) -> an
         invalid_ids: failures.iter().map(|f| f.id.clone()).collect(),
         failures,
         duration_ms: started.elapsed().as_millis() as u64,
+        peak_rss_bytes: peak_rss_bytes(),
     })
 }
 
@@ -796,6 +862,8 @@ pub struct RotateReport {
     pub duration_ms: u64,
     pub wallets_per_second: f64,
     pub component_sha256: String,
+    /// The most memory this rotor process has held (Linux only).
+    pub peak_rss_bytes: Option<u64>,
 }
 
 impl RotateReport {
@@ -871,9 +939,10 @@ async fn previous_kek(app: &App) -> anyhow::Result<u32> {
 }
 
 /// `rotate` moves wallets to a fresh KEK; with `restore`, to an earlier one made current again.
+/// `instance` sets the rotation up and is the first of `--workers`; a dry run is all its own.
 pub async fn rotate(
     app: &App,
-    instance: &mut Instance,
+    mut instance: Instance,
     args: &RotateArgs,
     restore: Option<u32>,
 ) -> anyhow::Result<RotateReport> {
@@ -886,14 +955,20 @@ pub async fn rotate(
         output_format: args.output_format.into(),
         restore,
     };
-    instance.state_mut().set_lease_ttl(std::time::Duration::from_secs(args.lease_seconds));
+    let lease_ttl = std::time::Duration::from_secs(args.lease_seconds);
     let started = Instant::now();
-    let report = answer(instance.rotate(&app.key_location(), options).await);
-    instance.state().reporter().finish();
-    // However the rotation ended, another rotor may resume it at once.
-    if let Err(e) = instance.state().release_lease().await {
-        tracing::warn!("could not release the rotation lease (it will expire): {e}");
-    }
+    let report = if args.dry_run {
+        let report = answer(instance.rotate(&app.key_location(), options).await);
+        instance.state().reporter().finish();
+        report
+    } else {
+        let reporter = instance.state().reporter().clone();
+        let workers = args.workers.map_or_else(default_workers, |n| n.get());
+        let run = crate::rotation::RotationRun { workers, lease_ttl, reporter: reporter.clone() };
+        let report = crate::rotation::rotate(app, instance, options, run).await;
+        reporter.finish();
+        report
+    };
     let report: operations::RotateReport = report?;
     let elapsed = started.elapsed();
     let failures: Vec<Failure> =
@@ -914,6 +989,7 @@ pub async fn rotate(
         duration_ms: elapsed.as_millis() as u64,
         wallets_per_second: report.rotated as f64 / elapsed.as_secs_f64().max(1e-9),
         component_sha256: app.component().sha256.clone(),
+        peak_rss_bytes: peak_rss_bytes(),
     })
 }
 
@@ -921,9 +997,11 @@ pub async fn rotate(
 pub struct Status {
     /// The running or interrupted rotation, if any.
     pub unfinished: Option<RotationRecord>,
-    /// Who holds the rotation lease (it may have expired: then nobody is running).
+    /// Who holds the rotation lease (it may have expired: then nobody is setting up or closing).
     pub lease: Option<LeaseHolder>,
     pub lease_expired: bool,
+    /// The unfinished rotation's key ranges: how many are done, who walks the others.
+    pub walk: Option<RangeProgress>,
     pub current_kek_version: Option<u64>,
     pub key_versions: BTreeMap<String, u64>,
     pub total: u64,
@@ -951,15 +1029,18 @@ impl Status {
         }
         match (&self.lease, self.lease_expired) {
             (Some(l), false) => {
-                lines.push(format!("running: {} holds the lease since {}", l.holder, l.acquired_at))
+                lines.push(format!("{} holds the rotation lease since {}", l.holder, l.acquired_at))
             }
-            (Some(l), true) => {
-                lines.push(format!("{} held the lease, which has expired: `rotor rotate` resumes", l.holder))
-            }
-            (None, _) if self.unfinished.is_some() => {
-                lines.push("nobody is running it: `rotor rotate` resumes it".into())
-            }
+            (Some(l), true) => lines.push(format!("{} held the rotation lease, which has expired", l.holder)),
             (None, _) => {}
+        }
+        if let Some(walk) = &self.walk {
+            lines.push(format!("{} of {} key ranges walked", walk.done, walk.ranges));
+            if walk.holders.is_empty() {
+                lines.push("nobody is walking it: `rotor rotate` resumes it".into());
+            } else {
+                lines.push(format!("walking: {}", walk.holders.join("; ")));
+            }
         }
         let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
         lines.push(format!("{} wallets per KEK version: {}", self.total, versions.join(", ")));
@@ -975,8 +1056,14 @@ pub async fn status(app: &App) -> anyhow::Result<Status> {
     let key_versions = database.version_counts().await?;
     let lease = database.lease().await?;
     let metadata = app.kv().metadata(&app.settings().key_path).await?;
+    let unfinished = database.unfinished_rotation().await?;
+    let walk = match &unfinished {
+        Some(rotation) => Some(database.range_progress(rotation.id).await?),
+        None => None,
+    };
     Ok(Status {
-        unfinished: database.unfinished_rotation().await?,
+        walk,
+        unfinished,
         lease_expired: lease.as_ref().is_some_and(|l| l.expires_at < crate::store::unix_now()),
         lease,
         current_kek_version: metadata.map(|m| m.current_version),

@@ -289,6 +289,32 @@ impl Instance {
         ops.call_rotate(&mut self.store, at, options).await.map_err(explain)
     }
 
+    pub async fn validate_batches(
+        &mut self,
+        at: &operations::KeyLocation,
+    ) -> Answer<operations::ValidateReport> {
+        let ops = self.bindings.rotor_kek_operations();
+        ops.call_validate_batches(&mut self.store, at).await.map_err(explain)
+    }
+
+    pub async fn start_rotation(
+        &mut self,
+        at: &operations::KeyLocation,
+        options: operations::RotateOptions,
+    ) -> Answer<operations::RotationPlan> {
+        let ops = self.bindings.rotor_kek_operations();
+        ops.call_start_rotation(&mut self.store, at, options).await.map_err(explain)
+    }
+
+    pub async fn move_wallets(
+        &mut self,
+        at: &operations::KeyLocation,
+        plan: operations::RotationPlan,
+    ) -> Answer<operations::MoveReport> {
+        let ops = self.bindings.rotor_kek_operations();
+        ops.call_move_wallets(&mut self.store, at, plan).await.map_err(explain)
+    }
+
     pub async fn history(&mut self, at: &operations::KeyLocation) -> Answer<Vec<operations::HistoryEntry>> {
         let ops = self.bindings.rotor_kek_operations();
         ops.call_history(&mut self.store, at).await.map_err(explain)

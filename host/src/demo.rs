@@ -141,7 +141,9 @@ async fn run_with_server(
     ));
 
     let mut instance = app.instance(Access::ReadOnly, global_reporter(global, "validate")).await?;
-    let before = crate::cli::validate(&app, &mut instance, args.batch.batch_size).await?;
+    let before =
+        crate::cli::validate(&app, &mut instance, args.batch.batch_size, crate::cli::default_workers())
+            .await?;
     say.say(format!("5. validate: {}", before.human().replace('\n', "\n   ")));
 
     let rotate_args = RotateArgs {
@@ -152,14 +154,17 @@ async fn run_with_server(
         strict: false,
         output_format: crate::cli::OutputFormat::Envelope,
         if_older_than: None,
+        workers: None,
         lease_seconds: crate::imports::DEFAULT_LEASE.as_secs(),
     };
-    let mut instance = app.instance(Access::ReadWrite, global_reporter(global, "rotate")).await?;
-    let rotation = crate::cli::rotate(&app, &mut instance, &rotate_args, None).await?;
+    let instance = app.instance(Access::ReadWrite, global_reporter(global, "rotate")).await?;
+    let rotation = crate::cli::rotate(&app, instance, &rotate_args, None).await?;
     say.say(format!("6. rotate: {}", rotation.human().replace('\n', "\n   ")));
 
     let mut instance = app.instance(Access::ReadOnly, global_reporter(global, "validate")).await?;
-    let after = crate::cli::validate(&app, &mut instance, args.batch.batch_size).await?;
+    let after =
+        crate::cli::validate(&app, &mut instance, args.batch.batch_size, crate::cli::default_workers())
+            .await?;
     say.say(format!("7. validate: {}", after.human().replace('\n', "\n   ")));
 
     // Spot checks through the component, byte for byte (the tests check every wallet).

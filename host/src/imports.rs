@@ -3,6 +3,7 @@
 //! interfaces of the `auditor` world delegate to the same checked functions.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -17,6 +18,7 @@ use crate::limits::{GuestClock, Limits, MemoryCap};
 use crate::progress::Reporter;
 use crate::store::{Checkpoint, Database, Replacement, RotationRecord, RunIdentity, StoreError, unix_now};
 use crate::vault::{KvMetadata, KvSecret, VaultError};
+use crate::walk::{SharedScan, WorkerBatches};
 
 /// Everything one component instance may reach, and nothing more.
 pub struct RunState {
@@ -38,6 +40,10 @@ pub struct RunState {
     /// When this run's component is not the reference one: the reference opens every batch
     /// it writes before the batch is committed.
     cross_check: Option<CrossCheck>,
+    /// This instance's share of a rotation's walk, handed out by `next-batch`.
+    batches: Option<WorkerBatches>,
+    /// Or its share of a read-only pass over the table (`validate` on several instances).
+    shared_scan: Option<Arc<SharedScan>>,
 }
 
 /// Default rotation lease: long enough for any batch, short enough to take over from a rotor
@@ -70,7 +76,33 @@ impl RunState {
             active_rotation: None,
             lease_ttl: DEFAULT_LEASE,
             cross_check: None,
+            batches: None,
+            shared_scan: None,
         }
+    }
+
+    /// Makes this instance one of several reading the table: `next-batch` hands out its
+    /// batches from `scan`.
+    pub fn set_shared_scan(&mut self, scan: Arc<SharedScan>) {
+        self.shared_scan = Some(scan);
+    }
+
+    /// Makes this instance a worker of a rotation's walk: `next-batch` hands out `batches`.
+    pub fn set_batches(&mut self, batches: WorkerBatches) {
+        self.batches = Some(batches);
+    }
+
+    /// This run's identity: its lease token names its hold on the rotation lease.
+    pub fn identity(&self) -> &RunIdentity {
+        &self.identity
+    }
+
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        self.lease_ttl
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.database
     }
 
     /// Has the reference component check every batch before it is committed.
@@ -257,7 +289,7 @@ impl wallet_store::Host for RunState {
         }
         Ok(self
             .database
-            .scan(after.as_deref(), limit, skip_prefix.as_deref())
+            .scan(after.as_deref(), None, limit, skip_prefix.as_deref())
             .await
             .map(|rows| {
                 rows.into_iter()
@@ -305,6 +337,47 @@ impl wallet_store::Host for RunState {
         if let Err(denied) = self.check_wallets_write("replace-batch") {
             return Ok(Err(denied));
         }
+        self.write_replacements(rows).await
+    }
+
+    async fn replace_current_batch(
+        &mut self,
+        rows: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
+        if let Err(denied) = self.check_wallets_write("replace-current-batch") {
+            return Ok(Err(denied));
+        }
+        let Some(batches) = &mut self.batches else {
+            return Ok(Err(wallet_store::Error::Denied(
+                "replace-current-batch: this instance was handed no batch (use replace-batch)".into(),
+            )));
+        };
+        let mut replacements = Vec::with_capacity(rows.len());
+        for (id, replacement) in rows {
+            let Some(expected) = batches.take_handed_out(&id) else {
+                return Ok(Err(wallet_store::Error::Database(format!(
+                    "replace-current-batch: wallet {id:?} is not in the batch handed out last (or is named twice); \
+                     nothing of the batch was written"
+                ))));
+            };
+            replacements.push(wallet_store::Replacement { id, expected, replacement });
+        }
+        self.write_replacements(replacements).await
+    }
+
+    async fn next_batch(
+        &mut self,
+    ) -> wasmtime::Result<Result<Option<Vec<wallet_store::Wallet>>, wallet_store::Error>> {
+        Ok(RunState::next_batch(self).await)
+    }
+}
+
+impl RunState {
+    /// Both replace functions: sizes checked, the cross-check, then one transaction.
+    async fn write_replacements(
+        &mut self,
+        rows: Vec<wallet_store::Replacement>,
+    ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
         let (max_rows, max_bytes) = (self.limits.max_batch_rows as usize, self.limits.max_value_bytes());
         if rows.len() > max_rows {
             return Ok(Err(wallet_store::Error::TooLarge(format!(
@@ -328,11 +401,14 @@ impl wallet_store::Host for RunState {
             .into_iter()
             .map(|r| Replacement { id: r.id, expected: r.expected, replacement: r.replacement })
             .collect();
-        let checkpoint = self.active_rotation.map(|rotation| Checkpoint {
-            rotation,
-            lease_token: &self.identity.lease_token,
-            lease_expires_at: unix_now() + self.lease_ttl.as_secs() as i64,
-        });
+        let checkpoint = match &self.batches {
+            Some(batches) => batches.checkpoint(&self.identity.lease_token, self.lease_ttl),
+            None => self.active_rotation.map(|rotation| Checkpoint::Rotation {
+                rotation,
+                lease_token: &self.identity.lease_token,
+                lease_expires_at: unix_now() + self.lease_ttl.as_secs() as i64,
+            }),
+        };
         Ok(self
             .database
             .replace_batch(&rows, checkpoint)
@@ -342,6 +418,25 @@ impl wallet_store::Host for RunState {
                 conflicts: outcome.conflicts,
             })
             .map_err(store_error))
+    }
+
+    async fn next_batch(&mut self) -> Result<Option<Vec<wallet_store::Wallet>>, wallet_store::Error> {
+        let to_wit = |rows: Vec<crate::store::WalletRow>| {
+            rows.into_iter()
+                .map(|row| wallet_store::Wallet { id: row.id, ciphertext: row.ciphertext })
+                .collect()
+        };
+        if let Some(scan) = &self.shared_scan {
+            return scan.next().await.map(|batch| batch.map(to_wit)).map_err(store_error);
+        }
+        let Some(batches) = &mut self.batches else {
+            return Err(wallet_store::Error::Denied(
+                "next-batch: this instance is not a worker of a rotation (the host hands out batches \
+                 to move-wallets only)"
+                    .into(),
+            ));
+        };
+        Ok(batches.next().await.map_err(store_error)?.map(to_wit))
     }
 }
 
@@ -398,7 +493,55 @@ fn output_format_name(format: types::OutputFormat) -> &'static str {
     }
 }
 
+/// How long a rotor waits for another one to finish setting up a rotation (or closing one)
+/// before it gives up and names the holder. Setting up takes well under a second.
+const SETUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl RunState {
+    /// The unfinished rotation, if any. One whose key ranges are planned (its target is
+    /// recorded) is joined at once: any number of rotors share its walk. Otherwise this rotor
+    /// takes the rotation lease first, waiting a little for a live holder, so that one rotor
+    /// at a time stores a KEK and plans the ranges.
+    async fn join_or_lead(&mut self) -> Result<Option<journal::Rotation>, StoreError> {
+        let deadline = std::time::Instant::now() + SETUP_PATIENCE;
+        // The rotation this rotor waited to join: if it finishes meanwhile, it is the answer
+        // (the host then reports it done), rather than a reason to start another one.
+        let mut waited_for: Option<i64> = None;
+        loop {
+            match self.database.unfinished_rotation().await? {
+                Some(rotation)
+                    if rotation.to_version != 0 && self.database.has_ranges(rotation.id).await? =>
+                {
+                    self.active_rotation = Some(rotation.id);
+                    return Ok(Some(rotation.into()));
+                }
+                Some(rotation) => waited_for = Some(rotation.id),
+                None => {
+                    if let Some(id) = waited_for
+                        && let Some(done) = self.database.rotations().await?.into_iter().find(|r| r.id == id)
+                    {
+                        return Ok(Some(done.into()));
+                    }
+                }
+            }
+            match self.database.acquire_lease(&self.identity, self.lease_ttl).await {
+                Ok(()) => break,
+                // Often: set-up is quick, and a rotor that looks too late finds the rotation done.
+                Err(StoreError::LeaseHeld { .. }) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let record = self.database.unfinished_rotation().await?;
+        if let Some(rotation) = record.as_ref().filter(|r| r.to_version != 0) {
+            // Begun by a rotor that planned no ranges (before 0.2): plan them now, under the lease.
+            self.database.plan_ranges(rotation.id).await?;
+        }
+        self.active_rotation = record.as_ref().map(|r| r.id);
+        Ok(record.map(Into::into))
+    }
+
     fn check_journal_write(&self) -> Result<(), String> {
         if self.grants.journal_write {
             Ok(())
@@ -456,16 +599,7 @@ impl journal::Host for RunState {
         if let Err(denied) = self.check_journal_write() {
             return Ok(Err(denied));
         }
-        if let Err(held) = self.database.acquire_lease(&self.identity, self.lease_ttl).await {
-            return Ok(Err(held.to_string()));
-        }
-        Ok(match self.database.unfinished_rotation().await {
-            Ok(record) => {
-                self.active_rotation = record.as_ref().map(|r| r.id);
-                Ok(record.map(Into::into))
-            }
-            Err(e) => Err(e.to_string()),
-        })
+        Ok(self.join_or_lead().await.map_err(|e| e.to_string()))
     }
 
     async fn finish(&mut self, id: u64, failed: u64) -> wasmtime::Result<Result<(), String>> {

@@ -10,11 +10,15 @@
 //! * [`vault_auth`]: token and AppRole login, token renewal; [`vault_policy`]: what a command
 //!   needs of the token's policies; [`kv_backend`]: Vault, or the seed's KEK from the environment.
 //! * [`metrics`]: Prometheus metrics; [`exporter`]: `rotor serve`.
+//! * [`rotation`]: a rotation spread over parallel workers, which [`walk`] hands key ranges;
+//!   [`validate`]: validation spread the same way.
+//! * [`bench`]: `rotor bench`, rotor's throughput against its baselines.
 //! * [`config`]: `rotor.toml`; [`cli`]: the `rotor` command line; [`audit`]: `rotor audit`.
 #![deny(unsafe_code)]
 
 pub mod app;
 pub mod audit;
+pub mod bench;
 pub mod bindings;
 pub mod cli;
 pub mod component;
@@ -32,7 +36,10 @@ pub mod limits;
 pub mod metrics;
 pub mod openbao;
 pub mod progress;
+pub mod rotation;
 pub mod store;
+pub mod validate;
 pub mod vault;
 pub mod vault_auth;
 pub mod vault_policy;
+pub mod walk;

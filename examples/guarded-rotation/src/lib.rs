@@ -30,26 +30,45 @@ impl codec::Guest for Guarded {
     }
 }
 
+/// The policy, checked before a rotation starts (a resumed rotation passed it when it started).
+fn check_policy(at: &ops::KeyLocation, options: &ops::RotateOptions) -> Result<(), String> {
+    if options.resume || options.dry_run {
+        return Ok(());
+    }
+    let report = <Reference as ops::Guest>::validate(at.clone(), options.batch_size)?;
+    let invalid = report.invalid.len() as u64;
+    if invalid * 100 > report.total * MAX_UNOPENABLE_PERCENT {
+        return Err(format!(
+            "policy of guarded-rotation: {invalid} of {} wallets do not open, more than the \
+             {MAX_UNOPENABLE_PERCENT}% this component rotates with; nothing was changed. \
+             `rotor validate` lists them",
+            report.total
+        ));
+    }
+    Ok(())
+}
+
 impl ops::Guest for Guarded {
     fn rotate(at: ops::KeyLocation, options: ops::RotateOptions) -> Result<ops::RotateReport, String> {
-        // A resumed rotation already passed the check when it started.
-        if !options.resume {
-            let report = <Reference as ops::Guest>::validate(at.clone(), options.batch_size)?;
-            let invalid = report.invalid.len() as u64;
-            if invalid * 100 > report.total * MAX_UNOPENABLE_PERCENT {
-                return Err(format!(
-                    "policy of guarded-rotation: {invalid} of {} wallets do not open, more than the \
-                     {MAX_UNOPENABLE_PERCENT}% this component rotates with; nothing was changed. \
-                     `rotor validate` lists them",
-                    report.total
-                ));
-            }
-        }
+        check_policy(&at, &options)?;
         <Reference as ops::Guest>::rotate(at, options)
+    }
+
+    fn start_rotation(at: ops::KeyLocation, options: ops::RotateOptions) -> Result<ops::RotationPlan, String> {
+        check_policy(&at, &options)?;
+        <Reference as ops::Guest>::start_rotation(at, options)
+    }
+
+    fn move_wallets(at: ops::KeyLocation, plan: ops::RotationPlan) -> Result<ops::MoveReport, String> {
+        <Reference as ops::Guest>::move_wallets(at, plan)
     }
 
     fn validate(at: ops::KeyLocation, batch_size: u32) -> Result<ops::ValidateReport, String> {
         <Reference as ops::Guest>::validate(at, batch_size)
+    }
+
+    fn validate_batches(at: ops::KeyLocation) -> Result<ops::ValidateReport, String> {
+        <Reference as ops::Guest>::validate_batches(at)
     }
 
     fn history(at: ops::KeyLocation) -> Result<Vec<ops::HistoryEntry>, String> {

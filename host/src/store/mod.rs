@@ -176,11 +176,47 @@ pub struct LeaseHolder {
 
 /// What a rotation's batch also records, in the batch's transaction.
 #[derive(Clone, Copy, Debug)]
-pub struct Checkpoint<'a> {
-    pub rotation: i64,
-    pub lease_token: &'a str,
-    /// Unix seconds until which the lease is extended.
-    pub lease_expires_at: i64,
+pub enum Checkpoint<'a> {
+    /// A batch of the walk: counted towards the key range it came from, whose claim it renews.
+    /// A process that lost the claim (paused past its expiry while another took over) writes
+    /// nothing more of it.
+    Range {
+        rotation: i64,
+        seq: i64,
+        token: &'a str,
+        /// The last id of the batch: where a process taking over the range goes on from.
+        cursor: &'a str,
+        /// Unix seconds until which the claim is extended.
+        expires_at: i64,
+    },
+    /// A batch outside the walk (the final sweep, or a whole rotation in one instance): counted
+    /// towards the rotation, renewing the rotation lease.
+    Rotation {
+        rotation: i64,
+        lease_token: &'a str,
+        /// Unix seconds until which the lease is extended.
+        lease_expires_at: i64,
+    },
+}
+
+/// A key range of a rotation's wallets, claimed by one worker: ids after `after_id` up to and
+/// including `upto_id` (`None`: unbounded), resuming after `cursor` if an earlier holder got
+/// that far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedRange {
+    pub seq: i64,
+    pub after_id: Option<String>,
+    pub upto_id: Option<String>,
+    pub cursor: Option<String>,
+}
+
+/// Who is working on a rotation's key ranges right now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RangeProgress {
+    pub ranges: u64,
+    pub done: u64,
+    /// The processes holding live claims.
+    pub holders: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -281,15 +317,17 @@ impl Database {
         dispatch!(self, s => s.count().await)
     }
 
-    /// Up to `limit` rows after `after` in id order, leaving out those whose ciphertext starts
-    /// with `skip_prefix` (letters, digits and `:` only: it becomes a LIKE pattern).
+    /// Up to `limit` rows after `after` (and up to `upto`, inclusive) in id order, leaving out
+    /// those whose ciphertext starts with `skip_prefix` (letters, digits and `:` only: it
+    /// becomes a LIKE pattern).
     pub async fn scan(
         &self,
         after: Option<&str>,
+        upto: Option<&str>,
         limit: u32,
         skip_prefix: Option<&str>,
     ) -> Result<Vec<WalletRow>, StoreError> {
-        dispatch!(self, s => s.scan(after, limit, skip_prefix).await)
+        dispatch!(self, s => s.scan(after, upto, limit, skip_prefix).await)
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<String>, StoreError> {
@@ -314,6 +352,13 @@ impl Database {
         checkpoint: Option<Checkpoint<'_>>,
     ) -> Result<BatchOutcome, StoreError> {
         dispatch!(self, s => s.replace_batch(rows, checkpoint).await)
+    }
+
+    /// Overwrites the rows' ciphertexts in one transaction, unconditionally: the plainest
+    /// rewrite there is, which `rotor bench` measures as the database's limit. rotor itself
+    /// always writes through [`Database::replace_batch`].
+    pub async fn overwrite_batch(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
+        dispatch!(self, s => s.overwrite_batch(rows).await)
     }
 
     /// Takes the rotation lease for `ttl`, or renews it if this process holds it. A holder whose
@@ -397,10 +442,115 @@ impl Database {
         }
     }
 
+    /// Records the rotation's target KEK and, in the same transaction, splits the wallets into
+    /// key ranges of about `rows_per_range` for workers to claim. Planned before the target is
+    /// visible, so a process that joins the rotation always finds its ranges.
     pub async fn set_rotation_target(&self, id: i64, to_version: i64) -> Result<(), StoreError> {
-        dispatch!(self, s => s.set_rotation_target(id, to_version).await)
+        // The count the journal took when the rotation began sizes the ranges well enough.
+        let total = self.rotations().await?.into_iter().find(|r| r.id == id).map(|r| r.total.max(0) as u64);
+        let boundaries = self.range_boundaries(total).await?;
+        dispatch!(self, s => s.set_rotation_target(id, to_version, &boundaries).await)
     }
 
+    /// Splits an unfinished rotation that has no key ranges (begun by a rotor before 0.2) into
+    /// ranges; a no-op if it has some. Call it holding the rotation lease.
+    pub async fn plan_ranges(&self, id: i64) -> Result<(), StoreError> {
+        if self.has_ranges(id).await? {
+            return Ok(());
+        }
+        let boundaries = self.range_boundaries(None).await?;
+        dispatch!(self, s => s.insert_ranges(id, &boundaries).await)
+    }
+
+    /// Whether the rotation's walk is planned.
+    pub async fn has_ranges(&self, id: i64) -> Result<bool, StoreError> {
+        match dispatch!(self, s => s.range_count(id).await) {
+            Ok(count) => Ok(count > 0),
+            Err(StoreError::Database(e)) if shared::is_missing_table(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The inclusive upper ends of all ranges but the last, which is unbounded (rows inserted
+    /// later beyond the last boundary belong to it). About 64 ranges: enough for every worker
+    /// of several processes to find one free, few enough that claiming costs nothing.
+    async fn range_boundaries(&self, total: Option<u64>) -> Result<Vec<String>, StoreError> {
+        let total = match total {
+            Some(total) => total,
+            None => self.count().await?,
+        };
+        let rows_per_range = (total / RANGES_PER_ROTATION).clamp(MIN_RANGE_ROWS, MAX_RANGE_ROWS);
+        let mut boundaries: Vec<String> = Vec::new();
+        let offset = rows_per_range as i64 - 1;
+        while let Some(id) =
+            dispatch!(self, s => s.nth_id_after(boundaries.last().map(String::as_str), offset).await)?
+        {
+            boundaries.push(id);
+        }
+        Ok(boundaries)
+    }
+
+    /// Claims the first key range of `rotation` that is free, or whose holder's claim ran out,
+    /// until `expires_at` (Unix seconds).
+    pub async fn claim_range(
+        &self,
+        rotation: i64,
+        who: &RunIdentity,
+        expires_at: i64,
+    ) -> Result<Option<ClaimedRange>, StoreError> {
+        dispatch!(self, s => s.claim_range(rotation, who, expires_at, unix_now()).await)
+    }
+
+    /// Frees the ranges claimed by processes of this host that are gone, so that they are
+    /// walked again at once rather than when their claims run out. Returns how many.
+    pub async fn release_dead_claims(&self, rotation: i64, host: &str) -> Result<usize, StoreError> {
+        let claims = dispatch!(self, s => s.claims_on(rotation, host).await)?;
+        let mut released = 0;
+        for (seq, token, pid) in claims.into_iter().filter(|(_, _, pid)| !process_alive(*pid)) {
+            dispatch!(self, s => s.release_range(rotation, seq, &token).await)?;
+            tracing::warn!(range = seq, pid, "took over a key range of a rotor that is gone");
+            released += 1;
+        }
+        Ok(released)
+    }
+
+    /// Extends this process's claim on a range; `Err(LeaseLost)` if another process took it.
+    pub async fn renew_range(
+        &self,
+        rotation: i64,
+        seq: i64,
+        token: &str,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        if dispatch!(self, s => s.renew_range(rotation, seq, token, expires_at).await)? {
+            Ok(())
+        } else {
+            Err(StoreError::LeaseLost)
+        }
+    }
+
+    /// Marks a claimed range as walked to its end.
+    pub async fn finish_range(&self, rotation: i64, seq: i64, token: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.finish_range(rotation, seq, token).await)
+    }
+
+    /// Ranges of `rotation` not walked to their end yet, by anyone.
+    pub async fn ranges_left(&self, rotation: i64) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.ranges_left(rotation).await)
+    }
+
+    /// How far the walk of `rotation` is, and who is on it.
+    pub async fn range_progress(&self, rotation: i64) -> Result<RangeProgress, StoreError> {
+        match dispatch!(self, s => s.range_progress(rotation, unix_now()).await) {
+            Err(StoreError::Database(e)) if shared::is_missing_table(&e) => {
+                Ok(RangeProgress { ranges: 0, done: 0, holders: Vec::new() })
+            }
+            other => other,
+        }
+    }
+
+    /// Closes the rotation: its ranges' counts are folded into the journal and the ranges
+    /// dropped, in one transaction. A no-op if another process closed it already.
     pub async fn finish_rotation(&self, id: i64, failed: i64) -> Result<(), StoreError> {
         let finished_at = now_rfc3339();
         dispatch!(self, s => s.finish_rotation(id, failed, &finished_at).await)
@@ -410,10 +560,33 @@ impl Database {
         Ok(self.rotations().await?.into_iter().find(|r| r.status == "running"))
     }
 
-    /// Every rotation, newest first. Empty if rotor's tables do not exist yet.
+    /// Every rotation, newest first. Empty if rotor's tables do not exist yet. A running
+    /// rotation's `rotated` includes what its workers have moved so far.
     pub async fn rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
-        dispatch!(self, s => s.rotations().await)
+        let mut rotations = dispatch!(self, s => s.rotations().await)?;
+        for rotation in rotations.iter_mut().filter(|r| r.status == "running") {
+            match dispatch!(self, s => s.range_rotated(rotation.id).await) {
+                Ok(moved) => rotation.rotated += moved,
+                Err(StoreError::Database(e)) if shared::is_missing_table(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(rotations)
     }
+}
+
+/// How many key ranges a rotation's walk is split into, for workers to claim…
+const RANGES_PER_ROTATION: u64 = 64;
+/// …unless that makes them smaller than this (claiming costs a write)…
+const MIN_RANGE_ROWS: u64 = 256;
+/// …or larger than this (a range whose holder dies waits for its claim to run out).
+const MAX_RANGE_ROWS: u64 = 20_000;
+
+/// Connections per pool: each rotation worker writes one batch while reading ahead the next,
+/// plus a few for claims and the journal. Connections open only when needed.
+fn pool_size() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    (2 * cores + 2).clamp(4, 16)
 }
 
 /// Creates a SQLite database file holding an empty wallet table, as an application would.

@@ -9,12 +9,16 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::shared::{finish_batch, shared_queries};
 use super::{
-    BatchOutcome, Checkpoint, LeaseHolder, Replacement, RotationRecord, RunIdentity, StoreError, WalletRow,
-    WalletTable, redact_url,
+    BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, RangeProgress, Replacement, RotationRecord,
+    RunIdentity, StoreError, WalletRow, WalletTable, redact_url,
 };
 
 /// Held for the migration's transaction; the key is arbitrary but fixed ("rotor" in ASCII).
 const MIGRATION_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(491496173426)");
+
+/// Claiming a range skips the ones other processes are claiming at this instant, rather than
+/// queueing behind them.
+const CLAIM_LOCK: &str = "FOR UPDATE SKIP LOCKED";
 
 /// The journal's column names, for the columns added since its first release.
 const JOURNAL_COLUMNS: &str = "SELECT column_name::text FROM information_schema.columns \
@@ -39,7 +43,7 @@ const MIGRATIONS: &[&str] = &[
         component_sha256 TEXT NOT NULL,
         last_id TEXT
     )",
-    // See the SQLite migration: one process moves wallets at a time.
+    // See the SQLite migration: one process sets up or closes a rotation at a time.
     "CREATE TABLE IF NOT EXISTS rotor_lease (
         id SMALLINT PRIMARY KEY CHECK (id = 1),
         token TEXT NOT NULL,
@@ -48,6 +52,24 @@ const MIGRATIONS: &[&str] = &[
         pid BIGINT NOT NULL,
         acquired_at TEXT NOT NULL,
         expires_at BIGINT NOT NULL
+    )",
+    // The walk of a running rotation, split into key ranges that workers, in this process or
+    // others, claim one at a time; a claim whose holder stops renewing it runs out (`expires_at`,
+    // Unix seconds) and passes to the next worker, who goes on after `cursor`.
+    "CREATE TABLE IF NOT EXISTS rotor_ranges (
+        rotation_id BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        after_id TEXT,
+        upto_id TEXT,
+        cursor TEXT,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'claimed', 'done')),
+        token TEXT,
+        holder TEXT,
+        host TEXT,
+        pid BIGINT,
+        expires_at BIGINT,
+        rotated BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (rotation_id, seq)
     )",
 ];
 
@@ -73,7 +95,7 @@ impl PgStore {
             .await
             .map_err(connect_error)?;
         let pool = PgPoolOptions::new()
-            .max_connections(4)
+            .max_connections(super::pool_size())
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
@@ -131,6 +153,20 @@ impl PgStore {
             .into_iter()
             .collect();
         finish_batch!(tx, rows, replaced, checkpoint)
+    }
+
+    pub(super) async fn overwrite_batch(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
+        let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
+        let sql = format!(
+            "UPDATE {table} AS w SET {ct} = v.ciphertext FROM UNNEST($1::text[], $2::text[]) AS v(id, ciphertext) \
+             WHERE w.{idc} = v.id"
+        );
+        let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        let ciphertexts: Vec<&str> = rows.iter().map(|r| r.ciphertext.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(AssertSqlSafe(sql)).bind(ids).bind(ciphertexts).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {

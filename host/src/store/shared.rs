@@ -23,6 +23,32 @@ pub(super) const CHECKPOINT: &str =
 /// past the expiry while another took over) changes nothing more.
 pub(super) const RENEW_LEASE: &str = "UPDATE rotor_lease SET expires_at = $1 WHERE id = 1 AND token = $2";
 
+/// Counts a committed batch of the walk towards its key range and extends the claim, in the
+/// batch's own transaction. Each worker updates its own range's row, so concurrent batches do
+/// not queue behind one counter.
+pub(super) const CHECKPOINT_RANGE: &str = "UPDATE rotor_ranges SET rotated = rotated + $1, cursor = $2, \
+     expires_at = $3 WHERE rotation_id = $4 AND seq = $5 AND token = $6 AND state = 'claimed'";
+
+/// A range is claimable while nobody walks it: never claimed, or its holder's claim ran out.
+/// (`$N` parameters are numbered apart: SQLite cannot bind one twice.)
+pub(super) fn claim_range_sql(lock: &str) -> String {
+    format!(
+        "UPDATE rotor_ranges SET state = 'claimed', token = $1, holder = $2, expires_at = $3, host = $8, \
+         pid = $9 WHERE rotation_id = $4 AND (state = 'pending' OR (state = 'claimed' AND expires_at < $5)) \
+         AND seq = (SELECT seq FROM rotor_ranges WHERE rotation_id = $6 \
+           AND (state = 'pending' OR (state = 'claimed' AND expires_at < $7)) ORDER BY seq LIMIT 1 {lock}) \
+         RETURNING seq, after_id, upto_id, cursor"
+    )
+}
+
+/// The ranges `(None, b0], (b0, b1], …, (bn, None)` that boundaries b0 < … < bn cut the id
+/// space into: every id, including ids inserted later, falls into exactly one.
+pub(super) fn ranges(boundaries: &[String]) -> impl Iterator<Item = (Option<&str>, Option<&str>)> {
+    let afters = std::iter::once(None).chain(boundaries.iter().map(|b| Some(b.as_str())));
+    let uptos = boundaries.iter().map(|b| Some(b.as_str())).chain(std::iter::once(None));
+    afters.zip(uptos)
+}
+
 /// `true` for the error of a query on a table that does not exist (rotor never ran here).
 pub(super) fn is_missing_table(error: &sqlx::Error) -> bool {
     match error {
@@ -33,25 +59,44 @@ pub(super) fn is_missing_table(error: &sqlx::Error) -> bool {
     }
 }
 
-/// The end of a batch on either database: renew the lease and checkpoint the rotation in the
-/// batch's own transaction, commit, and name the rows that were not replaced (conflicts).
+/// The end of a batch on either database: count it towards its range or rotation and renew
+/// the claim or lease, in the batch's own transaction; commit; name the rows that were not
+/// replaced (conflicts).
 macro_rules! finish_batch {
     ($tx:ident, $rows:ident, $replaced:ident, $checkpoint:ident) => {{
-        if let (Some(checkpoint), Some(last)) = ($checkpoint, $rows.last()) {
-            let renewed = sqlx::query(super::shared::RENEW_LEASE)
-                .bind(checkpoint.lease_expires_at)
-                .bind(checkpoint.lease_token)
-                .execute(&mut *$tx)
-                .await?;
-            if renewed.rows_affected() != 1 {
-                return Err(StoreError::LeaseLost);
+        let counted = $replaced.len() as i64;
+        match $checkpoint {
+            Some(Checkpoint::Range { rotation, seq, token, cursor, expires_at }) => {
+                let renewed = sqlx::query(super::shared::CHECKPOINT_RANGE)
+                    .bind(counted)
+                    .bind(cursor)
+                    .bind(expires_at)
+                    .bind(rotation)
+                    .bind(seq)
+                    .bind(token)
+                    .execute(&mut *$tx)
+                    .await?;
+                if renewed.rows_affected() != 1 {
+                    return Err(StoreError::LeaseLost);
+                }
             }
-            sqlx::query(super::shared::CHECKPOINT)
-                .bind($replaced.len() as i64)
-                .bind(&last.id)
-                .bind(checkpoint.rotation)
-                .execute(&mut *$tx)
-                .await?;
+            Some(Checkpoint::Rotation { rotation, lease_token, lease_expires_at }) => {
+                let renewed = sqlx::query(super::shared::RENEW_LEASE)
+                    .bind(lease_expires_at)
+                    .bind(lease_token)
+                    .execute(&mut *$tx)
+                    .await?;
+                if renewed.rows_affected() != 1 {
+                    return Err(StoreError::LeaseLost);
+                }
+                sqlx::query(super::shared::CHECKPOINT)
+                    .bind(counted)
+                    .bind($rows.last().map(|r| r.id.as_str()))
+                    .bind(rotation)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+            None => {}
         }
         $tx.commit().await?;
         Ok(BatchOutcome {
@@ -102,6 +147,7 @@ macro_rules! shared_queries {
         pub(super) async fn scan(
             &self,
             after: Option<&str>,
+            upto: Option<&str>,
             limit: u32,
             skip_prefix: Option<&str>,
         ) -> Result<Vec<WalletRow>, StoreError> {
@@ -110,6 +156,9 @@ macro_rules! shared_queries {
             let mut conditions = Vec::new();
             if after.is_some() {
                 conditions.push(format!("{id} > ${}", conditions.len() + 2));
+            }
+            if upto.is_some() {
+                conditions.push(format!("{id} <= ${}", conditions.len() + 2));
             }
             if skip_prefix.is_some() {
                 conditions.push(format!("{ct} NOT LIKE ${}", conditions.len() + 2));
@@ -121,11 +170,30 @@ macro_rules! shared_queries {
             if let Some(after) = after {
                 query = query.bind(after);
             }
+            if let Some(upto) = upto {
+                query = query.bind(upto);
+            }
             if let Some(prefix) = skip_prefix {
                 query = query.bind(format!("{prefix}%"));
             }
             let rows = query.fetch_all(&self.pool).await?;
             rows.iter().map(|row| Ok(WalletRow { id: row.try_get(0)?, ciphertext: row.try_get(1)? })).collect()
+        }
+
+        /// The id `offset` rows after `after` (after the start if `None`), walking the index.
+        pub(super) async fn nth_id_after(&self, after: Option<&str>, offset: i64) -> Result<Option<String>, StoreError> {
+            let WalletTable { table, id_column: id, .. } = &self.table;
+            let found = match after {
+                Some(after) => {
+                    let sql = format!("SELECT {id} FROM {table} WHERE {id} > $1 ORDER BY {id} LIMIT 1 OFFSET $2");
+                    sqlx::query_scalar(AssertSqlSafe(sql)).bind(after).bind(offset).fetch_optional(&self.pool).await?
+                }
+                None => {
+                    let sql = format!("SELECT {id} FROM {table} ORDER BY {id} LIMIT 1 OFFSET $1");
+                    sqlx::query_scalar(AssertSqlSafe(sql)).bind(offset).fetch_optional(&self.pool).await?
+                }
+            };
+            Ok(found)
         }
 
         pub(super) async fn get(&self, id: &str) -> Result<Option<String>, StoreError> {
@@ -173,25 +241,190 @@ macro_rules! shared_queries {
             Ok(super::rotation_from_row!(row))
         }
 
-        pub(super) async fn set_rotation_target(&self, id: i64, to_version: i64) -> Result<(), StoreError> {
+        pub(super) async fn set_rotation_target(
+            &self,
+            id: i64,
+            to_version: i64,
+            boundaries: &[String],
+        ) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("DELETE FROM rotor_ranges WHERE rotation_id = $1").bind(id).execute(&mut *tx).await?;
+            for (seq, (after, upto)) in super::shared::ranges(boundaries).enumerate() {
+                sqlx::query("INSERT INTO rotor_ranges (rotation_id, seq, after_id, upto_id) VALUES ($1, $2, $3, $4)")
+                    .bind(id)
+                    .bind(seq as i64)
+                    .bind(after)
+                    .bind(upto)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query("UPDATE rotor_rotations SET to_version = $1 WHERE id = $2 AND status = 'running'")
                 .bind(to_version)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
             Ok(())
         }
 
-        pub(super) async fn finish_rotation(&self, id: i64, failed: i64, finished_at: &str) -> Result<(), StoreError> {
+        pub(super) async fn insert_ranges(&self, id: i64, boundaries: &[String]) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin().await?;
+            for (seq, (after, upto)) in super::shared::ranges(boundaries).enumerate() {
+                sqlx::query(
+                    "INSERT INTO rotor_ranges (rotation_id, seq, after_id, upto_id) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (rotation_id, seq) DO NOTHING",
+                )
+                .bind(id)
+                .bind(seq as i64)
+                .bind(after)
+                .bind(upto)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        pub(super) async fn range_count(&self, id: i64) -> Result<i64, StoreError> {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM rotor_ranges WHERE rotation_id = $1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?)
+        }
+
+        pub(super) async fn claim_range(
+            &self,
+            rotation: i64,
+            who: &RunIdentity,
+            expires_at: i64,
+            now: i64,
+        ) -> Result<Option<ClaimedRange>, StoreError> {
+            let row = sqlx::query(AssertSqlSafe(super::shared::claim_range_sql(CLAIM_LOCK)))
+                .bind(&who.lease_token)
+                .bind(&who.started_by)
+                .bind(expires_at)
+                .bind(rotation)
+                .bind(now)
+                .bind(rotation)
+                .bind(now)
+                .bind(&who.host)
+                .bind(i64::from(who.pid))
+                .fetch_optional(&self.pool)
+                .await?;
+            row.map(|row| {
+                Ok(ClaimedRange {
+                    seq: row.try_get("seq")?,
+                    after_id: row.try_get("after_id")?,
+                    upto_id: row.try_get("upto_id")?,
+                    cursor: row.try_get("cursor")?,
+                })
+            })
+            .transpose()
+        }
+
+        /// Live claims on `host`: (seq, token, pid).
+        pub(super) async fn claims_on(&self, rotation: i64, host: &str) -> Result<Vec<(i64, String, i64)>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT seq, token, pid FROM rotor_ranges WHERE rotation_id = $1 AND state = 'claimed' AND host = $2",
+            )
+            .bind(rotation)
+            .bind(host)
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
+        /// Frees a claimed range, if `token` still holds it.
+        pub(super) async fn release_range(&self, rotation: i64, seq: i64, token: &str) -> Result<(), StoreError> {
             sqlx::query(
-                "UPDATE rotor_rotations SET status = 'finished', running = NULL, failed = $1, finished_at = $2 \
-                 WHERE id = $3",
+                "UPDATE rotor_ranges SET state = 'pending', token = NULL, expires_at = NULL \
+                 WHERE rotation_id = $1 AND seq = $2 AND token = $3 AND state = 'claimed'",
+            )
+            .bind(rotation)
+            .bind(seq)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        pub(super) async fn renew_range(&self, rotation: i64, seq: i64, token: &str, expires_at: i64) -> Result<bool, StoreError> {
+            let done = sqlx::query(
+                "UPDATE rotor_ranges SET expires_at = $1 WHERE rotation_id = $2 AND seq = $3 AND token = $4 \
+                 AND state = 'claimed'",
+            )
+            .bind(expires_at)
+            .bind(rotation)
+            .bind(seq)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        pub(super) async fn finish_range(&self, rotation: i64, seq: i64, token: &str) -> Result<(), StoreError> {
+            sqlx::query(
+                "UPDATE rotor_ranges SET state = 'done', token = NULL, expires_at = NULL \
+                 WHERE rotation_id = $1 AND seq = $2 AND token = $3",
+            )
+            .bind(rotation)
+            .bind(seq)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        pub(super) async fn ranges_left(&self, rotation: i64) -> Result<u64, StoreError> {
+            let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rotor_ranges WHERE rotation_id = $1 AND state <> 'done'")
+                .bind(rotation)
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(left as u64)
+        }
+
+        pub(super) async fn range_rotated(&self, rotation: i64) -> Result<i64, StoreError> {
+            Ok(sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(rotated), 0) AS BIGINT) FROM rotor_ranges WHERE rotation_id = $1",
+            )
+            .bind(rotation)
+            .fetch_one(&self.pool)
+            .await?)
+        }
+
+        pub(super) async fn range_progress(&self, rotation: i64, now: i64) -> Result<RangeProgress, StoreError> {
+            let (ranges, done): (i64, i64) = sqlx::query_as(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'done' THEN 1 ELSE 0 END), 0) \
+                 FROM rotor_ranges WHERE rotation_id = $1",
+            )
+            .bind(rotation)
+            .fetch_one(&self.pool)
+            .await?;
+            let holders: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT holder FROM rotor_ranges WHERE rotation_id = $1 AND state = 'claimed' \
+                 AND expires_at >= $2 ORDER BY holder",
+            )
+            .bind(rotation)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(RangeProgress { ranges: ranges as u64, done: done as u64, holders })
+        }
+
+        pub(super) async fn finish_rotation(&self, id: i64, failed: i64, finished_at: &str) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "UPDATE rotor_rotations SET status = 'finished', running = NULL, failed = $1, finished_at = $2, \
+                 rotated = rotated + (SELECT CAST(COALESCE(SUM(rotated), 0) AS BIGINT) FROM rotor_ranges \
+                 WHERE rotation_id = $3) WHERE id = $4 AND status = 'running'",
             )
             .bind(failed)
             .bind(finished_at)
             .bind(id)
-            .execute(&self.pool)
+            .bind(id)
+            .execute(&mut *tx)
             .await?;
+            sqlx::query("DELETE FROM rotor_ranges WHERE rotation_id = $1").bind(id).execute(&mut *tx).await?;
+            tx.commit().await?;
             Ok(())
         }
 

@@ -12,8 +12,8 @@ use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
 use super::shared::{finish_batch, shared_queries};
 use super::{
-    BatchOutcome, Checkpoint, LeaseHolder, Replacement, RotationRecord, RunIdentity, StoreError, WalletRow,
-    WalletTable,
+    BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, RangeProgress, Replacement, RotationRecord,
+    RunIdentity, StoreError, WalletRow, WalletTable,
 };
 
 /// Rows per UPDATE statement: 3 bound values each, far below SQLite's 32766-variable limit,
@@ -22,6 +22,9 @@ const ROWS_PER_STATEMENT: usize = 1000;
 
 /// SQLite serializes writers itself.
 const MIGRATION_LOCK: Option<&str> = None;
+
+/// SQLite serializes writers, so two claims never see the same free range.
+const CLAIM_LOCK: &str = "";
 
 /// The journal's column names, for the columns added since its first release.
 const JOURNAL_COLUMNS: &str = "SELECT name FROM pragma_table_info('rotor_rotations')";
@@ -45,8 +48,9 @@ const MIGRATIONS: &[&str] = &[
         component_sha256 TEXT NOT NULL,
         last_id TEXT
     )",
-    // At most one process moves wallets at a time: the holder renews `expires_at` (Unix seconds)
-    // with every batch; a holder that died on this host, or whose lease ran out, is replaced.
+    // At most one process sets up or closes a rotation at a time: the holder renews `expires_at`
+    // (Unix seconds) with every batch it writes meanwhile; a holder that died on this host, or
+    // whose lease ran out, is replaced.
     "CREATE TABLE IF NOT EXISTS rotor_lease (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         token TEXT NOT NULL,
@@ -55,6 +59,24 @@ const MIGRATIONS: &[&str] = &[
         pid INTEGER NOT NULL,
         acquired_at TEXT NOT NULL,
         expires_at INTEGER NOT NULL
+    )",
+    // The walk of a running rotation, split into key ranges that workers, in this process or
+    // others, claim one at a time; a claim whose holder stops renewing it runs out (`expires_at`,
+    // Unix seconds) and passes to the next worker, who goes on after `cursor`.
+    "CREATE TABLE IF NOT EXISTS rotor_ranges (
+        rotation_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        after_id TEXT,
+        upto_id TEXT,
+        cursor TEXT,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'claimed', 'done')),
+        token TEXT,
+        holder TEXT,
+        host TEXT,
+        pid INTEGER,
+        expires_at INTEGER,
+        rotated INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (rotation_id, seq)
     )",
 ];
 
@@ -80,6 +102,10 @@ pub struct SqliteStore {
     pool: SqlitePool,
     url: String,
     table: WalletTable,
+    /// SQLite lets one transaction write at a time and makes the others sleep and poll for the
+    /// lock; this process's workers queue here instead, and each write starts the moment the
+    /// previous one commits.
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -96,11 +122,11 @@ impl SqliteStore {
             ));
         }
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(super::pool_size())
             .connect_with(options)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
-        Ok(SqliteStore { pool, url: url.to_owned(), table })
+        Ok(SqliteStore { pool, url: url.to_owned(), table, write_gate: Default::default() })
     }
 
     pub(super) async fn columns(&self) -> Result<Vec<String>, StoreError> {
@@ -132,6 +158,7 @@ impl SqliteStore {
         checkpoint: Option<Checkpoint<'_>>,
     ) -> Result<BatchOutcome, StoreError> {
         let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
+        let _writing = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await?;
         let mut replaced = HashSet::with_capacity(rows.len());
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -148,6 +175,23 @@ impl SqliteStore {
             replaced.extend(ids);
         }
         finish_batch!(tx, rows, replaced, checkpoint)
+    }
+
+    pub(super) async fn overwrite_batch(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
+        let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
+        let _writing = self.write_gate.lock().await;
+        let mut tx = self.pool.begin().await?;
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut query =
+                QueryBuilder::<Sqlite>::new(format!("UPDATE {table} SET {ct} = v.column2 FROM ("));
+            query.push_values(chunk, |mut values, row| {
+                values.push_bind(&row.id).push_bind(&row.ciphertext);
+            });
+            query.push(format!(") AS v WHERE {table}.{idc} = v.column1"));
+            query.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {

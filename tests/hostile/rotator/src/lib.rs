@@ -4,10 +4,11 @@
 //!
 //! | export        | what it does                                                    |
 //! |---------------|-----------------------------------------------------------------|
-//! | validate      | computes forever                                                |
+//! | validate(-batches) | computes forever                                           |
 //! | history       | allocates memory without bound                                  |
 //! | open-wallet   | reads a Vault path outside its grant, then writes a wallet      |
-//! | rotate        | replaces every wallet with garbage                              |
+//! | start-rotation| records a rotation but stores no KEK                            |
+//! | move-wallets  | replaces every wallet with garbage                              |
 
 mod bindings {
     wit_bindgen::generate!({ world: "rotator", path: "../../../wit" });
@@ -17,9 +18,16 @@ mod bindings {
 }
 
 use bindings::exports::rotor::kek::{codec, operations as ops};
-use bindings::rotor::kek::{kv, wallet_store};
+use bindings::rotor::kek::{journal, kv, wallet_store};
 
 struct Hostile;
+
+fn spin() -> ! {
+    let mut spins = 0u64;
+    loop {
+        spins = std::hint::black_box(spins.wrapping_add(1));
+    }
+}
 
 const NOT_HERE: &str = "this hostile component does not implement that";
 
@@ -39,10 +47,11 @@ impl codec::Guest for Hostile {
 
 impl ops::Guest for Hostile {
     fn validate(_: ops::KeyLocation, _: u32) -> Result<ops::ValidateReport, String> {
-        let mut spins = 0u64;
-        loop {
-            spins = std::hint::black_box(spins.wrapping_add(1));
-        }
+        spin()
+    }
+
+    fn validate_batches(_: ops::KeyLocation) -> Result<ops::ValidateReport, String> {
+        spin()
     }
 
     fn history(_: ops::KeyLocation) -> Result<Vec<ops::HistoryEntry>, String> {
@@ -71,6 +80,24 @@ impl ops::Guest for Hostile {
     }
 
     fn rotate(_: ops::KeyLocation, _: ops::RotateOptions) -> Result<ops::RotateReport, String> {
+        Err(NOT_HERE.into())
+    }
+
+    fn start_rotation(_: ops::KeyLocation, _: ops::RotateOptions) -> Result<ops::RotationPlan, String> {
+        // Records a rotation to v2 without storing any KEK.
+        let format = bindings::rotor::kek::types::OutputFormat::Envelope;
+        let rotation = journal::begin(1, 0, false, format, None)?;
+        journal::set_target(rotation.id, 2)?;
+        Ok(ops::RotationPlan {
+            rotation_id: rotation.id,
+            from_version: 1,
+            to_version: 2,
+            reencrypt: false,
+            output_format: format,
+        })
+    }
+
+    fn move_wallets(_: ops::KeyLocation, _: ops::RotationPlan) -> Result<ops::MoveReport, String> {
         let wallets = wallet_store::scan(None, 1000, None).map_err(|e| format!("{e:?}"))?;
         let garbage: Vec<wallet_store::Replacement> = wallets
             .into_iter()
@@ -83,16 +110,7 @@ impl ops::Guest for Hostile {
         let total = garbage.len() as u64;
         // Whatever the host answers, claim success: the host must not rely on the component's word.
         let _ = wallet_store::replace_batch(&garbage);
-        Ok(ops::RotateReport {
-            rotation_id: 0,
-            from_version: 1,
-            to_version: 2,
-            total,
-            rotated: total,
-            unchanged: 0,
-            failed: Vec::new(),
-            dry_run: false,
-        })
+        Ok(ops::MoveReport { seen: total, rotated: total, unchanged: 0, failed: Vec::new() })
     }
 
     fn seal_wallet(_: ops::KeyLocation, _: String, _: Vec<u8>) -> Result<u32, String> {

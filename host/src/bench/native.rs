@@ -1,0 +1,92 @@
+//! The bench's native baseline: the rotation's work with rotor's crypto core (`rotor-codec`)
+//! compiled into this process instead of running in the sandbox, over the same walk (key
+//! ranges, read-ahead, one worker per core), the same batches and the same compare-and-swap
+//! writes. What it saves is the cost of the sandbox: copying batches across the component
+//! boundary, and AES without AES-NI inside wasm.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rotor_codec::Kek;
+use tokio::task::JoinSet;
+
+use crate::progress::Reporter;
+use crate::store::{Database, Replacement, RunIdentity};
+use crate::walk::{Walk, WorkerBatches};
+
+/// Keys of one native rotation: every wallet is on `from`, and moves to `to`.
+pub struct NativeKeys {
+    pub from: (u32, Kek),
+    pub to: (u32, Kek),
+}
+
+/// Moves every wallet from `keys.from` to `keys.to` as `rotor rotate` would (re-wrapping the
+/// data key, or with `reencrypt` opening and sealing afresh), journal included. Returns the
+/// wallets moved and the time taken.
+pub async fn rotate(
+    database: &Database,
+    keys: NativeKeys,
+    reencrypt: bool,
+    workers: usize,
+    batch_size: u32,
+) -> anyhow::Result<(u64, Duration)> {
+    let started = Instant::now();
+    let identity = RunIdentity::this_process("native baseline".into());
+    let (from, to) = (keys.from.0, keys.to.0);
+    let total = database.count().await?;
+    let rotation =
+        database.begin_rotation(from.into(), total as i64, reencrypt, "envelope", None, &identity).await?;
+    database.set_rotation_target(rotation.id, to.into()).await?;
+    let claim_ttl = Duration::from_secs(60);
+    let walk = Walk::new(
+        database.clone(),
+        rotation.id,
+        Some(format!("{}{to}:", rotor_codec::PREFIX)),
+        batch_size,
+        identity.clone(),
+        claim_ttl,
+        Reporter::silent(),
+        total,
+    );
+    let keys = Arc::new(keys);
+    let mut running = JoinSet::new();
+    for _ in 0..workers.max(1) {
+        let (database, keys) = (database.clone(), keys.clone());
+        let mut batches = WorkerBatches::ranges(walk.clone());
+        let token = identity.lease_token.clone();
+        running.spawn(async move {
+            let mut moved = 0u64;
+            while let Some(rows) = batches.next().await? {
+                let replacements = rows
+                    .into_iter()
+                    .map(|row| {
+                        let replacement = reseal(&keys, reencrypt, &row.id, &row.ciphertext)
+                            .with_context(|| format!("wallet {}", row.id))?;
+                        Ok(Replacement { id: row.id, expected: row.ciphertext, replacement })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let outcome =
+                    database.replace_batch(&replacements, batches.checkpoint(&token, claim_ttl)).await?;
+                moved += u64::from(outcome.replaced);
+            }
+            anyhow::Ok(moved)
+        });
+    }
+    let mut moved = 0;
+    while let Some(joined) = running.join_next().await {
+        moved += joined.context("a native worker panicked")??;
+    }
+    database.finish_rotation(rotation.id, 0).await?;
+    Ok((moved, started.elapsed()))
+}
+
+fn reseal(keys: &NativeKeys, reencrypt: bool, id: &str, ciphertext: &str) -> anyhow::Result<String> {
+    let ((_, old), (to, new)) = (&keys.from, &keys.to);
+    Ok(if reencrypt {
+        let plaintext = rotor_codec::open(old, id, ciphertext)?;
+        rotor_codec::seal(new, *to, id, &plaintext)?
+    } else {
+        rotor_codec::rewrap(old, new, *to, id, ciphertext)?
+    })
+}

@@ -1,0 +1,431 @@
+//! The bench's figures, and what they say against rotor's targets: a Markdown table, JSON and
+//! a chart.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use super::chart::{Series, render_png};
+
+/// What was measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Setup {
+    /// `rotor rotate`: the data keys re-wrapped, in the component.
+    Rotate,
+    /// `rotor rotate --reencrypt`: every wallet opened and sealed afresh, in the component.
+    RotateReencrypt,
+    /// The same walk with the crypto core compiled natively.
+    NativeRotate,
+    NativeReencrypt,
+    /// The database alone: the same rows read and written back, no crypto.
+    RawRewrite,
+    /// One instance opening and resealing every wallet without writing, times the workers.
+    ReencryptCeiling,
+    /// `rotor validate`.
+    Validate,
+    /// OpenBao Transit rewrapping as many wallet-size ciphertexts, 499 per request.
+    TransitRewrap,
+    /// The same with 32-byte data keys.
+    TransitRewrapDataKeys,
+}
+
+impl Setup {
+    fn label(self) -> &'static str {
+        match self {
+            Setup::Rotate => "rotor rotate (re-wrap)",
+            Setup::RotateReencrypt => "rotor rotate --reencrypt",
+            Setup::NativeRotate => "native baseline, re-wrap",
+            Setup::NativeReencrypt => "native baseline, --reencrypt",
+            Setup::RawRewrite => "raw rewrite (no crypto)",
+            Setup::ReencryptCeiling => "wasm AES ceiling (--reencrypt)",
+            Setup::Validate => "rotor validate",
+            Setup::TransitRewrap => "OpenBao Transit rewrap, wallets",
+            Setup::TransitRewrapDataKeys => "OpenBao Transit rewrap, data keys",
+        }
+    }
+}
+
+/// One figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    pub setup: Setup,
+    /// SQLite, PostgreSQL or OpenBao.
+    pub store: String,
+    /// Wallets in the database (or ciphertexts in Transit).
+    pub size: u64,
+    /// Wallets (or ciphertexts) handled.
+    pub handled: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    /// Peak resident memory of the rotor process that did it, where it ran as its own process.
+    pub peak_rss_mib: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Startup {
+    /// `rotor validate` on a 10-wallet SQLite database, component cached: fastest of five.
+    pub command_ms: f64,
+    /// One Vault KV read from this process: fastest of five.
+    pub vault_read_ms: f64,
+    /// Vault requests the command makes.
+    pub vault_reads: u32,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+}
+
+impl Machine {
+    fn this() -> Machine {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let cpu = read("/proc/cpuinfo")
+            .lines()
+            .find_map(|line| line.strip_prefix("model name").and_then(|rest| rest.split(':').nth(1)))
+            .map_or_else(|| "unknown".into(), |name| name.trim().to_owned());
+        let memory_kib: f64 = read("/proc/meminfo")
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0.0);
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_gib: memory_kib / 1024.0 / 1024.0,
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_owned(),
+        }
+    }
+}
+
+/// A target of issue 7, and what this run measured against it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Verdict {
+    pub target: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub command: String,
+    pub date: String,
+    pub rotor_version: String,
+    pub machine: Machine,
+    pub workers: usize,
+    pub batch_size: u32,
+    pub sizes: Vec<u64>,
+    pub startup: Option<Startup>,
+    pub measurements: Vec<Measurement>,
+}
+
+impl BenchReport {
+    pub fn new(command: String, workers: usize, batch_size: u32, sizes: Vec<u64>) -> BenchReport {
+        BenchReport {
+            command,
+            date: crate::store::now_rfc3339(),
+            rotor_version: env!("CARGO_PKG_VERSION").into(),
+            machine: Machine::this(),
+            workers,
+            batch_size,
+            sizes,
+            startup: None,
+            measurements: Vec::new(),
+        }
+    }
+
+    /// Adds a figure and says it on stderr at once: a long run shows where it is.
+    pub fn record(
+        &mut self,
+        setup: Setup,
+        store: &str,
+        size: u64,
+        handled: u64,
+        took: Duration,
+        peak_rss_bytes: Option<u64>,
+    ) {
+        let seconds = took.as_secs_f64().max(1e-6);
+        let measurement = Measurement {
+            setup,
+            store: store.to_owned(),
+            size,
+            handled,
+            seconds,
+            per_second: handled as f64 / seconds,
+            peak_rss_mib: peak_rss_bytes.map(|bytes| bytes as f64 / (1024.0 * 1024.0)),
+        };
+        let rss = measurement.peak_rss_mib.map_or_else(String::new, |mib| format!(", peak RSS {mib:.1} MiB"));
+        eprintln!(
+            "bench: N={size} {store:<10} {:<32} {:>10}/s ({handled} in {seconds:.2} s{rss})",
+            setup.label(),
+            thousands(measurement.per_second)
+        );
+        self.measurements.push(measurement);
+    }
+
+    fn rate(&self, setup: Setup, store: &str, size: u64) -> Option<f64> {
+        self.find(setup, store, size).map(|m| m.per_second)
+    }
+
+    fn find(&self, setup: Setup, store: &str, size: u64) -> Option<&Measurement> {
+        self.measurements.iter().find(|m| m.setup == setup && m.store == store && m.size == size)
+    }
+
+    /// The targets, judged at the largest size measured.
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        let Some(&n) = self.sizes.iter().max() else { return Vec::new() };
+        let mut verdicts = Vec::new();
+        let ratio = |target: String, numerator: Option<f64>, denominator: Option<f64>, at_least: f64| {
+            let value = numerator? / denominator?;
+            Some(Verdict { target, measured: format!("{value:.2}x"), met: value >= at_least })
+        };
+        let transit = self.rate(Setup::TransitRewrap, "OpenBao", n);
+        let transit_keys = self.rate(Setup::TransitRewrapDataKeys, "OpenBao", n);
+        let ceiling = self.rate(Setup::ReencryptCeiling, "SQLite", n);
+        for store in ["SQLite", "PostgreSQL"] {
+            let rotate = self.rate(Setup::Rotate, store, n);
+            let reencrypt = self.rate(Setup::RotateReencrypt, store, n);
+            let raw = self.rate(Setup::RawRewrite, store, n);
+            verdicts.extend(
+                [
+                    ratio(format!("rotate >= 0.8x raw rewrite, {store}"), rotate, raw, 0.8),
+                    ratio(
+                        format!("rotate >= 3x OpenBao Transit rewrap of wallets, {store}"),
+                        rotate,
+                        transit,
+                        3.0,
+                    ),
+                    ratio(format!("rotate --reencrypt >= 0.3x raw rewrite, {store}"), reencrypt, raw, 0.3),
+                    ratio(
+                        format!("rotate --reencrypt >= 0.7x wasm AES ceiling, {store}"),
+                        reencrypt,
+                        ceiling,
+                        0.7,
+                    ),
+                ]
+                .into_iter()
+                .flatten(),
+            );
+            // The component's time over the native one: the native rate over the component's.
+            if let (Some(wasm), Some(native)) = (rotate, self.rate(Setup::NativeRotate, store, n)) {
+                let slower = native / wasm;
+                verdicts.push(Verdict {
+                    target: format!("re-wrap in the component <= 1.25x the native time, {store}"),
+                    measured: format!("{slower:.2}x"),
+                    met: slower <= 1.25,
+                });
+            }
+            if let Some(verdict) = ratio(
+                format!("rotate vs Transit rewrap of data keys (reported), {store}"),
+                rotate,
+                transit_keys,
+                0.0,
+            ) {
+                verdicts.push(verdict);
+            }
+            if let (Some(wasm), Some(native)) = (reencrypt, self.rate(Setup::NativeReencrypt, store, n)) {
+                verdicts.push(Verdict {
+                    target: format!("--reencrypt in the component vs the native time (reported), {store}"),
+                    measured: format!("{:.2}x", native / wasm),
+                    met: true,
+                });
+            }
+        }
+        if let Some(validate) = self.rate(Setup::Validate, "SQLite", n) {
+            verdicts.push(Verdict {
+                target: "validate >= 50k wallets/s, SQLite".into(),
+                measured: format!("{}/s", thousands(validate)),
+                met: validate >= 50_000.0,
+            });
+        }
+        let peaks: Vec<(u64, f64)> = self
+            .sizes
+            .iter()
+            .filter_map(|&size| {
+                let peak = self
+                    .measurements
+                    .iter()
+                    .filter(|m| m.size == size)
+                    .filter_map(|m| m.peak_rss_mib)
+                    .fold(None, |max: Option<f64>, mib| Some(max.map_or(mib, |m| m.max(mib))));
+                peak.map(|peak| (size, peak))
+            })
+            .collect();
+        if let Some(&(_, largest)) = peaks.iter().max_by(|a, b| a.1.total_cmp(&b.1)) {
+            let smallest = peaks.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+            let shown: Vec<String> = peaks
+                .iter()
+                .map(|(size, mib)| format!("{mib:.1} MiB at {}", thousands(*size as f64)))
+                .collect();
+            verdicts.push(Verdict {
+                target: "peak RSS <= 64 MiB and flat across sizes".into(),
+                measured: shown.join(", "),
+                met: largest <= 64.0 && largest <= smallest * 1.25 + 4.0,
+            });
+        }
+        if let Some(startup) = &self.startup {
+            let allowed = 50.0 + f64::from(startup.vault_reads) * startup.vault_read_ms;
+            verdicts.push(Verdict {
+                target: "a command on 10 wallets starts in <= 50 ms + its Vault round trips".into(),
+                measured: format!(
+                    "{:.1} ms (allowed {allowed:.1} ms: {} Vault read(s) of {:.1} ms)",
+                    startup.command_ms, startup.vault_reads, startup.vault_read_ms
+                ),
+                met: startup.command_ms <= allowed,
+            });
+        }
+        verdicts
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(
+            md,
+            "Machine: {}, {} cores, {:.1} GiB RAM, Linux {}.  ",
+            m.cpu, m.cores, m.memory_gib, m.kernel
+        );
+        let _ = writeln!(
+            md,
+            "rotor {}, {} workers, batches of {}; run at {}.  \nCommand: `{}`\n",
+            self.rotor_version, self.workers, self.batch_size, self.date, self.command
+        );
+        let sizes: Vec<String> = self.sizes.iter().map(|&n| format!("N = {}", thousands(n as f64))).collect();
+        let _ = writeln!(md, "Wallets (or ciphertexts) per second:\n");
+        let _ = writeln!(md, "| setup | store | {} |", sizes.join(" | "));
+        let _ = writeln!(md, "|---|---|{}", "---:|".repeat(self.sizes.len()));
+        for (setup, store) in self.rows() {
+            let cells: Vec<String> = self
+                .sizes
+                .iter()
+                .map(|&n| self.rate(setup, &store, n).map_or_else(|| "–".into(), thousands))
+                .collect();
+            let _ = writeln!(md, "| {} | {store} | {} |", setup.label(), cells.join(" | "));
+        }
+        let _ = writeln!(md, "\nPeak RSS of the rotor process (MiB):\n");
+        let _ = writeln!(md, "| command | store | {} |", sizes.join(" | "));
+        let _ = writeln!(md, "|---|---|{}", "---:|".repeat(self.sizes.len()));
+        for (setup, store) in self.rows() {
+            let cells: Vec<Option<f64>> = self
+                .sizes
+                .iter()
+                .map(|&n| self.find(setup, &store, n).and_then(|m| m.peak_rss_mib))
+                .collect();
+            if cells.iter().any(Option::is_some) {
+                let shown: Vec<String> =
+                    cells.iter().map(|c| c.map_or_else(|| "–".into(), |mib| format!("{mib:.1}"))).collect();
+                let _ = writeln!(md, "| {} | {store} | {} |", setup.label(), shown.join(" | "));
+            }
+        }
+        let largest = self.sizes.iter().max().copied().unwrap_or_default();
+        let _ = writeln!(md, "\nTargets, at N = {}:\n", thousands(largest as f64));
+        let _ = writeln!(md, "| target | measured | |");
+        let _ = writeln!(md, "|---|---|---|");
+        for verdict in self.verdicts() {
+            let mark = if verdict.met { "met" } else { "**missed**" };
+            let _ = writeln!(md, "| {} | {} | {mark} |", verdict.target, verdict.measured);
+        }
+        md
+    }
+
+    /// Every (setup, store) measured, in a fixed order.
+    fn rows(&self) -> Vec<(Setup, String)> {
+        let mut rows: Vec<(Setup, String)> = Vec::new();
+        for m in &self.measurements {
+            if !rows.iter().any(|(setup, store)| *setup == m.setup && *store == m.store) {
+                rows.push((m.setup, m.store.clone()));
+            }
+        }
+        rows.sort_by_key(|(setup, store)| (*setup as u8, store.clone()));
+        rows
+    }
+
+    /// Writes bench.md, bench.json and bench.png into `dir`.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let md = dir.join("bench.md");
+        std::fs::write(&md, format!("{}\n![throughput against N](bench.png)\n", self.markdown()))
+            .with_context(|| format!("writing {}", md.display()))?;
+        let json = serde_json::json!({ "report": self, "targets": self.verdicts() });
+        let path = dir.join("bench.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        let series: Vec<Series> = self
+            .rows()
+            .into_iter()
+            .map(|(setup, store)| Series {
+                name: format!("{} ({store})", setup.label()),
+                points: self
+                    .measurements
+                    .iter()
+                    .filter(|m| m.setup == setup && m.store == store)
+                    .map(|m| (m.size, m.per_second))
+                    .collect(),
+            })
+            .collect();
+        render_png(&dir.join("bench.png"), "rotor bench: throughput against the number of wallets", &series)
+    }
+}
+
+/// 12345.6 as "12,346".
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> BenchReport {
+        let mut report = BenchReport::new("rotor bench".into(), 2, 1000, vec![1000]);
+        let second = Duration::from_secs(1);
+        report.record(Setup::Rotate, "SQLite", 1000, 40_000, second, Some(30 << 20));
+        report.record(Setup::RawRewrite, "SQLite", 1000, 50_000, second, None);
+        report.record(Setup::NativeRotate, "SQLite", 1000, 60_000, second, None);
+        report.record(Setup::TransitRewrap, "OpenBao", 1000, 10_000, second, None);
+        report
+    }
+
+    #[test]
+    fn verdicts_compare_against_the_targets() {
+        let verdicts = report().verdicts();
+        let find = |prefix: &str| verdicts.iter().find(|v| v.target.starts_with(prefix)).unwrap().clone();
+        let raw = find("rotate >= 0.8x raw rewrite, SQLite");
+        assert_eq!((raw.measured.as_str(), raw.met), ("0.80x", true));
+        let transit = find("rotate >= 3x OpenBao Transit rewrap of wallets");
+        assert_eq!((transit.measured.as_str(), transit.met), ("4.00x", true));
+        let native = find("re-wrap in the component");
+        assert_eq!((native.measured.as_str(), native.met), ("1.50x", false));
+        let rss = find("peak RSS");
+        assert!(rss.met && rss.measured.contains("30.0 MiB"), "{rss:?}");
+    }
+
+    #[test]
+    fn markdown_has_a_row_per_setup() {
+        let md = report().markdown();
+        assert!(md.contains("| rotor rotate (re-wrap) | SQLite | 40,000 |"), "{md}");
+        assert!(md.contains("| OpenBao Transit rewrap, wallets | OpenBao | 10,000 |"), "{md}");
+        assert!(md.contains("**missed**"), "{md}");
+    }
+
+    #[test]
+    fn thousands_are_separated() {
+        assert_eq!(thousands(1234567.4), "1,234,567");
+        assert_eq!(thousands(999.0), "999");
+        assert_eq!(thousands(0.0), "0");
+    }
+}

@@ -1,0 +1,240 @@
+//! A rotation spread over workers.
+//!
+//! One instance of the component sets the rotation up (`start-rotation`: journal, new KEK in
+//! Vault, key ranges planned). Then `workers` instances, each in its own store but all made
+//! from the one compiled and linked component, run `move-wallets` at once: each claims key
+//! ranges (see [`crate::walk`]) and moves them batch by batch, the next batch read while the
+//! current one is resealed and written. Other `rotor rotate` processes, on this machine or
+//! others, join the same rotation through the same ranges. When every range is done, one
+//! process sweeps the table under the rotation lease and closes the rotation.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use tokio::task::JoinSet;
+
+use crate::app::App;
+use crate::bindings::operations::{MoveReport, RotateOptions, RotateReport, RotationPlan};
+use crate::bindings::types::OutputFormat;
+use crate::cli::answer;
+use crate::component::Instance;
+use crate::grants::Access;
+use crate::progress::Reporter;
+use crate::store::{Database, RotationRecord, StoreError};
+use crate::walk::{Walk, WorkerBatches};
+
+/// How a rotation is run.
+pub struct RotationRun {
+    /// Instances of the component moving wallets at once in this process.
+    pub workers: usize,
+    /// How long a claim on a range, or the rotation lease, lasts without progress.
+    pub lease_ttl: Duration,
+    pub reporter: Reporter,
+}
+
+/// Runs a rotation (or joins the unfinished one) with `first` doing the set-up, and returns
+/// what this process did: its workers' moves, and the sweep if it was the one to close the
+/// rotation.
+pub async fn rotate(
+    app: &App,
+    mut first: Instance,
+    options: RotateOptions,
+    run: RotationRun,
+) -> anyhow::Result<RotateReport> {
+    let at = app.key_location();
+    let started = std::time::Instant::now();
+    first.state_mut().set_lease_ttl(run.lease_ttl);
+    let set_up = first.start_rotation(&at, options).await;
+    // Whatever set-up did, other rotors may join or take over at once.
+    release_lease(&first).await;
+    let plan = answer(set_up)?;
+    let database = app.database().clone();
+    let recorded = match check_plan(&database, &plan).await? {
+        Planned::Running(recorded) => recorded,
+        // This rotor waited to join a rotation that other rotors finished meanwhile.
+        Planned::Finished => {
+            tracing::info!(
+                rotation = plan.rotation_id,
+                "the rotation was finished by another rotor meanwhile"
+            );
+            let total = database.count().await?;
+            return Ok(RotateReport {
+                rotation_id: plan.rotation_id,
+                from_version: plan.from_version,
+                to_version: plan.to_version,
+                total,
+                rotated: 0,
+                unchanged: total,
+                failed: Vec::new(),
+                dry_run: false,
+            });
+        }
+    };
+
+    let walk = Walk::new(
+        database.clone(),
+        plan.rotation_id as i64,
+        skip_prefix(&plan),
+        options.batch_size.min(app.settings().sandbox.limits.max_batch_rows),
+        first.state().identity().clone(),
+        run.lease_ttl,
+        run.reporter.clone(),
+        // Counted when the rotation began: counting again costs a scan of the table.
+        recorded.total.max(0) as u64,
+    );
+    let mut workers = vec![first];
+    for _ in 1..run.workers.max(1) {
+        let mut worker = app.instance(Access::ReadWrite, Reporter::silent()).await?;
+        worker.state_mut().set_lease_ttl(run.lease_ttl);
+        workers.push(worker);
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), workers = workers.len(), "rotation set up; walking");
+    let (mut first, mut moved) = move_in_parallel(workers, &walk, &at, &plan).await?;
+    run.reporter.finish();
+    tracing::debug!(elapsed = ?started.elapsed(), handed_out = walk.handed_out(), "walk done; sweeping");
+
+    if let Some(swept) = sweep_and_close(app, &mut first, &walk, &plan).await? {
+        moved.rotated += swept.rotated;
+        moved.failed.extend(swept.failed);
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), "rotation closed");
+    let mut seen = HashSet::new();
+    moved.failed.retain(|failure| seen.insert(failure.id.clone()));
+    let total = database.count().await?;
+    let moved_or_failed = moved.rotated + moved.failed.len() as u64;
+    Ok(RotateReport {
+        rotation_id: plan.rotation_id,
+        from_version: plan.from_version,
+        to_version: plan.to_version,
+        total,
+        rotated: moved.rotated,
+        unchanged: total.saturating_sub(moved_or_failed),
+        failed: moved.failed,
+        dry_run: false,
+    })
+}
+
+/// What the journal says of the rotation the component set up.
+enum Planned {
+    Running(Box<RotationRecord>),
+    /// Finished by other rotors while this one waited to join it.
+    Finished,
+}
+
+/// The component names the rotation it set up; the journal must agree before anything moves.
+async fn check_plan(database: &Database, plan: &RotationPlan) -> anyhow::Result<Planned> {
+    let id = plan.rotation_id as i64;
+    let recorded = database.rotations().await?.into_iter().find(|r| r.id == id);
+    match recorded {
+        Some(r) if r.to_version == i64::from(plan.to_version) && r.status == "running" => {
+            Ok(Planned::Running(Box::new(r)))
+        }
+        Some(r) if r.to_version == i64::from(plan.to_version) && r.status == "finished" => {
+            Ok(Planned::Finished)
+        }
+        _ => bail!(
+            "the component set up rotation #{} to KEK v{}, which rotor's journal does not hold as \
+             running; nothing was moved",
+            plan.rotation_id,
+            plan.to_version
+        ),
+    }
+}
+
+/// What the database may leave out: wallets whose prefix names the target already. Legacy
+/// output names no version, so every wallet is read and trial decryption tells.
+fn skip_prefix(plan: &RotationPlan) -> Option<String> {
+    match plan.output_format {
+        OutputFormat::Envelope => Some(format!("{}{}:", rotor_codec::PREFIX, plan.to_version)),
+        OutputFormat::Legacy => None,
+    }
+}
+
+/// Runs `move-wallets` in every worker at once over the walk's ranges. Returns the first worker
+/// (for the sweep) and what they moved together. If one worker fails, the others are stopped:
+/// their batches in flight roll back.
+async fn move_in_parallel(
+    workers: Vec<Instance>,
+    walk: &std::sync::Arc<Walk>,
+    at: &crate::bindings::operations::KeyLocation,
+    plan: &RotationPlan,
+) -> anyhow::Result<(Instance, MoveReport)> {
+    let mut running = JoinSet::new();
+    for (index, mut worker) in workers.into_iter().enumerate() {
+        worker.state_mut().set_batches(WorkerBatches::ranges(walk.clone()));
+        let (at, plan) = (at.clone(), *plan);
+        running.spawn(async move {
+            let moved = worker.move_wallets(&at, plan).await;
+            (index, worker, moved)
+        });
+    }
+    let mut total = MoveReport { seen: 0, rotated: 0, unchanged: 0, failed: Vec::new() };
+    let mut first = None;
+    while let Some(joined) = running.join_next().await {
+        let (index, worker, moved) = joined.context("a rotation worker panicked")?;
+        let moved = answer(moved).with_context(|| format!("rotation worker {index} failed"))?;
+        total.seen += moved.seen;
+        total.rotated += moved.rotated;
+        total.unchanged += moved.unchanged;
+        total.failed.extend(moved.failed);
+        if index == 0 {
+            first = Some(worker);
+        }
+    }
+    Ok((first.ok_or_else(|| anyhow!("the first rotation worker did not report"))?, total))
+}
+
+/// Once every range is done: takes the rotation lease (waiting while another process holds
+/// it), sweeps the table for wallets still on an old KEK, and closes the rotation. `None` if
+/// another process closed it first.
+async fn sweep_and_close(
+    app: &App,
+    first: &mut Instance,
+    walk: &std::sync::Arc<Walk>,
+    plan: &RotationPlan,
+) -> anyhow::Result<Option<MoveReport>> {
+    let database = app.database();
+    let id = plan.rotation_id as i64;
+    let still_running =
+        || async { Ok::<_, StoreError>(database.unfinished_rotation().await?.is_some_and(|r| r.id == id)) };
+    loop {
+        if !still_running().await? {
+            return Ok(None);
+        }
+        let state = first.state();
+        match database.acquire_lease(state.identity(), state.lease_ttl()).await {
+            Ok(()) => break,
+            // Another process is sweeping, or setting up the next rotation already.
+            Err(StoreError::LeaseHeld { .. }) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let closed = async {
+        if !still_running().await? {
+            return Ok(None);
+        }
+        first.state_mut().set_batches(WorkerBatches::sweep(walk.clone()));
+        let swept = answer(first.move_wallets(&app.key_location(), *plan).await)
+            .context("sweeping for wallets still on an old KEK")?;
+        if !swept.failed.is_empty() {
+            tracing::warn!(
+                failed = swept.failed.len(),
+                "wallets could not be moved and were left untouched on their old KEK"
+            );
+        }
+        let state = first.state();
+        database.renew_lease(&state.identity().lease_token, state.lease_ttl()).await?;
+        database.finish_rotation(id, swept.failed.len() as i64).await?;
+        anyhow::Ok(Some(swept))
+    }
+    .await;
+    release_lease(first).await;
+    closed
+}
+
+async fn release_lease(instance: &Instance) {
+    if let Err(e) = instance.state().release_lease().await {
+        tracing::warn!("could not release the rotation lease (it will expire): {e}");
+    }
+}

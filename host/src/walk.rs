@@ -1,0 +1,313 @@
+//! How a rotation's wallets reach its workers, through `wallet-store.next-batch`.
+//!
+//! The walk is split into key ranges in rotor's tables (planned when the rotation records its
+//! target). A worker claims one range at a time, in this process or any other, and walks it in
+//! batches, reading the next batch while the component works on the current one. A claim lasts
+//! as long as its holder keeps writing; one whose holder died runs out and passes to the next
+//! worker, which goes on after the last batch the dead one committed. Once every range is done,
+//! one worker sweeps the whole table for wallets an application wrote under the old KEK after
+//! the walk had passed them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use crate::progress::Reporter;
+use crate::store::{Checkpoint, ClaimedRange, Database, RunIdentity, StoreError, WalletRow, unix_now};
+
+/// How long a worker with nothing to claim waits before looking again, while other workers
+/// finish their ranges (or their claims run out).
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// One rotation's walk, shared by this process's workers.
+pub struct Walk {
+    database: Database,
+    rotation: i64,
+    /// Wallets whose ciphertext starts with this are on the target already: the database
+    /// leaves them out.
+    skip_prefix: Option<String>,
+    batch_size: u32,
+    /// Names this process's claims (its token is unguessable, so no other process renews
+    /// them), and who holds them for `rotor status`.
+    identity: RunIdentity,
+    claim_ttl: Duration,
+    reporter: Reporter,
+    total: u64,
+    handed_out: AtomicU64,
+    /// Wakes this process's idle workers when one of its ranges is done: the walk may be over.
+    range_done: tokio::sync::Notify,
+}
+
+impl Walk {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        database: Database,
+        rotation: i64,
+        skip_prefix: Option<String>,
+        batch_size: u32,
+        identity: RunIdentity,
+        claim_ttl: Duration,
+        reporter: Reporter,
+        total: u64,
+    ) -> Arc<Walk> {
+        Arc::new(Walk {
+            database,
+            rotation,
+            skip_prefix,
+            batch_size: batch_size.max(1),
+            identity,
+            claim_ttl,
+            reporter,
+            total,
+            handed_out: AtomicU64::new(0),
+            range_done: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Wallets handed to this process's workers so far.
+    pub fn handed_out(&self) -> u64 {
+        self.handed_out.load(Ordering::Relaxed)
+    }
+
+    fn expiry(&self) -> i64 {
+        unix_now() + self.claim_ttl.as_secs() as i64
+    }
+
+    /// The next free range; waits while other workers still hold the last ones, since a
+    /// holder that dies leaves its range to whoever is still here.
+    async fn claim(&self) -> Result<Option<ClaimedRange>, StoreError> {
+        loop {
+            let claimed = self.database.claim_range(self.rotation, &self.identity, self.expiry()).await?;
+            if claimed.is_some() {
+                return Ok(claimed);
+            }
+            if self.database.ranges_left(self.rotation).await? == 0 {
+                return Ok(None);
+            }
+            if self.database.release_dead_claims(self.rotation, &self.identity.host).await? == 0 {
+                // Other processes' ranges end unannounced: look again now and then.
+                tokio::select! {
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    () = self.range_done.notified() => {}
+                }
+            }
+        }
+    }
+
+    /// Reads the batch after `after` within `upto`, on a task of its own so that it overlaps
+    /// the component's work on the batch before.
+    fn read_ahead(
+        &self,
+        after: Option<String>,
+        upto: Option<String>,
+    ) -> JoinHandle<Result<Vec<WalletRow>, StoreError>> {
+        let (database, limit, skip) = (self.database.clone(), self.batch_size, self.skip_prefix.clone());
+        tokio::spawn(
+            async move { database.scan(after.as_deref(), upto.as_deref(), limit, skip.as_deref()).await },
+        )
+    }
+}
+
+/// The range a worker is walking.
+struct Current {
+    range: ClaimedRange,
+    /// The last id handed out.
+    cursor: Option<String>,
+    /// The last read came back short: nothing is left after `cursor`.
+    exhausted: bool,
+    ahead: Option<JoinHandle<Result<Vec<WalletRow>, StoreError>>>,
+    renewed: Instant,
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        if let Some(read) = self.ahead.take() {
+            read.abort();
+        }
+    }
+}
+
+/// Which wallets a worker is handed.
+enum Pass {
+    /// Ranges claimed in rotor's tables.
+    Ranges,
+    /// The whole table once, unclaimed: the final sweep, by one worker holding the rotation
+    /// lease. `true` once it is done.
+    Sweep(bool),
+}
+
+/// One worker's share of the walk: what its `next-batch` calls return.
+pub struct WorkerBatches {
+    walk: Arc<Walk>,
+    pass: Pass,
+    current: Option<Current>,
+    /// The ciphertexts of the batch handed out last, by id: what `replace-current-batch`
+    /// compares with, so the component need not send them back.
+    handed_out: HashMap<String, String>,
+}
+
+impl WorkerBatches {
+    /// A worker of the walk over claimed ranges.
+    pub fn ranges(walk: Arc<Walk>) -> WorkerBatches {
+        WorkerBatches { walk, pass: Pass::Ranges, current: None, handed_out: HashMap::new() }
+    }
+
+    /// The final sweep over the whole table.
+    pub fn sweep(walk: Arc<Walk>) -> WorkerBatches {
+        WorkerBatches { walk, pass: Pass::Sweep(false), current: None, handed_out: HashMap::new() }
+    }
+
+    /// The next batch, `None` once there is nothing left for this worker.
+    pub async fn next(&mut self) -> Result<Option<Vec<WalletRow>>, StoreError> {
+        self.handed_out.clear();
+        loop {
+            let current = match &mut self.current {
+                Some(current) => current,
+                None => match self.start_range().await? {
+                    Some(range) => self.current.insert(range),
+                    None => return Ok(None),
+                },
+            };
+            let rows = match (current.exhausted, current.ahead.take()) {
+                (true, _) => Vec::new(),
+                (false, Some(read)) => {
+                    read.await.map_err(|e| StoreError::Config(format!("reading ahead failed: {e}")))??
+                }
+                (false, None) => {
+                    let range = &current.range;
+                    let after = current.cursor.as_deref().or(range.after_id.as_deref());
+                    let walk = &self.walk;
+                    walk.database
+                        .scan(after, range.upto_id.as_deref(), walk.batch_size, walk.skip_prefix.as_deref())
+                        .await?
+                }
+            };
+            if rows.is_empty() {
+                self.end_range().await?;
+                continue;
+            }
+            current.exhausted = rows.len() < self.walk.batch_size as usize;
+            current.cursor = rows.last().map(|row| row.id.clone());
+            if !current.exhausted {
+                current.ahead =
+                    Some(self.walk.read_ahead(current.cursor.clone(), current.range.upto_id.clone()));
+            }
+            // A range whose batches need no writes (already moved before a crash) renews its
+            // claim here rather than in a batch's transaction.
+            if matches!(self.pass, Pass::Ranges) && current.renewed.elapsed() > self.walk.claim_ttl / 3 {
+                let walk = &self.walk;
+                walk.database
+                    .renew_range(walk.rotation, current.range.seq, &walk.identity.lease_token, walk.expiry())
+                    .await?;
+                current.renewed = Instant::now();
+            }
+            let done =
+                self.walk.handed_out.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64;
+            if matches!(self.pass, Pass::Ranges) {
+                self.walk.reporter.progress(done, self.walk.total.max(done));
+            }
+            self.handed_out.extend(rows.iter().map(|row| (row.id.clone(), row.ciphertext.clone())));
+            return Ok(Some(rows));
+        }
+    }
+
+    async fn start_range(&mut self) -> Result<Option<Current>, StoreError> {
+        let range = match self.pass {
+            Pass::Ranges => match self.walk.claim().await? {
+                Some(range) => range,
+                None => return Ok(None),
+            },
+            Pass::Sweep(true) => return Ok(None),
+            Pass::Sweep(false) => ClaimedRange { seq: -1, after_id: None, upto_id: None, cursor: None },
+        };
+        let cursor = range.cursor.clone();
+        Ok(Some(Current { range, cursor, exhausted: false, ahead: None, renewed: Instant::now() }))
+    }
+
+    async fn end_range(&mut self) -> Result<(), StoreError> {
+        let Some(current) = self.current.take() else { return Ok(()) };
+        match &mut self.pass {
+            Pass::Ranges => {
+                let walk = &self.walk;
+                walk.database
+                    .finish_range(walk.rotation, current.range.seq, &walk.identity.lease_token)
+                    .await?;
+                walk.range_done.notify_waiters();
+                Ok(())
+            }
+            Pass::Sweep(done) => {
+                *done = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// The ciphertext handed out for `id` in the current batch; each is given back once.
+    pub fn take_handed_out(&mut self, id: &str) -> Option<String> {
+        self.handed_out.remove(id)
+    }
+
+    /// What a batch written now records: its range's progress and claim, or for the sweep the
+    /// rotation's progress and lease (`lease_token`, held by the sweeping process).
+    pub fn checkpoint<'a>(&'a self, lease_token: &'a str, lease_ttl: Duration) -> Option<Checkpoint<'a>> {
+        let current = self.current.as_ref()?;
+        let walk = &self.walk;
+        Some(match self.pass {
+            Pass::Ranges => Checkpoint::Range {
+                rotation: walk.rotation,
+                seq: current.range.seq,
+                token: &walk.identity.lease_token,
+                cursor: current.cursor.as_deref().unwrap_or_default(),
+                expires_at: walk.expiry(),
+            },
+            Pass::Sweep(_) => Checkpoint::Rotation {
+                rotation: walk.rotation,
+                lease_token,
+                lease_expires_at: unix_now() + lease_ttl.as_secs() as i64,
+            },
+        })
+    }
+}
+
+/// The whole table once, shared batch by batch by this process's workers, with nothing written
+/// anywhere: how `validate` spreads over instances.
+pub struct SharedScan {
+    database: Database,
+    batch_size: u32,
+    /// The last id handed out; `None` inside once the table is done.
+    cursor: tokio::sync::Mutex<Option<Option<String>>>,
+    reporter: Reporter,
+    total: u64,
+    handed_out: AtomicU64,
+}
+
+impl SharedScan {
+    pub fn new(database: Database, batch_size: u32, reporter: Reporter, total: u64) -> Arc<SharedScan> {
+        Arc::new(SharedScan {
+            database,
+            batch_size: batch_size.max(1),
+            cursor: tokio::sync::Mutex::new(Some(None)),
+            reporter,
+            total,
+            handed_out: AtomicU64::new(0),
+        })
+    }
+
+    /// The next batch of the table, `None` once it is done. The cursor is held while reading,
+    /// so batches never overlap; the other workers meanwhile open the batches they hold.
+    pub async fn next(&self) -> Result<Option<Vec<WalletRow>>, StoreError> {
+        let mut cursor = self.cursor.lock().await;
+        let Some(after) = cursor.as_ref() else { return Ok(None) };
+        let rows = self.database.scan(after.as_deref(), None, self.batch_size, None).await?;
+        *cursor = rows.last().map(|row| Some(row.id.clone()));
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let done = self.handed_out.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64;
+        self.reporter.progress(done, self.total.max(done));
+        Ok(Some(rows))
+    }
+}

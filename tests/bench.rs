@@ -1,0 +1,75 @@
+//! `rotor bench --wallets 2000` as a smoke check: every setup is measured on both databases,
+//! the report comes out as a table, JSON and a PNG chart, and the bench leaves no database
+//! behind. No speed is asserted here: `rotor bench` prints the figures, BENCHMARKS.md keeps them.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use sqlx::Connection;
+use support::{postgres_admin_url, text, unique};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_measures_every_setup_and_cleans_up() {
+    let out_dir = std::env::temp_dir().join(unique("rotor_bench"));
+    let child = Command::new(env!("CARGO_BIN_EXE_rotor"))
+        .args(["bench", "--wallets", "2000", "--postgres-url", &postgres_admin_url(), "--out"])
+        .arg(&out_dir)
+        .env_remove("ROTOR_CONFIG")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "rotor bench failed:\n{}", text(&out.stderr));
+
+    let table = text(&out.stdout);
+    for row in [
+        "| rotor rotate (re-wrap) | SQLite |",
+        "| rotor rotate (re-wrap) | PostgreSQL |",
+        "| rotor rotate --reencrypt | PostgreSQL |",
+        "| native baseline, re-wrap | SQLite |",
+        "| raw rewrite (no crypto) | PostgreSQL |",
+        "| wasm AES ceiling (--reencrypt) | SQLite |",
+        "| rotor validate | SQLite |",
+        "| OpenBao Transit rewrap, wallets | OpenBao |",
+        "| OpenBao Transit rewrap, data keys | OpenBao |",
+        "a command on 10 wallets starts in",
+    ] {
+        assert!(table.contains(row), "no {row:?} in:\n{table}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("bench.md")).unwrap().lines().next(),
+        table.lines().next()
+    );
+
+    let json: Value = serde_json::from_slice(&std::fs::read(out_dir.join("bench.json")).unwrap()).unwrap();
+    let measurements = json["report"]["measurements"].as_array().unwrap();
+    assert_eq!(measurements.len(), 7 + 5 + 2, "{json:#}");
+    for m in measurements {
+        assert_eq!(m["size"], 2000, "{m}");
+        assert_eq!(m["handled"].as_u64().unwrap() % 2000, 0, "every wallet handled: {m}");
+        assert!(m["per_second"].as_f64().unwrap() > 0.0, "{m}");
+    }
+    let rotations = measurements.iter().filter(|m| m["setup"] == "rotate");
+    assert!(
+        rotations.clone().count() == 2
+            && rotations.into_iter().all(|m| m["peak_rss_mib"].as_f64().unwrap() > 1.0)
+    );
+    assert!(!json["targets"].as_array().unwrap().is_empty());
+
+    let png = std::fs::read(out_dir.join("bench.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());
+
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url()).await.unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_database WHERE datname LIKE $1")
+        .bind(format!("rotor_bench_{pid}_%"))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "the bench left its PostgreSQL database behind");
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
