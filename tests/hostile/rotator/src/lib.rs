@@ -86,6 +86,7 @@ impl ops::Guest for Hostile {
     fn start_rotation(_: ops::KeyLocation, _: ops::RotateOptions) -> Result<ops::RotationPlan, String> {
         // Records a rotation to v2 without storing any KEK.
         let format = bindings::rotor::kek::types::OutputFormat::Envelope;
+        journal::resume()?; // takes the rotation lease, as set-up must
         let rotation = journal::begin(1, 0, false, format, None)?;
         journal::set_target(rotation.id, 2)?;
         Ok(ops::RotationPlan {
