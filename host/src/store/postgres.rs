@@ -178,5 +178,5 @@ impl PgStore {
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
     }
 
-    shared_queries!();
+    shared_queries!(sqlx::Postgres);
 }

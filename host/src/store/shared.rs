@@ -108,8 +108,10 @@ macro_rules! finish_batch {
 
 pub(super) use finish_batch;
 
+/// The queries both stores share; `$db` is the store's sqlx database, for the helpers that take
+/// a transaction.
 macro_rules! shared_queries {
-    () => {
+    ($db:ty) => {
         pub(super) fn url(&self) -> &str {
             &self.url
         }
@@ -249,15 +251,7 @@ macro_rules! shared_queries {
         ) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
             sqlx::query("DELETE FROM rotor_ranges WHERE rotation_id = $1").bind(id).execute(&mut *tx).await?;
-            for (seq, (after, upto)) in super::shared::ranges(boundaries).enumerate() {
-                sqlx::query("INSERT INTO rotor_ranges (rotation_id, seq, after_id, upto_id) VALUES ($1, $2, $3, $4)")
-                    .bind(id)
-                    .bind(seq as i64)
-                    .bind(after)
-                    .bind(upto)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            Self::insert_ranges_in(&mut tx, id, boundaries).await?;
             sqlx::query("UPDATE rotor_rotations SET to_version = $1 WHERE id = $2 AND status = 'running'")
                 .bind(to_version)
                 .bind(id)
@@ -269,6 +263,16 @@ macro_rules! shared_queries {
 
         pub(super) async fn insert_ranges(&self, id: i64, boundaries: &[String]) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
+            Self::insert_ranges_in(&mut tx, id, boundaries).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn insert_ranges_in(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            id: i64,
+            boundaries: &[String],
+        ) -> Result<(), StoreError> {
             for (seq, (after, upto)) in super::shared::ranges(boundaries).enumerate() {
                 sqlx::query(
                     "INSERT INTO rotor_ranges (rotation_id, seq, after_id, upto_id) VALUES ($1, $2, $3, $4) \
@@ -278,10 +282,9 @@ macro_rules! shared_queries {
                 .bind(seq as i64)
                 .bind(after)
                 .bind(upto)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await?;
             }
-            tx.commit().await?;
             Ok(())
         }
 

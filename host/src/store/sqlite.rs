@@ -203,5 +203,5 @@ impl SqliteStore {
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
     }
 
-    shared_queries!();
+    shared_queries!(Sqlite);
 }
