@@ -192,8 +192,8 @@ pub enum Command {
     /// a PNG chart).
     ///
     /// Starts an OpenBao dev server, and creates SQLite files and a PostgreSQL database (on
-    /// --postgres-url), removed afterwards. 1,000,000 wallets take most of an hour on 2 cores;
-    /// --quick (100,000) a few minutes; `--wallets 2000` is a smoke check.
+    /// --postgres-url), removed afterwards. 1,000,000 wallets take about ten minutes on 2 cores;
+    /// --quick (100,000) about two; `--wallets 2000` is a smoke check.
     Bench(crate::bench::BenchArgs),
 }
 
@@ -232,7 +232,7 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct BatchArgs {
     /// Wallets per batch (per transaction and per call into the component). Larger batches
-    /// cost memory (each worker holds about four) without going faster: see BENCHMARKS.md.
+    /// cost memory (each worker holds several at once) without going faster: see BENCHMARKS.md.
     #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
 }

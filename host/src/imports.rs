@@ -101,10 +101,6 @@ impl RunState {
         self.lease_ttl
     }
 
-    pub fn database(&self) -> &Database {
-        &self.database
-    }
-
     /// Has the reference component check every batch before it is committed.
     pub fn set_cross_check(&mut self, check: CrossCheck) {
         self.cross_check = Some(check);
@@ -355,7 +351,7 @@ impl wallet_store::Host for RunState {
         let mut replacements = Vec::with_capacity(rows.len());
         for (id, replacement) in rows {
             let Some(expected) = batches.take_handed_out(&id) else {
-                return Ok(Err(wallet_store::Error::Database(format!(
+                return Ok(Err(wallet_store::Error::Denied(format!(
                     "replace-current-batch: wallet {id:?} is not in the batch handed out last (or is named twice); \
                      nothing of the batch was written"
                 ))));
@@ -526,7 +522,8 @@ impl RunState {
             }
             match self.database.acquire_lease(&self.identity, self.lease_ttl).await {
                 Ok(()) => break,
-                // Often: set-up is quick, and a rotor that looks too late finds the rotation done.
+                // Set-up takes milliseconds: look again soon, to join the rotation rather than
+                // arrive after it is over.
                 Err(StoreError::LeaseHeld { .. }) if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(25)).await;
                 }
