@@ -532,7 +532,7 @@ impl RunState {
         }
         let record = self.database.unfinished_rotation().await?;
         if let Some(rotation) = record.as_ref().filter(|r| r.to_version != 0) {
-            // Begun by a rotor that planned no ranges (before 0.2): plan them now, under the lease.
+            // Begun by an earlier rotor, which planned no ranges: plan them now, under the lease.
             self.database.plan_ranges(rotation.id).await?;
         }
         self.active_rotation = record.as_ref().map(|r| r.id);

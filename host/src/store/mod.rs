@@ -443,8 +443,8 @@ impl Database {
     }
 
     /// Records the rotation's target KEK and, in the same transaction, splits the wallets into
-    /// key ranges of about `rows_per_range` for workers to claim. Planned before the target is
-    /// visible, so a process that joins the rotation always finds its ranges.
+    /// about 64 key ranges for workers to claim. Planned before the target is visible, so a
+    /// process that joins the rotation always finds its ranges.
     pub async fn set_rotation_target(&self, id: i64, to_version: i64) -> Result<(), StoreError> {
         // The count the journal took when the rotation began sizes the ranges well enough.
         let total = self.rotations().await?.into_iter().find(|r| r.id == id).map(|r| r.total.max(0) as u64);
@@ -452,8 +452,8 @@ impl Database {
         dispatch!(self, s => s.set_rotation_target(id, to_version, &boundaries).await)
     }
 
-    /// Splits an unfinished rotation that has no key ranges (begun by a rotor before 0.2) into
-    /// ranges; a no-op if it has some. Call it holding the rotation lease.
+    /// Splits an unfinished rotation that has no key ranges (begun by an earlier rotor, which
+    /// planned none) into ranges; a no-op if it has some. Call it holding the rotation lease.
     pub async fn plan_ranges(&self, id: i64) -> Result<(), StoreError> {
         if self.has_ranges(id).await? {
             return Ok(());
