@@ -957,18 +957,15 @@ pub async fn rotate(
     };
     let lease_ttl = std::time::Duration::from_secs(args.lease_seconds);
     let started = Instant::now();
+    let reporter = instance.state().reporter().clone();
     let report = if args.dry_run {
-        let report = answer(instance.rotate(&app.key_location(), options).await);
-        instance.state().reporter().finish();
-        report
+        answer(instance.rotate(&app.key_location(), options).await)
     } else {
-        let reporter = instance.state().reporter().clone();
         let workers = args.workers.map_or_else(default_workers, |n| n.get());
-        let run = crate::rotation::RotationRun { workers, lease_ttl, reporter: reporter.clone() };
-        let report = crate::rotation::rotate(app, instance, options, run).await;
-        reporter.finish();
-        report
+        let run = crate::rotation::RotationRun { workers, lease_ttl };
+        crate::rotation::rotate(app, instance, options, run).await
     };
+    reporter.finish();
     let report: operations::RotateReport = report?;
     let elapsed = started.elapsed();
     let failures: Vec<Failure> =

@@ -3,7 +3,6 @@
 //! interfaces of the `auditor` world delegate to the same checked functions.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -18,7 +17,7 @@ use crate::limits::{GuestClock, Limits, MemoryCap};
 use crate::progress::Reporter;
 use crate::store::{Checkpoint, Database, Replacement, RotationRecord, RunIdentity, StoreError, unix_now};
 use crate::vault::{KvMetadata, KvSecret, VaultError};
-use crate::walk::{SharedScan, WorkerBatches};
+use crate::walk::Batches;
 
 /// Everything one component instance may reach, and nothing more.
 pub struct RunState {
@@ -40,10 +39,9 @@ pub struct RunState {
     /// When this run's component is not the reference one: the reference opens every batch
     /// it writes before the batch is committed.
     cross_check: Option<CrossCheck>,
-    /// This instance's share of a rotation's walk, handed out by `next-batch`.
-    batches: Option<WorkerBatches>,
-    /// Or its share of a read-only pass over the table (`validate` on several instances).
-    shared_scan: Option<Arc<SharedScan>>,
+    /// What `next-batch` hands out: this instance's share of a rotation's walk, or of a
+    /// read-only pass over the table (`validate` on several instances).
+    batches: Option<Batches>,
 }
 
 /// Default rotation lease: long enough for any batch, short enough to take over from a rotor
@@ -77,18 +75,12 @@ impl RunState {
             lease_ttl: DEFAULT_LEASE,
             cross_check: None,
             batches: None,
-            shared_scan: None,
         }
     }
 
-    /// Makes this instance one of several reading the table: `next-batch` hands out its
-    /// batches from `scan`.
-    pub fn set_shared_scan(&mut self, scan: Arc<SharedScan>) {
-        self.shared_scan = Some(scan);
-    }
-
-    /// Makes this instance a worker of a rotation's walk: `next-batch` hands out `batches`.
-    pub fn set_batches(&mut self, batches: WorkerBatches) {
+    /// Makes this instance a worker of a rotation's walk, or one of several reading the
+    /// table: `next-batch` hands out `batches`.
+    pub fn set_batches(&mut self, batches: Batches) {
         self.batches = Some(batches);
     }
 
@@ -343,7 +335,7 @@ impl wallet_store::Host for RunState {
         if let Err(denied) = self.check_wallets_write("replace-current-batch") {
             return Ok(Err(denied));
         }
-        let Some(batches) = &mut self.batches else {
+        let Some(Batches::Walk(batches)) = &mut self.batches else {
             return Ok(Err(wallet_store::Error::Denied(
                 "replace-current-batch: this instance was handed no batch (use replace-batch)".into(),
             )));
@@ -398,8 +390,8 @@ impl RunState {
             .map(|r| Replacement { id: r.id, expected: r.expected, replacement: r.replacement })
             .collect();
         let checkpoint = match &self.batches {
-            Some(batches) => batches.checkpoint(&self.identity.lease_token, self.lease_ttl),
-            None => self.active_rotation.map(|rotation| Checkpoint::Rotation {
+            Some(Batches::Walk(batches)) => batches.checkpoint(),
+            _ => self.active_rotation.map(|rotation| Checkpoint::Rotation {
                 rotation,
                 lease_token: &self.identity.lease_token,
                 lease_expires_at: unix_now() + self.lease_ttl.as_secs() as i64,
@@ -422,9 +414,6 @@ impl RunState {
                 .map(|row| wallet_store::Wallet { id: row.id, ciphertext: row.ciphertext })
                 .collect()
         };
-        if let Some(scan) = &self.shared_scan {
-            return scan.next().await.map(|batch| batch.map(to_wit)).map_err(store_error);
-        }
         let Some(batches) = &mut self.batches else {
             return Err(wallet_store::Error::Denied(
                 "next-batch: this instance is not a worker of a rotation (the host hands out batches \

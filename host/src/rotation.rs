@@ -16,13 +16,13 @@ use tokio::task::JoinSet;
 
 use crate::app::App;
 use crate::bindings::operations::{MoveReport, RotateOptions, RotateReport, RotationPlan};
-use crate::bindings::types::OutputFormat;
+use crate::bindings::types::{OutputFormat, WalletFailure};
 use crate::cli::answer;
 use crate::component::Instance;
 use crate::grants::Access;
 use crate::progress::Reporter;
 use crate::store::{Database, RotationRecord, StoreError};
-use crate::walk::{Walk, WorkerBatches};
+use crate::walk::{Batches, Walk, WorkerBatches};
 
 /// How a rotation is run.
 pub struct RotationRun {
@@ -30,12 +30,11 @@ pub struct RotationRun {
     pub workers: usize,
     /// How long a claim on a range, or the rotation lease, lasts without progress.
     pub lease_ttl: Duration,
-    pub reporter: Reporter,
 }
 
-/// Runs a rotation (or joins the unfinished one) with `first` doing the set-up, and returns
-/// what this process did: its workers' moves, and the sweep if it was the one to close the
-/// rotation.
+/// Runs a rotation (or joins the unfinished one) with `first` doing the set-up and its
+/// reporter showing the walk's progress, and returns what this process did: its workers'
+/// moves, and the sweep if it was the one to close the rotation.
 pub async fn rotate(
     app: &App,
     mut first: Instance,
@@ -79,7 +78,7 @@ pub async fn rotate(
         options.batch_size.min(app.settings().sandbox.limits.max_batch_rows),
         first.state().identity().clone(),
         run.lease_ttl,
-        run.reporter.clone(),
+        first.state().reporter().clone(),
         // Counted when the rotation began: counting again costs a scan of the table.
         recorded.total.max(0) as u64,
     );
@@ -91,12 +90,11 @@ pub async fn rotate(
     }
     tracing::debug!(elapsed = ?started.elapsed(), workers = workers.len(), "rotation set up; walking");
     let (mut first, mut moved) = move_in_parallel(workers, &walk, &at, &plan).await?;
-    run.reporter.finish();
+    first.state().reporter().finish();
     tracing::debug!(elapsed = ?started.elapsed(), handed_out = walk.handed_out(), "walk done; sweeping");
 
     if let Some(swept) = sweep_and_close(app, &mut first, &walk, &plan).await? {
-        moved.rotated += swept.rotated;
-        moved.failed.extend(swept.failed);
+        moved.add(swept);
     }
     tracing::debug!(elapsed = ?started.elapsed(), "rotation closed");
     let mut seen = HashSet::new();
@@ -151,6 +149,20 @@ fn skip_prefix(plan: &RotationPlan) -> Option<String> {
     }
 }
 
+/// What this process's workers moved, and the wallets they could not move.
+#[derive(Default)]
+struct Moved {
+    rotated: u64,
+    failed: Vec<WalletFailure>,
+}
+
+impl Moved {
+    fn add(&mut self, report: MoveReport) {
+        self.rotated += report.rotated;
+        self.failed.extend(report.failed);
+    }
+}
+
 /// Runs `move-wallets` in every worker at once over the walk's ranges. Returns the first worker
 /// (for the sweep) and what they moved together. If one worker fails, the others are stopped:
 /// their batches in flight roll back.
@@ -159,25 +171,21 @@ async fn move_in_parallel(
     walk: &std::sync::Arc<Walk>,
     at: &crate::bindings::operations::KeyLocation,
     plan: &RotationPlan,
-) -> anyhow::Result<(Instance, MoveReport)> {
+) -> anyhow::Result<(Instance, Moved)> {
     let mut running = JoinSet::new();
     for (index, mut worker) in workers.into_iter().enumerate() {
-        worker.state_mut().set_batches(WorkerBatches::ranges(walk.clone()));
+        worker.state_mut().set_batches(Batches::Walk(WorkerBatches::ranges(walk.clone())));
         let (at, plan) = (at.clone(), *plan);
         running.spawn(async move {
             let moved = worker.move_wallets(&at, plan).await;
             (index, worker, moved)
         });
     }
-    let mut total = MoveReport { seen: 0, rotated: 0, unchanged: 0, failed: Vec::new() };
+    let mut total = Moved::default();
     let mut first = None;
     while let Some(joined) = running.join_next().await {
         let (index, worker, moved) = joined.context("a rotation worker panicked")?;
-        let moved = answer(moved).with_context(|| format!("rotation worker {index} failed"))?;
-        total.seen += moved.seen;
-        total.rotated += moved.rotated;
-        total.unchanged += moved.unchanged;
-        total.failed.extend(moved.failed);
+        total.add(answer(moved).with_context(|| format!("rotation worker {index} failed"))?);
         if index == 0 {
             first = Some(worker);
         }
@@ -214,7 +222,7 @@ async fn sweep_and_close(
         if !still_running().await? {
             return Ok(None);
         }
-        first.state_mut().set_batches(WorkerBatches::sweep(walk.clone()));
+        first.state_mut().set_batches(Batches::Walk(WorkerBatches::sweep(walk.clone())));
         let swept = answer(first.move_wallets(&app.key_location(), *plan).await)
             .context("sweeping for wallets still on an old KEK")?;
         if !swept.failed.is_empty() {

@@ -14,7 +14,7 @@ use crate::cli::answer;
 use crate::component::Instance;
 use crate::grants::Access;
 use crate::progress::Reporter;
-use crate::walk::SharedScan;
+use crate::walk::{Batches, SharedScan};
 
 /// Opens every wallet with `workers` instances, `first` among them; one report for all.
 pub async fn validate(
@@ -31,11 +31,11 @@ pub async fn validate(
     let reporter = first.state().reporter().clone();
     let batch_size = batch_size.min(app.settings().sandbox.limits.max_batch_rows);
     let scan = SharedScan::new(database.clone(), batch_size, reporter, database.count().await?);
-    first.state_mut().set_shared_scan(scan.clone());
+    first.state_mut().set_batches(Batches::Shared(scan.clone()));
     let mut others = JoinSet::new();
     for _ in 1..workers {
         let mut worker = app.instance(Access::ReadOnly, Reporter::silent()).await?;
-        worker.state_mut().set_shared_scan(scan.clone());
+        worker.state_mut().set_batches(Batches::Shared(scan.clone()));
         let at = at.clone();
         others.spawn(async move { answer(worker.validate_batches(&at).await) });
     }

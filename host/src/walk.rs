@@ -251,8 +251,8 @@ impl WorkerBatches {
     }
 
     /// What a batch written now records: its range's progress and claim, or for the sweep the
-    /// rotation's progress and lease (`lease_token`, held by the sweeping process).
-    pub fn checkpoint<'a>(&'a self, lease_token: &'a str, lease_ttl: Duration) -> Option<Checkpoint<'a>> {
+    /// rotation's progress and lease (held by the sweeping process, under the walk's identity).
+    pub fn checkpoint(&self) -> Option<Checkpoint<'_>> {
         let current = self.current.as_ref()?;
         let walk = &self.walk;
         Some(match self.pass {
@@ -265,10 +265,26 @@ impl WorkerBatches {
             },
             Pass::Sweep(_) => Checkpoint::Rotation {
                 rotation: walk.rotation,
-                lease_token,
-                lease_expires_at: unix_now() + lease_ttl.as_secs() as i64,
+                lease_token: &walk.identity.lease_token,
+                lease_expires_at: walk.expiry(),
             },
         })
+    }
+}
+
+/// What a worker's `next-batch` hands out: its share of a rotation's walk, or of a read-only
+/// pass over the table shared by several instances.
+pub enum Batches {
+    Walk(WorkerBatches),
+    Shared(Arc<SharedScan>),
+}
+
+impl Batches {
+    pub async fn next(&mut self) -> Result<Option<Vec<WalletRow>>, StoreError> {
+        match self {
+            Batches::Walk(batches) => batches.next().await,
+            Batches::Shared(scan) => scan.next().await,
+        }
     }
 }
 

@@ -174,27 +174,18 @@ impl Bench<'_> {
             "enrolled"
         );
 
+        let workers = self.workers.to_string();
+        let batch = self.batch_size.to_string();
         if store == Store::Sqlite {
             let validated: Reported = self
-                .rotor(url, &key_path, &["validate", "--batch-size", &self.batch_size.to_string()])
+                .rotor(url, &key_path, &["validate", "--workers", &workers, "--batch-size", &batch])
                 .await?;
-            report.record(
-                Setup::Validate,
-                store.name(),
-                n,
-                validated.total,
-                validated.duration(),
-                validated.peak_rss_bytes,
-            );
+            report.record_run(Setup::Validate, store.name(), n, validated.total, &validated);
             // One instance opening and resealing every wallet in memory, writing nothing: the
             // wasm AES rate of one core, times the cores the workers can use, is the ceiling of
             // --reencrypt.
             let dry: Reported = self
-                .rotor(
-                    url,
-                    &key_path,
-                    &["rotate", "--dry-run", "--reencrypt", "--batch-size", &self.batch_size.to_string()],
-                )
+                .rotor(url, &key_path, &["rotate", "--dry-run", "--reencrypt", "--batch-size", &batch])
                 .await?;
             let cores = self.workers.min(default_workers()) as u64;
             report.record(
@@ -206,31 +197,13 @@ impl Bench<'_> {
                 None,
             );
         }
-        let workers = self.workers.to_string();
-        let batch = self.batch_size.to_string();
-        let rewrap: Reported =
-            self.rotor(url, &key_path, &["rotate", "--workers", &workers, "--batch-size", &batch]).await?;
-        check_moved(&rewrap, n, "rotor rotate")?;
-        report.record(
-            Setup::Rotate,
-            store.name(),
-            n,
-            rewrap.rotated,
-            rewrap.duration(),
-            rewrap.peak_rss_bytes,
-        );
-        let reencrypt: Reported = self
-            .rotor(url, &key_path, &["rotate", "--reencrypt", "--workers", &workers, "--batch-size", &batch])
-            .await?;
-        check_moved(&reencrypt, n, "rotor rotate --reencrypt")?;
-        report.record(
-            Setup::RotateReencrypt,
-            store.name(),
-            n,
-            reencrypt.rotated,
-            reencrypt.duration(),
-            reencrypt.peak_rss_bytes,
-        );
+        for (setup, reencrypt) in [(Setup::Rotate, false), (Setup::RotateReencrypt, true)] {
+            let mut args = vec!["rotate", "--workers", &workers, "--batch-size", &batch];
+            args.extend(reencrypt.then_some("--reencrypt"));
+            let rotated: Reported = self.rotor(url, &key_path, &args).await?;
+            check_moved(&rotated, n, &format!("rotor {}", args.join(" ")))?;
+            report.record_run(setup, store.name(), n, rotated.rotated, &rotated);
+        }
 
         // The same moves natively: from the KEK the rotations left current to a fresh one
         // (never stored: only this process needs it), and on from there.
@@ -248,7 +221,8 @@ impl Bench<'_> {
         // The database's limit is its fastest plain rewrite: of the bench's batches, and of
         // the 1000-row transactions the limit was first measured with.
         let mut fastest: Option<(u64, Duration)> = None;
-        for batch in [self.batch_size, 1000] {
+        let batches = if self.batch_size == 1000 { vec![1000] } else { vec![self.batch_size, 1000] };
+        for batch in batches {
             let (rewritten, took) = raw::rewrite(&database, batch).await?;
             if fastest.is_none_or(|(_, best)| took < best) {
                 fastest = Some((rewritten, took));
@@ -370,6 +344,13 @@ struct Reported {
 impl Reported {
     fn duration(&self) -> Duration {
         Duration::from_millis(self.duration_ms.max(1))
+    }
+}
+
+impl BenchReport {
+    /// Adds what a rotor command reported: `handled` wallets in its own time, its peak RSS.
+    fn record_run(&mut self, setup: Setup, store: &str, size: u64, handled: u64, run: &Reported) {
+        self.record(setup, store, size, handled, run.duration(), run.peak_rss_bytes);
     }
 }
 

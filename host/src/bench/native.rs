@@ -54,7 +54,6 @@ pub async fn rotate(
     for _ in 0..workers.max(1) {
         let (database, keys) = (database.clone(), keys.clone());
         let mut batches = WorkerBatches::ranges(walk.clone());
-        let token = identity.lease_token.clone();
         running.spawn(async move {
             let mut moved = 0u64;
             while let Some(rows) = batches.next().await? {
@@ -66,8 +65,7 @@ pub async fn rotate(
                         Ok(Replacement { id: row.id, expected: row.ciphertext, replacement })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                let outcome =
-                    database.replace_batch(&replacements, batches.checkpoint(&token, claim_ttl)).await?;
+                let outcome = database.replace_batch(&replacements, batches.checkpoint()).await?;
                 moved += u64::from(outcome.replaced);
             }
             anyhow::Ok(moved)
