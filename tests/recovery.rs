@@ -287,13 +287,14 @@ async fn a_reused_pid_does_not_hold_a_rotation(kind: Kind) {
     let (world, expected) = world_with_wallets(kind).await;
     let killed = rotate_and_kill(&world, &[]).await;
     // What a rotor that ran as PID 1 in a container now replaced leaves behind: a claim that
-    // lasts another hour, by a pid that is alive again (this host's PID 1) but another process.
+    // lasts another hour, by a pid that is alive again (this host's PID 1) but is another
+    // process (the claim keeps the dead rotor's boot id and start time).
     let expires =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
     let claimed = execute(
         &world,
         &format!(
-            "UPDATE rotor_ranges SET pid = 1, process_key = 'an-earlier-container:42', expires_at = {expires} \
+            "UPDATE rotor_ranges SET pid = 1, expires_at = {expires} \
              WHERE rotation_id = {} AND state = 'claimed'",
             killed.id
         ),

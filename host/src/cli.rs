@@ -462,12 +462,14 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<Outcome> {
             | Command::Abort
     );
     let cleans_up = matches!(cli.command, Command::Rotate(_) | Command::Rollback(_));
+    // For a server, a signal is the ordinary way to stop: it ends with success.
+    let stops_itself = matches!(cli.command, Command::Serve(_));
     let metrics = Recorder::new(cli.global.metrics_file.clone().filter(|_| records_metrics));
     let command = execute(&cli, &metrics, &shutdown);
     tokio::pin!(command);
     let result = tokio::select! {
         result = &mut command => result,
-        signal = shutdown.wait() => {
+        signal = shutdown.wait(), if !stops_itself => {
             let stopped = |what: &str| Interrupted { signal, what: what.to_owned() };
             if cleans_up {
                 match tokio::time::timeout(STOP_GRACE, &mut command).await {
@@ -546,7 +548,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
                 validate_every: *args.validate_every,
                 batch_size: args.batch.batch_size,
             };
-            crate::exporter::serve(&app, &options).await?;
+            crate::exporter::serve(&app, &options, shutdown).await?;
             Ok(Outcome::Success)
         }
         Command::Validate(args) => {
