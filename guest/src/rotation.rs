@@ -182,8 +182,8 @@ pub(crate) fn check_resumable(rotation: &Rotation, options: &RotateOptions) -> R
     let id = rotation.id;
     if options.restore.is_some() && rotation.restores != options.restore {
         return Err(format!(
-            "rotation #{id} (from KEK v{}) is unfinished: finish it with `rotor rotate` before rolling back \
-             (nothing was changed)",
+            "rotation #{id} (from KEK v{}) is unfinished: finish it with `rotor rotate` (or close it with \
+             `rotor abort`) before rolling back; nothing was changed",
             rotation.from_version
         ));
     }

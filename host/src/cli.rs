@@ -42,7 +42,9 @@ Exit codes:
   0  success (also a rotation skipped by --if-older-than)
   1  error: nothing was left half-done; the message says what to fix
   2  bad usage
-  3  finished, but some wallets do not open or could not be moved (listed by id)";
+  3  finished, but some wallets do not open or could not be moved (listed by id)
+  130, 143  stopped by SIGINT or SIGTERM: a rotation gives its key ranges back and `rotor rotate`
+            resumes it";
 
 /// Rotates the key-encryption key (KEK) of AES-256-GCM wallets kept in SQL, with the KEK in
 /// Vault KV v2. All crypto runs inside a sandboxed WebAssembly component.

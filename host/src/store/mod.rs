@@ -258,7 +258,8 @@ pub enum StoreError {
     #[error("column `{column}` not found in table `{table}` (it has: {found}); set --{flag}")]
     MissingColumn { table: String, column: String, found: String, flag: &'static str },
     #[error(
-        "rotation #{id} is unfinished (from KEK v{from_version}, started by {started_by} at {started_at}): run `rotor rotate --resume` to finish it"
+        "rotation #{id} is unfinished (from KEK v{from_version}, started by {started_by} at {started_at}): run `rotor rotate --resume` to finish it \
+         (or `rotor abort` to close it unfinished)"
     )]
     RotationUnfinished { id: i64, from_version: i64, started_by: String, started_at: String },
     #[error(
