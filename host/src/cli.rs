@@ -61,11 +61,11 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Settings file [default: rotor.toml in the working directory, if there is one]. Flags
     /// and environment variables override what it sets; `rotor config check` shows the result.
-    #[arg(long, env = "ROTOR_CONFIG", global = true, value_name = "PATH")]
+    #[arg(long, env = "ROTOR_CONFIG", hide_env_values = true, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Database with the wallet table: sqlite://PATH or postgres://USER@HOST/DB
     /// [default: sqlite://rotor.db].
-    #[arg(long, env = "DATABASE_URL", global = true, value_name = "URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true, value_name = "URL")]
     pub database_url: Option<String>,
     /// Table that holds the wallets [default: wallets].
     #[arg(long, global = true, value_name = "NAME")]
@@ -77,14 +77,14 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "NAME")]
     pub ciphertext_column: Option<String>,
     /// Mount point of the KV v2 secrets engine [default: secret].
-    #[arg(long, env = "ROTOR_KV_MOUNT", global = true, value_name = "MOUNT")]
+    #[arg(long, env = "ROTOR_KV_MOUNT", hide_env_values = true, global = true, value_name = "MOUNT")]
     pub kv_mount: Option<String>,
     /// Path of the KEK within the mount [default: ibn/encryption-key].
-    #[arg(long, env = "ROTOR_KEY_PATH", global = true, value_name = "PATH")]
+    #[arg(long, env = "ROTOR_KEY_PATH", hide_env_values = true, global = true, value_name = "PATH")]
     pub key_path: Option<String>,
     /// Run this component instead of the built-in one (for `audit`: this audit component). It
     /// must be pinned in rotor.toml unless --allow-unpinned is given.
-    #[arg(long, env = "ROTOR_COMPONENT", global = true, value_name = "PATH")]
+    #[arg(long, env = "ROTOR_COMPONENT", hide_env_values = true, global = true, value_name = "PATH")]
     pub component: Option<PathBuf>,
     /// Run a component file whose digest is not pinned in rotor.toml (logged as a warning).
     #[arg(long, global = true)]
@@ -102,11 +102,11 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Log lines on stderr as text, or as JSON objects (one per line) for a log collector.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "ROTOR_LOG_FORMAT", global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "ROTOR_LOG_FORMAT", hide_env_values = true, global = true)]
     pub log_format: LogFormat,
     /// After validate, rotate, rollback, prune or status, write Prometheus metrics to PATH,
     /// atomically (for node-exporter's textfile collector: a *.prom file in its directory).
-    #[arg(long, env = "ROTOR_METRICS_FILE", global = true, value_name = "PATH")]
+    #[arg(long, env = "ROTOR_METRICS_FILE", hide_env_values = true, global = true, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 }
 
