@@ -36,7 +36,8 @@ approle; the token is renewed during long runs), VAULT_NAMESPACE, VAULT_CACERT, 
 (only when set to true; insecure). The KEK is field `key` (64 hex characters) of
 <kv-mount>/<key-path>; rotor keeps every KEK version at <key-path>-archive/v<N>. Without any Vault
 credentials, `validate` and `open` read the seed's WALLET_ENCRYPTION_KEY (read-only, with a
-warning); nothing else does. policies/ holds the Vault policies for a runner and an auditor.
+warning); nothing else does. policies/ holds the Vault policies for a runner, an auditor and
+an application that only reads KEKs.
 
 Exit codes:
   0  success (also a rotation skipped by --if-older-than)
