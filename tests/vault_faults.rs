@@ -409,3 +409,48 @@ async fn identity_names_the_token_holder() {
     let accessor = vault.token_stats().accessor.unwrap();
     assert!(!format!("{shown} {identity:?}").contains(&accessor));
 }
+
+/// What the client sends again: a read held past its timeout (a node stuck mid fail-over) is
+/// retried and succeeds; a write without check-and-set answered 502 is not (Vault may have
+/// applied it, and a replay would add a version), and its error says what Vault answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn only_what_may_be_replayed_is_retried() {
+    let world = World::new(Kind::Sqlite).await;
+    world.migrate_kek(&Kek::generate().unwrap());
+    let proxy = FaultProxy::start(world.vault.addr());
+    let vault = VaultClient::new(VaultConfig {
+        timeout: Duration::from_millis(500),
+        ..VaultConfig::with_token(&proxy.addr(), world.vault.root_token())
+    })
+    .unwrap();
+    vault.check().await.unwrap();
+
+    let held = proxy.hold(
+        Method::GET,
+        "/v1/secret/data/ibn/encryption-key$",
+        Duration::from_secs(3),
+        Times::Next(1),
+    );
+    let started = Instant::now();
+    let secret = vault.read("ibn/encryption-key", None).await.unwrap().expect("the KEK");
+    assert_eq!(secret.version, 1);
+    assert_eq!(proxy.hits(held), 1);
+    assert_eq!(proxy.seen(Method::GET, "/v1/secret/data/ibn/encryption-key$"), 2);
+    assert!(started.elapsed() < Duration::from_secs(3), "waited out the hold: {:?}", started.elapsed());
+
+    let failed = proxy.fail(Method::POST, "/v1/secret/data/app/setting$", 502, Times::Next(1));
+    let data = BTreeMap::from([("value".to_owned(), Zeroizing::new("on".to_owned()))]);
+    let err = vault.write("app/setting", &data, None).await.unwrap_err();
+    assert!(matches!(err, VaultError::Unavailable { status: 502, .. }), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("HTTP 502 for secret/data/app/setting: Bad Gateway, with an empty body (1 attempt, not retried since Vault may have applied it)"),
+        "{message}"
+    );
+    assert_eq!((proxy.hits(failed), proxy.seen(Method::POST, "/v1/secret/data/app/setting$")), (1, 1));
+    assert!(vault.metadata("app/setting").await.unwrap().is_none(), "nothing was written");
+    // With check-and-set the same 502 is retried, and the write lands once.
+    proxy.fail(Method::POST, "/v1/secret/data/app/setting$", 502, Times::Next(2));
+    assert_eq!(vault.write("app/setting", &data, Some(0)).await.unwrap(), 1);
+    assert_eq!(vault.metadata("app/setting").await.unwrap().unwrap().current_version, 1);
+}

@@ -957,7 +957,7 @@ impl VaultClient {
         } else {
             FIRST_CONTACT_RETRY_FOR.min(self.inner.retry_for)
         };
-        let mut schedule = Schedule::new(window);
+        let mut schedule = Schedule::new(replay, window);
         let mut warned = false;
         loop {
             let outcome = self.attempt(token, &method, &url, body).await;

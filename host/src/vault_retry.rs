@@ -57,6 +57,7 @@ pub fn retry_transport(replay: Replay, error: &reqwest::Error) -> bool {
 /// The attempts one request made: when they started, how many, and the backoff to the next.
 #[derive(Debug)]
 pub struct Schedule {
+    replay: Replay,
     started: Instant,
     window: Duration,
     backoff: Duration,
@@ -65,8 +66,8 @@ pub struct Schedule {
 
 impl Schedule {
     /// A request about to make its first attempt, retried for at most `window`.
-    pub fn new(window: Duration) -> Schedule {
-        Schedule { started: Instant::now(), window, backoff: FIRST_BACKOFF, attempts: 1 }
+    pub fn new(replay: Replay, window: Duration) -> Schedule {
+        Schedule { replay, started: Instant::now(), window, backoff: FIRST_BACKOFF, attempts: 1 }
     }
 
     /// After a failed attempt: how long to wait before the next one, or `None` once the next
@@ -85,22 +86,33 @@ impl Schedule {
 
     /// What was tried so far.
     pub fn tries(&self) -> Tries {
-        Tries { attempts: self.attempts, elapsed: self.started.elapsed() }
+        Tries { attempts: self.attempts, elapsed: self.started.elapsed(), replay: self.replay }
     }
 }
 
-/// How many attempts a request made, over how long. Displays as "3 attempts over 2 s".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How many attempts a request made, over how long. Displays as "3 attempts over 2.1 s".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tries {
     pub attempts: u32,
     pub elapsed: Duration,
+    /// Whether the request could have been retried after any failure.
+    pub replay: Replay,
+}
+
+impl Default for Tries {
+    fn default() -> Tries {
+        Tries { attempts: 1, elapsed: Duration::ZERO, replay: Replay::Safe }
+    }
 }
 
 impl fmt::Display for Tries {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.attempts {
-            0 | 1 => f.write_str("1 attempt"),
-            n => write!(f, "{n} attempts over {}", seconds(self.elapsed)),
+        match (self.attempts, self.replay) {
+            (0 | 1, Replay::Safe) => f.write_str("1 attempt"),
+            (0 | 1, Replay::IfNotApplied) => {
+                f.write_str("1 attempt, not retried since Vault may have applied it")
+            }
+            (n, _) => write!(f, "{n} attempts over {}", seconds(self.elapsed)),
         }
     }
 }
@@ -168,7 +180,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_a_cap_and_stops_at_the_window() {
-        let mut schedule = Schedule::new(Duration::from_secs(3600));
+        let mut schedule = Schedule::new(Replay::Safe, Duration::from_secs(3600));
         let delays: Vec<Duration> = (0..8).map(|_| schedule.next_delay().unwrap()).collect();
         assert!(
             delays[0] >= Duration::from_millis(80) && delays[0] <= Duration::from_millis(120),
@@ -182,9 +194,11 @@ mod tests {
         assert!(delays[7] >= Duration::from_secs(4), "capped at 5 s ± 20 %: {delays:?}");
         assert_eq!(schedule.tries().attempts, 9);
 
-        let mut none = Schedule::new(Duration::ZERO);
+        let mut none = Schedule::new(Replay::Safe, Duration::ZERO);
         assert_eq!(none.next_delay(), None);
         assert_eq!(none.tries().to_string(), "1 attempt");
+        let write = Schedule::new(Replay::IfNotApplied, Duration::ZERO);
+        assert_eq!(write.tries().to_string(), "1 attempt, not retried since Vault may have applied it");
     }
 
     #[test]
