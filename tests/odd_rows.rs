@@ -390,3 +390,40 @@ async fn quoted_names_sqlite() {
 async fn quoted_names_postgres() {
     quoted_names(Kind::Postgres).await;
 }
+
+/// Item 3 on its own, in the default table: a valid wallet whose replacement is over
+/// `limits.max-value-kib` is listed and left on its old KEK; the rotation still finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn wallet_over_the_value_limit_is_left_behind_sqlite() {
+    let world = World::new(Kind::Sqlite).await;
+    let first = Kek::generate().unwrap();
+    world.migrate_kek(&first);
+    let expected = enroll(&world, &WalletTable::default(), &first, 50).await;
+    let big = fabric_identity("big").repeat(1200);
+    let sealed = legacy_wallet(&first, &big);
+    world.db.connect().await.put("big-wallet", &sealed).await.unwrap();
+
+    let (out, report) = json(world.rotor().arg("validate"));
+    assert_success(&out);
+    assert_eq!(report["valid"], 51);
+    for (round, version) in [(1, 2u32), (2, 3)] {
+        let (out, report) = json(world.rotor().arg("rotate"));
+        assert_eq!(out.status.code(), Some(3), "round {round}: {}", text(&out.stderr));
+        assert_eq!(
+            (report["rotated"].as_u64(), report["failed_ids"].clone()),
+            (Some(50), json!(["big-wallet"]))
+        );
+        assert!(failures(&report, "failures")["big-wallet"].contains("max-value-kib"), "{report:#}");
+        let mut raw = Raw::connect(&world).await;
+        every_wallet_on(&world, &mut raw, "wallets", ("id", "ciphertext"), version, &expected).await;
+        assert_eq!(world.rows().await["big-wallet"], sealed, "the big wallet was changed");
+        let (_, status) = json(world.rotor().arg("status"));
+        assert!(status["unfinished"].is_null(), "{status:#}");
+        assert_eq!(status["key_versions"], json!({ version.to_string(): 50, "legacy": 1 }), "{status:#}");
+        let (_, history) = json(world.rotor().arg("history"));
+        assert_eq!(
+            (history[0]["status"].as_str(), history[0]["failed"].as_u64()),
+            (Some("finished"), Some(1))
+        );
+    }
+}
