@@ -39,7 +39,12 @@ fn node_ran(what: &str, out: &Output) {
     );
 }
 
+/// The tests of this file share bindings/js's build output, which each one rebuilds (build.sh
+/// starts by deleting it): one at a time.
+static PACKAGE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Builds the package and the example (component, jco bindings, tsc); cheap when nothing changed.
+/// Hold [`PACKAGE`] while the build is used.
 fn build() {
     let node = Command::new("node").arg("--version").output();
     assert!(node.is_ok_and(|out| out.status.success()), "{NEEDS_NODE}");
@@ -75,10 +80,11 @@ fn rotor_seal(world: &World, id: &str, plaintext: &[u8]) {
     assert_success(&child.wait_with_output().unwrap());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn node_and_rotor_read_each_others_wallets() {
-    build();
-    let world = World::new(Kind::Sqlite).await;
+/// Wallets in every state an application may meet, written to a fixture file for the Node tests
+/// (`{ current, wallets: [{ id, ciphertext, plaintext_base64 }] }`): legacy ones under the first
+/// KEK and under a seed script archive, and envelopes of v1, v2 and v3, captured before each of
+/// two rotations. Returns the file and the plaintexts of the wallets now in the table.
+async fn wallets_of_every_version(world: &World) -> (PathBuf, BTreeMap<String, Vec<u8>>) {
     let db = world.db.connect().await;
 
     // The seed's era: its script archived an older KEK at <key-path>-archive/<unix-ms>, and the
@@ -94,12 +100,11 @@ async fn node_and_rotor_read_each_others_wallets() {
     db.put("seed-era@IBNMSP", &legacy_wallet(&seed_kek, &old)).await.unwrap();
     plaintexts.insert("seed-era@IBNMSP".into(), old);
 
-    // Wallets in every state an application may meet: legacy, and envelopes of v1, v2 and v3.
     let mut wallets = Vec::new();
     for version in 1..=3 {
         let id = format!("sealed-by-rotor-v{version}@IBNMSP");
         let plaintext = fabric_identity(&id);
-        rotor_seal(&world, &id, &plaintext);
+        rotor_seal(world, &id, &plaintext);
         plaintexts.insert(id, plaintext);
         for (id, ciphertext) in world.rows().await {
             wallets.push(json!({ "id": id, "ciphertext": ciphertext }));
@@ -116,6 +121,16 @@ async fn node_and_rotor_read_each_others_wallets() {
     let fixture = world.scratch.join("wallets.json");
     std::fs::write(&fixture, serde_json::to_vec(&json!({ "current": 3, "wallets": wallets })).unwrap())
         .unwrap();
+    (fixture, plaintexts)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn node_and_rotor_read_each_others_wallets() {
+    let _package = PACKAGE.lock().await;
+    build();
+    let world = World::new(Kind::Sqlite).await;
+    let db = world.db.connect().await;
+    let (fixture, _) = wallets_of_every_version(&world).await;
     let sealed_by_node = world.scratch.join("sealed-by-node.json");
 
     node_test(
@@ -142,4 +157,94 @@ async fn node_and_rotor_read_each_others_wallets() {
 
     // The example service, running while rotor rotates under it.
     node_test(&world, "examples/wallet-service", "test/wallet-service.test.js", &[]);
+}
+
+/// An application's token with policies/rotor-app.hcl alone (and one with the seed's plain
+/// `read` on the key path): `Keyring.fromVault()` loads every KEK version after two rotations,
+/// opens every wallet, and Vault refuses it every write (bindings/js/test/app-policy.test.js).
+/// Nothing in Vault or the table changed but what the test itself did (KV version 1 destroyed,
+/// as KV's max_versions would): the KEKs are those rotor wrote and every wallet still opens.
+#[tokio::test(flavor = "multi_thread")]
+async fn app_policy_reads_every_version_and_writes_nothing() {
+    let _package = PACKAGE.lock().await;
+    build();
+    let world = World::new(Kind::Sqlite).await;
+    let (fixture, plaintexts) = wallets_of_every_version(&world).await;
+    let keks_before: Vec<String> =
+        archived_keks(&world).await.iter().map(|kek| kek.to_hex().to_string()).collect();
+
+    node_test(&world, "bindings/js", "test/app-policy.test.js", &[("ROTOR_JS_FIXTURE", &fixture)]);
+
+    let vault = world.vault_client();
+    let current = vault.read("ibn/encryption-key", None).await.unwrap().unwrap();
+    assert_eq!(current.version, 3, "the app changed the current KEK");
+    assert_eq!(current.data["key"].as_str(), keks_before[2]);
+    let keks_after: Vec<String> =
+        archived_keks(&world).await.iter().map(|kek| kek.to_hex().to_string()).collect();
+    assert_eq!(keks_after, keks_before, "an archived KEK changed");
+    assert!(vault.read("ibn/encryption-key-archive/v9", None).await.unwrap().is_none(), "the app wrote v9");
+    support::assert_every_wallet_opens(&world, &plaintexts).await;
+    let (out, report) = json(world.rotor().arg("validate"));
+    assert_success(&out);
+    assert_eq!(report["invalid"], 0, "{report:#}");
+}
+
+/// KEKs v1 to v3 as rotor archived them.
+async fn archived_keks(world: &World) -> Vec<Kek> {
+    let mut keks = Vec::new();
+    for version in 1..=3 {
+        keks.push(world.kek(version).await);
+    }
+    keks
+}
+
+/// `npm pack` builds first (the `prepack` script): the package holds the component, its jco
+/// bindings and the compiled wrapper, not only package.json and the README.
+#[test]
+fn npm_pack_holds_the_built_package() {
+    let _package = PACKAGE.blocking_lock();
+    let node = Command::new("npm").arg("--version").output();
+    assert!(node.is_ok_and(|out| out.status.success()), "{NEEDS_NODE}");
+    let dir = repo().join("bindings/js");
+    // As a fresh checkout has it: nothing built yet.
+    for built in ["dist", "generated"] {
+        let _ = std::fs::remove_dir_all(dir.join(built));
+    }
+    let out = Command::new("npm")
+        .current_dir(&dir)
+        .args(["pack", "--dry-run", "--json", "--ignore-scripts=false"])
+        .output()
+        .unwrap();
+    node_ran("npm pack --dry-run", &out);
+    let packed: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("npm pack --json printed no JSON ({e}):\n{}", text(&out.stdout)));
+    let files: Vec<&str> =
+        packed[0]["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    for expected in [
+        "package.json",
+        "README.md",
+        "dist/index.js",
+        "dist/index.d.ts",
+        "dist/vault.js",
+        "generated/codec.js",
+        "generated/codec.d.ts",
+        "generated/codec.core.wasm",
+    ] {
+        assert!(files.contains(&expected), "npm pack leaves out {expected}: {files:?}");
+    }
+    assert!(!files.iter().any(|f| f.starts_with("src/") || f.starts_with("test/")), "{files:?}");
+}
+
+/// The package's own tests (`npm test`: docs/FORMAT.md's vectors, what must not open, the
+/// Keyring's errors), which need no Vault.
+#[test]
+fn package_unit_tests_pass() {
+    let _package = PACKAGE.blocking_lock();
+    build();
+    let out = Command::new("node")
+        .current_dir(repo().join("bindings/js"))
+        .args(["--test", "test/codec.test.js"])
+        .output()
+        .unwrap();
+    node_ran("node --test bindings/js/test/codec.test.js", &out);
 }

@@ -34,6 +34,7 @@ async fn progress_bar_only_on_a_terminal_and_never_with_json() {
 
     let shown = on_a_terminal(&world, "validate --batch-size 10");
     assert!(shown.contains("wallets,") && shown.contains("ETA"), "no progress bar on a terminal:\n{shown}");
+    assert!(shown.contains(" wallets/s,"), "the rate is not whole wallets per second:\n{shown}");
 
     let shown = on_a_terminal(&world, "validate --batch-size 10 --json");
     assert!(!shown.contains("ETA"), "a progress bar with --json:\n{shown}");
@@ -122,4 +123,26 @@ fn exit_codes_are_documented() {
     // Bad usage is exit 2 (clap's), as documented.
     let out = Command::new(env!("CARGO_BIN_EXE_rotor")).args(["rotate", "--no-such-flag"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `--help` with DATABASE_URL set: clap would print the variable's value (a password in it) and
+/// make `--database-url` look as if it had to be given.
+#[test]
+fn help_never_shows_environment_values() {
+    for args in [&["--help"][..], &["rotate", "--help"], &["validate", "--help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rotor"))
+            .args(args)
+            .env("DATABASE_URL", "postgres://u:hunter2@h/db")
+            .env("ROTOR_KEY_PATH", "team/secret-kek-path")
+            .env("ROTOR_METRICS_FILE", "/srv/private/rotor.prom")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "rotor {args:?}: {}", text(&out.stderr));
+        let help = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        for value in ["hunter2", "postgres://u:", "team/secret-kek-path", "/srv/private"] {
+            assert!(!help.contains(value), "rotor {args:?} shows {value:?}:\n{help}");
+        }
+        // The variable is still named (clap may wrap the line), its value is not.
+        assert!(help.contains("[env:") && help.contains("DATABASE_URL"), "rotor {args:?}:\n{help}");
+    }
 }

@@ -207,7 +207,7 @@ pub(crate) fn run(key_path: &str, options: &AuditOptions) -> Result<AuditReport,
 /// The journal agrees with Vault: no rotation left half-way, the last one made the current KEK.
 fn check_journal(key_path: &str, current: Option<u32>, findings: &mut Findings) -> Result<(), String> {
     let rotations = journal_reader::rotations()?;
-    for unfinished in rotations.iter().filter(|r| r.status != "finished") {
+    for unfinished in rotations.iter().filter(|r| r.status == "running") {
         findings.add(
             Severity::Warning,
             "journal",
@@ -218,6 +218,16 @@ fn check_journal(key_path: &str, current: Option<u32>, findings: &mut Findings) 
                 unfinished.to_version,
                 unfinished.started_at,
                 unfinished.started_by
+            ),
+        );
+    }
+    for aborted in rotations.iter().filter(|r| r.status == "aborted") {
+        findings.add(
+            Severity::Info,
+            "journal",
+            format!(
+                "rotation #{} (v{} -> v{}) was aborted after moving {} wallet(s)",
+                aborted.id, aborted.from_version, aborted.to_version, aborted.rotated
             ),
         );
     }

@@ -17,7 +17,8 @@ pub(crate) fn prune(at: &KeyLocation, keep: u32) -> Result<PruneReport, String> 
     let keyring = Keyring::load(key_path)?;
     if let Some(running) = journal::rotations()?.into_iter().find(|r| r.status == "running") {
         return Err(format!(
-            "rotation #{} is unfinished and may still need its KEKs: finish it with `rotor rotate`; nothing was destroyed",
+            "rotation #{} is unfinished and may still need its KEKs: finish it with `rotor rotate` (or close it \
+             with `rotor abort`); nothing was destroyed",
             running.id
         ));
     }

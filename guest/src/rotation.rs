@@ -140,35 +140,26 @@ fn start(at: &KeyLocation, options: &RotateOptions) -> Result<(Keyring, Rotation
         output_format,
     };
     match (resumed, options.resume) {
-        (Some(rotation), _) if options.restore.is_some() && rotation.restores != options.restore => {
-            Err(format!(
-                "rotation #{} (from KEK v{}) is unfinished: finish it with `rotor rotate` before rolling back",
-                rotation.id, rotation.from_version
-            ))
-        }
         (Some(rotation), _) => {
+            check_resumable(&rotation, options)?;
             log::info(&format!(
                 "resuming rotation #{} from KEK v{} (started by {} at {})",
                 rotation.id, rotation.from_version, rotation.started_by, rotation.started_at
             ));
             let to = resume_target(&mut keyring, &rotation)?;
-            // A rotation begun with --reencrypt stays one when resumed without the flag, and one
-            // writing legacy stays legacy: its applications may not read envelopes.
-            if (rotation.output_format, options.output_format)
-                == (OutputFormat::Envelope, OutputFormat::Legacy)
-            {
-                return Err(format!(
-                    "rotation #{} writes rotor's envelope format: finish it with `rotor rotate`, \
-                     then rotate again with --output-format legacy",
-                    rotation.id
-                ));
-            }
-            let reencrypt = options.reencrypt || rotation.reencrypt;
-            Ok((keyring, plan(rotation.id, rotation.from_version, to, reencrypt, rotation.output_format)))
+            Ok((
+                keyring,
+                plan(rotation.id, rotation.from_version, to, rotation.reencrypt, rotation.output_format),
+            ))
         }
         (None, true) => Err("there is no unfinished rotation to resume".into()),
         (None, false) => {
             let from = keyring.current_version();
+            if let Some(version) = options.restore {
+                // Checked before the journal records anything: a rollback to a key Vault does
+                // not have would otherwise leave a rotation that can never finish.
+                check_restorable(&mut keyring, version)?;
+            }
             let total = wallet_store::count().map_err(scan::store_error)?;
             let rotation =
                 journal::begin(from, total, options.reencrypt, options.output_format, options.restore)?;
@@ -181,6 +172,55 @@ fn start(at: &KeyLocation, options: &RotateOptions) -> Result<(Keyring, Rotation
             Ok((keyring, plan(rotation.id, from, to, options.reencrypt, options.output_format)))
         }
     }
+}
+
+/// Whether an unfinished rotation may be resumed by a command with `options`. A rotation keeps
+/// what it began with: one begun with --reencrypt stays one when resumed without the flag, and
+/// one writing legacy stays legacy (its applications may not read envelopes). What it cannot do
+/// is become what it was not, since the wallets it moved already were not treated so.
+pub(crate) fn check_resumable(rotation: &Rotation, options: &RotateOptions) -> Result<(), String> {
+    let id = rotation.id;
+    if options.restore.is_some() && rotation.restores != options.restore {
+        return Err(format!(
+            "rotation #{id} (from KEK v{}) is unfinished: finish it with `rotor rotate` (or close it with \
+             `rotor abort`) before rolling back; nothing was changed",
+            rotation.from_version
+        ));
+    }
+    if (rotation.output_format, options.output_format) == (OutputFormat::Envelope, OutputFormat::Legacy) {
+        return Err(format!(
+            "rotation #{id} writes rotor's envelope format: finish it with `rotor rotate`, \
+             then rotate again with --output-format legacy (nothing was changed)"
+        ));
+    }
+    if options.reencrypt && !rotation.reencrypt {
+        return Err(format!(
+            "rotation #{id} only re-wraps data keys, and the wallets it moved before it stopped keep \
+             theirs, so --reencrypt cannot apply to it: finish it with `rotor rotate`, then run \
+             `rotor rotate --reencrypt` for fresh data keys everywhere (nothing was changed)"
+        ));
+    }
+    Ok(())
+}
+
+/// A rollback's target must be an older KEK that Vault still has.
+fn check_restorable(keyring: &mut Keyring, version: u32) -> Result<(), String> {
+    let current = keyring.current_version();
+    if version >= current {
+        return Err(format!(
+            "cannot roll back to KEK v{version}: the current KEK is v{current}, and a rollback goes to an \
+             older one (`rotor history` lists them); nothing was recorded or changed"
+        ));
+    }
+    if keyring.get(version)?.is_none() {
+        return Err(format!(
+            "cannot roll back to KEK v{version}: Vault has it neither in {} nor in the version history of \
+             {} (destroyed by `rotor prune`, or never written); nothing was recorded or changed",
+            crate::keyring::archive_path(keyring.key_path(), version),
+            keyring.key_path()
+        ));
+    }
+    Ok(())
 }
 
 /// Archives the current KEK, stores the next one with check-and-set, archives it, and makes it
@@ -216,6 +256,16 @@ fn install_kek(keyring: &mut Keyring, restore: Option<u32>) -> Result<u32, Strin
 /// before the journal heard of it leaves Vault one version ahead: that key is the target.
 fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, String> {
     let current = keyring.current_version();
+    if let (0, Some(version)) = (rotation.to_version, rotation.restores)
+        && current == rotation.from_version
+        && keyring.get(version)?.is_none()
+    {
+        return Err(format!(
+            "rotation #{} rolls back to KEK v{version}, which Vault does not have (destroyed by `rotor \
+             prune`, or never written); no wallet was moved: close it with `rotor abort`",
+            rotation.id
+        ));
+    }
     let to = match rotation.to_version {
         0 if current > rotation.from_version => current,
         0 => install_kek(keyring, rotation.restores)?,
@@ -393,22 +443,51 @@ fn refuse_unopenable(keyring: &mut Keyring, batch_size: u32) -> Result<(), Strin
     ))
 }
 
-/// Opens and reseals every wallet under a KEK that is never stored; writes nothing.
+/// Opens and reseals every wallet under the KEK the rotation would move them to, writing
+/// nothing: the unfinished rotation if there is one (what `rotor rotate` would resume), else a
+/// new one under a KEK that is never stored.
 fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport, String> {
-    let from = keyring.current_version();
-    let to = from + 1;
-    let kek = match options.restore {
-        Some(version) => keyring.require(version)?,
-        None => Kek::generate().map_err(|e| e.to_string())?,
+    let unfinished = journal::rotations()?.into_iter().find(|r| r.status == "running");
+    let (rotation_id, from, stored_target, restore, reencrypt, output_format) = match unfinished {
+        Some(rotation) => {
+            check_resumable(&rotation, options)?;
+            log::info(&format!(
+                "dry run of unfinished rotation #{} from KEK v{}: what `rotor rotate` would resume",
+                rotation.id, rotation.from_version
+            ));
+            let current = keyring.current_version();
+            let stored = match rotation.to_version {
+                0 if current > rotation.from_version => Some(current),
+                0 => None,
+                to => Some(to),
+            };
+            let (id, from) = (rotation.id, rotation.from_version);
+            (id, from, stored, rotation.restores, rotation.reencrypt, rotation.output_format)
+        }
+        None => {
+            if let Some(version) = options.restore {
+                check_restorable(&mut keyring, version)?;
+            }
+            let from = keyring.current_version();
+            (0, from, None, options.restore, options.reencrypt, options.output_format)
+        }
     };
-    keyring.install_current(to, kek);
-    let plan = RotationPlan {
-        rotation_id: 0,
-        from_version: from,
-        to_version: to,
-        reencrypt: options.reencrypt,
-        output_format: options.output_format,
+    let to = match stored_target {
+        Some(to) => {
+            keyring.require(to)?;
+            to
+        }
+        None => {
+            let kek = match restore {
+                Some(version) => keyring.require(version)?,
+                None => Kek::generate().map_err(|e| e.to_string())?,
+            };
+            let to = keyring.current_version() + 1;
+            keyring.install_current(to, kek);
+            to
+        }
     };
+    let plan = RotationPlan { rotation_id, from_version: from, to_version: to, reencrypt, output_format };
     let mut tally = Tally::default();
     for batch in scan::batches(options.batch_size, None) {
         let batch = batch?;
@@ -416,7 +495,7 @@ fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport
         tally.rotated += tally.plan(&mut keyring, batch, &plan)?.len() as u64;
     }
     Ok(RotateReport {
-        rotation_id: 0,
+        rotation_id,
         from_version: from,
         to_version: to,
         total: tally.seen,

@@ -61,7 +61,7 @@ impl AuditReport {
         if let (Some(version), Some(age)) = (self.current_kek_version, self.kek_age_seconds) {
             lines.push(format!(
                 "current KEK v{version}, written {} ago",
-                humantime::format_duration(std::time::Duration::from_secs(age))
+                crate::durations::human(std::time::Duration::from_secs(age))
             ));
         }
         lines.extend(self.findings.iter().map(|f| format!("{:7} {}: {}", f.level, f.check, f.message)));

@@ -22,7 +22,8 @@ use crate::kv_backend::{KekUse, KvSource};
 use crate::limits::Limits;
 use crate::metrics::{Observed, Recorder, WalletCheck};
 use crate::progress::Reporter;
-use crate::store::{LeaseHolder, RangeProgress, RotationRecord, WalletTable};
+use crate::shutdown::{Interrupted, Shutdown};
+use crate::store::{LeaseHolder, RangeProgress, RotationRecord, WalletTable, status as rotation_status};
 use crate::vault_policy::VaultWrites;
 
 /// Exit code of a command that ran to the end but left wallets that do not open or did not move.
@@ -35,13 +36,16 @@ approle; the token is renewed during long runs), VAULT_NAMESPACE, VAULT_CACERT, 
 (only when set to true; insecure). The KEK is field `key` (64 hex characters) of
 <kv-mount>/<key-path>; rotor keeps every KEK version at <key-path>-archive/v<N>. Without any Vault
 credentials, `validate` and `open` read the seed's WALLET_ENCRYPTION_KEY (read-only, with a
-warning); nothing else does. policies/ holds the Vault policies for a runner and an auditor.
+warning); nothing else does. policies/ holds the Vault policies for a runner, an auditor and
+an application that only reads KEKs.
 
 Exit codes:
   0  success (also a rotation skipped by --if-older-than)
   1  error: nothing was left half-done; the message says what to fix
   2  bad usage
-  3  finished, but some wallets do not open or could not be moved (listed by id)";
+  3  finished, but some wallets do not open or could not be moved (listed by id)
+  130, 143  stopped by SIGINT or SIGTERM: a rotation gives its key ranges back and `rotor rotate`
+            resumes it";
 
 /// Rotates the key-encryption key (KEK) of AES-256-GCM wallets kept in SQL, with the KEK in
 /// Vault KV v2. All crypto runs inside a sandboxed WebAssembly component.
@@ -58,11 +62,11 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Settings file [default: rotor.toml in the working directory, if there is one]. Flags
     /// and environment variables override what it sets; `rotor config check` shows the result.
-    #[arg(long, env = "ROTOR_CONFIG", global = true, value_name = "PATH")]
+    #[arg(long, env = "ROTOR_CONFIG", hide_env_values = true, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Database with the wallet table: sqlite://PATH or postgres://USER@HOST/DB
     /// [default: sqlite://rotor.db].
-    #[arg(long, env = "DATABASE_URL", global = true, value_name = "URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true, value_name = "URL")]
     pub database_url: Option<String>,
     /// Table that holds the wallets [default: wallets].
     #[arg(long, global = true, value_name = "NAME")]
@@ -74,14 +78,14 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "NAME")]
     pub ciphertext_column: Option<String>,
     /// Mount point of the KV v2 secrets engine [default: secret].
-    #[arg(long, env = "ROTOR_KV_MOUNT", global = true, value_name = "MOUNT")]
+    #[arg(long, env = "ROTOR_KV_MOUNT", hide_env_values = true, global = true, value_name = "MOUNT")]
     pub kv_mount: Option<String>,
     /// Path of the KEK within the mount [default: ibn/encryption-key].
-    #[arg(long, env = "ROTOR_KEY_PATH", global = true, value_name = "PATH")]
+    #[arg(long, env = "ROTOR_KEY_PATH", hide_env_values = true, global = true, value_name = "PATH")]
     pub key_path: Option<String>,
     /// Run this component instead of the built-in one (for `audit`: this audit component). It
     /// must be pinned in rotor.toml unless --allow-unpinned is given.
-    #[arg(long, env = "ROTOR_COMPONENT", global = true, value_name = "PATH")]
+    #[arg(long, env = "ROTOR_COMPONENT", hide_env_values = true, global = true, value_name = "PATH")]
     pub component: Option<PathBuf>,
     /// Run a component file whose digest is not pinned in rotor.toml (logged as a warning).
     #[arg(long, global = true)]
@@ -99,11 +103,11 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// Log lines on stderr as text, or as JSON objects (one per line) for a log collector.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "ROTOR_LOG_FORMAT", global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "ROTOR_LOG_FORMAT", hide_env_values = true, global = true)]
     pub log_format: LogFormat,
     /// After validate, rotate, rollback, prune or status, write Prometheus metrics to PATH,
     /// atomically (for node-exporter's textfile collector: a *.prom file in its directory).
-    #[arg(long, env = "ROTOR_METRICS_FILE", global = true, value_name = "PATH")]
+    #[arg(long, env = "ROTOR_METRICS_FILE", hide_env_values = true, global = true, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 }
 
@@ -126,13 +130,21 @@ pub enum Command {
     /// wallet is written under it; the old KEK stays readable in the archive. Wallets move in
     /// atomic batches, each row only if nobody changed it meanwhile; legacy wallets are converted
     /// to rotor's envelope format (or, with --output-format legacy, every wallet stays in the seed's
-    /// layout). If a rotation was interrupted, `rotor rotate` finishes it.
-    Rotate(RotateArgs),
+    /// layout). If a rotation was interrupted, `rotor rotate` finishes it (whatever
+    /// --if-older-than says); `rotor abort` closes it instead.
+    Rotate(RotateCommand),
     /// Move every wallet back to the previous KEK, as a normal rotation (no database restore).
     ///
     /// The previous KEK (by default the one the last rotation moved away from) becomes current
     /// again as a new KV version holding the same key, and every wallet is re-wrapped to it.
     Rollback(RollbackArgs),
+    /// Close the unfinished rotation without finishing it.
+    ///
+    /// For a rotation that cannot or should not be finished (say, a rollback to a KEK that was
+    /// destroyed). Its wallets stay on whichever KEK they are, all of which Vault keeps; the next
+    /// `rotor rotate` starts a new rotation. Refuses while another rotor is still moving its
+    /// wallets, or if a KEK its wallets name is missing from Vault. Nothing is written to Vault.
+    Abort,
     /// Destroy archived KEKs that no wallet uses any more, keeping the newest N versions.
     ///
     /// A version still used by some wallet is not destroyed (its count is shown; exit 3). Nothing
@@ -268,10 +280,6 @@ pub struct RotateArgs {
     /// rotation keeps the format it began with.
     #[arg(long, value_enum, default_value_t = OutputFormat::Envelope, value_name = "FORMAT")]
     pub output_format: OutputFormat,
-    /// Rotate only if the current KEK is older than this (as written in Vault), e.g. 90d or
-    /// 12h; otherwise say so and exit 0. For a daily cron job or Kubernetes CronJob.
-    #[arg(long, value_name = "AGE")]
-    pub if_older_than: Option<humantime::Duration>,
     /// Instances of the component moving wallets at once, each on its own key ranges [default:
     /// the number of cores]. Other `rotor rotate` processes started meanwhile, here or on other
     /// machines, join the same rotation and share its ranges.
@@ -281,6 +289,18 @@ pub struct RotateArgs {
     /// over after that (at once if this one died on the same host).
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=86_400), value_name = "SECONDS")]
     pub lease_seconds: u64,
+}
+
+/// `rotor rotate`: a rotation, and when to skip it.
+#[derive(Debug, Args)]
+pub struct RotateCommand {
+    #[command(flatten)]
+    pub rotate: RotateArgs,
+    /// Rotate only if the current KEK is older than this (as written in Vault), e.g. 90d or
+    /// 12h; otherwise say so and exit 0. For a daily cron job or Kubernetes CronJob. An
+    /// unfinished rotation is resumed whatever the KEK's age.
+    #[arg(long, value_name = "AGE")]
+    pub if_older_than: Option<humantime::Duration>,
 }
 
 /// Wallets per batch unless --batch-size says otherwise: measured with `rotor bench` on 2 cores,
@@ -426,8 +446,15 @@ impl Outcome {
     }
 }
 
-/// Runs the parsed command, printing its result, then writes `--metrics-file` if asked.
-pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
+/// How long a command that cleans up after a signal (a rotation giving its ranges back) may
+/// take to stop before it is abandoned: longer than a batch, shorter than an orchestrator's
+/// patience (Kubernetes sends SIGKILL 30 s after SIGTERM).
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Runs the parsed command, printing its result, then writes `--metrics-file` if asked. A
+/// signal on `shutdown` stops it: rotations clean up first, other commands are dropped at once
+/// (they leave nothing half-done).
+pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<Outcome> {
     let records_metrics = matches!(
         cli.command,
         Command::Validate(_)
@@ -435,14 +462,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             | Command::Rollback(_)
             | Command::Prune { .. }
             | Command::Status
+            | Command::Abort
     );
+    let cleans_up = matches!(cli.command, Command::Rotate(_) | Command::Rollback(_));
+    // For a server, a signal is the ordinary way to stop: it ends with success.
+    let stops_itself = matches!(cli.command, Command::Serve(_));
     let metrics = Recorder::new(cli.global.metrics_file.clone().filter(|_| records_metrics));
-    let result = execute(&cli, &metrics).await;
+    let command = execute(&cli, &metrics, &shutdown);
+    tokio::pin!(command);
+    let result = tokio::select! {
+        result = &mut command => result,
+        signal = shutdown.wait(), if !stops_itself => {
+            let stopped = |what: &str| Interrupted { signal, what: what.to_owned() };
+            if cleans_up {
+                match tokio::time::timeout(STOP_GRACE, &mut command).await {
+                    Ok(result) => result,
+                    Err(_) => Err(stopped(
+                        "the rotation did not stop within 15 s and was abandoned; its claims run out \
+                         (`rotor status` shows them) and `rotor rotate` resumes it",
+                    ).into()),
+                }
+            } else {
+                Err(stopped("stopped before it finished; it changes nothing that could be left half-done").into())
+            }
+        }
+    };
     metrics.finish(result.as_ref().map_or(1, Outcome::exit_code));
     result
 }
 
-async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
+async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::Result<Outcome> {
     let global = &cli.global;
     match &cli.command {
         Command::Demo(args) => return crate::demo::run(global, args).await,
@@ -502,7 +551,7 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
                 validate_every: *args.validate_every,
                 batch_size: args.batch.batch_size,
             };
-            crate::exporter::serve(&app, &options).await?;
+            crate::exporter::serve(&app, &options, shutdown).await?;
             Ok(Outcome::Success)
         }
         Command::Validate(args) => {
@@ -516,9 +565,17 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
             print(global.json, &report, || report.human());
             Ok(report.outcome())
         }
-        Command::Rotate(args) => {
+        Command::Rotate(RotateCommand { rotate: args, if_older_than }) => {
             let app = open_app(global, true).await?;
-            if let Some(min_age) = args.if_older_than {
+            let unfinished = app.database().unfinished_rotation().await?;
+            if let Some(rotation) = unfinished.as_ref().filter(|_| if_older_than.is_some()) {
+                // The schedule is for starting rotations; one left unfinished is due now.
+                tracing::info!(
+                    rotation = rotation.id,
+                    "rotation #{} is unfinished: resuming it whatever --if-older-than says",
+                    rotation.id
+                );
+            } else if let Some(min_age) = *if_older_than {
                 let age = kek_age(&app).await?;
                 if age < *min_age {
                     let skipped = serde_json::json!({
@@ -529,8 +586,8 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
                     print(global.json, &skipped, || {
                         format!(
                             "not rotating: the current KEK is {} old, younger than --if-older-than {}",
-                            humantime::format_duration(age),
-                            humantime::format_duration(*min_age)
+                            crate::durations::human(age),
+                            crate::durations::human(*min_age)
                         )
                     });
                     metrics.observe(&app, Observed::default()).await;
@@ -540,7 +597,7 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
             let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
             require_vault_writes(&app, args, VaultWrites::Rotation).await?;
             let instance = app.instance(access, global.reporter("rotate")).await?;
-            let report = rotate(&app, instance, args, None).await?;
+            let report = rotate(&app, instance, args, None, shutdown).await?;
             metrics.observe(&app, report.observed()).await;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
@@ -554,7 +611,7 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
             let access = if args.rotate.dry_run { Access::ReadOnly } else { Access::ReadWrite };
             require_vault_writes(&app, &args.rotate, VaultWrites::Rotation).await?;
             let instance = app.instance(access, global.reporter("rollback")).await?;
-            let report = rotate(&app, instance, &args.rotate, Some(to)).await?;
+            let report = rotate(&app, instance, &args.rotate, Some(to), shutdown).await?;
             metrics.observe(&app, report.observed()).await;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
@@ -575,6 +632,13 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
             print(global.json, &pruned, || pruned.human());
             Ok(if pruned.in_use.is_empty() { Outcome::Success } else { Outcome::WalletsFailed })
         }
+        Command::Abort => {
+            let app = open_app(global, true).await?;
+            let aborted = crate::abort::abort(&app).await?;
+            metrics.observe(&app, Observed::default()).await;
+            print(global.json, &aborted, || aborted.human());
+            Ok(Outcome::Success)
+        }
         Command::Status => {
             let app = open_app(global, false).await?;
             let status = status(&app).await?;
@@ -586,8 +650,9 @@ async fn execute(cli: &Cli, metrics: &Recorder) -> anyhow::Result<Outcome> {
             let app = open_app(global, false).await?;
             let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
             let entries = answer(instance.history(&app.key_location()).await)?;
-            let entries: Vec<HistoryLine> = entries.into_iter().map(HistoryLine::from).collect();
-            print(global.json, &entries, || history_human(&entries));
+            let entries = history_lines(&app, entries).await?;
+            let current = app.kv().metadata(&app.settings().key_path).await?.map(|m| m.current_version);
+            print(global.json, &entries, || history_human(&entries, current));
             Ok(Outcome::Success)
         }
         Command::Seal { id } => {
@@ -934,7 +999,7 @@ async fn kek_age(app: &App) -> anyhow::Result<std::time::Duration> {
 /// The KEK version the last rotation moved away from: what `rollback` goes back to.
 async fn previous_kek(app: &App) -> anyhow::Result<u32> {
     let current = app.kv().metadata(&app.settings().key_path).await?.map(|m| m.current_version);
-    let last = app.database().rotations().await?.into_iter().find(|r| r.status == "finished");
+    let last = app.database().rotations().await?.into_iter().find(|r| r.status == rotation_status::FINISHED);
     match last {
         Some(r) if Some(r.to_version as u64) == current => Ok(r.from_version as u32),
         _ => Err(anyhow!(
@@ -946,11 +1011,13 @@ async fn previous_kek(app: &App) -> anyhow::Result<u32> {
 
 /// `rotate` moves wallets to a fresh KEK; with `restore`, to an earlier one made current again.
 /// `instance` sets the rotation up and is the first of `--workers`; a dry run is all its own.
+/// A signal on `shutdown` stops the walk cleanly (see [`crate::shutdown`]).
 pub async fn rotate(
     app: &App,
     mut instance: Instance,
     args: &RotateArgs,
     restore: Option<u32>,
+    shutdown: &Shutdown,
 ) -> anyhow::Result<RotateReport> {
     let options = RotateOptions {
         batch_size: args.batch.batch_size,
@@ -973,7 +1040,7 @@ pub async fn rotate(
         })
     } else {
         let workers = args.workers.map_or_else(default_workers, |n| n.get());
-        let run = crate::rotation::RotationRun { workers, lease_ttl };
+        let run = crate::rotation::RotationRun { workers, lease_ttl, shutdown: shutdown.clone() };
         crate::rotation::rotate(app, instance, options, run).await
     };
     reporter.finish();
@@ -981,6 +1048,12 @@ pub async fn rotate(
     let elapsed = started.elapsed();
     let failures: Vec<Failure> =
         report.failed.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
+    // What the rotation really did, as the journal keeps it: a resumed rotation keeps the
+    // --reencrypt it began with, whatever this command said.
+    let recorded = match report.rotation_id {
+        0 => None,
+        id => app.database().rotations().await?.into_iter().find(|r| r.id == id as i64),
+    };
     Ok(RotateReport {
         rotation_id: report.rotation_id,
         from_version: report.from_version,
@@ -992,8 +1065,8 @@ pub async fn rotate(
         failed_ids: failures.iter().map(|f| f.id.clone()).collect(),
         failures,
         dry_run: report.dry_run,
-        reencrypt: args.reencrypt,
-        restored_version: restore,
+        reencrypt: recorded.as_ref().map_or(args.reencrypt, |r| r.reencrypt),
+        restored_version: recorded.as_ref().map_or(restore, |r| r.restores.map(|v| v as u32)),
         duration_ms: elapsed.as_millis() as u64,
         wallets_per_second: report.rotated as f64 / elapsed.as_secs_f64().max(1e-9),
         component_sha256: app.component().sha256.clone(),
@@ -1010,6 +1083,10 @@ pub struct Status {
     pub lease_expired: bool,
     /// The unfinished rotation's key ranges: how many are done, who walks the others.
     pub walk: Option<RangeProgress>,
+    /// The KEK version the unfinished rotation moves wallets to: as the journal records it, or
+    /// Vault's current one if the rotation stored it but stopped before recording it; `None`
+    /// while the new KEK is not stored yet.
+    pub next_kek_version: Option<u64>,
     pub current_kek_version: Option<u64>,
     pub key_versions: BTreeMap<String, u64>,
     pub total: u64,
@@ -1020,17 +1097,22 @@ impl Status {
         let mut lines = Vec::new();
         match &self.unfinished {
             Some(r) => lines.push(format!(
-                "rotation #{} unfinished: v{} -> {}, {} of {} moved so far, started by {} at {}",
+                "rotation #{} unfinished: v{} -> {}, {} of {} moved so far, started by {}{} at {}",
                 r.id,
                 r.from_version,
-                if r.to_version == 0 {
-                    "(new KEK not stored yet)".to_owned()
-                } else {
-                    format!("v{}", r.to_version)
+                match (r.to_version, self.next_kek_version) {
+                    (0, Some(next)) => format!(
+                        "v{next} (stored in Vault before the rotation stopped; `rotor rotate` records it \
+                         and moves the wallets)"
+                    ),
+                    (0, None) =>
+                        "(new KEK not stored yet: `rotor rotate` stores it and moves the wallets)".into(),
+                    (to, _) => format!("v{to}"),
                 },
                 r.rotated,
                 r.total,
                 r.started_by,
+                r.vault_identity.as_ref().map(|v| format!(" as {v} in Vault")).unwrap_or_default(),
                 r.started_at
             )),
             None => lines.push("no rotation in progress".into()),
@@ -1069,12 +1151,18 @@ pub async fn status(app: &App) -> anyhow::Result<Status> {
         Some(rotation) => Some(database.range_progress(rotation.id).await?),
         None => None,
     };
+    let current_kek_version = metadata.map(|m| m.current_version);
+    let next_kek_version = unfinished.as_ref().and_then(|r| match r.to_version {
+        0 => current_kek_version.filter(|current| *current > r.from_version as u64),
+        to => Some(to as u64),
+    });
     Ok(Status {
         walk,
+        next_kek_version,
         unfinished,
         lease_expired: lease.as_ref().is_some_and(|l| l.expires_at < crate::store::unix_now()),
         lease,
-        current_kek_version: metadata.map(|m| m.current_version),
+        current_kek_version,
         total: key_versions.values().sum(),
         key_versions,
     })
@@ -1133,25 +1221,56 @@ impl From<operations::HistoryEntry> for HistoryLine {
     }
 }
 
-fn history_human(entries: &[HistoryLine]) -> String {
+/// The component's history with each rotation as rotor's own journal holds it (the component
+/// only passes records through, and the WIT record lacks the Vault identity).
+async fn history_lines(
+    app: &App,
+    entries: Vec<operations::HistoryEntry>,
+) -> anyhow::Result<Vec<HistoryLine>> {
+    let journal: BTreeMap<i64, RotationRecord> =
+        app.database().rotations().await?.into_iter().map(|r| (r.id, r)).collect();
+    Ok(entries
+        .into_iter()
+        .map(HistoryLine::from)
+        .map(|mut line| {
+            if let Some(recorded) = line.rotation.as_ref().and_then(|r| journal.get(&r.id)) {
+                line.rotation = Some(recorded.clone());
+            }
+            line
+        })
+        .collect())
+}
+
+/// `current`: Vault's current KEK version, which an unfinished rotation that stopped before
+/// recording its target moves to.
+fn history_human(entries: &[HistoryLine], current: Option<u64>) -> String {
     if entries.is_empty() {
         return "no rotations recorded".into();
     }
+    let target = |r: &RotationRecord| match r.to_version {
+        0 if r.status == rotation_status::RUNNING => match current.filter(|c| *c > r.from_version as u64) {
+            Some(current) => format!("v{current} (stored, not yet recorded)"),
+            None => "(no new KEK stored yet)".into(),
+        },
+        0 => "(no new KEK)".into(),
+        to => format!("v{to}"),
+    };
     let lines: Vec<String> = entries
         .iter()
         .map(|entry| match (&entry.rotation, &entry.archive_path) {
             (Some(r), _) => format!(
-                "{}  #{} v{} -> v{}  {}  {} of {} moved, {} failed{}  by {}  component {}",
+                "{}  #{} v{} -> {}  {}  {} of {} moved, {} failed{}  by {}{}  component {}",
                 r.started_at,
                 r.id,
                 r.from_version,
-                r.to_version,
+                target(r),
                 r.status,
                 r.rotated,
                 r.total,
                 r.failed,
-                r.finished_at.as_ref().map(|f| format!(", finished {f}")).unwrap_or_default(),
+                r.finished_at.as_ref().map(|f| format!(", ended {f}")).unwrap_or_default(),
                 r.started_by,
+                r.vault_identity.as_ref().map(|v| format!(" as {v}")).unwrap_or_default(),
                 &r.component_sha256[..r.component_sha256.len().min(12)],
             ),
             (None, Some(path)) => format!(

@@ -153,12 +153,12 @@ async fn run_with_server(
         resume: false,
         strict: false,
         output_format: crate::cli::OutputFormat::Envelope,
-        if_older_than: None,
         workers: None,
         lease_seconds: crate::imports::DEFAULT_LEASE.as_secs(),
     };
     let instance = app.instance(Access::ReadWrite, global_reporter(global, "rotate")).await?;
-    let rotation = crate::cli::rotate(&app, instance, &rotate_args, None).await?;
+    let rotation =
+        crate::cli::rotate(&app, instance, &rotate_args, None, &crate::shutdown::Shutdown::new()).await?;
     say.say(format!("6. rotate: {}", rotation.human().replace('\n', "\n   ")));
 
     let mut instance = app.instance(Access::ReadOnly, global_reporter(global, "validate")).await?;

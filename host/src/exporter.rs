@@ -18,6 +18,7 @@ use crate::app::App;
 use crate::grants::Access;
 use crate::metrics::{Observed, WalletCheck, gather, unix_seconds};
 use crate::progress::Reporter;
+use crate::shutdown::Shutdown;
 
 /// The text format's content type (version 0.0.4), as Prometheus expects it.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,8 +34,9 @@ pub struct ExporterOptions {
     pub batch_size: u32,
 }
 
-/// Serves until SIGINT or SIGTERM.
-pub async fn serve(app: &App, options: &ExporterOptions) -> anyhow::Result<()> {
+/// Serves until SIGINT or SIGTERM (`shutdown`), which end it successfully: that is how a
+/// server is stopped.
+pub async fn serve(app: &App, options: &ExporterOptions, shutdown: &Shutdown) -> anyhow::Result<()> {
     anyhow::ensure!(!options.interval.is_zero(), "--interval must be longer than 0s");
     let listener = TcpListener::bind(options.addr).await.with_context(|| {
         format!("cannot listen on {}: choose a free address with --metrics-addr", options.addr)
@@ -57,32 +59,10 @@ pub async fn serve(app: &App, options: &ExporterOptions) -> anyhow::Result<()> {
     };
     tokio::select! {
         () = refreshing => {}
-        () = shutdown_signal() => tracing::info!("stopping the exporter"),
+        signal = shutdown.wait() => tracing::info!("{signal}: stopping the exporter"),
     }
     server.abort();
     Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// One refresh: validation when due, then the page. A failure keeps the figures that could be

@@ -519,6 +519,8 @@ impl From<journal::Rotation> for RotationRecord {
             output_format: output_format_name(r.output_format).into(),
             restores: r.restores.map(i64::from),
             component_sha256: r.component_sha256,
+            // Not part of the WIT record: `rotor history` reads it from the journal itself.
+            vault_identity: None,
         }
     }
 }

@@ -13,9 +13,12 @@
 //! * [`rotation`]: a rotation spread over parallel workers, which [`walk`] hands key ranges;
 //!   [`validate`]: validation spread the same way.
 //! * [`bench`]: `rotor bench`, rotor's throughput against its baselines.
-//! * [`config`]: `rotor.toml`; [`cli`]: the `rotor` command line; [`audit`]: `rotor audit`.
+//! * [`config`]: `rotor.toml`; [`cli`]: the `rotor` command line; [`audit`]: `rotor audit`;
+//!   [`abort`]: `rotor abort`; [`shutdown`]: stopping cleanly on SIGTERM/SIGINT;
+//!   [`durations`]: durations as operators read them.
 #![deny(unsafe_code)]
 
+pub mod abort;
 pub mod app;
 pub mod audit;
 pub mod bench;
@@ -26,6 +29,7 @@ pub mod component_cache;
 pub mod config;
 pub mod cross_check;
 pub mod demo;
+pub mod durations;
 pub mod exporter;
 pub mod fixtures;
 pub mod grants;
@@ -37,6 +41,7 @@ pub mod metrics;
 pub mod openbao;
 pub mod progress;
 pub mod rotation;
+pub mod shutdown;
 pub mod store;
 pub mod validate;
 pub mod vault;

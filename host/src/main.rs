@@ -4,10 +4,17 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use rotor::cli::{self, Cli, EXIT_WALLETS_FAILED, LogFormat, Outcome};
+use rotor::shutdown::{Interrupted, Shutdown};
 use tracing_subscriber::EnvFilter;
 
+/// Exit code of a command line that does not parse (as clap's own).
+const EXIT_USAGE: u8 = 2;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
     init_logging(&cli.global);
     let (json, log_format) = (cli.global.json, cli.global.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -16,7 +23,12 @@ fn main() -> ExitCode {
             return fail(json, log_format, &anyhow::Error::from(e).context("starting the async runtime"));
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    let outcome = runtime.block_on(async {
+        let shutdown =
+            Shutdown::on_signals().map_err(|e| anyhow::Error::from(e).context("listening for signals"))?;
+        cli::run(cli, shutdown).await
+    });
+    match outcome {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::WalletsFailed) => ExitCode::from(EXIT_WALLETS_FAILED),
         Ok(Outcome::Problems) => ExitCode::FAILURE,
@@ -24,7 +36,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// A command line that does not parse: clap's message on stderr, and with `--json` also as the
+/// one JSON document on stdout that every command promises. Help and version print as usual.
+fn usage_error(error: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        error.exit();
+    }
+    // The arguments did not parse, so look for the flag itself (before any `--`).
+    let json = std::env::args_os().skip(1).take_while(|arg| arg != "--").any(|arg| arg == "--json");
+    if json {
+        let text = error.render().to_string();
+        let message = text.trim().strip_prefix("error: ").unwrap_or(text.trim()).to_owned();
+        cli::print_json(&serde_json::json!({ "error": message, "usage": true }));
+    }
+    let _ = error.print();
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// Prints the error as the command's result (JSON with `--json`) and on stderr. A command
+/// stopped by a signal exits 128 + its number, as a shell reports it.
 fn fail(json: bool, log_format: LogFormat, error: &anyhow::Error) -> ExitCode {
+    report_error(json, log_format, error);
+    match error.downcast_ref::<Interrupted>() {
+        Some(interrupted) => ExitCode::from(interrupted.signal.exit_code()),
+        None => ExitCode::FAILURE,
+    }
+}
+
+fn report_error(json: bool, log_format: LogFormat, error: &anyhow::Error) {
     if json {
         cli::print_json(&serde_json::json!({ "error": format!("{error:#}") }));
     }
@@ -33,7 +73,6 @@ fn fail(json: bool, log_format: LogFormat, error: &anyhow::Error) -> ExitCode {
         // A log collector reads stderr line by line as JSON: the error is one more such line.
         LogFormat::Json => tracing::error!(error = %format!("{error:#}"), "command failed"),
     }
-    ExitCode::FAILURE
 }
 
 /// Logs go to stderr, so stdout carries only the command's result.

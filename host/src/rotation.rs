@@ -21,6 +21,7 @@ use crate::cli::answer;
 use crate::component::Instance;
 use crate::grants::Access;
 use crate::progress::Reporter;
+use crate::shutdown::{Interrupted, Shutdown, Signal};
 use crate::store::{Database, OddRows, RotationRecord, StoreError};
 use crate::walk::{Batches, Walk, WorkerBatches};
 
@@ -30,6 +31,8 @@ pub struct RotationRun {
     pub workers: usize,
     /// How long a claim on a range, or the rotation lease, lasts without progress.
     pub lease_ttl: Duration,
+    /// Set on SIGTERM/SIGINT: the walk stops, giving its ranges and the lease back.
+    pub shutdown: Shutdown,
 }
 
 /// Runs a rotation (or joins the unfinished one) with `first` doing the set-up and its
@@ -47,10 +50,15 @@ pub async fn rotate(
     if options.strict {
         refuse_odd_rows(app.database(), options.batch_size).await?;
     }
+    // Set-up takes milliseconds and leaves a consistent state at every step, so a signal
+    // meanwhile is answered once it is done.
     let set_up = first.start_rotation(&at, options).await;
     // Whatever set-up did, other rotors may join or take over at once.
     release_lease(&first).await;
     let plan = answer(set_up)?;
+    if let Some(signal) = run.shutdown.requested() {
+        return Err(stopped(signal, &plan).into());
+    }
     let database = app.database().clone();
     let recorded = match check_plan(&database, &plan).await? {
         Planned::Running(recorded) => recorded,
@@ -95,11 +103,26 @@ pub async fn rotate(
         workers.push(worker);
     }
     tracing::debug!(elapsed = ?started.elapsed(), workers = workers.len(), "rotation set up; walking");
-    let (mut first, mut moved) = move_in_parallel(workers, &walk, &at, &plan).await?;
+    let (mut first, mut moved) = match move_in_parallel(workers, &walk, &at, &plan, &run.shutdown).await? {
+        Walked::Done(first, moved) => (first, moved),
+        Walked::Stopped(signal) => {
+            // The workers are gone, their batches in flight rolled back: their key ranges go
+            // back to the pool with the cursor of the last committed batch.
+            walk.give_back().await;
+            return Err(stopped(signal, &plan).into());
+        }
+    };
     first.state().reporter().finish();
     tracing::debug!(elapsed = ?started.elapsed(), handed_out = walk.handed_out(), "walk done; sweeping");
 
-    if let Some(swept) = sweep_and_close(app, &mut first, &walk, &plan).await? {
+    let swept = tokio::select! {
+        swept = sweep_and_close(app, &mut first, &walk, &plan) => swept?,
+        signal = run.shutdown.wait() => {
+            walk.give_back().await;
+            return Err(stopped(signal, &plan).into());
+        }
+    };
+    if let Some(swept) = swept {
         moved.add(swept);
     }
     odd.absorb(first.state().odd_rows());
@@ -122,6 +145,18 @@ pub async fn rotate(
         failed: moved.failed,
         dry_run: false,
     })
+}
+
+/// What a rotation stopped by a signal says.
+fn stopped(signal: Signal, plan: &RotationPlan) -> Interrupted {
+    Interrupted {
+        signal,
+        what: format!(
+            "rotation #{} (KEK v{} -> v{}) stopped before it finished: the batches in flight were \
+             rolled back and its key ranges released; `rotor rotate` resumes it",
+            plan.rotation_id, plan.from_version, plan.to_version
+        ),
+    }
 }
 
 /// `--strict`: rows the component is never handed (no text ciphertext, no usable id) refuse
@@ -189,15 +224,23 @@ impl Moved {
     }
 }
 
-/// Runs `move-wallets` in every worker at once over the walk's ranges. Returns the first worker
-/// (for the sweep) and what they moved together. If one worker fails, the others are stopped:
-/// their batches in flight roll back.
+/// How the workers' walk ended.
+enum Walked {
+    /// Every range is done: the first worker (for the sweep) and what they moved together.
+    Done(Instance, Moved),
+    /// A signal stopped it; every worker has stopped.
+    Stopped(Signal),
+}
+
+/// Runs `move-wallets` in every worker at once over the walk's ranges. If one worker fails, or
+/// a signal arrives, the others are stopped: their batches in flight roll back.
 async fn move_in_parallel(
     workers: Vec<Instance>,
     walk: &std::sync::Arc<Walk>,
     at: &crate::bindings::operations::KeyLocation,
     plan: &RotationPlan,
-) -> anyhow::Result<(Instance, Moved)> {
+    shutdown: &Shutdown,
+) -> anyhow::Result<Walked> {
     let mut running = JoinSet::new();
     for (index, mut worker) in workers.into_iter().enumerate() {
         worker.state_mut().set_batches(Batches::Walk(WorkerBatches::ranges(walk.clone())));
@@ -209,14 +252,26 @@ async fn move_in_parallel(
     }
     let mut total = Moved::default();
     let mut first = None;
-    while let Some(joined) = running.join_next().await {
+    loop {
+        let joined = tokio::select! {
+            joined = running.join_next() => match joined {
+                Some(joined) => joined,
+                None => break,
+            },
+            signal = shutdown.wait() => {
+                running.abort_all();
+                // Wait until every worker is gone, so that no batch commits after this returns.
+                while running.join_next().await.is_some() {}
+                return Ok(Walked::Stopped(signal));
+            }
+        };
         let (index, worker, moved) = joined.context("a rotation worker panicked")?;
         total.add(answer(moved).with_context(|| format!("rotation worker {index} failed"))?);
         if index == 0 {
             first = Some(worker);
         }
     }
-    Ok((first.ok_or_else(|| anyhow!("the first rotation worker did not report"))?, total))
+    Ok(Walked::Done(first.ok_or_else(|| anyhow!("the first rotation worker did not report"))?, total))
 }
 
 /// Once every range is done: takes the rotation lease (waiting while another process holds

@@ -69,6 +69,19 @@ impl Walk {
         })
     }
 
+    /// Gives back this process's key ranges (keeping how far each was walked) and the rotation
+    /// lease, for a process that stops before the walk is done. Failures are logged: the claims
+    /// then run out on their own.
+    pub async fn give_back(&self) {
+        let token = &self.identity.lease_token;
+        if let Err(e) = self.database.release_claims(self.rotation, token).await {
+            tracing::warn!("could not release this rotor's key ranges (their claims will run out): {e}");
+        }
+        if let Err(e) = self.database.release_lease(token).await {
+            tracing::warn!("could not release the rotation lease (it will run out): {e}");
+        }
+    }
+
     /// Rows read for this process's workers so far (odd ones, not handed out, included).
     pub fn handed_out(&self) -> u64 {
         self.handed_out.load(Ordering::Relaxed)

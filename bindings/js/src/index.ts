@@ -11,7 +11,7 @@
  */
 import { codec } from '../generated/codec.js';
 
-export { loadKeks, type VaultKeks, type VaultOptions } from './vault.js';
+export { loadKeks, VaultRefusedError, type VaultKeks, type VaultOptions } from './vault.js';
 import { loadKeks, type VaultKeks, type VaultOptions } from './vault.js';
 
 /** KEKs by version: a `Map` or a plain object such as `{ 3: "…64 hex…" }`. */
@@ -81,6 +81,8 @@ export function inspect(ciphertext: string): number {
 export class Keyring {
   readonly #keks: Map<number, string>;
   readonly #seedArchives: readonly string[];
+  readonly #unavailable: ReadonlyMap<number, string>;
+  readonly #seedArchivesSkipped: string | undefined;
   readonly currentVersion: number;
 
   constructor(keks: VaultKeks) {
@@ -89,10 +91,15 @@ export class Keyring {
     }
     this.#keks = new Map(keks.keks);
     this.#seedArchives = [...keks.seedArchives];
+    this.#unavailable = new Map(keks.unavailable ?? []);
+    this.#seedArchivesSkipped = keks.seedArchivesSkipped;
     this.currentVersion = keks.current;
   }
 
-  /** Reads the KEKs from Vault with rotor's layout (see {@link loadKeks}). */
+  /**
+   * Reads the KEKs from Vault with rotor's layout (see {@link loadKeks}): the current one, then
+   * each older version by number. A token with `read` only is enough (policies/rotor-app.hcl).
+   */
   static async fromVault(options: VaultOptions = {}): Promise<Keyring> {
     return new Keyring(await loadKeks(options));
   }
@@ -116,8 +123,19 @@ export class Keyring {
    * then the seed script's archives, newest first, as rotor itself does.
    */
   open(id: string, ciphertext: string): Uint8Array {
-    if (inspect(ciphertext) !== 0 || this.#seedArchives.length === 0) {
-      return open(this.#keks, id, ciphertext);
+    const version = inspect(ciphertext);
+    if (version !== 0 && !this.#keks.has(version)) {
+      throw new RotorCodecError(this.#whyNot(version));
+    }
+    if (version !== 0 || this.#seedArchives.length === 0) {
+      try {
+        return open(this.#keks, id, ciphertext);
+      } catch (error) {
+        if (version === 0 && error instanceof RotorCodecError && this.#seedArchivesSkipped) {
+          throw new RotorCodecError(`${error.message}; ${this.#seedArchivesSkipped}`);
+        }
+        throw error;
+      }
     }
     for (const keks of [this.#keks, ...this.#seedArchives.map((key) => new Map([[0, key]]))]) {
       // A legacy ciphertext names no version, so the one given with a seed archive's key is moot.
@@ -130,5 +148,18 @@ export class Keyring {
     throw new RotorCodecError(
       'legacy ciphertext opens under neither the current KEK nor any archived one',
     );
+  }
+
+  /** Why this keyring has no KEK `version`: the fix for the operator or the application. */
+  #whyNot(version: number): string {
+    const reason = this.#unavailable.get(version);
+    if (reason !== undefined) return `no KEK version ${version} in this keyring: ${reason}`;
+    if (version > this.currentVersion) {
+      return (
+        `no KEK version ${version} in this keyring, whose current version is ${this.currentVersion}: ` +
+        `the KEK was rotated since it was loaded; load it again (Keyring.fromVault())`
+      );
+    }
+    return `no KEK version ${version} in this keyring`;
   }
 }

@@ -4,11 +4,15 @@
  * - `<key-path>`, field `key`: the current KEK; its KV version is the KEK version that
  *   `rotor:v<K>:` ciphertexts name;
  * - `<key-path>-archive/v<K>`, field `key`: every KEK version rotor wrote or rotated away from;
- * - `<key-path>-archive/<unix-ms>`, field `key`: the seed script's archives (legacy wallets only);
- * - versions still in the KV history of `<key-path>` but not archived (a KEK written outside
- *   rotor) are read from there.
+ * - versions of `<key-path>` still in its KV history but not archived (a KEK written outside
+ *   rotor) are read from there;
+ * - `<key-path>-archive/<unix-ms>`, field `key`: the seed script's archives (legacy wallets only).
+ *
+ * Older versions are read by number (1 to the current one), so a token that may only `read`
+ * (policies/rotor-app.hcl, or a policy with `read` on `<key-path>` alone) loads every version it
+ * can reach. Only the seed's archives, whose names are timestamps, need `list`; without it they
+ * are left out, which only matters for legacy wallets from before rotor's first rotation.
  */
-
 export interface VaultOptions {
   /** Default: `VAULT_ADDR`, else `http://127.0.0.1:8200`. */
   addr?: string;
@@ -22,6 +26,12 @@ export interface VaultOptions {
   keyPath?: string;
   /** For tests or a proxy; default: the global `fetch`. */
   fetch?: typeof fetch;
+  /**
+   * List `<key-path>-archive/` for the seed script's archives. Default: true. A token without
+   * `list` there (policies/rotor-app.hcl) is refused, which is harmless but shows in Vault's
+   * audit log: pass `false` once no legacy wallet from before rotor's first rotation remains.
+   */
+  seedArchives?: boolean;
 }
 
 /** What {@link loadKeks} found. */
@@ -32,14 +42,26 @@ export interface VaultKeks {
   keks: Map<number, string>;
   /** Keys of the seed script's archives, newest first: they can only open legacy wallets. */
   seedArchives: string[];
+  /** Older versions Vault did not give, and why (pruned, or refused to this token). */
+  unavailable?: Map<number, string>;
+  /** Why the seed script's archives were not read, if they were not (no `list`, or not asked). */
+  seedArchivesSkipped?: string;
+}
+
+/** Vault answered with an error status other than 404. */
+export class VaultRefusedError extends Error {
+  override name = 'VaultRefusedError';
+  constructor(
+    message: string,
+    /** The HTTP status. */
+    readonly status: number,
+  ) {
+    super(message);
+  }
 }
 
 interface KvData {
   data: { data: Record<string, unknown> | null; metadata: { version: number } };
-}
-
-interface KvMetadata {
-  data: { versions: Record<string, { destroyed: boolean; deletion_time: string }> };
 }
 
 class Vault {
@@ -73,7 +95,10 @@ class Vault {
     if (response.status === 404) return undefined;
     if (!response.ok) {
       const body = await response.text();
-      throw new Error(`Vault refused GET ${this.mount}/${path} (HTTP ${response.status}): ${body.slice(0, 300)}`);
+      throw new VaultRefusedError(
+        `Vault refused GET ${this.mount}/${path} (HTTP ${response.status}): ${body.slice(0, 300)}`,
+        response.status,
+      );
     }
     return (await response.json()) as T;
   }
@@ -92,47 +117,99 @@ class Vault {
   }
 }
 
-/** Loads the current KEK and every archived one from Vault, with rotor's path layout. */
+/** At most this many requests to Vault at once while reading older versions. */
+const PARALLEL_READS = 8;
+
+/** Runs `task` for each item, `limit` at a time. */
+async function eachLimited<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await task(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+/** `read()`, or `'denied'` when Vault refuses this token (HTTP 403). */
+async function unlessDenied<T>(read: () => Promise<T>): Promise<T | 'denied'> {
+  try {
+    return await read();
+  } catch (error) {
+    if (error instanceof VaultRefusedError && error.status === 403) return 'denied';
+    throw error;
+  }
+}
+
+/**
+ * Loads the current KEK and every older one Vault has, with rotor's path layout. Needs `read` on
+ * `<key-path>`; `read` on `<key-path>-archive/*` for versions gone from KV's history (it keeps 10
+ * by default); `list` on the archive's metadata only for the seed script's archives.
+ */
 export async function loadKeks(options: VaultOptions = {}): Promise<VaultKeks> {
   const vault = new Vault(options);
   const keyPath = options.keyPath ?? 'ibn/encryption-key';
   const archive = `${keyPath}-archive`;
+  const where = (path: string) => `${vault.mount}/${path}`;
 
-  const [current, listing, metadata] = await Promise.all([
-    vault.key(keyPath),
-    vault.get<{ data: { keys: string[] } }>(`metadata/${archive}?list=true`),
-    vault.get<KvMetadata>(`metadata/${keyPath}`),
-  ]);
+  const current = await vault.key(keyPath);
   if (current === undefined) {
     throw new Error(
-      `no KEK at ${vault.mount}/${keyPath} in Vault: store the first one with \`rotor migrate-kek --from-env VAR\``,
+      `no KEK at ${where(keyPath)} in Vault: store the first one with \`rotor migrate-kek --from-env VAR\``,
     );
   }
-  const names = listing?.data.keys ?? [];
-  const archived = names.flatMap((name) => (/^v[1-9][0-9]*$/.test(name) ? [Number(name.slice(1))] : []));
-  const stamps = names.filter((name) => /^[0-9]+$/.test(name)).sort((a, b) => Number(b) - Number(a));
-  const inHistory = Object.entries(metadata?.data.versions ?? {})
-    .filter(([, v]) => !v.destroyed && v.deletion_time === '')
-    .map(([version]) => Number(version))
-    .filter((version) => version !== current.version && !archived.includes(version));
-
   const keks = new Map<number, string>([[current.version, current.key]]);
+  const unavailable = new Map<number, string>();
+
+  // Each older version by number: rotor's archive first (it outlives KV's max_versions), then the
+  // KV history of the key path, which a token with `read` on the key path alone may also read.
+  const older = Array.from({ length: current.version - 1 }, (_, i) => i + 1);
+  await eachLimited(older, PARALLEL_READS, async (version) => {
+    const archived = await unlessDenied(() => vault.key(`${archive}/v${version}`));
+    if (archived !== undefined && archived !== 'denied') {
+      keks.set(version, archived.key);
+      return;
+    }
+    const inHistory = await unlessDenied(() => vault.key(keyPath, version));
+    if (inHistory !== undefined && inHistory !== 'denied') {
+      keks.set(version, inHistory.key);
+    } else if (archived === 'denied') {
+      unavailable.set(
+        version,
+        `Vault refused this token \`read\` on ${where(`data/${archive}/v${version}`)} and version ${version} ` +
+          `is no longer in the KV history of ${where(keyPath)}: grant \`read\` on ${where(`data/${archive}/*`)} ` +
+          `(policies/rotor-app.hcl)`,
+      );
+    } else {
+      unavailable.set(
+        version,
+        `neither ${where(`${archive}/v${version}`)} nor version ${version} of ${where(keyPath)} exists ` +
+          `in Vault (pruned by \`rotor prune\`, or never written)`,
+      );
+    }
+  });
+
   const seedArchives: string[] = [];
-  await Promise.all([
-    ...archived.map(async (version) => {
-      const found = await vault.key(`${archive}/v${version}`);
-      if (found) keks.set(version, found.key);
-    }),
-    ...inHistory.map(async (version) => {
-      const found = await vault.key(keyPath, version);
-      if (found && !keks.has(version)) keks.set(version, found.key);
-    }),
-    ...stamps.map(async (stamp, index) => {
-      const found = await vault.key(`${archive}/${stamp}`);
-      if (found) seedArchives[index] = found.key;
-    }),
-  ]);
-  // The archive of the current version holds the same key as the current path: keep the latter.
-  keks.set(current.version, current.key);
-  return { current: current.version, keks, seedArchives: seedArchives.filter((key) => key !== undefined) };
+  let seedArchivesSkipped: string | undefined;
+  if (options.seedArchives === false) {
+    seedArchivesSkipped = 'the seed script\'s archives were not read ({ seedArchives: false })';
+  } else {
+    const listing = await unlessDenied(() =>
+      vault.get<{ data: { keys: string[] } }>(`metadata/${archive}?list=true`),
+    );
+    if (listing === 'denied') {
+      seedArchivesSkipped =
+        `the seed script's archives were not read: Vault refused this token \`list\` on ` +
+        `${where(`metadata/${archive}/`)} (add it to the token's policy if legacy wallets from before ` +
+        `rotor's first rotation remain)`;
+    } else {
+      const stamps = (listing?.data.keys ?? [])
+        .filter((name) => /^[0-9]+$/.test(name))
+        .sort((a, b) => Number(b) - Number(a));
+      const found = new Array<string | undefined>(stamps.length);
+      await eachLimited([...stamps.keys()], PARALLEL_READS, async (index) => {
+        found[index] = (await vault.key(`${archive}/${stamps[index]}`))?.key;
+      });
+      seedArchives.push(...found.filter((key): key is string => key !== undefined));
+    }
+  }
+  return { current: current.version, keks, seedArchives, unavailable, seedArchivesSkipped };
 }

@@ -79,3 +79,26 @@ test('a keyring opens legacy wallets with rotor KEKs, then with the seed script 
   assert.deepEqual(underRotorKek.versions, [1, 2]);
   assert.throws(() => new Keyring({ current: 3, keks: new Map([[1, KEK]]), seedArchives: [] }), /version 3/);
 });
+
+test('a keyring names why it lacks the KEK version a wallet needs', () => {
+  const sealed = (version) => seal(KEK, version, 'w', 'x');
+  const keyring = new Keyring({
+    current: 3,
+    keks: new Map([[2, OTHER], [3, KEK]]),
+    seedArchives: [],
+    unavailable: new Map([[1, 'neither secret/k-archive/v1 nor version 1 of secret/k exists in Vault']]),
+  });
+  assert.throws(() => keyring.open('w', sealed(1)), /no KEK version 1 in this keyring: neither secret\/k-archive\/v1/);
+  assert.throws(() => keyring.open('w', sealed(4)), /current version is 3: the KEK was rotated since.*Keyring\.fromVault/);
+  assert.equal(Buffer.from(keyring.open('w', sealed(3))).toString(), 'x');
+
+  // A legacy wallet no key opens, when the seed archives could not be listed: the message says so.
+  const legacy = vectors.find((v) => v.kind === 'legacy');
+  const unlisted = new Keyring({
+    current: 1,
+    keks: new Map([[1, OTHER]]),
+    seedArchives: [],
+    seedArchivesSkipped: "the seed script's archives were not read: no `list`",
+  });
+  assert.throws(() => unlisted.open(legacy.id, legacy.ciphertext), /seed script's archives were not read: no `list`/);
+});

@@ -7,6 +7,8 @@
  * so a wallet newer than the cache makes the service reload from Vault once, and older wallets
  * (not moved yet, or restored from a backup) open with the archived keys.
  *
+ * Its Vault token needs only policies/rotor-app.hcl (read the KEK and rotor's archive).
+ *
  * The seed fell back to WALLET_ENCRYPTION_KEY when Vault had no key. That fallback is gone on
  * purpose: once rotor rotates, the environment's key is stale, and sealing under it would write
  * wallets under a key Vault does not know. Until `rotor migrate-kek` has run, the service fails
@@ -80,8 +82,10 @@ export class WalletService {
     }
     let keyring = await this.getKeyring();
     const version = inspect(ciphertext);
-    if (version !== 0 && !keyring.has(version)) {
-      // Sealed under a KEK newer than the cache: rotor rotated since it was loaded.
+    if (version > keyring.currentVersion) {
+      // Sealed under a KEK newer than the cache: rotor rotated since it was loaded. (An older
+      // version the keyring lacks is not in Vault for this token: reloading would not help, and
+      // the keyring's error says why.)
       keyring = await this.getKeyring({ refresh: true });
     }
     try {

@@ -152,6 +152,19 @@ pub struct RotationRecord {
     /// For a rollback: the earlier KEK version made current again.
     pub restores: Option<i64>,
     pub component_sha256: String,
+    /// Whom Vault knew the token of the rotor that began it as (see
+    /// [`RunIdentity::vault_identity`]); `None` when unknown or recorded before 0.2.
+    pub vault_identity: Option<String>,
+}
+
+/// A rotation's `status` in the journal.
+pub mod status {
+    /// Moving wallets, or interrupted: `rotor rotate` finishes it.
+    pub const RUNNING: &str = "running";
+    /// Every wallet it could move was moved.
+    pub const FINISHED: &str = "finished";
+    /// Closed by `rotor abort` before it finished: its wallets stay on whichever KEK they were.
+    pub const ABORTED: &str = "aborted";
 }
 
 /// Facts about the run that the host, not the component, knows.
@@ -161,21 +174,30 @@ pub struct RunIdentity {
     pub started_by: String,
     pub host: String,
     pub pid: u32,
+    /// `<boot id>:<start time>` of this process: tells it from an earlier process that had the
+    /// same pid (a rotor restarted as PID 1 in a new container, a host rebooted since).
+    pub process_key: String,
     /// Random per process: names this process's hold on the rotation lease.
     pub lease_token: String,
     pub component_sha256: String,
+    /// Whom Vault knows the run's token as (display name, entity, AppRole role), when known:
+    /// recorded beside `started_by`, which only names the operating-system user.
+    pub vault_identity: Option<String>,
 }
 
 impl RunIdentity {
     /// This process, running the component with digest `component_sha256`.
     pub fn this_process(component_sha256: String) -> RunIdentity {
         let host = host_name();
+        let pid = std::process::id();
         RunIdentity {
-            started_by: format!("{}@{host} (pid {})", user_name(), std::process::id()),
+            started_by: format!("{}@{host} (pid {pid})", user_name()),
             host,
-            pid: std::process::id(),
+            pid,
+            process_key: process_key(pid).unwrap_or_default(),
             lease_token: lease_token(),
             component_sha256,
+            vault_identity: None,
         }
     }
 }
@@ -207,6 +229,9 @@ pub struct LeaseHolder {
     pub holder: String,
     pub host: String,
     pub pid: i64,
+    /// See [`RunIdentity::process_key`]; `None` for a lease taken by a rotor before 0.2.
+    #[serde(skip)]
+    pub process_key: Option<String>,
     pub acquired_at: String,
     /// Unix seconds.
     pub expires_at: i64,
@@ -277,7 +302,8 @@ pub enum StoreError {
     )]
     ColumnType { table: String, column: String, found: String, flag: &'static str, fix: String },
     #[error(
-        "rotation #{id} is unfinished (from KEK v{from_version}, started by {started_by} at {started_at}): run `rotor rotate --resume` to finish it"
+        "rotation #{id} is unfinished (from KEK v{from_version}, started by {started_by} at {started_at}): run `rotor rotate --resume` to finish it \
+         (or `rotor abort` to close it unfinished)"
     )]
     RotationUnfinished { id: i64, from_version: i64, started_by: String, started_at: String },
     #[error(
@@ -488,7 +514,9 @@ impl Database {
         let stale = match &current {
             None => None,
             Some(held) if held.token == who.lease_token || held.expires_at < now => Some(held.token.as_str()),
-            Some(held) if held.host == who.host && !process_alive(held.pid) => Some(held.token.as_str()),
+            Some(held) if held.host == who.host && !process_alive(held.pid, held.process_key.as_deref()) => {
+                Some(held.token.as_str())
+            }
             Some(held) => return Err(lease_held(held)),
         };
         let expires_at = now + ttl.as_secs() as i64;
@@ -626,7 +654,8 @@ impl Database {
     pub async fn release_dead_claims(&self, rotation: i64, host: &str) -> Result<usize, StoreError> {
         let claims = dispatch!(self, s => s.claims_on(rotation, host).await)?;
         let mut released = 0;
-        for (seq, token, pid) in claims.into_iter().filter(|(_, _, pid)| !process_alive(*pid)) {
+        let dead = claims.into_iter().filter(|(_, _, pid, key)| !process_alive(*pid, key.as_deref()));
+        for (seq, token, pid, _) in dead {
             dispatch!(self, s => s.release_range(rotation, seq, &token).await)?;
             tracing::warn!(range = seq, pid, "took over a key range of a rotor that is gone");
             released += 1;
@@ -673,18 +702,32 @@ impl Database {
     /// dropped, in one transaction. A no-op if another process closed it already.
     pub async fn finish_rotation(&self, id: i64, failed: i64) -> Result<(), StoreError> {
         let finished_at = now_rfc3339();
-        dispatch!(self, s => s.finish_rotation(id, failed, &finished_at).await)
+        dispatch!(self, s => s.close_rotation(id, status::FINISHED, failed, &finished_at).await)
+    }
+
+    /// Closes an unfinished rotation as aborted (`rotor abort`), the same way as
+    /// [`Database::finish_rotation`]; its wallets stay where they are. Call it holding the
+    /// rotation lease, with no live claim on its ranges.
+    pub async fn abort_rotation(&self, id: i64) -> Result<(), StoreError> {
+        let finished_at = now_rfc3339();
+        dispatch!(self, s => s.close_rotation(id, status::ABORTED, 0, &finished_at).await)
+    }
+
+    /// Gives back every key range `token` holds, keeping how far each was walked, so that the
+    /// next rotor goes on at once: what a rotor stopped by a signal does before it exits.
+    pub async fn release_claims(&self, rotation: i64, token: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.release_claims(rotation, token).await)
     }
 
     pub async fn unfinished_rotation(&self) -> Result<Option<RotationRecord>, StoreError> {
-        Ok(self.rotations().await?.into_iter().find(|r| r.status == "running"))
+        Ok(self.rotations().await?.into_iter().find(|r| r.status == status::RUNNING))
     }
 
     /// Every rotation, newest first. Empty if rotor's tables do not exist yet. A running
     /// rotation's `rotated` includes what its workers have moved so far.
     pub async fn rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
         let mut rotations = dispatch!(self, s => s.rotations().await)?;
-        for rotation in rotations.iter_mut().filter(|r| r.status == "running") {
+        for rotation in rotations.iter_mut().filter(|r| r.status == status::RUNNING) {
             match dispatch!(self, s => s.range_rotated(rotation.id).await) {
                 Ok(moved) => rotation.rotated += moved,
                 Err(StoreError::Database(e)) if shared::is_missing_table(&e) => {}
@@ -743,14 +786,38 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Whether process `pid` on this host is still running (a zombie is not). Where that cannot be
-/// told, it is taken to be alive: the lease then runs out instead.
-fn process_alive(pid: i64) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name, which may itself contain ") ".
-        Ok(stat) => stat.rsplit_once(") ").is_none_or(|(_, rest)| !rest.starts_with('Z')),
-        Err(_) => !std::path::Path::new("/proc/self").exists(),
+/// Whether the process that recorded (`pid`, `key`) on this host is still running. A zombie is
+/// not; nor is a live process with that pid whose [`RunIdentity::process_key`] differs (the pid
+/// was reused: a new container's PID 1, a host rebooted since). Where that cannot be told, it is
+/// taken to be alive: the lease or claim then runs out instead.
+fn process_alive(pid: i64, key: Option<&str>) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return !std::path::Path::new("/proc/self").exists();
+    };
+    // The state follows the parenthesised command name, which may itself contain ") ".
+    let Some((_, fields)) = stat.rsplit_once(") ") else { return true };
+    if fields.starts_with('Z') {
+        return false;
     }
+    match key.filter(|key| !key.is_empty()) {
+        // Recorded by a rotor that knew only the pid.
+        None => true,
+        Some(recorded) => key_from_stat(fields).is_none_or(|actual| actual == recorded),
+    }
+}
+
+/// `<boot id>:<start time>` of process `pid`, as [`RunIdentity::process_key`] records it.
+fn process_key(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    key_from_stat(stat.rsplit_once(") ")?.1)
+}
+
+/// The key from the fields of `/proc/PID/stat` after the command name: field 22 of the file
+/// (the 20th here) is the start time in clock ticks since boot, unique per boot with the pid.
+fn key_from_stat(fields: &str) -> Option<String> {
+    let started = fields.split_whitespace().nth(19)?;
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(format!("{}:{started}", boot.trim()))
 }
 
 fn unfinished(running: RotationRecord) -> StoreError {
@@ -781,6 +848,7 @@ macro_rules! rotation_from_row {
             output_format: row.try_get("output_format")?,
             restores: row.try_get("restores")?,
             component_sha256: row.try_get("component_sha256")?,
+            vault_identity: row.try_get("vault_identity")?,
         }
     }};
 }

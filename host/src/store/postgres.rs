@@ -20,16 +20,16 @@ const MIGRATION_LOCK: Option<&str> = Some("SELECT pg_advisory_xact_lock(49149617
 /// queueing behind them.
 const CLAIM_LOCK: &str = "FOR UPDATE SKIP LOCKED";
 
-/// The journal's column names, for the columns added since its first release.
-const JOURNAL_COLUMNS: &str = "SELECT column_name::text FROM information_schema.columns \
-     WHERE table_schema = current_schema() AND table_name = 'rotor_rotations'";
+/// A table's column names ($1: the table), for the columns added since its first release.
+const TABLE_COLUMNS: &str = "SELECT column_name::text FROM information_schema.columns \
+     WHERE table_schema = current_schema() AND table_name = $1";
 
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS rotor_rotations (
         id BIGSERIAL PRIMARY KEY,
         from_version BIGINT NOT NULL,
         to_version BIGINT NOT NULL DEFAULT 0,
-        status TEXT NOT NULL CHECK (status IN ('running', 'finished')),
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'aborted')),
         -- 1 while running, NULL afterwards: the UNIQUE constraint allows one running rotation.
         running SMALLINT UNIQUE CHECK (running = 1),
         started_at TEXT NOT NULL,
@@ -41,7 +41,9 @@ const MIGRATIONS: &[&str] = &[
         reencrypt BOOLEAN NOT NULL,
         restores BIGINT,
         component_sha256 TEXT NOT NULL,
-        last_id TEXT
+        last_id TEXT,
+        output_format TEXT NOT NULL DEFAULT 'envelope' CHECK (output_format IN ('envelope', 'legacy')),
+        vault_identity TEXT
     )",
     // See the SQLite migration: one process sets up or closes a rotation at a time.
     "CREATE TABLE IF NOT EXISTS rotor_lease (
@@ -51,7 +53,8 @@ const MIGRATIONS: &[&str] = &[
         host TEXT NOT NULL,
         pid BIGINT NOT NULL,
         acquired_at TEXT NOT NULL,
-        expires_at BIGINT NOT NULL
+        expires_at BIGINT NOT NULL,
+        process_key TEXT
     )",
     // The walk of a running rotation, split into key ranges that workers, in this process or
     // others, claim one at a time; a claim whose holder stops renewing it runs out (`expires_at`,
@@ -67,6 +70,7 @@ const MIGRATIONS: &[&str] = &[
         holder TEXT,
         host TEXT,
         pid BIGINT,
+        process_key TEXT,
         expires_at BIGINT,
         rotated BIGINT NOT NULL DEFAULT 0,
         PRIMARY KEY (rotation_id, seq)
@@ -219,6 +223,26 @@ impl PgStore {
         let QuotedNames { table, id, .. } = self.table.quoted();
         let sql = format!("SELECT 'null', COUNT(*) FROM {table} WHERE {id} IS NULL");
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+    }
+
+    /// Journals made before 0.2 allow only `running` and `finished`: replace that CHECK.
+    async fn allow_aborted_status(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), StoreError> {
+        let definition: Option<String> = sqlx::query_scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE conrelid = 'rotor_rotations'::regclass AND conname = 'rotor_rotations_status_check'",
+        )
+        .fetch_optional(&mut **tx)
+        .await?;
+        if definition.is_some_and(|d| d.contains("'aborted'")) {
+            return Ok(());
+        }
+        sqlx::query(
+            "ALTER TABLE rotor_rotations DROP CONSTRAINT IF EXISTS rotor_rotations_status_check, \
+             ADD CONSTRAINT rotor_rotations_status_check CHECK (status IN ('running', 'finished', 'aborted'))",
+        )
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     shared_queries!(sqlx::Postgres);

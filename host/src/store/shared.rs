@@ -5,15 +5,21 @@
 /// The journal's columns, in the order `rotation_from_row!` reads them.
 pub(super) const ROTATION_COLUMNS: &str = "id, from_version, to_version, status, started_at, \
      finished_at, started_by, total, rotated, failed, reencrypt, output_format, restores, \
-     component_sha256";
+     component_sha256, vault_identity";
 
-/// Columns added to `rotor_rotations` after it was first released, each with the statement that
-/// adds it (the same on both databases); `migrate` adds those a journal made earlier lacks.
-pub(super) const ADDED_COLUMNS: &[(&str, &str)] = &[(
-    "output_format",
-    "ALTER TABLE rotor_rotations ADD COLUMN output_format TEXT NOT NULL DEFAULT 'envelope' \
-     CHECK (output_format IN ('envelope', 'legacy'))",
-)];
+/// Columns added to rotor's tables after they were first released: (table, column, the statement
+/// that adds it, the same on both databases). `migrate` adds those that tables made earlier lack.
+pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    (
+        "rotor_rotations",
+        "output_format",
+        "ALTER TABLE rotor_rotations ADD COLUMN output_format TEXT NOT NULL DEFAULT 'envelope' \
+         CHECK (output_format IN ('envelope', 'legacy'))",
+    ),
+    ("rotor_rotations", "vault_identity", "ALTER TABLE rotor_rotations ADD COLUMN vault_identity TEXT"),
+    ("rotor_lease", "process_key", "ALTER TABLE rotor_lease ADD COLUMN process_key TEXT"),
+    ("rotor_ranges", "process_key", "ALTER TABLE rotor_ranges ADD COLUMN process_key TEXT"),
+];
 
 /// Counts a committed batch towards its rotation, in the batch's own transaction.
 pub(super) const CHECKPOINT: &str =
@@ -34,7 +40,7 @@ pub(super) const CHECKPOINT_RANGE: &str = "UPDATE rotor_ranges SET rotated = rot
 pub(super) fn claim_range_sql(lock: &str) -> String {
     format!(
         "UPDATE rotor_ranges SET state = 'claimed', token = $1, holder = $2, expires_at = $3, host = $8, \
-         pid = $9 WHERE rotation_id = $4 AND (state = 'pending' OR (state = 'claimed' AND expires_at < $5)) \
+         pid = $9, process_key = $10 WHERE rotation_id = $4 AND (state = 'pending' OR (state = 'claimed' AND expires_at < $5)) \
          AND seq = (SELECT seq FROM rotor_ranges WHERE rotation_id = $6 \
            AND (state = 'pending' OR (state = 'claimed' AND expires_at < $7)) ORDER BY seq LIMIT 1 {lock}) \
          RETURNING seq, after_id, upto_id, cursor"
@@ -130,12 +136,14 @@ macro_rules! shared_queries {
             for statement in MIGRATIONS {
                 sqlx::query(*statement).execute(&mut *tx).await?;
             }
-            let columns: Vec<String> = sqlx::query_scalar(JOURNAL_COLUMNS).fetch_all(&mut *tx).await?;
-            for (column, statement) in super::shared::ADDED_COLUMNS {
+            for (table, column, statement) in super::shared::ADDED_COLUMNS {
+                let columns: Vec<String> =
+                    sqlx::query_scalar(TABLE_COLUMNS).bind(*table).fetch_all(&mut *tx).await?;
                 if !columns.iter().any(|c| c == column) {
                     sqlx::query(*statement).execute(&mut *tx).await?;
                 }
             }
+            Self::allow_aborted_status(&mut tx).await?;
             tx.commit().await?;
             Ok(())
         }
@@ -282,8 +290,8 @@ macro_rules! shared_queries {
         ) -> Result<RotationRecord, StoreError> {
             let sql = format!(
                 "INSERT INTO rotor_rotations (from_version, status, running, started_at, started_by, total, \
-                 reencrypt, output_format, restores, component_sha256) \
-                 VALUES ($1, 'running', 1, $2, $3, $4, $5, $6, $7, $8) RETURNING {}",
+                 reencrypt, output_format, restores, component_sha256, vault_identity) \
+                 VALUES ($1, 'running', 1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {}",
                 super::shared::ROTATION_COLUMNS
             );
             let row = sqlx::query(AssertSqlSafe(sql))
@@ -295,6 +303,7 @@ macro_rules! shared_queries {
                 .bind(output_format)
                 .bind(restores)
                 .bind(&who.component_sha256)
+                .bind(&who.vault_identity)
                 .fetch_one(&self.pool)
                 .await?;
             Ok(super::rotation_from_row!(row))
@@ -369,6 +378,7 @@ macro_rules! shared_queries {
                 .bind(now)
                 .bind(&who.host)
                 .bind(i64::from(who.pid))
+                .bind(&who.process_key)
                 .fetch_optional(&self.pool)
                 .await?;
             row.map(|row| {
@@ -382,10 +392,15 @@ macro_rules! shared_queries {
             .transpose()
         }
 
-        /// Live claims on `host`: (seq, token, pid).
-        pub(super) async fn claims_on(&self, rotation: i64, host: &str) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        /// Live claims on `host`: (seq, token, pid, process key).
+        pub(super) async fn claims_on(
+            &self,
+            rotation: i64,
+            host: &str,
+        ) -> Result<Vec<(i64, String, i64, Option<String>)>, StoreError> {
             Ok(sqlx::query_as(
-                "SELECT seq, token, pid FROM rotor_ranges WHERE rotation_id = $1 AND state = 'claimed' AND host = $2",
+                "SELECT seq, token, pid, process_key FROM rotor_ranges WHERE rotation_id = $1 AND state = 'claimed' \
+                 AND host = $2",
             )
             .bind(rotation)
             .bind(host)
@@ -401,6 +416,18 @@ macro_rules! shared_queries {
             )
             .bind(rotation)
             .bind(seq)
+            .bind(token)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        pub(super) async fn release_claims(&self, rotation: i64, token: &str) -> Result<(), StoreError> {
+            sqlx::query(
+                "UPDATE rotor_ranges SET state = 'pending', token = NULL, expires_at = NULL \
+                 WHERE rotation_id = $1 AND token = $2 AND state = 'claimed'",
+            )
+            .bind(rotation)
             .bind(token)
             .execute(&self.pool)
             .await?;
@@ -470,10 +497,17 @@ macro_rules! shared_queries {
             Ok(RangeProgress { ranges: ranges as u64, done: done as u64, holders })
         }
 
-        pub(super) async fn finish_rotation(&self, id: i64, failed: i64, finished_at: &str) -> Result<(), StoreError> {
+        /// Sets the final `status` of a running rotation (finished or aborted).
+        pub(super) async fn close_rotation(
+            &self,
+            id: i64,
+            status: &str,
+            failed: i64,
+            finished_at: &str,
+        ) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
             sqlx::query(
-                "UPDATE rotor_rotations SET status = 'finished', running = NULL, failed = $1, finished_at = $2, \
+                "UPDATE rotor_rotations SET status = $5, running = NULL, failed = $1, finished_at = $2, \
                  rotated = rotated + (SELECT CAST(COALESCE(SUM(rotated), 0) AS BIGINT) FROM rotor_ranges \
                  WHERE rotation_id = $3) WHERE id = $4 AND status = 'running'",
             )
@@ -481,6 +515,7 @@ macro_rules! shared_queries {
             .bind(finished_at)
             .bind(id)
             .bind(id)
+            .bind(status)
             .execute(&mut *tx)
             .await?;
             sqlx::query("DELETE FROM rotor_ranges WHERE rotation_id = $1").bind(id).execute(&mut *tx).await?;
@@ -499,7 +534,7 @@ macro_rules! shared_queries {
 
         pub(super) async fn lease(&self) -> Result<Option<LeaseHolder>, StoreError> {
             let row = sqlx::query(
-                "SELECT token, holder, host, pid, acquired_at, expires_at FROM rotor_lease WHERE id = 1",
+                "SELECT token, holder, host, pid, process_key, acquired_at, expires_at FROM rotor_lease WHERE id = 1",
             )
             .fetch_optional(&self.pool)
             .await;
@@ -514,6 +549,7 @@ macro_rules! shared_queries {
                     holder: row.try_get("holder")?,
                     host: row.try_get("host")?,
                     pid: row.try_get("pid")?,
+                    process_key: row.try_get("process_key")?,
                     acquired_at: row.try_get("acquired_at")?,
                     expires_at: row.try_get("expires_at")?,
                 })
@@ -532,11 +568,11 @@ macro_rules! shared_queries {
         ) -> Result<bool, StoreError> {
             // With no stale holder ($7 NULL) an existing row is never replaced.
             let done = sqlx::query(
-                "INSERT INTO rotor_lease (id, token, holder, host, pid, acquired_at, expires_at) \
-                 VALUES (1, $1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET token = excluded.token, \
+                "INSERT INTO rotor_lease (id, token, holder, host, pid, acquired_at, expires_at, process_key) \
+                 VALUES (1, $1, $2, $3, $4, $5, $6, $8) ON CONFLICT (id) DO UPDATE SET token = excluded.token, \
                  holder = excluded.holder, host = excluded.host, pid = excluded.pid, \
-                 acquired_at = excluded.acquired_at, expires_at = excluded.expires_at \
-                 WHERE rotor_lease.token = $7",
+                 acquired_at = excluded.acquired_at, expires_at = excluded.expires_at, \
+                 process_key = excluded.process_key WHERE rotor_lease.token = $7",
             )
             .bind(&who.lease_token)
             .bind(&who.started_by)
@@ -545,6 +581,7 @@ macro_rules! shared_queries {
             .bind(acquired_at)
             .bind(expires_at)
             .bind(stale)
+            .bind(&who.process_key)
             .execute(&self.pool)
             .await?;
             Ok(done.rows_affected() == 1)

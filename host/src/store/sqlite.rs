@@ -26,15 +26,15 @@ const MIGRATION_LOCK: Option<&str> = None;
 /// SQLite serializes writers, so two claims never see the same free range.
 const CLAIM_LOCK: &str = "";
 
-/// The journal's column names, for the columns added since its first release.
-const JOURNAL_COLUMNS: &str = "SELECT name FROM pragma_table_info('rotor_rotations')";
+/// A table's column names ($1: the table), for the columns added since its first release.
+const TABLE_COLUMNS: &str = "SELECT name FROM pragma_table_info($1)";
 
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS rotor_rotations (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         from_version INTEGER NOT NULL,
         to_version INTEGER NOT NULL DEFAULT 0,
-        status TEXT NOT NULL CHECK (status IN ('running', 'finished')),
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'aborted')),
         -- 1 while running, NULL afterwards: the UNIQUE constraint allows one running rotation.
         running INTEGER UNIQUE CHECK (running = 1),
         started_at TEXT NOT NULL,
@@ -46,7 +46,9 @@ const MIGRATIONS: &[&str] = &[
         reencrypt BOOLEAN NOT NULL,
         restores INTEGER,
         component_sha256 TEXT NOT NULL,
-        last_id TEXT
+        last_id TEXT,
+        output_format TEXT NOT NULL DEFAULT 'envelope' CHECK (output_format IN ('envelope', 'legacy')),
+        vault_identity TEXT
     )",
     // At most one process sets up or closes a rotation at a time: the holder renews `expires_at`
     // (Unix seconds) with every batch it writes meanwhile; a holder that died on this host, or
@@ -58,7 +60,8 @@ const MIGRATIONS: &[&str] = &[
         host TEXT NOT NULL,
         pid INTEGER NOT NULL,
         acquired_at TEXT NOT NULL,
-        expires_at INTEGER NOT NULL
+        expires_at INTEGER NOT NULL,
+        process_key TEXT
     )",
     // The walk of a running rotation, split into key ranges that workers, in this process or
     // others, claim one at a time; a claim whose holder stops renewing it runs out (`expires_at`,
@@ -74,6 +77,7 @@ const MIGRATIONS: &[&str] = &[
         holder TEXT,
         host TEXT,
         pid INTEGER,
+        process_key TEXT,
         expires_at INTEGER,
         rotated INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (rotation_id, seq)
@@ -247,6 +251,32 @@ impl SqliteStore {
         let sql =
             format!("SELECT typeof({id}), COUNT(*) FROM {table} WHERE typeof({id}) <> 'text' GROUP BY 1");
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+    }
+
+    /// Journals made before 0.2 allow only `running` and `finished`. SQLite cannot change a
+    /// CHECK constraint in place, so such a table is rebuilt with the current definition and
+    /// its rows copied over, in the migration's transaction.
+    async fn allow_aborted_status(tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+        let definition: String = sqlx::query_scalar(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'rotor_rotations'",
+        )
+        .fetch_one(&mut **tx)
+        .await?;
+        if definition.contains("'aborted'") {
+            return Ok(());
+        }
+        let columns = super::shared::ROTATION_COLUMNS.to_owned() + ", running, last_id";
+        for statement in [
+            "ALTER TABLE rotor_rotations RENAME TO rotor_rotations_before_0_2".to_owned(),
+            MIGRATIONS[0].to_owned(),
+            format!(
+                "INSERT INTO rotor_rotations ({columns}) SELECT {columns} FROM rotor_rotations_before_0_2"
+            ),
+            "DROP TABLE rotor_rotations_before_0_2".to_owned(),
+        ] {
+            sqlx::query(AssertSqlSafe(statement)).execute(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     shared_queries!(Sqlite);
