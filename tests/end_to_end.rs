@@ -279,7 +279,10 @@ async fn clear_errors() {
 
     let out = world.rotor().args(["validate", "--table", "nope"]).output().unwrap();
     let (_, stderr) = failure(&out);
-    assert!(stderr.contains("table `nope` not found") && stderr.contains("CREATE TABLE nope"), "{stderr}");
+    assert!(
+        stderr.contains("table `nope` not found") && stderr.contains(r#"CREATE TABLE "nope""#),
+        "{stderr}"
+    );
 
     let out = world.rotor().args(["validate", "--ciphertext-column", "secret"]).output().unwrap();
     let (_, stderr) = failure(&out);

@@ -30,7 +30,17 @@ pub(crate) fn prune(at: &KeyLocation, keep: u32) -> Result<PruneReport, String> 
                  run `rotor rotate` first; nothing was destroyed"
             ));
         }
-        // A malformed prefix names no real version; such wallets do not open anyway.
+        // A value that is not text (a BLOB on SQLite) may be a wallet stored as bytes, under
+        // any KEK: once converted to text it must still open.
+        if version == "not-text" {
+            return Err(format!(
+                "{count} wallet(s) hold a ciphertext that is not text (`rotor validate` lists them), which \
+                 may be sealed under any KEK: store them as text and run `rotor rotate`, or delete them; \
+                 nothing was destroyed"
+            ));
+        }
+        // A malformed prefix names no real version, and `null` rows hold no wallet: neither
+        // needs a KEK.
         if let Ok(version) = version.parse() {
             in_use.insert(version, count);
         }

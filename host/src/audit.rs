@@ -97,12 +97,16 @@ pub async fn run(app: &App, batch_size: u32, reporter: Reporter) -> anyhow::Resu
         })
         .collect();
     let count = |level: &str| findings.iter().filter(|f| f.level == level).count() as u64;
-    let unopenable: Vec<Failure> =
+    let mut unopenable: Vec<Failure> =
         report.unopenable.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
+    // Rows the component was never handed (no text ciphertext, no usable id): see `store::OddRows`.
+    let odd = instance.state().odd_rows().entries();
+    let odd_rows: u64 = odd.iter().map(|row| row.rows).sum();
+    unopenable.extend(odd.into_iter().map(|row| Failure { id: row.id, reason: row.reason }));
     Ok(AuditReport {
         component: app.component().origin.clone(),
         component_sha256: app.component().sha256.clone(),
-        total: report.total,
+        total: report.total + odd_rows,
         key_versions: report.key_versions.iter().map(|c| (version_label(c.version), c.count)).collect(),
         errors: count("error").max(u64::from(!unopenable.is_empty())),
         warnings: count("warning"),

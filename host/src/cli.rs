@@ -670,7 +670,13 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
         Command::Open { id } => {
             let app = open_app_to_read(global).await?;
             let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
-            let plaintext = Zeroizing::new(answer(instance.open_wallet(&app.key_location(), id).await)?);
+            let opened = answer(instance.open_wallet(&app.key_location(), id).await);
+            // A row holding no text ciphertext reads as absent to the component: say what it holds.
+            let opened = opened.map_err(|e| match instance.state().odd_rows().reason(id) {
+                Some(reason) => anyhow!("wallet {id:?} cannot be opened: {reason}"),
+                None => e,
+            });
+            let plaintext = Zeroizing::new(opened?);
             if global.json {
                 // JSON carries bytes as base64 so that any wallet survives the trip.
                 use base64::Engine;
@@ -1023,7 +1029,12 @@ pub async fn rotate(
     let started = Instant::now();
     let reporter = instance.state().reporter().clone();
     let report = if args.dry_run {
-        answer(instance.rotate(&app.key_location(), options).await)
+        // Rows the component was not handed (see `store::OddRows`) are listed as it would leave them.
+        let odd = instance.state().odd_rows().clone();
+        answer(instance.rotate(&app.key_location(), options).await).map(|mut report| {
+            report.failed.extend(odd.entries().into_iter().map(types::WalletFailure::from));
+            report
+        })
     } else {
         let workers = args.workers.map_or_else(default_workers, |n| n.get());
         let run = crate::rotation::RotationRun { workers, lease_ttl, shutdown: shutdown.clone() };

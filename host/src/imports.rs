@@ -15,7 +15,9 @@ use crate::grants::Grants;
 use crate::kv_backend::KvBackend;
 use crate::limits::{GuestClock, Limits, MemoryCap};
 use crate::progress::Reporter;
-use crate::store::{Checkpoint, Database, Replacement, RotationRecord, RunIdentity, StoreError, unix_now};
+use crate::store::{
+    Checkpoint, Database, OddRow, OddRows, Replacement, RotationRecord, RunIdentity, StoreError, unix_now,
+};
 use crate::vault::{KvMetadata, KvSecret, VaultError};
 use crate::walk::Batches;
 
@@ -42,6 +44,10 @@ pub struct RunState {
     /// What `next-batch` hands out: this instance's share of a rotation's walk, or of a
     /// read-only pass over the table (`validate` on several instances).
     batches: Option<Batches>,
+    /// Rows left untouched because they hold no text ciphertext, have no usable id, or would
+    /// grow over `limits.max-value-kib`: never handed to the component, listed in the
+    /// command's report. Shared by all instances of one command.
+    odd_rows: OddRows,
 }
 
 /// Default rotation lease: long enough for any batch, short enough to take over from a rotor
@@ -75,7 +81,18 @@ impl RunState {
             lease_ttl: DEFAULT_LEASE,
             cross_check: None,
             batches: None,
+            odd_rows: OddRows::default(),
         }
+    }
+
+    /// The rows this instance left untouched so far (see [`OddRows`]).
+    pub fn odd_rows(&self) -> &OddRows {
+        &self.odd_rows
+    }
+
+    /// Collects this instance's odd rows in `odd`, shared with the command's other instances.
+    pub fn set_odd_rows(&mut self, odd: OddRows) {
+        self.odd_rows = odd;
     }
 
     /// Makes this instance a worker of a rotation's walk, or one of several reading the
@@ -267,6 +284,9 @@ impl wallet_store::Host for RunState {
         skip_prefix: Option<String>,
     ) -> wasmtime::Result<Result<Vec<wallet_store::Wallet>, wallet_store::Error>> {
         let limit = limit.min(self.limits.max_batch_rows);
+        if limit == 0 {
+            return Ok(Ok(Vec::new()));
+        }
         // Spliced into a LIKE pattern: no wildcards, nothing to escape.
         if let Some(prefix) =
             skip_prefix.as_deref().filter(|p| !p.chars().all(|c| c.is_ascii_alphanumeric() || c == ':'))
@@ -275,16 +295,28 @@ impl wallet_store::Host for RunState {
                 "skip-prefix {prefix:?} may hold letters, digits and ':' only"
             ))));
         }
-        Ok(self
-            .database
-            .scan(after.as_deref(), None, limit, skip_prefix.as_deref())
-            .await
-            .map(|rows| {
-                rows.into_iter()
+        // The component's cursor is the last wallet it is handed: odd rows (recorded, not
+        // handed out) after it are read again on its next call, and a page of odd rows only
+        // must not look like the end of the table, so read on until a wallet or the end.
+        let mut after = after;
+        loop {
+            let page = match self
+                .database
+                .checked_scan(after.as_deref(), None, limit, skip_prefix.as_deref(), &self.odd_rows)
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => return Ok(Err(store_error(e))),
+            };
+            if !page.rows.is_empty() || page.fetched < limit as usize {
+                return Ok(Ok(page
+                    .rows
+                    .into_iter()
                     .map(|row| wallet_store::Wallet { id: row.id, ciphertext: row.ciphertext })
-                    .collect()
-            })
-            .map_err(store_error))
+                    .collect()));
+            }
+            after = page.last_id;
+        }
     }
 
     async fn version_counts(&mut self) -> wasmtime::Result<Result<Vec<(String, u64)>, wallet_store::Error>> {
@@ -296,8 +328,18 @@ impl wallet_store::Host for RunState {
             .map_err(store_error))
     }
 
+    /// A row holding no text ciphertext is recorded as odd and answered as absent: there is
+    /// no wallet in it to open or move.
     async fn get(&mut self, id: String) -> wasmtime::Result<Result<Option<String>, wallet_store::Error>> {
-        Ok(self.database.get(&id).await.map_err(store_error))
+        Ok(match self.database.checked_get(&id).await {
+            Ok(Some(Ok(ciphertext))) => Ok(Some(ciphertext)),
+            Ok(Some(Err(odd))) => {
+                self.odd_rows.record(odd);
+                Ok(None)
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(store_error(e)),
+        })
     }
 
     async fn put(
@@ -361,7 +403,10 @@ impl wallet_store::Host for RunState {
 }
 
 impl RunState {
-    /// Both replace functions: sizes checked, the cross-check, then one transaction.
+    /// Both replace functions: sizes checked, the cross-check, then one transaction. A
+    /// replacement over `limits.max-value-kib` is left out of the batch (neither replaced nor a
+    /// conflict, which the component would retry) and its row reported as odd: the wallet stays
+    /// on its old KEK and the rest of the batch is written.
     async fn write_replacements(
         &mut self,
         rows: Vec<wallet_store::Replacement>,
@@ -373,12 +418,14 @@ impl RunState {
                 rows.len()
             ))));
         }
-        if let Some(row) = rows.iter().find(|r| r.replacement.len() > max_bytes) {
-            return Ok(Err(wallet_store::Error::TooLarge(format!(
-                "replacement for {:?} is {} bytes; the limit is {max_bytes} (limits.max-value-kib)",
+        let (rows, too_large): (Vec<_>, Vec<_>) =
+            rows.into_iter().partition(|r| r.replacement.len() <= max_bytes);
+        for row in too_large {
+            self.odd_rows.record(OddRow::over_limit(
                 row.id,
-                row.replacement.len()
-            ))));
+                row.replacement.len(),
+                self.limits.max_value_kib,
+            ));
         }
         if let Some(check) = &mut self.cross_check {
             // A batch the reference cannot read back stops the run: nothing of it is written,
@@ -421,7 +468,13 @@ impl RunState {
                     .into(),
             ));
         };
-        Ok(batches.next().await.map_err(store_error)?.map(to_wit))
+        Ok(batches.next(&self.odd_rows).await.map_err(store_error)?.map(to_wit))
+    }
+}
+
+impl From<OddRow> for types::WalletFailure {
+    fn from(row: OddRow) -> Self {
+        types::WalletFailure { id: row.id, reason: row.reason }
     }
 }
 

@@ -22,7 +22,7 @@ use crate::component::Instance;
 use crate::grants::Access;
 use crate::progress::Reporter;
 use crate::shutdown::{Interrupted, Shutdown, Signal};
-use crate::store::{Database, RotationRecord, StoreError};
+use crate::store::{Database, OddRows, RotationRecord, StoreError};
 use crate::walk::{Batches, Walk, WorkerBatches};
 
 /// How a rotation is run.
@@ -47,6 +47,9 @@ pub async fn rotate(
     let at = app.key_location();
     let started = std::time::Instant::now();
     first.state_mut().set_lease_ttl(run.lease_ttl);
+    if options.strict {
+        refuse_odd_rows(app.database(), options.batch_size).await?;
+    }
     // Set-up takes milliseconds and leaves a consistent state at every step, so a signal
     // meanwhile is answered once it is done.
     let set_up = first.start_rotation(&at, options).await;
@@ -90,10 +93,13 @@ pub async fn rotate(
         // Counted when the rotation began: counting again costs a scan of the table.
         recorded.total.max(0) as u64,
     );
+    // Rows left untouched (odd, or over the value limit), by any worker: one list.
+    let odd = first.state().odd_rows().clone();
     let mut workers = vec![first];
     for _ in 1..run.workers.max(1) {
         let mut worker = app.instance(Access::ReadWrite, Reporter::silent()).await?;
         worker.state_mut().set_lease_ttl(run.lease_ttl);
+        worker.state_mut().set_odd_rows(odd.clone());
         workers.push(worker);
     }
     tracing::debug!(elapsed = ?started.elapsed(), workers = workers.len(), "rotation set up; walking");
@@ -119,11 +125,16 @@ pub async fn rotate(
     if let Some(swept) = swept {
         moved.add(swept);
     }
+    odd.absorb(first.state().odd_rows());
+    moved.failed.extend(odd.entries().into_iter().map(WalletFailure::from));
     tracing::debug!(elapsed = ?started.elapsed(), "rotation closed");
     let mut seen = HashSet::new();
+    moved.failed.sort_by(|a, b| a.id.cmp(&b.id));
     moved.failed.retain(|failure| seen.insert(failure.id.clone()));
     let total = database.count().await?;
-    let moved_or_failed = moved.rotated + moved.failed.len() as u64;
+    // An entry for rows without a usable id stands for all of them.
+    let nameless = odd.rows() - odd.entries().len() as u64;
+    let moved_or_failed = moved.rotated + moved.failed.len() as u64 + nameless;
     Ok(RotateReport {
         rotation_id: plan.rotation_id,
         from_version: plan.from_version,
@@ -146,6 +157,21 @@ fn stopped(signal: Signal, plan: &RotationPlan) -> Interrupted {
             plan.rotation_id, plan.from_version, plan.to_version
         ),
     }
+}
+
+/// `--strict`: rows the component is never handed (no text ciphertext, no usable id) refuse
+/// the rotation too, before anything is stored.
+async fn refuse_odd_rows(database: &Database, batch_size: u32) -> anyhow::Result<()> {
+    let odd = crate::walk::find_odd_rows(database, batch_size).await?.entries();
+    if odd.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = odd.iter().map(|row| format!("{}: {}", row.id, row.reason)).collect();
+    bail!(
+        "--strict: {} row(s) hold no wallet rotor can move, so nothing was changed:\n  {}",
+        odd.len(),
+        listed.join("\n  ")
+    )
 }
 
 /// What the journal says of the rotation the component set up.
@@ -278,6 +304,10 @@ async fn sweep_and_close(
             return Ok(None);
         }
         first.state_mut().set_batches(Batches::Walk(WorkerBatches::sweep(walk.clone())));
+        // The sweep meets every row still left behind, odd ones included: its own list is
+        // the journal's count of wallets the rotation leaves on their old KEK.
+        let swept_odd = OddRows::default();
+        first.state_mut().set_odd_rows(swept_odd.clone());
         let swept = answer(first.move_wallets(&app.key_location(), *plan).await)
             .context("sweeping for wallets still on an old KEK")?;
         if !swept.failed.is_empty() {
@@ -288,7 +318,7 @@ async fn sweep_and_close(
         }
         let state = first.state();
         database.renew_lease(&state.identity().lease_token, state.lease_ttl()).await?;
-        database.finish_rotation(id, swept.failed.len() as i64).await?;
+        database.finish_rotation(id, swept.failed.len() as i64 + swept_odd.rows() as i64).await?;
         anyhow::Ok(Some(swept))
     }
     .await;

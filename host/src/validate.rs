@@ -1,6 +1,7 @@
 //! `validate` spread over workers: instances of the component, made from the one compiled
 //! component, each opening the batches of one shared read-only pass over the table. Opening a
 //! wallet is AES inside wasm, so the rate grows with the cores; nothing is written anywhere.
+//! Rows that hold no wallet to open (see [`crate::store::OddRows`]) are listed as invalid.
 
 use std::collections::BTreeMap;
 
@@ -9,11 +10,12 @@ use tokio::task::JoinSet;
 
 use crate::app::App;
 use crate::bindings::operations::ValidateReport;
-use crate::bindings::types::VersionCount;
+use crate::bindings::types::{VersionCount, WalletFailure};
 use crate::cli::answer;
 use crate::component::Instance;
 use crate::grants::Access;
 use crate::progress::Reporter;
+use crate::store::OddRows;
 use crate::walk::{Batches, SharedScan};
 
 /// Opens every wallet with `workers` instances, `first` among them; one report for all.
@@ -24,8 +26,10 @@ pub async fn validate(
     workers: usize,
 ) -> anyhow::Result<ValidateReport> {
     let at = app.key_location();
+    let odd = first.state().odd_rows().clone();
     if workers <= 1 {
-        return answer(first.validate(&at, batch_size).await);
+        let report = answer(first.validate(&at, batch_size).await)?;
+        return Ok(with_odd_rows(merge(vec![report]), &odd));
     }
     let database = app.database();
     let reporter = first.state().reporter().clone();
@@ -36,6 +40,7 @@ pub async fn validate(
     for _ in 1..workers {
         let mut worker = app.instance(Access::ReadOnly, Reporter::silent()).await?;
         worker.state_mut().set_batches(Batches::Shared(scan.clone()));
+        worker.state_mut().set_odd_rows(odd.clone());
         let at = at.clone();
         others.spawn(async move { answer(worker.validate_batches(&at).await) });
     }
@@ -44,7 +49,17 @@ pub async fn validate(
     while let Some(joined) = others.join_next().await {
         reports.push(joined.context("a validate worker panicked")??);
     }
-    Ok(merge(reports))
+    Ok(with_odd_rows(merge(reports), &odd))
+}
+
+/// Lists the odd rows among the invalid wallets, counted in the total.
+fn with_odd_rows(mut report: ValidateReport, odd: &OddRows) -> ValidateReport {
+    for row in odd.entries() {
+        report.total += row.rows;
+        report.invalid.push(WalletFailure::from(row));
+    }
+    report.invalid.sort_by(|a, b| a.id.cmp(&b.id));
+    report
 }
 
 fn merge(reports: Vec<ValidateReport>) -> ValidateReport {

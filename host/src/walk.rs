@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use crate::progress::Reporter;
-use crate::store::{Checkpoint, ClaimedRange, Database, RunIdentity, StoreError, WalletRow, unix_now};
+use crate::store::{
+    Checkpoint, ClaimedRange, Database, OddRows, RunIdentity, ScanPage, StoreError, WalletRow, unix_now,
+};
 
 /// How long a worker with nothing to claim waits before looking again, while other workers
 /// finish their ranges (or their claims run out).
@@ -80,7 +82,7 @@ impl Walk {
         }
     }
 
-    /// Wallets handed to this process's workers so far.
+    /// Rows read for this process's workers so far (odd ones, not handed out, included).
     pub fn handed_out(&self) -> u64 {
         self.handed_out.load(Ordering::Relaxed)
     }
@@ -116,22 +118,24 @@ impl Walk {
         &self,
         after: Option<String>,
         upto: Option<String>,
-    ) -> JoinHandle<Result<Vec<WalletRow>, StoreError>> {
+        odd: &OddRows,
+    ) -> JoinHandle<Result<ScanPage, StoreError>> {
         let (database, limit, skip) = (self.database.clone(), self.batch_size, self.skip_prefix.clone());
-        tokio::spawn(
-            async move { database.scan(after.as_deref(), upto.as_deref(), limit, skip.as_deref()).await },
-        )
+        let odd = odd.clone();
+        tokio::spawn(async move {
+            database.checked_scan(after.as_deref(), upto.as_deref(), limit, skip.as_deref(), &odd).await
+        })
     }
 }
 
 /// The range a worker is walking.
 struct Current {
     range: ClaimedRange,
-    /// The last id handed out.
+    /// The last id read (handed out, or odd and reported).
     cursor: Option<String>,
     /// The last read came back short: nothing is left after `cursor`.
     exhausted: bool,
-    ahead: Option<JoinHandle<Result<Vec<WalletRow>, StoreError>>>,
+    ahead: Option<JoinHandle<Result<ScanPage, StoreError>>>,
     renewed: Instant,
 }
 
@@ -173,8 +177,9 @@ impl WorkerBatches {
         WorkerBatches { walk, pass: Pass::Sweep(false), current: None, handed_out: HashMap::new() }
     }
 
-    /// The next batch, `None` once there is nothing left for this worker.
-    pub async fn next(&mut self) -> Result<Option<Vec<WalletRow>>, StoreError> {
+    /// The next batch, `None` once there is nothing left for this worker. Odd rows (see
+    /// [`OddRows`]) are not handed out but recorded in `odd`; the walk goes on past them.
+    pub async fn next(&mut self, odd: &OddRows) -> Result<Option<Vec<WalletRow>>, StoreError> {
         self.handed_out.clear();
         loop {
             let current = match &mut self.current {
@@ -184,8 +189,8 @@ impl WorkerBatches {
                     None => return Ok(None),
                 },
             };
-            let rows = match (current.exhausted, current.ahead.take()) {
-                (true, _) => Vec::new(),
+            let page = match (current.exhausted, current.ahead.take()) {
+                (true, _) => ScanPage::default(),
                 (false, Some(read)) => {
                     read.await.map_err(|e| StoreError::Config(format!("reading ahead failed: {e}")))??
                 }
@@ -193,20 +198,20 @@ impl WorkerBatches {
                     let range = &current.range;
                     let after = current.cursor.as_deref().or(range.after_id.as_deref());
                     let walk = &self.walk;
-                    walk.database
-                        .scan(after, range.upto_id.as_deref(), walk.batch_size, walk.skip_prefix.as_deref())
-                        .await?
+                    let (upto, skip) = (range.upto_id.as_deref(), walk.skip_prefix.as_deref());
+                    walk.database.checked_scan(after, upto, walk.batch_size, skip, odd).await?
                 }
             };
-            if rows.is_empty() {
+            if page.fetched == 0 {
                 self.end_range().await?;
                 continue;
             }
-            current.exhausted = rows.len() < self.walk.batch_size as usize;
-            current.cursor = rows.last().map(|row| row.id.clone());
+            // The cursor passes odd rows too: a page of odd rows only is no end of the range.
+            current.exhausted = page.fetched < self.walk.batch_size as usize;
+            current.cursor = page.last_id;
             if !current.exhausted {
                 current.ahead =
-                    Some(self.walk.read_ahead(current.cursor.clone(), current.range.upto_id.clone()));
+                    Some(self.walk.read_ahead(current.cursor.clone(), current.range.upto_id.clone(), odd));
             }
             // A range whose batches need no writes (already moved before a crash) renews its
             // claim here rather than in a batch's transaction.
@@ -217,10 +222,14 @@ impl WorkerBatches {
                     .await?;
                 current.renewed = Instant::now();
             }
-            let done =
-                self.walk.handed_out.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64;
+            let fetched = page.fetched as u64;
+            let done = self.walk.handed_out.fetch_add(fetched, Ordering::Relaxed) + fetched;
             if matches!(self.pass, Pass::Ranges) {
                 self.walk.reporter.progress(done, self.walk.total.max(done));
+            }
+            let rows = page.rows;
+            if rows.is_empty() {
+                continue;
             }
             self.handed_out.extend(rows.iter().map(|row| (row.id.clone(), row.ciphertext.clone())));
             return Ok(Some(rows));
@@ -293,10 +302,11 @@ pub enum Batches {
 }
 
 impl Batches {
-    pub async fn next(&mut self) -> Result<Option<Vec<WalletRow>>, StoreError> {
+    /// The next batch; odd rows met on the way are recorded in `odd`.
+    pub async fn next(&mut self, odd: &OddRows) -> Result<Option<Vec<WalletRow>>, StoreError> {
         match self {
-            Batches::Walk(batches) => batches.next().await,
-            Batches::Shared(scan) => scan.next().await,
+            Batches::Walk(batches) => batches.next(odd).await,
+            Batches::Shared(scan) => scan.next(odd).await,
         }
     }
 }
@@ -326,17 +336,37 @@ impl SharedScan {
     }
 
     /// The next batch of the table, `None` once it is done. The cursor is held while reading,
-    /// so batches never overlap; the other workers meanwhile open the batches they hold.
-    pub async fn next(&self) -> Result<Option<Vec<WalletRow>>, StoreError> {
+    /// so batches never overlap; the other workers meanwhile open the batches they hold. Odd
+    /// rows are recorded in `odd`, and the pass goes on past them.
+    pub async fn next(&self, odd: &OddRows) -> Result<Option<Vec<WalletRow>>, StoreError> {
         let mut cursor = self.cursor.lock().await;
-        let Some(after) = cursor.as_ref() else { return Ok(None) };
-        let rows = self.database.scan(after.as_deref(), None, self.batch_size, None).await?;
-        *cursor = rows.last().map(|row| Some(row.id.clone()));
-        if rows.is_empty() {
-            return Ok(None);
+        loop {
+            let Some(after) = cursor.as_ref() else { return Ok(None) };
+            let page = self.database.checked_scan(after.as_deref(), None, self.batch_size, None, odd).await?;
+            *cursor = page.last_id.map(Some);
+            if page.fetched == 0 {
+                return Ok(None);
+            }
+            let fetched = page.fetched as u64;
+            let done = self.handed_out.fetch_add(fetched, Ordering::Relaxed) + fetched;
+            self.reporter.progress(done, self.total.max(done));
+            if !page.rows.is_empty() {
+                return Ok(Some(page.rows));
+            }
         }
-        let done = self.handed_out.fetch_add(rows.len() as u64, Ordering::Relaxed) + rows.len() as u64;
-        self.reporter.progress(done, self.total.max(done));
-        Ok(Some(rows))
+    }
+}
+
+/// Every odd row of the table (see [`OddRows`]), read without handing anything out: what
+/// `--strict` refuses besides wallets that do not open.
+pub async fn find_odd_rows(database: &Database, batch_size: u32) -> Result<OddRows, StoreError> {
+    let odd = OddRows::default();
+    let mut after: Option<String> = None;
+    loop {
+        let page = database.checked_scan(after.as_deref(), None, batch_size.max(1), None, &odd).await?;
+        if page.fetched < batch_size.max(1) as usize {
+            return Ok(odd);
+        }
+        after = page.last_id;
     }
 }

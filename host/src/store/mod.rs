@@ -4,6 +4,7 @@
 //! rotor changes nothing in the application's table but the ciphertext column (and inserts rows
 //! for `rotor seal`). Its own state lives in `rotor_*` tables that [`Database::migrate`] creates.
 
+mod odd;
 mod postgres;
 mod shared;
 mod sqlite;
@@ -12,6 +13,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+pub use self::odd::{OddRow, OddRows};
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
 
@@ -56,13 +58,32 @@ impl WalletTable {
         })
     }
 
+    /// The names as SQL may splice them: double-quoted, so that PostgreSQL keeps their case
+    /// (`"Wallets"`, Sequelize's default, is not `wallets`). [`WalletTable::new`] allows no
+    /// quote inside a name, so quoting needs no escaping. Every query splices these, never
+    /// the raw names.
+    pub fn quoted(&self) -> QuotedNames {
+        let quote = |name: &str| format!("\"{name}\"");
+        QuotedNames {
+            table: quote(&self.table),
+            id: quote(&self.id_column),
+            ciphertext: quote(&self.ciphertext_column),
+        }
+    }
+
     /// The `CREATE TABLE` an application would run; shown in errors and used by the demo.
     pub fn create_statement(&self) -> String {
-        format!(
-            "CREATE TABLE {} ({} TEXT PRIMARY KEY, {} TEXT NOT NULL)",
-            self.table, self.id_column, self.ciphertext_column
-        )
+        let QuotedNames { table, id, ciphertext } = self.quoted();
+        format!("CREATE TABLE {table} ({id} TEXT PRIMARY KEY, {ciphertext} TEXT NOT NULL)")
     }
+}
+
+/// A [`WalletTable`]'s names quoted for SQL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotedNames {
+    pub table: String,
+    pub id: String,
+    pub ciphertext: String,
 }
 
 /// A wallet row as stored.
@@ -77,6 +98,23 @@ impl fmt::Debug for WalletRow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WalletRow({:?}, {} bytes)", self.id, self.ciphertext.len())
     }
+}
+
+/// A row as the checked scan reads it: its ciphertext, or why it is not one rotor can hand out.
+pub(crate) struct Scanned {
+    pub id: String,
+    pub ciphertext: Result<String, OddRow>,
+}
+
+/// One page of [`Database::checked_scan`]: the wallets a component may be handed, and how far
+/// the page reached. The odd rows it met went to the run's [`OddRows`].
+#[derive(Debug, Default)]
+pub struct ScanPage {
+    pub rows: Vec<WalletRow>,
+    /// The last id read, odd or not: where the next page starts.
+    pub last_id: Option<String>,
+    /// Rows read, odd or not: fewer than the limit means the table (or range) is exhausted.
+    pub fetched: usize,
 }
 
 /// Replace `id`'s ciphertext with `replacement` only if it still is `expected`.
@@ -258,6 +296,12 @@ pub enum StoreError {
     #[error("column `{column}` not found in table `{table}` (it has: {found}); set --{flag}")]
     MissingColumn { table: String, column: String, found: String, flag: &'static str },
     #[error(
+        "column `{column}` of table `{table}` is {found}, but rotor reads and writes ids and ciphertexts as \
+         text: point --{flag} at a text, varchar or char column, or, if the application stores text there, \
+         change its type: {fix}"
+    )]
+    ColumnType { table: String, column: String, found: String, flag: &'static str, fix: String },
+    #[error(
         "rotation #{id} is unfinished (from KEK v{from_version}, started by {started_by} at {started_at}): run `rotor rotate --resume` to finish it \
          (or `rotor abort` to close it unfinished)"
     )]
@@ -335,6 +379,28 @@ impl Database {
                     flag,
                 });
             }
+            // SQLite keeps any value in any column: odd values are reported row by row instead.
+            if let Database::Postgres(store) = self {
+                let found = store.column_type(column).await?;
+                if !matches!(found.as_str(), "text" | "character varying" | "character") {
+                    let quoted = table.quoted();
+                    let using = if found == "bytea" {
+                        format!("convert_from(\"{column}\", 'UTF8')")
+                    } else {
+                        format!("\"{column}\"::text")
+                    };
+                    return Err(StoreError::ColumnType {
+                        table: table.table.clone(),
+                        column: column.clone(),
+                        found,
+                        flag,
+                        fix: format!(
+                            "ALTER TABLE {} ALTER COLUMN \"{column}\" TYPE text USING {using}",
+                            quoted.table
+                        ),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -345,7 +411,9 @@ impl Database {
 
     /// Up to `limit` rows after `after` (and up to `upto`, inclusive) in id order, leaving out
     /// those whose ciphertext starts with `skip_prefix` (letters, digits and `:` only: it
-    /// becomes a LIKE pattern).
+    /// becomes a LIKE pattern). Strict: a NULL id or a NULL or non-text ciphertext fails the
+    /// whole call, so rotor's commands use [`Database::checked_scan`]; this one is for tests
+    /// and the bench, which know their rows.
     pub async fn scan(
         &self,
         after: Option<&str>,
@@ -356,8 +424,59 @@ impl Database {
         dispatch!(self, s => s.scan(after, upto, limit, skip_prefix).await)
     }
 
+    /// [`Database::scan`] for rows handed to a component: a row whose ciphertext is NULL or
+    /// not text is not read out but recorded in `odd` (by id, with what to do), and rows
+    /// without a usable id are left out and counted into `odd` once per collection. The page
+    /// says how far it reached, so that a page of odd rows only does not end a walk early.
+    pub async fn checked_scan(
+        &self,
+        after: Option<&str>,
+        upto: Option<&str>,
+        limit: u32,
+        skip_prefix: Option<&str>,
+        odd: &OddRows,
+    ) -> Result<ScanPage, StoreError> {
+        if odd.first_to_count_unaddressable() {
+            for row in self.unaddressable().await? {
+                odd.record(row);
+            }
+        }
+        let scanned = dispatch!(self, s => s.checked_scan(after, upto, limit, skip_prefix).await)?;
+        let mut page = ScanPage {
+            rows: Vec::with_capacity(scanned.len()),
+            last_id: scanned.last().map(|row| row.id.clone()),
+            fetched: scanned.len(),
+        };
+        for row in scanned {
+            match row.ciphertext {
+                Ok(ciphertext) => page.rows.push(WalletRow { id: row.id, ciphertext }),
+                Err(odd_row) => odd.record(odd_row),
+            }
+        }
+        Ok(page)
+    }
+
+    /// Rows whose id is NULL (or, on SQLite, not text), one entry per kind: no query can
+    /// name them, so the walk leaves them out.
+    pub async fn unaddressable(&self) -> Result<Vec<OddRow>, StoreError> {
+        let column = &dispatch!(self, s => s.table()).id_column;
+        let counts = dispatch!(self, s => s.unaddressable_counts().await)?;
+        Ok(counts
+            .into_iter()
+            .filter(|(_, count)| *count > 0)
+            .map(|(sql_type, count)| OddRow::unaddressable(column, &sql_type, count as u64))
+            .collect())
+    }
+
+    /// Strict: a NULL or non-text ciphertext is an error. See [`Database::checked_get`].
     pub async fn get(&self, id: &str) -> Result<Option<String>, StoreError> {
         dispatch!(self, s => s.get(id).await)
+    }
+
+    /// One wallet's ciphertext, or why the row holds none rotor can hand out; `None` if there
+    /// is no such id.
+    pub async fn checked_get(&self, id: &str) -> Result<Option<Result<String, OddRow>>, StoreError> {
+        Ok(dispatch!(self, s => s.checked_get(id).await)?.map(|row| row.ciphertext))
     }
 
     pub async fn put(&self, id: &str, ciphertext: &str) -> Result<(), StoreError> {
@@ -428,8 +547,9 @@ impl Database {
         dispatch!(self, s => s.release_lease(token).await)
     }
 
-    /// Wallets per KEK version as their prefixes name it (`legacy` for the seed's format),
-    /// counted by the database without opening anything.
+    /// Wallets per KEK version as their prefixes name it (`legacy` for the seed's format;
+    /// `null` and `not-text` for rows holding no text ciphertext, which use no KEK), counted by
+    /// the database without opening anything.
     pub async fn version_counts(&self) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
         let counts = dispatch!(self, s => s.version_counts().await)?;
         Ok(counts.into_iter().map(|(version, count)| (version, count as u64)).collect())

@@ -9,8 +9,8 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::shared::{finish_batch, shared_queries};
 use super::{
-    BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, RangeProgress, Replacement, RotationRecord,
-    RunIdentity, StoreError, WalletRow, WalletTable, redact_url,
+    BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, OddRow, QuotedNames, RangeProgress, Replacement,
+    RotationRecord, RunIdentity, Scanned, StoreError, WalletRow, WalletTable, redact_url,
 };
 
 /// Held for the migration's transaction; the key is arbitrary but fixed ("rotor" in ASCII).
@@ -119,7 +119,7 @@ impl PgStore {
     }
 
     pub(super) async fn put_many(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
-        let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
+        let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let sql = format!(
             "INSERT INTO {table} ({idc}, {ct}) SELECT * FROM UNNEST($1::text[], $2::text[]) \
              ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct}"
@@ -139,7 +139,7 @@ impl PgStore {
         rows: &[Replacement],
         checkpoint: Option<Checkpoint<'_>>,
     ) -> Result<BatchOutcome, StoreError> {
-        let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
+        let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let column = |f: fn(&Replacement) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
         // The compare-and-swap is the `w.{ct} = v.expected` condition.
         let sql = format!(
@@ -160,7 +160,7 @@ impl PgStore {
     }
 
     pub(super) async fn overwrite_batch(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
-        let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
+        let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let sql = format!(
             "UPDATE {table} AS w SET {ct} = v.ciphertext FROM UNNEST($1::text[], $2::text[]) AS v(id, ciphertext) \
              WHERE w.{idc} = v.id"
@@ -173,12 +173,55 @@ impl PgStore {
         Ok(())
     }
 
+    /// Rows without a ciphertext get a label of their own (`null`): they are not legacy
+    /// wallets. (The column is text-like: `connect` checked.)
     pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let WalletTable { table, ciphertext_column: ct, .. } = &self.table;
+        let QuotedNames { table, ciphertext: ct, .. } = self.table.quoted();
         let sql = format!(
-            "SELECT CASE WHEN {ct} LIKE 'rotor:v%' THEN split_part(substr({ct}, 8), ':', 1) \
-             ELSE 'legacy' END AS version, COUNT(*) FROM {table} GROUP BY 1"
+            "SELECT CASE WHEN {ct} IS NULL THEN 'null' WHEN {ct} LIKE 'rotor:v%' \
+             THEN split_part(substr({ct}, 8), ':', 1) ELSE 'legacy' END AS version, COUNT(*) \
+             FROM {table} GROUP BY 1"
         );
+        Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+    }
+
+    /// The column's type as information_schema names it (`text`, `character varying`, …).
+    pub(super) async fn column_type(&self, column: &str) -> Result<String, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT data_type::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
+        )
+        .bind(&self.table.table)
+        .bind(column)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Ids are text-like (`connect` checked): only NULLs cannot be named.
+    fn addressable(id: &str) -> String {
+        format!("{id} IS NOT NULL")
+    }
+
+    fn not_text(ct: &str) -> String {
+        format!("{ct} IS NULL")
+    }
+
+    fn checked_columns(names: &QuotedNames) -> String {
+        format!("{}, {}", names.id, names.ciphertext)
+    }
+
+    fn decode_checked(&self, row: &sqlx::postgres::PgRow) -> Result<Scanned, sqlx::Error> {
+        let id: String = row.try_get(0)?;
+        let ciphertext: Option<String> = row.try_get(1)?;
+        let column = &self.table.ciphertext_column;
+        let ciphertext = ciphertext.ok_or_else(|| OddRow::null_ciphertext(id.clone(), column));
+        Ok(Scanned { id, ciphertext })
+    }
+
+    /// ("null", rows) for the rows whose id is NULL.
+    pub(super) async fn unaddressable_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let QuotedNames { table, id, .. } = self.table.quoted();
+        let sql = format!("SELECT 'null', COUNT(*) FROM {table} WHERE {id} IS NULL");
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
     }
 

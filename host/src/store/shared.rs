@@ -149,7 +149,7 @@ macro_rules! shared_queries {
         }
 
         pub(super) async fn count(&self) -> Result<u64, StoreError> {
-            let sql = format!("SELECT COUNT(*) FROM {}", self.table.table);
+            let sql = format!("SELECT COUNT(*) FROM {}", self.table.quoted().table);
             let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&self.pool).await?;
             Ok(count as u64)
         }
@@ -161,7 +161,7 @@ macro_rules! shared_queries {
             limit: u32,
             skip_prefix: Option<&str>,
         ) -> Result<Vec<WalletRow>, StoreError> {
-            let WalletTable { table, id_column: id, ciphertext_column: ct } = &self.table;
+            let QuotedNames { table, id, ciphertext: ct } = self.table.quoted();
             // Separate statements rather than `$1 IS NULL OR id > $1`, which can cost the index.
             let mut conditions = Vec::new();
             if after.is_some() {
@@ -190,16 +190,73 @@ macro_rules! shared_queries {
             rows.iter().map(|row| Ok(WalletRow { id: row.try_get(0)?, ciphertext: row.try_get(1)? })).collect()
         }
 
+        /// The checked scan (see `Database::checked_scan`): the rows with a usable id, each
+        /// with its ciphertext or why it holds none rotor can hand out.
+        pub(super) async fn checked_scan(
+            &self,
+            after: Option<&str>,
+            upto: Option<&str>,
+            limit: u32,
+            skip_prefix: Option<&str>,
+        ) -> Result<Vec<Scanned>, StoreError> {
+            let names = self.table.quoted();
+            let QuotedNames { table, id, ciphertext: ct } = &names;
+            let mut conditions = vec![Self::addressable(id)];
+            if after.is_some() {
+                conditions.push(format!("{id} > ${}", conditions.len() + 1));
+            }
+            if upto.is_some() {
+                conditions.push(format!("{id} <= ${}", conditions.len() + 1));
+            }
+            // A row that holds no text is never on the target: it is read, to be reported.
+            if skip_prefix.is_some() {
+                conditions.push(format!("({} OR {ct} NOT LIKE ${})", Self::not_text(ct), conditions.len() + 1));
+            }
+            let sql = format!(
+                "SELECT {} FROM {table} WHERE {} ORDER BY {id} LIMIT $1",
+                Self::checked_columns(&names),
+                conditions.join(" AND ")
+            );
+            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(limit));
+            if let Some(after) = after {
+                query = query.bind(after);
+            }
+            if let Some(upto) = upto {
+                query = query.bind(upto);
+            }
+            if let Some(prefix) = skip_prefix {
+                query = query.bind(format!("{prefix}%"));
+            }
+            let rows = query.fetch_all(&self.pool).await?;
+            Ok(rows.iter().map(|row| self.decode_checked(row)).collect::<Result<_, sqlx::Error>>()?)
+        }
+
+        pub(super) async fn checked_get(&self, wanted: &str) -> Result<Option<Scanned>, StoreError> {
+            let names = self.table.quoted();
+            let sql = format!(
+                "SELECT {} FROM {} WHERE {} = $1",
+                Self::checked_columns(&names),
+                names.table,
+                names.id
+            );
+            let row = sqlx::query(AssertSqlSafe(sql)).bind(wanted).fetch_optional(&self.pool).await?;
+            Ok(row.map(|row| self.decode_checked(&row)).transpose()?)
+        }
+
         /// The id `offset` rows after `after` (after the start if `None`), walking the index.
+        /// Rows without a usable id are no boundary: the walk never reads them.
         pub(super) async fn nth_id_after(&self, after: Option<&str>, offset: i64) -> Result<Option<String>, StoreError> {
-            let WalletTable { table, id_column: id, .. } = &self.table;
+            let QuotedNames { table, id, .. } = self.table.quoted();
+            let addressable = Self::addressable(&id);
             let found = match after {
                 Some(after) => {
-                    let sql = format!("SELECT {id} FROM {table} WHERE {id} > $1 ORDER BY {id} LIMIT 1 OFFSET $2");
+                    let sql = format!(
+                        "SELECT {id} FROM {table} WHERE {addressable} AND {id} > $1 ORDER BY {id} LIMIT 1 OFFSET $2"
+                    );
                     sqlx::query_scalar(AssertSqlSafe(sql)).bind(after).bind(offset).fetch_optional(&self.pool).await?
                 }
                 None => {
-                    let sql = format!("SELECT {id} FROM {table} ORDER BY {id} LIMIT 1 OFFSET $1");
+                    let sql = format!("SELECT {id} FROM {table} WHERE {addressable} ORDER BY {id} LIMIT 1 OFFSET $1");
                     sqlx::query_scalar(AssertSqlSafe(sql)).bind(offset).fetch_optional(&self.pool).await?
                 }
             };
@@ -207,13 +264,13 @@ macro_rules! shared_queries {
         }
 
         pub(super) async fn get(&self, id: &str) -> Result<Option<String>, StoreError> {
-            let WalletTable { table, id_column, ciphertext_column } = &self.table;
+            let QuotedNames { table, id: id_column, ciphertext: ciphertext_column } = self.table.quoted();
             let sql = format!("SELECT {ciphertext_column} FROM {table} WHERE {id_column} = $1");
             Ok(sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?)
         }
 
         pub(super) async fn put(&self, id: &str, ciphertext: &str) -> Result<(), StoreError> {
-            let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
+            let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
             let sql = format!(
                 "INSERT INTO {table} ({idc}, {ct}) VALUES ($1, $2) ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct}"
             );

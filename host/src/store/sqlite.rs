@@ -12,8 +12,8 @@ use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
 use super::shared::{finish_batch, shared_queries};
 use super::{
-    BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, RangeProgress, Replacement, RotationRecord,
-    RunIdentity, StoreError, WalletRow, WalletTable,
+    BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, OddRow, QuotedNames, RangeProgress, Replacement,
+    RotationRecord, RunIdentity, Scanned, StoreError, WalletRow, WalletTable,
 };
 
 /// Rows per UPDATE statement: 3 bound values each, far below SQLite's 32766-variable limit,
@@ -142,7 +142,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn put_many(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
-        let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
+        let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO {table} ({idc}, {ct}) "));
@@ -161,7 +161,7 @@ impl SqliteStore {
         rows: &[Replacement],
         checkpoint: Option<Checkpoint<'_>>,
     ) -> Result<BatchOutcome, StoreError> {
-        let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
+        let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let _writing = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await?;
         let mut replaced = HashSet::with_capacity(rows.len());
@@ -182,7 +182,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn overwrite_batch(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
-        let WalletTable { table, id_column: idc, ciphertext_column: ct } = &self.table;
+        let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let _writing = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
@@ -198,12 +198,58 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Rows without a ciphertext (`null`) or with one of another type (`not-text`, a BLOB
+    /// most likely) get labels of their own: they are not legacy wallets.
     pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let WalletTable { table, ciphertext_column: ct, .. } = &self.table;
+        let QuotedNames { table, ciphertext: ct, .. } = self.table.quoted();
         let sql = format!(
-            "SELECT CASE WHEN {ct} LIKE 'rotor:v%' THEN substr({ct}, 8, instr(substr({ct}, 8), ':') - 1) \
+            "SELECT CASE WHEN {ct} IS NULL THEN 'null' WHEN typeof({ct}) <> 'text' THEN 'not-text' \
+             WHEN {ct} LIKE 'rotor:v%' THEN substr({ct}, 8, instr(substr({ct}, 8), ':') - 1) \
              ELSE 'legacy' END AS version, COUNT(*) FROM {table} GROUP BY 1"
         );
+        Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+    }
+
+    /// SQLite keeps a value of any type in any column: only text ids can be named by the
+    /// walk's text cursor (NULLs and numbers sort before text, BLOBs after it).
+    fn addressable(id: &str) -> String {
+        format!("typeof({id}) = 'text'")
+    }
+
+    fn not_text(ct: &str) -> String {
+        format!("typeof({ct}) <> 'text'")
+    }
+
+    /// Text ciphertexts come out as bytes (decoded here, so that a non-UTF-8 one is one odd
+    /// row, not a failed page); others are not read out, only their type and size.
+    fn checked_columns(names: &QuotedNames) -> String {
+        let QuotedNames { id, ciphertext: ct, .. } = names;
+        format!(
+            "{id}, typeof({ct}), CASE WHEN typeof({ct}) = 'text' THEN CAST({ct} AS BLOB) END, \
+             CASE WHEN typeof({ct}) = 'blob' THEN length({ct}) END"
+        )
+    }
+
+    fn decode_checked(&self, row: &sqlx::sqlite::SqliteRow) -> Result<Scanned, sqlx::Error> {
+        let id: String = row.try_get(0)?;
+        let sql_type: String = row.try_get(1)?;
+        let text: Option<Vec<u8>> = row.try_get(2)?;
+        let column = &self.table.ciphertext_column;
+        let ciphertext = match (sql_type.as_str(), text) {
+            ("text", Some(bytes)) => {
+                String::from_utf8(bytes).map_err(|_| OddRow::not_utf8_ciphertext(id.clone(), column))
+            }
+            ("null", _) => Err(OddRow::null_ciphertext(id.clone(), column)),
+            (other, _) => Err(OddRow::not_text_ciphertext(id.clone(), column, other, row.try_get(3)?)),
+        };
+        Ok(Scanned { id, ciphertext })
+    }
+
+    /// (type, rows) for each type of id other than text.
+    pub(super) async fn unaddressable_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let QuotedNames { table, id, .. } = self.table.quoted();
+        let sql =
+            format!("SELECT typeof({id}), COUNT(*) FROM {table} WHERE typeof({id}) <> 'text' GROUP BY 1");
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
     }
 

@@ -1,0 +1,429 @@
+//! Rows a real table holds besides wallets — a ciphertext stored as a BLOB, NULL ciphertexts,
+//! NULL ids — and a valid wallet too large to write back under `limits.max-value-kib`: each is
+//! reported by id with what to do, left byte for byte as it was, and every other wallet moves;
+//! the rotation finishes (exit 3) and the next one does the same. And tables whose names need
+//! quoting (`"Wallets"("walletId", "encryptedData")`, Sequelize's default) work end to end.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use rotor::fixtures::{fabric_identity, legacy_wallet};
+use rotor::store::{Database, WalletRow, WalletTable};
+use rotor_codec::{Format, Kek};
+use serde_json::{Value, json};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
+use support::{Kind, World, assert_success, failure, json, text};
+
+/// A connection of our own, to set up and read rows the way an application would, without
+/// going through rotor's store.
+enum Raw {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+impl Raw {
+    async fn connect(world: &World) -> Raw {
+        if world.db.url.starts_with("sqlite:") {
+            Raw::Sqlite(SqliteConnection::connect(&world.db.url).await.unwrap())
+        } else {
+            Raw::Postgres(PgConnection::connect(&world.db.url).await.unwrap())
+        }
+    }
+
+    async fn execute(&mut self, sql: &str) {
+        let sql = AssertSqlSafe(sql.to_owned());
+        match self {
+            Raw::Sqlite(c) => sqlx::query(sql).execute(c).await.map(drop),
+            Raw::Postgres(c) => sqlx::query(sql).execute(c).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Inserts a row whose ciphertext is NULL (`None`) or text, with a NULL id (`None`) or not.
+    async fn insert(&mut self, table: &str, id: Option<&str>, ciphertext: Option<&str>) {
+        let sql = AssertSqlSafe(format!("INSERT INTO {table} (id, ciphertext) VALUES ($1, $2)"));
+        match self {
+            Raw::Sqlite(c) => sqlx::query(sql).bind(id).bind(ciphertext).execute(c).await.map(drop),
+            Raw::Postgres(c) => sqlx::query(sql).bind(id).bind(ciphertext).execute(c).await.map(drop),
+        }
+        .unwrap();
+    }
+
+    /// Inserts a row whose ciphertext is a BLOB (SQLite keeps any type in any column).
+    async fn insert_blob(&mut self, table: &str, id: &str, bytes: &[u8]) {
+        let Raw::Sqlite(c) = self else { panic!("BLOB ciphertexts are a SQLite matter") };
+        let sql = AssertSqlSafe(format!("INSERT INTO {table} (id, ciphertext) VALUES ($1, $2)"));
+        sqlx::query(sql).bind(id).bind(bytes).execute(c).await.unwrap();
+    }
+
+    /// Rows of two text columns.
+    async fn pairs(&mut self, sql: &str) -> Vec<(String, String)> {
+        let sql = AssertSqlSafe(sql.to_owned());
+        match self {
+            Raw::Sqlite(c) => sqlx::query_as(sql).fetch_all(c).await,
+            Raw::Postgres(c) => sqlx::query_as(sql).fetch_all(c).await,
+        }
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn count(&mut self, table: &str) -> u64 {
+        let sql = AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
+        let count: i64 = match self {
+            Raw::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(c).await,
+            Raw::Postgres(c) => sqlx::query_scalar(sql).fetch_one(c).await,
+        }
+        .unwrap();
+        count as u64
+    }
+
+    /// SQL's literal of any value, exact to the byte: `'text'`, `X'0102'` (a BLOB), `NULL`.
+    fn quote(&self, expression: &str) -> String {
+        match self {
+            Raw::Sqlite(_) => format!("quote({expression})"),
+            Raw::Postgres(_) => format!("quote_nullable({expression})"),
+        }
+    }
+
+    /// Every row as (id literal, ciphertext literal), in a stable order.
+    async fn literals(&mut self, table: &str, id: &str, ciphertext: &str) -> Vec<(String, String)> {
+        let sql = format!("SELECT {}, {} FROM {table} ORDER BY 1, 2", self.quote(id), self.quote(ciphertext));
+        self.pairs(&sql).await
+    }
+}
+
+/// What `rotor status` should count, classified here from the raw values rather than by
+/// rotor's SQL: `null`, `not-text`, the version a `rotor:vN:` prefix names, else `legacy`.
+fn expected_counts(literals: &[(String, String)]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for (_, ciphertext) in literals {
+        let label = if ciphertext == "NULL" {
+            "null".to_owned()
+        } else if ciphertext.starts_with("X'") {
+            "not-text".to_owned()
+        } else if let Some(rest) = ciphertext.strip_prefix("'rotor:v") {
+            rest.split(':').next().unwrap().to_owned()
+        } else {
+            "legacy".to_owned()
+        };
+        *counts.entry(label).or_insert(0u64) += 1;
+    }
+    counts
+}
+
+/// Each normal wallet (id `user-…`) is an envelope under KEK `version` and opens, with the KEK
+/// as Vault archives it, to what was enrolled.
+async fn every_wallet_on(
+    world: &World,
+    raw: &mut Raw,
+    table: &str,
+    (id, ciphertext): (&str, &str),
+    version: u32,
+    expected: &BTreeMap<String, Vec<u8>>,
+) {
+    let kek = world.kek(version).await;
+    let sql = format!("SELECT {id}, {ciphertext} FROM {table} WHERE {id} LIKE 'user-%' ORDER BY 1");
+    let rows: BTreeMap<String, String> = raw.pairs(&sql).await.into_iter().collect();
+    assert_eq!(rows.len(), expected.len(), "wallets appeared or vanished");
+    for (wallet, plaintext) in expected {
+        let sealed = &rows[wallet];
+        assert_eq!(rotor_codec::inspect(sealed), Ok(Format::Envelope { kek_version: version }), "{wallet}");
+        let opened = rotor_codec::open(&kek, wallet, sealed).unwrap_or_else(|e| panic!("{wallet}: {e}"));
+        assert_eq!(opened.as_slice(), plaintext.as_slice(), "{wallet}");
+    }
+}
+
+/// `count` Fabric identities in the seed's legacy format, written through rotor's store into
+/// `table` (so that its quoting is exercised too).
+async fn enroll(world: &World, table: &WalletTable, kek: &Kek, count: usize) -> BTreeMap<String, Vec<u8>> {
+    let wallets: BTreeMap<String, Vec<u8>> = (0..count)
+        .map(|n| {
+            let id = format!("user-{n:05}@IBNMSP");
+            let plaintext = fabric_identity(&id);
+            (id, plaintext)
+        })
+        .collect();
+    let rows: Vec<WalletRow> = wallets
+        .iter()
+        .map(|(id, plaintext)| WalletRow { id: id.clone(), ciphertext: legacy_wallet(kek, plaintext) })
+        .collect();
+    Database::connect(&world.db.url, table.clone()).await.unwrap().put_many(&rows).await.unwrap();
+    wallets
+}
+
+fn failures(report: &Value, list: &str) -> BTreeMap<String, String> {
+    report[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {list} in {report:#}"))
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap().to_owned(), f["reason"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// The reasons rotor gives each odd row say what is odd and what to do.
+fn assert_reasons(found: &BTreeMap<String, String>, kind: Kind, big: bool) {
+    let null = &found["null-ct-1"];
+    assert!(null.contains("`ciphertext` is NULL") && null.contains("delete the row"), "{null}");
+    assert!(found["null-ct-2"].contains("is NULL"), "{found:?}");
+    let ids = &found["(null id)"];
+    assert!(ids.contains("2 row(s) have a NULL `id`") && ids.contains("give each a text id"), "{ids}");
+    if kind == Kind::Sqlite {
+        let blob = &found["blob-ct"];
+        assert!(blob.contains("a blob of") && blob.contains("CAST(\"ciphertext\" AS TEXT)"), "{blob}");
+    }
+    if big {
+        let big = &found["big-wallet"];
+        assert!(big.contains("over the limit of 1024 KiB") && big.contains("max-value-kib"), "{big}");
+        assert!(big.contains("rotor.toml") && big.contains("old KEK"), "{big}");
+    }
+}
+
+async fn odd_rows(kind: Kind) {
+    let world = World::new(kind).await;
+    let first = Kek::generate().unwrap();
+    world.migrate_kek(&first);
+    let mut raw = Raw::connect(&world).await;
+    // As an application may have made it: no NOT NULL, ids unique but not a primary key.
+    raw.execute("CREATE TABLE odd_wallets (id TEXT UNIQUE, ciphertext TEXT)").await;
+    let table = WalletTable::new("odd_wallets", "id", "ciphertext").unwrap();
+    let expected = enroll(&world, &table, &first, 300).await;
+
+    // A valid wallet whose ciphertext is about 2 MiB: it opens, but its replacement is over
+    // the default limit of 1024 KiB.
+    let mut big = Vec::new();
+    while big.len() < 1536 << 10 {
+        big.extend_from_slice(&fabric_identity("big-wallet"));
+    }
+    raw.insert("odd_wallets", Some("big-wallet"), Some(&legacy_wallet(&first, &big))).await;
+    // Two NULL ciphertexts next to each other: with batches of 2, one page holds odd rows only.
+    raw.insert("odd_wallets", Some("null-ct-1"), None).await;
+    raw.insert("odd_wallets", Some("null-ct-2"), None).await;
+    for n in 0..2 {
+        let sealed = legacy_wallet(&first, &fabric_identity(&format!("nameless-{n}")));
+        raw.insert("odd_wallets", None, Some(&sealed)).await;
+    }
+    let mut odd_ids = vec!["(null id)", "null-ct-1", "null-ct-2"];
+    if kind == Kind::Sqlite {
+        // A Node application writing a Buffer stores the wallet's text as a BLOB.
+        let sealed = legacy_wallet(&first, &fabric_identity("blob-ct"));
+        raw.insert_blob("odd_wallets", "blob-ct", sealed.as_bytes()).await;
+        odd_ids.insert(1, "blob-ct");
+    }
+    let rows_total = raw.count("odd_wallets").await;
+    // Rows rotor must leave alone, as exact SQL literals.
+    let untouched_sql = format!(
+        "SELECT {}, {} FROM odd_wallets WHERE id IS NULL OR id NOT LIKE 'user-%' ORDER BY 1, 2",
+        raw.quote("id"),
+        raw.quote("ciphertext")
+    );
+    let untouched = raw.pairs(&untouched_sql).await;
+    assert_eq!(
+        untouched.len(),
+        odd_ids.len() + 2,
+        "{:?}",
+        untouched.iter().map(|r| &r.0).collect::<Vec<_>>()
+    );
+    let rotor = || {
+        let mut command = world.rotor();
+        command.args(["--table", "odd_wallets"]);
+        command
+    };
+
+    // validate: the component's own scan (one worker) and the shared scan (several), with
+    // batches small enough that a page holds odd rows only.
+    for workers in ["1", "2"] {
+        let (out, report) = json(rotor().args(["validate", "--workers", workers, "--batch-size", "2"]));
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+        assert_eq!(report["invalid_ids"], json!(odd_ids), "{report:#}");
+        assert_eq!((report["total"].as_u64(), report["valid"].as_u64()), (Some(rows_total), Some(301)));
+        assert_reasons(&failures(&report, "failures"), kind, false);
+    }
+
+    // A dry run lists them too, and --strict refuses before storing anything.
+    let (out, report) = json(rotor().args(["rotate", "--dry-run", "--batch-size", "2"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(report["failed_ids"], json!(odd_ids), "{report:#}");
+    let (out, _) = json(rotor().args(["rotate", "--strict"]));
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--strict") && stderr.contains("null-ct-1"), "{stderr}");
+    assert_eq!(
+        world.vault_client().metadata("ibn/encryption-key").await.unwrap().unwrap().current_version,
+        1
+    );
+
+    let mut failed_ids = odd_ids.clone();
+    failed_ids.push("big-wallet");
+    failed_ids.sort();
+    for (round, version) in [(1, 2u32), (2, 3)] {
+        let (out, report) = json(rotor().args(["rotate", "--batch-size", "2"]));
+        assert_eq!(out.status.code(), Some(3), "round {round}: {}", text(&out.stderr));
+        assert_eq!(report["to_version"], version, "{report:#}");
+        assert_eq!(report["failed_ids"], json!(failed_ids), "round {round}: {report:#}");
+        assert_eq!(
+            (report["rotated"].as_u64(), report["unchanged"].as_u64()),
+            (Some(300), Some(0)),
+            "{report:#}"
+        );
+        assert_reasons(&failures(&report, "failures"), kind, true);
+
+        every_wallet_on(&world, &mut raw, "odd_wallets", ("id", "ciphertext"), version, &expected).await;
+        assert_eq!(raw.pairs(&untouched_sql).await, untouched, "round {round}: an odd row was changed");
+
+        // status counts what the table holds, NULLs and BLOBs apart from legacy wallets.
+        let (out, status) = json(rotor().arg("status"));
+        assert_success(&out);
+        let literals = raw.literals("odd_wallets", "id", "ciphertext").await;
+        assert_eq!(status["key_versions"], json!(expected_counts(&literals)), "{status:#}");
+        assert_eq!(status["total"], rows_total);
+        assert!(status["unfinished"].is_null(), "round {round}: the rotation did not finish: {status:#}");
+
+        // The journal counts every row the rotation left behind.
+        let (out, history) = json(rotor().arg("history"));
+        assert_success(&out);
+        let left_behind = failed_ids.len() as u64 + 1; // "(null id)" stands for two rows
+        assert_eq!(
+            (history[0]["status"].as_str(), history[0]["to_version"].as_u64(), history[0]["failed"].as_u64()),
+            (Some("finished"), Some(u64::from(version)), Some(left_behind)),
+            "{history:#}"
+        );
+    }
+
+    // Once the limit is raised (as the reason says), the big wallet moves too.
+    let config = world.scratch.join("rotor.toml");
+    std::fs::write(&config, "[limits]\nmax-value-kib = 4096\n").unwrap();
+    let (out, report) = json(rotor().arg("--config").arg(&config).args(["rotate"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(report["failed_ids"], json!(odd_ids), "{report:#}");
+    assert_eq!(report["rotated"], 301, "{report:#}");
+    let big_now = raw.pairs("SELECT id, ciphertext FROM odd_wallets WHERE id = 'big-wallet'").await;
+    let opened = rotor_codec::open(&world.kek(4).await, "big-wallet", &big_now[0].1).unwrap();
+    assert_eq!(opened.as_slice(), big.as_slice());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn odd_rows_are_reported_and_left_alone_sqlite() {
+    odd_rows(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn odd_rows_are_reported_and_left_alone_postgres() {
+    odd_rows(Kind::Postgres).await;
+}
+
+/// Sequelize's default names: a table and columns with capitals, which PostgreSQL keeps only
+/// when they are quoted.
+async fn quoted_names(kind: Kind) {
+    let world = World::new(kind).await;
+    let first = Kek::generate().unwrap();
+    world.migrate_kek(&first);
+    let mut raw = Raw::connect(&world).await;
+    // SQLite's names ignore case: the test database's own `wallets` would be the same table.
+    raw.execute("DROP TABLE wallets").await;
+    raw.execute(
+        r#"CREATE TABLE "Wallets" ("walletId" VARCHAR(255) PRIMARY KEY, "encryptedData" TEXT NOT NULL)"#,
+    )
+    .await;
+    let table = WalletTable::new("Wallets", "walletId", "encryptedData").unwrap();
+    let expected = enroll(&world, &table, &first, 30).await;
+    let rotor = || {
+        let mut command = world.rotor();
+        command.args([
+            "--table",
+            "Wallets",
+            "--id-column",
+            "walletId",
+            "--ciphertext-column",
+            "encryptedData",
+        ]);
+        command
+    };
+
+    let (out, report) = json(rotor().arg("validate"));
+    assert_success(&out);
+    assert_eq!(
+        (report["valid"].as_u64(), report["key_versions"].clone()),
+        (Some(30), json!({ "legacy": 30 }))
+    );
+
+    let (out, report) = json(rotor().arg("rotate"));
+    assert_success(&out);
+    assert_eq!(
+        (report["to_version"].as_u64(), report["rotated"].as_u64()),
+        (Some(2), Some(30)),
+        "{report:#}"
+    );
+    every_wallet_on(&world, &mut raw, r#""Wallets""#, (r#""walletId""#, r#""encryptedData""#), 2, &expected)
+        .await;
+
+    let (out, status) = json(rotor().arg("status"));
+    assert_success(&out);
+    assert_eq!((status["key_versions"].clone(), status["total"].as_u64()), (json!({ "2": 30 }), Some(30)));
+
+    let (out, report) = json(rotor().arg("validate"));
+    assert_success(&out);
+    assert_eq!((report["valid"].as_u64(), report["key_versions"].clone()), (Some(30), json!({ "2": 30 })));
+    let (_, history) = json(rotor().arg("history"));
+    assert_eq!((history[0]["rotated"].as_u64(), history[0]["failed"].as_u64()), (Some(30), Some(0)));
+
+    if kind == Kind::Postgres {
+        // A column rotor cannot read as text is refused at once, naming it, its type and the fix.
+        raw.execute(r#"CREATE TABLE "Blobs" ("id" TEXT PRIMARY KEY, "data" BYTEA)"#).await;
+        let (out, _) =
+            json(world.rotor().args(["--table", "Blobs", "--ciphertext-column", "data", "validate"]));
+        let (code, stderr) = failure(&out);
+        assert_eq!(code, 1);
+        for needed in
+            ["column `data` of table `Blobs` is bytea", "--ciphertext-column", "ALTER TABLE \"Blobs\""]
+        {
+            assert!(stderr.contains(needed), "{needed:?} not in: {stderr}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quoted_names_sqlite() {
+    quoted_names(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quoted_names_postgres() {
+    quoted_names(Kind::Postgres).await;
+}
+
+/// Item 3 on its own, in the default table: a valid wallet whose replacement is over
+/// `limits.max-value-kib` is listed and left on its old KEK; the rotation still finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn wallet_over_the_value_limit_is_left_behind_sqlite() {
+    let world = World::new(Kind::Sqlite).await;
+    let first = Kek::generate().unwrap();
+    world.migrate_kek(&first);
+    let expected = enroll(&world, &WalletTable::default(), &first, 50).await;
+    let big = fabric_identity("big").repeat(1200);
+    let sealed = legacy_wallet(&first, &big);
+    world.db.connect().await.put("big-wallet", &sealed).await.unwrap();
+
+    let (out, report) = json(world.rotor().arg("validate"));
+    assert_success(&out);
+    assert_eq!(report["valid"], 51);
+    for (round, version) in [(1, 2u32), (2, 3)] {
+        let (out, report) = json(world.rotor().arg("rotate"));
+        assert_eq!(out.status.code(), Some(3), "round {round}: {}", text(&out.stderr));
+        assert_eq!(
+            (report["rotated"].as_u64(), report["failed_ids"].clone()),
+            (Some(50), json!(["big-wallet"]))
+        );
+        assert!(failures(&report, "failures")["big-wallet"].contains("max-value-kib"), "{report:#}");
+        let mut raw = Raw::connect(&world).await;
+        every_wallet_on(&world, &mut raw, "wallets", ("id", "ciphertext"), version, &expected).await;
+        assert_eq!(world.rows().await["big-wallet"], sealed, "the big wallet was changed");
+        let (_, status) = json(world.rotor().arg("status"));
+        assert!(status["unfinished"].is_null(), "{status:#}");
+        assert_eq!(status["key_versions"], json!({ version.to_string(): 50, "legacy": 1 }), "{status:#}");
+        let (_, history) = json(world.rotor().arg("history"));
+        assert_eq!(
+            (history[0]["status"].as_str(), history[0]["failed"].as_u64()),
+            (Some("finished"), Some(1))
+        );
+    }
+}
