@@ -24,6 +24,8 @@ fn start_rotation<V: Vault>(world: &World<V>) -> Child {
     world
         .rotor()
         .args(["rotate", "--batch-size", "10", "--json"])
+        // A killed OpenBao is retried for `retry-for` (60 s by default) before rotor gives up.
+        .env("ROTOR_VAULT_RETRY_FOR", "5s")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -146,7 +146,12 @@ async fn if_older_than_resumes_an_unfinished_rotation(kind: Kind) {
     assert_eq!(status["unfinished"], json!(null), "{status:#}");
     assert_eq!(status["key_versions"], json!({ "2": WALLETS }), "{status:#}");
     assert_eq!(current_kek_version(&world).await, 2, "exactly one new KEK");
-    assert_eq!(history_json(&world)[0]["status"], "finished");
+    let history = history_json(&world);
+    assert_eq!(history[0]["status"], "finished");
+    // Who began it: the operating-system user and, beside it, the Vault identity of its token.
+    let who = history[0]["vault_identity"].as_str().unwrap_or_else(|| panic!("{history:#?}"));
+    assert!(who.contains("policies root"), "{who}");
+    assert!(history[0]["started_by"].as_str().unwrap().contains("(pid "), "{history:#?}");
     assert_every_wallet_opens(&world, &expected).await;
 
     // The KEK is young now: the same cron line skips, and says how young in words.

@@ -17,7 +17,6 @@ use crate::kv_backend::{KvBackend, KvSource};
 use crate::limits::Limits;
 use crate::progress::Reporter;
 use crate::store::{Database, RunIdentity, WalletTable};
-use crate::vault::VaultClient;
 
 /// Where things are: the database, the wallet table, the KEK in Vault, the component, and the
 /// sandbox's rules.
@@ -126,16 +125,8 @@ impl App {
             };
             Ok((Arc::new(sandbox), source, loaded))
         });
-        let kv = match kv {
-            KvSource::Vault(config) => KvBackend::Vault(VaultClient::new(config)?),
-            KvSource::EnvKek(kek) => KvBackend::EnvKek(Arc::new(kek)),
-        };
-        let check_vault = async {
-            if let Some(vault) = kv.vault() {
-                vault.check().await?;
-            }
-            anyhow::Ok(())
-        };
+        // Vault checked, or the seed's environment KEK (see KvSource::connect).
+        let check_vault = kv.connect();
         let connect_database = async {
             let database = Database::connect(&settings.database_url, settings.table.clone()).await?;
             if migrate {
@@ -145,7 +136,7 @@ impl App {
         };
         let (compiled, vault_checked, database) = tokio::join!(compile, check_vault, connect_database);
         let (sandbox, source, loaded) = compiled.context("compiling the component panicked")??;
-        vault_checked?;
+        let kv = vault_checked?;
         let database = database?;
         tracing::debug!(component = %source.origin, sha256 = %source.sha256, "component ready");
         Ok(App { settings, sandbox, source, loaded, reference: std::sync::OnceLock::new(), kv, database })

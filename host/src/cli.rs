@@ -690,11 +690,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             Ok(Outcome::Success)
         }
         Command::MigrateKek { from_env } => {
-            let kek = Zeroizing::new(std::env::var(from_env).map_err(|_| {
-                anyhow!(
-                    "environment variable {from_env} is not set (it should hold the KEK as 64 hex characters)"
-                )
-            })?);
+            let kek = crate::kv_backend::kek_from_var(from_env)?;
             let app = open_app(global, false).await?;
             let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
             let version = answer(instance.import_kek(&app.key_location(), kek.trim()).await)?;
@@ -721,7 +717,7 @@ async fn open_app(global: &GlobalArgs, migrate: bool) -> anyhow::Result<App> {
 /// they leave unset; or the seed's env KEK where `kek_use` allows it.
 fn kv_source(settings: &Settings, kek_use: KekUse) -> anyhow::Result<KvSource> {
     let mut source = KvSource::from_env(&settings.kv_mount, &settings.key_path, kek_use)?;
-    if let KvSource::Vault(config) = &mut source {
+    if let Some(config) = source.vault_config_mut() {
         settings.vault_defaults.fill_in(config);
     }
     Ok(source)
@@ -773,6 +769,7 @@ fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Value> {
                 crate::vault_auth::VaultAuth::AppRole(role) => format!("approle at auth/{} (ids redacted)", role.mount),
             },
             "skip_verify": vault.skip_verify,
+            "retry_for": humantime::format_duration(vault.retry_for).to_string(),
             })
         }
         Err(e) => {

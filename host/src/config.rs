@@ -46,6 +46,10 @@ pub struct VaultSection {
     pub addr: Option<String>,
     pub namespace: Option<String>,
     pub ca_cert: Option<PathBuf>,
+    /// How long to retry a request while Vault is unreachable or answers 429/5xx (an HA
+    /// fail-over, a load balancer's 502), as humantime reads it ("60s", "2m"); default 60 s.
+    /// ROTOR_VAULT_RETRY_FOR takes precedence.
+    pub retry_for: Option<String>,
 }
 
 impl VaultSection {
@@ -61,6 +65,19 @@ impl VaultSection {
         if let Some(ca_cert) = self.ca_cert.as_ref().filter(|_| unset("VAULT_CACERT")) {
             config.ca_cert = Some(ca_cert.clone());
         }
+        // Checked by `parse`, so a value here is valid.
+        if let Some(Ok(retry_for)) = self
+            .retry_for
+            .as_ref()
+            .filter(|_| unset(crate::vault::RETRY_FOR_VAR))
+            .map(|text| self.parse_retry_for(text))
+        {
+            config.retry_for = retry_for;
+        }
+    }
+
+    fn parse_retry_for(&self, text: &str) -> Result<std::time::Duration, String> {
+        crate::vault_retry::parse_retry_for("vault.retry-for", text)
     }
 }
 
@@ -128,6 +145,9 @@ impl Loaded {
 pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
     let file: ConfigFile = toml::from_str(text)?;
     file.limits.check().map_err(anyhow::Error::msg)?;
+    if let Some(text) = &file.vault.retry_for {
+        file.vault.parse_retry_for(text).map_err(anyhow::Error::msg)?;
+    }
     for pin in &file.component.pinned {
         if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             bail!(
@@ -191,6 +211,20 @@ mod tests {
         assert!(error.contains("\"abc\"") && error.contains("sha256"), "{error}");
         let error = format!("{:#}", parse("[limits]\nmemory-mib = 0\n").unwrap_err());
         assert!(error.contains("limits.memory-mib"), "{error}");
+        let error = format!("{:#}", parse("[vault]\nretry-for = \"a while\"\n").unwrap_err());
+        assert!(error.contains("vault.retry-for") && error.contains("\"a while\""), "{error}");
+    }
+
+    #[test]
+    fn vault_retry_for_fills_in_the_default() {
+        let file = parse("[vault]\nretry-for = \"2m\"\n").unwrap();
+        let mut config = crate::vault::VaultConfig::with_token("http://127.0.0.1:8200", "t");
+        assert_eq!(config.retry_for, crate::vault::DEFAULT_RETRY_FOR);
+        // The environment variable, when a test runner sets it, takes precedence.
+        if std::env::var_os(crate::vault::RETRY_FOR_VAR).is_none() {
+            file.vault.fill_in(&mut config);
+            assert_eq!(config.retry_for, std::time::Duration::from_secs(120));
+        }
     }
 
     #[test]

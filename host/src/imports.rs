@@ -583,6 +583,19 @@ impl RunState {
         Ok(record.map(Into::into))
     }
 
+    /// Whom Vault knows this run's token as, for the journal beside the operating-system user:
+    /// asked once, when a rotation is recorded. Not knowing it (an old server, a token without
+    /// lookup-self) records nothing rather than failing the rotation.
+    async fn learn_vault_identity(&mut self) {
+        let Some(vault) = self.kv.vault().filter(|_| self.identity.vault_identity.is_none()) else {
+            return;
+        };
+        match vault.identity().await {
+            Ok(identity) => self.identity.vault_identity = Some(identity.to_string()),
+            Err(e) => tracing::warn!("the journal will not name the Vault identity: {e}"),
+        }
+    }
+
     fn check_journal_write(&self) -> Result<(), String> {
         if self.grants.journal_write {
             Ok(())
@@ -605,6 +618,7 @@ impl journal::Host for RunState {
         if let Err(denied) = self.check_journal_write() {
             return Ok(Err(denied));
         }
+        self.learn_vault_identity().await;
         let begun = self
             .database
             .begin_rotation(

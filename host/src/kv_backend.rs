@@ -5,8 +5,13 @@
 //! that only to read (`validate`, `open`), and never to rotate: a rotation must store its new
 //! KEK in Vault before it moves a wallet. In that mode no Vault client exists at all, and every
 //! write the component attempts is refused here as well as by the run's grants.
+//!
+//! A `~/.vault-token` left by an old `bao login` must not silently switch that fallback off:
+//! when it is the only credential and Vault rejects it, read-only commands say so and use the
+//! variable; the others refuse, naming the file.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use anyhow::bail;
 use zeroize::Zeroizing;
@@ -21,6 +26,22 @@ pub const SEED_KEK_VAR: &str = "WALLET_ENCRYPTION_KEY";
 pub enum KvSource {
     Vault(VaultConfig),
     EnvKek(EnvKek),
+    /// Vault with only a `~/.vault-token` to log in, for a read-only command while
+    /// `WALLET_ENCRYPTION_KEY` is set: if Vault rejects that token, the variable's KEK is used.
+    VaultElseEnv(VaultConfig, PendingEnvKek),
+}
+
+/// The seed's KEK, checked only if it comes to be used. `Debug` shows the variable's name only.
+pub struct PendingEnvKek {
+    var: &'static str,
+    key_path: String,
+    key: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for PendingEnvKek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingEnvKek").field("var", &self.var).field("key_path", &self.key_path).finish()
+    }
 }
 
 impl From<VaultConfig> for KvSource {
@@ -44,6 +65,13 @@ impl KvSource {
     /// others refuse, saying how to move the key into Vault.
     pub fn from_env(mount: &str, key_path: &str, kek_use: KekUse) -> anyhow::Result<KvSource> {
         let seed_kek = std::env::var(SEED_KEK_VAR).ok().filter(|v| !v.trim().is_empty()).map(Zeroizing::new);
+        if let (Some(key), KekUse::ReadOnly, Some(_)) =
+            (&seed_kek, kek_use, crate::vault_auth::token_file_in_use())
+        {
+            let fallback =
+                PendingEnvKek { var: SEED_KEK_VAR, key_path: key_path.to_owned(), key: key.clone() };
+            return Ok(KvSource::VaultElseEnv(VaultConfig::from_env(mount)?, fallback));
+        }
         if crate::vault_auth::credentials_in_env() || seed_kek.is_none() {
             if seed_kek.is_some() && kek_use == KekUse::ReadOnly {
                 tracing::warn!(
@@ -72,6 +100,85 @@ impl KvSource {
     }
 }
 
+impl KvSource {
+    /// The Vault settings, if Vault may be used: for rotor.toml to fill in what the environment
+    /// leaves unset.
+    pub fn vault_config_mut(&mut self) -> Option<&mut VaultConfig> {
+        match self {
+            KvSource::Vault(config) | KvSource::VaultElseEnv(config, _) => Some(config),
+            KvSource::EnvKek(_) => None,
+        }
+    }
+
+    /// The backend, with Vault checked (address, seal, token, KV v2 mount: see
+    /// [`VaultClient::check`]); for [`KvSource::VaultElseEnv`], the environment's KEK if Vault
+    /// rejects the token file.
+    pub async fn connect(self) -> anyhow::Result<KvBackend> {
+        match self {
+            KvSource::Vault(config) => {
+                let client = VaultClient::new(config)?;
+                client.check().await?;
+                Ok(KvBackend::Vault(client))
+            }
+            KvSource::EnvKek(kek) => Ok(KvBackend::EnvKek(Arc::new(kek))),
+            KvSource::VaultElseEnv(config, fallback) => {
+                let client = VaultClient::new(config)?;
+                match client.check().await {
+                    Ok(()) => {
+                        tracing::warn!(
+                            "{} is set but ignored: rotor reads the KEK from Vault; remove it from the \
+                             environment once `rotor validate` shows every wallet opens",
+                            fallback.var
+                        );
+                        Ok(KvBackend::Vault(client))
+                    }
+                    Err(VaultError::BadTokenFile { path }) => {
+                        let kek = EnvKek::new(fallback.var, &fallback.key_path, fallback.key)?;
+                        tracing::warn!(
+                            "Vault rejected the token in {} (invalid or expired; left by an earlier `bao login`), \
+                             the only Vault credential: using the KEK in {} instead, read-only. Log in again \
+                             or remove the file; commands that write need a valid token",
+                            path.display(),
+                            fallback.var
+                        );
+                        Ok(KvBackend::EnvKek(Arc::new(kek)))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+}
+
+/// Reads the KEK in environment variable `var` (for `rotor migrate-kek --from-env VAR`) and
+/// checks its shape; see [`check_kek_text`].
+pub fn kek_from_var(var: &str) -> anyhow::Result<Zeroizing<String>> {
+    match std::env::var(var) {
+        Ok(value) => check_kek_text(var, Zeroizing::new(value)),
+        Err(std::env::VarError::NotPresent) => {
+            bail!("environment variable {var} is not set (it should hold the KEK as 64 hex characters)")
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            bail!("{var} does not hold a KEK: it is not valid UTF-8 (it must be 64 hex characters)")
+        }
+    }
+}
+
+/// A KEK as 64 hex characters (surrounding whitespace ignored), trimmed. The error names `var`
+/// and what is wrong (length, non-hex characters), never the value.
+pub fn check_kek_text(var: &str, key: Zeroizing<String>) -> anyhow::Result<Zeroizing<String>> {
+    let trimmed = key.trim();
+    let hex = trimmed.bytes().all(|b| b.is_ascii_hexdigit());
+    if trimmed.len() != 64 || !hex {
+        bail!(
+            "{var} does not hold a KEK: it must be 64 hex characters (it has {} characters{})",
+            trimmed.chars().count(),
+            if hex { "" } else { ", not all hex" }
+        );
+    }
+    Ok(Zeroizing::new(trimmed.to_owned()))
+}
+
 /// A KEK from an environment variable, standing in for `<key-path>` version 1 with an empty
 /// archive. `Debug` shows the variable's name only.
 pub struct EnvKek {
@@ -89,19 +196,8 @@ impl std::fmt::Debug for EnvKek {
 impl EnvKek {
     /// Checks the key's shape here, so the error names the variable rather than a Vault path.
     pub fn new(var: &str, key_path: &str, key: Zeroizing<String>) -> anyhow::Result<EnvKek> {
-        let trimmed = key.trim();
-        if trimmed.len() != 64 || !trimmed.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!(
-                "{var} does not hold a KEK: it must be 64 hex characters (it has {} characters{})",
-                trimmed.chars().count(),
-                if trimmed.bytes().all(|b| b.is_ascii_hexdigit()) { "" } else { ", not all hex" }
-            );
-        }
-        Ok(EnvKek {
-            var: var.to_owned(),
-            key_path: key_path.to_owned(),
-            key: Zeroizing::new(trimmed.to_owned()),
-        })
+        let key = check_kek_text(var, key)?;
+        Ok(EnvKek { var: var.to_owned(), key_path: key_path.to_owned(), key })
     }
 
     fn read(&self, path: &str, version: Option<u64>) -> Option<KvSecret> {
@@ -122,7 +218,7 @@ impl EnvKek {
 #[derive(Clone, Debug)]
 pub enum KvBackend {
     Vault(VaultClient),
-    EnvKek(std::sync::Arc<EnvKek>),
+    EnvKek(Arc<EnvKek>),
 }
 
 impl From<VaultClient> for KvBackend {
@@ -195,7 +291,7 @@ mod tests {
 
     fn env_kek() -> KvBackend {
         let key = Zeroizing::new("ab".repeat(32));
-        KvBackend::EnvKek(std::sync::Arc::new(EnvKek::new(SEED_KEK_VAR, "ibn/encryption-key", key).unwrap()))
+        KvBackend::EnvKek(Arc::new(EnvKek::new(SEED_KEK_VAR, "ibn/encryption-key", key).unwrap()))
     }
 
     #[tokio::test]

@@ -8,7 +8,8 @@
 //!   with [`component_cache`] and [`inspect`]; [`cross_check`]: the reference component
 //!   checking another one's batches.
 //! * [`vault_auth`]: token and AppRole login, token renewal; [`vault_policy`]: what a command
-//!   needs of the token's policies; [`kv_backend`]: Vault, or the seed's KEK from the environment.
+//!   needs of the token's policies; [`vault_retry`]: riding out Vault hiccups; [`kv_backend`]:
+//!   Vault, or the seed's KEK from the environment.
 //! * [`metrics`]: Prometheus metrics; [`exporter`]: `rotor serve`.
 //! * [`rotation`]: a rotation spread over parallel workers, which [`walk`] hands key ranges;
 //!   [`validate`]: validation spread the same way.
@@ -47,4 +48,5 @@ pub mod validate;
 pub mod vault;
 pub mod vault_auth;
 pub mod vault_policy;
+pub mod vault_retry;
 pub mod walk;

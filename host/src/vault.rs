@@ -22,7 +22,9 @@ use reqwest::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use zeroize::Zeroizing;
 
-pub use crate::vault_auth::{AppRole, TokenLease, TokenStats, VaultAuth};
+pub use crate::vault_auth::{AppRole, TokenLease, TokenStats, VaultAuth, VaultIdentity};
+pub use crate::vault_retry::{DEFAULT_RETRY_FOR, RETRY_FOR_VAR};
+use crate::vault_retry::{FIRST_CONTACT_RETRY_FOR, Replay, Schedule, Tries};
 
 const DEFAULT_ADDR: &str = "http://127.0.0.1:8200";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,9 +32,6 @@ const LOOKUP_SELF: &str = "auth/token/lookup-self";
 const RENEW_SELF: &str = "auth/token/renew-self";
 /// How soon to try again after a renewal and a new login both failed.
 const REFRESH_RETRY: Duration = Duration::from_secs(5);
-const RETRIES: u32 = 3;
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Where and how to reach Vault. `Debug` redacts the credentials.
 #[derive(Clone)]
@@ -51,14 +50,26 @@ pub struct VaultConfig {
     pub mount: String,
     /// Limit for each HTTP request, including reading the response.
     pub timeout: Duration,
+    /// How long a request is retried while Vault answers 429/5xx or cannot be reached (see
+    /// [`crate::vault_retry`]): `retry-for` under `[vault]`, or `ROTOR_VAULT_RETRY_FOR`.
+    pub retry_for: Duration,
+    /// The `~/.vault-token` file the token was read from, if that is where it came from: named
+    /// when Vault rejects the token.
+    pub token_file: Option<PathBuf>,
 }
 
 impl VaultConfig {
     /// Reads the standard Vault CLI variables: `VAULT_ADDR` (default `http://127.0.0.1:8200`),
     /// the credentials (see [`VaultAuth::from_env`]), `VAULT_NAMESPACE`, `VAULT_CACERT` and
-    /// `VAULT_SKIP_VERIFY`.
+    /// `VAULT_SKIP_VERIFY`; and rotor's `ROTOR_VAULT_RETRY_FOR` (default 60 s).
     pub fn from_env(mount: &str) -> Result<Self, VaultError> {
         let var = |name| std::env::var(name).ok().filter(|v: &String| !v.trim().is_empty());
+        let retry_for = match var(RETRY_FOR_VAR) {
+            Some(text) => {
+                crate::vault_retry::parse_retry_for(RETRY_FOR_VAR, &text).map_err(VaultError::Config)?
+            }
+            None => DEFAULT_RETRY_FOR,
+        };
         Ok(Self {
             addr: var("VAULT_ADDR").unwrap_or_else(|| DEFAULT_ADDR.to_owned()),
             auth: VaultAuth::from_env()?,
@@ -67,6 +78,8 @@ impl VaultConfig {
             skip_verify: crate::vault_auth::skip_verify_from_env()?,
             mount: mount.to_owned(),
             timeout: DEFAULT_TIMEOUT,
+            retry_for,
+            token_file: crate::vault_auth::token_file_in_use(),
         })
     }
 
@@ -80,6 +93,8 @@ impl VaultConfig {
             skip_verify: false,
             mount: "secret".to_owned(),
             timeout: DEFAULT_TIMEOUT,
+            retry_for: DEFAULT_RETRY_FOR,
+            token_file: None,
         }
     }
 }
@@ -94,6 +109,8 @@ impl fmt::Debug for VaultConfig {
             .field("skip_verify", &self.skip_verify)
             .field("mount", &self.mount)
             .field("timeout", &self.timeout)
+            .field("retry_for", &self.retry_for)
+            .field("token_file", &self.token_file)
             .finish()
     }
 }
@@ -155,11 +172,21 @@ pub struct KvMetadata {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VaultError {
-    /// No HTTP answer: connection refused, DNS, TLS or timeout.
+    /// No HTTP answer: connection refused, DNS, TLS or timeout (after retrying, once Vault had
+    /// answered before: the reason says for how long).
     #[error(
         "cannot reach Vault at {addr}: {reason}; check VAULT_ADDR (and VAULT_CACERT for TLS) and that the server is running"
     )]
     Unreachable { addr: String, reason: String },
+    /// Vault, or a proxy in front of it, kept answering a status that usually passes (429, 500,
+    /// 502, 503, 504) until rotor stopped retrying.
+    #[error(
+        "Vault answered HTTP {status} for {path}: {answer} ({tries}); check that Vault is up and \
+         unsealed and any load balancer or proxy in front of it, then run the command again; to \
+         wait out longer outages raise `retry-for` under [vault] in rotor.toml (or ROTOR_VAULT_RETRY_FOR, \
+         now {retry_for})"
+    )]
+    Unavailable { status: u16, path: String, answer: String, tries: Tries, retry_for: String },
     /// Vault answered 503 "Vault is sealed" (also what a never-initialised server answers).
     #[error(
         "Vault at {addr} is sealed; unseal it (bao operator unseal; a new server needs bao operator init first) and retry"
@@ -170,6 +197,13 @@ pub enum VaultError {
         "Vault rejected the token (VAULT_TOKEN): it is invalid or expired; log in again or set a valid token"
     )]
     BadToken,
+    /// The token read from `~/.vault-token` (written by `bao login`) does not exist, was revoked
+    /// or expired.
+    #[error(
+        "Vault rejected the token in {path} (left by an earlier `bao login`/`vault login`): it is invalid or \
+         expired; log in again, set VAULT_TOKEN (or VAULT_ROLE_ID and VAULT_SECRET_ID), or remove the file"
+    )]
+    BadTokenFile { path: PathBuf },
     /// AppRole login refused: wrong role or secret ID, an expired or used-up secret ID, or no
     /// AppRole auth method at that mount.
     #[error(
@@ -201,9 +235,24 @@ pub enum VaultError {
         "no secrets engine is mounted at `{mount}/`; pass the right mount or enable KV v2 there (bao secrets enable -path={mount} kv-v2)"
     )]
     NoMount { mount: String },
-    /// Any other unexpected status.
-    #[error("Vault answered HTTP {status} for {path}: {}", errors.join("; "))]
-    Http { status: u16, path: String, errors: Vec<String> },
+    /// The mount is a KV version 1 engine: it has no versions and no check-and-set, and serves
+    /// rotor's KV v2 paths (`<mount>/data/...`) as plain, missing secrets.
+    #[error(
+        "the secrets engine at `{mount}` is KV version 1, but rotor needs KV version 2 (versions, check-and-set): \
+         upgrade it in place with `bao kv enable-versioning {mount}` (`vault kv enable-versioning {mount}`; \
+         existing secrets become version 1), or point --kv-mount (ROTOR_KV_MOUNT, [vault] mount) at a KV v2 mount"
+    )]
+    KvV1 { mount: String },
+    /// The mount is another kind of secrets engine.
+    #[error(
+        "the secrets engine at `{mount}` is `{kind}`, not KV version 2: point --kv-mount (ROTOR_KV_MOUNT, \
+         [vault] mount) at a KV v2 mount"
+    )]
+    NotKv { mount: String, kind: String },
+    /// Any other unexpected status. `answer` is Vault's `errors`, or the reason phrase and an
+    /// excerpt of the body when it has none.
+    #[error("Vault answered HTTP {status} for {path}: {answer}")]
+    Http { status: u16, path: String, errors: Vec<String>, answer: String },
     /// Invalid settings, rejected before any request is sent.
     #[error("invalid Vault configuration: {0}")]
     Config(String),
@@ -233,6 +282,13 @@ struct Inner {
     lease: tokio::sync::Mutex<TokenLease>,
     stats: std::sync::Mutex<TokenStats>,
     renewer_running: AtomicBool,
+    retry_for: Duration,
+    token_file: Option<PathBuf>,
+    /// Whether Vault has answered once: until then retries stop after a second (see
+    /// [`FIRST_CONTACT_RETRY_FOR`]).
+    contacted: AtomicBool,
+    /// Whether the mount was found to be KV v2 (or could not be looked up).
+    mount_checked: AtomicBool,
 }
 
 impl fmt::Debug for VaultClient {
@@ -249,6 +305,8 @@ impl fmt::Debug for VaultClient {
 struct Reply {
     status: StatusCode,
     body: Zeroizing<Vec<u8>>,
+    /// The attempts it took.
+    tries: Tries,
 }
 
 impl Reply {
@@ -265,6 +323,11 @@ impl Reply {
     /// with errors means something else (e.g. no such mount).
     fn absent(&self) -> bool {
         self.status == StatusCode::NOT_FOUND && self.errors().is_empty()
+    }
+
+    /// 503 "Vault is sealed": nothing was applied.
+    fn sealed(&self) -> bool {
+        self.status == StatusCode::SERVICE_UNAVAILABLE && self.errors().iter().any(|e| e.contains("sealed"))
     }
 }
 
@@ -324,6 +387,10 @@ impl VaultClient {
                 lease: tokio::sync::Mutex::new(TokenLease::default()),
                 stats: std::sync::Mutex::new(TokenStats::default()),
                 renewer_running: AtomicBool::new(false),
+                retry_for: config.retry_for,
+                token_file: config.token_file,
+                contacted: AtomicBool::new(false),
+                mount_checked: AtomicBool::new(false),
             }),
         })
     }
@@ -340,20 +407,70 @@ impl VaultClient {
 
     /// Logs in (AppRole) and verifies address and token with `auth/token/lookup-self`, so
     /// misconfiguration surfaces before any work starts: [`VaultError::Unreachable`],
-    /// [`VaultError::Sealed`], [`VaultError::LoginFailed`] or [`VaultError::BadToken`]. A token
-    /// that expires is renewed from then on, in the background, for as long as the client lives.
+    /// [`VaultError::Sealed`], [`VaultError::LoginFailed`], [`VaultError::BadToken`] (or
+    /// [`VaultError::BadTokenFile`]); then that the mount is KV v2 ([`VaultError::KvV1`],
+    /// [`VaultError::NotKv`]). A token that expires is renewed from then on, in the background,
+    /// for as long as the client lives.
     pub async fn check(&self) -> Result<(), VaultError> {
-        let reply = self.send(Method::GET, LOOKUP_SELF, None, true).await?;
+        let reply = self.send(Method::GET, LOOKUP_SELF, None, Replay::Safe).await?;
         match reply.status {
             status if status.is_success() => {
                 if matches!(self.inner.auth, VaultAuth::Token(_)) {
                     self.adopt_token_lease(&reply).await;
                 }
-                Ok(())
             }
-            StatusCode::FORBIDDEN => Err(VaultError::BadToken),
+            StatusCode::FORBIDDEN => return Err(self.bad_token()),
+            _ => return Err(self.fail(reply, LOOKUP_SELF, "read").await),
+        }
+        self.check_mount().await
+    }
+
+    /// Who Vault knows the token as (`auth/token/lookup-self`): display name, entity, AppRole
+    /// role, policies. Never the token itself.
+    pub async fn identity(&self) -> Result<VaultIdentity, VaultError> {
+        let reply = self.send(Method::GET, LOOKUP_SELF, None, Replay::Safe).await?;
+        match reply.status {
+            status if status.is_success() => VaultIdentity::from_lookup(LOOKUP_SELF, &reply.body),
+            StatusCode::FORBIDDEN => Err(self.bad_token()),
             _ => Err(self.fail(reply, LOOKUP_SELF, "read").await),
         }
+    }
+
+    /// Fails on a mount that is not KV v2. A KV v1 mount would otherwise answer rotor's
+    /// `<mount>/data/<path>` reads as "no such secret", and rotor would say there is no KEK.
+    /// `sys/internal/ui/mounts/<mount>` answers any token with some grant under the mount; when
+    /// it does not answer (no grant, an older server), rotor learns from the requests themselves.
+    async fn check_mount(&self) -> Result<(), VaultError> {
+        #[derive(Deserialize)]
+        struct Mount {
+            #[serde(rename = "type", default)]
+            kind: String,
+            #[serde(default)]
+            options: Option<BTreeMap<String, String>>,
+            #[serde(default)]
+            path: String,
+        }
+        let route = format!("sys/internal/ui/mounts/{}", self.inner.mount);
+        let reply = self.send(Method::GET, &route, None, Replay::Safe).await?;
+        if !reply.status.is_success() {
+            tracing::debug!(status = reply.status.as_u16(), "cannot look up the KV mount's version");
+            self.inner.mount_checked.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
+        let Ok(Envelope { data: mount }) = decode::<Envelope<Mount>>(&route, &reply.body) else {
+            tracing::debug!("unexpected answer looking up the KV mount's version");
+            self.inner.mount_checked.store(true, Ordering::Relaxed);
+            return Ok(());
+        };
+        let path = if mount.path.is_empty() { format!("{}/", self.inner.mount) } else { mount.path };
+        let version = mount.options.as_ref().and_then(|o| o.get("version")).map(String::as_str);
+        match (mount.kind.as_str(), version) {
+            ("kv" | "generic", Some("2")) => {}
+            ("kv" | "generic", _) => return Err(VaultError::KvV1 { mount: path }),
+            (kind, _) => return Err(VaultError::NotKv { mount: path, kind: kind.to_owned() }),
+        }
+        self.inner.mount_checked.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Logins and renewals so far, and the token's accessor.
@@ -369,7 +486,7 @@ impl VaultClient {
     ) -> Result<Option<BTreeMap<String, Vec<String>>>, VaultError> {
         const ROUTE: &str = "sys/capabilities-self";
         let body = serde_json::to_vec(&serde_json::json!({ "paths": paths })).expect("strings serialise");
-        let reply = self.send(Method::POST, ROUTE, Some(&body), true).await?;
+        let reply = self.send(Method::POST, ROUTE, Some(&body), Replay::Safe).await?;
         if reply.status == StatusCode::FORBIDDEN {
             return Ok(None);
         }
@@ -406,8 +523,13 @@ impl VaultClient {
             Some(v) => format!("{route}?version={v}"),
             None => route.clone(),
         };
-        let reply = self.send(Method::GET, &target, None, true).await?;
+        let reply = self.send(Method::GET, &target, None, Replay::Safe).await?;
         if reply.absent() {
+            // Nothing there, or a KV v1 mount, which has no `data/` paths: tell them apart
+            // before the caller reports a missing KEK.
+            if !self.inner.mount_checked.load(Ordering::Relaxed) {
+                self.check_mount().await?;
+            }
             return Ok(None);
         }
         if reply.status != StatusCode::OK {
@@ -434,8 +556,11 @@ impl VaultClient {
     /// if the current version is `n` (`Some(0)`: only if the secret does not exist yet), else
     /// [`VaultError::CasMismatch`].
     ///
-    /// Unlike reads, a write is retried only when Vault surely did not apply it (connection
-    /// refused, sealed): retrying an applied CAS write would report a false mismatch.
+    /// A check-and-set write is retried like a read: when a retry meets a mismatch, an earlier
+    /// attempt may have been applied with its answer lost (a proxy's 502, a timeout), so version
+    /// `n + 1` is read back, and if it holds exactly `data` it is ours and its number is
+    /// returned. A write without check-and-set is retried only when Vault surely did not apply
+    /// it (connection refused, sealed), since a replay would add a version.
     pub async fn write(
         &self,
         path: &str,
@@ -462,11 +587,39 @@ impl VaultClient {
             data: data.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
         };
         let body = Zeroizing::new(serde_json::to_vec(&request).expect("string maps serialise"));
-        let reply = self.send(Method::POST, &route, Some(&body), false).await?;
+        let replay = if cas.is_some() { Replay::Safe } else { Replay::IfNotApplied };
+        let reply = self.send(Method::POST, &route, Some(&body), replay).await?;
         if !reply.status.is_success() {
-            return Err(self.fail(reply, &route, "create/update").await);
+            let retried = reply.tries.attempts > 1;
+            let error = self.fail(reply, &route, "create/update").await;
+            if let (VaultError::CasMismatch { .. }, Some(cas), true) = (&error, cas, retried)
+                && let Some(version) = self.our_write(path, data, cas + 1).await?
+            {
+                tracing::warn!(
+                    route = %route,
+                    version,
+                    "an earlier attempt of this check-and-set write was applied but its answer was lost; \
+                     the version it created is used"
+                );
+                return Ok(version);
+            }
+            return Err(error);
         }
         Ok(decode::<Envelope<Written>>(&route, &reply.body)?.data.version)
+    }
+
+    /// `Some(version)` if `version` of `path` holds exactly `data`: a write of ours whose answer
+    /// was lost. (A KEK is 256 random bits: another writer cannot have written the same.)
+    async fn our_write(
+        &self,
+        path: &str,
+        data: &BTreeMap<String, Zeroizing<String>>,
+        version: u64,
+    ) -> Result<Option<u64>, VaultError> {
+        let Some(found) = self.read(path, Some(version)).await? else { return Ok(None) };
+        let same = found.data.len() == data.len()
+            && found.data.iter().zip(data).all(|((k1, v1), (k2, v2))| k1 == k2 && v1.as_str() == v2.as_str());
+        Ok(same.then_some(found.version))
     }
 
     /// Lists the keys under a folder (`""` for the mount's root); sub-folders end in `/`.
@@ -483,7 +636,7 @@ impl VaultClient {
         } else {
             self.route("metadata", path)?
         };
-        let reply = self.send(Method::GET, &format!("{route}/?list=true"), None, true).await?;
+        let reply = self.send(Method::GET, &format!("{route}/?list=true"), None, Replay::Safe).await?;
         if reply.absent() {
             return Ok(Vec::new());
         }
@@ -505,7 +658,7 @@ impl VaultClient {
             versions: BTreeMap<String, KvVersionMeta>,
         }
         let route = self.route("metadata", path)?;
-        let reply = self.send(Method::GET, &route, None, true).await?;
+        let reply = self.send(Method::GET, &route, None, Replay::Safe).await?;
         if reply.absent() {
             return Ok(None);
         }
@@ -545,7 +698,7 @@ impl VaultClient {
         let route = self.route("destroy", path)?;
         let body = serde_json::to_vec(&serde_json::json!({ "versions": versions }))
             .expect("a list of numbers serialises");
-        let reply = self.send(Method::POST, &route, Some(&body), true).await?;
+        let reply = self.send(Method::POST, &route, Some(&body), Replay::Safe).await?;
         if !reply.status.is_success() {
             return Err(self.fail(reply, &route, "update").await);
         }
@@ -556,7 +709,7 @@ impl VaultClient {
     /// what does not exist succeeds.
     pub async fn delete_all(&self, path: &str) -> Result<(), VaultError> {
         let route = self.route("metadata", path)?;
-        let reply = self.send(Method::DELETE, &route, None, true).await?;
+        let reply = self.send(Method::DELETE, &route, None, Replay::Safe).await?;
         if !reply.status.is_success() && !reply.absent() {
             return Err(self.fail(reply, &route, "delete").await);
         }
@@ -607,21 +760,15 @@ impl VaultClient {
                 .expect("strings serialise"),
         );
         // Not retried once sent: a secret ID may be limited to a number of uses.
-        let reply = self.send_as(None, Method::POST, &route, Some(&body), false).await?;
+        let reply = self.send_as(None, Method::POST, &route, Some(&body), Replay::IfNotApplied).await?;
         if !reply.status.is_success() {
-            let errors = reply.errors();
-            return Err(match reply.status.as_u16() {
-                503 if errors.iter().any(|e| e.contains("sealed")) => {
-                    VaultError::Sealed { addr: self.inner.addr.clone() }
-                }
-                status => VaultError::LoginFailed {
-                    mount: role.mount.clone(),
-                    reason: if errors.is_empty() {
-                        format!("HTTP {status}")
-                    } else {
-                        format!("HTTP {status}: {}", errors.join("; "))
-                    },
-                },
+            if reply.sealed() {
+                return Err(VaultError::Sealed { addr: self.inner.addr.clone() });
+            }
+            let answer = crate::vault_retry::describe(reply.status, &reply.errors(), &reply.body);
+            return Err(VaultError::LoginFailed {
+                mount: role.mount.clone(),
+                reason: format!("HTTP {}: {answer}", reply.status.as_u16()),
             });
         }
         let auth = decode::<AuthReply>(&route, &reply.body)?.auth;
@@ -732,7 +879,7 @@ impl VaultClient {
             None => serde_json::json!({}),
         };
         let body = serde_json::to_vec(&body).expect("JSON serialises");
-        let reply = self.send_as(Some(token), Method::POST, RENEW_SELF, Some(&body), true).await?;
+        let reply = self.send_as(Some(token), Method::POST, RENEW_SELF, Some(&body), Replay::Safe).await?;
         if !reply.status.is_success() {
             return Err(self.fail(reply, RENEW_SELF, "update").await);
         }
@@ -777,68 +924,116 @@ impl VaultClient {
         method: Method,
         target: &str,
         body: Option<&[u8]>,
-        idempotent: bool,
+        replay: Replay,
     ) -> Result<Reply, VaultError> {
         let token = self.token().await?;
-        let reply = self.send_as(Some(&token), method.clone(), target, body, idempotent).await?;
+        let reply = self.send_as(Some(&token), method.clone(), target, body, replay).await?;
         if reply.status == StatusCode::FORBIDDEN && matches!(self.inner.auth, VaultAuth::AppRole(_)) {
-            let dead = self.send_as(Some(&token), Method::GET, LOOKUP_SELF, None, true).await?.status
+            let dead = self.send_as(Some(&token), Method::GET, LOOKUP_SELF, None, Replay::Safe).await?.status
                 == StatusCode::FORBIDDEN;
             if dead {
                 let token = self.login_again(&token).await?;
-                return self.send_as(Some(&token), method, target, body, idempotent).await;
+                return self.send_as(Some(&token), method, target, body, replay).await;
             }
         }
         Ok(reply)
     }
 
-    /// Sends one request as `token`, retrying with exponential backoff on connection failures
-    /// and 5xx. When `idempotent` is false, only failures that prove the request was not
-    /// applied (no connection, 503 sealed) are retried.
+    /// Sends one request as `token`, retrying with backoff what [`crate::vault_retry`] says may
+    /// be retried, for `retry-for` (for a second only until Vault first answers). The first
+    /// retry is logged as a warning, the others at debug level: one line per request, not one
+    /// per attempt. What was tried is kept in the reply, for the error message if it failed.
     async fn send_as(
         &self,
         token: Option<&HeaderValue>,
         method: Method,
         target: &str,
         body: Option<&[u8]>,
-        idempotent: bool,
+        replay: Replay,
     ) -> Result<Reply, VaultError> {
         let url = format!("{}/v1/{target}", self.inner.addr);
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 0;
+        let window = if self.inner.contacted.load(Ordering::Relaxed) {
+            self.inner.retry_for
+        } else {
+            FIRST_CONTACT_RETRY_FOR.min(self.inner.retry_for)
+        };
+        let mut schedule = Schedule::new(replay, window);
+        let mut warned = false;
         loop {
-            let mut request = self.inner.http.request(method.clone(), &url);
-            if let Some(token) = token {
-                request = request.header("X-Vault-Token", token.clone());
-            }
-            if let Some(body) = body {
-                request = request.header(CONTENT_TYPE, "application/json").body(body.to_vec());
-            }
-            let outcome = request.send().await;
+            let outcome = self.attempt(token, &method, &url, body).await;
             let retry = match &outcome {
-                Ok(r) => {
-                    r.status() == StatusCode::SERVICE_UNAVAILABLE
-                        || (idempotent && r.status().is_server_error())
+                Ok(reply) => {
+                    if !crate::vault_retry::is_hiccup(reply.status) {
+                        self.inner.contacted.store(true, Ordering::Relaxed);
+                    }
+                    crate::vault_retry::retry_status(replay, reply.status, reply.sealed())
                 }
-                Err(e) => e.is_connect() || (idempotent && e.is_timeout()),
+                Err(e) => crate::vault_retry::retry_transport(replay, e),
             };
-            if retry && attempt < RETRIES {
-                tracing::debug!(%method, route = target, attempt, "retrying Vault request");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                attempt += 1;
-                continue;
+            let delay = if retry { schedule.next_delay() } else { None };
+            let Some(delay) = delay else {
+                let tries = schedule.tries();
+                // The error, if it failed for good, says what was tried.
+                if warned && let Ok(reply) = &outcome {
+                    let status = reply.status.as_u16();
+                    tracing::info!(%method, route = target, status, "Vault answered after {tries}");
+                }
+                return match outcome {
+                    Ok(mut reply) => {
+                        reply.tries = tries;
+                        Ok(reply)
+                    }
+                    Err(e) => Err(self.unreachable(&e, warned.then_some(tries))),
+                };
+            };
+            let what = match &outcome {
+                Ok(reply) => format!(
+                    "Vault answered HTTP {}: {}",
+                    reply.status.as_u16(),
+                    crate::vault_retry::describe(reply.status, &reply.errors(), &reply.body)
+                ),
+                Err(e) => format!("no answer from Vault ({})", self.reason(e)),
+            };
+            if warned {
+                tracing::debug!(%method, route = target, attempt = schedule.tries().attempts, "{what}; retrying");
+            } else {
+                tracing::warn!(
+                    %method,
+                    route = target,
+                    "{what}; retrying for up to {} (retry-for under [vault])",
+                    crate::vault_retry::seconds(window)
+                );
+                warned = true;
             }
-            let response = outcome.map_err(|e| self.unreachable(&e))?;
-            let status = response.status();
-            tracing::debug!(%method, route = target, status = status.as_u16(), "Vault request");
-            let body = response.bytes().await.map_err(|e| self.unreachable(&e))?;
-            return Ok(Reply { status, body: Zeroizing::new(body.into()) });
+            tokio::time::sleep(delay).await;
         }
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> VaultError {
-        let reason = if e.is_timeout() {
+    /// One attempt: the request, and its whole answer.
+    async fn attempt(
+        &self,
+        token: Option<&HeaderValue>,
+        method: &Method,
+        url: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Reply, reqwest::Error> {
+        let mut request = self.inner.http.request(method.clone(), url);
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token.clone());
+        }
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body.to_vec());
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        tracing::debug!(%method, status = status.as_u16(), "Vault request");
+        let body = response.bytes().await?;
+        Ok(Reply { status, body: Zeroizing::new(body.into()), tries: Tries::default() })
+    }
+
+    /// Why a request got no answer, in a few words.
+    fn reason(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
             format!("no answer within {:?}", self.inner.timeout)
         } else {
             // reqwest's own message is just "error sending request"; the root cause says why.
@@ -847,8 +1042,29 @@ impl VaultClient {
                 cause = next;
             }
             cause.to_string()
-        };
+        }
+    }
+
+    /// No answer; `retried` says what was tried when rotor retried.
+    fn unreachable(&self, e: &reqwest::Error, retried: Option<Tries>) -> VaultError {
+        let mut reason = self.reason(e);
+        if let Some(tries) = retried {
+            reason = format!(
+                "{reason} (still after {tries}; raise `retry-for` under [vault] in rotor.toml, or \
+                 ROTOR_VAULT_RETRY_FOR, to wait longer)"
+            );
+        }
         VaultError::Unreachable { addr: self.inner.addr.clone(), reason }
+    }
+
+    /// The token is not valid: named after where it came from.
+    fn bad_token(&self) -> VaultError {
+        match &self.inner.token_file {
+            Some(path) if matches!(self.inner.auth, VaultAuth::Token(_)) => {
+                VaultError::BadTokenFile { path: path.clone() }
+            }
+            _ => VaultError::BadToken,
+        }
     }
 
     /// Turns a non-success reply into the most specific error.
@@ -856,12 +1072,25 @@ impl VaultClient {
         let errors = reply.errors();
         let says = |text: &str| errors.iter().any(|e| e.contains(text));
         match reply.status.as_u16() {
-            403 if says("invalid token") => VaultError::BadToken,
+            403 if says("invalid token") => self.bad_token(),
             403 => self.denied(route, capability).await,
             400 if says("check-and-set") => VaultError::CasMismatch { path: route.to_owned() },
             404 if says("no handler for route") => VaultError::NoMount { mount: self.inner.mount.clone() },
             503 if says("sealed") => VaultError::Sealed { addr: self.inner.addr.clone() },
-            status => VaultError::Http { status, path: route.to_owned(), errors },
+            status => {
+                let answer = crate::vault_retry::describe(reply.status, &errors, &reply.body);
+                if crate::vault_retry::is_hiccup(reply.status) {
+                    VaultError::Unavailable {
+                        status,
+                        path: route.to_owned(),
+                        answer,
+                        tries: reply.tries,
+                        retry_for: crate::vault_retry::seconds(self.inner.retry_for),
+                    }
+                } else {
+                    VaultError::Http { status, path: route.to_owned(), errors, answer }
+                }
+            }
         }
     }
 
@@ -869,8 +1098,8 @@ impl VaultClient {
     /// policy grant; lookup-self is allowed for every valid token (default policy), so it tells
     /// the two apart.
     async fn denied(&self, route: &str, capability: &'static str) -> VaultError {
-        match self.send(Method::GET, LOOKUP_SELF, None, true).await {
-            Ok(reply) if reply.status == StatusCode::FORBIDDEN => VaultError::BadToken,
+        match self.send(Method::GET, LOOKUP_SELF, None, Replay::Safe).await {
+            Ok(reply) if reply.status == StatusCode::FORBIDDEN => self.bad_token(),
             _ => VaultError::PermissionDenied { path: route.to_owned(), capability },
         }
     }

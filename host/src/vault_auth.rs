@@ -89,6 +89,13 @@ pub fn credentials_in_env() -> bool {
         || token_file_path().is_some_and(|path| path.is_file())
 }
 
+/// The `~/.vault-token` file when it is the only credential [`VaultAuth::from_env`] finds (no
+/// VAULT_TOKEN, no AppRole variables): named when Vault rejects the token in it.
+pub fn token_file_in_use() -> Option<PathBuf> {
+    let named = ["VAULT_TOKEN", "VAULT_ROLE_ID", "VAULT_SECRET_ID"].iter().any(|name| var(name).is_some());
+    if named { None } else { token_file_path().filter(|path| path.is_file()) }
+}
+
 fn token_file_path() -> Option<PathBuf> {
     Some(PathBuf::from(std::env::var_os("HOME")?).join(".vault-token"))
 }
@@ -154,6 +161,87 @@ impl TokenLease {
     }
 }
 
+/// Whom Vault knows rotor's token as, from `auth/token/lookup-self`: what an audit trail should
+/// record beside the operating-system user. Holds no secret (never the token or its accessor);
+/// `Display` gives one line, e.g. `approle (AppRole role rotor-runner, entity 5f1…, policies
+/// rotor-runner)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VaultIdentity {
+    /// The token's display name (`token`, `approle`, `ldap-alice`, ...).
+    pub display_name: String,
+    /// The identity entity the token belongs to; `None` for tokens without one (root, orphans
+    /// made by `token create`).
+    pub entity_id: Option<String>,
+    /// The AppRole role that logged in (the token's `role_name` metadata), if it came from AppRole.
+    pub role_name: Option<String>,
+    /// The token's policies.
+    pub policies: Vec<String>,
+}
+
+impl VaultIdentity {
+    /// From a lookup-self answer. Only the fields named here are read: the answer also holds the
+    /// token itself (`id`), which is never kept.
+    pub(crate) fn from_lookup(route: &str, body: &[u8]) -> Result<VaultIdentity, VaultError> {
+        #[derive(serde::Deserialize)]
+        struct Lookup {
+            data: Data,
+        }
+        #[derive(serde::Deserialize)]
+        struct Data {
+            #[serde(default)]
+            display_name: Option<String>,
+            #[serde(default)]
+            entity_id: Option<String>,
+            #[serde(default)]
+            meta: Option<std::collections::BTreeMap<String, Option<String>>>,
+            #[serde(default)]
+            policies: Option<Vec<String>>,
+        }
+        let data = serde_json::from_slice::<Lookup>(body)
+            .map_err(|e| VaultError::Decode {
+                path: route.to_owned(),
+                reason: format!(
+                    "malformed JSON ({:?} error at line {}, column {})",
+                    e.classify(),
+                    e.line(),
+                    e.column()
+                ),
+            })?
+            .data;
+        let clean = |text: String| -> Option<String> {
+            let text: String = text.chars().filter(|c| !c.is_control()).collect();
+            let text = text.trim();
+            (!text.is_empty()).then(|| text.to_owned())
+        };
+        Ok(VaultIdentity {
+            display_name: data.display_name.and_then(clean).unwrap_or_else(|| "unnamed token".to_owned()),
+            entity_id: data.entity_id.and_then(clean),
+            role_name: data.meta.and_then(|mut meta| meta.remove("role_name")).flatten().and_then(clean),
+            policies: data.policies.unwrap_or_default().into_iter().filter_map(clean).collect(),
+        })
+    }
+}
+
+impl fmt::Display for VaultIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(role) = &self.role_name {
+            parts.push(format!("AppRole role {role}"));
+        }
+        if let Some(entity) = &self.entity_id {
+            parts.push(format!("entity {entity}"));
+        }
+        if !self.policies.is_empty() {
+            parts.push(format!("policies {}", self.policies.join(", ")));
+        }
+        f.write_str(&self.display_name)?;
+        if !parts.is_empty() {
+            write!(f, " ({})", parts.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// How many logins and renewals a client did: for logs and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TokenStats {
@@ -177,6 +265,22 @@ mod tests {
             ..TokenLease::default()
         };
         assert!(cut.nearing_max_ttl());
+    }
+
+    #[test]
+    fn identity_keeps_who_not_the_token() {
+        let body = br#"{"data": {"id": "s.SECRETTOKEN", "accessor": "acc", "display_name": "approle",
+            "entity_id": "f511535c", "meta": {"role_name": "rotor-runner"}, "policies": ["default", "rotor-runner"]}}"#;
+        let identity = VaultIdentity::from_lookup("auth/token/lookup-self", body).unwrap();
+        assert_eq!(
+            identity.to_string(),
+            "approle (AppRole role rotor-runner, entity f511535c, policies default, rotor-runner)"
+        );
+        assert!(!format!("{identity:?}").contains("SECRETTOKEN"));
+        let root = br#"{"data": {"id": "root", "display_name": "token", "entity_id": "", "meta": null, "policies": ["root"]}}"#;
+        let identity = VaultIdentity::from_lookup("auth/token/lookup-self", root).unwrap();
+        assert_eq!((identity.entity_id.clone(), identity.role_name.clone()), (None, None));
+        assert_eq!(identity.to_string(), "token (policies root)");
     }
 
     #[test]

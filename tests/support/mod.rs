@@ -3,6 +3,8 @@
 //! enrolled in it, and the `rotor` binary to drive.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod fault_proxy;
+
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::path::PathBuf;
