@@ -239,6 +239,17 @@ async fn odd_rows(kind: Kind) {
         assert_reasons(&failures(&report, "failures"), kind, false);
     }
 
+    // audit lists them among the wallets that do not open; `open` says what the row holds.
+    let (out, audit) = json(rotor().arg("audit"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let unopenable = failures(&audit, "unopenable");
+    assert_eq!(unopenable.keys().map(String::as_str).collect::<Vec<_>>(), odd_ids, "{audit:#}");
+    assert_eq!(audit["total"], rows_total, "{audit:#}");
+    let (out, _) = json(rotor().args(["open", "null-ct-1"]));
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("wallet \"null-ct-1\" cannot be opened: its `ciphertext` is NULL"), "{stderr}");
+
     // A dry run lists them too, and --strict refuses before storing anything.
     let (out, report) = json(rotor().args(["rotate", "--dry-run", "--batch-size", "2"]));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
