@@ -1026,7 +1026,9 @@ impl VaultClient {
         }
         let response = request.send().await?;
         let status = response.status();
-        tracing::debug!(%method, status = status.as_u16(), "Vault request");
+        // The route (path after /v1/) names what was asked; it never holds a secret.
+        let route = url.split_once("/v1/").map_or(url, |(_, route)| route);
+        tracing::debug!(%method, route, status = status.as_u16(), "Vault request");
         let body = response.bytes().await?;
         Ok(Reply { status, body: Zeroizing::new(body.into()), tries: Tries::default() })
     }
