@@ -1,19 +1,21 @@
 //! `rotor bench --wallets 2000` as a smoke check: every setup is measured on both databases,
 //! the report comes out as a table, JSON and a PNG chart, and the bench leaves no database
 //! behind. No speed is asserted here: `rotor bench` prints the figures, BENCHMARKS.md keeps them.
+//!
+//! It runs `rotor bench` as operators type it: the `rotor` binary next to rotor-bench, which
+//! hands over to rotor-bench. Cargo builds that `rotor` for `cargo test --workspace`; with
+//! `cargo test -p rotor-bench` alone, build it first (`cargo build --release -p rotor`).
 
-mod support;
-
+use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
 use sqlx::Connection;
-use support::{postgres_admin_url, text, unique};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_measures_every_setup_and_cleans_up() {
-    let out_dir = std::env::temp_dir().join(unique("rotor_bench"));
-    let child = Command::new(env!("CARGO_BIN_EXE_rotor"))
+    let out_dir = std::env::temp_dir().join(format!("rotor_bench_{}", std::process::id()));
+    let child = Command::new(rotor())
         .args(["bench", "--wallets", "2000", "--postgres-url", &postgres_admin_url(), "--out"])
         .arg(&out_dir)
         .env_remove("ROTOR_CONFIG")
@@ -60,6 +62,12 @@ async fn bench_measures_every_setup_and_cleans_up() {
             && rotations.into_iter().all(|m| m["peak_rss_mib"].as_f64().unwrap() > 1.0)
     );
     assert!(!json["targets"].as_array().unwrap().is_empty());
+    // rotor-bench ran in rotor's place, and says so as the command that was typed.
+    let command = json["report"]["command"].as_str().unwrap();
+    assert!(
+        command.starts_with(&format!("{} bench --wallets 2000 --postgres-url ", rotor().display())),
+        "{command}"
+    );
 
     let png = std::fs::read(out_dir.join("bench.png")).unwrap();
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());
@@ -72,4 +80,25 @@ async fn bench_measures_every_setup_and_cleans_up() {
         .unwrap();
     assert_eq!(left, 0, "the bench left its PostgreSQL database behind");
     std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+/// The `rotor` binary cargo built next to rotor-bench.
+fn rotor() -> PathBuf {
+    let rotor = PathBuf::from(env!("CARGO_BIN_EXE_rotor-bench")).with_file_name("rotor");
+    assert!(
+        rotor.is_file(),
+        "no {}: build it with `cargo build --release -p rotor` (cargo test --workspace does)",
+        rotor.display()
+    );
+    rotor
+}
+
+/// The PostgreSQL server the bench may create its database on, as the other tests find it.
+fn postgres_admin_url() -> String {
+    std::env::var("ROTOR_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
