@@ -102,3 +102,59 @@ fn postgres_admin_url() -> String {
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// With rotor-bench beside it, `rotor bench --help` is rotor-bench's full help under the name
+/// typed, without ROTOR_BENCH_PG_URL's value (it may hold a password); a bad option is
+/// rotor-bench's usage error: exit 2, and with --json (given to rotor) one JSON document.
+#[test]
+fn help_and_usage_errors_come_from_rotor_bench() {
+    let out = Command::new(rotor())
+        .args(["bench", "--help"])
+        .env("ROTOR_BENCH_PG_URL", "postgres://u:hunter2@h/db")
+        .output()
+        .unwrap();
+    let help = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for wanted in
+        ["Usage: rotor bench [OPTIONS]", "--wallets <N,…>", "--quick", "--out <DIR>", "--postgres-url"]
+    {
+        assert!(help.contains(wanted), "no {wanted:?} in:\n{help}");
+    }
+    assert!(help.contains("ROTOR_BENCH_PG_URL") && !help.contains("hunter2"), "{help}");
+
+    let out = Command::new(rotor()).args(["--json", "bench", "--wallets", "0"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["usage"], true, "{json}");
+    assert!(json["error"].as_str().unwrap().contains("--wallets"), "{json}");
+}
+
+/// A `rotor` installed without rotor-bench says how to build it (exit 1; JSON with --json), and
+/// `rotor bench --help` still describes the bench, with the same note.
+#[test]
+fn without_rotor_bench_rotor_says_how_to_build_it() {
+    let dir = std::env::temp_dir().join(format!("rotor_alone_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let alone = dir.join("rotor");
+    std::fs::copy(rotor(), &alone).unwrap();
+    let build = "cargo build --release -p rotor-bench";
+
+    let out = Command::new(&alone).args(["bench", "--wallets", "2000"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(build) && stderr.contains(&dir.display().to_string()), "{stderr}");
+    assert_eq!(text(&out.stdout), "");
+
+    let out = Command::new(&alone).args(["--json", "bench"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json["error"].as_str().unwrap().contains(build), "{json}");
+
+    let out = Command::new(&alone).args(["bench", "--help"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // clap wraps lines where it likes.
+    let help = text(&out.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(help.contains("Measure rotor against") && help.contains(build), "{help}");
+    assert!(text(&out.stderr).starts_with("note: ") && text(&out.stderr).contains(build));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
