@@ -1,12 +1,13 @@
 //! The `rotor` command line: arguments, the commands, and what they print.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -206,6 +207,16 @@ pub enum Command {
     /// Starts an OpenBao dev server, and creates SQLite files and a PostgreSQL database (on
     /// --postgres-url), removed afterwards. 1,000,000 wallets take about ten minutes on 2 cores;
     /// --quick (100,000) about two; `--wallets 2000` is a smoke check.
+    ///
+    /// `rotor bench --help` describes the options. The bench is a binary of its own,
+    /// rotor-bench, which `rotor bench` runs from rotor's folder so that rotor carries none of its
+    /// code: build it with `cargo build --release -p rotor-bench` (`cargo build --release
+    /// --workspace` builds both).
+    #[command(
+        disable_help_flag = true,
+        override_usage = "rotor bench [--wallets N,…] [--quick] [--out DIR] [--postgres-url URL] \
+                          [--workers N] [--batch-size N] [--json] [-v]"
+    )]
     Bench(crate::bench::BenchArgs),
 }
 
@@ -496,13 +507,26 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
     match &cli.command {
         Command::Demo(args) => return crate::demo::run(global, args).await,
         Command::Bench(args) => {
-            let command_line = std::env::args().collect::<Vec<_>>().join(" ");
-            let report = crate::bench::run(args, command_line, global.verbose).await?;
-            if let Some(dir) = &args.out {
-                report.write(dir)?;
+            // rotor's flags that the bench honours, when given before `bench`; after it, they
+            // are among the options already.
+            let mut flags: Vec<OsString> = Vec::new();
+            flags.extend(global.json.then(|| "--json".into()));
+            flags.extend(global.quiet.then(|| "--quiet".into()));
+            flags.extend(
+                (global.verbose > 0).then(|| format!("-{}", "v".repeat(global.verbose.into())).into()),
+            );
+            flags.extend((global.log_format == LogFormat::Json).then(|| "--log-format=json".into()));
+            match crate::bench::exec(&flags, args) {
+                missing @ crate::bench::BenchError::Missing { .. } if args.wants_help() => {
+                    let mut cli = Cli::command();
+                    cli.build();
+                    let bench = cli.find_subcommand_mut("bench").expect("rotor has a bench command");
+                    println!("{}", bench.render_long_help());
+                    eprintln!("note: {missing}");
+                    Ok(Outcome::Success)
+                }
+                error => Err(error.into()),
             }
-            print(global.json, &report, || report.markdown());
-            Ok(Outcome::Success)
         }
         Command::Config(ConfigCommand::Check) => {
             let effective = config_check(global)?;

@@ -13,7 +13,7 @@
 //! * [`metrics`]: Prometheus metrics; [`exporter`]: `rotor serve`.
 //! * [`rotation`]: a rotation spread over parallel workers, which [`walk`] hands key ranges;
 //!   [`validate`]: validation spread the same way.
-//! * [`bench`]: `rotor bench`, rotor's throughput against its baselines.
+//! * [`bench`]: `rotor bench`, which runs the `rotor-bench` binary (the bench/ crate).
 //! * [`config`]: `rotor.toml`; [`cli`]: the `rotor` command line; [`audit`]: `rotor audit`;
 //!   [`abort`]: `rotor abort`; [`shutdown`]: stopping cleanly on SIGTERM/SIGINT;
 //!   [`durations`]: durations as operators read them.

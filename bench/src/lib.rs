@@ -1,6 +1,10 @@
 //! `rotor bench`: how fast rotor rotates, next to what bounds it and what a user would use
 //! instead, all measured in one run on this machine.
 //!
+//! This is the `rotor-bench` binary's library, a crate of its own so that the production `rotor`
+//! binary links neither the chart library nor its font: `rotor bench` runs `rotor-bench`, and
+//! `rotor-bench` measures the `rotor` binary next to it ([`rotor_binary`]).
+//!
 //! It starts what it needs (an OpenBao dev server, SQLite files in a temporary folder, a fresh
 //! PostgreSQL database dropped afterwards), enrolls wallets of a realistic size natively, and
 //! for each size measures, per database: `rotor rotate` (re-wrap) and `rotate --reencrypt` run
@@ -9,6 +13,10 @@
 //! as many ciphertexts ([`transit`]), `rotor validate`, and the start-up time of a command on a
 //! 10-wallet database. [`report`] turns the figures into the table, the ratios against the
 //! targets, JSON, and a chart ([`chart`]).
+
+// rotor's library under the names these modules used when they were part of it (`crate::store`
+// and so on), so that they read as they did there.
+use rotor::{cli, fixtures, openbao, progress, store, vault, walk};
 
 pub mod chart;
 mod native;
@@ -36,6 +44,7 @@ use crate::vault::{VaultClient, VaultConfig};
 
 pub use report::{BenchReport, Measurement, Setup};
 
+/// What to measure, and how (`rotor bench --help`).
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Sizes to measure, comma-separated, e.g. 10000,100000,1000000 [default: 1000000].
@@ -53,6 +62,7 @@ pub struct BenchArgs {
     #[arg(
         long,
         env = "ROTOR_BENCH_PG_URL",
+        hide_env_values = true,
         default_value = "postgres://postgres@127.0.0.1:5432/postgres",
         value_name = "URL"
     )]
@@ -89,10 +99,18 @@ const TRANSIT_BATCH: usize = 499;
 pub async fn run(args: &BenchArgs, command_line: String, verbose: u8) -> anyhow::Result<BenchReport> {
     let sizes = args.sizes();
     let workers = args.workers.map_or_else(default_workers, NonZeroUsize::get);
+    let rotor = rotor_binary()?;
     let dir = TempDir::new()?;
     let vault = DevServer::start().await.context("starting an OpenBao dev server for the bench")?;
     let postgres = PostgresServer::connect(&args.postgres_url).await?;
-    let bench = Bench { vault: &vault, dir: dir.path(), workers, batch_size: args.batch_size, verbose };
+    let bench = Bench {
+        rotor: &rotor,
+        vault: &vault,
+        dir: dir.path(),
+        workers,
+        batch_size: args.batch_size,
+        verbose,
+    };
     let mut report = BenchReport::new(command_line, workers, args.batch_size, sizes.clone());
 
     let outcome = async {
@@ -133,6 +151,7 @@ impl Store {
 }
 
 struct Bench<'a> {
+    rotor: &'a Path,
     vault: &'a DevServer,
     dir: &'a Path,
     workers: usize,
@@ -294,15 +313,14 @@ impl Bench<'_> {
         Ok((u32::try_from(secret.version)?, Kek::from_hex(hex)?))
     }
 
-    /// Runs this rotor binary as a user would, and reads its JSON report.
+    /// Runs the rotor binary as a user would, and reads its JSON report.
     async fn rotor<T: for<'de> Deserialize<'de>>(
         &self,
         url: &str,
         key_path: &str,
         args: &[&str],
     ) -> anyhow::Result<T> {
-        let exe = std::env::current_exe().context("finding the rotor binary")?;
-        let mut command = tokio::process::Command::new(exe);
+        let mut command = tokio::process::Command::new(self.rotor);
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         if self.verbose > 0 {
             command.arg(format!("-{}", "v".repeat(self.verbose.into()))).stderr(Stdio::inherit());
@@ -326,6 +344,22 @@ impl Bench<'_> {
         }
         serde_json::from_slice(&output.stdout).with_context(|| format!("{shown} printed no JSON report"))
     }
+}
+
+/// The `rotor` binary the bench measures: the one in the same folder as this `rotor-bench`, as
+/// cargo builds them (target/release/) and as `rotor bench` finds `rotor-bench`.
+pub fn rotor_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the rotor-bench binary")?;
+    let rotor = exe.with_file_name("rotor");
+    if !rotor.is_file() {
+        bail!(
+            "rotor-bench measures the rotor binary next to it, and there is none in {}: build it \
+             with `cargo build --release -p rotor` (`cargo build --release --workspace` builds \
+             both)",
+            exe.parent().map_or_else(|| exe.display().to_string(), |dir| dir.display().to_string())
+        );
+    }
+    Ok(rotor)
 }
 
 /// What the bench reads of `rotor rotate --json` and `rotor validate --json`.
