@@ -9,7 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use rotor::fixtures::{fabric_identity, legacy_wallet};
-use rotor::store::{Database, WalletRow, WalletTable};
+use rotor::store::{Database, WalletTable};
 use rotor_codec::{Format, Kek};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
@@ -136,19 +136,9 @@ async fn every_wallet_on(
 /// `count` Fabric identities in the seed's legacy format, written through rotor's store into
 /// `table` (so that its quoting is exercised too).
 async fn enroll(world: &World, table: &WalletTable, kek: &Kek, count: usize) -> BTreeMap<String, Vec<u8>> {
-    let wallets: BTreeMap<String, Vec<u8>> = (0..count)
-        .map(|n| {
-            let id = format!("user-{n:05}@IBNMSP");
-            let plaintext = fabric_identity(&id);
-            (id, plaintext)
-        })
-        .collect();
-    let rows: Vec<WalletRow> = wallets
-        .iter()
-        .map(|(id, plaintext)| WalletRow { id: id.clone(), ciphertext: legacy_wallet(kek, plaintext) })
-        .collect();
+    let (wallets, rows) = support::legacy_wallets(kek, count);
     Database::connect(&world.db.url, table.clone()).await.unwrap().put_many(&rows).await.unwrap();
-    wallets
+    wallets.into_iter().collect()
 }
 
 fn failures(report: &Value, list: &str) -> BTreeMap<String, String> {

@@ -1156,7 +1156,7 @@ fn check_path(what: &str, path: &str) -> Result<(), VaultError> {
 
 /// Parses a JSON body. The reason omits serde_json's message, which can quote the offending
 /// value, and values here may be secrets.
-fn decode<T: DeserializeOwned>(route: &str, body: &[u8]) -> Result<T, VaultError> {
+pub(crate) fn decode<T: DeserializeOwned>(route: &str, body: &[u8]) -> Result<T, VaultError> {
     serde_json::from_slice(body).map_err(|e| VaultError::Decode {
         path: route.to_owned(),
         reason: format!(

@@ -197,17 +197,7 @@ impl VaultIdentity {
             #[serde(default)]
             policies: Option<Vec<String>>,
         }
-        let data = serde_json::from_slice::<Lookup>(body)
-            .map_err(|e| VaultError::Decode {
-                path: route.to_owned(),
-                reason: format!(
-                    "malformed JSON ({:?} error at line {}, column {})",
-                    e.classify(),
-                    e.line(),
-                    e.column()
-                ),
-            })?
-            .data;
+        let data = crate::vault::decode::<Lookup>(route, body)?.data;
         let clean = |text: String| -> Option<String> {
             let text: String = text.chars().filter(|c| !c.is_control()).collect();
             let text = text.trim();

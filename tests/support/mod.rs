@@ -246,17 +246,7 @@ impl<V: Vault> World<V> {
 
     /// Enrolls `count` Fabric identities in the seed's legacy format; returns (id, plaintext).
     pub async fn enroll_legacy(&self, kek: &Kek, count: usize) -> Vec<(String, Vec<u8>)> {
-        let wallets: Vec<(String, Vec<u8>)> = (0..count)
-            .map(|n| {
-                let id = format!("user-{n:05}@IBNMSP");
-                let plaintext = fabric_identity(&id);
-                (id, plaintext)
-            })
-            .collect();
-        let rows: Vec<WalletRow> = wallets
-            .iter()
-            .map(|(id, plaintext)| WalletRow { id: id.clone(), ciphertext: legacy_wallet(kek, plaintext) })
-            .collect();
+        let (wallets, rows) = legacy_wallets(kek, count);
         self.db.connect().await.put_many(&rows).await.unwrap();
         wallets
     }
@@ -294,6 +284,23 @@ impl<V: Vault> World<V> {
             .unwrap_or_else(|| panic!("KEK v{version} is not archived"));
         Kek::from_hex(secret.data["key"].as_str()).unwrap()
     }
+}
+
+/// `count` Fabric identities, `user-00000@IBNMSP` on: (id, plaintext) and the rows that hold
+/// them in the seed's legacy format under `kek`.
+pub fn legacy_wallets(kek: &Kek, count: usize) -> (Vec<(String, Vec<u8>)>, Vec<WalletRow>) {
+    let wallets: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|n| {
+            let id = format!("user-{n:05}@IBNMSP");
+            let plaintext = fabric_identity(&id);
+            (id, plaintext)
+        })
+        .collect();
+    let rows = wallets
+        .iter()
+        .map(|(id, plaintext)| WalletRow { id: id.clone(), ciphertext: legacy_wallet(kek, plaintext) })
+        .collect();
+    (wallets, rows)
 }
 
 impl<V> Drop for World<V> {

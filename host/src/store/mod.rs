@@ -411,9 +411,9 @@ impl Database {
 
     /// Up to `limit` rows after `after` (and up to `upto`, inclusive) in id order, leaving out
     /// those whose ciphertext starts with `skip_prefix` (letters, digits and `:` only: it
-    /// becomes a LIKE pattern). Strict: a NULL id or a NULL or non-text ciphertext fails the
-    /// whole call, so rotor's commands use [`Database::checked_scan`]; this one is for tests
-    /// and the bench, which know their rows.
+    /// becomes a LIKE pattern) and those without a usable id. Strict: a NULL or non-text
+    /// ciphertext fails the whole call, naming the row, so rotor's commands use
+    /// [`Database::checked_scan`]; this one is for tests and the bench, which know their rows.
     pub async fn scan(
         &self,
         after: Option<&str>,
@@ -421,7 +421,14 @@ impl Database {
         limit: u32,
         skip_prefix: Option<&str>,
     ) -> Result<Vec<WalletRow>, StoreError> {
-        dispatch!(self, s => s.scan(after, upto, limit, skip_prefix).await)
+        let scanned = dispatch!(self, s => s.checked_scan(after, upto, limit, skip_prefix).await)?;
+        scanned
+            .into_iter()
+            .map(|row| match row.ciphertext {
+                Ok(ciphertext) => Ok(WalletRow { id: row.id, ciphertext }),
+                Err(odd) => Err(StoreError::Config(format!("wallet {:?}: {}", odd.id, odd.reason))),
+            })
+            .collect()
     }
 
     /// [`Database::scan`] for rows handed to a component: a row whose ciphertext is NULL or

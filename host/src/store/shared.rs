@@ -154,42 +154,6 @@ macro_rules! shared_queries {
             Ok(count as u64)
         }
 
-        pub(super) async fn scan(
-            &self,
-            after: Option<&str>,
-            upto: Option<&str>,
-            limit: u32,
-            skip_prefix: Option<&str>,
-        ) -> Result<Vec<WalletRow>, StoreError> {
-            let QuotedNames { table, id, ciphertext: ct } = self.table.quoted();
-            // Separate statements rather than `$1 IS NULL OR id > $1`, which can cost the index.
-            let mut conditions = Vec::new();
-            if after.is_some() {
-                conditions.push(format!("{id} > ${}", conditions.len() + 2));
-            }
-            if upto.is_some() {
-                conditions.push(format!("{id} <= ${}", conditions.len() + 2));
-            }
-            if skip_prefix.is_some() {
-                conditions.push(format!("{ct} NOT LIKE ${}", conditions.len() + 2));
-            }
-            let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-            let sql = format!("SELECT {id}, {ct} FROM {table} {filter} ORDER BY {id} LIMIT $1");
-            let mut query = sqlx::query(AssertSqlSafe(sql)).bind(i64::from(limit));
-            // Unused trailing parameters would be refused by PostgreSQL: bind only what is named.
-            if let Some(after) = after {
-                query = query.bind(after);
-            }
-            if let Some(upto) = upto {
-                query = query.bind(upto);
-            }
-            if let Some(prefix) = skip_prefix {
-                query = query.bind(format!("{prefix}%"));
-            }
-            let rows = query.fetch_all(&self.pool).await?;
-            rows.iter().map(|row| Ok(WalletRow { id: row.try_get(0)?, ciphertext: row.try_get(1)? })).collect()
-        }
-
         /// The checked scan (see `Database::checked_scan`): the rows with a usable id, each
         /// with its ciphertext or why it holds none rotor can hand out.
         pub(super) async fn checked_scan(
