@@ -16,7 +16,7 @@
 
 // rotor's library under the names these modules used when they were part of it (`crate::store`
 // and so on), so that they read as they did there.
-use rotor::{cli, fixtures, openbao, progress, store, vault, walk};
+use rotor::{fixtures, openbao, progress, store, vault, walk};
 
 pub mod chart;
 mod native;
@@ -36,11 +36,11 @@ use rotor_codec::Kek;
 use serde::Deserialize;
 use sqlx::{AssertSqlSafe, Connection};
 
-use crate::cli::default_workers;
 use crate::fixtures::fabric_identity;
 use crate::openbao::DevServer;
 use crate::store::{Database, WalletRow, WalletTable, create_sqlite_database, redact_url};
 use crate::vault::{VaultClient, VaultConfig};
+use rotor::plan::default_workers;
 
 pub use report::{BenchReport, Measurement, Setup};
 
@@ -72,7 +72,7 @@ pub struct BenchArgs {
     pub workers: Option<NonZeroUsize>,
     /// Wallets per batch, for rotor and the native baseline alike (the raw rewrite also tries
     /// 1000 and keeps the faster).
-    #[arg(long, default_value_t = crate::cli::DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, default_value_t = rotor::plan::DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub batch_size: u32,
 }
 

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use rotor::cli::{LogFormat, print_json};
+use rotor::cli::LogFormat;
+use rotor::report::print_json;
 use rotor::shutdown::{Interrupted, Shutdown};
 use rotor_bench::BenchArgs;
 use tracing_subscriber::EnvFilter;

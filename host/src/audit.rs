@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::bindings::auditor::audit::{AuditOptions, KeyLocation, Severity};
-use crate::cli::{Failure, Outcome, answer, version_label};
+use crate::component::answer;
 use crate::progress::Reporter;
+use crate::report::{Failure, Outcome, version_label};
 
 /// What `rotor audit` prints (`--json`: this document).
 #[derive(Debug, Serialize)]

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, anyhow};
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -12,9 +11,9 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::app::{App, SandboxSettings, Settings};
-use crate::bindings::operations::{self, RotateOptions};
+use crate::bindings::operations;
 use crate::bindings::types;
-use crate::component::{ComponentSource, Instance, Sandbox};
+use crate::component::{ComponentSource, Sandbox, answer};
 use crate::component_cache::ComponentCache;
 use crate::config::Loaded;
 use crate::grants::Access;
@@ -22,13 +21,13 @@ use crate::inspect::Inspection;
 use crate::kv_backend::{KekUse, KvSource};
 use crate::limits::Limits;
 use crate::metrics::{Observed, Recorder, WalletCheck};
+use crate::plan::{DEFAULT_BATCH, default_workers};
 use crate::progress::Reporter;
+use crate::report::{Outcome, print_json};
+use crate::rotation::RotateRequest;
 use crate::shutdown::{Interrupted, Shutdown};
 use crate::store::{LeaseHolder, RangeProgress, RotationRecord, WalletTable, status as rotation_status};
 use crate::vault_policy::VaultWrites;
-
-/// Exit code of a command that ran to the end but left wallets that do not open or did not move.
-pub const EXIT_WALLETS_FAILED: u8 = 3;
 
 const AFTER_HELP: &str = "\
 Vault is reached as the Vault CLI does: VAULT_ADDR (default http://127.0.0.1:8200), VAULT_TOKEN
@@ -302,6 +301,22 @@ pub struct RotateArgs {
     pub lease_seconds: u64,
 }
 
+impl RotateArgs {
+    /// What these flags ask of a rotation.
+    pub fn request(&self) -> RotateRequest {
+        RotateRequest {
+            batch_size: self.batch.batch_size,
+            dry_run: self.dry_run,
+            reencrypt: self.reencrypt,
+            resume: self.resume,
+            strict: self.strict,
+            output_format: self.output_format.into(),
+            workers: self.workers.map(std::num::NonZeroUsize::get),
+            lease_ttl: std::time::Duration::from_secs(self.lease_seconds),
+        }
+    }
+}
+
 /// `rotor rotate`: a rotation, and when to skip it.
 #[derive(Debug, Args)]
 pub struct RotateCommand {
@@ -312,16 +327,6 @@ pub struct RotateCommand {
     /// unfinished rotation is resumed whatever the KEK's age.
     #[arg(long, value_name = "AGE")]
     pub if_older_than: Option<humantime::Duration>,
-}
-
-/// Wallets per batch unless --batch-size says otherwise: measured with `rotor bench` on 2 cores,
-/// 250 moved as fast as 500 or 1000 and kept the process under 45 MiB instead of about 100.
-pub const DEFAULT_BATCH: u32 = 250;
-
-/// One worker per core: the component's crypto runs on every core while the database
-/// writes.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// The wallet format a rotation writes.
@@ -435,25 +440,12 @@ impl GlobalArgs {
     }
 
     fn reporter(&self, label: &str) -> Reporter {
-        Reporter::new(label, !self.json && !self.quiet && self.log_format == LogFormat::Text)
+        Reporter::new(label, self.shows_progress())
     }
-}
 
-/// How a command ended when it did not fail outright.
-pub enum Outcome {
-    Success,
-    WalletsFailed,
-    /// The command printed its result, which reports problems (exit 1).
-    Problems,
-}
-
-impl Outcome {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Outcome::Success => 0,
-            Outcome::WalletsFailed => EXIT_WALLETS_FAILED,
-            Outcome::Problems => 1,
-        }
+    /// Whether a progress bar may be drawn: not with JSON output or logs, nor with -q.
+    fn shows_progress(&self) -> bool {
+        !self.json && !self.quiet && self.log_format == LogFormat::Text
     }
 }
 
@@ -505,7 +497,10 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<Outcome> {
 async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::Result<Outcome> {
     let global = &cli.global;
     match &cli.command {
-        Command::Demo(args) => return crate::demo::run(global, args).await,
+        Command::Demo(args) => {
+            let output = crate::demo::DemoOutput { json: global.json, progress: global.shows_progress() };
+            return crate::demo::run(global.settings()?, output, args).await;
+        }
         Command::Bench(args) => {
             // rotor's flags that the bench honours, when given before `bench`; after it, they
             // are among the options already.
@@ -582,7 +577,8 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             let app = open_app_to_read(global).await?;
             let mut instance = app.instance(Access::ReadOnly, global.reporter("validate")).await?;
             let workers = args.workers.map_or_else(default_workers, |n| n.get());
-            let report = validate(&app, &mut instance, args.batch.batch_size, workers).await?;
+            let report =
+                crate::validate::validate(&app, &mut instance, args.batch.batch_size, workers).await?;
             metrics
                 .observe(&app, Observed { check: Some(WalletCheck::now(report.invalid)), rotation: None })
                 .await;
@@ -621,7 +617,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
             require_vault_writes(&app, args, VaultWrites::Rotation).await?;
             let instance = app.instance(access, global.reporter("rotate")).await?;
-            let report = rotate(&app, instance, args, None, shutdown).await?;
+            let report = crate::rotation::rotate(&app, instance, &args.request(), None, shutdown).await?;
             metrics.observe(&app, report.observed()).await;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
@@ -635,7 +631,8 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             let access = if args.rotate.dry_run { Access::ReadOnly } else { Access::ReadWrite };
             require_vault_writes(&app, &args.rotate, VaultWrites::Rotation).await?;
             let instance = app.instance(access, global.reporter("rollback")).await?;
-            let report = rotate(&app, instance, &args.rotate, Some(to), shutdown).await?;
+            let report =
+                crate::rotation::rotate(&app, instance, &args.rotate.request(), Some(to), shutdown).await?;
             metrics.observe(&app, report.observed()).await;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
@@ -844,162 +841,6 @@ fn component_inspect(path: &std::path::Path) -> anyhow::Result<Inspection> {
     Ok(inspection)
 }
 
-/// A component's inner error is its own message: show it as the command's error. (The outer
-/// one already says why the call failed: see `component::explain`.)
-pub fn answer<T>(result: anyhow::Result<Result<T, String>>) -> anyhow::Result<T> {
-    result?.map_err(|message| anyhow!(message))
-}
-
-/// A wallet that failed, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Failure {
-    pub id: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ValidateReport {
-    /// Wallets per KEK version: "legacy" for the seed's format, else the version number.
-    pub key_versions: BTreeMap<String, u64>,
-    pub total: u64,
-    pub valid: u64,
-    pub invalid: u64,
-    pub invalid_ids: Vec<String>,
-    pub failures: Vec<Failure>,
-    pub duration_ms: u64,
-    /// The most memory this rotor process has held (Linux only).
-    pub peak_rss_bytes: Option<u64>,
-}
-
-/// The process's peak resident memory, from /proc (`VmHWM`).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
-}
-
-impl ValidateReport {
-    fn outcome(&self) -> Outcome {
-        if self.invalid == 0 { Outcome::Success } else { Outcome::WalletsFailed }
-    }
-
-    pub fn human(&self) -> String {
-        let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
-        let mut text = format!(
-            "{} wallets, {} open, {} do not ({} ms)\nper KEK version: {}",
-            self.total,
-            self.valid,
-            self.invalid,
-            self.duration_ms,
-            if versions.is_empty() { "none".into() } else { versions.join(", ") }
-        );
-        for failure in &self.failures {
-            text.push_str(&format!("\n  {}: {}", failure.id, failure.reason));
-        }
-        text
-    }
-}
-
-pub fn version_label(version: u32) -> String {
-    if version == 0 { "legacy".into() } else { version.to_string() }
-}
-
-/// Opens every wallet, with `workers` instances of the component.
-pub async fn validate(
-    app: &App,
-    instance: &mut Instance,
-    batch_size: u32,
-    workers: usize,
-) -> anyhow::Result<ValidateReport> {
-    let started = Instant::now();
-    let report = crate::validate::validate(app, instance, batch_size, workers).await;
-    instance.state().reporter().finish();
-    let report = report?;
-    let failures: Vec<Failure> =
-        report.invalid.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
-    Ok(ValidateReport {
-        key_versions: report.key_versions.iter().map(|c| (version_label(c.version), c.count)).collect(),
-        total: report.total,
-        valid: report.valid,
-        invalid: failures.len() as u64,
-        invalid_ids: failures.iter().map(|f| f.id.clone()).collect(),
-        failures,
-        duration_ms: started.elapsed().as_millis() as u64,
-        peak_rss_bytes: peak_rss_bytes(),
-    })
-}
-
-#[derive(Debug, Serialize)]
-pub struct RotateReport {
-    pub rotation_id: u64,
-    pub from_version: u32,
-    pub to_version: u32,
-    pub total: u64,
-    pub rotated: u64,
-    pub unchanged: u64,
-    pub failed: u64,
-    pub failed_ids: Vec<String>,
-    pub failures: Vec<Failure>,
-    pub dry_run: bool,
-    pub reencrypt: bool,
-    /// For a rollback: the earlier KEK version the wallets went back to.
-    pub restored_version: Option<u32>,
-    pub duration_ms: u64,
-    pub wallets_per_second: f64,
-    pub component_sha256: String,
-    /// The most memory this rotor process has held (Linux only).
-    pub peak_rss_bytes: Option<u64>,
-}
-
-impl RotateReport {
-    /// What the metrics learn from this run: its wallets left behind, and (unless a dry run)
-    /// the rotation's exact duration.
-    fn observed(&self) -> Observed {
-        Observed {
-            check: Some(WalletCheck::now(self.failed)),
-            rotation: (!self.dry_run)
-                .then(|| (self.rotation_id, std::time::Duration::from_millis(self.duration_ms))),
-        }
-    }
-
-    fn outcome(&self) -> Outcome {
-        if self.failed == 0 { Outcome::Success } else { Outcome::WalletsFailed }
-    }
-
-    pub fn human(&self) -> String {
-        let verb = if self.dry_run { "would move" } else { "moved" };
-        let mut text = format!(
-            "{}{} #{}: KEK v{} -> v{}: {verb} {} of {} wallets ({} already on v{}), {} failed, in {} ms ({:.0} wallets/s)",
-            if self.dry_run { "dry run, nothing stored: " } else { "" },
-            match self.restored_version {
-                Some(v) => format!("rollback to the key of v{v}, rotation"),
-                None => "rotation".into(),
-            },
-            self.rotation_id,
-            self.from_version,
-            self.to_version,
-            self.rotated,
-            self.total,
-            self.unchanged,
-            self.to_version,
-            self.failed,
-            self.duration_ms,
-            self.wallets_per_second,
-        );
-        for failure in &self.failures {
-            text.push_str(&format!("\n  left untouched: {}: {}", failure.id, failure.reason));
-        }
-        text
-    }
-}
-
 /// How long ago the current KEK was written to Vault (its KV version's creation time).
 async fn kek_age(app: &App) -> anyhow::Result<std::time::Duration> {
     let key_path = &app.settings().key_path;
@@ -1028,71 +869,6 @@ async fn previous_kek(app: &App) -> anyhow::Result<u32> {
              to go back to: name the version with --to"
         )),
     }
-}
-
-/// `rotate` moves wallets to a fresh KEK; with `restore`, to an earlier one made current again.
-/// `instance` sets the rotation up and is the first of `--workers`; a dry run is all its own.
-/// A signal on `shutdown` stops the walk cleanly (see [`crate::shutdown`]).
-pub async fn rotate(
-    app: &App,
-    mut instance: Instance,
-    args: &RotateArgs,
-    restore: Option<u32>,
-    shutdown: &Shutdown,
-) -> anyhow::Result<RotateReport> {
-    let options = RotateOptions {
-        batch_size: args.batch.batch_size,
-        dry_run: args.dry_run,
-        reencrypt: args.reencrypt,
-        resume: args.resume,
-        strict: args.strict,
-        output_format: args.output_format.into(),
-        restore,
-    };
-    let lease_ttl = std::time::Duration::from_secs(args.lease_seconds);
-    let started = Instant::now();
-    let reporter = instance.state().reporter().clone();
-    let report = if args.dry_run {
-        // Rows the component was not handed (see `store::OddRows`) are listed as it would leave them.
-        let odd = instance.state().odd_rows().clone();
-        answer(instance.rotate(&app.key_location(), options).await).map(|mut report| {
-            report.failed.extend(odd.entries().into_iter().map(types::WalletFailure::from));
-            report
-        })
-    } else {
-        let workers = args.workers.map_or_else(default_workers, |n| n.get());
-        let run = crate::rotation::RotationRun { workers, lease_ttl, shutdown: shutdown.clone() };
-        crate::rotation::rotate(app, instance, options, run).await
-    };
-    reporter.finish();
-    let report: operations::RotateReport = report?;
-    let elapsed = started.elapsed();
-    let failures: Vec<Failure> =
-        report.failed.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
-    // What the rotation really did, as the journal keeps it: a resumed rotation keeps the
-    // --reencrypt it began with, whatever this command said.
-    let recorded = match report.rotation_id {
-        0 => None,
-        id => app.database().rotations().await?.into_iter().find(|r| r.id == id as i64),
-    };
-    Ok(RotateReport {
-        rotation_id: report.rotation_id,
-        from_version: report.from_version,
-        to_version: report.to_version,
-        total: report.total,
-        rotated: report.rotated,
-        unchanged: report.unchanged,
-        failed: failures.len() as u64,
-        failed_ids: failures.iter().map(|f| f.id.clone()).collect(),
-        failures,
-        dry_run: report.dry_run,
-        reencrypt: recorded.as_ref().map_or(args.reencrypt, |r| r.reencrypt),
-        restored_version: recorded.as_ref().map_or(restore, |r| r.restores.map(|v| v as u32)),
-        duration_ms: elapsed.as_millis() as u64,
-        wallets_per_second: report.rotated as f64 / elapsed.as_secs_f64().max(1e-9),
-        component_sha256: app.component().sha256.clone(),
-        peak_rss_bytes: peak_rss_bytes(),
-    })
 }
 
 #[derive(Debug, Serialize)]
@@ -1310,8 +1086,4 @@ fn print<T: Serialize>(json: bool, value: &T, human: impl FnOnce() -> String) {
     } else {
         println!("{}", human());
     }
-}
-
-pub fn print_json<T: Serialize>(value: &T) {
-    println!("{}", serde_json::to_string_pretty(value).expect("reports serialize"));
 }

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
@@ -13,8 +13,7 @@ use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
 use crate::bindings::auditor::{Auditor, AuditorPre, audit};
 use crate::bindings::{Rotator, RotatorPre, operations};
 use crate::component_cache::{CacheOutcome, ComponentCache};
-use crate::cross_check::CrossCheckFailed;
-use crate::imports::RunState;
+use crate::imports::{CrossCheckFailed, RunState};
 use crate::inspect::{Inspection, World};
 use crate::limits::{self, EPOCH_TICK, Limits};
 
@@ -395,4 +394,10 @@ impl AuditInstance {
         let audit = self.bindings.rotor_kek_audit();
         audit.call_run(&mut self.store, at, options).await.map_err(explain)
     }
+}
+
+/// A component's inner error is its own message: show it as the command's error. (The outer
+/// one already says why the call failed: see `component::explain`.)
+pub fn answer<T>(result: anyhow::Result<Result<T, String>>) -> anyhow::Result<T> {
+    result?.map_err(|message| anyhow!(message))
 }

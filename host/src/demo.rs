@@ -14,13 +14,15 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::app::{App, Settings};
-use crate::cli::{
-    BatchArgs, GlobalArgs, Outcome, RotateArgs, RotateReport, ValidateReport, answer, print_json,
-};
+use crate::component::answer;
 use crate::fixtures::{fabric_identity, legacy_wallet};
 use crate::grants::Access;
 use crate::openbao::DevServer;
+use crate::plan::{DEFAULT_BATCH, default_workers};
 use crate::progress::Reporter;
+use crate::report::{Outcome, RotateReport, ValidateReport, print_json};
+use crate::rotation::RotateRequest;
+use crate::shutdown::Shutdown;
 use crate::store::{WalletRow, WalletTable, create_sqlite_database};
 use crate::vault::VaultConfig;
 
@@ -32,8 +34,17 @@ pub struct DemoArgs {
     /// Keep the SQLite database in this folder (default: a temporary folder, removed afterwards).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub batch: BatchArgs,
+    /// Wallets per batch (per transaction and per call into the component).
+    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+}
+
+/// How the demo shows itself: the command line's `--json`, and whether a progress bar may be
+/// drawn.
+#[derive(Clone, Copy, Debug)]
+pub struct DemoOutput {
+    pub json: bool,
+    pub progress: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,8 +74,10 @@ impl Narrator {
     }
 }
 
-pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Outcome> {
-    let say = Narrator { quiet: global.json };
+/// Runs the demo with `configured`'s key path, component and sandbox (the demo brings its own
+/// database and Vault).
+pub async fn run(configured: Settings, output: DemoOutput, args: &DemoArgs) -> anyhow::Result<Outcome> {
+    let say = Narrator { quiet: output.json };
     let server = DevServer::start().await.context("starting the OpenBao dev server")?;
     say.say(format!("1. OpenBao dev server running at {} (in memory; stopped at the end)", server.addr()));
 
@@ -72,7 +85,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Outcome
         Some(dir) => (dir.clone(), false),
         None => (std::env::temp_dir().join(format!("rotor-demo-{}", std::process::id())), true),
     };
-    let result = run_with_server(global, args, &server, &dir, &say).await;
+    let result = run_with_server(configured, output, args, &server, &dir, &say).await;
     let stopped = server.stop().await;
     if temporary {
         let _ = std::fs::remove_dir_all(&dir);
@@ -80,7 +93,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Outcome
     let report = result?;
     stopped.context("stopping the OpenBao dev server")?;
     say.say("9. OpenBao stopped.");
-    if global.json {
+    if output.json {
         print_json(&report);
     }
     let clean = report.after.invalid == 0 && report.rotation.failed == 0;
@@ -88,7 +101,8 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> anyhow::Result<Outcome
 }
 
 async fn run_with_server(
-    global: &GlobalArgs,
+    configured: Settings,
+    output: DemoOutput,
     args: &DemoArgs,
     server: &DevServer,
     dir: &std::path::Path,
@@ -100,7 +114,6 @@ async fn run_with_server(
     say.say(format!("2. SQLite wallet table created: {database_url}"));
 
     // The demo's own database and Vault; the rest (key path, component, sandbox) as configured.
-    let configured = global.settings()?;
     let settings = Settings {
         database_url: database_url.clone(),
         table,
@@ -140,31 +153,27 @@ async fn run_with_server(
         args.wallets
     ));
 
-    let mut instance = app.instance(Access::ReadOnly, global_reporter(global, "validate")).await?;
-    let before =
-        crate::cli::validate(&app, &mut instance, args.batch.batch_size, crate::cli::default_workers())
-            .await?;
+    let mut instance = app.instance(Access::ReadOnly, reporter(output, "validate")).await?;
+    let before = crate::validate::validate(&app, &mut instance, args.batch_size, default_workers()).await?;
     say.say(format!("5. validate: {}", before.human().replace('\n', "\n   ")));
 
-    let rotate_args = RotateArgs {
-        batch: BatchArgs { batch_size: args.batch.batch_size },
+    let request = RotateRequest {
+        batch_size: args.batch_size,
         dry_run: false,
         reencrypt: false,
         resume: false,
         strict: false,
-        output_format: crate::cli::OutputFormat::Envelope,
+        output_format: crate::bindings::types::OutputFormat::Envelope,
         workers: None,
-        lease_seconds: crate::imports::DEFAULT_LEASE.as_secs(),
+        lease_ttl: crate::imports::DEFAULT_LEASE,
     };
-    let instance = app.instance(Access::ReadWrite, global_reporter(global, "rotate")).await?;
-    let rotation =
-        crate::cli::rotate(&app, instance, &rotate_args, None, &crate::shutdown::Shutdown::new()).await?;
+    let instance = app.instance(Access::ReadWrite, reporter(output, "rotate")).await?;
+    // A signal stops the whole demo (its OpenBao and database are throwaway), not a rotation.
+    let rotation = crate::rotation::rotate(&app, instance, &request, None, &Shutdown::new()).await?;
     say.say(format!("6. rotate: {}", rotation.human().replace('\n', "\n   ")));
 
-    let mut instance = app.instance(Access::ReadOnly, global_reporter(global, "validate")).await?;
-    let after =
-        crate::cli::validate(&app, &mut instance, args.batch.batch_size, crate::cli::default_workers())
-            .await?;
+    let mut instance = app.instance(Access::ReadOnly, reporter(output, "validate")).await?;
+    let after = crate::validate::validate(&app, &mut instance, args.batch_size, default_workers()).await?;
     say.say(format!("7. validate: {}", after.human().replace('\n', "\n   ")));
 
     // Spot checks through the component, byte for byte (the tests check every wallet).
@@ -198,6 +207,6 @@ async fn run_with_server(
     })
 }
 
-fn global_reporter(global: &GlobalArgs, label: &str) -> Reporter {
-    Reporter::new(label, !global.json && !global.quiet)
+fn reporter(output: DemoOutput, label: &str) -> Reporter {
+    Reporter::new(label, output.progress)
 }

@@ -1,7 +1,8 @@
 //! rotor's host runner: loads the crypto-core component and supplies it Vault KV v2 and
 //! wallet-store access as WIT imports, within the grants and limits of each run.
 //!
-//! * [`vault`]: the Vault KV v2 HTTP client; [`openbao`]: a local OpenBao dev server.
+//! * [`vault`]: the Vault KV v2 HTTP client, failing with [`vault_error`]'s one error type;
+//!   [`openbao`]: a local OpenBao dev server.
 //! * [`store`]: the wallet table and rotor's journal, on SQLite or PostgreSQL.
 //! * [`bindings`]: the WIT bindings; [`imports`]: the host side of the imports, checked
 //!   against [`grants`] and [`limits`]; [`component`]: compiling and instantiating components,
@@ -14,6 +15,7 @@
 //! * [`rotation`]: a rotation spread over parallel workers, which [`walk`] hands key ranges;
 //!   [`validate`]: validation spread the same way.
 //! * [`bench`]: `rotor bench`, which runs the `rotor-bench` binary (the bench/ crate).
+//! * [`report`]: what commands report and how they end; [`plan`]: batch and worker defaults.
 //! * [`config`]: `rotor.toml`; [`cli`]: the `rotor` command line; [`audit`]: `rotor audit`;
 //!   [`abort`]: `rotor abort`; [`shutdown`]: stopping cleanly on SIGTERM/SIGINT;
 //!   [`durations`]: durations as operators read them.
@@ -40,13 +42,16 @@ pub mod kv_backend;
 pub mod limits;
 pub mod metrics;
 pub mod openbao;
+pub mod plan;
 pub mod progress;
+pub mod report;
 pub mod rotation;
 pub mod shutdown;
 pub mod store;
 pub mod validate;
 pub mod vault;
 pub mod vault_auth;
+pub mod vault_error;
 pub mod vault_policy;
 pub mod vault_retry;
 pub mod walk;

@@ -3,7 +3,8 @@ use std::process::ExitCode;
 use std::io::IsTerminal;
 
 use clap::Parser;
-use rotor::cli::{self, Cli, EXIT_WALLETS_FAILED, LogFormat, Outcome};
+use rotor::cli::{self, Cli, LogFormat};
+use rotor::report::{EXIT_WALLETS_FAILED, Outcome, print_json};
 use rotor::shutdown::{Interrupted, Shutdown};
 use tracing_subscriber::EnvFilter;
 
@@ -48,7 +49,7 @@ fn usage_error(error: clap::Error) -> ExitCode {
     if json {
         let text = error.render().to_string();
         let message = text.trim().strip_prefix("error: ").unwrap_or(text.trim()).to_owned();
-        cli::print_json(&serde_json::json!({ "error": message, "usage": true }));
+        print_json(&serde_json::json!({ "error": message, "usage": true }));
     }
     let _ = error.print();
     ExitCode::from(EXIT_USAGE)
@@ -66,7 +67,7 @@ fn fail(json: bool, log_format: LogFormat, error: &anyhow::Error) -> ExitCode {
 
 fn report_error(json: bool, log_format: LogFormat, error: &anyhow::Error) {
     if json {
-        cli::print_json(&serde_json::json!({ "error": format!("{error:#}") }));
+        print_json(&serde_json::json!({ "error": format!("{error:#}") }));
     }
     match log_format {
         LogFormat::Text => eprintln!("error: {error:#}"),

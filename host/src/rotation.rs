@@ -17,13 +17,101 @@ use tokio::task::JoinSet;
 use crate::app::App;
 use crate::bindings::operations::{MoveReport, RotateOptions, RotateReport, RotationPlan};
 use crate::bindings::types::{OutputFormat, WalletFailure};
-use crate::cli::answer;
 use crate::component::Instance;
+use crate::component::answer;
 use crate::grants::Access;
+use crate::plan::default_workers;
 use crate::progress::Reporter;
+use crate::report::{self, Failure, peak_rss_bytes};
 use crate::shutdown::{Interrupted, Shutdown, Signal};
 use crate::store::{Database, OddRows, RotationRecord, StoreError};
 use crate::walk::{Batches, Walk, WorkerBatches};
+
+/// What a `rotor rotate` (or `rollback`) asks for, resolved from its flags.
+#[derive(Clone, Debug)]
+pub struct RotateRequest {
+    /// Wallets per batch.
+    pub batch_size: u32,
+    /// Open and reseal everything, store nothing.
+    pub dry_run: bool,
+    /// Fresh data keys too.
+    pub reencrypt: bool,
+    /// Only finish the unfinished rotation.
+    pub resume: bool,
+    /// Change nothing unless every wallet opens.
+    pub strict: bool,
+    /// What the rotation writes.
+    pub output_format: OutputFormat,
+    /// Component instances moving wallets at once [default: one per core].
+    pub workers: Option<usize>,
+    /// How long a claim or the rotation lease lasts without progress.
+    pub lease_ttl: Duration,
+}
+
+/// `rotor rotate` and `rotor rollback`: moves wallets to a fresh KEK, or with `restore` to an
+/// earlier one made current again. `instance` sets the rotation up and is the first of the
+/// workers; a dry run is all its own. A signal on `shutdown` stops the walk cleanly (see
+/// [`crate::shutdown`]).
+pub async fn rotate(
+    app: &App,
+    mut instance: Instance,
+    request: &RotateRequest,
+    restore: Option<u32>,
+    shutdown: &Shutdown,
+) -> anyhow::Result<report::RotateReport> {
+    let options = RotateOptions {
+        batch_size: request.batch_size,
+        dry_run: request.dry_run,
+        reencrypt: request.reencrypt,
+        resume: request.resume,
+        strict: request.strict,
+        output_format: request.output_format,
+        restore,
+    };
+    let started = std::time::Instant::now();
+    let reporter = instance.state().reporter().clone();
+    let report = if request.dry_run {
+        // Rows the component was not handed (see `store::OddRows`) are listed as it would leave them.
+        let odd = instance.state().odd_rows().clone();
+        answer(instance.rotate(&app.key_location(), options).await).map(|mut report| {
+            report.failed.extend(odd.entries().into_iter().map(WalletFailure::from));
+            report
+        })
+    } else {
+        let workers = request.workers.unwrap_or_else(default_workers);
+        let run = RotationRun { workers, lease_ttl: request.lease_ttl, shutdown: shutdown.clone() };
+        run_rotation(app, instance, options, run).await
+    };
+    reporter.finish();
+    let report: RotateReport = report?;
+    let elapsed = started.elapsed();
+    let failures: Vec<Failure> =
+        report.failed.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
+    // What the rotation really did, as the journal keeps it: a resumed rotation keeps the
+    // --reencrypt it began with, whatever this command said.
+    let recorded = match report.rotation_id {
+        0 => None,
+        id => app.database().rotations().await?.into_iter().find(|r| r.id == id as i64),
+    };
+    Ok(report::RotateReport {
+        rotation_id: report.rotation_id,
+        from_version: report.from_version,
+        to_version: report.to_version,
+        total: report.total,
+        rotated: report.rotated,
+        unchanged: report.unchanged,
+        failed: failures.len() as u64,
+        failed_ids: failures.iter().map(|f| f.id.clone()).collect(),
+        failures,
+        dry_run: report.dry_run,
+        reencrypt: recorded.as_ref().map_or(request.reencrypt, |r| r.reencrypt),
+        restored_version: recorded.as_ref().map_or(restore, |r| r.restores.map(|v| v as u32)),
+        duration_ms: elapsed.as_millis() as u64,
+        wallets_per_second: report.rotated as f64 / elapsed.as_secs_f64().max(1e-9),
+        component_sha256: app.component().sha256.clone(),
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
 
 /// How a rotation is run.
 pub struct RotationRun {
@@ -38,7 +126,7 @@ pub struct RotationRun {
 /// Runs a rotation (or joins the unfinished one) with `first` doing the set-up and its
 /// reporter showing the walk's progress, and returns what this process did: its workers'
 /// moves, and the sweep if it was the one to close the rotation.
-pub async fn rotate(
+async fn run_rotation(
     app: &App,
     mut first: Instance,
     options: RotateOptions,

@@ -5,21 +5,50 @@
 
 use std::collections::BTreeMap;
 
+use std::time::Instant;
+
 use anyhow::Context;
 use tokio::task::JoinSet;
 
 use crate::app::App;
 use crate::bindings::operations::ValidateReport;
 use crate::bindings::types::{VersionCount, WalletFailure};
-use crate::cli::answer;
 use crate::component::Instance;
+use crate::component::answer;
 use crate::grants::Access;
 use crate::progress::Reporter;
+use crate::report::{self, Failure, peak_rss_bytes, version_label};
 use crate::store::OddRows;
 use crate::walk::{Batches, SharedScan};
 
-/// Opens every wallet with `workers` instances, `first` among them; one report for all.
+/// `rotor validate`: opens every wallet, with `workers` instances of the component (`instance`
+/// among them), and reports them by KEK version, listing those that do not open.
 pub async fn validate(
+    app: &App,
+    instance: &mut Instance,
+    batch_size: u32,
+    workers: usize,
+) -> anyhow::Result<report::ValidateReport> {
+    let started = Instant::now();
+    let report = open_in_parallel(app, instance, batch_size, workers).await;
+    instance.state().reporter().finish();
+    let report = report?;
+    let failures: Vec<Failure> =
+        report.invalid.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
+    Ok(report::ValidateReport {
+        key_versions: report.key_versions.iter().map(|c| (version_label(c.version), c.count)).collect(),
+        total: report.total,
+        valid: report.valid,
+        invalid: failures.len() as u64,
+        invalid_ids: failures.iter().map(|f| f.id.clone()).collect(),
+        failures,
+        duration_ms: started.elapsed().as_millis() as u64,
+        peak_rss_bytes: peak_rss_bytes(),
+    })
+}
+
+/// Opens every wallet with `workers` instances, `first` among them; one report for all.
+async fn open_in_parallel(
     app: &App,
     first: &mut Instance,
     batch_size: u32,

@@ -1,0 +1,165 @@
+//! What commands report: how they ended (the exit code), and the reports of the long ones
+//! (validate, rotate), printed as text or as one JSON document.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::metrics::{Observed, WalletCheck};
+
+/// Exit code of a command that ran to the end but left wallets that do not open or did not move.
+pub const EXIT_WALLETS_FAILED: u8 = 3;
+
+/// How a command ended when it did not fail outright.
+pub enum Outcome {
+    /// Everything asked was done.
+    Success,
+    /// Done, but some wallets do not open or could not be moved.
+    WalletsFailed,
+    /// The command printed its result, which reports problems (exit 1).
+    Problems,
+}
+
+impl Outcome {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::WalletsFailed => EXIT_WALLETS_FAILED,
+            Outcome::Problems => 1,
+        }
+    }
+}
+
+/// A wallet that failed, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub id: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ValidateReport {
+    /// Wallets per KEK version: "legacy" for the seed's format, else the version number.
+    pub key_versions: BTreeMap<String, u64>,
+    pub total: u64,
+    pub valid: u64,
+    pub invalid: u64,
+    pub invalid_ids: Vec<String>,
+    pub failures: Vec<Failure>,
+    pub duration_ms: u64,
+    /// The most memory this rotor process has held (Linux only).
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The process's peak resident memory, from /proc (`VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+impl ValidateReport {
+    /// How the command ended.
+    pub fn outcome(&self) -> Outcome {
+        if self.invalid == 0 { Outcome::Success } else { Outcome::WalletsFailed }
+    }
+
+    pub fn human(&self) -> String {
+        let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
+        let mut text = format!(
+            "{} wallets, {} open, {} do not ({} ms)\nper KEK version: {}",
+            self.total,
+            self.valid,
+            self.invalid,
+            self.duration_ms,
+            if versions.is_empty() { "none".into() } else { versions.join(", ") }
+        );
+        for failure in &self.failures {
+            text.push_str(&format!("\n  {}: {}", failure.id, failure.reason));
+        }
+        text
+    }
+}
+
+/// A KEK version as reports name it: `legacy` for the seed's format (version 0).
+pub fn version_label(version: u32) -> String {
+    if version == 0 { "legacy".into() } else { version.to_string() }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RotateReport {
+    pub rotation_id: u64,
+    pub from_version: u32,
+    pub to_version: u32,
+    pub total: u64,
+    pub rotated: u64,
+    pub unchanged: u64,
+    pub failed: u64,
+    pub failed_ids: Vec<String>,
+    pub failures: Vec<Failure>,
+    pub dry_run: bool,
+    pub reencrypt: bool,
+    /// For a rollback: the earlier KEK version the wallets went back to.
+    pub restored_version: Option<u32>,
+    pub duration_ms: u64,
+    pub wallets_per_second: f64,
+    pub component_sha256: String,
+    /// The most memory this rotor process has held (Linux only).
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl RotateReport {
+    /// What the metrics learn from this run: its wallets left behind, and (unless a dry run)
+    /// the rotation's exact duration.
+    pub fn observed(&self) -> Observed {
+        Observed {
+            check: Some(WalletCheck::now(self.failed)),
+            rotation: (!self.dry_run)
+                .then(|| (self.rotation_id, std::time::Duration::from_millis(self.duration_ms))),
+        }
+    }
+
+    /// How the command ended.
+    pub fn outcome(&self) -> Outcome {
+        if self.failed == 0 { Outcome::Success } else { Outcome::WalletsFailed }
+    }
+
+    pub fn human(&self) -> String {
+        let verb = if self.dry_run { "would move" } else { "moved" };
+        let mut text = format!(
+            "{}{} #{}: KEK v{} -> v{}: {verb} {} of {} wallets ({} already on v{}), {} failed, in {} ms ({:.0} wallets/s)",
+            if self.dry_run { "dry run, nothing stored: " } else { "" },
+            match self.restored_version {
+                Some(v) => format!("rollback to the key of v{v}, rotation"),
+                None => "rotation".into(),
+            },
+            self.rotation_id,
+            self.from_version,
+            self.to_version,
+            self.rotated,
+            self.total,
+            self.unchanged,
+            self.to_version,
+            self.failed,
+            self.duration_ms,
+            self.wallets_per_second,
+        );
+        for failure in &self.failures {
+            text.push_str(&format!("\n  left untouched: {}: {}", failure.id, failure.reason));
+        }
+        text
+    }
+}
+
+/// Prints a report as the one JSON document on stdout.
+pub fn print_json<T: Serialize>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("reports serialize"));
+}
