@@ -195,7 +195,11 @@ impl App {
                 }
             };
             let checker = reference.instantiate(self.run_state(Grants::none(), Reporter::silent())).await?;
-            state.set_cross_check(CrossCheck::new(checker, self.kv.clone(), self.settings.key_path.clone()));
+            state.set_cross_check(Box::new(CrossCheck::new(
+                checker,
+                self.kv.clone(),
+                self.settings.key_path.clone(),
+            )));
             tracing::info!(component = %self.source.origin, "batches are cross-checked by the reference component");
         }
         runtime.instantiate(state).await

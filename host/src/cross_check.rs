@@ -10,18 +10,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::bindings::wallet_store::Replacement;
 use crate::component::Instance;
+use crate::imports::{BatchCheck, BoxFuture, CrossCheckFailed};
 use crate::kv_backend::KvBackend;
-
-/// Why the reference component refused a batch.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "cross-check failed for wallet {id:?}: {reason}; the reference component refused the batch, nothing \
-     of it was written (run rotor's own component, or --no-cross-check if you trust this one)"
-)]
-pub struct CrossCheckFailed {
-    pub id: String,
-    pub reason: String,
-}
 
 /// The reference component and the KEKs it opens wallets with.
 pub struct CrossCheck {
@@ -102,7 +92,15 @@ impl CrossCheck {
         );
         Ok(())
     }
+}
 
+impl BatchCheck for CrossCheck {
+    fn verify<'a>(&'a mut self, rows: &'a [Replacement]) -> BoxFuture<'a, wasmtime::Result<()>> {
+        Box::pin(CrossCheck::verify(self, rows))
+    }
+}
+
+impl CrossCheck {
     /// One ciphertext opened by the reference component with the keys read so far. The outer
     /// `Err` is a failure of the reference itself; the inner one, a ciphertext it cannot open.
     async fn open(

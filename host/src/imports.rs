@@ -10,7 +10,6 @@ use zeroize::Zeroizing;
 
 use crate::bindings::auditor::{journal_reader, kv_reader, wallet_reader};
 use crate::bindings::{journal, journal_types, kv, kv_types, report, types, wallet_store, wallet_types};
-use crate::cross_check::CrossCheck;
 use crate::grants::Grants;
 use crate::kv_backend::KvBackend;
 use crate::limits::{GuestClock, Limits, MemoryCap};
@@ -39,8 +38,8 @@ pub struct RunState {
     /// How long the rotation lease lasts without a batch renewing it.
     lease_ttl: std::time::Duration,
     /// When this run's component is not the reference one: the reference opens every batch
-    /// it writes before the batch is committed.
-    cross_check: Option<CrossCheck>,
+    /// it writes before the batch is committed (see [`crate::cross_check`]).
+    cross_check: Option<Box<dyn BatchCheck>>,
     /// What `next-batch` hands out: this instance's share of a rotation's walk, or of a
     /// read-only pass over the table (`validate` on several instances).
     batches: Option<Batches>,
@@ -48,6 +47,30 @@ pub struct RunState {
     /// grow over `limits.max-value-kib`: never handed to the component, listed in the
     /// command's report. Shared by all instances of one command.
     odd_rows: OddRows,
+}
+
+/// A check every batch must pass before it is written, whatever import it comes through. The
+/// runner supplies it (rotor's reference component, [`crate::cross_check`]); it is a trait here
+/// so that the imports need nothing from the runner that instantiates them.
+pub trait BatchCheck: Send {
+    /// `Ok` to write `rows`; an error (usually [`CrossCheckFailed`]) stops the run with nothing of
+    /// the batch written.
+    fn verify<'a>(&'a mut self, rows: &'a [wallet_store::Replacement])
+    -> BoxFuture<'a, wasmtime::Result<()>>;
+}
+
+/// A boxed future, for the one async trait method above.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Why the reference component refused a batch.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cross-check failed for wallet {id:?}: {reason}; the reference component refused the batch, nothing \
+     of it was written (run rotor's own component, or --no-cross-check if you trust this one)"
+)]
+pub struct CrossCheckFailed {
+    pub id: String,
+    pub reason: String,
 }
 
 /// Default rotation lease: long enough for any batch, short enough to take over from a rotor
@@ -111,7 +134,7 @@ impl RunState {
     }
 
     /// Has the reference component check every batch before it is committed.
-    pub fn set_cross_check(&mut self, check: CrossCheck) {
+    pub fn set_cross_check(&mut self, check: Box<dyn BatchCheck>) {
         self.cross_check = Some(check);
     }
 

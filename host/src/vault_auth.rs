@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::vault::VaultError;
+use crate::vault_error::{VaultError, decode};
 
 /// Mount path of the AppRole auth method unless `VAULT_APPROLE_MOUNT` says otherwise.
 pub const DEFAULT_APPROLE_MOUNT: &str = "approle";
@@ -197,7 +197,7 @@ impl VaultIdentity {
             #[serde(default)]
             policies: Option<Vec<String>>,
         }
-        let data = crate::vault::decode::<Lookup>(route, body)?.data;
+        let data = decode::<Lookup>(route, body)?.data;
         let clean = |text: String| -> Option<String> {
             let text: String = text.chars().filter(|c| !c.is_control()).collect();
             let text = text.trim();
