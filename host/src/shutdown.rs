@@ -67,8 +67,19 @@ impl Shutdown {
                 _ = terminate.recv() => Signal::Terminate,
                 _ = interrupt.recv() => Signal::Interrupt,
             };
-            tracing::warn!("{received} received: stopping (the current batches roll back)");
+            tracing::warn!(
+                "{received} received: stopping (the current batches roll back; again to quit at once)"
+            );
             setter.trigger(received);
+            // Listening replaced the signals' default action: a second one (Ctrl-C pressed
+            // twice) ends the process now, as an operator expects. Nothing is half-written by
+            // that either: every batch is one transaction.
+            let again = tokio::select! {
+                _ = terminate.recv() => Signal::Terminate,
+                _ = interrupt.recv() => Signal::Interrupt,
+            };
+            eprintln!("{again} received again: quitting without cleaning up (claims run out on their own)");
+            std::process::exit(i32::from(again.exit_code()));
         });
         Ok(shutdown)
     }
