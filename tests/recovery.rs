@@ -496,6 +496,9 @@ async fn abort_closes_a_rotation_that_cannot_finish_postgres() {
 async fn abort_refuses_a_live_walker(kind: Kind) {
     let (world, expected) = world_with_wallets(kind).await;
     let mut frozen = rotate_and_freeze(&world, &[]).await;
+    if kind == Kind::Sqlite {
+        outside_a_write(&world, &frozen).await;
+    }
     let (out, refused) = json(world.rotor().arg("abort"));
     assert_eq!(out.status.code(), Some(1), "{refused:#}");
     let error = refused["error"].as_str().unwrap();
@@ -520,6 +523,25 @@ async fn abort_refuses_a_live_walker(kind: Kind) {
     assert_eq!(report["to_version"], 3);
     assert_eq!(status_json(&world)["key_versions"], json!({ "3": WALLETS }));
     assert_every_wallet_opens(&world, &expected).await;
+}
+
+/// A walker frozen inside a batch's transaction holds SQLite's one write lock, and every other
+/// rotor then waits for the database rather than meeting the walker's claim: thaw and freeze
+/// it again until it is frozen between two batches.
+async fn outside_a_write(world: &World, frozen: &Child) {
+    use sqlx::sqlite::SqliteConnectOptions;
+    let options: SqliteConnectOptions = world.db.url.parse().unwrap();
+    let mut db = sqlx::SqliteConnection::connect_with(&options.busy_timeout(Duration::ZERO)).await.unwrap();
+    for _ in 0..1000 {
+        if sqlx::query("BEGIN IMMEDIATE").execute(&mut db).await.is_ok() {
+            sqlx::query("ROLLBACK").execute(&mut db).await.unwrap();
+            return;
+        }
+        signal(frozen, "CONT");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        signal(frozen, "STOP");
+    }
+    panic!("the walker was frozen inside a write every time");
 }
 
 #[tokio::test(flavor = "multi_thread")]
