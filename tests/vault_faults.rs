@@ -91,7 +91,6 @@ async fn a_502_on_the_kek_write_is_ridden_out() {
     proxy.clear();
     let out = rotor.wait_with_output().unwrap();
     let stderr = text(&out.stderr);
-    eprintln!("rotor rotate, 502s for 3 s ({} answered):\n{stderr}", proxy.hits(rule));
     assert_success(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((report["to_version"].clone(), report["rotated"].clone()), (json!(2), json!(WALLETS)));
@@ -113,7 +112,6 @@ async fn a_kek_write_applied_but_answered_502_is_recognised() {
 
     let (out, report) = json(through(&world, &proxy).arg("rotate"));
     let stderr = text(&out.stderr);
-    eprintln!("rotor rotate, KEK write applied but answered 502:\n{stderr}");
     assert_success(&out);
     assert_eq!(proxy.hits(rule), 1);
     assert_eq!(proxy.seen(Method::POST, KEK_WRITE), 2, "the write was sent again once");
@@ -136,7 +134,6 @@ async fn vault_down_longer_than_retry_for_fails_clearly_then_the_next_run_finish
     let (out, error) = json(through(&world, &proxy).arg("rotate").env("ROTOR_VAULT_RETRY_FOR", "2s"));
     let took = started.elapsed();
     let (code, stderr) = failure(&out);
-    eprintln!("rotor rotate, Vault down for good (exit {code}, after {took:?}):\n{stderr}");
     assert_eq!(code, 1);
     assert!(took < Duration::from_secs(20), "gave up after {took:?}");
     let message = error["error"].as_str().expect("a JSON error");
@@ -156,7 +153,6 @@ async fn vault_down_longer_than_retry_for_fails_clearly_then_the_next_run_finish
     proxy.clear();
     let (out, status) = json(through(&world, &proxy).arg("status"));
     assert_success(&out);
-    eprintln!("status after the outage: {status:#}");
     let (out, report) = json(through(&world, &proxy).arg("rotate"));
     assert_success(&out);
     assert_eq!(report["to_version"], 2, "{report:#}");
@@ -179,7 +175,6 @@ async fn kv_v1_mount_is_named_with_its_fix() {
     for command in ["validate", "rotate"] {
         let (out, error) = json(world.rotor().args([command, "--kv-mount", "kv1"]));
         let (code, stderr) = failure(&out);
-        eprintln!("rotor {command} on a KV v1 mount (exit {code}):\n{stderr}");
         assert_eq!(code, 1);
         for expected_text in ["`kv1/` is KV version 1", "bao kv enable-versioning kv1/", "--kv-mount"] {
             assert!(stderr.contains(expected_text), "{expected_text:?} missing: {stderr}");
@@ -235,7 +230,6 @@ async fn stale_token_file_falls_back_to_the_env_kek_for_reads_only() {
 
     let (out, report) = json(stale_file_and_env_kek().arg("validate"));
     let stderr = text(&out.stderr);
-    eprintln!("rotor validate, stale token file:\n{stderr}");
     assert_success(&out);
     assert_eq!((report["valid"].clone(), report["invalid"].clone()), (json!(12), json!(0)), "{report:#}");
     let file = token_file.display().to_string();
@@ -248,7 +242,6 @@ async fn stale_token_file_falls_back_to_the_env_kek_for_reads_only() {
     let rows = world.rows().await;
     let (out, error) = json(stale_file_and_env_kek().arg("rotate"));
     let (code, stderr) = failure(&out);
-    eprintln!("rotor rotate, stale token file (exit {code}):\n{stderr}");
     assert_eq!(code, 1);
     assert!(stderr.contains(&format!("Vault rejected the token in {file}")), "{stderr}");
     assert!(stderr.contains("log in again") && stderr.contains("remove the file"), "{stderr}");
@@ -292,7 +285,6 @@ async fn bad_keys_in_variables_are_named_not_shown() {
             .output()
             .unwrap();
         let (code, stderr) = failure(&out);
-        eprintln!("rotor validate, WALLET_ENCRYPTION_KEY malformed:\n{stderr}");
         assert_eq!(code, 1);
         assert!(
             stderr.contains("WALLET_ENCRYPTION_KEY does not hold a KEK: it must be 64 hex characters"),
@@ -307,7 +299,6 @@ async fn bad_keys_in_variables_are_named_not_shown() {
             .output()
             .unwrap();
         let (code, migrate_stderr) = failure(&out);
-        eprintln!("rotor migrate-kek, ROTOR_NEW_KEK malformed:\n{migrate_stderr}");
         assert_eq!(code, 1);
         assert!(
             migrate_stderr.contains("ROTOR_NEW_KEK does not hold a KEK: it must be 64 hex characters"),
@@ -395,7 +386,6 @@ async fn identity_names_the_token_holder() {
     })
     .unwrap();
     let identity = vault.identity().await.unwrap();
-    eprintln!("AppRole identity: {identity}");
     assert_eq!(identity.display_name, "approle");
     assert_eq!(identity.role_name.as_deref(), Some("rotor-runner"));
     let entity = identity.entity_id.clone().expect("an AppRole login has an entity");

@@ -2,19 +2,14 @@
 //! table on stdout, or one JSON document with --json; each figure on stderr as it is measured)
 //! and its exit codes, as rotor's own commands have them.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use rotor::cli::LogFormat;
 use rotor::report::print_json;
 use rotor::shutdown::{Interrupted, Shutdown};
+use rotor::terminal::{LogFormat, fail, init_logging, usage_error};
 use rotor_bench::BenchArgs;
-use tracing_subscriber::EnvFilter;
-
-/// Exit code of a command line that does not parse (clap's, as rotor's).
-const EXIT_USAGE: u8 = 2;
 
 const AFTER_HELP: &str = "\
 It measures the `rotor` binary in its own folder (cargo builds both into target/release/:
@@ -54,7 +49,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
     };
-    init_logging(&cli);
+    init_logging(cli.quiet, cli.verbose, cli.log_format, &["rotor", "rotor_bench"]);
     let (json, log_format) = (cli.json, cli.log_format);
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -93,54 +88,4 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("{}", report.markdown());
     }
     Ok(())
-}
-
-/// clap's message on stderr, and with `--json` also as the one JSON document on stdout, as
-/// rotor does. Help and version print as usual.
-fn usage_error(error: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    if matches!(error.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-        error.exit();
-    }
-    if std::env::args_os().skip(1).any(|arg| arg == "--json") {
-        let text = error.render().to_string();
-        let message = text.trim().strip_prefix("error: ").unwrap_or(text.trim()).to_owned();
-        print_json(&serde_json::json!({ "error": message, "usage": true }));
-    }
-    let _ = error.print();
-    ExitCode::from(EXIT_USAGE)
-}
-
-/// The error as the result (JSON with `--json`) and on stderr; 128 + the signal's number when a
-/// signal stopped the bench.
-fn fail(json: bool, log_format: LogFormat, error: &anyhow::Error) -> ExitCode {
-    if json {
-        print_json(&serde_json::json!({ "error": format!("{error:#}") }));
-    }
-    match log_format {
-        LogFormat::Text => eprintln!("error: {error:#}"),
-        LogFormat::Json => tracing::error!(error = %format!("{error:#}"), "bench failed"),
-    }
-    match error.downcast_ref::<Interrupted>() {
-        Some(interrupted) => ExitCode::from(interrupted.signal.exit_code()),
-        None => ExitCode::FAILURE,
-    }
-}
-
-/// Logs go to stderr, so stdout carries only the report.
-fn init_logging(cli: &Cli) {
-    let default = match (cli.quiet, cli.verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn,sqlx=error,rotor=info,rotor_bench=info",
-        (false, 1) => "info,rotor=debug,rotor_bench=debug",
-        (false, _) => "debug,rotor=trace,rotor_bench=trace",
-    };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Json => logs.json().with_current_span(false).init(),
-        LogFormat::Text => {
-            logs.with_ansi(std::io::stderr().is_terminal()).with_target(false).without_time().init()
-        }
-    }
 }

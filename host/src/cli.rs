@@ -27,6 +27,7 @@ use crate::report::{Outcome, print_json};
 use crate::rotation::RotateRequest;
 use crate::shutdown::{Interrupted, Shutdown};
 use crate::store::{LeaseHolder, RangeProgress, RotationRecord, WalletTable, status as rotation_status};
+use crate::terminal::LogFormat;
 use crate::vault_policy::VaultWrites;
 
 const AFTER_HELP: &str = "\
@@ -109,12 +110,6 @@ pub struct GlobalArgs {
     /// atomically (for node-exporter's textfile collector: a *.prom file in its directory).
     #[arg(long, env = "ROTOR_METRICS_FILE", hide_env_values = true, global = true, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]

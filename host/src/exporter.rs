@@ -95,7 +95,8 @@ async fn refresh(
 
 async fn validate(app: &App, batch_size: u32) -> anyhow::Result<WalletCheck> {
     let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
-    let report = crate::validate::validate(app, &mut instance, batch_size, crate::plan::default_workers()).await?;
+    let report =
+        crate::validate::validate(app, &mut instance, batch_size, crate::plan::default_workers()).await?;
     Ok(WalletCheck::now(report.invalid))
 }
 

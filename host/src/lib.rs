@@ -18,7 +18,8 @@
 //! * [`report`]: what commands report and how they end; [`plan`]: batch and worker defaults.
 //! * [`config`]: `rotor.toml`; [`cli`]: the `rotor` command line; [`audit`]: `rotor audit`;
 //!   [`abort`]: `rotor abort`; [`shutdown`]: stopping cleanly on SIGTERM/SIGINT;
-//!   [`durations`]: durations as operators read them.
+//!   [`durations`]: durations as operators read them; [`terminal`]: logging, usage errors and
+//!   exit codes shared by the `rotor` and `rotor-bench` binaries.
 #![deny(unsafe_code)]
 
 pub mod abort;
@@ -48,6 +49,7 @@ pub mod report;
 pub mod rotation;
 pub mod shutdown;
 pub mod store;
+pub mod terminal;
 pub mod validate;
 pub mod vault;
 pub mod vault_auth;
