@@ -3,9 +3,9 @@
 
 mod support;
 
+use rotor::capabilities::RunState;
 use rotor::component::{ComponentSource, Instance, Sandbox};
 use rotor::grants::{Access, Grants};
-use rotor::imports::RunState;
 use rotor::limits::Limits;
 use rotor::progress::Reporter;
 use rotor::store::RunIdentity;
@@ -26,6 +26,7 @@ async fn instance(db: &TestDb) -> Instance {
         identity,
         Reporter::silent(),
         Limits::default(),
+        rotor::plan::DEFAULT_LEASE,
     );
     runtime.instantiate(state).await.unwrap()
 }

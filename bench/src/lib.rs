@@ -16,7 +16,7 @@
 
 // rotor's library under the names these modules used when they were part of it (`crate::store`
 // and so on), so that they read as they did there.
-use rotor::{fixtures, openbao, progress, store, vault, walk};
+use rotor::{coordination, fixtures, openbao, progress, store, vault};
 
 pub mod chart;
 mod native;
@@ -72,8 +72,8 @@ pub struct BenchArgs {
     pub workers: Option<NonZeroUsize>,
     /// Wallets per batch, for rotor and the native baseline alike (the raw rewrite also tries
     /// 1000 and keeps the faster).
-    #[arg(long, default_value_t = rotor::plan::DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub batch_size: u32,
+    #[arg(long, default_value_t = rotor::plan::BatchSize::DEFAULT, value_name = "N")]
+    pub batch_size: rotor::plan::BatchSize,
 }
 
 impl BenchArgs {
@@ -98,7 +98,7 @@ const TRANSIT_BATCH: usize = 499;
 /// With `verbose`, each rotor command the bench runs logs to stderr (`-v` once, `-vv` twice).
 pub async fn run(args: &BenchArgs, command_line: String, verbose: u8) -> anyhow::Result<BenchReport> {
     let sizes = args.sizes();
-    let workers = args.workers.map_or_else(default_workers, NonZeroUsize::get);
+    let workers = args.workers.unwrap_or_else(default_workers).get();
     let rotor = rotor_binary()?;
     let dir = TempDir::new()?;
     let vault = DevServer::start().await.context("starting an OpenBao dev server for the bench")?;
@@ -108,10 +108,10 @@ pub async fn run(args: &BenchArgs, command_line: String, verbose: u8) -> anyhow:
         vault: &vault,
         dir: dir.path(),
         workers,
-        batch_size: args.batch_size,
+        batch_size: args.batch_size.get(),
         verbose,
     };
-    let mut report = BenchReport::new(command_line, workers, args.batch_size, sizes.clone());
+    let mut report = BenchReport::new(command_line, workers, args.batch_size.get(), sizes.clone());
 
     let outcome = async {
         report.startup = Some(bench.startup().await.context("measuring start-up")?);
@@ -206,7 +206,7 @@ impl Bench<'_> {
             let dry: Reported = self
                 .rotor(url, &key_path, &["rotate", "--dry-run", "--reencrypt", "--batch-size", &batch])
                 .await?;
-            let cores = self.workers.min(default_workers()) as u64;
+            let cores = self.workers.min(default_workers().get()) as u64;
             report.record(
                 Setup::ReencryptCeiling,
                 store.name(),

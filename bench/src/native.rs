@@ -11,9 +11,9 @@ use anyhow::Context;
 use rotor_codec::Kek;
 use tokio::task::JoinSet;
 
+use crate::coordination::{Walk, WorkerBatches};
 use crate::progress::Reporter;
 use crate::store::{Database, Replacement, RunIdentity};
-use crate::walk::{Walk, WorkerBatches};
 
 /// Keys of one native rotation: every wallet is on `from`, and moves to `to`.
 pub struct NativeKeys {

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::app::App;
-use crate::imports::DEFAULT_LEASE;
+use crate::plan::DEFAULT_LEASE;
 use crate::store::{RotationRecord, RunIdentity, StoreError};
 
 /// What `rotor abort` did.

@@ -7,14 +7,15 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::bindings::operations::KeyLocation;
+use crate::capabilities::RunState;
 use crate::component::{AuditInstance, AuditRuntime, ComponentSource, Instance, Runtime, Sandbox};
 use crate::component_cache::ComponentCache;
 use crate::cross_check::CrossCheck;
 use crate::grants::{Access, Grants};
-use crate::imports::RunState;
 use crate::inspect::World;
 use crate::kv_backend::{KvBackend, KvSource};
 use crate::limits::Limits;
+use crate::plan::RunPlan;
 use crate::progress::Reporter;
 use crate::store::{Database, RunIdentity, WalletTable};
 
@@ -31,6 +32,8 @@ pub struct Settings {
     pub sandbox: SandboxSettings,
     /// rotor.toml's Vault address, namespace and CA, for what the environment leaves unset.
     pub vault_defaults: crate::config::VaultSection,
+    /// How the command spreads its work: batch size, workers, lease.
+    pub plan: RunPlan,
 }
 
 /// What components may run, and within which limits.
@@ -128,7 +131,8 @@ impl App {
         // Vault checked, or the seed's environment KEK (see KvSource::connect).
         let check_vault = kv.connect();
         let connect_database = async {
-            let database = Database::connect(&settings.database_url, settings.table.clone()).await?;
+            let database =
+                Database::connect_for(&settings.database_url, settings.table.clone(), &settings.plan).await?;
             if migrate {
                 database.migrate().await.context("creating rotor's tables")?;
             }
@@ -144,6 +148,11 @@ impl App {
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// How the command spreads its work.
+    pub fn plan(&self) -> &RunPlan {
+        &self.settings.plan
     }
 
     pub fn component(&self) -> &ComponentSource {
@@ -172,6 +181,7 @@ impl App {
             identity,
             reporter,
             *self.sandbox.limits(),
+            self.settings.plan.lease_ttl,
         )
     }
 
@@ -195,7 +205,7 @@ impl App {
                 }
             };
             let checker = reference.instantiate(self.run_state(Grants::none(), Reporter::silent())).await?;
-            state.set_cross_check(Box::new(CrossCheck::new(
+            state.wallets_mut().set_cross_check(Box::new(CrossCheck::new(
                 checker,
                 self.kv.clone(),
                 self.settings.key_path.clone(),

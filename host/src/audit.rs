@@ -73,11 +73,11 @@ impl AuditReport {
 }
 
 /// Runs the audit component `app` loaded over every wallet and KEK.
-pub async fn run(app: &App, batch_size: u32, reporter: Reporter) -> anyhow::Result<AuditReport> {
+pub async fn run(app: &App, reporter: Reporter) -> anyhow::Result<AuditReport> {
     let started = Instant::now();
     let mut instance = app.audit_instance(reporter).await?;
     let options = AuditOptions {
-        batch_size,
+        batch_size: app.plan().batch_size.get(),
         now: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     let at = KeyLocation { key_path: app.settings().key_path.clone() };
@@ -101,7 +101,7 @@ pub async fn run(app: &App, batch_size: u32, reporter: Reporter) -> anyhow::Resu
     let mut unopenable: Vec<Failure> =
         report.unopenable.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
     // Rows the component was never handed (no text ciphertext, no usable id): see `store::OddRows`.
-    let odd = instance.state().odd_rows().entries();
+    let odd = instance.state().wallets().odd_rows().entries();
     let odd_rows: u64 = odd.iter().map(|row| row.rows).sum();
     unopenable.extend(odd.into_iter().map(|row| Failure { id: row.id, reason: row.reason }));
     Ok(AuditReport {

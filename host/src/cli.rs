@@ -21,7 +21,7 @@ use crate::inspect::Inspection;
 use crate::kv_backend::{KekUse, KvSource};
 use crate::limits::Limits;
 use crate::metrics::{Observed, Recorder, WalletCheck};
-use crate::plan::{DEFAULT_BATCH, default_workers};
+use crate::plan::{BatchSize, RunPlan};
 use crate::progress::Reporter;
 use crate::report::{Outcome, print_json};
 use crate::rotation::RotateRequest;
@@ -250,8 +250,8 @@ pub struct ServeArgs {
 pub struct BatchArgs {
     /// Wallets per batch (per transaction and per call into the component). Larger batches
     /// cost memory (each worker holds several at once) without going faster: see BENCHMARKS.md.
-    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub batch_size: u32,
+    #[arg(long, default_value_t = BatchSize::DEFAULT, value_name = "N")]
+    pub batch_size: BatchSize,
 }
 
 #[derive(Debug, Args)]
@@ -300,14 +300,20 @@ impl RotateArgs {
     /// What these flags ask of a rotation.
     pub fn request(&self) -> RotateRequest {
         RotateRequest {
-            batch_size: self.batch.batch_size,
             dry_run: self.dry_run,
             reencrypt: self.reencrypt,
             resume: self.resume,
             strict: self.strict,
             output_format: self.output_format.into(),
-            workers: self.workers.map(std::num::NonZeroUsize::get),
-            lease_ttl: std::time::Duration::from_secs(self.lease_seconds),
+        }
+    }
+
+    /// What these flags say of the run plan.
+    fn plan(&self) -> PlanFlags {
+        PlanFlags {
+            batch_size: Some(self.batch.batch_size),
+            workers: self.workers,
+            lease_ttl: Some(std::time::Duration::from_secs(self.lease_seconds)),
         }
     }
 }
@@ -356,6 +362,14 @@ impl GlobalArgs {
     /// The effective settings: flags and environment, then rotor.toml, then defaults.
     pub fn settings(&self) -> anyhow::Result<Settings> {
         Ok(self.resolve()?.settings)
+    }
+
+    /// The effective settings, with the run plan a command's `flags` ask for.
+    fn settings_for(&self, flags: PlanFlags) -> anyhow::Result<Settings> {
+        let mut settings = self.settings()?;
+        settings.plan =
+            RunPlan::resolve(flags.batch_size, flags.workers, flags.lease_ttl, &settings.sandbox.limits);
+        Ok(settings)
     }
 
     /// The effective settings, and where each came from.
@@ -430,6 +444,7 @@ impl GlobalArgs {
                 cache,
             },
             vault_defaults: file.vault.clone(),
+            plan: RunPlan::resolve(None, None, None, &file.limits),
         };
         Ok(Resolved { settings, sources, file: loaded.path })
     }
@@ -550,30 +565,28 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             }
         }
         Command::Audit(args) => {
-            let settings = global.settings()?;
+            let settings = global.settings_for(PlanFlags::batch(args))?;
             let kv = kv_source(&settings, KekUse::ReadOnly)?;
             let app = App::open_audit(settings, kv).await?;
-            let report = crate::audit::run(&app, args.batch_size, global.reporter("audit")).await?;
+            let report = crate::audit::run(&app, global.reporter("audit")).await?;
             print(global.json, &report, || report.human());
             Ok(report.outcome())
         }
         Command::Serve(args) => {
-            let app = open_app(global, false).await?;
+            let app = open_app(global, false, PlanFlags::batch(&args.batch)).await?;
             let options = crate::exporter::ExporterOptions {
                 addr: args.metrics_addr,
                 interval: *args.interval,
                 validate_every: *args.validate_every,
-                batch_size: args.batch.batch_size,
             };
             crate::exporter::serve(&app, &options, shutdown).await?;
             Ok(Outcome::Success)
         }
         Command::Validate(args) => {
-            let app = open_app_to_read(global).await?;
+            let flags = PlanFlags { workers: args.workers, ..PlanFlags::batch(&args.batch) };
+            let app = open_app_to_read(global, flags).await?;
             let mut instance = app.instance(Access::ReadOnly, global.reporter("validate")).await?;
-            let workers = args.workers.map_or_else(default_workers, |n| n.get());
-            let report =
-                crate::validate::validate(&app, &mut instance, args.batch.batch_size, workers).await?;
+            let report = crate::validate::validate(&app, &mut instance).await?;
             metrics
                 .observe(&app, Observed { check: Some(WalletCheck::now(report.invalid)), rotation: None })
                 .await;
@@ -581,7 +594,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             Ok(report.outcome())
         }
         Command::Rotate(RotateCommand { rotate: args, if_older_than }) => {
-            let app = open_app(global, true).await?;
+            let app = open_app(global, true, args.plan()).await?;
             let unfinished = app.database().unfinished_rotation().await?;
             if let Some(rotation) = unfinished.as_ref().filter(|_| if_older_than.is_some()) {
                 // The schedule is for starting rotations; one left unfinished is due now.
@@ -618,7 +631,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             Ok(report.outcome())
         }
         Command::Rollback(args) => {
-            let app = open_app(global, true).await?;
+            let app = open_app(global, true, args.rotate.plan()).await?;
             let to = match args.to {
                 Some(version) => version,
                 None => previous_kek(&app).await?,
@@ -633,7 +646,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             Ok(report.outcome())
         }
         Command::Prune { keep } => {
-            let app = open_app(global, true).await?;
+            let app = open_app(global, true, PlanFlags::default()).await?;
             if let Some(vault) = app.kv().vault() {
                 crate::vault_policy::require(vault, &app.settings().key_path, VaultWrites::Prune).await?;
             }
@@ -649,21 +662,21 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             Ok(if pruned.in_use.is_empty() { Outcome::Success } else { Outcome::WalletsFailed })
         }
         Command::Abort => {
-            let app = open_app(global, true).await?;
+            let app = open_app(global, true, PlanFlags::default()).await?;
             let aborted = crate::abort::abort(&app).await?;
             metrics.observe(&app, Observed::default()).await;
             print(global.json, &aborted, || aborted.human());
             Ok(Outcome::Success)
         }
         Command::Status => {
-            let app = open_app(global, false).await?;
+            let app = open_app(global, false, PlanFlags::default()).await?;
             let status = status(&app).await?;
             metrics.observe(&app, Observed::default()).await;
             print(global.json, &status, || status.human());
             Ok(Outcome::Success)
         }
         Command::History => {
-            let app = open_app(global, false).await?;
+            let app = open_app(global, false, PlanFlags::default()).await?;
             let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
             let entries = answer(instance.history(&app.key_location()).await)?;
             let entries = history_lines(&app, entries).await?;
@@ -674,7 +687,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
         Command::Seal { id } => {
             let mut plaintext = Zeroizing::new(Vec::new());
             std::io::stdin().read_to_end(&mut plaintext).context("reading the plaintext from stdin")?;
-            let app = open_app(global, false).await?;
+            let app = open_app(global, false, PlanFlags::default()).await?;
             let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
             let version = answer(instance.seal_wallet(&app.key_location(), id, &plaintext).await)?;
             let sealed = Sealed { id: id.clone(), kek_version: version, bytes: plaintext.len() };
@@ -684,11 +697,11 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             Ok(Outcome::Success)
         }
         Command::Open { id } => {
-            let app = open_app_to_read(global).await?;
+            let app = open_app_to_read(global, PlanFlags::default()).await?;
             let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
             let opened = answer(instance.open_wallet(&app.key_location(), id).await);
             // A row holding no text ciphertext reads as absent to the component: say what it holds.
-            let opened = opened.map_err(|e| match instance.state().odd_rows().reason(id) {
+            let opened = opened.map_err(|e| match instance.state().wallets().odd_rows().reason(id) {
                 Some(reason) => anyhow!("wallet {id:?} cannot be opened: {reason}"),
                 None => e,
             });
@@ -707,7 +720,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
         }
         Command::MigrateKek { from_env } => {
             let kek = crate::kv_backend::kek_from_var(from_env)?;
-            let app = open_app(global, false).await?;
+            let app = open_app(global, false, PlanFlags::default()).await?;
             let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
             let version = answer(instance.import_kek(&app.key_location(), kek.trim()).await)?;
             let path = format!("{}/{}", app.settings().kv_mount, app.settings().key_path);
@@ -722,9 +735,23 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
     }
 }
 
+/// What a command's flags say of its [`RunPlan`]; `None` takes the default.
+#[derive(Clone, Copy, Debug, Default)]
+struct PlanFlags {
+    batch_size: Option<BatchSize>,
+    workers: Option<std::num::NonZeroUsize>,
+    lease_ttl: Option<std::time::Duration>,
+}
+
+impl PlanFlags {
+    fn batch(batch: &BatchArgs) -> PlanFlags {
+        PlanFlags { batch_size: Some(batch.batch_size), ..PlanFlags::default() }
+    }
+}
+
 /// The app with the KEK in Vault (the only source any command that writes may use).
-async fn open_app(global: &GlobalArgs, migrate: bool) -> anyhow::Result<App> {
-    let settings = global.settings()?;
+async fn open_app(global: &GlobalArgs, migrate: bool, plan: PlanFlags) -> anyhow::Result<App> {
+    let settings = global.settings_for(plan)?;
     let kv = kv_source(&settings, KekUse::VaultOnly)?;
     App::open(settings, kv, migrate).await
 }
@@ -740,8 +767,8 @@ fn kv_source(settings: &Settings, kek_use: KekUse) -> anyhow::Result<KvSource> {
 }
 
 /// The app for a command that only reads KEKs: Vault, or the seed's env fallback.
-async fn open_app_to_read(global: &GlobalArgs) -> anyhow::Result<App> {
-    let settings = global.settings()?;
+async fn open_app_to_read(global: &GlobalArgs, plan: PlanFlags) -> anyhow::Result<App> {
+    let settings = global.settings_for(plan)?;
     let kv = kv_source(&settings, KekUse::ReadOnly)?;
     App::open(settings, kv, false).await
 }

@@ -7,13 +7,13 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
 
 use crate::bindings::auditor::{Auditor, AuditorPre, audit};
 use crate::bindings::{Rotator, RotatorPre, operations};
+use crate::capabilities::{self, CrossCheckFailed, RunState};
 use crate::component_cache::{CacheOutcome, ComponentCache};
-use crate::imports::{CrossCheckFailed, RunState};
 use crate::inspect::{Inspection, World};
 use crate::limits::{self, EPOCH_TICK, Limits};
 
@@ -156,7 +156,7 @@ impl Sandbox {
         let (component, inspection) = self.compile(source)?;
         inspection.require(&source.origin, World::Rotator)?;
         let mut linker = self.linker()?;
-        Rotator::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        capabilities::add_rotator_to_linker(&mut linker)?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(RotatorPre::new)
@@ -173,7 +173,7 @@ impl Sandbox {
         let (component, inspection) = self.compile(source)?;
         inspection.require(&source.origin, World::Auditor)?;
         let mut linker = self.linker()?;
-        Auditor::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        capabilities::add_auditor_to_linker(&mut linker)?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(AuditorPre::new)

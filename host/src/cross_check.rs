@@ -9,8 +9,8 @@ use anyhow::Context;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::bindings::wallet_store::Replacement;
+use crate::capabilities::{BatchCheck, BoxFuture, CrossCheckFailed};
 use crate::component::Instance;
-use crate::imports::{BatchCheck, BoxFuture, CrossCheckFailed};
 use crate::kv_backend::KvBackend;
 
 /// The reference component and the KEKs it opens wallets with.

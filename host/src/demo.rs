@@ -18,7 +18,7 @@ use crate::component::answer;
 use crate::fixtures::{fabric_identity, legacy_wallet};
 use crate::grants::Access;
 use crate::openbao::DevServer;
-use crate::plan::{DEFAULT_BATCH, default_workers};
+use crate::plan::{BatchSize, RunPlan};
 use crate::progress::Reporter;
 use crate::report::{Outcome, RotateReport, ValidateReport, print_json};
 use crate::rotation::RotateRequest;
@@ -35,8 +35,8 @@ pub struct DemoArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Wallets per batch (per transaction and per call into the component).
-    #[arg(long, default_value_t = DEFAULT_BATCH, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub batch_size: u32,
+    #[arg(long, default_value_t = BatchSize::DEFAULT, value_name = "N")]
+    pub batch_size: BatchSize,
 }
 
 /// How the demo shows itself: the command line's `--json`, and whether a progress bar may be
@@ -114,6 +114,7 @@ async fn run_with_server(
     say.say(format!("2. SQLite wallet table created: {database_url}"));
 
     // The demo's own database and Vault; the rest (key path, component, sandbox) as configured.
+    let plan = RunPlan::resolve(Some(args.batch_size), None, None, &configured.sandbox.limits);
     let settings = Settings {
         database_url: database_url.clone(),
         table,
@@ -122,6 +123,7 @@ async fn run_with_server(
         component: configured.component,
         sandbox: configured.sandbox,
         vault_defaults: configured.vault_defaults,
+        plan,
     };
     let vault = VaultConfig::with_token(server.addr(), server.root_token());
     let app = App::open(settings, vault, true).await?;
@@ -154,18 +156,15 @@ async fn run_with_server(
     ));
 
     let mut instance = app.instance(Access::ReadOnly, reporter(output, "validate")).await?;
-    let before = crate::validate::validate(&app, &mut instance, args.batch_size, default_workers()).await?;
+    let before = crate::validate::validate(&app, &mut instance).await?;
     say.say(format!("5. validate: {}", before.human().replace('\n', "\n   ")));
 
     let request = RotateRequest {
-        batch_size: args.batch_size,
         dry_run: false,
         reencrypt: false,
         resume: false,
         strict: false,
         output_format: crate::bindings::types::OutputFormat::Envelope,
-        workers: None,
-        lease_ttl: crate::imports::DEFAULT_LEASE,
     };
     let instance = app.instance(Access::ReadWrite, reporter(output, "rotate")).await?;
     // A signal stops the whole demo (its OpenBao and database are throwaway), not a rotation.
@@ -173,7 +172,7 @@ async fn run_with_server(
     say.say(format!("6. rotate: {}", rotation.human().replace('\n', "\n   ")));
 
     let mut instance = app.instance(Access::ReadOnly, reporter(output, "validate")).await?;
-    let after = crate::validate::validate(&app, &mut instance, args.batch_size, default_workers()).await?;
+    let after = crate::validate::validate(&app, &mut instance).await?;
     say.say(format!("7. validate: {}", after.human().replace('\n', "\n   ")));
 
     // Spot checks through the component, byte for byte (the tests check every wallet).

@@ -31,7 +31,6 @@ pub struct ExporterOptions {
     pub interval: Duration,
     /// How often to open every wallet (the invalid-wallets count); zero: never.
     pub validate_every: Duration,
-    pub batch_size: u32,
 }
 
 /// Serves until SIGINT or SIGTERM (`shutdown`), which end it successfully: that is how a
@@ -78,7 +77,7 @@ async fn refresh(
         && validated_at.is_none_or(|at| at.elapsed() >= options.validate_every);
     let mut ok = true;
     if due {
-        match validate(app, options.batch_size).await {
+        match validate(app).await {
             Ok(check) => *last_check = Some(check),
             Err(e) => {
                 tracing::warn!("metrics: validation failed: {e:#}");
@@ -93,10 +92,9 @@ async fn refresh(
     *page.write().unwrap_or_else(PoisonError::into_inner) = snapshot.render();
 }
 
-async fn validate(app: &App, batch_size: u32) -> anyhow::Result<WalletCheck> {
+async fn validate(app: &App) -> anyhow::Result<WalletCheck> {
     let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
-    let report =
-        crate::validate::validate(app, &mut instance, batch_size, crate::plan::default_workers()).await?;
+    let report = crate::validate::validate(app, &mut instance).await?;
     Ok(WalletCheck::now(report.invalid))
 }
 

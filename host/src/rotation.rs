@@ -3,7 +3,7 @@
 //! One instance of the component sets the rotation up (`start-rotation`: journal, new KEK in
 //! Vault, key ranges planned). Then `workers` instances, each in its own store but all made
 //! from the one compiled and linked component, run `move-wallets` at once: each claims key
-//! ranges (see [`crate::walk`]) and moves them batch by batch, the next batch read while the
+//! ranges (see [`crate::coordination`]) and moves them batch by batch, the next batch read while the
 //! current one is resealed and written. Other `rotor rotate` processes, on this machine or
 //! others, join the same rotation through the same ranges. When every range is done, one
 //! process sweeps the table under the rotation lease and closes the rotation.
@@ -19,19 +19,16 @@ use crate::bindings::operations::{MoveReport, RotateOptions, RotateReport, Rotat
 use crate::bindings::types::{OutputFormat, WalletFailure};
 use crate::component::Instance;
 use crate::component::answer;
+use crate::coordination::{Batches, Walk, WorkerBatches};
 use crate::grants::Access;
-use crate::plan::default_workers;
 use crate::progress::Reporter;
 use crate::report::{self, Failure, peak_rss_bytes};
 use crate::shutdown::{Interrupted, Shutdown, Signal};
 use crate::store::{Database, OddRows, RotationRecord, StoreError};
-use crate::walk::{Batches, Walk, WorkerBatches};
 
 /// What a `rotor rotate` (or `rollback`) asks for, resolved from its flags.
 #[derive(Clone, Debug)]
 pub struct RotateRequest {
-    /// Wallets per batch.
-    pub batch_size: u32,
     /// Open and reseal everything, store nothing.
     pub dry_run: bool,
     /// Fresh data keys too.
@@ -42,10 +39,6 @@ pub struct RotateRequest {
     pub strict: bool,
     /// What the rotation writes.
     pub output_format: OutputFormat,
-    /// Component instances moving wallets at once [default: one per core].
-    pub workers: Option<usize>,
-    /// How long a claim or the rotation lease lasts without progress.
-    pub lease_ttl: Duration,
 }
 
 /// `rotor rotate` and `rotor rollback`: moves wallets to a fresh KEK, or with `restore` to an
@@ -60,7 +53,7 @@ pub async fn rotate(
     shutdown: &Shutdown,
 ) -> anyhow::Result<report::RotateReport> {
     let options = RotateOptions {
-        batch_size: request.batch_size,
+        batch_size: app.plan().batch_size.get(),
         dry_run: request.dry_run,
         reencrypt: request.reencrypt,
         resume: request.resume,
@@ -72,15 +65,13 @@ pub async fn rotate(
     let reporter = instance.state().reporter().clone();
     let report = if request.dry_run {
         // Rows the component was not handed (see `store::OddRows`) are listed as it would leave them.
-        let odd = instance.state().odd_rows().clone();
+        let odd = instance.state().wallets().odd_rows().clone();
         answer(instance.rotate(&app.key_location(), options).await).map(|mut report| {
             report.failed.extend(odd.entries().into_iter().map(WalletFailure::from));
             report
         })
     } else {
-        let workers = request.workers.unwrap_or_else(default_workers);
-        let run = RotationRun { workers, lease_ttl: request.lease_ttl, shutdown: shutdown.clone() };
-        run_rotation(app, instance, options, run).await
+        run_rotation(app, instance, options, shutdown).await
     };
     reporter.finish();
     let report: RotateReport = report?;
@@ -113,28 +104,19 @@ pub async fn rotate(
     })
 }
 
-/// How a rotation is run.
-pub struct RotationRun {
-    /// Instances of the component moving wallets at once in this process.
-    pub workers: usize,
-    /// How long a claim on a range, or the rotation lease, lasts without progress.
-    pub lease_ttl: Duration,
-    /// Set on SIGTERM/SIGINT: the walk stops, giving its ranges and the lease back.
-    pub shutdown: Shutdown,
-}
-
 /// Runs a rotation (or joins the unfinished one) with `first` doing the set-up and its
-/// reporter showing the walk's progress, and returns what this process did: its workers'
-/// moves, and the sweep if it was the one to close the rotation.
+/// reporter showing the walk's progress, and the plan's workers walking; returns what this
+/// process did: its workers' moves, and the sweep if it was the one to close the rotation. A
+/// signal on `shutdown` stops the walk, giving its ranges and the lease back.
 async fn run_rotation(
     app: &App,
     mut first: Instance,
     options: RotateOptions,
-    run: RotationRun,
+    shutdown: &Shutdown,
 ) -> anyhow::Result<RotateReport> {
     let at = app.key_location();
     let started = std::time::Instant::now();
-    first.state_mut().set_lease_ttl(run.lease_ttl);
+    let run = *app.plan();
     if options.strict {
         refuse_odd_rows(app.database(), options.batch_size).await?;
     }
@@ -144,7 +126,7 @@ async fn run_rotation(
     // Whatever set-up did, other rotors may join or take over at once.
     release_lease(&first).await;
     let plan = answer(set_up)?;
-    if let Some(signal) = run.shutdown.requested() {
+    if let Some(signal) = shutdown.requested() {
         return Err(stopped(signal, &plan).into());
     }
     let database = app.database().clone();
@@ -174,24 +156,23 @@ async fn run_rotation(
         database.clone(),
         plan.rotation_id as i64,
         skip_prefix(&plan),
-        options.batch_size.min(app.settings().sandbox.limits.max_batch_rows),
-        first.state().identity().clone(),
+        run.batch_size.get(),
+        first.state().lease().identity().clone(),
         run.lease_ttl,
         first.state().reporter().clone(),
         // Counted when the rotation began: counting again costs a scan of the table.
         recorded.total.max(0) as u64,
     );
     // Rows left untouched (odd, or over the value limit), by any worker: one list.
-    let odd = first.state().odd_rows().clone();
+    let odd = first.state().wallets().odd_rows().clone();
     let mut workers = vec![first];
-    for _ in 1..run.workers.max(1) {
+    for _ in 1..run.workers.get() {
         let mut worker = app.instance(Access::ReadWrite, Reporter::silent()).await?;
-        worker.state_mut().set_lease_ttl(run.lease_ttl);
-        worker.state_mut().set_odd_rows(odd.clone());
+        worker.state_mut().wallets_mut().set_odd_rows(odd.clone());
         workers.push(worker);
     }
     tracing::debug!(elapsed = ?started.elapsed(), workers = workers.len(), "rotation set up; walking");
-    let (mut first, mut moved) = match move_in_parallel(workers, &walk, &at, &plan, &run.shutdown).await? {
+    let (mut first, mut moved) = match move_in_parallel(workers, &walk, &at, &plan, shutdown).await? {
         Walked::Done(first, moved) => (first, moved),
         Walked::Stopped(signal) => {
             // The workers are gone, their batches in flight rolled back: their key ranges go
@@ -205,7 +186,7 @@ async fn run_rotation(
 
     let swept = tokio::select! {
         swept = sweep_and_close(app, &mut first, &walk, &plan) => swept?,
-        signal = run.shutdown.wait() => {
+        signal = shutdown.wait() => {
             walk.give_back().await;
             return Err(stopped(signal, &plan).into());
         }
@@ -213,7 +194,7 @@ async fn run_rotation(
     if let Some(swept) = swept {
         moved.add(swept);
     }
-    odd.absorb(first.state().odd_rows());
+    odd.absorb(first.state().wallets().odd_rows());
     moved.failed.extend(odd.entries().into_iter().map(WalletFailure::from));
     tracing::debug!(elapsed = ?started.elapsed(), "rotation closed");
     let mut seen = HashSet::new();
@@ -250,7 +231,7 @@ fn stopped(signal: Signal, plan: &RotationPlan) -> Interrupted {
 /// `--strict`: rows the component is never handed (no text ciphertext, no usable id) refuse
 /// the rotation too, before anything is stored.
 async fn refuse_odd_rows(database: &Database, batch_size: u32) -> anyhow::Result<()> {
-    let odd = crate::walk::find_odd_rows(database, batch_size).await?.entries();
+    let odd = crate::coordination::find_odd_rows(database, batch_size).await?.entries();
     if odd.is_empty() {
         return Ok(());
     }
@@ -331,7 +312,7 @@ async fn move_in_parallel(
 ) -> anyhow::Result<Walked> {
     let mut running = JoinSet::new();
     for (index, mut worker) in workers.into_iter().enumerate() {
-        worker.state_mut().set_batches(Batches::Walk(WorkerBatches::ranges(walk.clone())));
+        worker.state_mut().wallets_mut().set_batches(Batches::Walk(WorkerBatches::ranges(walk.clone())));
         let (at, plan) = (at.clone(), *plan);
         running.spawn(async move {
             let moved = worker.move_wallets(&at, plan).await;
@@ -379,8 +360,7 @@ async fn sweep_and_close(
         if !still_running().await? {
             return Ok(None);
         }
-        let state = first.state();
-        match database.acquire_lease(state.identity(), state.lease_ttl()).await {
+        match first.state().lease().acquire().await {
             Ok(()) => break,
             // Another process is sweeping, or setting up the next rotation already.
             Err(StoreError::LeaseHeld { .. }) => tokio::time::sleep(Duration::from_millis(200)).await,
@@ -391,11 +371,11 @@ async fn sweep_and_close(
         if !still_running().await? {
             return Ok(None);
         }
-        first.state_mut().set_batches(Batches::Walk(WorkerBatches::sweep(walk.clone())));
+        first.state_mut().wallets_mut().set_batches(Batches::Walk(WorkerBatches::sweep(walk.clone())));
         // The sweep meets every row still left behind, odd ones included: its own list is
         // the journal's count of wallets the rotation leaves on their old KEK.
         let swept_odd = OddRows::default();
-        first.state_mut().set_odd_rows(swept_odd.clone());
+        first.state_mut().wallets_mut().set_odd_rows(swept_odd.clone());
         let swept = answer(first.move_wallets(&app.key_location(), *plan).await)
             .context("sweeping for wallets still on an old KEK")?;
         if !swept.failed.is_empty() {
@@ -404,8 +384,7 @@ async fn sweep_and_close(
                 "wallets could not be moved and were left untouched on their old KEK"
             );
         }
-        let state = first.state();
-        database.renew_lease(&state.identity().lease_token, state.lease_ttl()).await?;
+        first.state().lease().renew().await?;
         database.finish_rotation(id, swept.failed.len() as i64 + swept_odd.rows() as i64).await?;
         anyhow::Ok(Some(swept))
     }
@@ -415,7 +394,7 @@ async fn sweep_and_close(
 }
 
 async fn release_lease(instance: &Instance) {
-    if let Err(e) = instance.state().release_lease().await {
+    if let Err(e) = instance.state().lease().release().await {
         tracing::warn!("could not release the rotation lease (it will expire): {e}");
     }
 }

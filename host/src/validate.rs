@@ -15,22 +15,18 @@ use crate::bindings::operations::ValidateReport;
 use crate::bindings::types::{VersionCount, WalletFailure};
 use crate::component::Instance;
 use crate::component::answer;
+use crate::coordination::{Batches, SharedScan};
 use crate::grants::Access;
+use crate::plan::RunPlan;
 use crate::progress::Reporter;
 use crate::report::{self, Failure, peak_rss_bytes, version_label};
 use crate::store::OddRows;
-use crate::walk::{Batches, SharedScan};
 
-/// `rotor validate`: opens every wallet, with `workers` instances of the component (`instance`
-/// among them), and reports them by KEK version, listing those that do not open.
-pub async fn validate(
-    app: &App,
-    instance: &mut Instance,
-    batch_size: u32,
-    workers: usize,
-) -> anyhow::Result<report::ValidateReport> {
+/// `rotor validate`: opens every wallet, with the plan's workers (`instance` among them), and
+/// reports them by KEK version, listing those that do not open.
+pub async fn validate(app: &App, instance: &mut Instance) -> anyhow::Result<report::ValidateReport> {
     let started = Instant::now();
-    let report = open_in_parallel(app, instance, batch_size, workers).await;
+    let report = open_in_parallel(app, instance).await;
     instance.state().reporter().finish();
     let report = report?;
     let failures: Vec<Failure> =
@@ -47,29 +43,24 @@ pub async fn validate(
     })
 }
 
-/// Opens every wallet with `workers` instances, `first` among them; one report for all.
-async fn open_in_parallel(
-    app: &App,
-    first: &mut Instance,
-    batch_size: u32,
-    workers: usize,
-) -> anyhow::Result<ValidateReport> {
+/// Opens every wallet with the plan's workers, `first` among them; one report for all.
+async fn open_in_parallel(app: &App, first: &mut Instance) -> anyhow::Result<ValidateReport> {
     let at = app.key_location();
-    let odd = first.state().odd_rows().clone();
-    if workers <= 1 {
-        let report = answer(first.validate(&at, batch_size).await)?;
+    let odd = first.state().wallets().odd_rows().clone();
+    let RunPlan { batch_size, workers, .. } = *app.plan();
+    if workers.get() == 1 {
+        let report = answer(first.validate(&at, batch_size.get()).await)?;
         return Ok(with_odd_rows(merge(vec![report]), &odd));
     }
     let database = app.database();
     let reporter = first.state().reporter().clone();
-    let batch_size = batch_size.min(app.settings().sandbox.limits.max_batch_rows);
-    let scan = SharedScan::new(database.clone(), batch_size, reporter, database.count().await?);
-    first.state_mut().set_batches(Batches::Shared(scan.clone()));
+    let scan = SharedScan::new(database.clone(), batch_size.get(), reporter, database.count().await?);
+    first.state_mut().wallets_mut().set_batches(Batches::Shared(scan.clone()));
     let mut others = JoinSet::new();
-    for _ in 1..workers {
+    for _ in 1..workers.get() {
         let mut worker = app.instance(Access::ReadOnly, Reporter::silent()).await?;
-        worker.state_mut().set_batches(Batches::Shared(scan.clone()));
-        worker.state_mut().set_odd_rows(odd.clone());
+        worker.state_mut().wallets_mut().set_batches(Batches::Shared(scan.clone()));
+        worker.state_mut().wallets_mut().set_odd_rows(odd.clone());
         let at = at.clone();
         others.spawn(async move { answer(worker.validate_batches(&at).await) });
     }

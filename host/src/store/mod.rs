@@ -13,6 +13,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::plan::RunPlan;
+
 pub use self::odd::{OddRow, OddRows};
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
@@ -339,11 +341,18 @@ macro_rules! dispatch {
 impl Database {
     /// Connects by URL (`sqlite://path`, `postgres://…`) and checks that the wallet table and its
     /// columns exist, so a typo fails here with the fix rather than mid-rotation.
+    /// The pool fits the default [`RunPlan`]; [`Database::connect_for`] fits another.
     pub async fn connect(url: &str, table: WalletTable) -> Result<Database, StoreError> {
+        Database::connect_for(url, table, &RunPlan::default()).await
+    }
+
+    /// As [`Database::connect`], with a pool sized for `plan`'s workers.
+    pub async fn connect_for(url: &str, table: WalletTable, plan: &RunPlan) -> Result<Database, StoreError> {
+        let connections = plan.connections();
         let store = if url.starts_with("sqlite:") {
-            Database::Sqlite(SqliteStore::connect(url, table).await?)
+            Database::Sqlite(SqliteStore::connect(url, table, connections).await?)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Database::Postgres(PgStore::connect(url, table).await?)
+            Database::Postgres(PgStore::connect(url, table, connections).await?)
         } else {
             return Err(StoreError::Config(format!(
                 "unsupported database URL {}: use sqlite://PATH or postgres://USER@HOST/DB",
@@ -751,13 +760,6 @@ const RANGES_PER_ROTATION: u64 = 64;
 const MIN_RANGE_ROWS: u64 = 256;
 /// …or larger than this (a range whose holder dies waits for its claim to run out).
 const MAX_RANGE_ROWS: u64 = 20_000;
-
-/// Connections per pool: each rotation worker writes one batch while reading ahead the next,
-/// plus a few for claims and the journal. Connections open only when needed.
-fn pool_size() -> u32 {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
-    (2 * cores + 2).clamp(4, 16)
-}
 
 /// Creates a SQLite database file holding an empty wallet table, as an application would.
 /// For the demo and the bench; fails if the file exists.

@@ -85,7 +85,7 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    pub(super) async fn connect(url: &str, table: WalletTable) -> Result<Self, StoreError> {
+    pub(super) async fn connect(url: &str, table: WalletTable, connections: u32) -> Result<Self, StoreError> {
         let shown = redact_url(url);
         let connect_error =
             |e: sqlx::Error| StoreError::Connect { url: shown.clone(), reason: e.to_string() };
@@ -99,7 +99,7 @@ impl PgStore {
             .await
             .map_err(connect_error)?;
         let pool = PgPoolOptions::new()
-            .max_connections(super::pool_size())
+            .max_connections(connections)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await

@@ -113,7 +113,7 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub(super) async fn connect(url: &str, table: WalletTable) -> Result<Self, StoreError> {
+    pub(super) async fn connect(url: &str, table: WalletTable, connections: u32) -> Result<Self, StoreError> {
         let connect_error = |reason: String| StoreError::Connect { url: url.to_owned(), reason };
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| connect_error(e.to_string()))?
@@ -126,7 +126,7 @@ impl SqliteStore {
             ));
         }
         let pool = SqlitePoolOptions::new()
-            .max_connections(super::pool_size())
+            .max_connections(connections)
             .connect_with(options)
             .await
             .map_err(|e| connect_error(e.to_string()))?;

@@ -1,0 +1,227 @@
+//! The `journal` import (and the auditor's `journal-reader`): rotor's record of rotations,
+//! written only under the rotation lease this instance holds.
+
+use wasmtime::component::{HasData, Linker};
+
+use crate::bindings::auditor::journal_reader;
+use crate::bindings::{journal, journal_types, types};
+use crate::coordination::Lease;
+use crate::store::{Database, RotationRecord};
+use crate::vault::VaultClient;
+
+/// What the `journal` import reaches.
+pub struct Journal {
+    database: Database,
+    /// May record rotations (the run's grant).
+    may_write: bool,
+    /// Whom the run's token belongs to is asked of Vault once, when a rotation is recorded.
+    vault: Option<VaultClient>,
+}
+
+impl Journal {
+    /// The journal in `database`, writable if `may_write`; `vault` names the run's token.
+    pub fn new(database: Database, may_write: bool, vault: Option<VaultClient>) -> Journal {
+        Journal { database, may_write, vault }
+    }
+
+    fn check_write(&self) -> Result<(), String> {
+        if self.may_write {
+            Ok(())
+        } else {
+            tracing::warn!("component denied: the journal is read-only in this run");
+            Err("the journal is read-only in this run".into())
+        }
+    }
+}
+
+/// The `journal` import of one instance: the journal, and the lease its writes need.
+pub struct JournalView<'a> {
+    /// The journal and what this instance may do to it.
+    pub journal: &'a mut Journal,
+    /// The instance's hold on the rotation lease, and the rotation it works on.
+    pub lease: &'a mut Lease,
+}
+
+/// Links `journal` (read-write, the `rotator` world) into `linker`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> JournalView<'_>,
+) -> wasmtime::Result<()> {
+    journal_types::add_to_linker::<T, HasJournal>(linker, get)?;
+    journal::add_to_linker::<T, HasJournal>(linker, get)
+}
+
+/// Links `journal-reader` (the `auditor` world): no write function is in the linker at all.
+pub fn add_reader_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> JournalView<'_>,
+) -> wasmtime::Result<()> {
+    journal_types::add_to_linker::<T, HasJournal>(linker, get)?;
+    journal_reader::add_to_linker::<T, HasJournal>(linker, get)
+}
+
+struct HasJournal;
+
+impl HasData for HasJournal {
+    type Data<'a> = JournalView<'a>;
+}
+
+impl From<RotationRecord> for journal::Rotation {
+    fn from(r: RotationRecord) -> Self {
+        journal::Rotation {
+            id: r.id as u64,
+            from_version: r.from_version as u32,
+            to_version: r.to_version as u32,
+            status: r.status,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            started_by: r.started_by,
+            total: r.total as u64,
+            rotated: r.rotated as u64,
+            failed: r.failed as u64,
+            reencrypt: r.reencrypt,
+            output_format: match r.output_format.as_str() {
+                "legacy" => types::OutputFormat::Legacy,
+                _ => types::OutputFormat::Envelope,
+            },
+            restores: r.restores.map(|v| v as u32),
+            component_sha256: r.component_sha256,
+        }
+    }
+}
+
+impl From<journal::Rotation> for RotationRecord {
+    fn from(r: journal::Rotation) -> Self {
+        RotationRecord {
+            id: r.id as i64,
+            from_version: r.from_version.into(),
+            to_version: r.to_version.into(),
+            status: r.status,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            started_by: r.started_by,
+            total: r.total as i64,
+            rotated: r.rotated as i64,
+            failed: r.failed as i64,
+            reencrypt: r.reencrypt,
+            output_format: output_format_name(r.output_format).into(),
+            restores: r.restores.map(i64::from),
+            component_sha256: r.component_sha256,
+            // Not part of the WIT record: `rotor history` reads it from the journal itself.
+            vault_identity: None,
+        }
+    }
+}
+
+/// How the journal spells an output format.
+fn output_format_name(format: types::OutputFormat) -> &'static str {
+    match format {
+        types::OutputFormat::Envelope => "envelope",
+        types::OutputFormat::Legacy => "legacy",
+    }
+}
+
+impl JournalView<'_> {
+    /// Whom Vault knows this run's token as, for the journal beside the operating-system user:
+    /// asked once, when a rotation is recorded. Not knowing it (an old server, a token without
+    /// lookup-self) records nothing rather than failing the rotation.
+    async fn learn_vault_identity(&mut self) {
+        let Some(vault) =
+            self.journal.vault.as_ref().filter(|_| self.lease.identity().vault_identity.is_none())
+        else {
+            return;
+        };
+        match vault.identity().await {
+            Ok(identity) => self.lease.set_vault_identity(identity.to_string()),
+            Err(e) => tracing::warn!("the journal will not name the Vault identity: {e}"),
+        }
+    }
+}
+
+impl journal_types::Host for JournalView<'_> {}
+
+impl journal::Host for JournalView<'_> {
+    async fn begin(
+        &mut self,
+        from_version: u32,
+        total: u64,
+        reencrypt: bool,
+        output_format: types::OutputFormat,
+        restores: Option<u32>,
+    ) -> wasmtime::Result<Result<journal::Rotation, String>> {
+        if let Err(denied) = self.journal.check_write() {
+            return Ok(Err(denied));
+        }
+        self.learn_vault_identity().await;
+        let begun = self
+            .journal
+            .database
+            .begin_rotation(
+                from_version.into(),
+                total as i64,
+                reencrypt,
+                output_format_name(output_format),
+                restores.map(i64::from),
+                self.lease.identity(),
+            )
+            .await;
+        Ok(match begun {
+            Ok(record) => {
+                self.lease.work_on(Some(record.id));
+                Ok(record.into())
+            }
+            Err(e) => Err(e.to_string()),
+        })
+    }
+
+    async fn set_target(&mut self, id: u64, to_version: u32) -> wasmtime::Result<Result<(), String>> {
+        if let Err(denied) = self.journal.check_write() {
+            return Ok(Err(denied));
+        }
+        self.lease.work_on(Some(id as i64));
+        if let Err(lost) = self.lease.renew().await {
+            return Ok(Err(lost.to_string()));
+        }
+        Ok(self
+            .journal
+            .database
+            .set_rotation_target(id as i64, to_version.into())
+            .await
+            .map_err(|e| e.to_string()))
+    }
+
+    async fn resume(&mut self) -> wasmtime::Result<Result<Option<journal::Rotation>, String>> {
+        if let Err(denied) = self.journal.check_write() {
+            return Ok(Err(denied));
+        }
+        Ok(self.lease.join_or_lead().await.map(|r| r.map(Into::into)).map_err(|e| e.to_string()))
+    }
+
+    async fn finish(&mut self, id: u64, failed: u64) -> wasmtime::Result<Result<(), String>> {
+        if let Err(denied) = self.journal.check_write() {
+            return Ok(Err(denied));
+        }
+        self.lease.work_on(None);
+        if let Err(lost) = self.lease.renew().await {
+            return Ok(Err(lost.to_string()));
+        }
+        Ok(self.journal.database.finish_rotation(id as i64, failed as i64).await.map_err(|e| e.to_string()))
+    }
+
+    async fn rotations(&mut self) -> wasmtime::Result<Result<Vec<journal::Rotation>, String>> {
+        Ok(self
+            .journal
+            .database
+            .rotations()
+            .await
+            .map(|records| records.into_iter().map(Into::into).collect())
+            .map_err(|e| e.to_string()))
+    }
+}
+
+// The auditor's read-only interface.
+impl journal_reader::Host for JournalView<'_> {
+    async fn rotations(&mut self) -> wasmtime::Result<Result<Vec<journal::Rotation>, String>> {
+        journal::Host::rotations(self).await
+    }
+}

@@ -1,0 +1,158 @@
+//! The host side of the component's imports, one module per WIT capability, each with its
+//! context, its `Host` impls (read-write and, where the auditor world has one, read-only) and
+//! its `add_to_linker`, in the shape of wasmtime's WASI crates:
+//!
+//! * [`vault_kv`]: `kv` / `kv-reader`, Vault KV v2 within the run's granted paths;
+//! * [`wallet_store`]: `wallet-store` / `wallet-reader`, the wallet table and checked batches;
+//! * [`journal`]: `journal` / `journal-reader`, rotor's record of rotations;
+//! * [`report`]: `report`, the component's log and progress.
+//!
+//! [`RunState`] is what one instance's store holds: those contexts, the instance's
+//! [`Lease`], and the WASI context and limits the runner wires in.
+
+pub mod journal;
+pub mod report;
+pub mod vault_kv;
+pub mod wallet_store;
+
+use std::time::Duration;
+
+use wasmtime::component::{HasData, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::types;
+use crate::coordination::Lease;
+use crate::grants::Grants;
+use crate::kv_backend::KvBackend;
+use crate::limits::{GuestClock, Limits, MemoryCap};
+use crate::progress::Reporter;
+use crate::store::{Database, OddRow, RunIdentity};
+
+pub use journal::Journal;
+pub use report::Report;
+pub use vault_kv::VaultKv;
+pub use wallet_store::{BatchCheck, BoxFuture, CrossCheckFailed, WalletStore};
+
+/// Everything one component instance may reach, and nothing more.
+pub struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryCap,
+    clock: GuestClock,
+    kv: VaultKv,
+    wallets: WalletStore,
+    journal: Journal,
+    report: Report,
+    lease: Lease,
+}
+
+impl RunState {
+    /// An instance's reach: `kv` and `database` within `grants` and `limits`, acting as
+    /// `identity`, its progress shown by `reporter`.
+    pub fn new(
+        kv: impl Into<KvBackend>,
+        database: Database,
+        grants: Grants,
+        identity: RunIdentity,
+        reporter: Reporter,
+        limits: Limits,
+        lease_ttl: Duration,
+    ) -> Self {
+        let kv = kv.into();
+        // Randomness (wasi:random) is all the component gets from WASI: no preopened
+        // directories, no environment, no arguments, no network, no inherited stdio.
+        let wasi = WasiCtx::builder().build();
+        RunState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap::new(&limits),
+            clock: GuestClock::new(&limits),
+            journal: Journal::new(database.clone(), grants.journal_write, kv.vault().cloned()),
+            wallets: WalletStore::new(database.clone(), grants.wallets_write, limits),
+            kv: VaultKv::new(kv, grants),
+            report: Report::new(reporter),
+            lease: Lease::new(database, identity, lease_ttl),
+        }
+    }
+
+    /// The wallet-store capability: odd rows, batches, the cross-check.
+    pub fn wallets(&self) -> &WalletStore {
+        &self.wallets
+    }
+
+    /// The wallet-store capability, to hand it batches or a cross-check.
+    pub fn wallets_mut(&mut self) -> &mut WalletStore {
+        &mut self.wallets
+    }
+
+    /// This instance's hold on the rotation lease.
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// The command's progress display.
+    pub fn reporter(&self) -> &Reporter {
+        self.report.reporter()
+    }
+
+    /// Guest CPU time this run has used so far.
+    pub fn guest_time(&self) -> Duration {
+        self.clock.used()
+    }
+
+    pub(crate) fn memory_cap(&mut self) -> &mut MemoryCap {
+        &mut self.memory
+    }
+
+    pub(crate) fn clock(&mut self) -> &mut GuestClock {
+        &mut self.clock
+    }
+
+    fn wallet_store(&mut self) -> wallet_store::WalletStoreView<'_> {
+        wallet_store::WalletStoreView { store: &mut self.wallets, lease: &self.lease }
+    }
+
+    fn journal(&mut self) -> journal::JournalView<'_> {
+        journal::JournalView { journal: &mut self.journal, lease: &mut self.lease }
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Links every import of the `rotator` world into `linker`.
+pub fn add_rotator_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    types::add_to_linker::<RunState, SharedTypes>(linker, |_| SharedTypes)?;
+    vault_kv::add_to_linker(linker, |s| &mut s.kv)?;
+    wallet_store::add_to_linker(linker, RunState::wallet_store)?;
+    journal::add_to_linker(linker, RunState::journal)?;
+    report::add_to_linker(linker, |s| &mut s.report)
+}
+
+/// Links the `auditor` world's imports: the read-only interfaces only, so that no write
+/// function exists for an audit component to call.
+pub fn add_auditor_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+    types::add_to_linker::<RunState, SharedTypes>(linker, |_| SharedTypes)?;
+    vault_kv::add_reader_to_linker(linker, |s| &mut s.kv)?;
+    wallet_store::add_reader_to_linker(linker, RunState::wallet_store)?;
+    journal::add_reader_to_linker(linker, RunState::journal)?;
+    report::add_to_linker(linker, |s| &mut s.report)
+}
+
+/// The `types` interface every capability shares: types only, no functions.
+struct SharedTypes;
+
+impl HasData for SharedTypes {
+    type Data<'a> = SharedTypes;
+}
+
+impl types::Host for SharedTypes {}
+
+impl From<OddRow> for types::WalletFailure {
+    fn from(row: OddRow) -> Self {
+        types::WalletFailure { id: row.id, reason: row.reason }
+    }
+}
