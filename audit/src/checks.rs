@@ -6,6 +6,7 @@ use rotor_codec::Format;
 
 use crate::bindings::exports::rotor::kek::audit::{AuditOptions, AuditReport, Finding, Severity};
 use crate::bindings::rotor::kek::journal_reader;
+use crate::bindings::rotor::kek::journal_types::{Error as JournalError, RotationStatus};
 use crate::bindings::rotor::kek::report::{self, Level};
 use crate::bindings::rotor::kek::types::{VersionCount, WalletFailure};
 use crate::bindings::rotor::kek::wallet_reader;
@@ -204,10 +205,20 @@ pub(crate) fn run(key_path: &str, options: &AuditOptions) -> Result<AuditReport,
     })
 }
 
+/// A journal failure, as the audit's error: the host's words say what failed.
+fn journal_error(error: JournalError) -> String {
+    match error {
+        JournalError::Denied(why)
+        | JournalError::Busy(why)
+        | JournalError::LeaseLost(why)
+        | JournalError::Database(why) => why,
+    }
+}
+
 /// The journal agrees with Vault: no rotation left half-way, the last one made the current KEK.
 fn check_journal(key_path: &str, current: Option<u32>, findings: &mut Findings) -> Result<(), String> {
-    let rotations = journal_reader::rotations()?;
-    for unfinished in rotations.iter().filter(|r| r.status == "running") {
+    let rotations = journal_reader::rotations().map_err(journal_error)?;
+    for unfinished in rotations.iter().filter(|r| r.status == RotationStatus::Running) {
         findings.add(
             Severity::Warning,
             "journal",
@@ -221,7 +232,7 @@ fn check_journal(key_path: &str, current: Option<u32>, findings: &mut Findings) 
             ),
         );
     }
-    for aborted in rotations.iter().filter(|r| r.status == "aborted") {
+    for aborted in rotations.iter().filter(|r| r.status == RotationStatus::Aborted) {
         findings.add(
             Severity::Info,
             "journal",
@@ -231,14 +242,14 @@ fn check_journal(key_path: &str, current: Option<u32>, findings: &mut Findings) 
             ),
         );
     }
-    for failed in rotations.iter().filter(|r| r.status == "finished" && r.failed > 0) {
+    for failed in rotations.iter().filter(|r| r.status == RotationStatus::Finished && r.failed > 0) {
         findings.add(
             Severity::Info,
             "journal",
             format!("rotation #{} left {} wallet(s) on v{}", failed.id, failed.failed, failed.from_version),
         );
     }
-    let last_finished = rotations.iter().find(|r| r.status == "finished");
+    let last_finished = rotations.iter().find(|r| r.status == RotationStatus::Finished);
     if let (Some(last), Some(current)) = (last_finished, current) {
         if last.to_version > current {
             findings.add(

@@ -42,6 +42,19 @@ mod validation;
 mod wallet;
 
 use bindings::exports::rotor::kek::{codec as codec_api, operations as ops};
+use bindings::rotor::kek::journal_types;
+
+/// A journal failure, as the message of the command it ends: the host's words say what failed.
+impl From<journal_types::Error> for String {
+    fn from(error: journal_types::Error) -> String {
+        match error {
+            journal_types::Error::Denied(why)
+            | journal_types::Error::Busy(why)
+            | journal_types::Error::LeaseLost(why)
+            | journal_types::Error::Database(why) => why,
+        }
+    }
+}
 
 /// rotor's reference implementation of every export. A component with a policy of its own may
 /// implement the `Guest` traits by delegating to this one (see examples/guarded-rotation).

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::bindings::exports::rotor::kek::operations::{KeyLocation, PruneReport};
+use crate::bindings::rotor::kek::journal_types::RotationStatus;
 use crate::bindings::rotor::kek::types::VersionCount;
 use crate::bindings::rotor::kek::{journal, kv, wallet_store};
 use crate::keyring::{Keyring, archive_folder, archive_path, kv_error};
@@ -15,7 +16,7 @@ pub(crate) fn prune(at: &KeyLocation, keep: u32) -> Result<PruneReport, String> 
     }
     let key_path = &at.key_path;
     let keyring = Keyring::load(key_path)?;
-    if let Some(running) = journal::rotations()?.into_iter().find(|r| r.status == "running") {
+    if let Some(running) = journal::rotations()?.into_iter().find(|r| r.status == RotationStatus::Running) {
         return Err(format!(
             "rotation #{} is unfinished and may still need its KEKs: finish it with `rotor rotate` (or close it \
              with `rotor abort`); nothing was destroyed",

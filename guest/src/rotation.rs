@@ -20,6 +20,7 @@ use crate::bindings::exports::rotor::kek::operations::{
     KeyLocation, MoveReport, RotateOptions, RotateReport, RotationPlan,
 };
 use crate::bindings::rotor::kek::journal::{self, Rotation};
+use crate::bindings::rotor::kek::journal_types::RotationStatus;
 use crate::bindings::rotor::kek::kv;
 use crate::bindings::rotor::kek::types::{OutputFormat, WalletFailure};
 use crate::bindings::rotor::kek::wallet_store::{self, Replacement, Wallet};
@@ -447,7 +448,7 @@ fn refuse_unopenable(keyring: &mut Keyring, batch_size: u32) -> Result<(), Strin
 /// nothing: the unfinished rotation if there is one (what `rotor rotate` would resume), else a
 /// new one under a KEK that is never stored.
 fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport, String> {
-    let unfinished = journal::rotations()?.into_iter().find(|r| r.status == "running");
+    let unfinished = journal::rotations()?.into_iter().find(|r| r.status == RotationStatus::Running);
     let (rotation_id, from, stored_target, restore, reencrypt, output_format) = match unfinished {
         Some(rotation) => {
             check_resumable(&rotation, options)?;

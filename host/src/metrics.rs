@@ -76,7 +76,7 @@ fn parse_time(rfc3339: &str) -> Option<f64> {
 pub async fn gather(app: &App, observed: Observed) -> Snapshot {
     let journal = match app.database().rotations().await {
         Ok(rotations) => {
-            let last = rotations.iter().find(|r| r.status == "finished");
+            let last = rotations.iter().find(|r| r.status == crate::store::RotationStatus::Finished);
             let last_finished = last.and_then(|r| {
                 let ended = parse_time(r.finished_at.as_deref()?)?;
                 let duration = match observed.rotation {
@@ -87,8 +87,11 @@ pub async fn gather(app: &App, observed: Observed) -> Snapshot {
             });
             Some(JournalFacts {
                 rotations: rotations.len() as u64,
-                failed: rotations.iter().filter(|r| r.status == "finished" && r.failed > 0).count() as u64,
-                in_progress: rotations.iter().any(|r| r.status == "running"),
+                failed: rotations
+                    .iter()
+                    .filter(|r| r.status == crate::store::RotationStatus::Finished && r.failed > 0)
+                    .count() as u64,
+                in_progress: rotations.iter().any(|r| r.status == crate::store::RotationStatus::Running),
                 last_finished,
             })
         }

@@ -24,7 +24,7 @@ use crate::grants::Access;
 use crate::progress::Reporter;
 use crate::report::{self, Failure, peak_rss_bytes};
 use crate::shutdown::{Interrupted, Shutdown, Signal};
-use crate::store::{Database, OddRows, RotationRecord, StoreError};
+use crate::store::{Database, OddRows, RotationRecord, RotationStatus, StoreError};
 
 /// What a `rotor rotate` (or `rollback`) asks for, resolved from its flags.
 #[derive(Clone, Debug)]
@@ -255,10 +255,10 @@ async fn check_plan(database: &Database, plan: &RotationPlan) -> anyhow::Result<
     let id = plan.rotation_id as i64;
     let recorded = database.rotations().await?.into_iter().find(|r| r.id == id);
     match recorded {
-        Some(r) if r.to_version == i64::from(plan.to_version) && r.status == "running" => {
+        Some(r) if r.to_version == i64::from(plan.to_version) && r.status == RotationStatus::Running => {
             Ok(Planned::Running(Box::new(r)))
         }
-        Some(r) if r.to_version == i64::from(plan.to_version) && r.status == "finished" => {
+        Some(r) if r.to_version == i64::from(plan.to_version) && r.status == RotationStatus::Finished => {
             Ok(Planned::Finished)
         }
         _ => bail!(
@@ -396,5 +396,35 @@ async fn sweep_and_close(
 async fn release_lease(instance: &Instance) {
     if let Err(e) = instance.state().lease().release().await {
         tracing::warn!("could not release the rotation lease (it will expire): {e}");
+    }
+}
+
+/// How long ago the current KEK was written to Vault (its KV version's creation time).
+pub async fn kek_age(app: &App) -> anyhow::Result<std::time::Duration> {
+    let key_path = &app.settings().key_path;
+    let metadata = app.kv().metadata(key_path).await?.ok_or_else(|| {
+        anyhow!("no KEK at {key_path} in Vault: store the first one with `rotor migrate-kek --from-env VAR`")
+    })?;
+    let created = metadata
+        .versions
+        .iter()
+        .find(|v| v.version == metadata.current_version)
+        .map(|v| v.created_time.as_str())
+        .ok_or_else(|| anyhow!("Vault's metadata of {key_path} lists no current version"))?;
+    let created = humantime::parse_rfc3339_weak(created)
+        .with_context(|| format!("Vault's creation time of {key_path} is not RFC 3339: {created}"))?;
+    Ok(std::time::SystemTime::now().duration_since(created).unwrap_or_default())
+}
+
+/// The KEK version the last rotation moved away from: what `rollback` goes back to.
+pub async fn previous_kek(app: &App) -> anyhow::Result<u32> {
+    let current = app.kv().metadata(&app.settings().key_path).await?.map(|m| m.current_version);
+    let last = app.database().rotations().await?.into_iter().find(|r| r.status == RotationStatus::Finished);
+    match last {
+        Some(r) if Some(r.to_version as u64) == current => Ok(r.from_version as u32),
+        _ => Err(anyhow!(
+            "the current KEK was not made by a rotor rotation recorded here, so there is no previous one \
+             to go back to: name the version with --to"
+        )),
     }
 }

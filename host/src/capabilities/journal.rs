@@ -6,7 +6,7 @@ use wasmtime::component::{HasData, Linker};
 use crate::bindings::auditor::journal_reader;
 use crate::bindings::{journal, journal_types, types};
 use crate::coordination::Lease;
-use crate::store::{Database, RotationRecord};
+use crate::store::{Database, RotationRecord, RotationStatus, StoreError};
 use crate::vault::VaultClient;
 
 /// What the `journal` import reaches.
@@ -24,12 +24,12 @@ impl Journal {
         Journal { database, may_write, vault }
     }
 
-    fn check_write(&self) -> Result<(), String> {
+    fn check_write(&self) -> Result<(), journal::Error> {
         if self.may_write {
             Ok(())
         } else {
             tracing::warn!("component denied: the journal is read-only in this run");
-            Err("the journal is read-only in this run".into())
+            Err(journal::Error::Denied("the journal is read-only in this run".into()))
         }
     }
 }
@@ -72,7 +72,11 @@ impl From<RotationRecord> for journal::Rotation {
             id: r.id as u64,
             from_version: r.from_version as u32,
             to_version: r.to_version as u32,
-            status: r.status,
+            status: match r.status {
+                RotationStatus::Running => journal_types::RotationStatus::Running,
+                RotationStatus::Finished => journal_types::RotationStatus::Finished,
+                RotationStatus::Aborted => journal_types::RotationStatus::Aborted,
+            },
             started_at: r.started_at,
             finished_at: r.finished_at,
             started_by: r.started_by,
@@ -96,7 +100,11 @@ impl From<journal::Rotation> for RotationRecord {
             id: r.id as i64,
             from_version: r.from_version.into(),
             to_version: r.to_version.into(),
-            status: r.status,
+            status: match r.status {
+                journal_types::RotationStatus::Running => RotationStatus::Running,
+                journal_types::RotationStatus::Finished => RotationStatus::Finished,
+                journal_types::RotationStatus::Aborted => RotationStatus::Aborted,
+            },
             started_at: r.started_at,
             finished_at: r.finished_at,
             started_by: r.started_by,
@@ -118,6 +126,16 @@ fn output_format_name(format: types::OutputFormat) -> &'static str {
     match format {
         types::OutputFormat::Envelope => "envelope",
         types::OutputFormat::Legacy => "legacy",
+    }
+}
+
+/// What a failed journal call tells the component: which kind of failure, and the host's words.
+fn journal_error(error: StoreError) -> journal::Error {
+    let message = error.to_string();
+    match error {
+        StoreError::RotationUnfinished { .. } | StoreError::LeaseHeld { .. } => journal::Error::Busy(message),
+        StoreError::LeaseLost => journal::Error::LeaseLost(message),
+        _ => journal::Error::Database(message),
     }
 }
 
@@ -148,7 +166,7 @@ impl journal::Host for JournalView<'_> {
         reencrypt: bool,
         output_format: types::OutputFormat,
         restores: Option<u32>,
-    ) -> wasmtime::Result<Result<journal::Rotation, String>> {
+    ) -> wasmtime::Result<Result<journal::Rotation, journal::Error>> {
         if let Err(denied) = self.journal.check_write() {
             return Ok(Err(denied));
         }
@@ -170,58 +188,58 @@ impl journal::Host for JournalView<'_> {
                 self.lease.work_on(Some(record.id));
                 Ok(record.into())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(journal_error(e)),
         })
     }
 
-    async fn set_target(&mut self, id: u64, to_version: u32) -> wasmtime::Result<Result<(), String>> {
+    async fn set_target(&mut self, id: u64, to_version: u32) -> wasmtime::Result<Result<(), journal::Error>> {
         if let Err(denied) = self.journal.check_write() {
             return Ok(Err(denied));
         }
         self.lease.work_on(Some(id as i64));
         if let Err(lost) = self.lease.renew().await {
-            return Ok(Err(lost.to_string()));
+            return Ok(Err(journal_error(lost)));
         }
         Ok(self
             .journal
             .database
             .set_rotation_target(id as i64, to_version.into())
             .await
-            .map_err(|e| e.to_string()))
+            .map_err(journal_error))
     }
 
-    async fn resume(&mut self) -> wasmtime::Result<Result<Option<journal::Rotation>, String>> {
+    async fn resume(&mut self) -> wasmtime::Result<Result<Option<journal::Rotation>, journal::Error>> {
         if let Err(denied) = self.journal.check_write() {
             return Ok(Err(denied));
         }
-        Ok(self.lease.join_or_lead().await.map(|r| r.map(Into::into)).map_err(|e| e.to_string()))
+        Ok(self.lease.join_or_lead().await.map(|r| r.map(Into::into)).map_err(journal_error))
     }
 
-    async fn finish(&mut self, id: u64, failed: u64) -> wasmtime::Result<Result<(), String>> {
+    async fn finish(&mut self, id: u64, failed: u64) -> wasmtime::Result<Result<(), journal::Error>> {
         if let Err(denied) = self.journal.check_write() {
             return Ok(Err(denied));
         }
         self.lease.work_on(None);
         if let Err(lost) = self.lease.renew().await {
-            return Ok(Err(lost.to_string()));
+            return Ok(Err(journal_error(lost)));
         }
-        Ok(self.journal.database.finish_rotation(id as i64, failed as i64).await.map_err(|e| e.to_string()))
+        Ok(self.journal.database.finish_rotation(id as i64, failed as i64).await.map_err(journal_error))
     }
 
-    async fn rotations(&mut self) -> wasmtime::Result<Result<Vec<journal::Rotation>, String>> {
+    async fn rotations(&mut self) -> wasmtime::Result<Result<Vec<journal::Rotation>, journal::Error>> {
         Ok(self
             .journal
             .database
             .rotations()
             .await
             .map(|records| records.into_iter().map(Into::into).collect())
-            .map_err(|e| e.to_string()))
+            .map_err(journal_error))
     }
 }
 
 // The auditor's read-only interface.
 impl journal_reader::Host for JournalView<'_> {
-    async fn rotations(&mut self) -> wasmtime::Result<Result<Vec<journal::Rotation>, String>> {
+    async fn rotations(&mut self) -> wasmtime::Result<Result<Vec<journal::Rotation>, journal::Error>> {
         journal::Host::rotations(self).await
     }
 }

@@ -141,7 +141,7 @@ pub struct RotationRecord {
     pub id: i64,
     pub from_version: i64,
     pub to_version: i64,
-    pub status: String,
+    pub status: RotationStatus,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub started_by: String,
@@ -159,14 +159,46 @@ pub struct RotationRecord {
     pub vault_identity: Option<String>,
 }
 
-/// A rotation's `status` in the journal.
-pub mod status {
+/// Where a rotation stands, as the journal's `status` column spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RotationStatus {
     /// Moving wallets, or interrupted: `rotor rotate` finishes it.
-    pub const RUNNING: &str = "running";
+    Running,
     /// Every wallet it could move was moved.
-    pub const FINISHED: &str = "finished";
+    Finished,
     /// Closed by `rotor abort` before it finished: its wallets stay on whichever KEK they were.
-    pub const ABORTED: &str = "aborted";
+    Aborted,
+}
+
+impl RotationStatus {
+    /// The journal's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationStatus::Running => "running",
+            RotationStatus::Finished => "finished",
+            RotationStatus::Aborted => "aborted",
+        }
+    }
+
+    /// Reads the journal's spelling; anything else is a journal rotor did not write.
+    pub fn parse(status: &str) -> Result<RotationStatus, StoreError> {
+        [RotationStatus::Running, RotationStatus::Finished, RotationStatus::Aborted]
+            .into_iter()
+            .find(|s| s.as_str() == status)
+            .ok_or_else(|| {
+                StoreError::Config(format!(
+                    "rotor_rotations holds a rotation with status {status:?}, which this rotor does not know \
+                     (running, finished or aborted): was it written by a newer rotor?"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for RotationStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Facts about the run that the host, not the component, knows.
@@ -718,7 +750,7 @@ impl Database {
     /// dropped, in one transaction. A no-op if another process closed it already.
     pub async fn finish_rotation(&self, id: i64, failed: i64) -> Result<(), StoreError> {
         let finished_at = now_rfc3339();
-        dispatch!(self, s => s.close_rotation(id, status::FINISHED, failed, &finished_at).await)
+        dispatch!(self, s => s.close_rotation(id, RotationStatus::Finished, failed, &finished_at).await)
     }
 
     /// Closes an unfinished rotation as aborted (`rotor abort`), the same way as
@@ -726,7 +758,7 @@ impl Database {
     /// rotation lease, with no live claim on its ranges.
     pub async fn abort_rotation(&self, id: i64) -> Result<(), StoreError> {
         let finished_at = now_rfc3339();
-        dispatch!(self, s => s.close_rotation(id, status::ABORTED, 0, &finished_at).await)
+        dispatch!(self, s => s.close_rotation(id, RotationStatus::Aborted, 0, &finished_at).await)
     }
 
     /// Gives back every key range `token` holds, keeping how far each was walked, so that the
@@ -736,14 +768,14 @@ impl Database {
     }
 
     pub async fn unfinished_rotation(&self) -> Result<Option<RotationRecord>, StoreError> {
-        Ok(self.rotations().await?.into_iter().find(|r| r.status == status::RUNNING))
+        Ok(self.rotations().await?.into_iter().find(|r| r.status == RotationStatus::Running))
     }
 
     /// Every rotation, newest first. Empty if rotor's tables do not exist yet. A running
     /// rotation's `rotated` includes what its workers have moved so far.
     pub async fn rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
         let mut rotations = dispatch!(self, s => s.rotations().await)?;
-        for rotation in rotations.iter_mut().filter(|r| r.status == status::RUNNING) {
+        for rotation in rotations.iter_mut().filter(|r| r.status == RotationStatus::Running) {
             match dispatch!(self, s => s.range_rotated(rotation.id).await) {
                 Ok(moved) => rotation.rotated += moved,
                 Err(StoreError::Database(e)) if shared::is_missing_table(&e) => {}
@@ -846,7 +878,7 @@ macro_rules! rotation_from_row {
             id: row.try_get("id")?,
             from_version: row.try_get("from_version")?,
             to_version: row.try_get("to_version")?,
-            status: row.try_get("status")?,
+            status: RotationStatus::parse(&row.try_get::<String, _>("status")?)?,
             started_at: row.try_get("started_at")?,
             finished_at: row.try_get("finished_at")?,
             started_by: row.try_get("started_by")?,

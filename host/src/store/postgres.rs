@@ -10,7 +10,7 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 use super::shared::{finish_batch, shared_queries};
 use super::{
     BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, OddRow, QuotedNames, RangeProgress, Replacement,
-    RotationRecord, RunIdentity, Scanned, StoreError, WalletRow, WalletTable, redact_url,
+    RotationRecord, RotationStatus, RunIdentity, Scanned, StoreError, WalletRow, WalletTable, redact_url,
 };
 
 /// Held for the migration's transaction; the key is arbitrary but fixed ("rotor" in ASCII).

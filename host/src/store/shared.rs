@@ -465,7 +465,7 @@ macro_rules! shared_queries {
         pub(super) async fn close_rotation(
             &self,
             id: i64,
-            status: &str,
+            status: RotationStatus,
             failed: i64,
             finished_at: &str,
         ) -> Result<(), StoreError> {
@@ -479,7 +479,7 @@ macro_rules! shared_queries {
             .bind(finished_at)
             .bind(id)
             .bind(id)
-            .bind(status)
+            .bind(status.as_str())
             .execute(&mut *tx)
             .await?;
             sqlx::query("DELETE FROM rotor_ranges WHERE rotation_id = $1").bind(id).execute(&mut *tx).await?;

@@ -13,7 +13,7 @@ use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 use super::shared::{finish_batch, shared_queries};
 use super::{
     BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, OddRow, QuotedNames, RangeProgress, Replacement,
-    RotationRecord, RunIdentity, Scanned, StoreError, WalletRow, WalletTable,
+    RotationRecord, RotationStatus, RunIdentity, Scanned, StoreError, WalletRow, WalletTable,
 };
 
 /// Rows per UPDATE statement: 3 bound values each, far below SQLite's 32766-variable limit,

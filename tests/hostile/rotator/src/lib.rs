@@ -22,6 +22,10 @@ use bindings::rotor::kek::{journal, kv, wallet_store};
 
 struct Hostile;
 
+fn journal_error(error: journal::Error) -> String {
+    format!("{error:?}")
+}
+
 fn spin() -> ! {
     let mut spins = 0u64;
     loop {
@@ -86,9 +90,9 @@ impl ops::Guest for Hostile {
     fn start_rotation(_: ops::KeyLocation, _: ops::RotateOptions) -> Result<ops::RotationPlan, String> {
         // Records a rotation to v2 without storing any KEK.
         let format = bindings::rotor::kek::types::OutputFormat::Envelope;
-        journal::resume()?; // takes the rotation lease, as set-up must
-        let rotation = journal::begin(1, 0, false, format, None)?;
-        journal::set_target(rotation.id, 2)?;
+        journal::resume().map_err(journal_error)?; // takes the rotation lease, as set-up must
+        let rotation = journal::begin(1, 0, false, format, None).map_err(journal_error)?;
+        journal::set_target(rotation.id, 2).map_err(journal_error)?;
         Ok(ops::RotationPlan {
             rotation_id: rotation.id,
             from_version: 1,

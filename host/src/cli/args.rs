@@ -1,0 +1,342 @@
+//! What clap parses: the global flags, the commands and their arguments. `--help` is built
+//! from the doc comments here, so they are written for operators.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::bindings::types;
+use crate::plan::BatchSize;
+use crate::rotation::RotateRequest;
+use crate::terminal::LogFormat;
+
+use super::settings::PlanFlags;
+
+const AFTER_HELP: &str = "\
+Vault is reached as the Vault CLI does: VAULT_ADDR (default http://127.0.0.1:8200), VAULT_TOKEN
+(else ~/.vault-token) or AppRole (VAULT_ROLE_ID and VAULT_SECRET_ID, VAULT_APPROLE_MOUNT default
+approle; the token is renewed during long runs), VAULT_NAMESPACE, VAULT_CACERT, VAULT_SKIP_VERIFY
+(only when set to true; insecure). The KEK is field `key` (64 hex characters) of
+<kv-mount>/<key-path>; rotor keeps every KEK version at <key-path>-archive/v<N>. Without any Vault
+credentials, `validate` and `open` read the seed's WALLET_ENCRYPTION_KEY (read-only, with a
+warning); nothing else does. policies/ holds the Vault policies for a runner, an auditor and
+an application that only reads KEKs.
+
+Exit codes:
+  0  success (also a rotation skipped by --if-older-than)
+  1  error: nothing was left half-done; the message says what to fix
+  2  bad usage
+  3  finished, but some wallets do not open or could not be moved (listed by id)
+  130, 143  stopped by SIGINT or SIGTERM: a rotation gives its key ranges back and `rotor rotate`
+            resumes it";
+
+/// Rotates the key-encryption key (KEK) of AES-256-GCM wallets kept in SQL, with the KEK in
+/// Vault KV v2. All crypto runs inside a sandboxed WebAssembly component.
+#[derive(Debug, Parser)]
+#[command(name = "rotor", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Settings file [default: rotor.toml in the working directory, if there is one]. Flags
+    /// and environment variables override what it sets; `rotor config check` shows the result.
+    #[arg(long, env = "ROTOR_CONFIG", hide_env_values = true, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Database with the wallet table: sqlite://PATH or postgres://USER@HOST/DB
+    /// [default: sqlite://rotor.db].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Table that holds the wallets [default: wallets].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub table: Option<String>,
+    /// Column with the wallet id (text, unique) [default: id].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub id_column: Option<String>,
+    /// Column with the encrypted wallet (text) [default: ciphertext].
+    #[arg(long, global = true, value_name = "NAME")]
+    pub ciphertext_column: Option<String>,
+    /// Mount point of the KV v2 secrets engine [default: secret].
+    #[arg(long, env = "ROTOR_KV_MOUNT", hide_env_values = true, global = true, value_name = "MOUNT")]
+    pub kv_mount: Option<String>,
+    /// Path of the KEK within the mount [default: ibn/encryption-key].
+    #[arg(long, env = "ROTOR_KEY_PATH", hide_env_values = true, global = true, value_name = "PATH")]
+    pub key_path: Option<String>,
+    /// Run this component instead of the built-in one (for `audit`: this audit component). It
+    /// must be pinned in rotor.toml unless --allow-unpinned is given.
+    #[arg(long, env = "ROTOR_COMPONENT", hide_env_values = true, global = true, value_name = "PATH")]
+    pub component: Option<PathBuf>,
+    /// Run a component file whose digest is not pinned in rotor.toml (logged as a warning).
+    #[arg(long, global = true)]
+    pub allow_unpinned: bool,
+    /// Do not have rotor's reference component check the batches a --component writes.
+    #[arg(long, global = true)]
+    pub no_cross_check: bool,
+    /// Print exactly one JSON document on stdout (errors too: {"error": "..."}).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More logging (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Errors only; no progress bar.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log lines on stderr as text, or as JSON objects (one per line) for a log collector.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "ROTOR_LOG_FORMAT", hide_env_values = true, global = true)]
+    pub log_format: LogFormat,
+    /// After validate, rotate, rollback, prune or status, write Prometheus metrics to PATH,
+    /// atomically (for node-exporter's textfile collector: a *.prom file in its directory).
+    #[arg(long, env = "ROTOR_METRICS_FILE", hide_env_values = true, global = true, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open every wallet with the KEK it names; count wallets per KEK version, list those that fail.
+    ///
+    /// Legacy wallets name no KEK version: rotor tries the current KEK, then archived ones.
+    /// Exits 3 if any wallet does not open.
+    Validate(ValidateArgs),
+    /// Move every wallet to a new KEK.
+    ///
+    /// A new 256-bit KEK from a CSPRNG is stored in Vault (check-and-set) and archived before any
+    /// wallet is written under it; the old KEK stays readable in the archive. Wallets move in
+    /// atomic batches, each row only if nobody changed it meanwhile; legacy wallets are converted
+    /// to rotor's envelope format (or, with --output-format legacy, every wallet stays in the seed's
+    /// layout). If a rotation was interrupted, `rotor rotate` finishes it (whatever
+    /// --if-older-than says); `rotor abort` closes it instead.
+    Rotate(RotateCommand),
+    /// Move every wallet back to the previous KEK, as a normal rotation (no database restore).
+    ///
+    /// The previous KEK (by default the one the last rotation moved away from) becomes current
+    /// again as a new KV version holding the same key, and every wallet is re-wrapped to it.
+    Rollback(RollbackArgs),
+    /// Close the unfinished rotation without finishing it.
+    ///
+    /// For a rotation that cannot or should not be finished (say, a rollback to a KEK that was
+    /// destroyed). Its wallets stay on whichever KEK they are, all of which Vault keeps; the next
+    /// `rotor rotate` starts a new rotation. Refuses while another rotor is still moving its
+    /// wallets, or if a KEK its wallets name is missing from Vault. Nothing is written to Vault.
+    Abort,
+    /// Destroy archived KEKs that no wallet uses any more, keeping the newest N versions.
+    ///
+    /// A version still used by some wallet is not destroyed (its count is shown; exit 3). Nothing
+    /// is destroyed while legacy wallets exist or a rotation is unfinished.
+    Prune {
+        /// How many of the newest KEK versions to keep whatever their use (at least 1: the current).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        keep: u32,
+    },
+    /// The unfinished rotation if there is one (progress, who runs it), and wallets per KEK
+    /// version as the database counts them (no key is read).
+    Status,
+    /// Past rotations: rotor's journal, and archives left by the seed's script.
+    History,
+    /// Encrypt a wallet under the current KEK and store it (plaintext on stdin).
+    Seal {
+        /// Wallet id; an existing wallet with this id is replaced.
+        id: String,
+    },
+    /// Decrypt a wallet and write its exact plaintext bytes to stdout.
+    Open {
+        /// Wallet id.
+        id: String,
+    },
+    /// Store a KEK kept in an environment variable as the first KEK in Vault (the seed's Day 2).
+    ///
+    /// Refuses to overwrite a different KEK already in Vault; does nothing if the same one is there.
+    MigrateKek {
+        /// Environment variable holding the KEK as 64 hex characters.
+        #[arg(long, value_name = "VAR")]
+        from_env: String,
+    },
+    /// Read-only checks by an audit component: wallets per KEK version, legacy rows, rows that do
+    /// not open, KEK age, archive and journal consistency.
+    ///
+    /// Runs rotor's own audit component, or a third party's with --component. Audit components
+    /// target the `auditor` world, which has no function that writes: they cannot change a
+    /// secret, a wallet or the journal. Exits 3 if the audit found errors.
+    Audit(BatchArgs),
+    /// Inspect component files.
+    #[command(subcommand)]
+    Component(ComponentCommand),
+    /// Check rotor.toml.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// A Prometheus exporter: serves GET /metrics until stopped (SIGTERM or Ctrl-C).
+    ///
+    /// Refreshes the rotation journal, wallets per KEK version and the KEK's age every
+    /// --interval, and opens every wallet (read-only) every --validate-every for the count of
+    /// invalid wallets.
+    Serve(ServeArgs),
+    /// The whole job on the embedded default: start an OpenBao dev server, enroll legacy wallets
+    /// in a SQLite file, validate, rotate, validate again, stop the server.
+    Demo(crate::demo::DemoArgs),
+    /// Measure rotor against the database's own rewrite rate, a native build of its crypto
+    /// core and OpenBao Transit, in one run; print a table (and with --out, Markdown, JSON and
+    /// a PNG chart).
+    ///
+    /// Starts an OpenBao dev server, and creates SQLite files and a PostgreSQL database (on
+    /// --postgres-url), removed afterwards. 1,000,000 wallets take about ten minutes on 2 cores;
+    /// --quick (100,000) about two; `--wallets 2000` is a smoke check.
+    ///
+    /// `rotor bench --help` describes the options. The bench is a binary of its own,
+    /// rotor-bench, which `rotor bench` runs from rotor's folder so that rotor carries none of its
+    /// code: build it with `cargo build --release -p rotor-bench` (`cargo build --release
+    /// --workspace` builds both).
+    #[command(
+        disable_help_flag = true,
+        override_usage = "rotor bench [--wallets N,…] [--quick] [--out DIR] [--postgres-url URL] \
+                          [--workers N] [--batch-size N] [--json] [-v]"
+    )]
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ComponentCommand {
+    /// Print a component's sha256 (what `pinned` in rotor.toml lists), the world it targets, its
+    /// imports and exports. Fails if it imports anything outside its world's grants.
+    Inspect {
+        /// The component file (.wasm).
+        path: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Read rotor.toml, environment and flags, and print the effective settings and where each
+    /// came from, secrets redacted. Fails on unknown keys and invalid values.
+    Check,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to serve /metrics on.
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "HOST:PORT")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// How often to refresh the journal, wallet counts and KEK age.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub interval: humantime::Duration,
+    /// How often to open every wallet for rotor_invalid_wallets (0s: never).
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub validate_every: humantime::Duration,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Wallets per batch (per transaction and per call into the component). Larger batches
+    /// cost memory (each worker holds several at once) without going faster: see BENCHMARKS.md.
+    #[arg(long, default_value_t = BatchSize::DEFAULT, value_name = "N")]
+    pub batch_size: BatchSize,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    /// Instances of the component opening wallets at once [default: the number of cores].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<std::num::NonZeroUsize>,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub batch: BatchArgs,
+    /// Open and re-seal every wallet under a throwaway KEK; store nothing, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also replace each wallet's data key (a full re-encryption), not only re-wrap it.
+    #[arg(long)]
+    pub reencrypt: bool,
+    /// Finish the interrupted rotation; fails if there is none.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub resume: bool,
+    /// Check first that every wallet opens; if one does not, change nothing (exit 1).
+    #[arg(long)]
+    pub strict: bool,
+    /// What the wallets are written in. `legacy` is for applications that cannot read rotor's
+    /// envelope yet: every wallet is re-encrypted in the seed's layout, which names no KEK
+    /// version and binds no wallet id (docs/ROTATION.md says what that gives up). A resumed
+    /// rotation keeps the format it began with.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Envelope, value_name = "FORMAT")]
+    pub output_format: OutputFormat,
+    /// Instances of the component moving wallets at once, each on its own key ranges [default:
+    /// the number of cores]. Other `rotor rotate` processes started meanwhile, here or on other
+    /// machines, join the same rotation and share its ranges.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<std::num::NonZeroUsize>,
+    /// How long this rotor's hold on the rotation lasts without progress. Another rotor may take
+    /// over after that (at once if this one died on the same host).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=86_400), value_name = "SECONDS")]
+    pub lease_seconds: u64,
+}
+
+impl RotateArgs {
+    /// What these flags ask of a rotation.
+    pub fn request(&self) -> RotateRequest {
+        RotateRequest {
+            dry_run: self.dry_run,
+            reencrypt: self.reencrypt,
+            resume: self.resume,
+            strict: self.strict,
+            output_format: self.output_format.into(),
+        }
+    }
+
+    /// What these flags say of the run plan.
+    pub(super) fn plan(&self) -> PlanFlags {
+        PlanFlags {
+            batch_size: Some(self.batch.batch_size),
+            workers: self.workers,
+            lease_ttl: Some(std::time::Duration::from_secs(self.lease_seconds)),
+        }
+    }
+}
+
+/// `rotor rotate`: a rotation, and when to skip it.
+#[derive(Debug, Args)]
+pub struct RotateCommand {
+    #[command(flatten)]
+    pub rotate: RotateArgs,
+    /// Rotate only if the current KEK is older than this (as written in Vault), e.g. 90d or
+    /// 12h; otherwise say so and exit 0. For a daily cron job or Kubernetes CronJob. An
+    /// unfinished rotation is resumed whatever the KEK's age.
+    #[arg(long, value_name = "AGE")]
+    pub if_older_than: Option<humantime::Duration>,
+}
+
+/// The wallet format a rotation writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// rotor's envelope, `rotor:v<K>:…`: names its KEK version, binds the wallet id.
+    Envelope,
+    /// the seed's `base64(iv ‖ tag ‖ ciphertext)` under the KEK, which the seed's application reads.
+    Legacy,
+}
+
+impl From<OutputFormat> for types::OutputFormat {
+    fn from(format: OutputFormat) -> Self {
+        match format {
+            OutputFormat::Envelope => types::OutputFormat::Envelope,
+            OutputFormat::Legacy => types::OutputFormat::Legacy,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The KEK version to go back to (default: the one the last rotation moved away from).
+    #[arg(long, value_name = "VERSION", value_parser = clap::value_parser!(u32).range(1..))]
+    pub to: Option<u32>,
+    #[command(flatten)]
+    pub rotate: RotateArgs,
+}

@@ -1,0 +1,333 @@
+//! The `rotor` command line: [`args`] is what clap parses, [`settings`] resolves flags,
+//! environment and rotor.toml into the [`Settings`] and [`RunPlan`] a command runs with, and
+//! this module runs each command through the library and prints what it did ([`output`]).
+//! Nothing else in the crate imports it: a second front end (the OpenBao plugin) calls the
+//! same library functions.
+
+mod args;
+mod output;
+mod settings;
+
+pub use args::{
+    BatchArgs, Cli, Command, ComponentCommand, ConfigCommand, GlobalArgs, OutputFormat, RollbackArgs,
+    RotateArgs, RotateCommand, ServeArgs, ValidateArgs,
+};
+pub use settings::Resolved;
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+
+use anyhow::{Context, anyhow};
+use clap::CommandFactory;
+use zeroize::Zeroizing;
+
+use crate::app::App;
+use crate::component::{ComponentSource, Sandbox, answer};
+use crate::grants::Access;
+use crate::inspect::Inspection;
+use crate::kv_backend::KekUse;
+use crate::limits::Limits;
+use crate::metrics::{Observed, Recorder, WalletCheck};
+use crate::progress::Reporter;
+use crate::report::{Outcome, print_json};
+use crate::shutdown::{Interrupted, Shutdown};
+use crate::terminal::LogFormat;
+use crate::vault_policy::VaultWrites;
+
+use self::output::{Pruned, Sealed, print};
+use self::settings::{PlanFlags, config_check, kv_source, open_app, open_app_to_read};
+
+/// How long a command that cleans up after a signal (a rotation giving its ranges back) may
+/// take to stop before it is abandoned: longer than a batch, shorter than an orchestrator's
+/// patience (Kubernetes sends SIGKILL 30 s after SIGTERM).
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Runs the parsed command, printing its result, then writes `--metrics-file` if asked. A
+/// signal on `shutdown` stops it: rotations clean up first, other commands are dropped at once
+/// (they leave nothing half-done).
+pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<Outcome> {
+    let records_metrics = matches!(
+        cli.command,
+        Command::Validate(_)
+            | Command::Rotate(_)
+            | Command::Rollback(_)
+            | Command::Prune { .. }
+            | Command::Status
+            | Command::Abort
+    );
+    let cleans_up = matches!(cli.command, Command::Rotate(_) | Command::Rollback(_));
+    // For a server, a signal is the ordinary way to stop: it ends with success.
+    let stops_itself = matches!(cli.command, Command::Serve(_));
+    let metrics = Recorder::new(cli.global.metrics_file.clone().filter(|_| records_metrics));
+    let command = execute(&cli, &metrics, &shutdown);
+    tokio::pin!(command);
+    let result = tokio::select! {
+        result = &mut command => result,
+        signal = shutdown.wait(), if !stops_itself => {
+            let stopped = |what: &str| Interrupted { signal, what: what.to_owned() };
+            if cleans_up {
+                match tokio::time::timeout(STOP_GRACE, &mut command).await {
+                    Ok(result) => result,
+                    Err(_) => Err(stopped(
+                        "the rotation did not stop within 15 s and was abandoned; its claims run out \
+                         (`rotor status` shows them) and `rotor rotate` resumes it",
+                    ).into()),
+                }
+            } else {
+                Err(stopped("stopped before it finished; it changes nothing that could be left half-done").into())
+            }
+        }
+    };
+    metrics.finish(result.as_ref().map_or(1, Outcome::exit_code));
+    result
+}
+
+async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::Result<Outcome> {
+    let global = &cli.global;
+    match &cli.command {
+        Command::Demo(args) => {
+            let output = crate::demo::DemoOutput { json: global.json, progress: global.shows_progress() };
+            return crate::demo::run(global.settings()?, output, args).await;
+        }
+        Command::Bench(args) => {
+            // rotor's flags that the bench honours, when given before `bench`; after it, they
+            // are among the options already.
+            let mut flags: Vec<OsString> = Vec::new();
+            flags.extend(global.json.then(|| "--json".into()));
+            flags.extend(global.quiet.then(|| "--quiet".into()));
+            flags.extend(
+                (global.verbose > 0).then(|| format!("-{}", "v".repeat(global.verbose.into())).into()),
+            );
+            flags.extend((global.log_format == LogFormat::Json).then(|| "--log-format=json".into()));
+            match crate::bench::exec(&flags, args) {
+                missing @ crate::bench::BenchError::Missing { .. } if args.wants_help() => {
+                    let mut cli = Cli::command();
+                    cli.build();
+                    let bench = cli.find_subcommand_mut("bench").expect("rotor has a bench command");
+                    println!("{}", bench.render_long_help());
+                    eprintln!("note: {missing}");
+                    Ok(Outcome::Success)
+                }
+                error => Err(error.into()),
+            }
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let effective = config_check(global)?;
+            print(global.json, &effective, || {
+                serde_json::to_string_pretty(&effective).expect("settings serialize")
+            });
+            let problems = effective["problems"].as_array().map_or(0, Vec::len);
+            if problems > 0 && !global.json {
+                eprintln!("error: {problems} problem(s) in the settings: see \"problems\" above");
+            }
+            Ok(if problems == 0 { Outcome::Success } else { Outcome::Problems })
+        }
+        Command::Component(ComponentCommand::Inspect { path }) => {
+            let inspection = component_inspect(path)?;
+            print(global.json, &inspection, || inspection.human());
+            let refusal = match inspection.world {
+                Some(world) => inspection.require(&path.display().to_string(), world).err(),
+                None => Some(anyhow!(
+                    "{} exports neither rotor:kek/operations nor rotor:kek/audit: rotor cannot run it",
+                    path.display()
+                )),
+            };
+            match refusal {
+                None => Ok(Outcome::Success),
+                Some(refusal) => {
+                    if !global.json {
+                        eprintln!("error: {refusal:#}");
+                    }
+                    Ok(Outcome::Problems)
+                }
+            }
+        }
+        Command::Audit(args) => {
+            let settings = global.settings_for(PlanFlags::batch(args))?;
+            let kv = kv_source(&settings, KekUse::ReadOnly)?;
+            let app = App::open_audit(settings, kv).await?;
+            let report = crate::audit::run(&app, global.reporter("audit")).await?;
+            print(global.json, &report, || report.human());
+            Ok(report.outcome())
+        }
+        Command::Serve(args) => {
+            let app = open_app(global, false, PlanFlags::batch(&args.batch)).await?;
+            let options = crate::exporter::ExporterOptions {
+                addr: args.metrics_addr,
+                interval: *args.interval,
+                validate_every: *args.validate_every,
+            };
+            crate::exporter::serve(&app, &options, shutdown).await?;
+            Ok(Outcome::Success)
+        }
+        Command::Validate(args) => {
+            let flags = PlanFlags { workers: args.workers, ..PlanFlags::batch(&args.batch) };
+            let app = open_app_to_read(global, flags).await?;
+            let mut instance = app.instance(Access::ReadOnly, global.reporter("validate")).await?;
+            let report = crate::validate::validate(&app, &mut instance).await?;
+            metrics
+                .observe(&app, Observed { check: Some(WalletCheck::now(report.invalid)), rotation: None })
+                .await;
+            print(global.json, &report, || report.human());
+            Ok(report.outcome())
+        }
+        Command::Rotate(RotateCommand { rotate: args, if_older_than }) => {
+            let app = open_app(global, true, args.plan()).await?;
+            let unfinished = app.database().unfinished_rotation().await?;
+            if let Some(rotation) = unfinished.as_ref().filter(|_| if_older_than.is_some()) {
+                // The schedule is for starting rotations; one left unfinished is due now.
+                tracing::info!(
+                    rotation = rotation.id,
+                    "rotation #{} is unfinished: resuming it whatever --if-older-than says",
+                    rotation.id
+                );
+            } else if let Some(min_age) = *if_older_than {
+                let age = crate::rotation::kek_age(&app).await?;
+                if age < *min_age {
+                    let skipped = serde_json::json!({
+                        "skipped": true,
+                        "kek_age_seconds": age.as_secs(),
+                        "if_older_than_seconds": min_age.as_secs(),
+                    });
+                    print(global.json, &skipped, || {
+                        format!(
+                            "not rotating: the current KEK is {} old, younger than --if-older-than {}",
+                            crate::durations::human(age),
+                            crate::durations::human(*min_age)
+                        )
+                    });
+                    metrics.observe(&app, Observed::default()).await;
+                    return Ok(Outcome::Success);
+                }
+            }
+            let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+            require_vault_writes(&app, args, VaultWrites::Rotation).await?;
+            let instance = app.instance(access, global.reporter("rotate")).await?;
+            let report = crate::rotation::rotate(&app, instance, &args.request(), None, shutdown).await?;
+            metrics.observe(&app, report.observed()).await;
+            print(global.json, &report, || report.human());
+            Ok(report.outcome())
+        }
+        Command::Rollback(args) => {
+            let app = open_app(global, true, args.rotate.plan()).await?;
+            let to = match args.to {
+                Some(version) => version,
+                None => crate::rotation::previous_kek(&app).await?,
+            };
+            let access = if args.rotate.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+            require_vault_writes(&app, &args.rotate, VaultWrites::Rotation).await?;
+            let instance = app.instance(access, global.reporter("rollback")).await?;
+            let report =
+                crate::rotation::rotate(&app, instance, &args.rotate.request(), Some(to), shutdown).await?;
+            metrics.observe(&app, report.observed()).await;
+            print(global.json, &report, || report.human());
+            Ok(report.outcome())
+        }
+        Command::Prune { keep } => {
+            let app = open_app(global, true, PlanFlags::default()).await?;
+            if let Some(vault) = app.kv().vault() {
+                crate::vault_policy::require(vault, &app.settings().key_path, VaultWrites::Prune).await?;
+            }
+            let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
+            let report = answer(instance.prune(&app.key_location(), *keep).await)?;
+            let pruned = Pruned {
+                destroyed: report.destroyed,
+                kept: report.kept,
+                in_use: report.in_use.iter().map(|c| (c.version.to_string(), c.count)).collect(),
+            };
+            metrics.observe(&app, Observed::default()).await;
+            print(global.json, &pruned, || pruned.human());
+            Ok(if pruned.in_use.is_empty() { Outcome::Success } else { Outcome::WalletsFailed })
+        }
+        Command::Abort => {
+            let app = open_app(global, true, PlanFlags::default()).await?;
+            let aborted = crate::abort::abort(&app).await?;
+            metrics.observe(&app, Observed::default()).await;
+            print(global.json, &aborted, || aborted.human());
+            Ok(Outcome::Success)
+        }
+        Command::Status => {
+            let app = open_app(global, false, PlanFlags::default()).await?;
+            let status = crate::status::status(&app).await?;
+            metrics.observe(&app, Observed::default()).await;
+            print(global.json, &status, || status.human());
+            Ok(Outcome::Success)
+        }
+        Command::History => {
+            let app = open_app(global, false, PlanFlags::default()).await?;
+            let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
+            let entries = answer(instance.history(&app.key_location()).await)?;
+            let entries = crate::history::history_lines(&app, entries).await?;
+            let current = app.kv().metadata(&app.settings().key_path).await?.map(|m| m.current_version);
+            print(global.json, &entries, || crate::history::history_human(&entries, current));
+            Ok(Outcome::Success)
+        }
+        Command::Seal { id } => {
+            let mut plaintext = Zeroizing::new(Vec::new());
+            std::io::stdin().read_to_end(&mut plaintext).context("reading the plaintext from stdin")?;
+            let app = open_app(global, false, PlanFlags::default()).await?;
+            let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
+            let version = answer(instance.seal_wallet(&app.key_location(), id, &plaintext).await)?;
+            let sealed = Sealed { id: id.clone(), kek_version: version, bytes: plaintext.len() };
+            print(global.json, &sealed, || {
+                format!("sealed wallet {id:?} ({} bytes) under KEK v{version}", sealed.bytes)
+            });
+            Ok(Outcome::Success)
+        }
+        Command::Open { id } => {
+            let app = open_app_to_read(global, PlanFlags::default()).await?;
+            let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
+            let opened = answer(instance.open_wallet(&app.key_location(), id).await);
+            // A row holding no text ciphertext reads as absent to the component: say what it holds.
+            let opened = opened.map_err(|e| match instance.state().wallets().odd_rows().reason(id) {
+                Some(reason) => anyhow!("wallet {id:?} cannot be opened: {reason}"),
+                None => e,
+            });
+            let plaintext = Zeroizing::new(opened?);
+            if global.json {
+                // JSON carries bytes as base64 so that any wallet survives the trip.
+                use base64::Engine;
+                let encoded = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(&*plaintext));
+                print_json(&serde_json::json!({ "id": id, "plaintext_base64": *encoded }));
+            } else {
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(&plaintext)?;
+                stdout.flush()?;
+            }
+            Ok(Outcome::Success)
+        }
+        Command::MigrateKek { from_env } => {
+            let kek = crate::kv_backend::kek_from_var(from_env)?;
+            let app = open_app(global, false, PlanFlags::default()).await?;
+            let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
+            let version = answer(instance.import_kek(&app.key_location(), kek.trim()).await)?;
+            let path = format!("{}/{}", app.settings().kv_mount, app.settings().key_path);
+            let migrated = serde_json::json!({ "path": path, "kek_version": version });
+            print(global.json, &migrated, || {
+                format!(
+                    "KEK from {from_env} is in Vault at {path} (version {version}); archived at {path}-archive/v{version}"
+                )
+            });
+            Ok(Outcome::Success)
+        }
+    }
+}
+
+/// `rotor component inspect PATH`.
+fn component_inspect(path: &std::path::Path) -> anyhow::Result<Inspection> {
+    let source = ComponentSource::from_file(path)?;
+    let sandbox = Sandbox::new(Limits::default(), None)?;
+    let (_, inspection) = sandbox.compile(&source)?;
+    Ok(inspection)
+}
+
+/// A rotation or rollback that will write to Vault checks first that the token's policies
+/// allow it, so that a read-only token is refused before anything is recorded.
+async fn require_vault_writes(app: &App, args: &RotateArgs, writes: VaultWrites) -> anyhow::Result<()> {
+    match app.kv().vault() {
+        Some(vault) if !args.dry_run => {
+            crate::vault_policy::require(vault, &app.settings().key_path, writes).await
+        }
+        _ => Ok(()),
+    }
+}

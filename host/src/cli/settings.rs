@@ -1,0 +1,226 @@
+//! Flags and environment, then rotor.toml, then defaults: the [`Settings`] and [`RunPlan`] a
+//! command runs with, resolved once, and the app opened with them.
+
+use std::path::PathBuf;
+
+use crate::app::{App, SandboxSettings, Settings};
+use crate::component::ComponentSource;
+use crate::component_cache::ComponentCache;
+use crate::config::Loaded;
+use crate::kv_backend::{KekUse, KvSource};
+use crate::plan::{BatchSize, RunPlan};
+use crate::progress::Reporter;
+use crate::store::WalletTable;
+use crate::terminal::LogFormat;
+
+use super::args::{BatchArgs, GlobalArgs};
+
+impl GlobalArgs {
+    /// The effective settings: flags and environment, then rotor.toml, then defaults.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
+        Ok(self.resolve()?.settings)
+    }
+
+    /// The effective settings, with the run plan a command's `flags` ask for.
+    pub(super) fn settings_for(&self, flags: PlanFlags) -> anyhow::Result<Settings> {
+        let mut settings = self.settings()?;
+        settings.plan =
+            RunPlan::resolve(flags.batch_size, flags.workers, flags.lease_ttl, &settings.sandbox.limits);
+        Ok(settings)
+    }
+
+    /// The effective settings, and where each came from.
+    pub fn resolve(&self) -> anyhow::Result<Resolved> {
+        let loaded = Loaded::load(self.config.as_deref())?;
+        let file = &loaded.file;
+        let mut sources = Vec::new();
+        let mut pick = |name: &'static str,
+                        flag: &Option<String>,
+                        env: Option<&str>,
+                        from_file: &Option<String>,
+                        default: &str| {
+            let (value, source) = match (flag, from_file) {
+                (Some(value), _) => {
+                    let from_env = env.is_some_and(|var| std::env::var(var).ok().as_ref() == Some(value));
+                    (
+                        value.clone(),
+                        if from_env {
+                            format!("environment {}", env.unwrap_or_default())
+                        } else {
+                            "flag".into()
+                        },
+                    )
+                }
+                (None, Some(value)) => (value.clone(), "rotor.toml".into()),
+                (None, None) => (default.to_owned(), "default".into()),
+            };
+            sources.push((name, source));
+            value
+        };
+        let database_url = pick(
+            "database-url",
+            &self.database_url,
+            Some("DATABASE_URL"),
+            &file.database.url,
+            "sqlite://rotor.db",
+        );
+        let table = pick("table", &self.table, None, &file.database.table, "wallets");
+        let id_column = pick("id-column", &self.id_column, None, &file.database.id_column, "id");
+        let ciphertext_column = pick(
+            "ciphertext-column",
+            &self.ciphertext_column,
+            None,
+            &file.database.ciphertext_column,
+            "ciphertext",
+        );
+        let kv_mount = pick("kv-mount", &self.kv_mount, Some("ROTOR_KV_MOUNT"), &file.vault.mount, "secret");
+        let key_path = pick(
+            "key-path",
+            &self.key_path,
+            Some("ROTOR_KEY_PATH"),
+            &file.vault.key_path,
+            "ibn/encryption-key",
+        );
+        let component = self.component.clone().or_else(|| file.component.path.clone());
+        let cache = match (&file.component.cache_dir, file.component.cache) {
+            (_, false) => None,
+            (Some(dir), true) => Some(ComponentCache::at(dir)),
+            (None, true) => ComponentCache::default_location(),
+        };
+        let settings = Settings {
+            database_url,
+            table: WalletTable::new(&table, &id_column, &ciphertext_column)?,
+            kv_mount,
+            key_path,
+            component,
+            sandbox: SandboxSettings {
+                limits: file.limits,
+                pinned: file.component.pinned.clone(),
+                allow_unpinned: self.allow_unpinned || file.component.allow_unpinned,
+                cross_check: !self.no_cross_check && file.component.cross_check,
+                cache,
+            },
+            vault_defaults: file.vault.clone(),
+            plan: RunPlan::resolve(None, None, None, &file.limits),
+        };
+        Ok(Resolved { settings, sources, file: loaded.path })
+    }
+
+    pub(super) fn reporter(&self, label: &str) -> Reporter {
+        Reporter::new(label, self.shows_progress())
+    }
+
+    /// Whether a progress bar may be drawn: not with JSON output or logs, nor with -q.
+    pub(super) fn shows_progress(&self) -> bool {
+        !self.json && !self.quiet && self.log_format == LogFormat::Text
+    }
+}
+
+/// What a command's flags say of its [`RunPlan`]; `None` takes the default.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct PlanFlags {
+    pub(super) batch_size: Option<BatchSize>,
+    pub(super) workers: Option<std::num::NonZeroUsize>,
+    pub(super) lease_ttl: Option<std::time::Duration>,
+}
+
+impl PlanFlags {
+    pub(super) fn batch(batch: &BatchArgs) -> PlanFlags {
+        PlanFlags { batch_size: Some(batch.batch_size), ..PlanFlags::default() }
+    }
+}
+
+/// The app with the KEK in Vault (the only source any command that writes may use).
+pub(super) async fn open_app(global: &GlobalArgs, migrate: bool, plan: PlanFlags) -> anyhow::Result<App> {
+    let settings = global.settings_for(plan)?;
+    let kv = kv_source(&settings, KekUse::VaultOnly)?;
+    App::open(settings, kv, migrate).await
+}
+
+/// Vault as the Vault CLI's variables describe it, with rotor.toml's `[vault]` filling in what
+/// they leave unset; or the seed's env KEK where `kek_use` allows it.
+pub(super) fn kv_source(settings: &Settings, kek_use: KekUse) -> anyhow::Result<KvSource> {
+    let mut source = KvSource::from_env(&settings.kv_mount, &settings.key_path, kek_use)?;
+    if let Some(config) = source.vault_config_mut() {
+        settings.vault_defaults.fill_in(config);
+    }
+    Ok(source)
+}
+
+/// The app for a command that only reads KEKs: Vault, or the seed's env fallback.
+pub(super) async fn open_app_to_read(global: &GlobalArgs, plan: PlanFlags) -> anyhow::Result<App> {
+    let settings = global.settings_for(plan)?;
+    let kv = kv_source(&settings, KekUse::ReadOnly)?;
+    App::open(settings, kv, false).await
+}
+
+/// Settings as `rotor config check` shows them.
+pub struct Resolved {
+    pub settings: Settings,
+    /// Setting name → where its value came from (flag, environment, rotor.toml, default).
+    pub sources: Vec<(&'static str, String)>,
+    /// The config file read, if any.
+    pub file: Option<PathBuf>,
+}
+
+/// `rotor config check`: the effective settings, secrets redacted.
+pub(super) fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Value> {
+    let Resolved { settings, sources, file } = global.resolve()?;
+    let source = |name: &str| sources.iter().find(|(n, _)| *n == name).map(|(_, s)| s.clone());
+    let setting = |name: &str, value: String| serde_json::json!({ "value": value, "source": source(name) });
+    let mut problems = Vec::new();
+    // The token itself is never shown: only whether there is one.
+    let vault = match crate::vault::VaultConfig::from_env(&settings.kv_mount) {
+        Ok(mut vault) => {
+            settings.vault_defaults.fill_in(&mut vault);
+            serde_json::json!({
+            "addr": vault.addr,
+            "namespace": vault.namespace,
+            "ca_cert": vault.ca_cert,
+            "auth": match &vault.auth {
+                crate::vault_auth::VaultAuth::Token(_) => "token (redacted)".to_owned(),
+                crate::vault_auth::VaultAuth::AppRole(role) => format!("approle at auth/{} (ids redacted)", role.mount),
+            },
+            "skip_verify": vault.skip_verify,
+            "retry_for": humantime::format_duration(vault.retry_for).to_string(),
+            })
+        }
+        Err(e) => {
+            problems.push(e.to_string());
+            serde_json::Value::Null
+        }
+    };
+    let component = match &settings.component {
+        Some(path) => match ComponentSource::from_file(path) {
+            Ok(source) => {
+                if let Err(e) = settings.sandbox.admit(&source) {
+                    problems.push(e.to_string());
+                }
+                let pinned = settings.sandbox.pinned.contains(&source.sha256);
+                serde_json::json!({ "path": path, "sha256": source.sha256, "pinned": pinned })
+            }
+            Err(e) => {
+                problems.push(format!("{e:#}"));
+                serde_json::json!({ "path": path })
+            }
+        },
+        None => serde_json::json!({ "path": "built-in", "sha256": ComponentSource::builtin().sha256 }),
+    };
+    Ok(serde_json::json!({
+        "config_file": file.map(|f| f.display().to_string()),
+        "database_url": setting("database-url", crate::config::redact_url(&settings.database_url)),
+        "table": setting("table", settings.table.table.clone()),
+        "id_column": setting("id-column", settings.table.id_column.clone()),
+        "ciphertext_column": setting("ciphertext-column", settings.table.ciphertext_column.clone()),
+        "kv_mount": setting("kv-mount", settings.kv_mount.clone()),
+        "key_path": setting("key-path", settings.key_path.clone()),
+        "vault": vault,
+        "component": component,
+        "pinned": settings.sandbox.pinned,
+        "allow_unpinned": settings.sandbox.allow_unpinned,
+        "cross_check": settings.sandbox.cross_check,
+        "cache_dir": settings.sandbox.cache.as_ref().map(|c| c.dir().display().to_string()),
+        "limits": settings.sandbox.limits,
+        "problems": problems,
+    }))
+}

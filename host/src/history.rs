@@ -1,0 +1,94 @@
+//! `rotor history`: rotor's journal merged with the seed's KEK archives, newest first.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::app::App;
+use crate::bindings::operations;
+use crate::store::{RotationRecord, RotationStatus};
+
+/// One line of `rotor history`.
+#[derive(Debug, Serialize)]
+pub struct HistoryLine {
+    pub source: String,
+    #[serde(flatten)]
+    pub rotation: Option<RotationRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
+}
+
+impl From<operations::HistoryEntry> for HistoryLine {
+    fn from(entry: operations::HistoryEntry) -> Self {
+        HistoryLine {
+            source: entry.source,
+            rotation: entry.rotation.map(RotationRecord::from),
+            archive_path: entry.archive_path,
+            archived_at: entry.archived_at,
+        }
+    }
+}
+
+/// The component's history with each rotation as rotor's own journal holds it (the component
+/// only passes records through, and the WIT record lacks the Vault identity).
+pub async fn history_lines(
+    app: &App,
+    entries: Vec<operations::HistoryEntry>,
+) -> anyhow::Result<Vec<HistoryLine>> {
+    let journal: BTreeMap<i64, RotationRecord> =
+        app.database().rotations().await?.into_iter().map(|r| (r.id, r)).collect();
+    Ok(entries
+        .into_iter()
+        .map(HistoryLine::from)
+        .map(|mut line| {
+            if let Some(recorded) = line.rotation.as_ref().and_then(|r| journal.get(&r.id)) {
+                line.rotation = Some(recorded.clone());
+            }
+            line
+        })
+        .collect())
+}
+
+/// `current`: Vault's current KEK version, which an unfinished rotation that stopped before
+/// recording its target moves to.
+pub fn history_human(entries: &[HistoryLine], current: Option<u64>) -> String {
+    if entries.is_empty() {
+        return "no rotations recorded".into();
+    }
+    let target = |r: &RotationRecord| match r.to_version {
+        0 if r.status == RotationStatus::Running => match current.filter(|c| *c > r.from_version as u64) {
+            Some(current) => format!("v{current} (stored, not yet recorded)"),
+            None => "(no new KEK stored yet)".into(),
+        },
+        0 => "(no new KEK)".into(),
+        to => format!("v{to}"),
+    };
+    let lines: Vec<String> = entries
+        .iter()
+        .map(|entry| match (&entry.rotation, &entry.archive_path) {
+            (Some(r), _) => format!(
+                "{}  #{} v{} -> {}  {}  {} of {} moved, {} failed{}  by {}{}  component {}",
+                r.started_at,
+                r.id,
+                r.from_version,
+                target(r),
+                r.status,
+                r.rotated,
+                r.total,
+                r.failed,
+                r.finished_at.as_ref().map(|f| format!(", ended {f}")).unwrap_or_default(),
+                r.started_by,
+                r.vault_identity.as_ref().map(|v| format!(" as {v}")).unwrap_or_default(),
+                &r.component_sha256[..r.component_sha256.len().min(12)],
+            ),
+            (None, Some(path)) => format!(
+                "{}  seed script archived a KEK at {path}",
+                entry.archived_at.as_deref().unwrap_or("?")
+            ),
+            (None, None) => String::new(),
+        })
+        .collect();
+    lines.join("\n")
+}

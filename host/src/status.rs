@@ -1,0 +1,103 @@
+//! `rotor status`: where the wallets and the KEK stand, and any unfinished rotation with who
+//! is working on it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::app::App;
+use crate::store::{LeaseHolder, RangeProgress, RotationRecord};
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// The running or interrupted rotation, if any.
+    pub unfinished: Option<RotationRecord>,
+    /// Who holds the rotation lease (it may have expired: then nobody is setting up or closing).
+    pub lease: Option<LeaseHolder>,
+    pub lease_expired: bool,
+    /// The unfinished rotation's key ranges: how many are done, who walks the others.
+    pub walk: Option<RangeProgress>,
+    /// The KEK version the unfinished rotation moves wallets to: as the journal records it, or
+    /// Vault's current one if the rotation stored it but stopped before recording it; `None`
+    /// while the new KEK is not stored yet.
+    pub next_kek_version: Option<u64>,
+    pub current_kek_version: Option<u64>,
+    pub key_versions: BTreeMap<String, u64>,
+    pub total: u64,
+}
+
+impl Status {
+    pub fn human(&self) -> String {
+        let mut lines = Vec::new();
+        match &self.unfinished {
+            Some(r) => lines.push(format!(
+                "rotation #{} unfinished: v{} -> {}, {} of {} moved so far, started by {}{} at {}",
+                r.id,
+                r.from_version,
+                match (r.to_version, self.next_kek_version) {
+                    (0, Some(next)) => format!(
+                        "v{next} (stored in Vault before the rotation stopped; `rotor rotate` records it \
+                         and moves the wallets)"
+                    ),
+                    (0, None) =>
+                        "(new KEK not stored yet: `rotor rotate` stores it and moves the wallets)".into(),
+                    (to, _) => format!("v{to}"),
+                },
+                r.rotated,
+                r.total,
+                r.started_by,
+                r.vault_identity.as_ref().map(|v| format!(" as {v} in Vault")).unwrap_or_default(),
+                r.started_at
+            )),
+            None => lines.push("no rotation in progress".into()),
+        }
+        match (&self.lease, self.lease_expired) {
+            (Some(l), false) => {
+                lines.push(format!("{} holds the rotation lease since {}", l.holder, l.acquired_at))
+            }
+            (Some(l), true) => lines.push(format!("{} held the rotation lease, which has expired", l.holder)),
+            (None, _) => {}
+        }
+        if let Some(walk) = &self.walk {
+            lines.push(format!("{} of {} key ranges walked", walk.done, walk.ranges));
+            if walk.holders.is_empty() {
+                lines.push("nobody is walking it: `rotor rotate` resumes it".into());
+            } else {
+                lines.push(format!("walking: {}", walk.holders.join("; ")));
+            }
+        }
+        let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
+        lines.push(format!("{} wallets per KEK version: {}", self.total, versions.join(", ")));
+        if let Some(v) = self.current_kek_version {
+            lines.push(format!("current KEK in Vault: v{v}"));
+        }
+        lines.join("\n")
+    }
+}
+
+pub async fn status(app: &App) -> anyhow::Result<Status> {
+    let database = app.database();
+    let key_versions = database.version_counts().await?;
+    let lease = database.lease().await?;
+    let metadata = app.kv().metadata(&app.settings().key_path).await?;
+    let unfinished = database.unfinished_rotation().await?;
+    let walk = match &unfinished {
+        Some(rotation) => Some(database.range_progress(rotation.id).await?),
+        None => None,
+    };
+    let current_kek_version = metadata.map(|m| m.current_version);
+    let next_kek_version = unfinished.as_ref().and_then(|r| match r.to_version {
+        0 => current_kek_version.filter(|current| *current > r.from_version as u64),
+        to => Some(to as u64),
+    });
+    Ok(Status {
+        walk,
+        next_kek_version,
+        unfinished,
+        lease_expired: lease.as_ref().is_some_and(|l| l.expires_at < crate::store::unix_now()),
+        lease,
+        current_kek_version,
+        total: key_versions.values().sum(),
+        key_versions,
+    })
+}
