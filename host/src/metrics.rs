@@ -35,12 +35,14 @@ pub use prometheus_text::CONTENT_TYPE;
 /// What a pass over every wallet found (`validate`, or a rotation's wallets left behind).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WalletCheck {
+    /// Wallets that did not open.
     pub invalid: u64,
     /// Unix seconds.
     pub at: f64,
 }
 
 impl WalletCheck {
+    /// A check that ends now.
     pub fn now(invalid: u64) -> WalletCheck {
         WalletCheck { invalid, at: unix_seconds(SystemTime::now()) }
     }
@@ -49,6 +51,7 @@ impl WalletCheck {
 /// What a command saw besides what [`gather`] reads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Observed {
+    /// A pass over every wallet this process just made.
     pub check: Option<WalletCheck>,
     /// The rotation this process just finished, and how long it took to the millisecond (the
     /// journal keeps whole seconds).
@@ -58,9 +61,11 @@ pub struct Observed {
 /// The journal's view.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JournalFacts {
+    /// Rotations recorded, rollbacks included.
     pub rotations: u64,
     /// Finished rotations that left wallets behind (they did not open or could not be moved).
     pub failed: u64,
+    /// A rotation is unfinished (running, or interrupted).
     pub in_progress: bool,
     /// Unix seconds the latest finished rotation ended, and its duration in seconds.
     pub last_finished: Option<(f64, f64)>,
@@ -69,16 +74,19 @@ pub struct JournalFacts {
 /// Everything one metrics page shows; `None` where the source could not be read.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
+    /// What rotor's journal says.
     pub journal: Option<JournalFacts>,
     /// Current KEK version and its age in seconds (Vault's metadata).
     pub kek: Option<(u64, f64)>,
     /// Wallets per KEK version (`legacy` for the seed's format).
     pub wallets: Option<BTreeMap<String, u64>>,
+    /// The latest pass over every wallet (measured now or carried over).
     pub check: Option<WalletCheck>,
     /// Exit code of the command (or exporter refresh: 0 or 1) and when it ended.
     pub last_run: Option<(u8, f64)>,
 }
 
+/// `time` as Unix seconds (0 before 1970).
 pub fn unix_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
@@ -258,7 +266,8 @@ impl Snapshot {
     }
 }
 
-/// The value of an unlabelled sample in a page rotor wrote.
+/// The value of an unlabelled sample in a page rotor wrote. Reading is by hand: prometheus-client
+/// only encodes, and these lines need to read back only what [`Snapshot::render`] writes.
 fn sample(page: &str, name: &str) -> Option<f64> {
     page.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
