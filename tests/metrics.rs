@@ -138,6 +138,19 @@ async fn get(addr: &str, path: &str) -> reqwest::Result<(u16, String, String)> {
     Ok((status, content_type, response.text().await?))
 }
 
+/// Sends `request` as written and returns everything the server answers before it closes.
+async fn raw_request(addr: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection after its answer")
+        .unwrap();
+    String::from_utf8(answer).unwrap()
+}
+
 struct Exporter(Child);
 
 impl Drop for Exporter {
@@ -148,7 +161,7 @@ impl Drop for Exporter {
 }
 
 /// `rotor serve` answers GET /metrics, refreshes on its interval (a rotation made by another
-/// rotor shows up), refuses other paths and methods, and stops cleanly on SIGTERM.
+/// rotor shows up), answers HEAD, refuses other paths and methods, and stops cleanly on SIGTERM.
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_exports_and_refreshes() {
     let world = World::new(Kind::Sqlite).await;
@@ -205,8 +218,33 @@ async fn serve_exports_and_refreshes() {
     assert_eq!(get(&addr, "/nope").await.unwrap().0, 404);
     let post = reqwest::Client::new().post(format!("http://{addr}/metrics")).send().await.unwrap();
     assert_eq!(post.status().as_u16(), 405);
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
+    let (status, _, body) = get(&addr, "/").await.unwrap();
+    assert_eq!((status, body.as_str()), (200, "rotor exporter: metrics at /metrics\n"));
+    // HEAD: GET's status and headers, no body. Read off the wire, since a client library would
+    // hide a body sent by mistake; one request per connection, as before.
+    let head = raw_request(&addr, "HEAD /metrics HTTP/1.1\r\nHost: rotor\r\n\r\n").await;
+    let (head_lines, body) = head.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head end: {head:?}"));
+    let head_lines = head_lines.to_ascii_lowercase();
+    assert!(head_lines.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(head_lines.contains("content-type: text/plain; version=0.0.4; charset=utf-8\r\n"), "{head}");
+    assert!(head_lines.contains("connection: close"), "{head}");
+    let length: usize = head_lines
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .unwrap_or_else(|| panic!("no content-length: {head}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(length > 100, "the page's length: {head}");
+    assert_eq!(body, "", "HEAD has no body");
 
+    // A client that connected and said nothing does not hold the stop up: the exporter stops
+    // accepting and closes the connections that carry no request.
+    let _idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let pid = exporter.0.id().to_string();
+    let stopping = Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -217,4 +255,5 @@ async fn serve_exports_and_refreshes() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "{status}");
+    assert!(stopping.elapsed() < Duration::from_secs(5), "stopped in {:?}", stopping.elapsed());
 }

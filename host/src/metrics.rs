@@ -6,25 +6,43 @@
 //! written after any command (or by any rotor on any host) is complete. Only the invalid-wallet
 //! count needs a pass over every wallet; commands that make none (`status`, a skipped rotation)
 //! carry over the last count measured, with the time it was measured.
+//!
+//! The page is encoded by `prometheus-client` (the Prometheus project's Rust client) in the
+//! Prometheus text format, version 0.0.4, the format both the textfile collector and a scrape
+//! read. A [`Snapshot`] is a [`Collector`]: its figures are read from elsewhere, not counted in
+//! this process, so each page is a fresh [`Registry`] holding one snapshot. The crate only
+//! writes pages; [`parse_page`] reads back the few lines rotor needs from its own previous page.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
 use crate::app::App;
+
+/// The `Content-Type` of [`Snapshot::render`]'s page: the text format, version 0.0.4.
+pub use prometheus_text::CONTENT_TYPE;
 
 /// What a pass over every wallet found (`validate`, or a rotation's wallets left behind).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WalletCheck {
+    /// Wallets that did not open.
     pub invalid: u64,
     /// Unix seconds.
     pub at: f64,
 }
 
 impl WalletCheck {
+    /// A check that ends now.
     pub fn now(invalid: u64) -> WalletCheck {
         WalletCheck { invalid, at: unix_seconds(SystemTime::now()) }
     }
@@ -33,6 +51,7 @@ impl WalletCheck {
 /// What a command saw besides what [`gather`] reads.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Observed {
+    /// A pass over every wallet this process just made.
     pub check: Option<WalletCheck>,
     /// The rotation this process just finished, and how long it took to the millisecond (the
     /// journal keeps whole seconds).
@@ -42,9 +61,11 @@ pub struct Observed {
 /// The journal's view.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JournalFacts {
+    /// Rotations recorded, rollbacks included.
     pub rotations: u64,
     /// Finished rotations that left wallets behind (they did not open or could not be moved).
     pub failed: u64,
+    /// A rotation is unfinished (running, or interrupted).
     pub in_progress: bool,
     /// Unix seconds the latest finished rotation ended, and its duration in seconds.
     pub last_finished: Option<(f64, f64)>,
@@ -53,16 +74,19 @@ pub struct JournalFacts {
 /// Everything one metrics page shows; `None` where the source could not be read.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
+    /// What rotor's journal says.
     pub journal: Option<JournalFacts>,
     /// Current KEK version and its age in seconds (Vault's metadata).
     pub kek: Option<(u64, f64)>,
     /// Wallets per KEK version (`legacy` for the seed's format).
     pub wallets: Option<BTreeMap<String, u64>>,
+    /// The latest pass over every wallet (measured now or carried over).
     pub check: Option<WalletCheck>,
     /// Exit code of the command (or exporter refresh: 0 or 1) and when it ended.
     pub last_run: Option<(u8, f64)>,
 }
 
+/// `time` as Unix seconds (0 before 1970).
 pub fn unix_seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
@@ -123,133 +147,130 @@ pub async fn gather(app: &App, observed: Observed) -> Snapshot {
     Snapshot { journal, kek, wallets, check: observed.check, last_run: None }
 }
 
-/// Appends one metric family: HELP, TYPE and its samples.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
-    if samples.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, value) in samples {
-        // Whole numbers print without a fraction; Prometheus reads both.
-        if value.fract() == 0.0 && value.abs() < 1e15 {
-            let _ = writeln!(out, "{name}{labels} {}", *value as i64);
-        } else {
-            let _ = writeln!(out, "{name}{labels} {value:.3}");
+/// A family with one unlabelled sample, left out when the figure is unknown.
+fn single(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: Option<impl EncodeMetric>,
+) -> fmt::Result {
+    let Some(metric) = metric else { return Ok(()) };
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// Seconds to the millisecond, the precision pages have always had (the encoder would print
+/// every digit of the float).
+fn millis(seconds: f64) -> ConstGauge<f64> {
+    ConstGauge::new((seconds * 1000.0).round() / 1000.0)
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let e = &mut encoder;
+        let journal = self.journal.as_ref();
+        // prometheus-client appends `_total` to a counter's name (the OpenMetrics rule), so the
+        // two counters are named without it here. The page says `rotor_rotations_total` and
+        // `rotor_rotations_failed_total`, as it always has: dashboards and alerts use those
+        // names (`tests::the_page_keeps_its_names` pins every name, type and help text).
+        single(
+            e,
+            "rotor_rotations",
+            "Rotations recorded in rotor's journal, rollbacks included.",
+            journal.map(|j| ConstCounter::new(j.rotations)),
+        )?;
+        single(
+            e,
+            "rotor_rotations_failed",
+            "Finished rotations that left wallets behind (they do not open or could not be moved).",
+            journal.map(|j| ConstCounter::new(j.failed)),
+        )?;
+        single(
+            e,
+            "rotor_rotation_in_progress",
+            "1 while a rotation is unfinished (running, or interrupted: `rotor rotate` resumes it).",
+            journal.map(|j| ConstGauge::new(i64::from(j.in_progress))),
+        )?;
+        let last = journal.and_then(|j| j.last_finished);
+        single(
+            e,
+            "rotor_last_rotation_timestamp_seconds",
+            "When the latest finished rotation ended (Unix time).",
+            last.map(|(ended, _)| millis(ended)),
+        )?;
+        single(
+            e,
+            "rotor_last_rotation_duration_seconds",
+            "How long the latest finished rotation took.",
+            last.map(|(_, duration)| millis(duration)),
+        )?;
+        single(
+            e,
+            "rotor_kek_version",
+            "The current KEK's version in Vault.",
+            self.kek.map(|(version, _)| ConstGauge::new(version)),
+        )?;
+        single(
+            e,
+            "rotor_kek_age_seconds",
+            "Age of the current KEK, from Vault's metadata.",
+            self.kek.map(|(_, age)| millis(age)),
+        )?;
+        if let Some(wallets) = self.wallets.as_ref().filter(|w| !w.is_empty()) {
+            let mut family = e.encode_descriptor(
+                "rotor_wallets",
+                "Wallets per KEK version their ciphertext names (\"legacy\": the seed's format, no version).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (version, count) in wallets {
+                // The encoder escapes the label value (`\\`, `"`, newline).
+                ConstGauge::new(*count)
+                    .encode(family.encode_family(&[("key_version", version.as_str())])?)?;
+            }
         }
+        single(
+            e,
+            "rotor_invalid_wallets",
+            "Wallets that did not open at the last check (validate, or a rotation's wallets left behind).",
+            self.check.map(|c| ConstGauge::new(c.invalid)),
+        )?;
+        single(
+            e,
+            "rotor_last_check_timestamp_seconds",
+            "When rotor_invalid_wallets was measured (Unix time).",
+            self.check.map(|c| millis(c.at)),
+        )?;
+        single(
+            e,
+            "rotor_last_run_exit_code",
+            "Exit code of the last rotor command that wrote these metrics (0 ok, 1 error, 3 wallets left behind).",
+            self.last_run.map(|(code, _)| ConstGauge::new(i64::from(code))),
+        )?;
+        single(
+            e,
+            "rotor_last_run_timestamp_seconds",
+            "When that command ended (Unix time).",
+            self.last_run.map(|(_, at)| millis(at)),
+        )
     }
-}
-
-fn one(value: Option<f64>) -> Vec<(String, f64)> {
-    value.map(|v| vec![(String::new(), v)]).unwrap_or_default()
-}
-
-/// A label value with `\`, `"` and newlines escaped as the text format requires.
-fn label_value(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 impl Snapshot {
-    /// The Prometheus text exposition format (version 0.0.4).
+    /// The Prometheus text exposition format (version 0.0.4; no `# EOF`, which only
+    /// OpenMetrics has). A figure that is unknown is left out, HELP and TYPE included.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let journal = self.journal.as_ref();
-        family(
-            &mut out,
-            "rotor_rotations_total",
-            "counter",
-            "Rotations recorded in rotor's journal, rollbacks included.",
-            &one(journal.map(|j| j.rotations as f64)),
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self.clone()));
+        let mut page = String::new();
+        prometheus_text::encode(&mut page, &registry).expect(
+            "encoding into a String cannot fail: the snapshot's encoder fails only when its writer does",
         );
-        family(
-            &mut out,
-            "rotor_rotations_failed_total",
-            "counter",
-            "Finished rotations that left wallets behind (they do not open or could not be moved).",
-            &one(journal.map(|j| j.failed as f64)),
-        );
-        family(
-            &mut out,
-            "rotor_rotation_in_progress",
-            "gauge",
-            "1 while a rotation is unfinished (running, or interrupted: `rotor rotate` resumes it).",
-            &one(journal.map(|j| if j.in_progress { 1.0 } else { 0.0 })),
-        );
-        let last = journal.and_then(|j| j.last_finished);
-        family(
-            &mut out,
-            "rotor_last_rotation_timestamp_seconds",
-            "gauge",
-            "When the latest finished rotation ended (Unix time).",
-            &one(last.map(|(ended, _)| ended)),
-        );
-        family(
-            &mut out,
-            "rotor_last_rotation_duration_seconds",
-            "gauge",
-            "How long the latest finished rotation took.",
-            &one(last.map(|(_, duration)| duration)),
-        );
-        family(
-            &mut out,
-            "rotor_kek_version",
-            "gauge",
-            "The current KEK's version in Vault.",
-            &one(self.kek.map(|(version, _)| version as f64)),
-        );
-        family(
-            &mut out,
-            "rotor_kek_age_seconds",
-            "gauge",
-            "Age of the current KEK, from Vault's metadata.",
-            &one(self.kek.map(|(_, age)| age)),
-        );
-        let wallets: Vec<(String, f64)> = self
-            .wallets
-            .iter()
-            .flatten()
-            .map(|(version, count)| (format!("{{key_version=\"{}\"}}", label_value(version)), *count as f64))
-            .collect();
-        family(
-            &mut out,
-            "rotor_wallets",
-            "gauge",
-            "Wallets per KEK version their ciphertext names (\"legacy\": the seed's format, no version).",
-            &wallets,
-        );
-        family(
-            &mut out,
-            "rotor_invalid_wallets",
-            "gauge",
-            "Wallets that did not open at the last check (validate, or a rotation's wallets left behind).",
-            &one(self.check.map(|c| c.invalid as f64)),
-        );
-        family(
-            &mut out,
-            "rotor_last_check_timestamp_seconds",
-            "gauge",
-            "When rotor_invalid_wallets was measured (Unix time).",
-            &one(self.check.map(|c| c.at)),
-        );
-        family(
-            &mut out,
-            "rotor_last_run_exit_code",
-            "gauge",
-            "Exit code of the last rotor command that wrote these metrics (0 ok, 1 error, 3 wallets left behind).",
-            &one(self.last_run.map(|(code, _)| code as f64)),
-        );
-        family(
-            &mut out,
-            "rotor_last_run_timestamp_seconds",
-            "gauge",
-            "When that command ended (Unix time).",
-            &one(self.last_run.map(|(_, at)| at)),
-        );
-        out
+        page
     }
 }
 
-/// The value of an unlabelled sample in a page rotor wrote.
+/// The value of an unlabelled sample in a page rotor wrote. Reading is by hand: prometheus-client
+/// only encodes, and these lines need to read back only what [`Snapshot::render`] writes.
 fn sample(page: &str, name: &str) -> Option<f64> {
     page.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
@@ -326,6 +347,24 @@ impl Recorder {
     }
 }
 
+/// A `rotor_wallets{key_version="…"} count` line: the version (unescaped) and the count.
+fn wallet_sample(line: &str) -> Option<(String, u64)> {
+    let mut rest = line.strip_prefix("rotor_wallets{key_version=\"")?.chars();
+    let mut version = String::new();
+    loop {
+        match rest.next()? {
+            '"' => break,
+            '\\' => version.push(match rest.next()? {
+                'n' => '\n',
+                escaped => escaped,
+            }),
+            c => version.push(c),
+        }
+    }
+    let value = rest.as_str().strip_prefix("} ")?;
+    Some((version, value.trim().parse::<f64>().ok()? as u64))
+}
+
 /// Reads back a page rotor wrote (to carry its figures over a failed command).
 pub fn parse_page(page: &str) -> Snapshot {
     let journal = sample(page, "rotor_rotations_total").map(|rotations| JournalFacts {
@@ -335,14 +374,7 @@ pub fn parse_page(page: &str) -> Snapshot {
         last_finished: sample(page, "rotor_last_rotation_timestamp_seconds")
             .zip(sample(page, "rotor_last_rotation_duration_seconds")),
     });
-    let wallets: BTreeMap<String, u64> = page
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("rotor_wallets{key_version=\"")?;
-            let (version, value) = rest.split_once("\"} ")?;
-            Some((version.to_owned(), value.trim().parse::<f64>().ok()? as u64))
-        })
-        .collect();
+    let wallets: BTreeMap<String, u64> = page.lines().filter_map(wallet_sample).collect();
     Snapshot {
         journal,
         kek: sample(page, "rotor_kek_version")
@@ -381,9 +413,9 @@ mod tests {
             "rotor_rotations_total 3",
             "rotor_rotations_failed_total 1",
             "rotor_rotation_in_progress 0",
-            "rotor_last_rotation_timestamp_seconds 1790000000",
-            "rotor_last_rotation_duration_seconds 2.500",
-            "rotor_kek_age_seconds 86400",
+            "rotor_last_rotation_timestamp_seconds 1790000000.0",
+            "rotor_last_rotation_duration_seconds 2.5",
+            "rotor_kek_age_seconds 86400.0",
             "rotor_wallets{key_version=\"4\"} 1000",
             "rotor_wallets{key_version=\"legacy\"} 2",
             "rotor_invalid_wallets 2",
@@ -408,7 +440,130 @@ mod tests {
         let mut expected = snapshot();
         expected.last_run = None;
         assert_eq!(parse_page(&snapshot().render()), expected);
-        assert_eq!(label_value("a\"b\\c\n"), "a\\\"b\\\\c\\n");
+    }
+
+    /// Every family a full page has, with its type and help text, exactly as rotor has always
+    /// exposed them: dashboards and alerts name these.
+    const FAMILIES: [(&str, &str, &str); 12] = [
+        ("rotor_rotations_total", "counter", "Rotations recorded in rotor's journal, rollbacks included."),
+        (
+            "rotor_rotations_failed_total",
+            "counter",
+            "Finished rotations that left wallets behind (they do not open or could not be moved).",
+        ),
+        (
+            "rotor_rotation_in_progress",
+            "gauge",
+            "1 while a rotation is unfinished (running, or interrupted: `rotor rotate` resumes it).",
+        ),
+        (
+            "rotor_last_rotation_timestamp_seconds",
+            "gauge",
+            "When the latest finished rotation ended (Unix time).",
+        ),
+        ("rotor_last_rotation_duration_seconds", "gauge", "How long the latest finished rotation took."),
+        ("rotor_kek_version", "gauge", "The current KEK's version in Vault."),
+        ("rotor_kek_age_seconds", "gauge", "Age of the current KEK, from Vault's metadata."),
+        (
+            "rotor_wallets",
+            "gauge",
+            "Wallets per KEK version their ciphertext names (\"legacy\": the seed's format, no version).",
+        ),
+        (
+            "rotor_invalid_wallets",
+            "gauge",
+            "Wallets that did not open at the last check (validate, or a rotation's wallets left behind).",
+        ),
+        (
+            "rotor_last_check_timestamp_seconds",
+            "gauge",
+            "When rotor_invalid_wallets was measured (Unix time).",
+        ),
+        (
+            "rotor_last_run_exit_code",
+            "gauge",
+            "Exit code of the last rotor command that wrote these metrics (0 ok, 1 error, 3 wallets left behind).",
+        ),
+        ("rotor_last_run_timestamp_seconds", "gauge", "When that command ended (Unix time)."),
+    ];
+
+    #[test]
+    fn the_page_keeps_its_names() {
+        let page = snapshot().render();
+        let mut expected = String::new();
+        for (name, kind, help) in FAMILIES {
+            expected += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
+        }
+        let announced: String =
+            page.lines().filter(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+        assert_eq!(announced, expected, "{page}");
+        // Each family has its samples under its own name (prometheus-client's `_total` is not
+        // doubled, and gauges get no suffix), and the page is 0.0.4: no OpenMetrics `# EOF`.
+        for (name, _, _) in FAMILIES {
+            assert!(
+                page.lines().any(|l| l.split(['{', ' ']).next() == Some(name)),
+                "no {name} sample:\n{page}"
+            );
+        }
+        assert!(!page.contains("_total_total") && !page.contains("# EOF"), "{page}");
+        assert_eq!(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8");
+    }
+
+    #[test]
+    fn label_values_are_escaped_and_read_back() {
+        let odd = "a\"b\\c\nd} 7";
+        let snapshot = Snapshot {
+            wallets: Some(BTreeMap::from([(odd.to_owned(), 5), ("2".to_owned(), 9)])),
+            ..Snapshot::default()
+        };
+        let page = snapshot.render();
+        assert!(page.lines().any(|l| l == r#"rotor_wallets{key_version="a\"b\\c\nd} 7"} 5"#), "{page}");
+        assert!(page.lines().any(|l| l == r#"rotor_wallets{key_version="2"} 9"#), "{page}");
+        assert_eq!(parse_page(&page).wallets, snapshot.wallets);
+    }
+
+    #[test]
+    fn unknown_figures_are_left_out() {
+        assert_eq!(Snapshot::default().render(), "", "nothing known: an empty page");
+        let page = Snapshot {
+            last_run: Some((1, 1_790_000_000.25)),
+            wallets: Some(BTreeMap::new()),
+            ..Snapshot::default()
+        }
+        .render();
+        assert_eq!(
+            page,
+            "# HELP rotor_last_run_exit_code Exit code of the last rotor command that wrote these metrics (0 ok, 1 error, 3 wallets left behind).\n\
+             # TYPE rotor_last_run_exit_code gauge\n\
+             rotor_last_run_exit_code 1\n\
+             # HELP rotor_last_run_timestamp_seconds When that command ended (Unix time).\n\
+             # TYPE rotor_last_run_timestamp_seconds gauge\n\
+             rotor_last_run_timestamp_seconds 1790000000.25\n"
+        );
+        assert_eq!(parse_page(&page), Snapshot::default(), "a failed run's page carries no figures over");
+    }
+
+    #[test]
+    fn times_keep_millisecond_precision_and_read_back() {
+        let mut snapshot = snapshot();
+        snapshot.kek = Some((7, 12.345_678_9));
+        snapshot.check = Some(WalletCheck { invalid: 0, at: 1_790_000_100.123_456 });
+        snapshot.journal.as_mut().unwrap().in_progress = true;
+        let page = snapshot.render();
+        for line in [
+            "rotor_kek_age_seconds 12.346",
+            "rotor_last_check_timestamp_seconds 1790000100.123",
+            "rotor_rotation_in_progress 1",
+        ] {
+            assert!(page.lines().any(|l| l == line), "missing {line:?} in:\n{page}");
+        }
+        let read = parse_page(&page);
+        assert_eq!(read.kek, Some((7, 12.346)));
+        assert_eq!(read.check, Some(WalletCheck { invalid: 0, at: 1_790_000_100.123 }));
+        assert!(read.journal.unwrap().in_progress);
+        // What a command carries over renders the same again (no drift from page to page).
+        snapshot.last_run = None;
+        assert_eq!(parse_page(&page).render(), snapshot.render());
     }
 
     #[test]
