@@ -18,7 +18,6 @@ use crate::component_cache::ComponentCache;
 use crate::config::Loaded;
 use crate::grants::Access;
 use crate::inspect::Inspection;
-use crate::kv_backend::{KekUse, KvSource};
 use crate::limits::Limits;
 use crate::metrics::{Observed, Recorder, WalletCheck};
 use crate::plan::{BatchSize, RunPlan};
@@ -28,7 +27,7 @@ use crate::rotation::RotateRequest;
 use crate::shutdown::{Interrupted, Shutdown};
 use crate::store::{LeaseHolder, RangeProgress, RotationRecord, WalletTable, status as rotation_status};
 use crate::terminal::LogFormat;
-use crate::vault_policy::VaultWrites;
+use crate::vault::{KekUse, KvSource, VaultWrites};
 
 const AFTER_HELP: &str = "\
 Vault is reached as the Vault CLI does: VAULT_ADDR (default http://127.0.0.1:8200), VAULT_TOKEN
@@ -648,7 +647,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
         Command::Prune { keep } => {
             let app = open_app(global, true, PlanFlags::default()).await?;
             if let Some(vault) = app.kv().vault() {
-                crate::vault_policy::require(vault, &app.settings().key_path, VaultWrites::Prune).await?;
+                crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Prune).await?;
             }
             let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
             let report = answer(instance.prune(&app.key_location(), *keep).await)?;
@@ -719,7 +718,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             Ok(Outcome::Success)
         }
         Command::MigrateKek { from_env } => {
-            let kek = crate::kv_backend::kek_from_var(from_env)?;
+            let kek = crate::vault::kek_from_var(from_env)?;
             let app = open_app(global, false, PlanFlags::default()).await?;
             let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
             let version = answer(instance.import_kek(&app.key_location(), kek.trim()).await)?;
@@ -778,7 +777,7 @@ async fn open_app_to_read(global: &GlobalArgs, plan: PlanFlags) -> anyhow::Resul
 async fn require_vault_writes(app: &App, args: &RotateArgs, writes: VaultWrites) -> anyhow::Result<()> {
     match app.kv().vault() {
         Some(vault) if !args.dry_run => {
-            crate::vault_policy::require(vault, &app.settings().key_path, writes).await
+            crate::vault::require_policies(vault, &app.settings().key_path, writes).await
         }
         _ => Ok(()),
     }
@@ -808,8 +807,8 @@ fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Value> {
             "namespace": vault.namespace,
             "ca_cert": vault.ca_cert,
             "auth": match &vault.auth {
-                crate::vault_auth::VaultAuth::Token(_) => "token (redacted)".to_owned(),
-                crate::vault_auth::VaultAuth::AppRole(role) => format!("approle at auth/{} (ids redacted)", role.mount),
+                crate::vault::VaultAuth::Token(_) => "token (redacted)".to_owned(),
+                crate::vault::VaultAuth::AppRole(role) => format!("approle at auth/{} (ids redacted)", role.mount),
             },
             "skip_verify": vault.skip_verify,
             "retry_for": humantime::format_duration(vault.retry_for).to_string(),
