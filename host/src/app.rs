@@ -13,11 +13,11 @@ use crate::component_cache::ComponentCache;
 use crate::cross_check::CrossCheck;
 use crate::grants::{Access, Grants};
 use crate::inspect::World;
-use crate::kv_backend::{KvBackend, KvSource};
 use crate::limits::Limits;
 use crate::plan::RunPlan;
 use crate::progress::Reporter;
 use crate::store::{Database, RunIdentity, WalletTable};
+use crate::vault::{KvBackend, KvSource};
 
 /// Where things are: the database, the wallet table, the KEK in Vault, the component, and the
 /// sandbox's rules.

@@ -77,7 +77,7 @@ impl VaultSection {
     }
 
     fn parse_retry_for(&self, text: &str) -> Result<std::time::Duration, String> {
-        crate::vault_retry::parse_retry_for("vault.retry-for", text)
+        crate::vault::parse_retry_for("vault.retry-for", text)
     }
 }
 

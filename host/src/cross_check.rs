@@ -11,7 +11,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::bindings::wallet_store::Replacement;
 use crate::capabilities::{BatchCheck, BoxFuture, CrossCheckFailed};
 use crate::component::Instance;
-use crate::kv_backend::KvBackend;
+use crate::vault::KvBackend;
 
 /// The reference component and the KEKs it opens wallets with.
 pub struct CrossCheck {

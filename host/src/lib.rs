@@ -1,16 +1,14 @@
 //! rotor's host runner: loads the crypto-core component and supplies it Vault KV v2 and
 //! wallet-store access as WIT imports, within the grants and limits of each run.
 //!
-//! * [`vault`]: the Vault KV v2 HTTP client, failing with [`vault_error`]'s one error type;
-//!   [`openbao`]: a local OpenBao dev server.
+//! * [`vault`]: Vault KV v2 (configuration, transport and retries, token and AppRole login,
+//!   policy checks) failing with one error type, and the backend a command's KEKs come from:
+//!   Vault, or the seed's KEK from the environment; [`openbao`]: a local OpenBao dev server.
 //! * [`store`]: the wallet table and rotor's journal, on SQLite or PostgreSQL.
 //! * [`bindings`]: the WIT bindings; [`imports`]: the host side of the imports, checked
 //!   against [`grants`] and [`limits`]; [`component`]: compiling and instantiating components,
 //!   with [`component_cache`] and [`inspect`]; [`cross_check`]: the reference component
 //!   checking another one's batches.
-//! * [`vault_auth`]: token and AppRole login, token renewal; [`vault_policy`]: what a command
-//!   needs of the token's policies; [`vault_retry`]: riding out Vault hiccups; [`kv_backend`]:
-//!   Vault, or the seed's KEK from the environment.
 //! * [`metrics`]: Prometheus metrics; [`exporter`]: `rotor serve`.
 //! * [`rotation`]: a rotation spread over parallel workers, which [`walk`] hands key ranges;
 //!   [`validate`]: validation spread the same way.
@@ -41,7 +39,6 @@ pub mod fixtures;
 pub mod grants;
 pub mod history;
 pub mod inspect;
-pub mod kv_backend;
 pub mod limits;
 pub mod metrics;
 pub mod openbao;
@@ -55,7 +52,3 @@ pub mod store;
 pub mod terminal;
 pub mod validate;
 pub mod vault;
-pub mod vault_auth;
-pub mod vault_error;
-pub mod vault_policy;
-pub mod vault_retry;

@@ -23,10 +23,10 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::types;
 use crate::coordination::Lease;
 use crate::grants::Grants;
-use crate::kv_backend::KvBackend;
 use crate::limits::{GuestClock, Limits, MemoryCap};
 use crate::progress::Reporter;
 use crate::store::{Database, OddRow, RunIdentity};
+use crate::vault::KvBackend;
 
 pub use journal::Journal;
 pub use report::Report;

@@ -9,8 +9,7 @@ use zeroize::Zeroizing;
 use crate::bindings::auditor::kv_reader;
 use crate::bindings::{kv, kv_types};
 use crate::grants::Grants;
-use crate::kv_backend::KvBackend;
-use crate::vault::{KvMetadata, KvSecret, VaultError};
+use crate::vault::{KvBackend, KvMetadata, KvSecret, VaultError};
 
 /// What the `kv` import reaches: the backend and the paths this run may read and write.
 pub struct VaultKv {

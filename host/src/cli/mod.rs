@@ -25,14 +25,14 @@ use crate::app::App;
 use crate::component::{ComponentSource, Sandbox, answer};
 use crate::grants::Access;
 use crate::inspect::Inspection;
-use crate::kv_backend::KekUse;
+use crate::vault::KekUse;
 use crate::limits::Limits;
 use crate::metrics::{Observed, Recorder, WalletCheck};
 use crate::progress::Reporter;
 use crate::report::{Outcome, print_json};
 use crate::shutdown::{Interrupted, Shutdown};
 use crate::terminal::LogFormat;
-use crate::vault_policy::VaultWrites;
+use crate::vault::VaultWrites;
 
 use self::output::{Pruned, Sealed, print};
 use self::settings::{PlanFlags, config_check, kv_source, open_app, open_app_to_read};
@@ -226,7 +226,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
         Command::Prune { keep } => {
             let app = open_app(global, true, PlanFlags::default()).await?;
             if let Some(vault) = app.kv().vault() {
-                crate::vault_policy::require(vault, &app.settings().key_path, VaultWrites::Prune).await?;
+                crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Prune).await?;
             }
             let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
             let report = answer(instance.prune(&app.key_location(), *keep).await)?;
@@ -297,7 +297,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             Ok(Outcome::Success)
         }
         Command::MigrateKek { from_env } => {
-            let kek = crate::kv_backend::kek_from_var(from_env)?;
+            let kek = crate::vault::kek_from_var(from_env)?;
             let app = open_app(global, false, PlanFlags::default()).await?;
             let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
             let version = answer(instance.import_kek(&app.key_location(), kek.trim()).await)?;
@@ -326,7 +326,7 @@ fn component_inspect(path: &std::path::Path) -> anyhow::Result<Inspection> {
 async fn require_vault_writes(app: &App, args: &RotateArgs, writes: VaultWrites) -> anyhow::Result<()> {
     match app.kv().vault() {
         Some(vault) if !args.dry_run => {
-            crate::vault_policy::require(vault, &app.settings().key_path, writes).await
+            crate::vault::require_policies(vault, &app.settings().key_path, writes).await
         }
         _ => Ok(()),
     }

@@ -7,7 +7,7 @@ use crate::app::{App, SandboxSettings, Settings};
 use crate::component::ComponentSource;
 use crate::component_cache::ComponentCache;
 use crate::config::Loaded;
-use crate::kv_backend::{KekUse, KvSource};
+use crate::vault::{KekUse, KvSource};
 use crate::plan::{BatchSize, RunPlan};
 use crate::progress::Reporter;
 use crate::store::WalletTable;
@@ -178,8 +178,8 @@ pub(super) fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Va
             "namespace": vault.namespace,
             "ca_cert": vault.ca_cert,
             "auth": match &vault.auth {
-                crate::vault_auth::VaultAuth::Token(_) => "token (redacted)".to_owned(),
-                crate::vault_auth::VaultAuth::AppRole(role) => format!("approle at auth/{} (ids redacted)", role.mount),
+                crate::vault::VaultAuth::Token(_) => "token (redacted)".to_owned(),
+                crate::vault::VaultAuth::AppRole(role) => format!("approle at auth/{} (ids redacted)", role.mount),
             },
             "skip_verify": vault.skip_verify,
             "retry_for": humantime::format_duration(vault.retry_for).to_string(),

@@ -1,9 +1,9 @@
 //! How rotor rides out Vault hiccups (an HA fail-over, a restarting node, a load balancer's 502):
 //! which failed requests may be sent again, how long to wait between attempts, and how to tell
-//! the operator what Vault answered once rotor gives up. The HTTP calls are [`crate::vault`]'s.
+//! the operator what Vault answered once rotor gives up. The HTTP calls are the transport's.
 //!
 //! Requests that may be sent twice (reads, lists, metadata, destroy, delete, and check-and-set
-//! writes, whose replay [`crate::vault::VaultClient::write`] recognises) are retried with
+//! writes, whose replay [`VaultClient::write`](super::VaultClient::write) recognises) are retried with
 //! exponential backoff for `retry-for` (60 s unless configured). Other writes are retried only
 //! when Vault surely did not apply them: no connection, or sealed.
 
@@ -20,7 +20,7 @@ pub const RETRY_FOR_VAR: &str = "ROTOR_VAULT_RETRY_FOR";
 /// Until Vault has answered once, retries stop after this: at start-up a wrong address, a
 /// sealed server or a broken proxy is far likelier than a fail-over, and the operator should
 /// hear of it at once rather than after `retry-for`.
-pub const FIRST_CONTACT_RETRY_FOR: Duration = Duration::from_secs(1);
+pub(super) const FIRST_CONTACT_RETRY_FOR: Duration = Duration::from_secs(1);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How much of an error body an error message quotes.
@@ -36,12 +36,12 @@ pub enum Replay {
 }
 
 /// Statuses that usually pass: rate limited, or a server or proxy failing for now.
-pub fn is_hiccup(status: StatusCode) -> bool {
+pub(super) fn is_hiccup(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 500 | 502 | 503 | 504)
 }
 
 /// Whether an attempt that got `status` (`sealed`: Vault said it is sealed) is worth repeating.
-pub fn retry_status(replay: Replay, status: StatusCode, sealed: bool) -> bool {
+pub(super) fn retry_status(replay: Replay, status: StatusCode, sealed: bool) -> bool {
     match replay {
         Replay::Safe => is_hiccup(status),
         Replay::IfNotApplied => status == StatusCode::SERVICE_UNAVAILABLE && sealed,
@@ -50,13 +50,13 @@ pub fn retry_status(replay: Replay, status: StatusCode, sealed: bool) -> bool {
 
 /// Whether an attempt that got no answer is worth repeating. A refused connection sent nothing;
 /// a timeout or a connection lost mid-request may have been applied.
-pub fn retry_transport(replay: Replay, error: &reqwest::Error) -> bool {
+pub(super) fn retry_transport(replay: Replay, error: &reqwest::Error) -> bool {
     error.is_connect() || replay == Replay::Safe
 }
 
 /// The attempts one request made: when they started, how many, and the backoff to the next.
 #[derive(Debug)]
-pub struct Schedule {
+pub(super) struct Schedule {
     replay: Replay,
     started: Instant,
     window: Duration,
@@ -66,14 +66,14 @@ pub struct Schedule {
 
 impl Schedule {
     /// A request about to make its first attempt, retried for at most `window`.
-    pub fn new(replay: Replay, window: Duration) -> Schedule {
+    pub(super) fn new(replay: Replay, window: Duration) -> Schedule {
         Schedule { replay, started: Instant::now(), window, backoff: FIRST_BACKOFF, attempts: 1 }
     }
 
     /// After a failed attempt: how long to wait before the next one, or `None` once the next
     /// attempt would start after the window. Waits double from 100 ms to 5 s, ±20 % so that
     /// many clients do not hit a recovering server in step.
-    pub fn next_delay(&mut self) -> Option<Duration> {
+    pub(super) fn next_delay(&mut self) -> Option<Duration> {
         let jitter = 0.8 + 0.4 * f64::from(getrandom::u32().unwrap_or(u32::MAX / 2)) / f64::from(u32::MAX);
         let delay = self.backoff.mul_f64(jitter);
         if self.started.elapsed() + delay > self.window {
@@ -85,7 +85,7 @@ impl Schedule {
     }
 
     /// What was tried so far.
-    pub fn tries(&self) -> Tries {
+    pub(super) fn tries(&self) -> Tries {
         Tries { attempts: self.attempts, elapsed: self.started.elapsed(), replay: self.replay }
     }
 }
@@ -93,7 +93,9 @@ impl Schedule {
 /// How many attempts a request made, over how long. Displays as "3 attempts over 2.1 s".
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tries {
+    /// Attempts made, the first one included.
     pub attempts: u32,
+    /// How long the attempts took, from the first one's start.
     pub elapsed: Duration,
     /// Whether the request could have been retried after any failure.
     pub replay: Replay,
@@ -118,7 +120,7 @@ impl fmt::Display for Tries {
 }
 
 /// A duration in seconds with one decimal below 10 s ("2.1 s", "60 s").
-pub fn seconds(duration: Duration) -> String {
+pub(super) fn seconds(duration: Duration) -> String {
     let secs = duration.as_secs_f64();
     if secs < 10.0 { format!("{secs:.1} s") } else { format!("{:.0} s", secs) }
 }
@@ -134,7 +136,7 @@ pub fn parse_retry_for(what: &str, text: &str) -> Result<Duration, String> {
 /// status's reason phrase and a short single-line excerpt of the body (a proxy's HTML page, a
 /// bare text) so that "HTTP 502" is never followed by nothing. Only error answers are described,
 /// and those carry no secret values.
-pub fn describe(status: StatusCode, errors: &[String], body: &[u8]) -> String {
+pub(super) fn describe(status: StatusCode, errors: &[String], body: &[u8]) -> String {
     let errors: Vec<&str> = errors.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).collect();
     if !errors.is_empty() {
         return one_line(&errors.join("; "));

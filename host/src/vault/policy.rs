@@ -7,7 +7,7 @@
 
 use anyhow::bail;
 
-use crate::vault::VaultClient;
+use super::client::VaultClient;
 
 /// The commands that write to Vault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,7 +47,11 @@ impl VaultWrites {
 /// Fails, naming the first path the token lacks a capability on, if its policies do not allow
 /// `writes`. A token that may not ask (no `sys/capabilities-self` grant) is let through: Vault
 /// then refuses the request itself, also naming the path.
-pub async fn require(vault: &VaultClient, key_path: &str, writes: VaultWrites) -> anyhow::Result<()> {
+pub async fn require_policies(
+    vault: &VaultClient,
+    key_path: &str,
+    writes: VaultWrites,
+) -> anyhow::Result<()> {
     let needs = writes.needs(vault.mount(), key_path);
     let paths: Vec<String> = needs.iter().map(|(path, _)| path.clone()).collect();
     let Some(granted) = vault.capabilities(&paths).await? else {
@@ -75,4 +79,35 @@ pub async fn require(vault: &VaultClient, key_path: &str, writes: VaultWrites) -
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_needs_what_rotation_needs_and_destroy_and_delete() {
+        let paths = |writes: VaultWrites| -> Vec<String> {
+            writes.needs("secret", "ibn/encryption-key").into_iter().map(|(path, _)| path).collect()
+        };
+        let rotation = paths(VaultWrites::Rotation);
+        assert_eq!(
+            rotation,
+            [
+                "secret/data/ibn/encryption-key",
+                "secret/metadata/ibn/encryption-key",
+                "secret/data/ibn/encryption-key-archive/v0",
+                "secret/metadata/ibn/encryption-key-archive/",
+            ]
+        );
+        let prune = paths(VaultWrites::Prune);
+        assert_eq!(prune[..rotation.len()], rotation[..]);
+        assert_eq!(
+            prune[rotation.len()..],
+            ["secret/destroy/ibn/encryption-key", "secret/metadata/ibn/encryption-key-archive/v0"]
+        );
+        let writes = VaultWrites::Prune.needs("secret", "k");
+        assert_eq!(writes[0].1, ["read", "create", "update"]);
+        assert_eq!(writes.last().unwrap().1, ["delete"]);
+    }
 }

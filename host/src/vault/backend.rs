@@ -10,21 +10,25 @@
 //! when it is the only credential and Vault rejects it, read-only commands say so and use the
 //! variable; the others refuse, naming the file.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::bail;
 use zeroize::Zeroizing;
 
-use crate::vault::{KvMetadata, KvSecret, VaultClient, VaultConfig, VaultError};
+use super::client::VaultClient;
+use super::config::{VaultConfig, credentials_in_env, token_file_in_use};
+use super::error::VaultError;
+use super::kv::{KvData, KvMetadata, KvSecret};
 
 /// The environment variable the seed's service read its KEK from.
-pub const SEED_KEK_VAR: &str = "WALLET_ENCRYPTION_KEY";
+const SEED_KEK_VAR: &str = "WALLET_ENCRYPTION_KEY";
 
 /// Where a command's KEKs come from.
 #[derive(Debug)]
 pub enum KvSource {
+    /// Vault, with these settings.
     Vault(VaultConfig),
+    /// The seed's KEK from the environment, read-only.
     EnvKek(EnvKek),
     /// Vault with only a `~/.vault-token` to log in, for a read-only command while
     /// `WALLET_ENCRYPTION_KEY` is set: if Vault rejects that token, the variable's KEK is used.
@@ -65,14 +69,12 @@ impl KvSource {
     /// others refuse, saying how to move the key into Vault.
     pub fn from_env(mount: &str, key_path: &str, kek_use: KekUse) -> anyhow::Result<KvSource> {
         let seed_kek = std::env::var(SEED_KEK_VAR).ok().filter(|v| !v.trim().is_empty()).map(Zeroizing::new);
-        if let (Some(key), KekUse::ReadOnly, Some(_)) =
-            (&seed_kek, kek_use, crate::vault_auth::token_file_in_use())
-        {
+        if let (Some(key), KekUse::ReadOnly, Some(_)) = (&seed_kek, kek_use, token_file_in_use()) {
             let fallback =
                 PendingEnvKek { var: SEED_KEK_VAR, key_path: key_path.to_owned(), key: key.clone() };
             return Ok(KvSource::VaultElseEnv(VaultConfig::from_env(mount)?, fallback));
         }
-        if crate::vault_auth::credentials_in_env() || seed_kek.is_none() {
+        if credentials_in_env() || seed_kek.is_none() {
             if seed_kek.is_some() && kek_use == KekUse::ReadOnly {
                 tracing::warn!(
                     "{SEED_KEK_VAR} is set but ignored: rotor reads the KEK from Vault; remove it from the \
@@ -166,7 +168,7 @@ pub fn kek_from_var(var: &str) -> anyhow::Result<Zeroizing<String>> {
 
 /// A KEK as 64 hex characters (surrounding whitespace ignored), trimmed. The error names `var`
 /// and what is wrong (length, non-hex characters), never the value.
-pub fn check_kek_text(var: &str, key: Zeroizing<String>) -> anyhow::Result<Zeroizing<String>> {
+fn check_kek_text(var: &str, key: Zeroizing<String>) -> anyhow::Result<Zeroizing<String>> {
     let trimmed = key.trim();
     let hex = trimmed.bytes().all(|b| b.is_ascii_hexdigit());
     if trimmed.len() != 64 || !hex {
@@ -204,7 +206,7 @@ impl EnvKek {
         (path == self.key_path && version.is_none_or(|v| v == 1)).then(|| KvSecret {
             version: 1,
             created_time: String::new(),
-            data: BTreeMap::from([("key".to_owned(), self.key.clone())]),
+            data: KvData::from([("key".to_owned(), self.key.clone())]),
         })
     }
 
@@ -217,7 +219,9 @@ impl EnvKek {
 /// The component's `kv` import is served by one of these.
 #[derive(Clone, Debug)]
 pub enum KvBackend {
+    /// Vault's KV v2.
     Vault(VaultClient),
+    /// The seed's KEK from the environment: `<key-path>` version 1, every write refused.
     EnvKek(Arc<EnvKek>),
 }
 
@@ -236,6 +240,7 @@ impl KvBackend {
         }
     }
 
+    /// See [`VaultClient::read`].
     pub async fn read(&self, path: &str, version: Option<u64>) -> Result<Option<KvSecret>, VaultError> {
         match self {
             KvBackend::Vault(client) => client.read(path, version).await,
@@ -243,18 +248,15 @@ impl KvBackend {
         }
     }
 
-    pub async fn write(
-        &self,
-        path: &str,
-        data: &BTreeMap<String, Zeroizing<String>>,
-        cas: Option<u64>,
-    ) -> Result<u64, VaultError> {
+    /// See [`VaultClient::write`]; refused for the environment's KEK.
+    pub async fn write(&self, path: &str, data: &KvData, cas: Option<u64>) -> Result<u64, VaultError> {
         match self {
             KvBackend::Vault(client) => client.write(path, data, cas).await,
             KvBackend::EnvKek(kek) => kek.refuse(path),
         }
     }
 
+    /// See [`VaultClient::list`]; the environment's KEK has no archive to list.
     pub async fn list(&self, path: &str) -> Result<Vec<String>, VaultError> {
         match self {
             KvBackend::Vault(client) => client.list(path).await,
@@ -262,7 +264,7 @@ impl KvBackend {
         }
     }
 
-    /// The environment knows no version history: `None` there.
+    /// See [`VaultClient::metadata`]; the environment knows no version history: `None` there.
     pub async fn metadata(&self, path: &str) -> Result<Option<KvMetadata>, VaultError> {
         match self {
             KvBackend::Vault(client) => client.metadata(path).await,
@@ -270,6 +272,7 @@ impl KvBackend {
         }
     }
 
+    /// See [`VaultClient::destroy_versions`]; refused for the environment's KEK.
     pub async fn destroy_versions(&self, path: &str, versions: &[u64]) -> Result<(), VaultError> {
         match self {
             KvBackend::Vault(client) => client.destroy_versions(path, versions).await,
@@ -277,6 +280,7 @@ impl KvBackend {
         }
     }
 
+    /// See [`VaultClient::delete_all`]; refused for the environment's KEK.
     pub async fn delete_all(&self, path: &str) -> Result<(), VaultError> {
         match self {
             KvBackend::Vault(client) => client.delete_all(path).await,
@@ -302,7 +306,7 @@ mod tests {
         assert!(kv.read("ibn/encryption-key", Some(2)).await.unwrap().is_none());
         assert!(kv.read("ibn/encryption-key-archive/v1", None).await.unwrap().is_none());
         assert!(kv.list("ibn/encryption-key-archive/").await.unwrap().is_empty());
-        let data = BTreeMap::from([("key".to_owned(), Zeroizing::new("cd".repeat(32)))]);
+        let data = KvData::from([("key".to_owned(), Zeroizing::new("cd".repeat(32)))]);
         for refused in [
             kv.write("ibn/encryption-key", &data, Some(1)).await.map(drop),
             kv.destroy_versions("ibn/encryption-key", &[1]).await,
