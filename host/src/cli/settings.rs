@@ -208,7 +208,7 @@ pub(super) fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Va
     };
     Ok(serde_json::json!({
         "config_file": file.map(|f| f.display().to_string()),
-        "database_url": setting("database-url", crate::config::redact_url(&settings.database_url)),
+        "database_url": setting("database-url", crate::store::redact_url(&settings.database_url)),
         "table": setting("table", settings.table.table.clone()),
         "id_column": setting("id-column", settings.table.id_column.clone()),
         "ciphertext_column": setting("ciphertext-column", settings.table.ciphertext_column.clone()),

@@ -3,11 +3,17 @@
 //!
 //! rotor changes nothing in the application's table but the ciphertext column (and inserts rows
 //! for `rotor seal`). Its own state lives in `rotor_*` tables that [`Database::migrate`] creates.
+//!
+//! Over 500 lines on purpose: [`Database`] is the one facade both backends answer, one short
+//! documented method per operation; the types live in `table.rs`, `journal.rs` and `lease.rs`.
 
+mod journal;
+mod lease;
 mod odd;
 mod postgres;
 mod shared;
 mod sqlite;
+mod table;
 
 use std::fmt;
 
@@ -15,306 +21,17 @@ use serde::Serialize;
 
 use crate::plan::RunPlan;
 
+pub use self::journal::{RotationRecord, RotationStatus, now_rfc3339};
+pub(crate) use self::journal::rotation_from_row;
+pub use self::lease::{Checkpoint, ClaimedRange, LeaseHolder, RangeProgress, RunIdentity, unix_now};
 pub use self::odd::{OddRow, OddRows};
+pub use self::table::{BatchOutcome, QuotedNames, Replacement, ScanPage, WalletRow, WalletTable};
+pub(crate) use self::table::Scanned;
+
+use self::journal::unfinished;
+use self::lease::{lease_held, process_alive};
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
-
-/// Where the wallets are: table and column names, validated as plain SQL identifiers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WalletTable {
-    pub table: String,
-    pub id_column: String,
-    pub ciphertext_column: String,
-}
-
-impl Default for WalletTable {
-    fn default() -> Self {
-        WalletTable {
-            table: "wallets".into(),
-            id_column: "id".into(),
-            ciphertext_column: "ciphertext".into(),
-        }
-    }
-}
-
-impl WalletTable {
-    /// Checks the names before they are ever spliced into SQL (identifiers cannot be bound).
-    pub fn new(table: &str, id_column: &str, ciphertext_column: &str) -> Result<Self, StoreError> {
-        for (what, name) in
-            [("table", table), ("id column", id_column), ("ciphertext column", ciphertext_column)]
-        {
-            let mut chars = name.chars();
-            let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && name.len() <= 63;
-            if !valid {
-                return Err(StoreError::Config(format!(
-                    "{what} name {name:?} is not a plain SQL identifier (letters, digits, _; at most 63)"
-                )));
-            }
-        }
-        Ok(WalletTable {
-            table: table.into(),
-            id_column: id_column.into(),
-            ciphertext_column: ciphertext_column.into(),
-        })
-    }
-
-    /// The names as SQL may splice them: double-quoted, so that PostgreSQL keeps their case
-    /// (`"Wallets"`, Sequelize's default, is not `wallets`). [`WalletTable::new`] allows no
-    /// quote inside a name, so quoting needs no escaping. Every query splices these, never
-    /// the raw names.
-    pub fn quoted(&self) -> QuotedNames {
-        let quote = |name: &str| format!("\"{name}\"");
-        QuotedNames {
-            table: quote(&self.table),
-            id: quote(&self.id_column),
-            ciphertext: quote(&self.ciphertext_column),
-        }
-    }
-
-    /// The `CREATE TABLE` an application would run; shown in errors and used by the demo.
-    pub fn create_statement(&self) -> String {
-        let QuotedNames { table, id, ciphertext } = self.quoted();
-        format!("CREATE TABLE {table} ({id} TEXT PRIMARY KEY, {ciphertext} TEXT NOT NULL)")
-    }
-}
-
-/// A [`WalletTable`]'s names quoted for SQL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QuotedNames {
-    pub table: String,
-    pub id: String,
-    pub ciphertext: String,
-}
-
-/// A wallet row as stored.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WalletRow {
-    pub id: String,
-    pub ciphertext: String,
-}
-
-impl fmt::Debug for WalletRow {
-    // Ciphertexts are not secret, but they are long: show their length only.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WalletRow({:?}, {} bytes)", self.id, self.ciphertext.len())
-    }
-}
-
-/// A row as the checked scan reads it: its ciphertext, or why it is not one rotor can hand out.
-pub(crate) struct Scanned {
-    pub id: String,
-    pub ciphertext: Result<String, OddRow>,
-}
-
-/// One page of [`Database::checked_scan`]: the wallets a component may be handed, and how far
-/// the page reached. The odd rows it met went to the run's [`OddRows`].
-#[derive(Debug, Default)]
-pub struct ScanPage {
-    pub rows: Vec<WalletRow>,
-    /// The last id read, odd or not: where the next page starts.
-    pub last_id: Option<String>,
-    /// Rows read, odd or not: fewer than the limit means the table (or range) is exhausted.
-    pub fetched: usize,
-}
-
-/// Replace `id`'s ciphertext with `replacement` only if it still is `expected`.
-#[derive(Clone, Debug)]
-pub struct Replacement {
-    pub id: String,
-    pub expected: String,
-    pub replacement: String,
-}
-
-/// What an atomic batch did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BatchOutcome {
-    pub replaced: u32,
-    /// Ids whose row changed (or vanished) since it was read; left untouched.
-    pub conflicts: Vec<String>,
-}
-
-/// One rotation as rotor's journal keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RotationRecord {
-    pub id: i64,
-    pub from_version: i64,
-    pub to_version: i64,
-    pub status: RotationStatus,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    pub started_by: String,
-    pub total: i64,
-    pub rotated: i64,
-    pub failed: i64,
-    pub reencrypt: bool,
-    /// `envelope` or `legacy`: what the rotation writes.
-    pub output_format: String,
-    /// For a rollback: the earlier KEK version made current again.
-    pub restores: Option<i64>,
-    pub component_sha256: String,
-    /// Whom Vault knew the token of the rotor that began it as (see
-    /// [`RunIdentity::vault_identity`]); `None` when unknown or recorded before 0.2.
-    pub vault_identity: Option<String>,
-}
-
-/// Where a rotation stands, as the journal's `status` column spells it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RotationStatus {
-    /// Moving wallets, or interrupted: `rotor rotate` finishes it.
-    Running,
-    /// Every wallet it could move was moved.
-    Finished,
-    /// Closed by `rotor abort` before it finished: its wallets stay on whichever KEK they were.
-    Aborted,
-}
-
-impl RotationStatus {
-    /// The journal's spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RotationStatus::Running => "running",
-            RotationStatus::Finished => "finished",
-            RotationStatus::Aborted => "aborted",
-        }
-    }
-
-    /// Reads the journal's spelling; anything else is a journal rotor did not write.
-    pub fn parse(status: &str) -> Result<RotationStatus, StoreError> {
-        [RotationStatus::Running, RotationStatus::Finished, RotationStatus::Aborted]
-            .into_iter()
-            .find(|s| s.as_str() == status)
-            .ok_or_else(|| {
-                StoreError::Config(format!(
-                    "rotor_rotations holds a rotation with status {status:?}, which this rotor does not know \
-                     (running, finished or aborted): was it written by a newer rotor?"
-                ))
-            })
-    }
-}
-
-impl fmt::Display for RotationStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Facts about the run that the host, not the component, knows.
-#[derive(Clone, Debug)]
-pub struct RunIdentity {
-    /// `user@host (pid N)`: who to ask about a running rotation.
-    pub started_by: String,
-    pub host: String,
-    pub pid: u32,
-    /// `<boot id>:<start time>` of this process: tells it from an earlier process that had the
-    /// same pid (a rotor restarted as PID 1 in a new container, a host rebooted since).
-    pub process_key: String,
-    /// Random per process: names this process's hold on the rotation lease.
-    pub lease_token: String,
-    pub component_sha256: String,
-    /// Whom Vault knows the run's token as (display name, entity, AppRole role), when known:
-    /// recorded beside `started_by`, which only names the operating-system user.
-    pub vault_identity: Option<String>,
-}
-
-impl RunIdentity {
-    /// This process, running the component with digest `component_sha256`.
-    pub fn this_process(component_sha256: String) -> RunIdentity {
-        let host = host_name();
-        let pid = std::process::id();
-        RunIdentity {
-            started_by: format!("{}@{host} (pid {pid})", user_name()),
-            host,
-            pid,
-            process_key: process_key(pid).unwrap_or_default(),
-            lease_token: lease_token(),
-            component_sha256,
-            vault_identity: None,
-        }
-    }
-}
-
-fn user_name() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// Names this process's hold on the rotation lease; unguessable, so no other process renews it.
-fn lease_token() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the OS random source works");
-    hex::encode(bytes)
-}
-
-/// The process that holds the rotation lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LeaseHolder {
-    #[serde(skip)]
-    pub token: String,
-    pub holder: String,
-    pub host: String,
-    pub pid: i64,
-    /// See [`RunIdentity::process_key`]; `None` for a lease taken by a rotor before 0.2.
-    #[serde(skip)]
-    pub process_key: Option<String>,
-    pub acquired_at: String,
-    /// Unix seconds.
-    pub expires_at: i64,
-}
-
-/// What a rotation's batch also records, in the batch's transaction.
-#[derive(Clone, Copy, Debug)]
-pub enum Checkpoint<'a> {
-    /// A batch of the walk: counted towards the key range it came from, whose claim it renews.
-    /// A process that lost the claim (paused past its expiry while another took over) writes
-    /// nothing more of it.
-    Range {
-        rotation: i64,
-        seq: i64,
-        token: &'a str,
-        /// The last id of the batch: where a process taking over the range goes on from.
-        cursor: &'a str,
-        /// Unix seconds until which the claim is extended.
-        expires_at: i64,
-    },
-    /// A batch outside the walk (the final sweep, or a whole rotation in one instance): counted
-    /// towards the rotation, renewing the rotation lease.
-    Rotation {
-        rotation: i64,
-        lease_token: &'a str,
-        /// Unix seconds until which the lease is extended.
-        lease_expires_at: i64,
-    },
-}
-
-/// A key range of a rotation's wallets, claimed by one worker: ids after `after_id` up to and
-/// including `upto_id` (`None`: unbounded), resuming after `cursor` if an earlier holder got
-/// that far.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClaimedRange {
-    pub seq: i64,
-    pub after_id: Option<String>,
-    pub upto_id: Option<String>,
-    pub cursor: Option<String>,
-}
-
-/// Who is working on a rotation's key ranges right now.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RangeProgress {
-    pub ranges: u64,
-    pub done: u64,
-    /// The processes holding live claims.
-    pub holders: Vec<String>,
-}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -814,106 +531,16 @@ fn describe(error: &sqlx::Error) -> String {
     }
 }
 
-fn lease_held(held: &LeaseHolder) -> StoreError {
-    let until = std::time::UNIX_EPOCH + std::time::Duration::from_secs(held.expires_at.max(0) as u64);
-    StoreError::LeaseHeld {
-        holder: held.holder.clone(),
-        since: held.acquired_at.clone(),
-        until: humantime::format_rfc3339_seconds(until).to_string(),
-    }
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Whether the process that recorded (`pid`, `key`) on this host is still running. A zombie is
-/// not; nor is a live process with that pid whose [`RunIdentity::process_key`] differs (the pid
-/// was reused: a new container's PID 1, a host rebooted since). Where that cannot be told, it is
-/// taken to be alive: the lease or claim then runs out instead.
-fn process_alive(pid: i64, key: Option<&str>) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return !std::path::Path::new("/proc/self").exists();
-    };
-    // The state follows the parenthesised command name, which may itself contain ") ".
-    let Some((_, fields)) = stat.rsplit_once(") ") else { return true };
-    if fields.starts_with('Z') {
-        return false;
-    }
-    match key.filter(|key| !key.is_empty()) {
-        // Recorded by a rotor that knew only the pid.
-        None => true,
-        Some(recorded) => key_from_stat(fields).is_none_or(|actual| actual == recorded),
-    }
-}
-
-/// `<boot id>:<start time>` of process `pid`, as [`RunIdentity::process_key`] records it.
-fn process_key(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    key_from_stat(stat.rsplit_once(") ")?.1)
-}
-
-/// The key from the fields of `/proc/PID/stat` after the command name: field 22 of the file
-/// (the 20th here) is the start time in clock ticks since boot, unique per boot with the pid.
-fn key_from_stat(fields: &str) -> Option<String> {
-    let started = fields.split_whitespace().nth(19)?;
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    Some(format!("{}:{started}", boot.trim()))
-}
-
-fn unfinished(running: RotationRecord) -> StoreError {
-    StoreError::RotationUnfinished {
-        id: running.id,
-        from_version: running.from_version,
-        started_by: running.started_by,
-        started_at: running.started_at,
-    }
-}
-
-/// Reads a [`RotationRecord`] from a row of either database (a macro: sqlx's row types differ).
-macro_rules! rotation_from_row {
-    ($row:expr) => {{
-        let row = $row;
-        RotationRecord {
-            id: row.try_get("id")?,
-            from_version: row.try_get("from_version")?,
-            to_version: row.try_get("to_version")?,
-            status: RotationStatus::parse(&row.try_get::<String, _>("status")?)?,
-            started_at: row.try_get("started_at")?,
-            finished_at: row.try_get("finished_at")?,
-            started_by: row.try_get("started_by")?,
-            total: row.try_get("total")?,
-            rotated: row.try_get("rotated")?,
-            failed: row.try_get("failed")?,
-            reencrypt: row.try_get("reencrypt")?,
-            output_format: row.try_get("output_format")?,
-            restores: row.try_get("restores")?,
-            component_sha256: row.try_get("component_sha256")?,
-            vault_identity: row.try_get("vault_identity")?,
-        }
-    }};
-}
-pub(crate) use rotation_from_row;
-
-/// `2026-11-30T07:34:44Z`: sortable as text, the same in both databases.
-pub fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
-
-/// A database URL without its password, safe for messages and logs.
+/// A database URL without its password, safe for messages and logs. The credentials are what
+/// comes before the authority's last `@` (a password may hold `@`; the path may too).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((credentials, host)) => {
-            let user = credentials.split(':').next().unwrap_or_default();
-            if credentials.contains(':') {
-                format!("{scheme}://{user}:***@{host}")
-            } else {
-                format!("{scheme}://{user}@{host}")
-            }
-        }
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
         None => url.to_owned(),
     }
 }
@@ -937,5 +564,7 @@ mod tests {
         assert_eq!(redact_url("postgres://u:hunter2@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://rotor.db"), "sqlite://rotor.db");
+        assert_eq!(redact_url("postgres://rotor:p@ss@db:5432/app"), "postgres://rotor:***@db:5432/app");
+        assert_eq!(redact_url("postgres://db/app?user=a@b"), "postgres://db/app?user=a@b");
     }
 }
