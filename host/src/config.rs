@@ -159,7 +159,6 @@ pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
     Ok(file)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,13 +25,13 @@ use crate::app::App;
 use crate::component::{ComponentSource, Sandbox, answer};
 use crate::grants::Access;
 use crate::inspect::Inspection;
-use crate::vault::KekUse;
 use crate::limits::Limits;
 use crate::metrics::{Observed, Recorder, WalletCheck};
 use crate::progress::Reporter;
 use crate::report::{Outcome, print_json};
 use crate::shutdown::{Interrupted, Shutdown};
 use crate::terminal::LogFormat;
+use crate::vault::KekUse;
 use crate::vault::VaultWrites;
 
 use self::output::{Pruned, Sealed, print};

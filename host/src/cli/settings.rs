@@ -7,11 +7,11 @@ use crate::app::{App, SandboxSettings, Settings};
 use crate::component::ComponentSource;
 use crate::component_cache::ComponentCache;
 use crate::config::Loaded;
-use crate::vault::{KekUse, KvSource};
 use crate::plan::{BatchSize, RunPlan};
 use crate::progress::Reporter;
 use crate::store::WalletTable;
 use crate::terminal::LogFormat;
+use crate::vault::{KekUse, KvSource};
 
 use super::args::{BatchArgs, GlobalArgs};
 

@@ -15,18 +15,14 @@ mod shared;
 mod sqlite;
 mod table;
 
-use std::fmt;
-
-use serde::Serialize;
-
 use crate::plan::RunPlan;
 
-pub use self::journal::{RotationRecord, RotationStatus, now_rfc3339};
 pub(crate) use self::journal::rotation_from_row;
+pub use self::journal::{RotationRecord, RotationStatus, now_rfc3339};
 pub use self::lease::{Checkpoint, ClaimedRange, LeaseHolder, RangeProgress, RunIdentity, unix_now};
 pub use self::odd::{OddRow, OddRows};
-pub use self::table::{BatchOutcome, QuotedNames, Replacement, ScanPage, WalletRow, WalletTable};
 pub(crate) use self::table::Scanned;
+pub use self::table::{BatchOutcome, QuotedNames, Replacement, ScanPage, WalletRow, WalletTable};
 
 use self::journal::unfinished;
 use self::lease::{lease_held, process_alive};

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::StoreError;
+use super::{OddRow, StoreError};
 
 /// Where the wallets are: table and column names, validated as plain SQL identifiers.
 #[derive(Clone, Debug, PartialEq, Eq)]
