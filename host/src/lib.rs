@@ -19,6 +19,7 @@
 //!   [`durations`]: durations as operators read them; [`terminal`]: logging, usage errors and
 //!   exit codes shared by the `rotor` and `rotor-bench` binaries.
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod abort;
 pub mod app;
