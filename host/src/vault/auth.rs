@@ -102,6 +102,7 @@ impl Session {
         })
     }
 
+    /// Where requests go, and how.
     pub(super) fn transport(&self) -> &Transport {
         &self.transport
     }

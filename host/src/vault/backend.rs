@@ -152,8 +152,8 @@ impl KvSource {
     }
 }
 
-/// Reads the KEK in environment variable `var` (for `rotor migrate-kek --from-env VAR`) and
-/// checks its shape; see [`check_kek_text`].
+/// Reads the KEK in environment variable `var` (for `rotor migrate-kek --from-env VAR`): 64 hex
+/// characters, returned trimmed. An error names `var` and what is wrong, never the value.
 pub fn kek_from_var(var: &str) -> anyhow::Result<Zeroizing<String>> {
     match std::env::var(var) {
         Ok(value) => check_kek_text(var, Zeroizing::new(value)),
