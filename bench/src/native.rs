@@ -11,7 +11,7 @@ use anyhow::Context;
 use rotor_codec::Kek;
 use tokio::task::JoinSet;
 
-use crate::coordination::{Walk, WorkerBatches};
+use crate::coordination::{Walk, WalkSpec, WorkerBatches};
 use crate::progress::Reporter;
 use crate::store::{Database, Replacement, RunIdentity};
 
@@ -39,16 +39,16 @@ pub async fn rotate(
         database.begin_rotation(from.into(), total as i64, reencrypt, "envelope", None, &identity).await?;
     database.set_rotation_target(rotation.id, to.into()).await?;
     let claim_ttl = Duration::from_secs(60);
-    let walk = Walk::new(
-        database.clone(),
-        rotation.id,
-        Some(format!("{}{to}:", rotor_codec::PREFIX)),
+    let walk = Walk::new(WalkSpec {
+        database: database.clone(),
+        rotation: rotation.id,
+        skip_prefix: Some(format!("{}{to}:", rotor_codec::PREFIX)),
         batch_size,
-        identity.clone(),
+        identity: identity.clone(),
         claim_ttl,
-        Reporter::silent(),
+        reporter: Reporter::silent(),
         total,
-    );
+    });
     let keys = Arc::new(keys);
     let mut running = JoinSet::new();
     for _ in 0..workers.max(1) {

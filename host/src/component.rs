@@ -156,7 +156,7 @@ impl Sandbox {
         let (component, inspection) = self.compile(source)?;
         inspection.require(&source.origin, World::Rotator)?;
         let mut linker = self.linker()?;
-        capabilities::add_rotator_to_linker(&mut linker)?;
+        capabilities::add_to_linker(&mut linker, World::Rotator)?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(RotatorPre::new)
@@ -173,7 +173,7 @@ impl Sandbox {
         let (component, inspection) = self.compile(source)?;
         inspection.require(&source.origin, World::Auditor)?;
         let mut linker = self.linker()?;
-        capabilities::add_auditor_to_linker(&mut linker)?;
+        capabilities::add_to_linker(&mut linker, World::Auditor)?;
         let pre = linker
             .instantiate_pre(&component)
             .and_then(AuditorPre::new)

@@ -19,7 +19,7 @@ use crate::bindings::operations::{MoveReport, RotateOptions, RotateReport, Rotat
 use crate::bindings::types::{OutputFormat, WalletFailure};
 use crate::component::Instance;
 use crate::component::answer;
-use crate::coordination::{Batches, Walk, WorkerBatches};
+use crate::coordination::{Batches, Walk, WalkSpec, WorkerBatches};
 use crate::grants::Access;
 use crate::progress::Reporter;
 use crate::report::{self, Failure, peak_rss_bytes};
@@ -152,17 +152,17 @@ async fn run_rotation(
         }
     };
 
-    let walk = Walk::new(
-        database.clone(),
-        plan.rotation_id as i64,
-        skip_prefix(&plan),
-        run.batch_size.get(),
-        first.state().lease().identity().clone(),
-        run.lease_ttl,
-        first.state().reporter().clone(),
+    let walk = Walk::new(WalkSpec {
+        database: database.clone(),
+        rotation: plan.rotation_id as i64,
+        skip_prefix: skip_prefix(&plan),
+        batch_size: run.batch_size.get(),
+        identity: first.state().lease().identity().clone(),
+        claim_ttl: run.lease_ttl,
+        reporter: first.state().reporter().clone(),
         // Counted when the rotation began: counting again costs a scan of the table.
-        recorded.total.max(0) as u64,
-    );
+        total: recorded.total.max(0) as u64,
+    });
     // Rows left untouched (odd, or over the value limit), by any worker: one list.
     let odd = first.state().wallets().odd_rows().clone();
     let mut workers = vec![first];

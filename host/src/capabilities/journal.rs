@@ -3,6 +3,8 @@
 
 use wasmtime::component::{HasData, Linker};
 
+use crate::inspect::World;
+
 use crate::bindings::auditor::journal_reader;
 use crate::bindings::{journal, journal_types, types};
 use crate::coordination::Lease;
@@ -42,22 +44,18 @@ pub struct JournalView<'a> {
     pub lease: &'a mut Lease,
 }
 
-/// Links `journal` (read-write, the `rotator` world) into `linker`.
+/// Links the capability for `world`: `journal` for a rotator; for an auditor the read-only
+/// `journal-reader`, so that no write function is in its linker at all.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
+    world: World,
     get: fn(&mut T) -> JournalView<'_>,
 ) -> wasmtime::Result<()> {
     journal_types::add_to_linker::<T, HasJournal>(linker, get)?;
-    journal::add_to_linker::<T, HasJournal>(linker, get)
-}
-
-/// Links `journal-reader` (the `auditor` world): no write function is in the linker at all.
-pub fn add_reader_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> JournalView<'_>,
-) -> wasmtime::Result<()> {
-    journal_types::add_to_linker::<T, HasJournal>(linker, get)?;
-    journal_reader::add_to_linker::<T, HasJournal>(linker, get)
+    match world {
+        World::Rotator => journal::add_to_linker::<T, HasJournal>(linker, get),
+        World::Auditor => journal_reader::add_to_linker::<T, HasJournal>(linker, get),
+    }
 }
 
 struct HasJournal;
@@ -66,17 +64,34 @@ impl HasData for HasJournal {
     type Data<'a> = JournalView<'a>;
 }
 
+impl From<RotationStatus> for journal_types::RotationStatus {
+    fn from(status: RotationStatus) -> Self {
+        match status {
+            RotationStatus::Running => Self::Running,
+            RotationStatus::Finished => Self::Finished,
+            RotationStatus::Aborted => Self::Aborted,
+        }
+    }
+}
+
+impl From<journal_types::RotationStatus> for RotationStatus {
+    fn from(status: journal_types::RotationStatus) -> Self {
+        use journal_types::RotationStatus as Wit;
+        match status {
+            Wit::Running => Self::Running,
+            Wit::Finished => Self::Finished,
+            Wit::Aborted => Self::Aborted,
+        }
+    }
+}
+
 impl From<RotationRecord> for journal::Rotation {
     fn from(r: RotationRecord) -> Self {
         journal::Rotation {
             id: r.id as u64,
             from_version: r.from_version as u32,
             to_version: r.to_version as u32,
-            status: match r.status {
-                RotationStatus::Running => journal_types::RotationStatus::Running,
-                RotationStatus::Finished => journal_types::RotationStatus::Finished,
-                RotationStatus::Aborted => journal_types::RotationStatus::Aborted,
-            },
+            status: r.status.into(),
             started_at: r.started_at,
             finished_at: r.finished_at,
             started_by: r.started_by,
@@ -100,11 +115,7 @@ impl From<journal::Rotation> for RotationRecord {
             id: r.id as i64,
             from_version: r.from_version.into(),
             to_version: r.to_version.into(),
-            status: match r.status {
-                journal_types::RotationStatus::Running => RotationStatus::Running,
-                journal_types::RotationStatus::Finished => RotationStatus::Finished,
-                journal_types::RotationStatus::Aborted => RotationStatus::Aborted,
-            },
+            status: r.status.into(),
             started_at: r.started_at,
             finished_at: r.finished_at,
             started_by: r.started_by,

@@ -23,6 +23,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::types;
 use crate::coordination::Lease;
 use crate::grants::Grants;
+use crate::inspect::World;
 use crate::limits::{GuestClock, Limits, MemoryCap};
 use crate::progress::Reporter;
 use crate::store::{Database, OddRow, RunIdentity};
@@ -123,22 +124,13 @@ impl WasiView for RunState {
     }
 }
 
-/// Links every import of the `rotator` world into `linker`.
-pub fn add_rotator_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
+/// Links every import of `world` into `linker`. The `auditor` world gets the read-only
+/// interfaces only, so that no write function exists for an audit component to call.
+pub fn add_to_linker(linker: &mut Linker<RunState>, world: World) -> wasmtime::Result<()> {
     types::add_to_linker::<RunState, SharedTypes>(linker, |_| SharedTypes)?;
-    vault_kv::add_to_linker(linker, |s| &mut s.kv)?;
-    wallet_store::add_to_linker(linker, RunState::wallet_store)?;
-    journal::add_to_linker(linker, RunState::journal)?;
-    report::add_to_linker(linker, |s| &mut s.report)
-}
-
-/// Links the `auditor` world's imports: the read-only interfaces only, so that no write
-/// function exists for an audit component to call.
-pub fn add_auditor_to_linker(linker: &mut Linker<RunState>) -> wasmtime::Result<()> {
-    types::add_to_linker::<RunState, SharedTypes>(linker, |_| SharedTypes)?;
-    vault_kv::add_reader_to_linker(linker, |s| &mut s.kv)?;
-    wallet_store::add_reader_to_linker(linker, RunState::wallet_store)?;
-    journal::add_reader_to_linker(linker, RunState::journal)?;
+    vault_kv::add_to_linker(linker, world, |s| &mut s.kv)?;
+    wallet_store::add_to_linker(linker, world, RunState::wallet_store)?;
+    journal::add_to_linker(linker, world, RunState::journal)?;
     report::add_to_linker(linker, |s| &mut s.report)
 }
 

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 
 use wasmtime::component::{HasData, Linker};
+
+use crate::inspect::World;
 use zeroize::Zeroizing;
 
 use crate::bindings::auditor::kv_reader;
@@ -34,22 +36,18 @@ impl VaultKv {
     }
 }
 
-/// Links `kv` (read-write, the `rotator` world) into `linker`.
+/// Links the capability for `world`: `kv` for a rotator; for an auditor the read-only
+/// `kv-reader`, so that no write function is in its linker at all.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
+    world: World,
     get: fn(&mut T) -> &mut VaultKv,
 ) -> wasmtime::Result<()> {
     kv_types::add_to_linker::<T, HasVaultKv>(linker, get)?;
-    kv::add_to_linker::<T, HasVaultKv>(linker, get)
-}
-
-/// Links `kv-reader` (the `auditor` world): the write functions are not in the linker at all.
-pub fn add_reader_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut VaultKv,
-) -> wasmtime::Result<()> {
-    kv_types::add_to_linker::<T, HasVaultKv>(linker, get)?;
-    kv_reader::add_to_linker::<T, HasVaultKv>(linker, get)
+    match world {
+        World::Rotator => kv::add_to_linker::<T, HasVaultKv>(linker, get),
+        World::Auditor => kv_reader::add_to_linker::<T, HasVaultKv>(linker, get),
+    }
 }
 
 struct HasVaultKv;

@@ -7,6 +7,8 @@
 
 use wasmtime::component::{HasData, Linker};
 
+use crate::inspect::World;
+
 use crate::bindings::auditor::wallet_reader;
 use crate::bindings::{wallet_store, wallet_types};
 use crate::coordination::{Batches, Lease};
@@ -109,22 +111,18 @@ pub struct WalletStoreView<'a> {
     pub lease: &'a Lease,
 }
 
-/// Links `wallet-store` (read-write, the `rotator` world) into `linker`.
+/// Links the capability for `world`: `wallet-store` for a rotator; for an auditor the read-only
+/// `wallet-reader`, so that no write function is in its linker at all.
 pub fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
+    world: World,
     get: fn(&mut T) -> WalletStoreView<'_>,
 ) -> wasmtime::Result<()> {
     wallet_types::add_to_linker::<T, HasWalletStore>(linker, get)?;
-    wallet_store::add_to_linker::<T, HasWalletStore>(linker, get)
-}
-
-/// Links `wallet-reader` (the `auditor` world): no write function is in the linker at all.
-pub fn add_reader_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> WalletStoreView<'_>,
-) -> wasmtime::Result<()> {
-    wallet_types::add_to_linker::<T, HasWalletStore>(linker, get)?;
-    wallet_reader::add_to_linker::<T, HasWalletStore>(linker, get)
+    match world {
+        World::Rotator => wallet_store::add_to_linker::<T, HasWalletStore>(linker, get),
+        World::Auditor => wallet_reader::add_to_linker::<T, HasWalletStore>(linker, get),
+    }
 }
 
 struct HasWalletStore;

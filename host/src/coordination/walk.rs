@@ -24,49 +24,49 @@ use crate::store::{
 /// finish their ranges (or their claims run out).
 const IDLE_POLL: Duration = Duration::from_millis(200);
 
-/// One rotation's walk, shared by this process's workers.
-pub struct Walk {
-    database: Database,
-    rotation: i64,
+/// What a rotation's walk covers, and how this process walks it.
+pub struct WalkSpec {
+    /// Where the wallets and the key ranges are.
+    pub database: Database,
+    /// The rotation whose ranges are walked.
+    pub rotation: i64,
     /// Wallets whose ciphertext starts with this are on the target already: the database
     /// leaves them out.
-    skip_prefix: Option<String>,
-    batch_size: u32,
+    pub skip_prefix: Option<String>,
+    /// Wallets per batch handed to a worker.
+    pub batch_size: u32,
     /// Names this process's claims (its token is unguessable, so no other process renews
     /// them), and who holds them for `rotor status`.
-    identity: RunIdentity,
-    claim_ttl: Duration,
-    reporter: Reporter,
-    total: u64,
+    pub identity: RunIdentity,
+    /// How long a claim lasts without a batch renewing it.
+    pub claim_ttl: Duration,
+    /// Shows the walk's progress.
+    pub reporter: Reporter,
+    /// Wallets in the table when the rotation began: the progress bar's end.
+    pub total: u64,
+}
+
+/// One rotation's walk, shared by this process's workers.
+pub struct Walk {
+    spec: WalkSpec,
     handed_out: AtomicU64,
     /// Wakes this process's idle workers when one of its ranges is done: the walk may be over.
     range_done: tokio::sync::Notify,
 }
 
+impl std::ops::Deref for Walk {
+    type Target = WalkSpec;
+
+    fn deref(&self) -> &WalkSpec {
+        &self.spec
+    }
+}
+
 impl Walk {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        database: Database,
-        rotation: i64,
-        skip_prefix: Option<String>,
-        batch_size: u32,
-        identity: RunIdentity,
-        claim_ttl: Duration,
-        reporter: Reporter,
-        total: u64,
-    ) -> Arc<Walk> {
-        Arc::new(Walk {
-            database,
-            rotation,
-            skip_prefix,
-            batch_size: batch_size.max(1),
-            identity,
-            claim_ttl,
-            reporter,
-            total,
-            handed_out: AtomicU64::new(0),
-            range_done: tokio::sync::Notify::new(),
-        })
+    /// A walk as `spec` says (a batch holds at least one wallet).
+    pub fn new(spec: WalkSpec) -> Arc<Walk> {
+        let spec = WalkSpec { batch_size: spec.batch_size.max(1), ..spec };
+        Arc::new(Walk { spec, handed_out: AtomicU64::new(0), range_done: tokio::sync::Notify::new() })
     }
 
     /// Gives back this process's key ranges (keeping how far each was walked) and the rotation

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
-use super::shared::{finish_batch, shared_queries};
+use super::shared::{Dialect, finish_batch, shared_queries};
 use super::{
     BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, OddRow, QuotedNames, RangeProgress, Replacement,
     RotationRecord, RotationStatus, RunIdentity, Scanned, StoreError, WalletRow, WalletTable, redact_url,
@@ -24,58 +24,8 @@ const CLAIM_LOCK: &str = "FOR UPDATE SKIP LOCKED";
 const TABLE_COLUMNS: &str = "SELECT column_name::text FROM information_schema.columns \
      WHERE table_schema = current_schema() AND table_name = $1";
 
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS rotor_rotations (
-        id BIGSERIAL PRIMARY KEY,
-        from_version BIGINT NOT NULL,
-        to_version BIGINT NOT NULL DEFAULT 0,
-        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'aborted')),
-        -- 1 while running, NULL afterwards: the UNIQUE constraint allows one running rotation.
-        running SMALLINT UNIQUE CHECK (running = 1),
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        started_by TEXT NOT NULL,
-        total BIGINT NOT NULL,
-        rotated BIGINT NOT NULL DEFAULT 0,
-        failed BIGINT NOT NULL DEFAULT 0,
-        reencrypt BOOLEAN NOT NULL,
-        restores BIGINT,
-        component_sha256 TEXT NOT NULL,
-        last_id TEXT,
-        output_format TEXT NOT NULL DEFAULT 'envelope' CHECK (output_format IN ('envelope', 'legacy')),
-        vault_identity TEXT
-    )",
-    // See the SQLite migration: one process sets up or closes a rotation at a time.
-    "CREATE TABLE IF NOT EXISTS rotor_lease (
-        id SMALLINT PRIMARY KEY CHECK (id = 1),
-        token TEXT NOT NULL,
-        holder TEXT NOT NULL,
-        host TEXT NOT NULL,
-        pid BIGINT NOT NULL,
-        acquired_at TEXT NOT NULL,
-        expires_at BIGINT NOT NULL,
-        process_key TEXT
-    )",
-    // The walk of a running rotation, split into key ranges that workers, in this process or
-    // others, claim one at a time; a claim whose holder stops renewing it runs out (`expires_at`,
-    // Unix seconds) and passes to the next worker, who goes on after `cursor`.
-    "CREATE TABLE IF NOT EXISTS rotor_ranges (
-        rotation_id BIGINT NOT NULL,
-        seq BIGINT NOT NULL,
-        after_id TEXT,
-        upto_id TEXT,
-        cursor TEXT,
-        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'claimed', 'done')),
-        token TEXT,
-        holder TEXT,
-        host TEXT,
-        pid BIGINT,
-        process_key TEXT,
-        expires_at BIGINT,
-        rotated BIGINT NOT NULL DEFAULT 0,
-        PRIMARY KEY (rotation_id, seq)
-    )",
-];
+/// PostgreSQL's spelling of rotor's tables.
+const DIALECT: Dialect = Dialect { int: "BIGINT", small: "SMALLINT", serial_key: "BIGSERIAL PRIMARY KEY" };
 
 #[derive(Debug, Clone)]
 pub struct PgStore {

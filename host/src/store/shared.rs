@@ -10,6 +10,83 @@ pub(super) const ROTATION_COLUMNS: &str = "id, from_version, to_version, status,
      finished_at, started_by, total, rotated, failed, reencrypt, output_format, restores, \
      component_sha256, vault_identity";
 
+/// How a database spells the column types of rotor's tables.
+pub(super) struct Dialect {
+    /// A 64-bit integer.
+    pub int: &'static str,
+    /// A small integer: the one-row lease's id and the one-running-rotation flag.
+    pub small: &'static str,
+    /// An id the database assigns in increasing order, as the primary key.
+    pub serial_key: &'static str,
+}
+
+/// rotor's tables as `dialect` spells them: one schema for both databases.
+pub(super) fn schema(dialect: &Dialect) -> [String; 3] {
+    SCHEMA.map(|statement| {
+        statement
+            .replace("{serial_key}", dialect.serial_key)
+            .replace("{small}", dialect.small)
+            .replace("{int}", dialect.int)
+    })
+}
+
+/// rotor's own tables, with `{int}`, `{small}` and `{serial_key}` where the databases spell
+/// types differently (see [`Dialect`]).
+const SCHEMA: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS rotor_rotations (
+        id {serial_key},
+        from_version {int} NOT NULL,
+        to_version {int} NOT NULL DEFAULT 0,
+        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'aborted')),
+        -- 1 while running, NULL afterwards: the UNIQUE constraint allows one running rotation.
+        running {small} UNIQUE CHECK (running = 1),
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        started_by TEXT NOT NULL,
+        total {int} NOT NULL,
+        rotated {int} NOT NULL DEFAULT 0,
+        failed {int} NOT NULL DEFAULT 0,
+        reencrypt BOOLEAN NOT NULL,
+        restores {int},
+        component_sha256 TEXT NOT NULL,
+        last_id TEXT,
+        output_format TEXT NOT NULL DEFAULT 'envelope' CHECK (output_format IN ('envelope', 'legacy')),
+        vault_identity TEXT
+    )",
+    // At most one process sets up or closes a rotation at a time: the holder renews `expires_at`
+    // (Unix seconds) with every batch it writes meanwhile; a holder that died on this host, or
+    // whose lease ran out, is replaced.
+    "CREATE TABLE IF NOT EXISTS rotor_lease (
+        id {small} PRIMARY KEY CHECK (id = 1),
+        token TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        host TEXT NOT NULL,
+        pid {int} NOT NULL,
+        acquired_at TEXT NOT NULL,
+        expires_at {int} NOT NULL,
+        process_key TEXT
+    )",
+    // The walk of a running rotation, split into key ranges that workers, in this process or
+    // others, claim one at a time; a claim whose holder stops renewing it runs out (`expires_at`,
+    // Unix seconds) and passes to the next worker, who goes on after `cursor`.
+    "CREATE TABLE IF NOT EXISTS rotor_ranges (
+        rotation_id {int} NOT NULL,
+        seq {int} NOT NULL,
+        after_id TEXT,
+        upto_id TEXT,
+        cursor TEXT,
+        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'claimed', 'done')),
+        token TEXT,
+        holder TEXT,
+        host TEXT,
+        pid {int},
+        process_key TEXT,
+        expires_at {int},
+        rotated {int} NOT NULL DEFAULT 0,
+        PRIMARY KEY (rotation_id, seq)
+    )",
+];
+
 /// Columns added to rotor's tables after they were first released: (table, column, the statement
 /// that adds it, the same on both databases). `migrate` adds those that tables made earlier lack.
 pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
@@ -136,8 +213,8 @@ macro_rules! shared_queries {
             if let Some(lock) = MIGRATION_LOCK {
                 sqlx::query(lock).execute(&mut *tx).await?;
             }
-            for statement in MIGRATIONS {
-                sqlx::query(*statement).execute(&mut *tx).await?;
+            for statement in super::shared::schema(&DIALECT) {
+                sqlx::query(AssertSqlSafe(statement)).execute(&mut *tx).await?;
             }
             for (table, column, statement) in super::shared::ADDED_COLUMNS {
                 let columns: Vec<String> =

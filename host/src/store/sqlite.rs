@@ -10,7 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
-use super::shared::{finish_batch, shared_queries};
+use super::shared::{Dialect, finish_batch, shared_queries};
 use super::{
     BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, OddRow, QuotedNames, RangeProgress, Replacement,
     RotationRecord, RotationStatus, RunIdentity, Scanned, StoreError, WalletRow, WalletTable,
@@ -29,60 +29,10 @@ const CLAIM_LOCK: &str = "";
 /// A table's column names ($1: the table), for the columns added since its first release.
 const TABLE_COLUMNS: &str = "SELECT name FROM pragma_table_info($1)";
 
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS rotor_rotations (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        from_version INTEGER NOT NULL,
-        to_version INTEGER NOT NULL DEFAULT 0,
-        status TEXT NOT NULL CHECK (status IN ('running', 'finished', 'aborted')),
-        -- 1 while running, NULL afterwards: the UNIQUE constraint allows one running rotation.
-        running INTEGER UNIQUE CHECK (running = 1),
-        started_at TEXT NOT NULL,
-        finished_at TEXT,
-        started_by TEXT NOT NULL,
-        total INTEGER NOT NULL,
-        rotated INTEGER NOT NULL DEFAULT 0,
-        failed INTEGER NOT NULL DEFAULT 0,
-        reencrypt BOOLEAN NOT NULL,
-        restores INTEGER,
-        component_sha256 TEXT NOT NULL,
-        last_id TEXT,
-        output_format TEXT NOT NULL DEFAULT 'envelope' CHECK (output_format IN ('envelope', 'legacy')),
-        vault_identity TEXT
-    )",
-    // At most one process sets up or closes a rotation at a time: the holder renews `expires_at`
-    // (Unix seconds) with every batch it writes meanwhile; a holder that died on this host, or
-    // whose lease ran out, is replaced.
-    "CREATE TABLE IF NOT EXISTS rotor_lease (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        token TEXT NOT NULL,
-        holder TEXT NOT NULL,
-        host TEXT NOT NULL,
-        pid INTEGER NOT NULL,
-        acquired_at TEXT NOT NULL,
-        expires_at INTEGER NOT NULL,
-        process_key TEXT
-    )",
-    // The walk of a running rotation, split into key ranges that workers, in this process or
-    // others, claim one at a time; a claim whose holder stops renewing it runs out (`expires_at`,
-    // Unix seconds) and passes to the next worker, who goes on after `cursor`.
-    "CREATE TABLE IF NOT EXISTS rotor_ranges (
-        rotation_id INTEGER NOT NULL,
-        seq INTEGER NOT NULL,
-        after_id TEXT,
-        upto_id TEXT,
-        cursor TEXT,
-        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'claimed', 'done')),
-        token TEXT,
-        holder TEXT,
-        host TEXT,
-        pid INTEGER,
-        process_key TEXT,
-        expires_at INTEGER,
-        rotated INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (rotation_id, seq)
-    )",
-];
+/// SQLite's spelling of rotor's tables (`AUTOINCREMENT`: ids are never reused, even after a
+/// journal row is deleted by hand).
+const DIALECT: Dialect =
+    Dialect { int: "INTEGER", small: "INTEGER", serial_key: "INTEGER PRIMARY KEY AUTOINCREMENT" };
 
 pub(super) async fn create_database(path: &Path, table: &WalletTable) -> Result<String, StoreError> {
     let url = format!("sqlite://{}", path.display());
@@ -268,7 +218,7 @@ impl SqliteStore {
         let columns = super::shared::ROTATION_COLUMNS.to_owned() + ", running, last_id";
         for statement in [
             "ALTER TABLE rotor_rotations RENAME TO rotor_rotations_before_0_2".to_owned(),
-            MIGRATIONS[0].to_owned(),
+            super::shared::schema(&DIALECT)[0].clone(),
             format!(
                 "INSERT INTO rotor_rotations ({columns}) SELECT {columns} FROM rotor_rotations_before_0_2"
             ),
