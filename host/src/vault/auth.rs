@@ -350,10 +350,15 @@ impl Session {
         let body = serde_json::to_vec(&body).expect("JSON serialises");
         let reply =
             self.transport.send_as(Some(token), Method::POST, RENEW_SELF, Some(&body), Replay::Safe).await?;
-        if !reply.status.is_success() {
-            return Err(self.fail(reply, RENEW_SELF, "update").await);
+        match reply.status {
+            status if status.is_success() => Ok(decode::<AuthReply>(RENEW_SELF, &reply.body)?.auth),
+            // Every valid token may renew itself (the default policy), so a 403 here means the
+            // token is dead. Not `fail`, which tells a dead token from a missing grant by way of
+            // `send`, and `send` may log in again: the caller holds the lease that login takes,
+            // and would wait for itself for ever.
+            StatusCode::FORBIDDEN => Err(self.bad_token()),
+            _ => Err(self.transport.error(reply, RENEW_SELF)),
         }
-        Ok(decode::<AuthReply>(RENEW_SELF, &reply.body)?.auth)
     }
 
     /// Starts the task that renews the token two thirds into each TTL. It holds the session
