@@ -11,8 +11,6 @@ use crate::plan::BatchSize;
 use crate::rotation::RotateRequest;
 use crate::terminal::LogFormat;
 
-use super::settings::PlanFlags;
-
 const AFTER_HELP: &str = "\
 Vault is reached as the Vault CLI does: VAULT_ADDR (default http://127.0.0.1:8200), VAULT_TOKEN
 (else ~/.vault-token) or AppRole (VAULT_ROLE_ID and VAULT_SECRET_ID, VAULT_APPROLE_MOUNT default
@@ -339,4 +337,18 @@ pub struct RollbackArgs {
     pub to: Option<u32>,
     #[command(flatten)]
     pub rotate: RotateArgs,
+}
+
+/// What a command's flags say of its [`RunPlan`]; `None` takes the default.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct PlanFlags {
+    pub(super) batch_size: Option<BatchSize>,
+    pub(super) workers: Option<std::num::NonZeroUsize>,
+    pub(super) lease_ttl: Option<std::time::Duration>,
+}
+
+impl PlanFlags {
+    pub(super) fn batch(batch: &BatchArgs) -> PlanFlags {
+        PlanFlags { batch_size: Some(batch.batch_size), ..PlanFlags::default() }
+    }
 }

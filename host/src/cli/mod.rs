@@ -34,8 +34,9 @@ use crate::terminal::LogFormat;
 use crate::vault::KekUse;
 use crate::vault::VaultWrites;
 
+use self::args::PlanFlags;
 use self::output::{Pruned, Sealed, print};
-use self::settings::{PlanFlags, config_check, kv_source, open_app, open_app_to_read};
+use self::settings::{config_check, kv_source, open_app, open_app_to_read};
 
 /// How long a command that cleans up after a signal (a rotation giving its ranges back) may
 /// take to stop before it is abandoned: longer than a batch, shorter than an orchestrator's

@@ -7,13 +7,13 @@ use crate::app::{App, SandboxSettings, Settings};
 use crate::component::ComponentSource;
 use crate::component_cache::ComponentCache;
 use crate::config::Loaded;
-use crate::plan::{BatchSize, RunPlan};
+use crate::plan::RunPlan;
 use crate::progress::Reporter;
 use crate::store::WalletTable;
 use crate::terminal::LogFormat;
 use crate::vault::{KekUse, KvSource};
 
-use super::args::{BatchArgs, GlobalArgs};
+use super::args::{GlobalArgs, PlanFlags};
 
 impl GlobalArgs {
     /// The effective settings: flags and environment, then rotor.toml, then defaults.
@@ -113,20 +113,6 @@ impl GlobalArgs {
     /// Whether a progress bar may be drawn: not with JSON output or logs, nor with -q.
     pub(super) fn shows_progress(&self) -> bool {
         !self.json && !self.quiet && self.log_format == LogFormat::Text
-    }
-}
-
-/// What a command's flags say of its [`RunPlan`]; `None` takes the default.
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct PlanFlags {
-    pub(super) batch_size: Option<BatchSize>,
-    pub(super) workers: Option<std::num::NonZeroUsize>,
-    pub(super) lease_ttl: Option<std::time::Duration>,
-}
-
-impl PlanFlags {
-    pub(super) fn batch(batch: &BatchArgs) -> PlanFlags {
-        PlanFlags { batch_size: Some(batch.batch_size), ..PlanFlags::default() }
     }
 }
 
