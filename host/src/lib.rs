@@ -1,23 +1,21 @@
-//! rotor's host runner: loads the crypto-core component and supplies it Vault KV v2 and
-//! wallet-store access as WIT imports, within the grants and limits of each run.
+//! rotor's host: loads the crypto-core component and supplies it Vault KV v2, the wallet
+//! store, rotor's journal and progress reporting as WIT imports, within the grants and limits
+//! of each run. ARCHITECTURE.md draws the layers; from the bottom up:
 //!
-//! * [`vault`]: Vault KV v2 (configuration, transport and retries, token and AppRole login,
-//!   policy checks) failing with one error type, and the backend a command's KEKs come from:
-//!   Vault, or the seed's KEK from the environment; [`openbao`]: a local OpenBao dev server.
-//! * [`store`]: the wallet table and rotor's journal, on SQLite or PostgreSQL.
-//! * [`bindings`]: the WIT bindings; [`imports`]: the host side of the imports, checked
-//!   against [`grants`] and [`limits`]; [`component`]: compiling and instantiating components,
-//!   with [`component_cache`] and [`inspect`]; [`cross_check`]: the reference component
-//!   checking another one's batches.
-//! * [`metrics`]: Prometheus metrics; [`exporter`]: `rotor serve`.
-//! * [`rotation`]: a rotation spread over parallel workers, which [`walk`] hands key ranges;
-//!   [`validate`]: validation spread the same way.
-//! * [`bench`]: `rotor bench`, which runs the `rotor-bench` binary (the bench/ crate).
-//! * [`report`]: what commands report and how they end; [`plan`]: batch and worker defaults.
-//! * [`config`]: `rotor.toml`; [`cli`]: the `rotor` command line; [`audit`]: `rotor audit`;
-//!   [`abort`]: `rotor abort`; [`shutdown`]: stopping cleanly on SIGTERM/SIGINT;
-//!   [`durations`]: durations as operators read them; [`terminal`]: logging, usage errors and
-//!   exit codes shared by the `rotor` and `rotor-bench` binaries.
+//! * settings: [`plan`] (batch size, workers, lease: one [`plan::RunPlan`] per command),
+//!   [`limits`], [`grants`], [`config`] (`rotor.toml`).
+//! * backends: [`store`] (the wallet table and rotor's journal, on SQLite or PostgreSQL) and
+//!   [`vault`] (Vault KV v2 with one error type, and the backend a command's KEKs come from).
+//! * [`coordination`]: the rotation lease and the key ranges a rotation's workers walk.
+//! * [`capabilities`]: one module per WIT import, each with its context, `Host` impls and
+//!   `add_to_linker`.
+//! * the runner: [`app`] (what every command opens), [`component`] (compiling, linking and
+//!   instantiating, with [`component_cache`] and [`inspect`]), [`cross_check`], [`bindings`].
+//! * command support: [`report`], [`metrics`], [`shutdown`], [`durations`], [`progress`].
+//! * commands: [`rotation`], [`validate`], [`abort`], [`audit`], [`status`], [`history`],
+//!   [`demo`] (with [`openbao`] and [`fixtures`]), [`exporter`] (`rotor serve`), [`bench`].
+//! * front ends: [`cli`] (the `rotor` command line) and [`terminal`] (logging, usage errors and
+//!   exit codes, shared with `rotor-bench`).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
