@@ -4,12 +4,10 @@
 //! a component (`end_to_end.rs`, `clear_errors`); sealed Vault (`outages.rs`); AppRole login and
 //! TLS (`vault_auth.rs`).
 
-mod support;
-
 use reqwest::Method;
 use rotor_codec::Kek;
+use rotor_testkit::{Kind, World, failure, json};
 use serde_json::json;
-use support::{Kind, World, failure, json};
 
 /// A token whose policy does not cover the KEK: the error names the API path, the capability
 /// and the fix.

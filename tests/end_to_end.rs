@@ -1,11 +1,9 @@
 //! The whole job against a real OpenBao and real databases: legacy wallets enrolled, validated,
 //! rotated, validated again, every plaintext byte-identical, every KEK still readable.
 
-mod support;
-
 use rotor_codec::{Format, Kek};
+use rotor_testkit::{Kind, World, assert_success, failure, json, text};
 use serde_json::json;
-use support::{Kind, World, assert_success, failure, json, text};
 
 async fn legacy_to_rotor_and_on(kind: Kind) {
     let world = World::new(kind).await;
@@ -134,7 +132,7 @@ async fn bad_rows_are_reported_and_left_alone(kind: Kind) {
     let bad: Vec<(&str, String)> = vec![
         ("bad-garbage", "this is not base64 at all!".into()),
         ("bad-truncated", good_envelope[..40].to_owned()),
-        ("bad-foreign-key", rotor::fixtures::legacy_wallet(&foreign, b"someone else's wallet")),
+        ("bad-foreign-key", rotor::demo::wallets::legacy_wallet(&foreign, b"someone else's wallet")),
         ("bad-copied-row", good_envelope.clone()),
         ("bad-unknown-version", rotor_codec::seal(&kek, 9, "bad-unknown-version", b"w").unwrap()),
     ];
@@ -335,10 +333,10 @@ async fn seed_archives_are_history_and_keys() {
     let data = BTreeMap::from([("key".to_owned(), archived.to_hex())]);
     world.vault_client().write("ibn/encryption-key-archive/1768363055263", &data, None).await.unwrap();
     let db = world.db.connect().await;
-    db.put("old-wallet", &rotor::fixtures::legacy_wallet(&archived, b"from before the seed's rotation"))
+    db.put("old-wallet", &rotor::demo::wallets::legacy_wallet(&archived, b"from before the seed's rotation"))
         .await
         .unwrap();
-    db.put("new-wallet", &rotor::fixtures::legacy_wallet(&current, b"current")).await.unwrap();
+    db.put("new-wallet", &rotor::demo::wallets::legacy_wallet(&current, b"current")).await.unwrap();
 
     let (out, history) = json(world.rotor().arg("history"));
     assert_success(&out);

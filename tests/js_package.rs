@@ -7,8 +7,6 @@
 //! building the package; Node.js (>= 20) must be installed, and scripts/setup installs the npm
 //! dependencies.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,10 +14,10 @@ use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rotor::fixtures::{fabric_identity, legacy_wallet};
+use rotor::demo::wallets::{fabric_identity, legacy_wallet};
 use rotor_codec::Kek;
+use rotor_testkit::{Kind, World, assert_success, json, text};
 use serde_json::{Value, json};
-use support::{Kind, World, assert_success, json, text};
 use zeroize::Zeroizing;
 
 const NEEDS_NODE: &str = "Node.js (>= 20, with npm) is needed to test the npm package in bindings/js: \
@@ -183,7 +181,7 @@ async fn app_policy_reads_every_version_and_writes_nothing() {
         archived_keks(&world).await.iter().map(|kek| kek.to_hex().to_string()).collect();
     assert_eq!(keks_after, keks_before, "an archived KEK changed");
     assert!(vault.read("ibn/encryption-key-archive/v9", None).await.unwrap().is_none(), "the app wrote v9");
-    support::assert_every_wallet_opens(&world, &plaintexts).await;
+    rotor_testkit::assert_every_wallet_opens(&world, &plaintexts).await;
     let (out, report) = json(world.rotor().arg("validate"));
     assert_success(&out);
     assert_eq!(report["invalid"], 0, "{report:#}");

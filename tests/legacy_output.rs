@@ -2,14 +2,12 @@
 //! every wallet is re-encrypted in the seed's layout under the new KEK; validate and open find
 //! the key by trial; a resumed legacy rotation stays legacy and skips the wallets it did.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use rotor::store::{Replacement, RunIdentity};
 use rotor_codec::{Format, Kek};
+use rotor_testkit::{Kind, World, assert_success, failure, json};
 use serde_json::json;
-use support::{Kind, World, assert_success, failure, json};
 
 /// Every row is in the seed's layout and opens under `kek`, to what was enrolled.
 async fn all_legacy_under(world: &World, kek: &Kek, expected: &BTreeMap<String, Vec<u8>>) {
@@ -28,7 +26,7 @@ async fn legacy_output(kind: Kind) {
     world.migrate_kek(&first);
     let mut expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&first, 40).await.into_iter().collect();
     // An envelope too (an application already on rotor's format): legacy output converts it.
-    let envelope = rotor::fixtures::fabric_identity("envelope@IBNMSP");
+    let envelope = rotor::demo::wallets::fabric_identity("envelope@IBNMSP");
     world
         .db
         .connect()

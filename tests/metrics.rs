@@ -2,15 +2,13 @@
 //! command (figures from the journal and the database, so any command writes a complete page)
 //! and `rotor serve` answering real HTTP GETs while it refreshes.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use rotor_codec::Kek;
-use support::{Kind, World, assert_success, failure, json};
+use rotor_testkit::{Kind, World, assert_success, failure, json};
 
 /// The samples of a text-format page: `name{labels}` → value. Also checks the format: every
 /// sample follows the `# TYPE` line of its family.

@@ -4,16 +4,14 @@
 //! the rotation finishes (exit 3) and the next one does the same. And tables whose names need
 //! quoting (`"Wallets"("walletId", "encryptedData")`, Sequelize's default) work end to end.
 
-mod support;
-
 use std::collections::BTreeMap;
 
-use rotor::fixtures::{fabric_identity, legacy_wallet};
+use rotor::demo::wallets::{fabric_identity, legacy_wallet};
 use rotor::store::{Database, WalletTable};
 use rotor_codec::{Format, Kek};
+use rotor_testkit::{Kind, World, assert_success, failure, json, text};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
-use support::{Kind, World, assert_success, failure, json, text};
 
 /// A connection of our own, to set up and read rows the way an application would, without
 /// going through rotor's store.
@@ -136,7 +134,7 @@ async fn every_wallet_on(
 /// `count` Fabric identities in the seed's legacy format, written through rotor's store into
 /// `table` (so that its quoting is exercised too).
 async fn enroll(world: &World, table: &WalletTable, kek: &Kek, count: usize) -> BTreeMap<String, Vec<u8>> {
-    let (wallets, rows) = support::legacy_wallets(kek, count);
+    let (wallets, rows) = rotor_testkit::legacy_wallets(kek, count);
     Database::connect(&world.db.url, table.clone()).await.unwrap().put_many(&rows).await.unwrap();
     wallets.into_iter().collect()
 }

@@ -2,18 +2,16 @@
 //! sealed), PostgreSQL backends terminated. Real servers; whatever fails, every wallet still opens
 //! and the next `rotor rotate` finishes the job.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use rotor::fixtures::fabric_identity;
+use rotor::demo::wallets::fabric_identity;
 use rotor::store::WalletRow;
 use rotor_codec::Kek;
+use rotor_testkit::{Kind, Vault, World, assert_every_wallet_opens, assert_success, failure, json, text};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
-use support::{Kind, Vault, World, assert_every_wallet_opens, assert_success, failure, json, text};
 
 const WALLETS: usize = 1500;
 /// Legacy wallets placed after the envelope ones in the first test.
@@ -198,7 +196,7 @@ async fn postgres_backends_terminated_mid_rotation() {
     .await;
     // Only rotor's connections to the test database are left to terminate.
     poller.close().await.unwrap();
-    let mut admin = PgConnection::connect(&support::postgres_admin_url()).await.unwrap();
+    let mut admin = PgConnection::connect(&rotor_testkit::postgres_admin_url()).await.unwrap();
     let mut terminated = 0;
     for _ in 0..5 {
         if rotor.try_wait().unwrap().is_some() {

@@ -1,12 +1,10 @@
 //! What an operator sees: the progress bar only on a terminal and never with --json, logs as text
 //! or JSON lines, -q and -v, and the exit codes documented in --help.
 
-mod support;
-
 use std::process::Command;
 
 use rotor_codec::Kek;
-use support::{Kind, World, failure, text};
+use rotor_testkit::{Kind, World, failure, text};
 
 /// Runs `rotor ARGS` under a pseudo-terminal (util-linux `script`), as an operator at a shell
 /// would; returns everything the terminal showed.

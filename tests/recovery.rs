@@ -4,8 +4,6 @@
 //! then killed or signalled), or the state a crash leaves is made directly in the journal and
 //! Vault. Real OpenBao, SQLite and PostgreSQL.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -13,9 +11,9 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use rotor::store::{Database, RotationRecord, RunIdentity};
 use rotor_codec::Kek;
+use rotor_testkit::{Kind, World, assert_every_wallet_opens, assert_success, failure, json, text};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection};
-use support::{Kind, World, assert_every_wallet_opens, assert_success, failure, json, text};
 
 /// Enough wallets that one worker with small batches walks them for a while (the first
 /// rotation converts legacy wallets, the slowest kind).

@@ -4,15 +4,13 @@
 //! ROTOR_CRASH_TRIALS sets the kill -9 trials per database (default 20); ROTOR_TEST_SEED the
 //! seed of the instants (printed, so that a failure can be replayed).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rotor_codec::Kek;
+use rotor_testkit::{Kind, World, assert_every_wallet_opens, assert_success, json, text};
 use serde_json::json;
-use support::{Kind, World, assert_every_wallet_opens, assert_success, json, text};
 
 /// A small deterministic generator (xorshift64*), so that a failing run can be replayed.
 struct Seeded(u64);

@@ -4,8 +4,6 @@
 //! and no Vault secret has changed. Also: pinning, the upgrade example in examples/, the
 //! shipped audit, `component inspect` and the compiled-component cache.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,9 +11,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rotor_codec::Kek;
+use rotor_testkit::{Kind, World, assert_every_wallet_opens, assert_success, failure, json, text};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use support::{Kind, World, assert_every_wallet_opens, assert_success, failure, json, text};
 
 /// Builds a component workspace for wasm32-wasip2 (once per test process) and returns the
 /// folder its .wasm files land in.

@@ -2,8 +2,6 @@
 //! `policies/`, token renewal and new logins during long runs, TLS with VAULT_CACERT and
 //! VAULT_SKIP_VERIFY, and the seed's WALLET_ENCRYPTION_KEY fallback (read-only).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
@@ -11,8 +9,8 @@ use std::time::Duration;
 use reqwest::Method;
 use rotor::vault::{AppRole, VaultAuth, VaultClient, VaultConfig};
 use rotor_codec::Kek;
+use rotor_testkit::{Kind, World, assert_success, failure, json, text};
 use serde_json::json;
-use support::{Kind, World, assert_success, failure, json, text};
 use zeroize::Zeroizing;
 
 /// Writes a policy file from `policies/` into OpenBao.
@@ -102,7 +100,7 @@ async fn approle_runner_rotates_and_auditor_only_reads() {
     let (out, report) = json(rotor_as(&world, &auditor).arg("validate"));
     assert_success(&out);
     assert_eq!(report["key_versions"], json!({ "3": 40 }), "{report:#}");
-    support::assert_every_wallet_opens(&world, &expected).await;
+    rotor_testkit::assert_every_wallet_opens(&world, &expected).await;
 
     // A wrong secret ID: the login fails with what to check, and the ID is not shown.
     let wrong = (runner.0.clone(), "00000000-0000-0000-0000-000000000000".to_owned());

@@ -4,8 +4,6 @@
 //! beside the seed's WALLET_ENCRYPTION_KEY; malformed keys in environment variables; and who
 //! Vault says rotor's token is.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,9 +11,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use rotor::vault::{AppRole, VaultAuth, VaultClient, VaultConfig, VaultError};
 use rotor_codec::Kek;
+use rotor_testkit::fault_proxy::{FaultProxy, Times};
+use rotor_testkit::{Kind, World, assert_every_wallet_opens, assert_success, failure, json, text};
 use serde_json::json;
-use support::fault_proxy::{FaultProxy, Times};
-use support::{Kind, World, assert_every_wallet_opens, assert_success, failure, json, text};
 use zeroize::Zeroizing;
 
 /// The current KEK's path, for the proxy: `$` keeps its archive (`…-archive/vN`) out.

@@ -1,8 +1,7 @@
 //! rotor's host runner: loads the crypto-core component and supplies it Vault KV v2 and
 //! wallet-store access as WIT imports, within the grants and limits of each run.
 //!
-//! * [`vault`]: the Vault KV v2 HTTP client, failing with [`vault_error`]'s one error type;
-//!   [`openbao`]: a local OpenBao dev server.
+//! * [`vault`]: the Vault KV v2 HTTP client, failing with [`vault_error`]'s one error type.
 //! * [`store`]: the wallet table and rotor's journal, on SQLite or PostgreSQL.
 //! * [`bindings`]: the WIT bindings; [`imports`]: the host side of the imports, checked
 //!   against [`grants`] and [`limits`]; [`component`]: compiling and instantiating components,
@@ -17,7 +16,8 @@
 //! * [`bench`]: `rotor bench`, which runs the `rotor-bench` binary (the bench/ crate).
 //! * [`report`]: what commands report and how they end; [`plan`]: batch and worker defaults.
 //! * [`config`]: `rotor.toml`; [`cli`]: the `rotor` command line; [`audit`]: `rotor audit`;
-//!   [`abort`]: `rotor abort`; [`shutdown`]: stopping cleanly on SIGTERM/SIGINT;
+//!   [`abort`]: `rotor abort`; [`demo`]: `rotor demo`, with the OpenBao dev server and the
+//!   legacy wallets it starts from; [`shutdown`]: stopping cleanly on SIGTERM/SIGINT;
 //!   [`durations`]: durations as operators read them; [`terminal`]: logging, usage errors and
 //!   exit codes shared by the `rotor` and `rotor-bench` binaries.
 #![deny(unsafe_code)]
@@ -35,14 +35,12 @@ pub mod cross_check;
 pub mod demo;
 pub mod durations;
 pub mod exporter;
-pub mod fixtures;
 pub mod grants;
 pub mod imports;
 pub mod inspect;
 pub mod kv_backend;
 pub mod limits;
 pub mod metrics;
-pub mod openbao;
 pub mod plan;
 pub mod progress;
 pub mod report;
