@@ -13,5 +13,24 @@ pub mod world;
 
 pub use database::{Kind, TestDb, postgres_admin_url, unique};
 pub use openbao::{FileServer, TlsDevServer, Vault};
-pub use output::{assert_success, failure, json, text};
-pub use world::{World, assert_every_wallet_opens, legacy_wallets, rotor_binary};
+pub use output::{assert_ran, assert_says, assert_success, failure, json, json_success, text};
+pub use world::{Wallets, World, assert_every_wallet_opens, legacy_wallets, rotor_binary};
+
+/// Runs each scenario `async fn NAME(kind: Kind)` as two tests, `NAME::sqlite` and
+/// `NAME::postgres` (`cargo test NAME` runs both).
+#[macro_export]
+macro_rules! on_sqlite_and_postgres {
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                super::$scenario($crate::Kind::Sqlite).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                super::$scenario($crate::Kind::Postgres).await;
+            }
+        }
+    )+};
+}

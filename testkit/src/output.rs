@@ -17,6 +17,13 @@ pub fn json(command: &mut Command) -> (Output, Value) {
     (out, value)
 }
 
+/// Runs a `rotor … --json` command that must succeed; its one JSON document.
+pub fn json_success(command: &mut Command) -> Value {
+    let (out, value) = json(command);
+    assert_success(&out);
+    value
+}
+
 /// Bytes a process printed, as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -24,13 +31,25 @@ pub fn text(bytes: &[u8]) -> String {
 
 /// Asserts that rotor succeeded, showing what it printed if not.
 pub fn assert_success(out: &Output) {
+    assert_ran("rotor", out);
+}
+
+/// Asserts that the process `what` succeeded, showing what it printed if not.
+pub fn assert_ran(what: &str, out: &Output) {
     assert!(
         out.status.success(),
-        "rotor failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
         out.status,
         text(&out.stdout),
         text(&out.stderr)
     );
+}
+
+/// Asserts that `said` (what rotor printed) holds every one of `phrases`, showing it if not.
+pub fn assert_says(said: &str, phrases: &[&str]) {
+    for phrase in phrases {
+        assert!(said.contains(phrase), "{phrase:?} missing from:\n{said}");
+    }
 }
 
 /// The exit code, and stderr for the message checks.

@@ -41,11 +41,22 @@ pub struct World<V = DevServer> {
     pub scratch: PathBuf,
 }
 
+/// Wallets' plaintexts by id: what each must open to.
+pub type Wallets = BTreeMap<String, Vec<u8>>;
+
 impl World {
     /// A world on a fresh OpenBao dev server and a fresh database of `kind`.
     pub async fn new(kind: Kind) -> World {
         let vault = DevServer::start().await.expect(NEEDS_BAO);
         World::with(vault, kind).await
+    }
+
+    /// A world whose first KEK, returned, is stored in Vault through `rotor migrate-kek`.
+    pub async fn with_kek(kind: Kind) -> (World, Kek) {
+        let world = World::new(kind).await;
+        let kek = Kek::generate().unwrap();
+        world.migrate_kek(&kek);
+        (world, kek)
     }
 }
 
@@ -122,17 +133,19 @@ impl<V: Vault> World<V> {
 
     /// Stores `kek` as the first KEK through `rotor migrate-kek`, as an operator would.
     pub fn migrate_kek(&self, kek: &Kek) {
-        let out = self
-            .rotor()
-            .args(["migrate-kek", "--from-env", "ROTOR_TEST_KEK"])
-            .env("ROTOR_TEST_KEK", kek.to_hex().as_str())
-            .output()
-            .unwrap();
+        let out = self.migrate_kek_from_env("ROTOR_TEST_KEK", kek.to_hex().as_str()).output().unwrap();
         assert_success(&out);
     }
 
-    /// Enrolls `count` Fabric identities in the seed's legacy format; returns (id, plaintext).
-    pub async fn enroll_legacy(&self, kek: &Kek, count: usize) -> Vec<(String, Vec<u8>)> {
+    /// `rotor migrate-kek --from-env VARIABLE`, with `value` in that variable.
+    pub fn migrate_kek_from_env(&self, variable: &str, value: &str) -> Command {
+        let mut command = self.rotor();
+        command.args(["migrate-kek", "--from-env", variable]).env(variable, value);
+        command
+    }
+
+    /// Enrolls `count` Fabric identities in the seed's legacy format under `kek`.
+    pub async fn enroll_legacy(&self, kek: &Kek, count: usize) -> Wallets {
         let (wallets, rows) = legacy_wallets(kek, count);
         self.db.connect().await.put_many(&rows).await.unwrap();
         wallets
@@ -179,10 +192,10 @@ impl<V> Drop for World<V> {
     }
 }
 
-/// `count` Fabric identities, `user-00000@IBNMSP` on: (id, plaintext) and the rows that hold
-/// them in the seed's legacy format under `kek`.
-pub fn legacy_wallets(kek: &Kek, count: usize) -> (Vec<(String, Vec<u8>)>, Vec<WalletRow>) {
-    let wallets: Vec<(String, Vec<u8>)> = (0..count)
+/// `count` Fabric identities, `user-00000@IBNMSP` on, and the rows that hold them in the seed's
+/// legacy format under `kek`.
+pub fn legacy_wallets(kek: &Kek, count: usize) -> (Wallets, Vec<WalletRow>) {
+    let wallets: Wallets = (0..count)
         .map(|n| {
             let id = format!("user-{n:05}@IBNMSP");
             let plaintext = fabric_identity(&id);
@@ -198,7 +211,7 @@ pub fn legacy_wallets(kek: &Kek, count: usize) -> (Vec<(String, Vec<u8>)>, Vec<W
 
 /// Opens every row with the KEK its ciphertext names (as archived in Vault) and compares it
 /// with what the test last wrote there.
-pub async fn assert_every_wallet_opens<V: Vault>(world: &World<V>, expected: &BTreeMap<String, Vec<u8>>) {
+pub async fn assert_every_wallet_opens<V: Vault>(world: &World<V>, expected: &Wallets) {
     let rows = world.rows().await;
     assert_eq!(rows.len(), expected.len(), "wallets appeared or vanished");
     let mut keys: BTreeMap<u32, Kek> = BTreeMap::new();
