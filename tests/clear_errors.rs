@@ -4,12 +4,10 @@
 //! a component (`end_to_end.rs`, `clear_errors`); sealed Vault (`outages.rs`); AppRole login and
 //! TLS (`vault_auth.rs`).
 
-mod support;
-
 use reqwest::Method;
 use rotor_codec::Kek;
+use rotor_testkit::{Kind, World, assert_says, failure, json};
 use serde_json::json;
-use support::{Kind, World, failure, json};
 
 /// A token whose policy does not cover the KEK: the error names the API path, the capability
 /// and the fix.
@@ -49,8 +47,10 @@ async fn kek_not_64_hex() {
         let (code, stderr) = failure(&out);
         eprintln!("rotor {command}: {stderr}");
         assert_eq!(code, 1);
-        assert!(stderr.contains("ibn/encryption-key field `key` is not a KEK"), "{stderr}");
-        assert!(stderr.contains("it must be 64 hex characters"), "{stderr}");
+        assert_says(
+            &stderr,
+            &["ibn/encryption-key field `key` is not a KEK", "it must be 64 hex characters"],
+        );
         assert!(!stderr.contains("c0ffee"), "the value leaked: {stderr}");
     }
 }

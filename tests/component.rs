@@ -1,8 +1,6 @@
 //! The built-in component's pure `codec` export against the published test vectors, and the
 //! component's own refusals.
 
-mod support;
-
 use rotor::capabilities::RunState;
 use rotor::component::{ComponentSource, Instance, Sandbox};
 use rotor::grants::{Access, Grants};
@@ -10,8 +8,8 @@ use rotor::limits::Limits;
 use rotor::progress::Reporter;
 use rotor::store::RunIdentity;
 use rotor::vault::{VaultClient, VaultConfig};
+use rotor_testkit::{Kind, TestDb};
 use serde_json::Value;
-use support::{Kind, TestDb};
 
 /// An instance whose imports are never called: the codec export needs none.
 async fn instance(db: &TestDb) -> Instance {

@@ -1,27 +1,21 @@
 //! The whole job against a real OpenBao and real databases: legacy wallets enrolled, validated,
 //! rotated, validated again, every plaintext byte-identical, every KEK still readable.
 
-mod support;
-
 use rotor_codec::{Format, Kek};
+use rotor_testkit::{Kind, World, assert_success, failure, json, json_success, on_sqlite_and_postgres, text};
 use serde_json::json;
-use support::{Kind, World, assert_success, failure, json, text};
 
 async fn legacy_to_rotor_and_on(kind: Kind) {
-    let world = World::new(kind).await;
-    let first = Kek::generate().unwrap();
-    world.migrate_kek(&first);
+    let (world, first) = World::with_kek(kind).await;
     let wallets = world.enroll_legacy(&first, 300).await;
 
-    let (out, before) = json(world.rotor().arg("validate"));
-    assert_success(&out);
+    let before = json_success(world.rotor().arg("validate"));
     assert_eq!(before["total"], 300);
     assert_eq!(before["valid"], 300);
     assert_eq!(before["invalid"], 0);
     assert_eq!(before["key_versions"], json!({ "legacy": 300 }));
 
-    let (out, rotated) = json(world.rotor().args(["rotate", "--batch-size", "64"]));
-    assert_success(&out);
+    let rotated = json_success(world.rotor().args(["rotate", "--batch-size", "64"]));
     assert_eq!(rotated["from_version"], 1);
     assert_eq!(rotated["to_version"], 2);
     assert_eq!(rotated["total"], 300);
@@ -29,8 +23,7 @@ async fn legacy_to_rotor_and_on(kind: Kind) {
     assert_eq!(rotated["failed"], 0);
     assert!(rotated["duration_ms"].is_u64());
 
-    let (out, after) = json(world.rotor().arg("validate"));
-    assert_success(&out);
+    let after = json_success(world.rotor().arg("validate"));
     assert_eq!(after["key_versions"], json!({ "2": 300 }));
     assert_eq!(after["invalid_ids"], json!([]));
 
@@ -67,8 +60,7 @@ async fn legacy_to_rotor_and_on(kind: Kind) {
     }
 
     // A second rotation re-wraps data keys only: the data part of every envelope is unchanged.
-    let (out, again) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let again = json_success(world.rotor().arg("rotate"));
     assert_eq!(
         (again["from_version"].clone(), again["to_version"].clone(), again["rotated"].clone()),
         (json!(2), json!(3), json!(300))
@@ -81,8 +73,7 @@ async fn legacy_to_rotor_and_on(kind: Kind) {
     }
 
     // --reencrypt replaces the data keys too.
-    let (out, full) = json(world.rotor().args(["rotate", "--reencrypt"]));
-    assert_success(&out);
+    let full = json_success(world.rotor().args(["rotate", "--reencrypt"]));
     assert_eq!(full["rotated"], 300);
     let fourth = world.kek(4).await;
     let reencrypted = world.rows().await;
@@ -95,8 +86,7 @@ async fn legacy_to_rotor_and_on(kind: Kind) {
     }
 
     // History lists the three rotations, newest first, with the component that ran them.
-    let (out, history) = json(world.rotor().arg("history"));
-    assert_success(&out);
+    let history = json_success(world.rotor().arg("history"));
     let entries = history.as_array().unwrap();
     assert_eq!(entries.len(), 3, "{history:#}");
     assert_eq!((entries[0]["from_version"].clone(), entries[0]["to_version"].clone()), (json!(3), json!(4)));
@@ -113,28 +103,18 @@ fn data_part(envelope: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()[61..].to_vec()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn legacy_to_rotor_and_on_sqlite() {
-    legacy_to_rotor_and_on(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn legacy_to_rotor_and_on_postgres() {
-    legacy_to_rotor_and_on(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(legacy_to_rotor_and_on);
 
 /// Rows that cannot be opened are reported by id and never overwritten; the rest still move.
 async fn bad_rows_are_reported_and_left_alone(kind: Kind) {
-    let world = World::new(kind).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(kind).await;
     let wallets = world.enroll_legacy(&kek, 40).await;
     let foreign = Kek::generate().unwrap();
     let good_envelope = rotor_codec::seal(&kek, 1, "user-00000@IBNMSP", b"wallet").unwrap();
     let bad: Vec<(&str, String)> = vec![
         ("bad-garbage", "this is not base64 at all!".into()),
         ("bad-truncated", good_envelope[..40].to_owned()),
-        ("bad-foreign-key", rotor::fixtures::legacy_wallet(&foreign, b"someone else's wallet")),
+        ("bad-foreign-key", rotor::demo::wallets::legacy_wallet(&foreign, b"someone else's wallet")),
         ("bad-copied-row", good_envelope.clone()),
         ("bad-unknown-version", rotor_codec::seal(&kek, 9, "bad-unknown-version", b"w").unwrap()),
     ];
@@ -167,31 +147,20 @@ async fn bad_rows_are_reported_and_left_alone(kind: Kind) {
     for (id, ciphertext) in &bad {
         assert_eq!(&rows[*id], ciphertext, "{id} was overwritten");
     }
-    for (id, _) in &wallets {
+    for id in wallets.keys() {
         assert_eq!(rotor_codec::inspect(&rows[id]), Ok(Format::Envelope { kek_version: 2 }));
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn bad_rows_are_reported_and_left_alone_sqlite() {
-    bad_rows_are_reported_and_left_alone(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn bad_rows_are_reported_and_left_alone_postgres() {
-    bad_rows_are_reported_and_left_alone(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(bad_rows_are_reported_and_left_alone);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_changes_nothing() {
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
     world.enroll_legacy(&kek, 25).await;
     let rows = world.rows().await;
 
-    let (out, report) = json(world.rotor().args(["rotate", "--dry-run"]));
-    assert_success(&out);
+    let report = json_success(world.rotor().args(["rotate", "--dry-run"]));
     assert_eq!(
         (report["dry_run"].clone(), report["rotated"].clone(), report["to_version"].clone()),
         (json!(true), json!(25), json!(2))
@@ -233,24 +202,17 @@ async fn seal_and_open_round_trip_exact_bytes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn migrate_kek_refuses_to_overwrite_a_different_key() {
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
     world.migrate_kek(&kek); // the same key again: nothing to do, success
 
     let other = Kek::generate().unwrap();
-    let out = world
-        .rotor()
-        .args(["migrate-kek", "--from-env", "K"])
-        .env("K", other.to_hex().as_str())
-        .output()
-        .unwrap();
+    let out = world.migrate_kek_from_env("K", other.to_hex().as_str()).output().unwrap();
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1);
     assert!(stderr.contains("a different KEK is already stored"), "{stderr}");
     assert_eq!(world.kek(1).await, kek);
 
-    let out = world.rotor().args(["migrate-kek", "--from-env", "K"]).env("K", "abc123").output().unwrap();
+    let out = world.migrate_kek_from_env("K", "abc123").output().unwrap();
     let (_, stderr) = failure(&out);
     assert!(stderr.contains("64 hex characters"), "{stderr}");
     assert!(!stderr.contains("abc123"), "the rejected key leaked into the message: {stderr}");
@@ -328,20 +290,17 @@ fn help_teaches() {
 async fn seed_archives_are_history_and_keys() {
     use std::collections::BTreeMap;
 
-    let world = World::new(Kind::Sqlite).await;
-    let current = Kek::generate().unwrap();
-    world.migrate_kek(&current);
+    let (world, current) = World::with_kek(Kind::Sqlite).await;
     let archived = Kek::generate().unwrap();
     let data = BTreeMap::from([("key".to_owned(), archived.to_hex())]);
     world.vault_client().write("ibn/encryption-key-archive/1768363055263", &data, None).await.unwrap();
     let db = world.db.connect().await;
-    db.put("old-wallet", &rotor::fixtures::legacy_wallet(&archived, b"from before the seed's rotation"))
+    db.put("old-wallet", &rotor::demo::wallets::legacy_wallet(&archived, b"from before the seed's rotation"))
         .await
         .unwrap();
-    db.put("new-wallet", &rotor::fixtures::legacy_wallet(&current, b"current")).await.unwrap();
+    db.put("new-wallet", &rotor::demo::wallets::legacy_wallet(&current, b"current")).await.unwrap();
 
-    let (out, history) = json(world.rotor().arg("history"));
-    assert_success(&out);
+    let history = json_success(world.rotor().arg("history"));
     assert_eq!(
         history,
         json!([{
@@ -351,11 +310,9 @@ async fn seed_archives_are_history_and_keys() {
         }])
     );
 
-    let (out, report) = json(world.rotor().arg("validate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("validate"));
     assert_eq!(report["key_versions"], json!({ "legacy": 2 }));
-    let (out, _) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let _ = json_success(world.rotor().arg("rotate"));
     let out = world.rotor().args(["open", "old-wallet"]).output().unwrap();
     assert_success(&out);
     assert_eq!(out.stdout, b"from before the seed's rotation");
@@ -367,13 +324,10 @@ async fn seed_archives_are_history_and_keys() {
 /// `--if-older-than` makes a daily cron job safe: a young KEK is left alone (exit 0, says why).
 #[tokio::test(flavor = "multi_thread")]
 async fn rotate_if_older_than() {
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
     world.enroll_legacy(&kek, 10).await;
 
-    let (out, skipped) = json(world.rotor().args(["rotate", "--if-older-than", "90d"]));
-    assert_success(&out);
+    let skipped = json_success(world.rotor().args(["rotate", "--if-older-than", "90d"]));
     assert_eq!(skipped["skipped"], true);
     assert!(skipped["kek_age_seconds"].as_u64().unwrap() < 60, "{skipped}");
     assert_eq!(skipped["if_older_than_seconds"], 90 * 86_400);
@@ -382,7 +336,6 @@ async fn rotate_if_older_than() {
     assert!(text(&out.stdout).contains("not rotating: the current KEK is"), "{}", text(&out.stdout));
 
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let (out, rotated) = json(world.rotor().args(["rotate", "--if-older-than", "1s"]));
-    assert_success(&out);
+    let rotated = json_success(world.rotor().args(["rotate", "--if-older-than", "1s"]));
     assert_eq!((rotated["to_version"].clone(), rotated["rotated"].clone()), (json!(2), json!(10)));
 }

@@ -7,19 +7,17 @@
 //! building the package; Node.js (>= 20) must be installed, and scripts/setup installs the npm
 //! dependencies.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rotor::fixtures::{fabric_identity, legacy_wallet};
+use rotor::demo::wallets::{fabric_identity, legacy_wallet};
 use rotor_codec::Kek;
+use rotor_testkit::{Kind, Wallets, World, assert_ran, assert_success, json_success, text};
 use serde_json::{Value, json};
-use support::{Kind, World, assert_success, json, text};
 use zeroize::Zeroizing;
 
 const NEEDS_NODE: &str = "Node.js (>= 20, with npm) is needed to test the npm package in bindings/js: \
@@ -27,16 +25,6 @@ const NEEDS_NODE: &str = "Node.js (>= 20, with npm) is needed to test the npm pa
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-fn node_ran(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
 }
 
 /// The tests of this file share bindings/js's build output, which each one rebuilds (build.sh
@@ -50,7 +38,7 @@ fn build() {
     assert!(node.is_ok_and(|out| out.status.success()), "{NEEDS_NODE}");
     for script in ["bindings/js/build.sh", "examples/wallet-service/build.sh"] {
         let out = Command::new(repo().join(script)).output().unwrap();
-        node_ran(script, &out);
+        assert_ran(script, &out);
     }
 }
 
@@ -70,7 +58,7 @@ fn node_test(world: &World, dir: &str, file: &str, env: &[(&str, &Path)]) {
     for (name, path) in env {
         command.env(name, path);
     }
-    node_ran(&format!("node --test {dir}/{file}"), &command.output().unwrap());
+    assert_ran(&format!("node --test {dir}/{file}"), &command.output().unwrap());
 }
 
 fn rotor_seal(world: &World, id: &str, plaintext: &[u8]) {
@@ -84,7 +72,7 @@ fn rotor_seal(world: &World, id: &str, plaintext: &[u8]) {
 /// (`{ current, wallets: [{ id, ciphertext, plaintext_base64 }] }`): legacy ones under the first
 /// KEK and under a seed script archive, and envelopes of v1, v2 and v3, captured before each of
 /// two rotations. Returns the file and the plaintexts of the wallets now in the table.
-async fn wallets_of_every_version(world: &World) -> (PathBuf, BTreeMap<String, Vec<u8>>) {
+async fn wallets_of_every_version(world: &World) -> (PathBuf, Wallets) {
     let db = world.db.connect().await;
 
     // The seed's era: its script archived an older KEK at <key-path>-archive/<unix-ms>, and the
@@ -94,8 +82,7 @@ async fn wallets_of_every_version(world: &World) -> (PathBuf, BTreeMap<String, V
     world.vault_client().write("ibn/encryption-key-archive/1768363055263", &data, None).await.unwrap();
     let first = Kek::generate().unwrap();
     world.migrate_kek(&first);
-    let mut plaintexts: BTreeMap<String, Vec<u8>> =
-        world.enroll_legacy(&first, 3).await.into_iter().collect();
+    let mut plaintexts = world.enroll_legacy(&first, 3).await;
     let old = b"a wallet from before the seed's own rotation".to_vec();
     db.put("seed-era@IBNMSP", &legacy_wallet(&seed_kek, &old)).await.unwrap();
     plaintexts.insert("seed-era@IBNMSP".into(), old);
@@ -110,8 +97,7 @@ async fn wallets_of_every_version(world: &World) -> (PathBuf, BTreeMap<String, V
             wallets.push(json!({ "id": id, "ciphertext": ciphertext }));
         }
         if version < 3 {
-            let (out, _) = json(world.rotor().arg("rotate"));
-            assert_success(&out);
+            let _ = json_success(world.rotor().arg("rotate"));
         }
     }
     for wallet in &mut wallets {
@@ -151,8 +137,7 @@ async fn node_and_rotor_read_each_others_wallets() {
         let expected = Zeroizing::new(STANDARD.decode(wallet["plaintext_base64"].as_str().unwrap()).unwrap());
         assert_eq!(out.stdout, *expected, "{id}");
     }
-    let (out, report) = json(world.rotor().arg("validate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("validate"));
     assert_eq!(report["invalid"], 0, "{report:#}");
 
     // The example service, running while rotor rotates under it.
@@ -183,9 +168,8 @@ async fn app_policy_reads_every_version_and_writes_nothing() {
         archived_keks(&world).await.iter().map(|kek| kek.to_hex().to_string()).collect();
     assert_eq!(keks_after, keks_before, "an archived KEK changed");
     assert!(vault.read("ibn/encryption-key-archive/v9", None).await.unwrap().is_none(), "the app wrote v9");
-    support::assert_every_wallet_opens(&world, &plaintexts).await;
-    let (out, report) = json(world.rotor().arg("validate"));
-    assert_success(&out);
+    rotor_testkit::assert_every_wallet_opens(&world, &plaintexts).await;
+    let report = json_success(world.rotor().arg("validate"));
     assert_eq!(report["invalid"], 0, "{report:#}");
 }
 
@@ -215,7 +199,7 @@ fn npm_pack_holds_the_built_package() {
         .args(["pack", "--dry-run", "--json", "--ignore-scripts=false"])
         .output()
         .unwrap();
-    node_ran("npm pack --dry-run", &out);
+    assert_ran("npm pack --dry-run", &out);
     let packed: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("npm pack --json printed no JSON ({e}):\n{}", text(&out.stdout)));
     let files: Vec<&str> =
@@ -246,5 +230,5 @@ fn package_unit_tests_pass() {
         .args(["--test", "test/codec.test.js"])
         .output()
         .unwrap();
-    node_ran("node --test bindings/js/test/codec.test.js", &out);
+    assert_ran("node --test bindings/js/test/codec.test.js", &out);
 }

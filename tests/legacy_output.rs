@@ -2,17 +2,17 @@
 //! every wallet is re-encrypted in the seed's layout under the new KEK; validate and open find
 //! the key by trial; a resumed legacy rotation stays legacy and skips the wallets it did.
 
-mod support;
-
 use std::collections::BTreeMap;
 
 use rotor::store::{Replacement, RunIdentity};
 use rotor_codec::{Format, Kek};
+use rotor_testkit::{
+    Kind, Wallets, World, assert_success, failure, json, json_success, on_sqlite_and_postgres,
+};
 use serde_json::json;
-use support::{Kind, World, assert_success, failure, json};
 
 /// Every row is in the seed's layout and opens under `kek`, to what was enrolled.
-async fn all_legacy_under(world: &World, kek: &Kek, expected: &BTreeMap<String, Vec<u8>>) {
+async fn all_legacy_under(world: &World, kek: &Kek, expected: &Wallets) {
     let rows = world.rows().await;
     assert_eq!(rows.len(), expected.len());
     for (id, ciphertext) in &rows {
@@ -23,12 +23,10 @@ async fn all_legacy_under(world: &World, kek: &Kek, expected: &BTreeMap<String, 
 }
 
 async fn legacy_output(kind: Kind) {
-    let world = World::new(kind).await;
-    let first = Kek::generate().unwrap();
-    world.migrate_kek(&first);
-    let mut expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&first, 40).await.into_iter().collect();
+    let (world, first) = World::with_kek(kind).await;
+    let mut expected = world.enroll_legacy(&first, 40).await;
     // An envelope too (an application already on rotor's format): legacy output converts it.
-    let envelope = rotor::fixtures::fabric_identity("envelope@IBNMSP");
+    let envelope = rotor::demo::wallets::fabric_identity("envelope@IBNMSP");
     world
         .db
         .connect()
@@ -38,9 +36,8 @@ async fn legacy_output(kind: Kind) {
         .unwrap();
     expected.insert("envelope@IBNMSP".into(), envelope);
 
-    let (out, report) =
-        json(world.rotor().args(["rotate", "--output-format", "legacy", "--batch-size", "7"]));
-    assert_success(&out);
+    let report =
+        json_success(world.rotor().args(["rotate", "--output-format", "legacy", "--batch-size", "7"]));
     assert_eq!(
         (report["to_version"].as_u64(), report["rotated"].as_u64()),
         (Some(2), Some(41)),
@@ -53,8 +50,7 @@ async fn legacy_output(kind: Kind) {
     );
 
     // The layout names no version: validate and open find the key by trial.
-    let (out, report) = json(world.rotor().arg("validate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("validate"));
     assert_eq!(
         (report["key_versions"].clone(), report["invalid"].clone()),
         (json!({ "legacy": 41 }), json!(0))
@@ -64,8 +60,7 @@ async fn legacy_output(kind: Kind) {
     assert_eq!(out.stdout, expected["envelope@IBNMSP"]);
 
     // A second legacy rotation re-encrypts wallets that are legacy already.
-    let (out, report) = json(world.rotor().args(["rotate", "--output-format", "legacy"]));
-    assert_success(&out);
+    let report = json_success(world.rotor().args(["rotate", "--output-format", "legacy"]));
     assert_eq!(
         (report["to_version"].as_u64(), report["rotated"].as_u64()),
         (Some(3), Some(41)),
@@ -82,22 +77,13 @@ async fn legacy_output(kind: Kind) {
     assert!(stderr.contains("legacy wallet(s) name no KEK version"), "{stderr}");
 
     // And a normal rotation takes the wallets to rotor's envelope.
-    let (out, report) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("rotate"));
     assert_eq!(report["rotated"], 41);
     let (_, status) = json(world.rotor().arg("status"));
     assert_eq!(status["key_versions"], json!({ "4": 41 }), "{status:#}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn legacy_output_sqlite() {
-    legacy_output(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn legacy_output_postgres() {
-    legacy_output(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(legacy_output);
 
 /// The state a crash leaves half-way through a legacy rotation from v1 to v2: the new KEK in
 /// Vault, the journal naming it, `done` wallets already re-encrypted under it.
@@ -129,15 +115,12 @@ async fn interrupted_legacy_rotation(world: &World, first: &Kek, done: usize) ->
 }
 
 async fn resumed_legacy_rotation(kind: Kind) {
-    let world = World::new(kind).await;
-    let first = Kek::generate().unwrap();
-    world.migrate_kek(&first);
-    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&first, 30).await.into_iter().collect();
+    let (world, first) = World::with_kek(kind).await;
+    let expected = world.enroll_legacy(&first, 30).await;
     let second = interrupted_legacy_rotation(&world, &first, 12).await;
 
     // Resumed without the flag, it stays legacy, and re-encrypts only what it had not done.
-    let (out, report) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("rotate"));
     assert_eq!(
         (report["to_version"].as_u64(), report["rotated"].as_u64()),
         (Some(2), Some(18)),
@@ -147,21 +130,11 @@ async fn resumed_legacy_rotation(kind: Kind) {
     all_legacy_under(&world, &second, &expected).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn resumed_legacy_rotation_sqlite() {
-    resumed_legacy_rotation(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn resumed_legacy_rotation_postgres() {
-    resumed_legacy_rotation(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(resumed_legacy_rotation);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_envelope_rotation_cannot_be_resumed_as_legacy() {
-    let world = World::new(Kind::Sqlite).await;
-    let first = Kek::generate().unwrap();
-    world.migrate_kek(&first);
+    let (world, first) = World::with_kek(Kind::Sqlite).await;
     world.enroll_legacy(&first, 5).await;
     let db = world.db.connect().await;
     db.migrate().await.unwrap();

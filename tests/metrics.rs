@@ -2,15 +2,12 @@
 //! command (figures from the journal and the database, so any command writes a complete page)
 //! and `rotor serve` answering real HTTP GETs while it refreshes.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use rotor_codec::Kek;
-use support::{Kind, World, assert_success, failure, json};
+use rotor_testkit::{Kind, World, assert_success, failure, json_success};
 
 /// The samples of a text-format page: `name{labels}` → value. Also checks the format: every
 /// sample follows the `# TYPE` line of its family.
@@ -44,9 +41,7 @@ fn metric(samples: &BTreeMap<String, f64>, key: &str) -> f64 {
 /// database; a failed command keeps the last figures and records its exit code.
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_file_after_each_command() {
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
     world.enroll_legacy(&kek, 20).await;
     let dir = world.scratch.join("textfile");
     std::fs::create_dir_all(&dir).unwrap();
@@ -57,8 +52,7 @@ async fn metrics_file_after_each_command() {
         rotor
     };
 
-    let (out, _) = json(&mut with_metrics(&["validate"]));
-    assert_success(&out);
+    let _ = json_success(&mut with_metrics(&["validate"]));
     let m = read_metrics(&prom);
     assert_eq!(metric(&m, "rotor_rotations_total"), 0.0);
     assert_eq!(metric(&m, r#"rotor_wallets{key_version="legacy"}"#), 20.0);
@@ -69,8 +63,7 @@ async fn metrics_file_after_each_command() {
     assert!(!m.contains_key("rotor_last_rotation_timestamp_seconds"), "no rotation yet: {m:#?}");
 
     let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
-    let (out, report) = json(&mut with_metrics(&["rotate"]));
-    assert_success(&out);
+    let report = json_success(&mut with_metrics(&["rotate"]));
     let m = read_metrics(&prom);
     assert_eq!(metric(&m, "rotor_rotations_total"), 1.0);
     assert_eq!(metric(&m, "rotor_rotations_failed_total"), 0.0);
@@ -164,9 +157,7 @@ impl Drop for Exporter {
 /// rotor shows up), answers HEAD, refuses other paths and methods, and stops cleanly on SIGTERM.
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_exports_and_refreshes() {
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
     world.enroll_legacy(&kek, 15).await;
     let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let mut exporter = Exporter(
@@ -198,8 +189,7 @@ async fn serve_exports_and_refreshes() {
     assert_eq!(metric(&m, "rotor_rotations_total"), 0.0);
     assert_eq!(metric(&m, "rotor_last_run_exit_code"), 0.0);
 
-    let (out, _) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let _ = json_success(world.rotor().arg("rotate"));
     world.db.connect().await.put("broken@IBNMSP", "rotor:v2:garbage").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

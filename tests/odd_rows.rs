@@ -4,16 +4,14 @@
 //! the rotation finishes (exit 3) and the next one does the same. And tables whose names need
 //! quoting (`"Wallets"("walletId", "encryptedData")`, Sequelize's default) work end to end.
 
-mod support;
-
 use std::collections::BTreeMap;
 
-use rotor::fixtures::{fabric_identity, legacy_wallet};
+use rotor::demo::wallets::{fabric_identity, legacy_wallet};
 use rotor::store::{Database, WalletTable};
 use rotor_codec::{Format, Kek};
+use rotor_testkit::{Kind, Wallets, World, failure, json, json_success, on_sqlite_and_postgres, text};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
-use support::{Kind, World, assert_success, failure, json, text};
 
 /// A connection of our own, to set up and read rows the way an application would, without
 /// going through rotor's store.
@@ -119,7 +117,7 @@ async fn every_wallet_on(
     table: &str,
     (id, ciphertext): (&str, &str),
     version: u32,
-    expected: &BTreeMap<String, Vec<u8>>,
+    expected: &Wallets,
 ) {
     let kek = world.kek(version).await;
     let sql = format!("SELECT {id}, {ciphertext} FROM {table} WHERE {id} LIKE 'user-%' ORDER BY 1");
@@ -135,8 +133,8 @@ async fn every_wallet_on(
 
 /// `count` Fabric identities in the seed's legacy format, written through rotor's store into
 /// `table` (so that its quoting is exercised too).
-async fn enroll(world: &World, table: &WalletTable, kek: &Kek, count: usize) -> BTreeMap<String, Vec<u8>> {
-    let (wallets, rows) = support::legacy_wallets(kek, count);
+async fn enroll(world: &World, table: &WalletTable, kek: &Kek, count: usize) -> Wallets {
+    let (wallets, rows) = rotor_testkit::legacy_wallets(kek, count);
     Database::connect(&world.db.url, table.clone()).await.unwrap().put_many(&rows).await.unwrap();
     wallets.into_iter().collect()
 }
@@ -168,10 +166,8 @@ fn assert_reasons(found: &BTreeMap<String, String>, kind: Kind, big: bool) {
     }
 }
 
-async fn odd_rows(kind: Kind) {
-    let world = World::new(kind).await;
-    let first = Kek::generate().unwrap();
-    world.migrate_kek(&first);
+async fn odd_rows_are_reported_and_left_alone(kind: Kind) {
+    let (world, first) = World::with_kek(kind).await;
     let mut raw = Raw::connect(&world).await;
     // As an application may have made it: no NOT NULL, ids unique but not a primary key.
     raw.execute("CREATE TABLE odd_wallets (id TEXT UNIQUE, ciphertext TEXT)").await;
@@ -272,16 +268,14 @@ async fn odd_rows(kind: Kind) {
         assert_eq!(raw.pairs(&untouched_sql).await, untouched, "round {round}: an odd row was changed");
 
         // status counts what the table holds, NULLs and BLOBs apart from legacy wallets.
-        let (out, status) = json(rotor().arg("status"));
-        assert_success(&out);
+        let status = json_success(rotor().arg("status"));
         let literals = raw.literals("odd_wallets", "id", "ciphertext").await;
         assert_eq!(status["key_versions"], json!(expected_counts(&literals)), "{status:#}");
         assert_eq!(status["total"], rows_total);
         assert!(status["unfinished"].is_null(), "round {round}: the rotation did not finish: {status:#}");
 
         // The journal counts every row the rotation left behind.
-        let (out, history) = json(rotor().arg("history"));
-        assert_success(&out);
+        let history = json_success(rotor().arg("history"));
         let left_behind = failed_ids.len() as u64 + 1; // "(null id)" stands for two rows
         assert_eq!(
             (history[0]["status"].as_str(), history[0]["to_version"].as_u64(), history[0]["failed"].as_u64()),
@@ -302,22 +296,12 @@ async fn odd_rows(kind: Kind) {
     assert_eq!(opened.as_slice(), big.as_slice());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn odd_rows_are_reported_and_left_alone_sqlite() {
-    odd_rows(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn odd_rows_are_reported_and_left_alone_postgres() {
-    odd_rows(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(odd_rows_are_reported_and_left_alone);
 
 /// Sequelize's default names: a table and columns with capitals, which PostgreSQL keeps only
 /// when they are quoted.
 async fn quoted_names(kind: Kind) {
-    let world = World::new(kind).await;
-    let first = Kek::generate().unwrap();
-    world.migrate_kek(&first);
+    let (world, first) = World::with_kek(kind).await;
     let mut raw = Raw::connect(&world).await;
     // SQLite's names ignore case: the test database's own `wallets` would be the same table.
     raw.execute("DROP TABLE wallets").await;
@@ -340,15 +324,13 @@ async fn quoted_names(kind: Kind) {
         command
     };
 
-    let (out, report) = json(rotor().arg("validate"));
-    assert_success(&out);
+    let report = json_success(rotor().arg("validate"));
     assert_eq!(
         (report["valid"].as_u64(), report["key_versions"].clone()),
         (Some(30), json!({ "legacy": 30 }))
     );
 
-    let (out, report) = json(rotor().arg("rotate"));
-    assert_success(&out);
+    let report = json_success(rotor().arg("rotate"));
     assert_eq!(
         (report["to_version"].as_u64(), report["rotated"].as_u64()),
         (Some(2), Some(30)),
@@ -357,12 +339,10 @@ async fn quoted_names(kind: Kind) {
     every_wallet_on(&world, &mut raw, r#""Wallets""#, (r#""walletId""#, r#""encryptedData""#), 2, &expected)
         .await;
 
-    let (out, status) = json(rotor().arg("status"));
-    assert_success(&out);
+    let status = json_success(rotor().arg("status"));
     assert_eq!((status["key_versions"].clone(), status["total"].as_u64()), (json!({ "2": 30 }), Some(30)));
 
-    let (out, report) = json(rotor().arg("validate"));
-    assert_success(&out);
+    let report = json_success(rotor().arg("validate"));
     assert_eq!((report["valid"].as_u64(), report["key_versions"].clone()), (Some(30), json!({ "2": 30 })));
     let (_, history) = json(rotor().arg("history"));
     assert_eq!((history[0]["rotated"].as_u64(), history[0]["failed"].as_u64()), (Some(30), Some(0)));
@@ -382,30 +362,19 @@ async fn quoted_names(kind: Kind) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn quoted_names_sqlite() {
-    quoted_names(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn quoted_names_postgres() {
-    quoted_names(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(quoted_names);
 
 /// Item 3 on its own, in the default table: a valid wallet whose replacement is over
 /// `limits.max-value-kib` is listed and left on its old KEK; the rotation still finishes.
 #[tokio::test(flavor = "multi_thread")]
 async fn wallet_over_the_value_limit_is_left_behind_sqlite() {
-    let world = World::new(Kind::Sqlite).await;
-    let first = Kek::generate().unwrap();
-    world.migrate_kek(&first);
+    let (world, first) = World::with_kek(Kind::Sqlite).await;
     let expected = enroll(&world, &WalletTable::default(), &first, 50).await;
     let big = fabric_identity("big").repeat(1200);
     let sealed = legacy_wallet(&first, &big);
     world.db.connect().await.put("big-wallet", &sealed).await.unwrap();
 
-    let (out, report) = json(world.rotor().arg("validate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("validate"));
     assert_eq!(report["valid"], 51);
     for (round, version) in [(1, 2u32), (2, 3)] {
         let (out, report) = json(world.rotor().arg("rotate"));

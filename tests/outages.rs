@@ -2,18 +2,18 @@
 //! sealed), PostgreSQL backends terminated. Real servers; whatever fails, every wallet still opens
 //! and the next `rotor rotate` finishes the job.
 
-mod support;
-
-use std::collections::BTreeMap;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use rotor::fixtures::fabric_identity;
+use rotor::demo::wallets::fabric_identity;
 use rotor::store::WalletRow;
 use rotor_codec::Kek;
+use rotor_testkit::{
+    Kind, Vault, Wallets, World, assert_every_wallet_opens, assert_success, failure, json_success,
+    on_sqlite_and_postgres, text,
+};
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
-use support::{Kind, Vault, World, assert_every_wallet_opens, assert_success, failure, json, text};
 
 const WALLETS: usize = 1500;
 /// Legacy wallets placed after the envelope ones in the first test.
@@ -71,9 +71,8 @@ async fn enroll_envelopes<V: Vault>(
 
 /// The rotation is finished: no unfinished rotation, every wallet on v2 and opening to the bytes
 /// it held before.
-async fn assert_all_on_v2<V: Vault>(world: &World<V>, expected: &BTreeMap<String, Vec<u8>>) {
-    let (out, status) = json(world.rotor().arg("status"));
-    assert_success(&out);
+async fn assert_all_on_v2<V: Vault>(world: &World<V>, expected: &Wallets) {
+    let status = json_success(world.rotor().arg("status"));
     assert_eq!(status["unfinished"], json!(null), "{status:#}");
     assert_eq!(status["key_versions"], json!({ "2": expected.len() }), "{status:#}");
     assert_every_wallet_opens(world, expected).await;
@@ -89,7 +88,7 @@ async fn openbao_killed_mid_rotation_then_restarted_sealed(kind: Kind) {
     // rotor reads a KEK from Vault only when it first needs it, and the first legacy wallet makes
     // it read every archived one. Envelope wallets first in id order ("app-" < "user-"), legacy
     // ones after them, make the walk go back to Vault after the crash.
-    let mut expected: BTreeMap<String, Vec<u8>> =
+    let mut expected: Wallets =
         enroll_envelopes(&world, &kek, "app", WALLETS - LEGACY as usize).await.into_iter().collect();
     expected.extend(world.enroll_legacy(&kek, LEGACY as usize).await);
 
@@ -123,16 +122,13 @@ async fn openbao_killed_mid_rotation_then_restarted_sealed(kind: Kind) {
     assert_eq!(world.rows().await, rows, "rotor changed wallets while Vault was sealed");
 
     world.vault.unseal().await.unwrap();
-    let (out, report) = json(world.rotor().arg("validate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("validate"));
     assert_eq!(report["invalid"], 0, "{report:#}");
-    let (out, status) = json(world.rotor().arg("status"));
-    assert_success(&out);
+    let status = json_success(world.rotor().arg("status"));
     assert_eq!(status["unfinished"]["status"], "running", "{status:#}");
     assert_eq!(status["unfinished"]["to_version"], 2, "{status:#}");
 
-    let (out, report) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("rotate"));
     assert_eq!(report["rotation_id"], status["unfinished"]["id"], "resumed: {report:#}");
     assert_eq!(report["to_version"], 2, "{report:#}");
     assert_eq!(report["rotated"], WALLETS as u64 - counts["2"], "moved wallets are skipped: {report:#}");
@@ -140,15 +136,7 @@ async fn openbao_killed_mid_rotation_then_restarted_sealed(kind: Kind) {
     assert_all_on_v2(&world, &expected).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn openbao_killed_mid_rotation_then_restarted_sealed_sqlite() {
-    openbao_killed_mid_rotation_then_restarted_sealed(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn openbao_killed_mid_rotation_then_restarted_sealed_postgres() {
-    openbao_killed_mid_rotation_then_restarted_sealed(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(openbao_killed_mid_rotation_then_restarted_sealed);
 
 /// rotor holds every KEK a rotation of legacy wallets needs once its first batch has run (the
 /// current and new KEK, and the archive it tried legacy wallets against): OpenBao crashing after
@@ -158,7 +146,7 @@ async fn openbao_killed_once_the_keys_are_loaded_does_not_stop_a_rotation() {
     let mut world = World::with_file_server(Kind::Sqlite).await;
     let kek = Kek::generate().unwrap();
     world.migrate_kek(&kek);
-    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, WALLETS).await.into_iter().collect();
+    let expected = world.enroll_legacy(&kek, WALLETS).await;
 
     let mut rotor = start_rotation(&world);
     let db = world.db.connect().await;
@@ -179,10 +167,8 @@ async fn openbao_killed_once_the_keys_are_loaded_does_not_stop_a_rotation() {
 /// error, never panics, never leaves a wallet half-written; `rotor rotate` then finishes.
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_backends_terminated_mid_rotation() {
-    let world = World::new(Kind::Postgres).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
-    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, WALLETS).await.into_iter().collect();
+    let (world, kek) = World::with_kek(Kind::Postgres).await;
+    let expected = world.enroll_legacy(&kek, WALLETS).await;
     let database = world.db.url.rsplit_once('/').unwrap().1.to_owned();
 
     let mut rotor = start_rotation(&world);
@@ -198,7 +184,7 @@ async fn postgres_backends_terminated_mid_rotation() {
     .await;
     // Only rotor's connections to the test database are left to terminate.
     poller.close().await.unwrap();
-    let mut admin = PgConnection::connect(&support::postgres_admin_url()).await.unwrap();
+    let mut admin = PgConnection::connect(&rotor_testkit::postgres_admin_url()).await.unwrap();
     let mut terminated = 0;
     for _ in 0..5 {
         if rotor.try_wait().unwrap().is_some() {
@@ -230,15 +216,12 @@ async fn postgres_backends_terminated_mid_rotation() {
         other => panic!("rotor ended with {other:?}, neither success nor a clean error:\n{stderr}"),
     };
 
-    let (out, report) = json(world.rotor().arg("validate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("validate"));
     assert_eq!(report["invalid"], 0, "{report:#}");
-    let (out, status) = json(world.rotor().arg("status"));
-    assert_success(&out);
+    let status = json_success(world.rotor().arg("status"));
     assert_eq!(status["unfinished"].is_object(), stopped, "{status:#}");
     if status["unfinished"].is_object() {
-        let (out, report) = json(world.rotor().arg("rotate"));
-        assert_success(&out);
+        let report = json_success(world.rotor().arg("rotate"));
         assert_eq!(report["rotation_id"], status["unfinished"]["id"], "resumed: {report:#}");
         assert_eq!(report["failed"], 0, "{report:#}");
     }

@@ -1,12 +1,9 @@
 //! What an operator sees: the progress bar only on a terminal and never with --json, logs as text
 //! or JSON lines, -q and -v, and the exit codes documented in --help.
 
-mod support;
-
 use std::process::Command;
 
-use rotor_codec::Kek;
-use support::{Kind, World, failure, text};
+use rotor_testkit::{Kind, World, failure, text};
 
 /// Runs `rotor ARGS` under a pseudo-terminal (util-linux `script`), as an operator at a shell
 /// would; returns everything the terminal showed.
@@ -27,9 +24,7 @@ fn on_a_terminal(world: &World, args: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn progress_bar_only_on_a_terminal_and_never_with_json() {
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
     world.enroll_legacy(&kek, 3000).await;
 
     let shown = on_a_terminal(&world, "validate --batch-size 10");
@@ -52,9 +47,7 @@ async fn progress_bar_only_on_a_terminal_and_never_with_json() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn logs_as_json_lines_quiet_and_verbose() {
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
     world.enroll_legacy(&kek, 5).await;
 
     // JSON logs: every stderr line is one JSON object, the error included.

@@ -4,8 +4,6 @@
 //! then killed or signalled), or the state a crash leaves is made directly in the journal and
 //! Vault. Real OpenBao, SQLite and PostgreSQL.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -13,20 +11,21 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use rotor::store::{Database, RotationRecord, RunIdentity};
 use rotor_codec::Kek;
+use rotor_testkit::{
+    Kind, Wallets, World, assert_every_wallet_opens, assert_success, failure, json, json_success,
+    on_sqlite_and_postgres, text,
+};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection};
-use support::{Kind, World, assert_every_wallet_opens, assert_success, failure, json, text};
 
 /// Enough wallets that one worker with small batches walks them for a while (the first
 /// rotation converts legacy wallets, the slowest kind).
 const WALLETS: usize = 2000;
 
 /// A world with [`WALLETS`] legacy wallets under KEK v1, and what each must open to.
-async fn world_with_wallets(kind: Kind) -> (World, BTreeMap<String, Vec<u8>>) {
-    let world = World::new(kind).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
-    let expected = world.enroll_legacy(&kek, WALLETS).await.into_iter().collect();
+async fn world_with_wallets(kind: Kind) -> (World, Wallets) {
+    let (world, kek) = World::with_kek(kind).await;
+    let expected = world.enroll_legacy(&kek, WALLETS).await;
     (world, expected)
 }
 
@@ -80,14 +79,11 @@ async fn current_kek_version(world: &World) -> u64 {
 }
 
 fn status_json(world: &World) -> Value {
-    let (out, status) = json(world.rotor().arg("status"));
-    assert_success(&out);
-    status
+    json_success(world.rotor().arg("status"))
 }
 
 fn history_json(world: &World) -> Vec<Value> {
-    let (out, history) = json(world.rotor().arg("history"));
-    assert_success(&out);
+    let history = json_success(world.rotor().arg("history"));
     history.as_array().unwrap().clone()
 }
 
@@ -123,8 +119,7 @@ async fn if_older_than_resumes_an_unfinished_rotation(kind: Kind) {
     assert_eq!(killed.to_version, 2);
     let rows = world.rows().await;
 
-    let (out, dry) = json(world.rotor().args(["rotate", "--dry-run"]));
-    assert_success(&out);
+    let dry = json_success(world.rotor().args(["rotate", "--dry-run"]));
     assert_eq!(dry["rotation_id"], killed.id, "the dry run describes the unfinished rotation: {dry:#}");
     assert_eq!((dry["from_version"].as_u64(), dry["to_version"].as_u64()), (Some(1), Some(2)), "{dry:#}");
     assert_eq!(dry["dry_run"], true);
@@ -161,15 +156,7 @@ async fn if_older_than_resumes_an_unfinished_rotation(kind: Kind) {
     assert!(said.contains("younger than --if-older-than 90 days") && !said.contains("months"), "{said}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn if_older_than_resumes_an_unfinished_rotation_sqlite() {
-    if_older_than_resumes_an_unfinished_rotation(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn if_older_than_resumes_an_unfinished_rotation_postgres() {
-    if_older_than_resumes_an_unfinished_rotation(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(if_older_than_resumes_an_unfinished_rotation);
 
 // 2. --reencrypt cannot claim a plain rotation it did not re-encrypt.
 
@@ -199,15 +186,13 @@ async fn reencrypt_does_not_pretend_to_cover_a_plain_rotation() {
     assert_eq!(status_json(&world)["unfinished"]["id"], killed.id);
 
     // The advice works: finish the plain rotation, then re-encrypt.
-    let (out, finished) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let finished = json_success(world.rotor().arg("rotate"));
     assert_eq!(
         (finished["rotation_id"].as_i64(), finished["reencrypt"].as_bool()),
         (Some(killed.id), Some(false))
     );
     let rewrapped = world.rows().await;
-    let (out, reencrypted) = json(world.rotor().args(["rotate", "--reencrypt"]));
-    assert_success(&out);
+    let reencrypted = json_success(world.rotor().args(["rotate", "--reencrypt"]));
     assert_eq!(
         (reencrypted["to_version"].as_u64(), reencrypted["reencrypt"].as_bool()),
         (Some(3), Some(true))
@@ -226,8 +211,7 @@ async fn reencrypt_does_not_pretend_to_cover_a_plain_rotation() {
     // A --reencrypt rotation resumed without the flag stays one, and says so.
     let killed = rotate_and_kill(&world, &["--reencrypt"]).await;
     let before_resume = world.rows().await;
-    let (out, resumed) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let resumed = json_success(world.rotor().arg("rotate"));
     assert_eq!(
         (resumed["rotation_id"].as_i64(), resumed["reencrypt"].as_bool()),
         (Some(killed.id), Some(true))
@@ -327,15 +311,7 @@ async fn execute(world: &World, sql: &str) -> u64 {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_reused_pid_does_not_hold_a_rotation_sqlite() {
-    a_reused_pid_does_not_hold_a_rotation(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_reused_pid_does_not_hold_a_rotation_postgres() {
-    a_reused_pid_does_not_hold_a_rotation(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(a_reused_pid_does_not_hold_a_rotation);
 
 // 8. A KEK stored but not yet recorded, or not stored: status and history say which.
 
@@ -360,8 +336,7 @@ async fn status_tells_a_stored_but_unrecorded_kek(kind: Kind) {
     let said = text(&out.stdout);
     assert!(said.contains("v1 -> v2 (stored, not yet recorded)") && !said.contains("v0"), "{said}");
 
-    let (out, report) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("rotate"));
     assert_eq!((report["rotation_id"].as_i64(), report["to_version"].as_u64()), (Some(rotation.id), Some(2)));
     assert_eq!(
         current_kek_version(&world).await,
@@ -372,15 +347,7 @@ async fn status_tells_a_stored_but_unrecorded_kek(kind: Kind) {
     assert_every_wallet_opens(&world, &expected).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn status_tells_a_stored_but_unrecorded_kek_sqlite() {
-    status_tells_a_stored_but_unrecorded_kek(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn status_tells_a_stored_but_unrecorded_kek_postgres() {
-    status_tells_a_stored_but_unrecorded_kek(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(status_tells_a_stored_but_unrecorded_kek);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_tells_a_kek_not_stored_yet() {
@@ -397,8 +364,7 @@ async fn status_tells_a_kek_not_stored_yet() {
     let said = text(&world.rotor().arg("history").output().unwrap().stdout);
     assert!(said.contains("v1 -> (no new KEK stored yet)") && !said.contains("v0"), "{said}");
 
-    let (out, report) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("rotate"));
     assert_eq!((report["rotation_id"].as_i64(), report["to_version"].as_u64()), (Some(rotation.id), Some(2)));
     assert_every_wallet_opens(&world, &expected).await;
 }
@@ -407,14 +373,11 @@ async fn status_tells_a_kek_not_stored_yet() {
 // earlier rotor left wedged.
 
 async fn rollback_to_a_missing_kek_records_nothing(kind: Kind) {
-    let world = World::new(kind).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
-    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 40).await.into_iter().collect();
+    let (world, kek) = World::with_kek(kind).await;
+    let expected = world.enroll_legacy(&kek, 40).await;
     assert_success(&world.rotor().arg("rotate").output().unwrap());
     assert_success(&world.rotor().arg("rotate").output().unwrap());
-    let (out, pruned) = json(world.rotor().args(["prune", "--keep", "1"]));
-    assert_success(&out);
+    let pruned = json_success(world.rotor().args(["prune", "--keep", "1"]));
     assert_eq!(pruned["destroyed"], json!([1, 2]), "{pruned:#}");
     let rows = world.rows().await;
 
@@ -432,21 +395,12 @@ async fn rollback_to_a_missing_kek_records_nothing(kind: Kind) {
         assert_eq!(current_kek_version(&world).await, 3);
     }
     // Nothing is wedged: the next rotation runs.
-    let (out, report) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("rotate"));
     assert_eq!(report["to_version"], 4);
     assert_every_wallet_opens(&world, &expected).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rollback_to_a_missing_kek_records_nothing_sqlite() {
-    rollback_to_a_missing_kek_records_nothing(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn rollback_to_a_missing_kek_records_nothing_postgres() {
-    rollback_to_a_missing_kek_records_nothing(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(rollback_to_a_missing_kek_records_nothing);
 
 async fn abort_closes_a_rotation_that_cannot_finish(kind: Kind) {
     let (world, expected) = world_with_wallets(kind).await;
@@ -464,16 +418,14 @@ async fn abort_closes_a_rotation_that_cannot_finish(kind: Kind) {
     assert_eq!(world.rows().await, rows);
     assert_eq!(current_kek_version(&world).await, 1);
 
-    let (out, aborted) = json(world.rotor().arg("abort"));
-    assert_success(&out);
+    let aborted = json_success(world.rotor().arg("abort"));
     assert_eq!((aborted["rotation_id"].as_i64(), aborted["rotated"].as_i64()), (Some(wedged.id), Some(0)));
     assert_eq!(aborted["key_versions"], json!({ "legacy": WALLETS }));
     assert_eq!(history_json(&world)[0]["status"], "aborted");
     assert_eq!(status_json(&world)["unfinished"], json!(null));
     assert_eq!(world.rows().await, rows, "aborting writes no wallet");
 
-    let (out, report) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("rotate"));
     assert_eq!(report["to_version"], 2);
     assert_every_wallet_opens(&world, &expected).await;
     let (out, refused) = json(world.rotor().arg("abort"));
@@ -481,15 +433,7 @@ async fn abort_closes_a_rotation_that_cannot_finish(kind: Kind) {
     assert!(refused["error"].as_str().unwrap().contains("no unfinished rotation"), "{refused}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn abort_closes_a_rotation_that_cannot_finish_sqlite() {
-    abort_closes_a_rotation_that_cannot_finish(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn abort_closes_a_rotation_that_cannot_finish_postgres() {
-    abort_closes_a_rotation_that_cannot_finish(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(abort_closes_a_rotation_that_cannot_finish);
 
 /// `rotor abort` refuses while a live rotor walks (here: frozen, so alive and holding a
 /// range), and once it is gone closes the rotation with every wallet readable where it is.
@@ -510,16 +454,14 @@ async fn abort_refuses_a_live_walker(kind: Kind) {
     frozen.kill().unwrap();
     frozen.wait().unwrap();
     let moved = world.db.connect().await.unfinished_rotation().await.unwrap().unwrap().rotated;
-    let (out, aborted) = json(world.rotor().arg("abort"));
-    assert_success(&out);
+    let aborted = json_success(world.rotor().arg("abort"));
     assert_eq!(aborted["rotated"], moved, "{aborted:#}");
     let versions = aborted["key_versions"].as_object().unwrap();
     assert_eq!(versions["2"], moved);
     assert_eq!(versions["legacy"].as_i64().unwrap() + moved, WALLETS as i64);
     assert_every_wallet_opens(&world, &expected).await;
 
-    let (out, report) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("rotate"));
     assert_eq!(report["to_version"], 3);
     assert_eq!(status_json(&world)["key_versions"], json!({ "3": WALLETS }));
     assert_every_wallet_opens(&world, &expected).await;
@@ -544,15 +486,7 @@ async fn outside_a_write(world: &World, frozen: &Child) {
     panic!("the walker was frozen inside a write every time");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn abort_refuses_a_live_walker_sqlite() {
-    abort_refuses_a_live_walker(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn abort_refuses_a_live_walker_postgres() {
-    abort_refuses_a_live_walker(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(abort_refuses_a_live_walker);
 
 // 11. Usage errors honour --json; rollback takes no schedule.
 

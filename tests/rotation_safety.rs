@@ -4,15 +4,14 @@
 //! ROTOR_CRASH_TRIALS sets the kill -9 trials per database (default 20); ROTOR_TEST_SEED the
 //! seed of the instants (printed, so that a failure can be replayed).
 
-mod support;
-
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rotor_codec::Kek;
+use rotor_testkit::{
+    Kind, World, assert_every_wallet_opens, assert_success, json, json_success, on_sqlite_and_postgres, text,
+};
 use serde_json::json;
-use support::{Kind, World, assert_every_wallet_opens, assert_success, json, text};
 
 /// A small deterministic generator (xorshift64*), so that a failing run can be replayed.
 struct Seeded(u64);
@@ -35,10 +34,8 @@ impl Seeded {
 async fn kill_at_random_instants(kind: Kind) {
     let trials: u32 = std::env::var("ROTOR_CRASH_TRIALS").ok().and_then(|t| t.parse().ok()).unwrap_or(20);
     let mut random = Seeded::from_env();
-    let world = World::new(kind).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
-    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 600).await.into_iter().collect();
+    let (world, kek) = World::with_kek(kind).await;
+    let expected = world.enroll_legacy(&kek, 600).await;
 
     // Kill instants are spread over one whole rotation as this machine runs it now (start-up
     // included), so the window follows rotor's speed instead of a guess that it outgrows. The
@@ -67,12 +64,10 @@ async fn kill_at_random_instants(kind: Kind) {
         interrupted += u32::from(!finished_on_its_own);
 
         // Whatever the instant, every wallet opens: nothing is ever half-written.
-        let (out, report) = json(world.rotor().arg("validate"));
-        assert_success(&out);
+        let report = json_success(world.rotor().arg("validate"));
         assert_eq!(report["invalid"], 0, "trial {trial} (killed after {instant:?}): {report:#}");
 
-        let (out, status) = json(world.rotor().arg("status"));
-        assert_success(&out);
+        let status = json_success(world.rotor().arg("status"));
         assert_eq!(status["total"], 600);
         if let Some(unfinished) = status["unfinished"].as_object() {
             assert_eq!(unfinished["status"], "running", "trial {trial}: {status:#}");
@@ -85,12 +80,10 @@ async fn kill_at_random_instants(kind: Kind) {
     );
 
     // The next rotate finishes the interrupted rotation at once: a dead holder's lease is taken over.
-    let (out, status) = json(world.rotor().arg("status"));
-    assert_success(&out);
+    let status = json_success(world.rotor().arg("status"));
     let resumed_target = status["unfinished"]["to_version"].as_u64();
     let started = Instant::now();
-    let (out, report) = json(world.rotor().arg("rotate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("rotate"));
     assert!(started.elapsed() < Duration::from_secs(30), "resuming waited for a lease to expire");
     if let Some(target) = resumed_target.filter(|t| *t > 0) {
         assert_eq!(
@@ -100,31 +93,20 @@ async fn kill_at_random_instants(kind: Kind) {
         );
     }
     assert_eq!(report["failed"], 0);
-    let (out, status) = json(world.rotor().arg("status"));
-    assert_success(&out);
+    let status = json_success(world.rotor().arg("status"));
     assert_eq!(status["unfinished"], json!(null));
     let to = report["to_version"].as_u64().unwrap().to_string();
     assert_eq!(status["key_versions"], json!({ to: 600 }), "{status:#}");
     assert_every_wallet_opens(&world, &expected).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_at_random_instants_sqlite() {
-    kill_at_random_instants(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_at_random_instants_postgres() {
-    kill_at_random_instants(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(kill_at_random_instants);
 
 /// An application keeps inserting and updating wallets, sealing under whatever KEK Vault calls
 /// current at that moment, while a rotation runs: every write survives and opens.
 async fn writer_during_rotation(kind: Kind) {
-    let world = World::new(kind).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
-    let mut expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 1500).await.into_iter().collect();
+    let (world, kek) = World::with_kek(kind).await;
+    let mut expected = world.enroll_legacy(&kek, 1500).await;
     let ids: Vec<String> = expected.keys().cloned().collect();
 
     let mut rotor = world
@@ -159,27 +141,16 @@ async fn writer_during_rotation(kind: Kind) {
     assert!(writes >= 20, "the writer barely overlapped the rotation ({writes} writes)");
     assert_eq!(report["failed"], 0, "{report:#}");
     assert_every_wallet_opens(&world, &expected).await;
-    let (out, after) = json(world.rotor().arg("validate"));
-    assert_success(&out);
+    let after = json_success(world.rotor().arg("validate"));
     assert_eq!(after["key_versions"], json!({ "2": expected.len() }), "{after:#}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn writer_during_rotation_sqlite() {
-    writer_during_rotation(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn writer_during_rotation_postgres() {
-    writer_during_rotation(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(writer_during_rotation);
 
 /// Two rotors started together share one rotation: one stores the new KEK, both move wallets.
 /// (Small batches keep the rotation going long enough for the second to find it running.)
 async fn two_rotors_at_once(kind: Kind) {
-    let world = World::new(kind).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(kind).await;
     world.enroll_legacy(&kek, 1500).await;
 
     let start = || {
@@ -209,21 +180,11 @@ async fn two_rotors_at_once(kind: Kind) {
     assert_eq!(history[0]["rotated"], 1500, "each wallet moved once: {history:#}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_rotors_at_once_sqlite() {
-    two_rotors_at_once(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn two_rotors_at_once_postgres() {
-    two_rotors_at_once(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(two_rotors_at_once);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn strict_changes_nothing_when_a_wallet_does_not_open() {
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
     world.enroll_legacy(&kek, 30).await;
     world.db.connect().await.put("broken", "rotor:v1:AAAA").await.unwrap();
     let rows = world.rows().await;
@@ -243,10 +204,8 @@ async fn strict_changes_nothing_when_a_wallet_does_not_open() {
 
 /// Rollback is a normal rotation back to the previous key; prune destroys only what no wallet uses.
 async fn rollback_then_prune(kind: Kind) {
-    let world = World::new(kind).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
-    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 50).await.into_iter().collect();
+    let (world, kek) = World::with_kek(kind).await;
+    let expected = world.enroll_legacy(&kek, 50).await;
 
     let (out, refused) = json(world.rotor().args(["prune", "--keep", "1"]));
     assert_eq!(out.status.code(), Some(1));
@@ -258,8 +217,7 @@ async fn rollback_then_prune(kind: Kind) {
     for _ in 0..2 {
         assert_success(&world.rotor().arg("rotate").output().unwrap());
     }
-    let (out, rollback) = json(world.rotor().arg("rollback"));
-    assert_success(&out);
+    let rollback = json_success(world.rotor().arg("rollback"));
     assert_eq!((rollback["from_version"].clone(), rollback["to_version"].clone()), (json!(3), json!(4)));
     assert_eq!((rollback["restored_version"].clone(), rollback["rotated"].clone()), (json!(2), json!(50)));
     assert_eq!(world.kek(4).await, world.kek(2).await, "v4 holds the previous key again");
@@ -280,29 +238,18 @@ async fn rollback_then_prune(kind: Kind) {
         assert!(vault.read("ibn/encryption-key", Some(version)).await.unwrap().is_none());
     }
     assert_eq!(world.kek(3).await, kek3);
-    let (out, report) = json(world.rotor().arg("validate"));
-    assert_success(&out);
+    let report = json_success(world.rotor().arg("validate"));
     assert_eq!(report["key_versions"], json!({ "3": 1, "4": 50 }));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rollback_then_prune_sqlite() {
-    rollback_then_prune(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn rollback_then_prune_postgres() {
-    rollback_then_prune(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(rollback_then_prune);
 
 /// A lease held by a rotor on another host is respected until it runs out, then taken over.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lease_held_elsewhere_is_respected_until_it_expires() {
     use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
 
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
     world.enroll_legacy(&kek, 10).await;
     assert_success(&world.rotor().args(["rotate", "--dry-run"]).output().unwrap()); // creates rotor's tables
 
@@ -340,11 +287,9 @@ async fn a_lease_held_elsewhere_is_respected_until_it_expires() {
 async fn three_rotors_share_a_rotation_and_survive_one_killed() {
     use sqlx::Connection;
 
-    let world = World::new(Kind::Postgres).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+    let (world, kek) = World::with_kek(Kind::Postgres).await;
     const WALLETS: usize = 6000;
-    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, WALLETS).await.into_iter().collect();
+    let expected = world.enroll_legacy(&kek, WALLETS).await;
 
     let start = || {
         world

@@ -4,8 +4,6 @@
 //! and no Vault secret has changed. Also: pinning, the upgrade example in examples/, the
 //! shipped audit, `component inspect` and the compiled-component cache.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,9 +11,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rotor_codec::Kek;
+use rotor_testkit::{
+    Kind, Wallets, World, assert_every_wallet_opens, assert_says, assert_success, failure, json,
+    json_success, text,
+};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use support::{Kind, World, assert_every_wallet_opens, assert_success, failure, json, text};
 
 /// Builds a component workspace for wasm32-wasip2 (once per test process) and returns the
 /// folder its .wasm files land in.
@@ -56,14 +57,30 @@ fn sha256_of(path: &Path) -> String {
 }
 
 /// A world with a KEK, legacy wallets, and a secret of another team's that no run may touch.
-async fn world_with_wallets(count: usize) -> (World, Kek, Vec<(String, Vec<u8>)>) {
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
+async fn world_with_wallets(count: usize) -> (World, Kek, Wallets) {
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
     let wallets = world.enroll_legacy(&kek, count).await;
     let secret = BTreeMap::from([("password".to_owned(), zeroize::Zeroizing::new("hunter2".to_owned()))]);
     world.vault_client().write("ibn/other-team-secret", &secret, None).await.unwrap();
     (world, kek, wallets)
+}
+
+/// Every wallet row and every secret rotor's layout and the planted one hold, to show that a
+/// run changed nothing.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    rows: BTreeMap<String, String>,
+    secrets: BTreeMap<String, (u64, Vec<(String, String)>)>,
+}
+
+impl Snapshot {
+    async fn take(world: &World) -> Snapshot {
+        Snapshot { rows: world.rows().await, secrets: vault_state(world).await }
+    }
+
+    async fn assert_unchanged(&self, world: &World) {
+        assert_eq!(&Snapshot::take(world).await, self, "a wallet or a secret changed");
+    }
 }
 
 /// Every secret rotor's layout and the planted one hold: path → (version, data).
@@ -109,7 +126,7 @@ fn config(world: &World, text: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_component_that_computes_forever_is_stopped_soon_after_its_budget() {
     let (world, _, _) = world_with_wallets(10).await;
-    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let before = Snapshot::take(&world).await;
     let config = config(&world, "[limits]\ncall-seconds = 2\n");
 
     let started = Instant::now();
@@ -134,61 +151,67 @@ async fn a_component_that_computes_forever_is_stopped_soon_after_its_budget() {
     let (_, stderr) = failure(&out);
     assert!(stderr.contains("of CPU time") && stderr.contains("limits.cpu-seconds"), "{stderr}");
 
-    assert_eq!(world.rows().await, rows);
-    assert_eq!(vault_state(&world).await, secrets);
+    before.assert_unchanged(&world).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_component_that_allocates_without_bound_is_stopped_at_its_memory_cap() {
     let (world, _, _) = world_with_wallets(10).await;
-    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let before = Snapshot::take(&world).await;
     let config = config(&world, "[limits]\nmemory-mib = 64\n");
     let out = run_hostile(&world, &["history"], "hostile_rotator.wasm", Some(&config));
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1);
     assert!(stderr.contains("tried to grow its memory") && stderr.contains("limit of 64 MiB"), "{stderr}");
     assert!(stderr.contains("limits.memory-mib"), "{stderr}");
-    assert_eq!(world.rows().await, rows);
-    assert_eq!(vault_state(&world).await, secrets);
+    before.assert_unchanged(&world).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_component_cannot_reach_past_its_grants() {
     let (world, _, _) = world_with_wallets(10).await;
-    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let before = Snapshot::take(&world).await;
     // `open` grants reading the KEK's paths only: no other secret, no writes.
     let out = run_hostile(&world, &["open", "user-00000@IBNMSP"], "hostile_rotator.wasm", None);
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1);
-    assert!(stderr.contains("hostile component was refused"), "{stderr}");
-    assert!(stderr.contains("reading ibn/other-team-secret is outside this run's grant"), "{stderr}");
-    assert!(stderr.contains("writing ibn/encryption-key-archive/v1 is outside this run's grant"), "{stderr}");
-    assert!(stderr.contains("put: wallets are read-only in this run"), "{stderr}");
-    // The host logged each refusal itself, whatever the component says.
-    assert!(stderr.contains("component denied: outside this run's grant"), "{stderr}");
-    assert!(stderr.contains("component denied: wallets are read-only"), "{stderr}");
-    assert_eq!(world.rows().await, rows);
-    assert_eq!(vault_state(&world).await, secrets);
+    assert_says(
+        &stderr,
+        &[
+            "hostile component was refused",
+            "reading ibn/other-team-secret is outside this run's grant",
+            "writing ibn/encryption-key-archive/v1 is outside this run's grant",
+            "put: wallets are read-only in this run",
+            // The host logged each refusal itself, whatever the component says.
+            "component denied: outside this run's grant",
+            "component denied: wallets are read-only",
+        ],
+    );
+    before.assert_unchanged(&world).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn garbage_from_a_rotation_component_is_refused_by_the_cross_check() {
     let (world, _, _) = world_with_wallets(25).await;
-    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let before = Snapshot::take(&world).await;
     let out = run_hostile(&world, &["rotate"], "hostile_rotator.wasm", None);
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("cross-check failed for wallet \"user-00000@IBNMSP\""), "{stderr}");
-    assert!(stderr.contains("cannot open the replacement"), "{stderr}");
-    assert!(stderr.contains("nothing of it was written"), "{stderr}");
-    assert_eq!(world.rows().await, rows);
-    assert_eq!(vault_state(&world).await, secrets);
+    assert_says(
+        &stderr,
+        &[
+            "cross-check failed for wallet \"user-00000@IBNMSP\"",
+            "cannot open the replacement",
+            "nothing of it was written",
+        ],
+    );
+    before.assert_unchanged(&world).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_audit_cannot_run_a_component_that_imports_writes() {
     let (world, _, _) = world_with_wallets(10).await;
-    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let before = Snapshot::take(&world).await;
 
     let out = run_hostile(&world, &["audit"], "hostile_auditor.wasm", None);
     let (code, stderr) = failure(&out);
@@ -214,8 +237,7 @@ async fn an_audit_cannot_run_a_component_that_imports_writes() {
     assert_eq!(inspected["world"], "auditor");
     assert_eq!(inspected["refused_imports"], json!(["rotor:kek/wallet-store@0.1.0"]));
 
-    assert_eq!(world.rows().await, rows);
-    assert_eq!(vault_state(&world).await, secrets);
+    before.assert_unchanged(&world).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -232,8 +254,7 @@ async fn the_upgrade_example_runs_pinned_under_the_unchanged_binary() {
     assert!(stderr.contains("--allow-unpinned"), "{stderr}");
 
     // `component inspect` prints the digest to pin and the world.
-    let (out, inspected) = json(world.rotor().args(["component", "inspect"]).arg(&component));
-    assert_success(&out);
+    let inspected = json_success(world.rotor().args(["component", "inspect"]).arg(&component));
     assert_eq!(inspected["sha256"], digest.as_str());
     assert_eq!(inspected["world"], "rotator");
     assert_eq!(inspected["refused_imports"], json!([]));
@@ -249,21 +270,18 @@ async fn the_upgrade_example_runs_pinned_under_the_unchanged_binary() {
     assert_eq!(rotated["rotated"], 40);
     assert_eq!(rotated["component_sha256"], digest.as_str());
     assert!(text(&out.stderr).contains("cross-checked by the reference component"), "{}", text(&out.stderr));
-    let expected: BTreeMap<String, Vec<u8>> = wallets.into_iter().collect();
-    assert_every_wallet_opens(&world, &expected).await;
-    let (out, history) = json(world.rotor().arg("history"));
-    assert_success(&out);
+    assert_every_wallet_opens(&world, &wallets).await;
+    let history = json_success(world.rotor().arg("history"));
     assert_eq!(history[0]["component_sha256"], digest.as_str());
 
     // Its policy: with 1 of 40 wallets (2.5%) unreadable it refuses to start, changing nothing.
     world.db.connect().await.put("user-00003@IBNMSP", "rotor:v2:AAAA").await.unwrap();
-    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let before = Snapshot::take(&world).await;
     let out = world.rotor().arg("rotate").arg("--config").arg(&config).output().unwrap();
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1);
     assert!(stderr.contains("policy of guarded-rotation: 1 of 40 wallets do not open"), "{stderr}");
-    assert_eq!(world.rows().await, rows);
-    assert_eq!(vault_state(&world).await, secrets);
+    before.assert_unchanged(&world).await;
     // rotor's own component has no such policy and moves the other 39.
     let (out, rotated) = json(world.rotor().arg("rotate"));
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
@@ -273,10 +291,9 @@ async fn the_upgrade_example_runs_pinned_under_the_unchanged_binary() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_shipped_audit_reports_versions_legacy_rows_failures_and_key_age() {
     let (world, _, _) = world_with_wallets(30).await;
-    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let before = Snapshot::take(&world).await;
 
-    let (out, audit) = json(world.rotor().arg("audit"));
-    assert_success(&out);
+    let audit = json_success(world.rotor().arg("audit"));
     assert_eq!(audit["total"], 30);
     assert_eq!(audit["key_versions"], json!({ "legacy": 30 }));
     assert_eq!(audit["current_kek_version"], 1);
@@ -286,8 +303,7 @@ async fn the_shipped_audit_reports_versions_legacy_rows_failures_and_key_age() {
         audit["findings"].as_array().unwrap().iter().map(|f| f["check"].as_str().unwrap()).collect();
     assert!(checks.contains(&"legacy-format"), "{audit}");
     // Auditing changed nothing.
-    assert_eq!(world.rows().await, rows);
-    assert_eq!(vault_state(&world).await, secrets);
+    before.assert_unchanged(&world).await;
 
     assert_success(&world.rotor().arg("rotate").output().unwrap());
     world.db.connect().await.put("user-00007@IBNMSP", "not a wallet").await.unwrap();
@@ -331,9 +347,9 @@ async fn config_check_shows_effective_settings_and_names_bad_keys() {
     );
     // DATABASE_URL from the environment wins over the file; the file's table is used.
     let token = "s.distinctive-test-token-9f3a";
-    let (out, effective) =
-        json(world.rotor().env("VAULT_TOKEN", token).args(["config", "check", "--config"]).arg(&config));
-    assert_success(&out);
+    let effective = json_success(
+        world.rotor().env("VAULT_TOKEN", token).args(["config", "check", "--config"]).arg(&config),
+    );
     assert_eq!(effective["database_url"]["source"], "environment DATABASE_URL");
     assert_eq!(effective["table"], json!({ "value": "vault_wallets", "source": "rotor.toml" }));
     assert_eq!(effective["limits"]["cpu-seconds"], 120);
@@ -341,20 +357,19 @@ async fn config_check_shows_effective_settings_and_names_bad_keys() {
     assert!(!effective.to_string().contains(token), "token leaked: {effective}");
 
     // Without DATABASE_URL the file's URL is used, with its password redacted.
-    let (out, effective) =
-        json(world.rotor().env_remove("DATABASE_URL").args(["config", "check", "--config"]).arg(&config));
-    assert_success(&out);
+    let effective = json_success(
+        world.rotor().env_remove("DATABASE_URL").args(["config", "check", "--config"]).arg(&config),
+    );
     assert_eq!(effective["database_url"]["value"], "postgres://rotor:***@db.example/app");
     assert!(!effective.to_string().contains("s3cret"));
 
     // rotor.toml's Vault address applies where VAULT_ADDR is unset, and only there.
     std::fs::write(&config, "[vault]\naddr = \"https://vault.example:8200\"\n").unwrap();
-    let (out, effective) =
-        json(world.rotor().env_remove("VAULT_ADDR").args(["config", "check", "--config"]).arg(&config));
-    assert_success(&out);
+    let effective = json_success(
+        world.rotor().env_remove("VAULT_ADDR").args(["config", "check", "--config"]).arg(&config),
+    );
     assert_eq!(effective["vault"]["addr"], "https://vault.example:8200");
-    let (out, effective) = json(world.rotor().args(["config", "check", "--config"]).arg(&config));
-    assert_success(&out);
+    let effective = json_success(world.rotor().args(["config", "check", "--config"]).arg(&config));
     assert_eq!(effective["vault"]["addr"], world.vault.addr());
 
     std::fs::write(&config, "[limits]\ncpu-second = 5\n").unwrap();

@@ -2,17 +2,14 @@
 //! `policies/`, token renewal and new logins during long runs, TLS with VAULT_CACERT and
 //! VAULT_SKIP_VERIFY, and the seed's WALLET_ENCRYPTION_KEY fallback (read-only).
 
-mod support;
-
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
 use reqwest::Method;
 use rotor::vault::{AppRole, VaultAuth, VaultClient, VaultConfig};
 use rotor_codec::Kek;
+use rotor_testkit::{Kind, World, assert_success, failure, json, json_success, text};
 use serde_json::json;
-use support::{Kind, World, assert_success, failure, json, text};
 use zeroize::Zeroizing;
 
 /// Writes a policy file from `policies/` into OpenBao.
@@ -59,10 +56,8 @@ fn rotor_as(world: &World, (role_id, secret_id): &(String, String)) -> Command {
 /// "permission denied" naming the path and the policy that grants it.
 #[tokio::test(flavor = "multi_thread")]
 async fn approle_runner_rotates_and_auditor_only_reads() {
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
-    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 40).await.into_iter().collect();
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
+    let expected = world.enroll_legacy(&kek, 40).await;
     write_policy(&world, "rotor-runner").await;
     write_policy(&world, "rotor-auditor").await;
     enable_approle(&world).await;
@@ -71,8 +66,7 @@ async fn approle_runner_rotates_and_auditor_only_reads() {
 
     // The auditor reads everything it needs.
     for command in ["validate", "status", "history"] {
-        let (out, _) = json(rotor_as(&world, &auditor).arg(command));
-        assert_success(&out);
+        let _ = json_success(rotor_as(&world, &auditor).arg(command));
     }
     // ... and may not rotate: refused before the journal or Vault changed.
     let out = rotor_as(&world, &auditor).arg("rotate").output().unwrap();
@@ -90,19 +84,15 @@ async fn approle_runner_rotates_and_auditor_only_reads() {
     assert!(stderr.contains("permission denied on secret/"), "{stderr}");
 
     // The runner rotates, rolls back and prunes.
-    let (out, rotated) = json(rotor_as(&world, &runner).arg("rotate"));
-    assert_success(&out);
+    let rotated = json_success(rotor_as(&world, &runner).arg("rotate"));
     assert_eq!((rotated["to_version"].clone(), rotated["rotated"].clone()), (json!(2), json!(40)));
-    let (out, rolled_back) = json(rotor_as(&world, &runner).arg("rollback"));
-    assert_success(&out);
+    let rolled_back = json_success(rotor_as(&world, &runner).arg("rollback"));
     assert_eq!(rolled_back["restored_version"], 1, "{rolled_back:#}");
-    let (out, pruned) = json(rotor_as(&world, &runner).args(["prune", "--keep", "1"]));
-    assert_success(&out);
+    let pruned = json_success(rotor_as(&world, &runner).args(["prune", "--keep", "1"]));
     assert_eq!(pruned["destroyed"], json!([1, 2]), "{pruned:#}");
-    let (out, report) = json(rotor_as(&world, &auditor).arg("validate"));
-    assert_success(&out);
+    let report = json_success(rotor_as(&world, &auditor).arg("validate"));
     assert_eq!(report["key_versions"], json!({ "3": 40 }), "{report:#}");
-    support::assert_every_wallet_opens(&world, &expected).await;
+    rotor_testkit::assert_every_wallet_opens(&world, &expected).await;
 
     // A wrong secret ID: the login fails with what to check, and the ID is not shown.
     let wrong = (runner.0.clone(), "00000000-0000-0000-0000-000000000000".to_owned());
@@ -191,9 +181,7 @@ async fn tls_with_cacert_or_explicit_skip_verify() {
     assert!(stderr.contains("VAULT_SKIP_VERIFY=\"maybe\" is neither true nor false"), "{stderr}");
 
     let out = world
-        .rotor()
-        .args(["migrate-kek", "--from-env", "KEK"])
-        .env("KEK", kek.to_hex().as_str())
+        .migrate_kek_from_env("KEK", kek.to_hex().as_str())
         .env("VAULT_CACERT", world.vault.ca_cert())
         .output()
         .unwrap();
@@ -234,9 +222,10 @@ async fn seed_env_kek_is_read_only() {
     );
     assert!(stderr.contains("rotor migrate-kek --from-env WALLET_ENCRYPTION_KEY"), "{stderr}");
     assert!(!stderr.contains(kek.to_hex().as_str()), "the KEK leaked: {stderr}");
-    let out = env_only().args(["open", &wallets[3].0]).output().unwrap();
+    let (id, plaintext) = wallets.iter().nth(3).unwrap();
+    let out = env_only().args(["open", id]).output().unwrap();
     assert_success(&out);
-    assert_eq!(out.stdout, wallets[3].1);
+    assert_eq!(&out.stdout, plaintext);
 
     let rows = world.rows().await;
     for command in

@@ -4,8 +4,6 @@
 //! beside the seed's WALLET_ENCRYPTION_KEY; malformed keys in environment variables; and who
 //! Vault says rotor's token is.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,9 +11,11 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use rotor::vault::{AppRole, VaultAuth, VaultClient, VaultConfig, VaultError};
 use rotor_codec::Kek;
+use rotor_testkit::fault_proxy::{FaultProxy, Times};
+use rotor_testkit::{
+    Kind, Wallets, World, assert_every_wallet_opens, assert_success, failure, json, json_success, text,
+};
 use serde_json::json;
-use support::fault_proxy::{FaultProxy, Times};
-use support::{Kind, World, assert_every_wallet_opens, assert_success, failure, json, text};
 use zeroize::Zeroizing;
 
 /// The current KEK's path, for the proxy: `$` keeps its archive (`…-archive/vN`) out.
@@ -23,11 +23,9 @@ const KEK_WRITE: &str = "/v1/secret/data/ibn/encryption-key$";
 const WALLETS: usize = 30;
 
 /// A world with KEK v1 in Vault and legacy wallets; returns it with the wallets by id.
-async fn world_with_wallets() -> (World, BTreeMap<String, Vec<u8>>) {
-    let world = World::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    world.migrate_kek(&kek);
-    let expected = world.enroll_legacy(&kek, WALLETS).await.into_iter().collect();
+async fn world_with_wallets() -> (World, Wallets) {
+    let (world, kek) = World::with_kek(Kind::Sqlite).await;
+    let expected = world.enroll_legacy(&kek, WALLETS).await;
     (world, expected)
 }
 
@@ -48,14 +46,12 @@ async fn kek_versions(world: &World) -> (u64, Vec<String>) {
 }
 
 /// Every wallet on KEK v2, no unfinished rotation, and the journal holds one finished rotation.
-async fn assert_rotated_to_v2(world: &World, expected: &BTreeMap<String, Vec<u8>>) {
-    let (out, status) = json(world.rotor().arg("status"));
-    assert_success(&out);
+async fn assert_rotated_to_v2(world: &World, expected: &Wallets) {
+    let status = json_success(world.rotor().arg("status"));
     assert_eq!(status["unfinished"], json!(null), "{status:#}");
     assert_eq!(status["current_kek_version"], 2, "{status:#}");
     assert_eq!(status["key_versions"], json!({ "2": expected.len() }), "{status:#}");
-    let (out, history) = json(world.rotor().arg("history"));
-    assert_success(&out);
+    let history = json_success(world.rotor().arg("history"));
     let rotations: Vec<&serde_json::Value> =
         history.as_array().expect("a list").iter().filter(|line| line["source"] == "rotor").collect();
     assert_eq!(rotations.len(), 1, "{history:#}");
@@ -151,10 +147,8 @@ async fn vault_down_longer_than_retry_for_fails_clearly_then_the_next_run_finish
     assert_eq!(kek_versions(&world).await, (1, vec!["v1".to_owned()]), "no new KEK");
 
     proxy.clear();
-    let (out, status) = json(through(&world, &proxy).arg("status"));
-    assert_success(&out);
-    let (out, report) = json(through(&world, &proxy).arg("rotate"));
-    assert_success(&out);
+    json_success(through(&world, &proxy).arg("status"));
+    let report = json_success(through(&world, &proxy).arg("rotate"));
     assert_eq!(report["to_version"], 2, "{report:#}");
     assert_rotated_to_v2(&world, &expected).await;
 }
@@ -165,7 +159,7 @@ async fn vault_down_longer_than_retry_for_fails_clearly_then_the_next_run_finish
 async fn kv_v1_mount_is_named_with_its_fix() {
     let world = World::new(Kind::Sqlite).await;
     let kek = Kek::generate().unwrap();
-    let expected: BTreeMap<String, Vec<u8>> = world.enroll_legacy(&kek, 5).await.into_iter().collect();
+    let expected = world.enroll_legacy(&kek, 5).await;
     world
         .vault_admin(Method::POST, "sys/mounts/kv1", json!({ "type": "kv", "options": { "version": "1" } }))
         .await;
@@ -235,9 +229,10 @@ async fn stale_token_file_falls_back_to_the_env_kek_for_reads_only() {
     let file = token_file.display().to_string();
     assert!(stderr.contains(&format!("Vault rejected the token in {file}")), "{stderr}");
     assert!(stderr.contains("using the KEK in WALLET_ENCRYPTION_KEY instead, read-only"), "{stderr}");
-    let out = stale_file_and_env_kek().args(["open", &wallets[4].0]).output().unwrap();
+    let (id, plaintext) = wallets.iter().nth(4).unwrap();
+    let out = stale_file_and_env_kek().args(["open", id]).output().unwrap();
     assert_success(&out);
-    assert_eq!(out.stdout, wallets[4].1);
+    assert_eq!(&out.stdout, plaintext);
 
     let rows = world.rows().await;
     let (out, error) = json(stale_file_and_env_kek().arg("rotate"));
@@ -277,36 +272,20 @@ async fn bad_keys_in_variables_are_named_not_shown() {
     for (value, wrong) in
         [(too_short, "it has 17 characters, not all hex"), (&not_hex, "it has 64 characters, not all hex")]
     {
-        let out = world
-            .rotor()
-            .args(["validate", "--json"])
-            .env_remove("VAULT_TOKEN")
-            .env("WALLET_ENCRYPTION_KEY", value)
-            .output()
-            .unwrap();
-        let (code, stderr) = failure(&out);
-        assert_eq!(code, 1);
-        assert!(
-            stderr.contains("WALLET_ENCRYPTION_KEY does not hold a KEK: it must be 64 hex characters"),
-            "{stderr}"
-        );
-        assert!(stderr.contains(wrong), "{stderr}");
-
-        let out = world
-            .rotor()
-            .args(["migrate-kek", "--from-env", "ROTOR_NEW_KEK", "--json"])
-            .env("ROTOR_NEW_KEK", value)
-            .output()
-            .unwrap();
-        let (code, migrate_stderr) = failure(&out);
-        assert_eq!(code, 1);
-        assert!(
-            migrate_stderr.contains("ROTOR_NEW_KEK does not hold a KEK: it must be 64 hex characters"),
-            "{migrate_stderr}"
-        );
-        assert!(migrate_stderr.contains(wrong), "{migrate_stderr}");
-        for output in [text(&out.stdout), migrate_stderr, stderr] {
-            assert!(!output.contains("FakeKek"), "the value leaked: {output}");
+        let mut validate = world.rotor();
+        validate.args(["validate", "--json"]).env_remove("VAULT_TOKEN").env("WALLET_ENCRYPTION_KEY", value);
+        let mut migrate = world.migrate_kek_from_env("ROTOR_NEW_KEK", value);
+        migrate.arg("--json");
+        for (variable, command) in [("WALLET_ENCRYPTION_KEY", &mut validate), ("ROTOR_NEW_KEK", &mut migrate)]
+        {
+            let out = command.output().unwrap();
+            let (code, stderr) = failure(&out);
+            assert_eq!(code, 1);
+            let named = format!("{variable} does not hold a KEK: it must be 64 hex characters");
+            assert!(stderr.contains(&named) && stderr.contains(wrong), "{stderr}");
+            for output in [text(&out.stdout), stderr] {
+                assert!(!output.contains("FakeKek"), "the value leaked: {output}");
+            }
         }
     }
     let out = world.rotor().args(["migrate-kek", "--from-env", "ROTOR_UNSET_KEK"]).output().unwrap();
@@ -325,11 +304,8 @@ async fn retry_for_is_a_setting() {
     let world = World::new(Kind::Sqlite).await;
     let config = world.scratch.join("rotor.toml");
     std::fs::write(&config, "[vault]\nretry-for = \"2m 30s\"\n").unwrap();
-    let check = |command: &mut Command| {
-        let (out, shown) = json(command.args(["config", "check"]).env("ROTOR_CONFIG", &config));
-        assert_success(&out);
-        shown
-    };
+    let check =
+        |command: &mut Command| json_success(command.args(["config", "check"]).env("ROTOR_CONFIG", &config));
     assert_eq!(check(&mut world.rotor())["vault"]["retry_for"], "2m 30s");
     assert_eq!(check(world.rotor().env("ROTOR_VAULT_RETRY_FOR", "5s"))["vault"]["retry_for"], "5s");
     let (out, shown) = json(

@@ -7,7 +7,7 @@ use std::{
 };
 
 use rotor::{
-    openbao::DevServer,
+    demo::openbao::DevServer,
     vault::{KvSecret, VaultClient, VaultConfig, VaultError},
 };
 use zeroize::Zeroizing;

@@ -16,7 +16,8 @@
 
 // rotor's library under the names these modules used when they were part of it (`crate::store`
 // and so on), so that they read as they did there.
-use rotor::{coordination, fixtures, openbao, progress, store, vault};
+use rotor::demo::{openbao, wallets};
+use rotor::{coordination, progress, store, vault};
 
 pub mod chart;
 mod native;
@@ -36,10 +37,10 @@ use rotor_codec::Kek;
 use serde::Deserialize;
 use sqlx::{AssertSqlSafe, Connection};
 
-use crate::fixtures::fabric_identity;
-use crate::openbao::DevServer;
 use crate::store::{Database, WalletRow, WalletTable, create_sqlite_database, redact_url};
 use crate::vault::{VaultClient, VaultConfig};
+use rotor::demo::openbao::DevServer;
+use rotor::demo::wallets::fabric_identity;
 use rotor::plan::default_workers;
 
 pub use report::{BenchReport, Measurement, Setup};

@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use rotor_testkit::{postgres_admin_url, text};
 use serde_json::Value;
 use sqlx::Connection;
 
@@ -91,16 +92,6 @@ fn rotor() -> PathBuf {
         rotor.display()
     );
     rotor
-}
-
-/// The PostgreSQL server the bench may create its database on, as the other tests find it.
-fn postgres_admin_url() -> String {
-    std::env::var("ROTOR_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// With rotor-bench beside it, `rotor bench --help` is rotor-bench's full help under the name

@@ -13,7 +13,7 @@
 //!   instantiating, with [`component_cache`] and [`inspect`]), [`cross_check`], [`bindings`].
 //! * command support: [`report`], [`metrics`], [`shutdown`], [`durations`], [`progress`].
 //! * commands: [`rotation`], [`validate`], [`abort`], [`audit`], [`status`], [`history`],
-//!   [`demo`] (with [`openbao`] and [`fixtures`]), [`exporter`] (`rotor serve`), [`bench`].
+//!   [`demo`] (with the OpenBao dev server and the legacy wallets it starts from), [`exporter`] (`rotor serve`), [`bench`].
 //! * front ends: [`cli`] (the `rotor` command line) and [`terminal`] (logging, usage errors and
 //!   exit codes, shared with `rotor-bench`).
 #![deny(unsafe_code)]
@@ -34,13 +34,11 @@ pub mod cross_check;
 pub mod demo;
 pub mod durations;
 pub mod exporter;
-pub mod fixtures;
 pub mod grants;
 pub mod history;
 pub mod inspect;
 pub mod limits;
 pub mod metrics;
-pub mod openbao;
 pub mod plan;
 pub mod progress;
 pub mod report;

@@ -3,6 +3,10 @@
 //! It replays the seed's story: a KEK in an environment variable moves into Vault (Day 2),
 //! the service has enrolled wallets in its legacy format, and then rotor validates, rotates
 //! (converting every wallet to its envelope format under a new KEK) and validates again.
+//! [`openbao`] starts its OpenBao, [`wallets`] makes the wallets the seed's service wrote.
+
+pub mod openbao;
+pub mod wallets;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,9 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::app::{App, Settings};
 use crate::component::answer;
-use crate::fixtures::{fabric_identity, legacy_wallet};
 use crate::grants::Access;
-use crate::openbao::DevServer;
 use crate::plan::{BatchSize, RunPlan};
 use crate::progress::Reporter;
 use crate::report::{Outcome, RotateReport, ValidateReport, print_json};
@@ -25,6 +27,8 @@ use crate::rotation::RotateRequest;
 use crate::shutdown::Shutdown;
 use crate::store::{WalletRow, WalletTable, create_sqlite_database};
 use crate::vault::VaultConfig;
+use openbao::DevServer;
+use wallets::{fabric_identity, legacy_wallet};
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {

@@ -1,6 +1,6 @@
-//! Wallets as the seed's Node service writes them, for the demo, the tests and the bench:
-//! Fabric X.509 identities (~1.3 KB of JSON) sealed in the legacy layout under the KEK.
-//! rotor itself never writes this format; enrolling test data natively keeps set-up fast.
+//! Wallets as the seed's Node service writes them, which the demo enrolls (and the bench and the
+//! test kit too): Fabric X.509 identities (~1.3 KB of JSON) sealed in the legacy layout under
+//! the KEK. rotor itself never writes this format; enrolling them natively keeps set-up fast.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
