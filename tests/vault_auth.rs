@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 use rotor::vault::{AppRole, VaultAuth, VaultClient, VaultConfig};
 use rotor_codec::Kek;
+use rotor_testkit::fault_proxy::{FaultProxy, Times};
 use rotor_testkit::{Kind, World, assert_success, failure, json, json_success, text};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -160,6 +161,42 @@ async fn approle_token_is_renewed_and_replaced() {
     let after = vault.token_stats();
     assert_eq!(after.logins, stats.logins + 1, "{after:?}");
     assert_ne!(after.accessor, stats.accessor);
+}
+
+/// A renewal refused with a bare 403 (no "invalid token" in the answer, as a proxy or an older
+/// server may say it) while lookup-self is refused too: the token is dead, and the renewer logs
+/// in again. It used to ask lookup-self through the request path, which logs in again under the
+/// lock the renewer already held, and every later request waited for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn approle_renewal_refused_with_a_bare_403_logs_in_again() {
+    let world = World::new(Kind::Sqlite).await;
+    world.migrate_kek(&Kek::generate().unwrap());
+    write_policy(&world, "rotor-auditor").await;
+    enable_approle(&world).await;
+    let (role_id, secret_id) = role(&world, "refused", "rotor-auditor", "4s", "1h").await;
+    let proxy = FaultProxy::start(world.vault.addr());
+    let vault = VaultClient::new(VaultConfig {
+        auth: VaultAuth::AppRole(AppRole {
+            mount: "approle".into(),
+            role_id: Zeroizing::new(role_id),
+            secret_id: Zeroizing::new(secret_id),
+        }),
+        ..VaultConfig::with_token(&proxy.addr(), "unused")
+    })
+    .unwrap();
+    vault.check().await.unwrap();
+    let denied = r#"{"errors":["permission denied"]}"#;
+    let renewals = proxy.fail_with_body(Method::POST, "auth/token/renew-self", 403, denied, Times::Always);
+    proxy.fail_with_body(Method::GET, "auth/token/lookup-self", 403, denied, Times::Always);
+
+    // Past the 4 s TTL: the renewal (due ~2.7 s in) was refused, and the renewer logged in again.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let read = tokio::time::timeout(Duration::from_secs(20), vault.read("ibn/encryption-key", None)).await;
+    let read = read.expect("a read after a refused renewal must not hang");
+    assert!(read.unwrap().is_some());
+    assert!(proxy.hits(renewals) >= 1, "the renewal should have been tried");
+    let stats = vault.token_stats();
+    assert!(stats.logins >= 2, "a refused renewal of an AppRole token means a new login: {stats:?}");
 }
 
 /// HTTPS with a private CA: untrusted it fails naming VAULT_CACERT; VAULT_CACERT makes it work;
