@@ -10,8 +10,13 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
 
-use crate::bindings::auditor::{Auditor, AuditorPre, audit};
-use crate::bindings::{Rotator, RotatorPre, operations};
+use crate::bindings::auditor::audit::{self, AuditOptions, AuditReport};
+use crate::bindings::auditor::{Auditor, AuditorPre};
+use crate::bindings::operations::{
+    HistoryEntry, KeyLocation, MoveReport, PruneReport, RotateOptions, RotateReport, RotationPlan,
+    ValidateReport,
+};
+use crate::bindings::{Rotator, RotatorPre};
 use crate::capabilities::{self, CrossCheckFailed, RunState};
 use crate::component_cache::{CacheOutcome, ComponentCache};
 use crate::inspect::{Inspection, World};
@@ -78,6 +83,7 @@ impl ComponentSource {
         ComponentSource { bytes, origin, sha256, builtin }
     }
 
+    /// The component's bytes, as compiled and hashed.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -97,6 +103,8 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// An engine configured for `limits` (epoch interruption, async, memory), compiling through
+    /// `cache` when there is one.
     pub fn new(limits: Limits, cache: Option<ComponentCache>) -> anyhow::Result<Sandbox> {
         limits.check().map_err(anyhow::Error::msg)?;
         let mut config = Config::new();
@@ -118,10 +126,12 @@ impl Sandbox {
         Ok(Sandbox { engine, limits, cache })
     }
 
+    /// The engine every component of this command is compiled for.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
+    /// The limits every instance of this command runs within.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
@@ -232,6 +242,7 @@ pub struct AuditRuntime {
 }
 
 impl AuditRuntime {
+    /// A fresh instance in its own store, with `state` as everything it may reach.
     pub async fn instantiate(&self, state: RunState) -> anyhow::Result<AuditInstance> {
         let mut store = limited_store(&self.engine, state);
         let bindings = self.pre.instantiate_async(&mut store).await?;
@@ -253,7 +264,21 @@ pub fn explain(error: wasmtime::Error) -> anyhow::Error {
 
 /// One call's answer: the outer `Err` is a trap or host failure (see [`explain`]), the inner
 /// `Err` the component's own error message.
-type Answer<T> = anyhow::Result<Result<T, String>>;
+pub type Answer<T> = anyhow::Result<Result<T, String>>;
+
+/// Methods that call one export each, in the instance's store, with a trap or limit turned into
+/// the operator's message by [`explain`]: `name => interface.call(args) -> answer`.
+macro_rules! exports {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident => $interface:ident . $call:ident ( $($arg:ident : $ty:ty),* ) -> $answer:ty;
+    )*) => {$(
+        $(#[$doc])*
+        pub async fn $name(&mut self, $($arg: $ty),*) -> Answer<$answer> {
+            self.bindings.$interface().$call(&mut self.store, $($arg),*).await.map_err(explain)
+        }
+    )*};
+}
 
 /// One instance of a rotation component.
 pub struct Instance {
@@ -262,116 +287,43 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// What the instance may reach, and what it recorded (odd rows, its lease).
     pub fn state(&self) -> &RunState {
         self.store.data()
     }
 
+    /// What the instance may reach, to hand it batches or a cross-check.
     pub fn state_mut(&mut self) -> &mut RunState {
         self.store.data_mut()
     }
 
-    pub async fn validate(
-        &mut self,
-        at: &operations::KeyLocation,
-        batch_size: u32,
-    ) -> Answer<operations::ValidateReport> {
-        let ops = self.bindings.rotor_kek_operations();
-        ops.call_validate(&mut self.store, at, batch_size).await.map_err(explain)
-    }
-
-    pub async fn rotate(
-        &mut self,
-        at: &operations::KeyLocation,
-        options: operations::RotateOptions,
-    ) -> Answer<operations::RotateReport> {
-        let ops = self.bindings.rotor_kek_operations();
-        ops.call_rotate(&mut self.store, at, options).await.map_err(explain)
-    }
-
-    pub async fn validate_batches(
-        &mut self,
-        at: &operations::KeyLocation,
-    ) -> Answer<operations::ValidateReport> {
-        let ops = self.bindings.rotor_kek_operations();
-        ops.call_validate_batches(&mut self.store, at).await.map_err(explain)
-    }
-
-    pub async fn start_rotation(
-        &mut self,
-        at: &operations::KeyLocation,
-        options: operations::RotateOptions,
-    ) -> Answer<operations::RotationPlan> {
-        let ops = self.bindings.rotor_kek_operations();
-        ops.call_start_rotation(&mut self.store, at, options).await.map_err(explain)
-    }
-
-    pub async fn move_wallets(
-        &mut self,
-        at: &operations::KeyLocation,
-        plan: operations::RotationPlan,
-    ) -> Answer<operations::MoveReport> {
-        let ops = self.bindings.rotor_kek_operations();
-        ops.call_move_wallets(&mut self.store, at, plan).await.map_err(explain)
-    }
-
-    pub async fn history(&mut self, at: &operations::KeyLocation) -> Answer<Vec<operations::HistoryEntry>> {
-        let ops = self.bindings.rotor_kek_operations();
-        ops.call_history(&mut self.store, at).await.map_err(explain)
-    }
-
-    pub async fn seal_wallet(
-        &mut self,
-        at: &operations::KeyLocation,
-        id: &str,
-        plaintext: &[u8],
-    ) -> Answer<u32> {
-        let ops = self.bindings.rotor_kek_operations();
-        ops.call_seal_wallet(&mut self.store, at, id, plaintext).await.map_err(explain)
-    }
-
-    pub async fn open_wallet(&mut self, at: &operations::KeyLocation, id: &str) -> Answer<Vec<u8>> {
-        let ops = self.bindings.rotor_kek_operations();
-        ops.call_open_wallet(&mut self.store, at, id).await.map_err(explain)
-    }
-
-    pub async fn import_kek(&mut self, at: &operations::KeyLocation, kek_hex: &str) -> Answer<u32> {
-        let ops = self.bindings.rotor_kek_operations();
-        ops.call_import_kek(&mut self.store, at, kek_hex).await.map_err(explain)
-    }
-
-    pub async fn prune(
-        &mut self,
-        at: &operations::KeyLocation,
-        keep: u32,
-    ) -> Answer<operations::PruneReport> {
-        let ops = self.bindings.rotor_kek_operations();
-        ops.call_prune(&mut self.store, at, keep).await.map_err(explain)
-    }
-
-    pub async fn codec_open(
-        &mut self,
-        keks: &[(u32, String)],
-        id: &str,
-        ciphertext: &str,
-    ) -> Answer<Vec<u8>> {
-        let codec = self.bindings.rotor_kek_codec();
-        codec.call_open(&mut self.store, keks, id, ciphertext).await.map_err(explain)
-    }
-
-    pub async fn codec_seal(
-        &mut self,
-        kek_hex: &str,
-        kek_version: u32,
-        id: &str,
-        plaintext: &[u8],
-    ) -> Answer<String> {
-        let codec = self.bindings.rotor_kek_codec();
-        codec.call_seal(&mut self.store, kek_hex, kek_version, id, plaintext).await.map_err(explain)
-    }
-
-    pub async fn codec_inspect(&mut self, ciphertext: &str) -> Answer<u32> {
-        let codec = self.bindings.rotor_kek_codec();
-        codec.call_inspect(&mut self.store, ciphertext).await.map_err(explain)
+    exports! {
+        /// `operations.validate`: opens every wallet, `batch_size` at a time.
+        validate => rotor_kek_operations.call_validate(at: &KeyLocation, batch_size: u32) -> ValidateReport;
+        /// `operations.validate-batches`: opens the batches the host hands this instance.
+        validate_batches => rotor_kek_operations.call_validate_batches(at: &KeyLocation) -> ValidateReport;
+        /// `operations.rotate`: a whole rotation in this one instance (dry runs).
+        rotate => rotor_kek_operations.call_rotate(at: &KeyLocation, options: RotateOptions) -> RotateReport;
+        /// `operations.start-rotation`: records the rotation and stores its KEK, or resumes one.
+        start_rotation => rotor_kek_operations.call_start_rotation(at: &KeyLocation, options: RotateOptions) -> RotationPlan;
+        /// `operations.move-wallets`: moves the batches the host hands this instance.
+        move_wallets => rotor_kek_operations.call_move_wallets(at: &KeyLocation, plan: RotationPlan) -> MoveReport;
+        /// `operations.history`: the journal and the seed's archives, newest first.
+        history => rotor_kek_operations.call_history(at: &KeyLocation) -> Vec<HistoryEntry>;
+        /// `operations.seal-wallet`: stores `plaintext` as wallet `id` under the current KEK.
+        seal_wallet => rotor_kek_operations.call_seal_wallet(at: &KeyLocation, id: &str, plaintext: &[u8]) -> u32;
+        /// `operations.open-wallet`: wallet `id`'s plaintext.
+        open_wallet => rotor_kek_operations.call_open_wallet(at: &KeyLocation, id: &str) -> Vec<u8>;
+        /// `operations.import-kek`: stores an existing KEK (hex) as the current version.
+        import_kek => rotor_kek_operations.call_import_kek(at: &KeyLocation, kek_hex: &str) -> u32;
+        /// `operations.prune`: destroys KEK versions no wallet uses, keeping the newest `keep`.
+        prune => rotor_kek_operations.call_prune(at: &KeyLocation, keep: u32) -> PruneReport;
+        /// `codec.open`: one ciphertext opened with the KEKs given (the cross-check's reader).
+        codec_open => rotor_kek_codec.call_open(keks: &[(u32, String)], id: &str, ciphertext: &str) -> Vec<u8>;
+        /// `codec.seal`: one plaintext sealed under the KEK given.
+        codec_seal => rotor_kek_codec.call_seal(kek_hex: &str, kek_version: u32, id: &str, plaintext: &[u8]) -> String;
+        /// `codec.inspect`: the KEK version a ciphertext names (0: the seed's legacy layout).
+        codec_inspect => rotor_kek_codec.call_inspect(ciphertext: &str) -> u32;
     }
 }
 
@@ -382,17 +334,14 @@ pub struct AuditInstance {
 }
 
 impl AuditInstance {
+    /// What the instance may reach, and what it recorded (odd rows).
     pub fn state(&self) -> &RunState {
         self.store.data()
     }
 
-    pub async fn run(
-        &mut self,
-        at: &audit::KeyLocation,
-        options: audit::AuditOptions,
-    ) -> Answer<audit::AuditReport> {
-        let audit = self.bindings.rotor_kek_audit();
-        audit.call_run(&mut self.store, at, options).await.map_err(explain)
+    exports! {
+        /// `audit.run`: every check over every wallet and KEK.
+        run => rotor_kek_audit.call_run(at: &audit::KeyLocation, options: AuditOptions) -> AuditReport;
     }
 }
 
