@@ -1,6 +1,6 @@
 //! Loading components and calling their exports, each call inside a fresh store with the run's
-//! limits: a CPU budget enforced through epoch interruption, a memory cap, and the grants the
-//! imports check.
+//! limits: CPU and real-time budgets enforced through epoch interruption and at every host
+//! call, a memory cap, and the grants the imports check.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -15,7 +15,7 @@ use crate::bindings::{Rotator, RotatorPre, operations};
 use crate::capabilities::{self, CrossCheckFailed, RunState};
 use crate::component_cache::{CacheOutcome, ComponentCache};
 use crate::inspect::{Inspection, World};
-use crate::limits::{self, EPOCH_TICK, Limits};
+use crate::limits::{self, CallBound, EPOCH_TICK, Limits};
 
 /// The reference rotation component, built from `guest/` by `build.rs`, shipped in the binary.
 static BUILTIN_ROTATOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rotor_guest.wasm"));
@@ -191,12 +191,17 @@ fn limited_store(engine: &Engine, state: RunState) -> Store<RunState> {
     store.limiter(|state| state.memory_cap());
     // Each switch between guest and host moves the guest clock, so that time spent waiting for
     // Vault or the database does not count against the component's CPU budget.
+    // A call into the host past the run's or the call's real-time limit is refused, so that a
+    // component cannot keep itself alive by calling the host (even only `report.progress`).
     store.call_hook(|mut store, hook| {
         let clock = store.data_mut().clock();
         match hook {
             CallHook::CallingWasm => clock.enter_guest(true),
             CallHook::ReturningFromHost => clock.enter_guest(false),
-            CallHook::CallingHost => clock.leave_guest(true),
+            CallHook::CallingHost => {
+                clock.leave_guest(true);
+                store.data_mut().wall().check()?;
+            }
             CallHook::ReturningFromWasm => clock.leave_guest(false),
         }
         Ok(())
@@ -205,6 +210,7 @@ fn limited_store(engine: &Engine, state: RunState) -> Store<RunState> {
     // The runtime's epoch check is itself a call into the host: the clock knows to discount it.
     store.epoch_deadline_callback(|mut store| {
         store.data_mut().clock().tick()?;
+        store.data_mut().wall().check()?;
         Ok(UpdateDeadline::Continue(1))
     });
     store
@@ -275,6 +281,7 @@ impl Instance {
         at: &operations::KeyLocation,
         batch_size: u32,
     ) -> Answer<operations::ValidateReport> {
+        self.store.data_mut().wall().begin_call(CallBound::Run);
         let ops = self.bindings.rotor_kek_operations();
         ops.call_validate(&mut self.store, at, batch_size).await.map_err(explain)
     }
@@ -284,6 +291,7 @@ impl Instance {
         at: &operations::KeyLocation,
         options: operations::RotateOptions,
     ) -> Answer<operations::RotateReport> {
+        self.store.data_mut().wall().begin_call(CallBound::Run);
         let ops = self.bindings.rotor_kek_operations();
         ops.call_rotate(&mut self.store, at, options).await.map_err(explain)
     }
@@ -292,6 +300,7 @@ impl Instance {
         &mut self,
         at: &operations::KeyLocation,
     ) -> Answer<operations::ValidateReport> {
+        self.store.data_mut().wall().begin_call(CallBound::Run);
         let ops = self.bindings.rotor_kek_operations();
         ops.call_validate_batches(&mut self.store, at).await.map_err(explain)
     }
@@ -301,6 +310,7 @@ impl Instance {
         at: &operations::KeyLocation,
         options: operations::RotateOptions,
     ) -> Answer<operations::RotationPlan> {
+        self.store.data_mut().wall().begin_call(CallBound::Quick("start-rotation"));
         let ops = self.bindings.rotor_kek_operations();
         ops.call_start_rotation(&mut self.store, at, options).await.map_err(explain)
     }
@@ -310,11 +320,13 @@ impl Instance {
         at: &operations::KeyLocation,
         plan: operations::RotationPlan,
     ) -> Answer<operations::MoveReport> {
+        self.store.data_mut().wall().begin_call(CallBound::Run);
         let ops = self.bindings.rotor_kek_operations();
         ops.call_move_wallets(&mut self.store, at, plan).await.map_err(explain)
     }
 
     pub async fn history(&mut self, at: &operations::KeyLocation) -> Answer<Vec<operations::HistoryEntry>> {
+        self.store.data_mut().wall().begin_call(CallBound::Quick("history"));
         let ops = self.bindings.rotor_kek_operations();
         ops.call_history(&mut self.store, at).await.map_err(explain)
     }
@@ -325,16 +337,19 @@ impl Instance {
         id: &str,
         plaintext: &[u8],
     ) -> Answer<u32> {
+        self.store.data_mut().wall().begin_call(CallBound::Quick("seal-wallet"));
         let ops = self.bindings.rotor_kek_operations();
         ops.call_seal_wallet(&mut self.store, at, id, plaintext).await.map_err(explain)
     }
 
     pub async fn open_wallet(&mut self, at: &operations::KeyLocation, id: &str) -> Answer<Vec<u8>> {
+        self.store.data_mut().wall().begin_call(CallBound::Quick("open-wallet"));
         let ops = self.bindings.rotor_kek_operations();
         ops.call_open_wallet(&mut self.store, at, id).await.map_err(explain)
     }
 
     pub async fn import_kek(&mut self, at: &operations::KeyLocation, kek_hex: &str) -> Answer<u32> {
+        self.store.data_mut().wall().begin_call(CallBound::Quick("import-kek"));
         let ops = self.bindings.rotor_kek_operations();
         ops.call_import_kek(&mut self.store, at, kek_hex).await.map_err(explain)
     }
@@ -344,6 +359,7 @@ impl Instance {
         at: &operations::KeyLocation,
         keep: u32,
     ) -> Answer<operations::PruneReport> {
+        self.store.data_mut().wall().begin_call(CallBound::Quick("prune"));
         let ops = self.bindings.rotor_kek_operations();
         ops.call_prune(&mut self.store, at, keep).await.map_err(explain)
     }
@@ -354,6 +370,7 @@ impl Instance {
         id: &str,
         ciphertext: &str,
     ) -> Answer<Vec<u8>> {
+        self.store.data_mut().wall().begin_call(CallBound::Quick("codec open"));
         let codec = self.bindings.rotor_kek_codec();
         codec.call_open(&mut self.store, keks, id, ciphertext).await.map_err(explain)
     }
@@ -365,11 +382,13 @@ impl Instance {
         id: &str,
         plaintext: &[u8],
     ) -> Answer<String> {
+        self.store.data_mut().wall().begin_call(CallBound::Quick("codec seal"));
         let codec = self.bindings.rotor_kek_codec();
         codec.call_seal(&mut self.store, kek_hex, kek_version, id, plaintext).await.map_err(explain)
     }
 
     pub async fn codec_inspect(&mut self, ciphertext: &str) -> Answer<u32> {
+        self.store.data_mut().wall().begin_call(CallBound::Quick("codec inspect"));
         let codec = self.bindings.rotor_kek_codec();
         codec.call_inspect(&mut self.store, ciphertext).await.map_err(explain)
     }
@@ -391,6 +410,7 @@ impl AuditInstance {
         at: &audit::KeyLocation,
         options: audit::AuditOptions,
     ) -> Answer<audit::AuditReport> {
+        self.store.data_mut().wall().begin_call(CallBound::Run);
         let audit = self.bindings.rotor_kek_audit();
         audit.call_run(&mut self.store, at, options).await.map_err(explain)
     }
