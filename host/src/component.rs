@@ -310,7 +310,7 @@ impl Instance {
         at: &operations::KeyLocation,
         options: operations::RotateOptions,
     ) -> Answer<operations::RotationPlan> {
-        self.store.data_mut().wall().begin_call(CallBound::Quick("start-rotation"));
+        self.store.data_mut().wall().begin_call(CallBound::Run);
         let ops = self.bindings.rotor_kek_operations();
         ops.call_start_rotation(&mut self.store, at, options).await.map_err(explain)
     }

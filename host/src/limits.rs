@@ -44,7 +44,7 @@ impl Default for Limits {
             // and database with room to spare. A rotation stopped by it resumes where it stopped
             // with the next `rotor rotate`, which is a run of its own.
             wall_seconds: 3600,
-            // A quick call (open, seal, history, prune, migrate-kek, a rotation's set-up) takes
+            // A quick call (open, seal, history, prune, migrate-kek, the codec) takes
             // milliseconds. Two minutes is longer than a Vault fail-over rotor rides out
             // (`retry-for`, 60 s, plus a request's 10 s timeout) and the database's 10 s busy
             // timeout, so that an outage is reported as the outage, not as this limit.
@@ -216,8 +216,9 @@ impl GuestClock {
 pub enum CallBound {
     /// A call that handles one wallet or one record (`export` names it): `call-wall-seconds`.
     Quick(&'static str),
-    /// A call that walks the whole wallet table (validate, a rotation's move, an audit): it is
-    /// the run, and `wall-seconds` bounds it.
+    /// A call that may walk the whole wallet table (validate, a rotation's set-up and moves, an
+    /// audit; a component may check every wallet before it starts a rotation): it is the run,
+    /// and `wall-seconds` bounds it.
     Run,
 }
 
