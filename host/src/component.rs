@@ -190,8 +190,8 @@ fn limited_store(engine: &Engine, state: RunState) -> Store<RunState> {
     let mut store = Store::new(engine, state);
     store.limiter(|state| state.memory_cap());
     // Each switch between guest and host moves the guest clock, so that time spent waiting for
-    // Vault or the database does not count against the component's CPU budget.
-    // A call into the host past the run's or the call's real-time limit is refused, so that a
+    // Vault or the database does not count against the component's CPU budget. And a call into
+    // the host past the run's or the call's real-time limit traps instead of running, so that a
     // component cannot keep itself alive by calling the host (even only `report.progress`).
     store.call_hook(|mut store, hook| {
         let clock = store.data_mut().clock();
