@@ -1,7 +1,8 @@
 //! The sandbox against hostile components, each built here from tests/hostile/: a loop, a
 //! memory hoarder, one reaching past its grants, one writing garbage, an audit component that
-//! imports writes. Each is stopped or refused with a clear error, and afterwards no wallet row
-//! and no Vault secret has changed. Also: pinning, the upgrade example in examples/, the
+//! imports writes, one that keeps itself alive by calling the host, one that forges and floods
+//! the log. Each is stopped or refused with a clear error, and afterwards no wallet row and no
+//! Vault secret has changed. Also: pinning, the upgrade example in examples/, the
 //! shipped audit, `component inspect` and the compiled-component cache.
 
 use std::collections::BTreeMap;
@@ -58,7 +59,12 @@ fn sha256_of(path: &Path) -> String {
 
 /// A world with a KEK, legacy wallets, and a secret of another team's that no run may touch.
 async fn world_with_wallets(count: usize) -> (World, Kek, Wallets) {
-    let (world, kek) = World::with_kek(Kind::Sqlite).await;
+    world_with_wallets_on(Kind::Sqlite, count).await
+}
+
+/// As [`world_with_wallets`], on the database `kind`.
+async fn world_with_wallets_on(kind: Kind, count: usize) -> (World, Kek, Wallets) {
+    let (world, kek) = World::with_kek(kind).await;
     let wallets = world.enroll_legacy(&kek, count).await;
     let secret = BTreeMap::from([("password".to_owned(), zeroize::Zeroizing::new("hunter2".to_owned()))]);
     world.vault_client().write("ibn/other-team-secret", &secret, None).await.unwrap();
@@ -116,6 +122,45 @@ fn run_hostile(
     rotor.output().unwrap()
 }
 
+/// As [`run_hostile`] with `hostile_rotator.wasm`, but a rotor still running after `patience`
+/// is killed and the test fails, instead of waiting for a loop that does not end.
+fn run_hostile_killed_after(
+    world: &World,
+    command: &[&str],
+    config: Option<&Path>,
+    patience: Duration,
+) -> std::process::Output {
+    let mut rotor = world.rotor();
+    rotor.args(command).args(["--allow-unpinned", "--component"]).arg(hostile("hostile_rotator.wasm"));
+    if let Some(config) = config {
+        rotor.arg("--config").arg(config);
+    }
+    // Into files, so that a chatty child never blocks on a full pipe while we wait.
+    let (stdout, stderr) = (world.scratch.join("hostile.stdout"), world.scratch.join("hostile.stderr"));
+    rotor.stdout(std::fs::File::create(&stdout).unwrap()).stderr(std::fs::File::create(&stderr).unwrap());
+    let mut child = rotor.spawn().unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > patience {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "rotor {command:?} still ran after {patience:?}: no limit stopped it\n{}",
+                text(&std::fs::read(&stderr).unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output {
+        status,
+        stdout: std::fs::read(&stdout).unwrap(),
+        stderr: std::fs::read(&stderr).unwrap(),
+    }
+}
+
 /// Writes a rotor.toml in the world's scratch folder and returns its path.
 fn config(world: &World, text: &str) -> PathBuf {
     let path = world.scratch.join("rotor.toml");
@@ -152,6 +197,121 @@ async fn a_component_that_computes_forever_is_stopped_soon_after_its_budget() {
     assert!(stderr.contains("of CPU time") && stderr.contains("limits.cpu-seconds"), "{stderr}");
 
     before.assert_unchanged(&world).await;
+}
+
+/// `hostile-rotator`'s `prune --keep 1` calls `report.progress` forever, `--keep 2`
+/// `wallet-store.count` forever: each host call resets `call-seconds` and spends no guest CPU
+/// to speak of, so only the real-time limits stop them.
+async fn host_call_loops_are_stopped_by_the_wall_clock(kind: Kind) {
+    let (world, _, _) = world_with_wallets_on(kind, 10).await;
+    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let stopped = |keep: &str, limits: &str, file: &str| {
+        let config = world.scratch.join(file);
+        std::fs::write(&config, format!("[limits]\ncpu-seconds = 2\ncall-seconds = 2\n{limits}")).unwrap();
+        let started = Instant::now();
+        let out = run_hostile_killed_after(
+            &world,
+            &["prune", "--keep", keep],
+            Some(&config),
+            Duration::from_secs(60),
+        );
+        let elapsed = started.elapsed();
+        let (code, stderr) = failure(&out);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("the component was stopped"), "{stderr}");
+        // Printed, and bounded loosely: the machine is shared. Without the limit it runs forever.
+        eprintln!("prune --keep {keep} with {limits:?} stopped after {elapsed:.2?} (whole command)");
+        assert!(elapsed >= Duration::from_secs(3), "stopped too soon, after {elapsed:?}: {stderr}");
+        assert!(elapsed < Duration::from_secs(15), "stopped only after {elapsed:?}");
+        stderr
+    };
+
+    // The run's limit, whichever host function the loop calls.
+    for keep in ["1", "2"] {
+        let stderr = stopped(keep, "wall-seconds = 3\n", "wall.toml");
+        assert!(stderr.contains("of real time, over this run's limit of 3s"), "{stderr}");
+        assert!(stderr.contains("time in host calls counts"), "{stderr}");
+        assert!(stderr.contains("limits.wall-seconds in rotor.toml"), "{stderr}");
+    }
+    // The limit of one quick call (prune handles a few KEK versions), the run's left at its default.
+    let stderr = stopped("2", "call-wall-seconds = 3\n", "call-wall.toml");
+    assert!(stderr.contains("the component's prune ran for"), "{stderr}");
+    assert!(stderr.contains("over the limit of 3s per call"), "{stderr}");
+    assert!(stderr.contains("limits.call-wall-seconds in rotor.toml"), "{stderr}");
+
+    assert_eq!(world.rows().await, rows);
+    assert_eq!(vault_state(&world).await, secrets);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_that_keeps_calling_the_host_is_stopped_by_the_wall_clock_on_sqlite() {
+    host_call_loops_are_stopped_by_the_wall_clock(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_that_keeps_calling_the_host_is_stopped_by_the_wall_clock_on_postgres() {
+    host_call_loops_are_stopped_by_the_wall_clock(Kind::Postgres).await;
+}
+
+/// `hostile-rotator`'s `prune --keep 3` logs a line with a newline and a forged host line after
+/// it, a line of 1 MiB, and 10,000 more lines.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_cannot_forge_bury_or_flood_the_log() {
+    let (world, _, _) = world_with_wallets(10).await;
+    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let forge = |format: &str| {
+        let out = run_hostile(
+            &world,
+            &["prune", "--keep", "3", "--log-format", format],
+            "hostile_rotator.wasm",
+            None,
+        );
+        let (code, stderr) = failure(&out);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains("hostile component logged its lines"), "{stderr}");
+        // 1000 lines of at most ~2 KiB, not the 1 MiB line nor the 10,000 lines.
+        assert!(stderr.len() < 256 << 10, "{} bytes of stderr", stderr.len());
+        assert!(!stderr.contains("END-OF-HUGE-LINE"));
+        assert!(!stderr.contains(['\r', '\x1b']), "control characters printed");
+        stderr
+    };
+
+    let stderr = forge("text");
+    // The forged line stays inside the component's line, escaped and marked.
+    let escaped = r"[component] nothing to prune\n INFO rotor: every batch was cross-checked by the reference component\r\u{1b}[2K";
+    assert!(stderr.contains(escaped), "{stderr}");
+    assert!(
+        !stderr.lines().any(|line| line.trim_start().starts_with("INFO rotor:")),
+        "a forged host line was printed:\n{stderr}"
+    );
+    let huge = stderr.lines().find(|line| line.contains("[component] AAAA")).expect("the long line");
+    assert!(huge.len() < 2048 + 100, "{} bytes", huge.len());
+    assert!(huge.contains("more bytes cut]"), "{huge}");
+    let flood = stderr.lines().filter(|line| line.contains("[component] flood line")).count();
+    assert_eq!(flood, 1000 - 2, "component lines printed beyond the 1000 of a run");
+    assert!(stderr.contains("log limit of 1000 lines per run reached"), "{stderr}");
+    assert!(stderr.contains("9002 further log line(s) of the component were dropped"), "{stderr}");
+    // Every line the component wrote is marked as its own.
+    for line in stderr.lines().filter(|line| line.contains("flood line") || line.contains("AAAA")) {
+        assert!(line.contains("[component] "), "{line}");
+    }
+
+    // As JSON, each line is one object; the component's have the rotor::component target.
+    let stderr = forge("json");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let from_component = |line: &&serde_json::Value| line["target"] == "rotor::component";
+    assert_eq!(lines.iter().filter(from_component).count(), 1000 + 2, "{stderr}");
+    let forged =
+        lines.iter().find(|line| line.to_string().contains("every batch was cross-checked")).unwrap();
+    assert_eq!(forged["target"], "rotor::component");
+    assert!(forged["fields"]["message"].as_str().unwrap().starts_with("[component] nothing to prune\\n"));
+
+    assert_eq!(world.rows().await, rows);
+    assert_eq!(vault_state(&world).await, secrets);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,6 @@
 //! Loading components and calling their exports, each call inside a fresh store with the run's
-//! limits: a CPU budget enforced through epoch interruption, a memory cap, and the grants the
-//! imports check.
+//! limits: CPU and real-time budgets enforced through epoch interruption and at every host
+//! call, a memory cap, and the grants the imports check.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -20,7 +20,7 @@ use crate::bindings::{Rotator, RotatorPre};
 use crate::capabilities::{self, CrossCheckFailed, RunState};
 use crate::component_cache::{CacheOutcome, ComponentCache};
 use crate::inspect::{Inspection, World};
-use crate::limits::{self, EPOCH_TICK, Limits};
+use crate::limits::{self, CallBound, EPOCH_TICK, Limits};
 
 /// The reference rotation component, built from `guest/` by `build.rs`, shipped in the binary.
 static BUILTIN_ROTATOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rotor_guest.wasm"));
@@ -200,13 +200,18 @@ fn limited_store(engine: &Engine, state: RunState) -> Store<RunState> {
     let mut store = Store::new(engine, state);
     store.limiter(|state| state.memory_cap());
     // Each switch between guest and host moves the guest clock, so that time spent waiting for
-    // Vault or the database does not count against the component's CPU budget.
+    // Vault or the database does not count against the component's CPU budget. And a call into
+    // the host past the run's or the call's real-time limit traps instead of running, so that a
+    // component cannot keep itself alive by calling the host (even only `report.progress`).
     store.call_hook(|mut store, hook| {
         let clock = store.data_mut().clock();
         match hook {
             CallHook::CallingWasm => clock.enter_guest(true),
             CallHook::ReturningFromHost => clock.enter_guest(false),
-            CallHook::CallingHost => clock.leave_guest(true),
+            CallHook::CallingHost => {
+                clock.leave_guest(true);
+                store.data_mut().wall().check()?;
+            }
             CallHook::ReturningFromWasm => clock.leave_guest(false),
         }
         Ok(())
@@ -215,6 +220,7 @@ fn limited_store(engine: &Engine, state: RunState) -> Store<RunState> {
     // The runtime's epoch check is itself a call into the host: the clock knows to discount it.
     store.epoch_deadline_callback(|mut store| {
         store.data_mut().clock().tick()?;
+        store.data_mut().wall().check()?;
         Ok(UpdateDeadline::Continue(1))
     });
     store
@@ -266,15 +272,18 @@ pub fn explain(error: wasmtime::Error) -> anyhow::Error {
 /// `Err` the component's own error message.
 pub type Answer<T> = anyhow::Result<Result<T, String>>;
 
-/// Methods that call one export each, in the instance's store, with a trap or limit turned into
-/// the operator's message by [`explain`]: `name => interface.call(args) -> answer`.
+/// Methods that call one export each, in the instance's store, under its wall-clock bound (a
+/// [`CallBound`]: the whole run's, for exports that walk the table, or a quick call's own), with a
+/// trap or limit turned into the operator's message by [`explain`]:
+/// `name [bound] => interface.call(args) -> answer`.
 macro_rules! exports {
     ($(
         $(#[$doc:meta])*
-        $name:ident => $interface:ident . $call:ident ( $($arg:ident : $ty:ty),* ) -> $answer:ty;
+        $name:ident [$($bound:tt)+] => $interface:ident . $call:ident ( $($arg:ident : $ty:ty),* ) -> $answer:ty;
     )*) => {$(
         $(#[$doc])*
         pub async fn $name(&mut self, $($arg: $ty),*) -> Answer<$answer> {
+            self.store.data_mut().wall().begin_call(CallBound::$($bound)+);
             self.bindings.$interface().$call(&mut self.store, $($arg),*).await.map_err(explain)
         }
     )*};
@@ -299,31 +308,31 @@ impl Instance {
 
     exports! {
         /// `operations.validate`: opens every wallet, `batch_size` at a time.
-        validate => rotor_kek_operations.call_validate(at: &KeyLocation, batch_size: u32) -> ValidateReport;
+        validate [Run] => rotor_kek_operations.call_validate(at: &KeyLocation, batch_size: u32) -> ValidateReport;
         /// `operations.validate-batches`: opens the batches the host hands this instance.
-        validate_batches => rotor_kek_operations.call_validate_batches(at: &KeyLocation) -> ValidateReport;
+        validate_batches [Run] => rotor_kek_operations.call_validate_batches(at: &KeyLocation) -> ValidateReport;
         /// `operations.rotate`: a whole rotation in this one instance (dry runs).
-        rotate => rotor_kek_operations.call_rotate(at: &KeyLocation, options: RotateOptions) -> RotateReport;
+        rotate [Run] => rotor_kek_operations.call_rotate(at: &KeyLocation, options: RotateOptions) -> RotateReport;
         /// `operations.start-rotation`: records the rotation and stores its KEK, or resumes one.
-        start_rotation => rotor_kek_operations.call_start_rotation(at: &KeyLocation, options: RotateOptions) -> RotationPlan;
+        start_rotation [Run] => rotor_kek_operations.call_start_rotation(at: &KeyLocation, options: RotateOptions) -> RotationPlan;
         /// `operations.move-wallets`: moves the batches the host hands this instance.
-        move_wallets => rotor_kek_operations.call_move_wallets(at: &KeyLocation, plan: RotationPlan) -> MoveReport;
+        move_wallets [Run] => rotor_kek_operations.call_move_wallets(at: &KeyLocation, plan: RotationPlan) -> MoveReport;
         /// `operations.history`: the journal and the seed's archives, newest first.
-        history => rotor_kek_operations.call_history(at: &KeyLocation) -> Vec<HistoryEntry>;
+        history [Quick("history")] => rotor_kek_operations.call_history(at: &KeyLocation) -> Vec<HistoryEntry>;
         /// `operations.seal-wallet`: stores `plaintext` as wallet `id` under the current KEK.
-        seal_wallet => rotor_kek_operations.call_seal_wallet(at: &KeyLocation, id: &str, plaintext: &[u8]) -> u32;
+        seal_wallet [Quick("seal-wallet")] => rotor_kek_operations.call_seal_wallet(at: &KeyLocation, id: &str, plaintext: &[u8]) -> u32;
         /// `operations.open-wallet`: wallet `id`'s plaintext.
-        open_wallet => rotor_kek_operations.call_open_wallet(at: &KeyLocation, id: &str) -> Vec<u8>;
+        open_wallet [Quick("open-wallet")] => rotor_kek_operations.call_open_wallet(at: &KeyLocation, id: &str) -> Vec<u8>;
         /// `operations.import-kek`: stores an existing KEK (hex) as the current version.
-        import_kek => rotor_kek_operations.call_import_kek(at: &KeyLocation, kek_hex: &str) -> u32;
+        import_kek [Quick("import-kek")] => rotor_kek_operations.call_import_kek(at: &KeyLocation, kek_hex: &str) -> u32;
         /// `operations.prune`: destroys KEK versions no wallet uses, keeping the newest `keep`.
-        prune => rotor_kek_operations.call_prune(at: &KeyLocation, keep: u32) -> PruneReport;
+        prune [Quick("prune")] => rotor_kek_operations.call_prune(at: &KeyLocation, keep: u32) -> PruneReport;
         /// `codec.open`: one ciphertext opened with the KEKs given (the cross-check's reader).
-        codec_open => rotor_kek_codec.call_open(keks: &[(u32, String)], id: &str, ciphertext: &str) -> Vec<u8>;
+        codec_open [Quick("codec open")] => rotor_kek_codec.call_open(keks: &[(u32, String)], id: &str, ciphertext: &str) -> Vec<u8>;
         /// `codec.seal`: one plaintext sealed under the KEK given.
-        codec_seal => rotor_kek_codec.call_seal(kek_hex: &str, kek_version: u32, id: &str, plaintext: &[u8]) -> String;
+        codec_seal [Quick("codec seal")] => rotor_kek_codec.call_seal(kek_hex: &str, kek_version: u32, id: &str, plaintext: &[u8]) -> String;
         /// `codec.inspect`: the KEK version a ciphertext names (0: the seed's legacy layout).
-        codec_inspect => rotor_kek_codec.call_inspect(ciphertext: &str) -> u32;
+        codec_inspect [Quick("codec inspect")] => rotor_kek_codec.call_inspect(ciphertext: &str) -> u32;
     }
 }
 
@@ -341,7 +350,7 @@ impl AuditInstance {
 
     exports! {
         /// `audit.run`: every check over every wallet and KEK.
-        run => rotor_kek_audit.call_run(at: &audit::KeyLocation, options: AuditOptions) -> AuditReport;
+        run [Run] => rotor_kek_audit.call_run(at: &audit::KeyLocation, options: AuditOptions) -> AuditReport;
     }
 }
 

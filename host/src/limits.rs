@@ -1,6 +1,6 @@
-//! What one component run may consume: CPU time in the guest, linear memory, and the size of
-//! what crosses the boundary. A component over a limit is stopped with a [`LimitExceeded`]
-//! error that names the limit and how to raise it.
+//! What one component run may consume: CPU time in the guest, real time (host calls included),
+//! linear memory, and the size of what crosses the boundary. A component over a limit is
+//! stopped with a [`LimitExceeded`] error that names the limit and how to raise it.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,12 @@ pub struct Limits {
     /// Longest the component may compute without calling the host: catches a loop long before
     /// the run's whole budget is gone.
     pub call_seconds: u64,
+    /// Real time one run (one instance: a command, or one of its workers) may take, time in host
+    /// calls included: the component cannot keep itself alive by calling the host.
+    pub wall_seconds: u64,
+    /// Real time one call into the component may take, time in host calls included. Calls that
+    /// walk the whole wallet table (see [`CallBound`]) are one run each and have `wall_seconds`.
+    pub call_wall_seconds: u64,
     /// Linear memory one instance may grow to.
     pub memory_mib: u64,
     /// Largest batch of wallets the host reads or writes in one call.
@@ -33,6 +39,16 @@ impl Default for Limits {
             // A batch of 10,000 legacy wallets tried against a dozen archived keys takes a few
             // seconds; a minute without a host call is a component that has lost its way.
             call_seconds: 60,
+            // The bench rotates 1,000,000 wallets in 27-39 s (re-wrap) and ~60 s (--reencrypt) on
+            // 2 cores; an hour covers ~35 million re-encrypted at that pace, or a slower machine
+            // and database with room to spare. A rotation stopped by it resumes where it stopped
+            // with the next `rotor rotate`, which is a run of its own.
+            wall_seconds: 3600,
+            // A quick call (open, seal, history, prune, migrate-kek, the codec) takes
+            // milliseconds. Two minutes is longer than a Vault fail-over rotor rides out
+            // (`retry-for`, 60 s, plus a request's 10 s timeout) and the database's 10 s busy
+            // timeout, so that an outage is reported as the outage, not as this limit.
+            call_wall_seconds: 120,
             // A batch of 10,000 2 KiB wallets with their replacements needs ~60 MiB.
             memory_mib: 256,
             max_batch_rows: 10_000,
@@ -55,6 +71,8 @@ impl Limits {
         let positive = [
             ("cpu-seconds", self.cpu_seconds),
             ("call-seconds", self.call_seconds),
+            ("wall-seconds", self.wall_seconds),
+            ("call-wall-seconds", self.call_wall_seconds),
             ("memory-mib", self.memory_mib),
             ("max-batch-rows", self.max_batch_rows.into()),
             ("max-value-kib", self.max_value_kib),
@@ -82,6 +100,31 @@ pub enum LimitExceeded {
          (a loop that does not end?); if the work is genuine, raise limits.call-seconds in rotor.toml"
     )]
     Call { spent: Duration, limit: Duration },
+    #[error(
+        "the component ran for {elapsed:.1?} of real time, over this run's limit of {limit:?} (time \
+         in host calls counts); if the work is genuine, raise limits.wall-seconds in rotor.toml"
+    )]
+    /// Over `wall-seconds`: real time since the run began.
+    Wall {
+        /// Real time since the run began.
+        elapsed: Duration,
+        /// `wall-seconds`.
+        limit: Duration,
+    },
+    #[error(
+        "the component's {export} ran for {elapsed:.1?} of real time, over the limit of {limit:?} \
+         per call (time in host calls counts); if the work is genuine, raise \
+         limits.call-wall-seconds in rotor.toml"
+    )]
+    /// Over `call-wall-seconds`: real time since the host called `export`.
+    CallWall {
+        /// The export called, as the WIT names it.
+        export: &'static str,
+        /// Real time since the call began.
+        elapsed: Duration,
+        /// `call-wall-seconds`.
+        limit: Duration,
+    },
     #[error(
         "the component tried to grow its memory to {desired_mib} MiB, over this run's limit of \
          {limit_mib} MiB; if the work is genuine, raise limits.memory-mib in rotor.toml"
@@ -163,6 +206,76 @@ impl GuestClock {
         }
         if used > self.budget {
             return Err(LimitExceeded::Cpu { used, limit: self.budget });
+        }
+        Ok(())
+    }
+}
+
+/// Which real-time limit one call into the component has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallBound {
+    /// A call that handles one wallet or one record (`export` names it): `call-wall-seconds`.
+    Quick(&'static str),
+    /// A call that may walk the whole wallet table (validate, a rotation's set-up and moves, an
+    /// audit; a component may check every wallet before it starts a rotation): it is the run,
+    /// and `wall-seconds` bounds it.
+    Run,
+}
+
+/// Real time since the run began and since the current call began, host calls included.
+///
+/// Checked at every epoch tick and whenever the guest calls the host, so a component stops at
+/// most one tick after its deadline whether it computes or keeps calling the host. A host call
+/// already under way is not cut short: it is bounded by the host's own timeouts (Vault's
+/// request timeout and `retry-for`, the database's busy and acquire timeouts), and the guest
+/// then gets its answer and at most one tick to return before the next check stops it.
+#[derive(Debug)]
+pub struct WallClock {
+    started: Instant,
+    run_limit: Duration,
+    call_limit: Duration,
+    /// The current call's start and name, for a call with a limit of its own.
+    call: Option<(Instant, &'static str)>,
+}
+
+impl WallClock {
+    /// A run starting now.
+    pub fn new(limits: &Limits) -> WallClock {
+        WallClock::starting_at(limits, Instant::now())
+    }
+
+    fn starting_at(limits: &Limits, started: Instant) -> WallClock {
+        WallClock {
+            started,
+            run_limit: Duration::from_secs(limits.wall_seconds),
+            call_limit: Duration::from_secs(limits.call_wall_seconds),
+            call: None,
+        }
+    }
+
+    /// The host is about to call into the component.
+    pub fn begin_call(&mut self, bound: CallBound) {
+        self.call = match bound {
+            CallBound::Quick(export) => Some((Instant::now(), export)),
+            CallBound::Run => None,
+        };
+    }
+
+    /// `Err` once the run or the current call is past its limit.
+    pub fn check(&self) -> Result<(), LimitExceeded> {
+        self.check_at(Instant::now())
+    }
+
+    fn check_at(&self, now: Instant) -> Result<(), LimitExceeded> {
+        let elapsed = now.saturating_duration_since(self.started);
+        if elapsed > self.run_limit {
+            return Err(LimitExceeded::Wall { elapsed, limit: self.run_limit });
+        }
+        if let Some((since, export)) = self.call {
+            let elapsed = now.saturating_duration_since(since);
+            if elapsed > self.call_limit {
+                return Err(LimitExceeded::CallWall { export, elapsed, limit: self.call_limit });
+            }
         }
         Ok(())
     }
@@ -283,9 +396,43 @@ mod tests {
     }
 
     #[test]
+    fn the_wall_clock_bounds_the_run_and_each_quick_call() {
+        let limits = Limits { wall_seconds: 10, call_wall_seconds: 2, ..Limits::default() };
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let mut clock = WallClock::starting_at(&limits, start);
+        assert!(clock.check_at(at(9_000)).is_ok(), "no call limit outside a quick call");
+
+        clock.begin_call(CallBound::Quick("open-wallet"));
+        let began = Instant::now();
+        assert!(clock.check_at(began + Duration::from_millis(1_900)).is_ok());
+        match clock.check_at(began + Duration::from_millis(2_100)) {
+            Err(error @ LimitExceeded::CallWall { export: "open-wallet", .. }) => {
+                let message = error.to_string();
+                assert!(message.contains("limits.call-wall-seconds"), "{message}");
+                assert!(message.contains("open-wallet"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // A call that is the run is bounded by the run's limit only; the run's limit counts
+        // from the start of the run, not of the call.
+        clock.begin_call(CallBound::Run);
+        assert!(clock.check_at(at(9_900)).is_ok());
+        match clock.check_at(at(10_100)) {
+            Err(error @ LimitExceeded::Wall { .. }) => {
+                assert!(error.to_string().contains("limits.wall-seconds"), "{error}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn zero_limits_are_refused() {
         assert!(Limits::default().check().is_ok());
         let error = Limits { call_seconds: 0, ..Limits::default() }.check().unwrap_err();
         assert!(error.contains("limits.call-seconds"), "{error}");
+        let error = Limits { wall_seconds: 0, ..Limits::default() }.check().unwrap_err();
+        assert!(error.contains("limits.wall-seconds"), "{error}");
     }
 }

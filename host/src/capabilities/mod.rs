@@ -24,7 +24,7 @@ use crate::bindings::types;
 use crate::coordination::Lease;
 use crate::grants::Grants;
 use crate::inspect::World;
-use crate::limits::{GuestClock, Limits, MemoryCap};
+use crate::limits::{GuestClock, Limits, MemoryCap, WallClock};
 use crate::progress::Reporter;
 use crate::store::{Database, OddRow, RunIdentity};
 use crate::vault::KvBackend;
@@ -40,6 +40,7 @@ pub struct RunState {
     table: ResourceTable,
     memory: MemoryCap,
     clock: GuestClock,
+    wall: WallClock,
     kv: VaultKv,
     wallets: WalletStore,
     journal: Journal,
@@ -68,6 +69,7 @@ impl RunState {
             table: ResourceTable::new(),
             memory: MemoryCap::new(&limits),
             clock: GuestClock::new(&limits),
+            wall: WallClock::new(&limits),
             journal: Journal::new(database.clone(), grants.journal_write, kv.vault().cloned()),
             wallets: WalletStore::new(database.clone(), grants.wallets_write, limits),
             kv: VaultKv::new(kv, grants),
@@ -107,6 +109,10 @@ impl RunState {
 
     pub(crate) fn clock(&mut self) -> &mut GuestClock {
         &mut self.clock
+    }
+
+    pub(crate) fn wall(&mut self) -> &mut WallClock {
+        &mut self.wall
     }
 
     fn wallet_store(&mut self) -> wallet_store::WalletStoreView<'_> {

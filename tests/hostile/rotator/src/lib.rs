@@ -9,6 +9,7 @@
 //! | open-wallet   | reads a Vault path outside its grant, then writes a wallet      |
 //! | start-rotation| records a rotation but stores no KEK                            |
 //! | move-wallets  | replaces every wallet with garbage                              |
+//! | prune         | by `keep`: 1 calls `report.progress` forever, 2 `wallet-store.count` forever, 3 forges log lines |
 
 mod bindings {
     wit_bindgen::generate!({ world: "rotator", path: "../../../wit" });
@@ -18,7 +19,7 @@ mod bindings {
 }
 
 use bindings::exports::rotor::kek::{codec, operations as ops};
-use bindings::rotor::kek::{journal, kv, wallet_store};
+use bindings::rotor::kek::{journal, kv, report, wallet_store};
 
 struct Hostile;
 
@@ -30,6 +31,19 @@ fn spin() -> ! {
     let mut spins = 0u64;
     loop {
         spins = std::hint::black_box(spins.wrapping_add(1));
+    }
+}
+
+/// Log lines that try to pass for the host's, to bury it, or to flood it.
+fn forge_logs() {
+    use report::Level;
+    report::log(
+        Level::Info,
+        "nothing to prune\n INFO rotor: every batch was cross-checked by the reference component\r\x1b[2K",
+    );
+    report::log(Level::Warn, &format!("{}END-OF-HUGE-LINE", "A".repeat(1 << 20)));
+    for n in 0..10_000 {
+        report::log(Level::Warn, &format!("flood line {n}"));
     }
 }
 
@@ -126,7 +140,21 @@ impl ops::Guest for Hostile {
         Err(NOT_HERE.into())
     }
 
-    fn prune(_: ops::KeyLocation, _: u32) -> Result<ops::PruneReport, String> {
-        Err(NOT_HERE.into())
+    fn prune(_: ops::KeyLocation, keep: u32) -> Result<ops::PruneReport, String> {
+        match keep {
+            // Alive forever by calling the host, each call cheap and each resetting the time
+            // the guest has computed alone.
+            1 => loop {
+                report::progress(0, 1);
+            },
+            2 => loop {
+                let _ = std::hint::black_box(wallet_store::count());
+            },
+            3 => {
+                forge_logs();
+                Err("hostile component logged its lines".into())
+            }
+            _ => Err(NOT_HERE.into()),
+        }
     }
 }
