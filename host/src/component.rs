@@ -7,13 +7,14 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
 
 use crate::bindings::auditor::{Auditor, AuditorPre, audit};
 use crate::bindings::{Rotator, RotatorPre, operations};
-use crate::capabilities::{self, CrossCheckFailed, RunState};
+use crate::capabilities::{CrossCheckFailed, RunState};
 use crate::component_cache::{CacheOutcome, ComponentCache};
+use crate::fit;
 use crate::inspect::{Inspection, World};
 use crate::limits::{self, EPOCH_TICK, Limits};
 
@@ -126,8 +127,28 @@ impl Sandbox {
         &self.limits
     }
 
-    /// Compiles the component (or loads its cached compilation) and inspects it.
+    /// Compiles the component (or loads its cached compilation) and inspects it: names, and
+    /// types against the world it targets (see [`crate::fit`]).
     pub fn compile(&self, source: &ComponentSource) -> anyhow::Result<(Component, Inspection)> {
+        let component = self.compile_only(source)?;
+        let mut inspection = Inspection::of(&self.engine, &component, &source.sha256, source.bytes().len());
+        if let Some(world) = inspection.world {
+            // rotor's own component is the reference for the world's exports; it needs no
+            // comparing with itself.
+            let reference = match source.is_builtin() {
+                true => None,
+                false => {
+                    Some(self.compile_only(&ComponentSource::builtin_for(world)).with_context(|| {
+                        format!("compiling rotor's own {} component to compare with", world.name())
+                    })?)
+                }
+            };
+            inspection.misfits = fit::misfits(&self.engine, &component, world, reference.as_ref());
+        }
+        Ok((component, inspection))
+    }
+
+    fn compile_only(&self, source: &ComponentSource) -> anyhow::Result<Component> {
         let compiled = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, &source.sha256, source.bytes()),
             None => Component::new(&self.engine, source.bytes())
@@ -138,32 +159,20 @@ impl Sandbox {
             .map_err(anyhow::Error::from)
             .with_context(|| format!("component {} does not compile", source.origin))?;
         tracing::debug!(component = %source.origin, ?outcome, "component compiled");
-        let inspection = Inspection::of(&self.engine, &component, &source.sha256, source.bytes().len());
-        Ok((component, inspection))
-    }
-
-    fn linker(&self) -> anyhow::Result<Linker<RunState>> {
-        let mut linker = Linker::<RunState>::new(&self.engine);
-        // A guest built with std imports wasi:cli, wasi:io, wasi:clocks and wasi:random;
-        // RunState grants it no directories, environment, arguments or stdio, and the world
-        // check refuses sockets, so randomness and clocks are all it gets in practice.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Ok(linker)
+        Ok(component)
     }
 
     /// A rotation component, checked against the `rotator` world and linked.
     pub fn rotator(&self, source: &ComponentSource) -> anyhow::Result<Runtime> {
         let (component, inspection) = self.compile(source)?;
         inspection.require(&source.origin, World::Rotator)?;
-        let mut linker = self.linker()?;
-        capabilities::add_to_linker(&mut linker, World::Rotator)?;
-        let pre = linker
+        let pre = fit::world_linker(&self.engine, World::Rotator)?
             .instantiate_pre(&component)
             .and_then(RotatorPre::new)
             .map_err(anyhow::Error::from)
             .with_context(|| {
-            format!("component {} does not fit rotor's world {}", source.origin, World::Rotator.name())
-        })?;
+                format!("component {} does not fit rotor's world {}", source.origin, World::Rotator.name())
+            })?;
         Ok(Runtime { engine: self.engine.clone(), pre })
     }
 
@@ -172,15 +181,13 @@ impl Sandbox {
     pub fn auditor(&self, source: &ComponentSource) -> anyhow::Result<AuditRuntime> {
         let (component, inspection) = self.compile(source)?;
         inspection.require(&source.origin, World::Auditor)?;
-        let mut linker = self.linker()?;
-        capabilities::add_to_linker(&mut linker, World::Auditor)?;
-        let pre = linker
+        let pre = fit::world_linker(&self.engine, World::Auditor)?
             .instantiate_pre(&component)
             .and_then(AuditorPre::new)
             .map_err(anyhow::Error::from)
             .with_context(|| {
-            format!("component {} does not fit rotor's world {}", source.origin, World::Auditor.name())
-        })?;
+                format!("component {} does not fit rotor's world {}", source.origin, World::Auditor.name())
+            })?;
         Ok(AuditRuntime { engine: self.engine.clone(), pre })
     }
 }
