@@ -408,3 +408,58 @@ impl AuditInstance {
 pub fn answer<T>(result: anyhow::Result<Result<T, String>>) -> anyhow::Result<T> {
     result?.map_err(|message| anyhow!(message))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::{ComponentSource, Sandbox, World};
+    use crate::fit;
+    use crate::inspect::Side;
+    use crate::limits::Limits;
+
+    /// The built-in bytes as if read from a file, so that they are inspected as any other.
+    fn as_file(world: World) -> ComponentSource {
+        let bytes = ComponentSource::builtin_for(world).bytes().to_vec();
+        ComponentSource::new(Cow::Owned(bytes), format!("{}.wasm", world.name()), false)
+    }
+
+    #[test]
+    fn rotors_own_components_fit_their_worlds() {
+        let sandbox = Sandbox::new(Limits::default(), None).unwrap();
+        for world in [World::Rotator, World::Auditor] {
+            let (_, inspection) = sandbox.compile(&as_file(world)).unwrap();
+            assert_eq!(inspection.world, Some(world));
+            assert_eq!(inspection.misfits, [], "{}", inspection.human());
+            inspection.require("rotor's own", world).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_component_linked_against_the_other_world_is_refused_function_by_function() {
+        let sandbox = Sandbox::new(Limits::default(), None).unwrap();
+        let (auditor, _) = sandbox.compile(&ComponentSource::builtin_auditor()).unwrap();
+        let (rotator, _) = sandbox.compile(&ComponentSource::builtin()).unwrap();
+        let misfits = fit::misfits(sandbox.engine(), &auditor, World::Rotator, Some(&rotator));
+        let named = |side: Side, interface: &str, function: &str| {
+            misfits.iter().find(|m| {
+                m.side == side
+                    && m.interface.as_deref() == Some(interface)
+                    && m.function.as_deref() == Some(function)
+            })
+        };
+        // Each read-only function the rotator world lacks, and each export it calls, is named.
+        let scan = named(Side::Import, "rotor:kek/wallet-reader@0.1.0", "scan").expect("wallet-reader.scan");
+        assert!(scan.reason.contains("missing"), "{scan}");
+        let validate = named(Side::Export, "rotor:kek/operations@0.1.0", "validate").expect("validate");
+        assert_eq!(validate.declared, None);
+        assert_eq!(validate.reason, "not exported: rotor calls it");
+        let seal = named(Side::Export, "rotor:kek/codec@0.1.0", "seal").expect("codec.seal");
+        assert_eq!(
+            seal.expected.as_deref(),
+            Some(
+                "func(kek-hex: string, kek-version: u32, id: string, plaintext: list<u8>) -> result<string, string>"
+            )
+        );
+    }
+}
