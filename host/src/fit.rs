@@ -67,10 +67,31 @@ fn import_misfits(
 ) -> Vec<Misfit> {
     let linked = world_linker(engine, world).and_then(|linker| linker.instantiate_pre(component));
     let Err(error) = linked else { return Vec::new() };
+    // An import the world does not grant is refused by its name already (`Inspection`), and
+    // would fail every check below.
+    let ty = component.component_type();
+    if ty.imports(engine).any(|(name, _)| !world.grants_import(name)) {
+        return Vec::new();
+    }
+    let whole = |error: &wasmtime::Error| Misfit {
+        side: Side::Import,
+        interface: None,
+        function: None,
+        declared: None,
+        expected: None,
+        reason: chain(error),
+    };
+    // With every one of rotor's functions stubbed, what still fails is elsewhere (WASI, a
+    // resource): say what wasmtime says, as checking one function alone would blame them all.
     let functions = rotor_imports(engine, component);
+    let stubbed = linker_with_one_real_function(engine, world, &functions, None)
+        .and_then(|linker| linker.instantiate_pre(component));
+    if let Err(error) = stubbed {
+        return vec![whole(&error)];
+    }
     let mut misfits = Vec::new();
     for (index, (interface, name, func)) in functions.iter().enumerate() {
-        let alone = linker_with_one_real_function(engine, world, &functions, index)
+        let alone = linker_with_one_real_function(engine, world, &functions, Some(index))
             .and_then(|linker| linker.instantiate_pre(component));
         if let Err(error) = alone {
             misfits.push(Misfit {
@@ -83,34 +104,25 @@ fn import_misfits(
             });
         }
     }
-    // Not one of rotor's functions alone: a WASI import, or something wasmtime links as a
-    // whole. Say what wasmtime says.
     if misfits.is_empty() {
-        misfits.push(Misfit {
-            side: Side::Import,
-            interface: None,
-            function: None,
-            declared: None,
-            expected: None,
-            reason: chain(&error),
-        });
+        misfits.push(whole(&error));
     }
     misfits
 }
 
 /// The world's linker in which, of rotor's functions the component imports, only
-/// `functions[real]` is the host's: every other one is a stub that accepts any type (and traps
-/// if called, which it never is: nothing is instantiated).
+/// `functions[real]` (if any) is the host's: every other one is a stub that accepts any type
+/// (and traps if called, which it never is: nothing is instantiated).
 fn linker_with_one_real_function(
     engine: &Engine,
     world: World,
     functions: &[(String, String, ComponentFunc)],
-    real: usize,
+    real: Option<usize>,
 ) -> wasmtime::Result<Linker<RunState>> {
     let mut linker = world_linker(engine, world)?;
     linker.allow_shadowing(true);
     for (index, (interface, name, _)) in functions.iter().enumerate() {
-        if index != real {
+        if Some(index) != real {
             linker
                 .instance(interface)?
                 .func_new(name, |_, _, _, _| wasmtime::bail!("a stub of the type check was called"))?;
