@@ -155,9 +155,8 @@ impl Sandbox {
                 .map(|c| (c, CacheOutcome::Compiled))
                 .map_err(anyhow::Error::from),
         };
-        let (component, outcome) = compiled
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("component {} does not compile", source.origin))?;
+        let (component, outcome) =
+            compiled.with_context(|| format!("component {} does not compile", source.origin))?;
         tracing::debug!(component = %source.origin, ?outcome, "component compiled");
         Ok(component)
     }
