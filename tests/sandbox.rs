@@ -1,9 +1,10 @@
 //! The sandbox against hostile components, each built here from tests/hostile/: a loop, a
 //! memory hoarder, one reaching past its grants, one writing garbage, an audit component that
-//! imports writes, one that keeps itself alive by calling the host, one that forges and floods
-//! the log. Each is stopped or refused with a clear error, and afterwards no wallet row and no
-//! Vault secret has changed. Also: pinning, the upgrade example in examples/, the
-//! shipped audit, `component inspect` and the compiled-component cache.
+//! imports writes, one with the world's names but other types, one that keeps itself alive by
+//! calling the host, one that forges and floods the log. Each is stopped or refused with a clear
+//! error, and afterwards no wallet row and no Vault secret has changed. Also: pinning, the
+//! upgrade example in examples/, the shipped audit, `component inspect` and the
+//! compiled-component cache.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -401,6 +402,80 @@ async fn an_audit_cannot_run_a_component_that_imports_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_component_with_the_worlds_names_but_other_types_is_refused_naming_each_misfit() {
+    let (world, _, _) = world_with_wallets(10).await;
+    let (rows, secrets) = (world.rows().await, vault_state(&world).await);
+    let misfit = hostile("misfit_rotator.wasm");
+
+    // `component inspect` refuses it, naming each import and export whose type is not the world's.
+    let (out, inspected) = json(world.rotor().args(["component", "inspect"]).arg(&misfit));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(inspected["world"], "rotator");
+    assert_eq!(inspected["refused_imports"], json!([]), "its names are all the world's");
+    let misfits = inspected["misfits"].as_array().unwrap();
+    let find = |side: &str, interface: &str, function: &str| {
+        misfits
+            .iter()
+            .find(|m| m["side"] == side && m["interface"] == interface && m["function"] == function)
+            .unwrap_or_else(|| panic!("no misfit for {side} {interface} {function}: {inspected}"))
+    };
+    let put = find("import", "rotor:kek/wallet-store@0.1.0", "put");
+    assert!(put["reason"].as_str().unwrap().contains("parameters"), "{put}");
+    assert!(put["declared"].as_str().unwrap().starts_with("func(id: string) -> result<_, "), "{put}");
+    assert!(
+        put["expected"].as_str().unwrap().starts_with("func(id: string, ciphertext: string) -> result<_, "),
+        "{put}"
+    );
+    let read = find("import", "rotor:kek/kv@0.1.0", "read");
+    assert!(read["reason"].as_str().unwrap().contains("results"), "{read}");
+    let validate = find("export", "rotor:kek/operations@0.1.0", "validate");
+    assert_eq!(validate["reason"], "its parameters differ", "{validate}");
+    assert_eq!(validate["declared"], "func(at: record{key-path: string}) -> result<u64, string>");
+    let seal = find("export", "rotor:kek/codec@0.1.0", "seal");
+    assert!(
+        seal["declared"].is_null() && seal["reason"].as_str().unwrap().contains("not exported"),
+        "{seal}"
+    );
+    // What fits is not reported.
+    assert!(
+        !misfits.iter().any(|m| m["function"] == "count"),
+        "wallet-store.count has the world's type: {inspected}"
+    );
+
+    // In words, for an operator.
+    let out = world.rotor().args(["component", "inspect"]).arg(&misfit).output().unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1);
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("refused: types that do not fit the world"), "{stdout}");
+    assert!(
+        stdout.contains("import rotor:kek/wallet-store@0.1.0 function `put`: type mismatch with parameters"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("export rotor:kek/operations@0.1.0 function `validate`"), "{stdout}");
+    assert!(stderr.contains("does not fit the rotor:kek/rotator@0.1.0 world of wit/rotor.wit"), "{stderr}");
+
+    // No command runs it, unpinned or pinned: refused with the same words before it is
+    // instantiated, so nothing changes.
+    let out = run_hostile(&world, &["validate"], "misfit_rotator.wasm", None);
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("does not fit the rotor:kek/rotator@0.1.0 world"), "{stderr}");
+    assert!(stderr.contains("import rotor:kek/kv@0.1.0 function `read`"), "{stderr}");
+    assert!(stderr.contains("more (`rotor component inspect"), "{stderr}");
+    let pinned = config(
+        &world,
+        &format!("[component]\npath = \"{}\"\npinned = [\"{}\"]\n", misfit.display(), sha256_of(&misfit)),
+    );
+    let out = world.rotor().arg("rotate").arg("--config").arg(&pinned).output().unwrap();
+    let (code, stderr) = failure(&out);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("import rotor:kek/wallet-store@0.1.0 function `put`"), "{stderr}");
+    assert_eq!(world.rows().await, rows);
+    assert_eq!(vault_state(&world).await, secrets);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_upgrade_example_runs_pinned_under_the_unchanged_binary() {
     let (world, _, wallets) = world_with_wallets(40).await;
     let component = guarded_rotation();
@@ -418,6 +493,7 @@ async fn the_upgrade_example_runs_pinned_under_the_unchanged_binary() {
     assert_eq!(inspected["sha256"], digest.as_str());
     assert_eq!(inspected["world"], "rotator");
     assert_eq!(inspected["refused_imports"], json!([]));
+    assert_eq!(inspected["misfits"], json!([]), "{inspected}");
 
     // Pinned in rotor.toml: it rotates, cross-checked by the reference component, and the
     // journal records which component did it.

@@ -16,7 +16,6 @@
 
 // rotor's library under the names these modules used when they were part of it (`crate::store`
 // and so on), so that they read as they did there.
-use rotor::demo::{openbao, wallets};
 use rotor::{coordination, progress, store, vault};
 
 pub mod chart;

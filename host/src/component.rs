@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
 
 use crate::bindings::auditor::audit::{self, AuditOptions, AuditReport};
@@ -17,8 +17,9 @@ use crate::bindings::operations::{
     ValidateReport,
 };
 use crate::bindings::{Rotator, RotatorPre};
-use crate::capabilities::{self, CrossCheckFailed, RunState};
+use crate::capabilities::{CrossCheckFailed, RunState};
 use crate::component_cache::{CacheOutcome, ComponentCache};
+use crate::fit;
 use crate::inspect::{Inspection, World};
 use crate::limits::{self, CallBound, EPOCH_TICK, Limits};
 
@@ -136,44 +137,51 @@ impl Sandbox {
         &self.limits
     }
 
-    /// Compiles the component (or loads its cached compilation) and inspects it.
+    /// Compiles the component (or loads its cached compilation) and inspects it: names, and
+    /// types against the world it targets (see [`crate::fit`]).
     pub fn compile(&self, source: &ComponentSource) -> anyhow::Result<(Component, Inspection)> {
+        let component = self.compile_only(source)?;
+        let mut inspection = Inspection::of(&self.engine, &component, &source.sha256, source.bytes().len());
+        if let Some(world) = inspection.world {
+            // rotor's own component is the reference for the world's exports; it needs no
+            // comparing with itself.
+            let reference = match source.is_builtin() {
+                true => None,
+                false => {
+                    Some(self.compile_only(&ComponentSource::builtin_for(world)).with_context(|| {
+                        format!("compiling rotor's own {} component to compare with", world.name())
+                    })?)
+                }
+            };
+            inspection.misfits = fit::misfits(&self.engine, &component, world, reference.as_ref());
+        }
+        Ok((component, inspection))
+    }
+
+    fn compile_only(&self, source: &ComponentSource) -> anyhow::Result<Component> {
         let compiled = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, &source.sha256, source.bytes()),
             None => Component::new(&self.engine, source.bytes())
                 .map(|c| (c, CacheOutcome::Compiled))
                 .map_err(anyhow::Error::from),
         };
-        let (component, outcome) = compiled
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("component {} does not compile", source.origin))?;
+        let (component, outcome) =
+            compiled.with_context(|| format!("component {} does not compile", source.origin))?;
         tracing::debug!(component = %source.origin, ?outcome, "component compiled");
-        let inspection = Inspection::of(&self.engine, &component, &source.sha256, source.bytes().len());
-        Ok((component, inspection))
-    }
-
-    fn linker(&self) -> anyhow::Result<Linker<RunState>> {
-        let mut linker = Linker::<RunState>::new(&self.engine);
-        // A guest built with std imports wasi:cli, wasi:io, wasi:clocks and wasi:random;
-        // RunState grants it no directories, environment, arguments or stdio, and the world
-        // check refuses sockets, so randomness and clocks are all it gets in practice.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Ok(linker)
+        Ok(component)
     }
 
     /// A rotation component, checked against the `rotator` world and linked.
     pub fn rotator(&self, source: &ComponentSource) -> anyhow::Result<Runtime> {
         let (component, inspection) = self.compile(source)?;
         inspection.require(&source.origin, World::Rotator)?;
-        let mut linker = self.linker()?;
-        capabilities::add_to_linker(&mut linker, World::Rotator)?;
-        let pre = linker
+        let pre = fit::world_linker(&self.engine, World::Rotator)?
             .instantiate_pre(&component)
             .and_then(RotatorPre::new)
             .map_err(anyhow::Error::from)
             .with_context(|| {
-            format!("component {} does not fit rotor's world {}", source.origin, World::Rotator.name())
-        })?;
+                format!("component {} does not fit rotor's world {}", source.origin, World::Rotator.name())
+            })?;
         Ok(Runtime { engine: self.engine.clone(), pre })
     }
 
@@ -182,15 +190,13 @@ impl Sandbox {
     pub fn auditor(&self, source: &ComponentSource) -> anyhow::Result<AuditRuntime> {
         let (component, inspection) = self.compile(source)?;
         inspection.require(&source.origin, World::Auditor)?;
-        let mut linker = self.linker()?;
-        capabilities::add_to_linker(&mut linker, World::Auditor)?;
-        let pre = linker
+        let pre = fit::world_linker(&self.engine, World::Auditor)?
             .instantiate_pre(&component)
             .and_then(AuditorPre::new)
             .map_err(anyhow::Error::from)
             .with_context(|| {
-            format!("component {} does not fit rotor's world {}", source.origin, World::Auditor.name())
-        })?;
+                format!("component {} does not fit rotor's world {}", source.origin, World::Auditor.name())
+            })?;
         Ok(AuditRuntime { engine: self.engine.clone(), pre })
     }
 }
@@ -358,4 +364,56 @@ impl AuditInstance {
 /// one already says why the call failed: see `component::explain`.)
 pub fn answer<T>(result: anyhow::Result<Result<T, String>>) -> anyhow::Result<T> {
     result?.map_err(|message| anyhow!(message))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::{ComponentSource, Sandbox, World};
+    use crate::fit;
+    use crate::inspect::Side;
+    use crate::limits::Limits;
+
+    /// The built-in bytes as if read from a file, so that they are inspected as any other.
+    fn as_file(world: World) -> ComponentSource {
+        let bytes = ComponentSource::builtin_for(world).bytes().to_vec();
+        ComponentSource::new(Cow::Owned(bytes), format!("{}.wasm", world.name()), false)
+    }
+
+    #[test]
+    fn rotors_own_components_fit_their_worlds() {
+        let sandbox = Sandbox::new(Limits::default(), None).unwrap();
+        for world in [World::Rotator, World::Auditor] {
+            let (_, inspection) = sandbox.compile(&as_file(world)).unwrap();
+            assert_eq!(inspection.world, Some(world));
+            assert_eq!(inspection.misfits, [], "{}", inspection.human());
+            inspection.require("rotor's own", world).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_component_of_the_other_world_lacks_every_export_rotor_calls() {
+        let sandbox = Sandbox::new(Limits::default(), None).unwrap();
+        let (auditor, _) = sandbox.compile(&ComponentSource::builtin_auditor()).unwrap();
+        let (rotator, _) = sandbox.compile(&ComponentSource::builtin()).unwrap();
+        let misfits = fit::misfits(sandbox.engine(), &auditor, World::Rotator, Some(&rotator));
+        // Its imports are refused by name (`refused_imports`), not as misfits.
+        assert!(misfits.iter().all(|m| m.side == Side::Export), "{misfits:?}");
+        let named = |interface: &str, function: &str| {
+            misfits.iter().find(|m| {
+                m.interface.as_deref() == Some(interface) && m.function.as_deref() == Some(function)
+            })
+        };
+        let validate = named("rotor:kek/operations@0.1.0", "validate").expect("validate");
+        assert_eq!(validate.declared, None);
+        assert_eq!(validate.reason, "not exported: rotor calls it");
+        let seal = named("rotor:kek/codec@0.1.0", "seal").expect("codec.seal");
+        assert_eq!(
+            seal.expected.as_deref(),
+            Some(
+                "func(kek-hex: string, kek-version: u32, id: string, plaintext: list<u8>) -> result<string, string>"
+            )
+        );
+    }
 }

@@ -1,5 +1,8 @@
 //! What a component is before it runs: its digest, the world it targets, what it imports and
-//! exports, and whether rotor grants everything it imports.
+//! exports, whether rotor grants everything it imports, and whether the types fit (see
+//! [`crate::fit`]).
+
+use std::fmt;
 
 use serde::Serialize;
 use wasmtime::Engine;
@@ -82,6 +85,61 @@ pub struct Inspection {
     pub exports: Vec<String>,
     /// Imports outside the granted world: a component with any is refused.
     pub refused_imports: Vec<String>,
+    /// Imports and exports whose names fit the world but whose types do not: a component with
+    /// any is refused. Filled in by [`crate::fit`] once the world is known.
+    pub misfits: Vec<Misfit>,
+}
+
+/// Which side of a component a [`Misfit`] is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Side {
+    /// Something the component imports: the host provides it.
+    Import,
+    /// Something the component exports: the host calls it.
+    Export,
+}
+
+/// One import or export whose type is not the world's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Misfit {
+    /// Whether the component imports or exports it.
+    pub side: Side,
+    /// The interface, e.g. `rotor:kek/wallet-store@0.1.0`; `None` when wasmtime's refusal does
+    /// not come down to one of rotor's functions (then `reason` is wasmtime's whole message).
+    pub interface: Option<String>,
+    /// The function of `interface`, when the misfit is one function's.
+    pub function: Option<String>,
+    /// The function's type as the component declares it (`None` if it lacks the function).
+    pub declared: Option<String>,
+    /// The function's type in rotor's world, when known.
+    pub expected: Option<String>,
+    /// What does not fit, in wasmtime's words where they come from wasmtime.
+    pub reason: String,
+}
+
+impl fmt::Display for Misfit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let side = match self.side {
+            Side::Import => "import",
+            Side::Export => "export",
+        };
+        write!(f, "{side}")?;
+        if let Some(interface) = &self.interface {
+            write!(f, " {interface}")?;
+        }
+        if let Some(function) = &self.function {
+            write!(f, " function `{function}`")?;
+        }
+        write!(f, ": {}", self.reason)?;
+        if let Some(expected) = &self.expected {
+            write!(f, "; rotor's world has {expected}")?;
+        }
+        if let Some(declared) = &self.declared {
+            write!(f, "; the component declares {declared}")?;
+        }
+        Ok(())
+    }
 }
 
 impl Inspection {
@@ -96,10 +154,19 @@ impl Inspection {
             Some(world) => imports.iter().filter(|name| !world.grants_import(name)).cloned().collect(),
             None => Vec::new(),
         };
-        Inspection { sha256: sha256.to_owned(), bytes, world, imports, exports, refused_imports }
+        Inspection {
+            sha256: sha256.to_owned(),
+            bytes,
+            world,
+            imports,
+            exports,
+            refused_imports,
+            misfits: Vec::new(),
+        }
     }
 
-    /// `Ok` if the component targets `expected` and imports nothing the world does not grant.
+    /// `Ok` if the component targets `expected`, imports nothing the world does not grant, and
+    /// every import and export has the world's type.
     pub fn require(&self, origin: &str, expected: World) -> anyhow::Result<()> {
         match self.world {
             Some(world) if world == expected => {}
@@ -120,6 +187,22 @@ impl Inspection {
             self.refused_imports.join(", "),
             expected.name()
         );
+        // The first few are enough to see what is wrong; `inspect` lists every one.
+        const SHOWN: usize = 3;
+        if !self.misfits.is_empty() {
+            let mut listed: Vec<String> = self.misfits.iter().take(SHOWN).map(Misfit::to_string).collect();
+            if self.misfits.len() > SHOWN {
+                listed.push(format!(
+                    "{} more (`rotor component inspect {origin}` lists them all)",
+                    self.misfits.len() - SHOWN
+                ));
+            }
+            anyhow::bail!(
+                "component {origin} does not fit the {} world of wit/rotor.wit: {}",
+                expected.name(),
+                listed.join("; and ")
+            );
+        }
         Ok(())
     }
 
@@ -141,6 +224,10 @@ impl Inspection {
                 "refused: imports outside the granted world: {}",
                 self.refused_imports.join(", ")
             ));
+        }
+        if !self.misfits.is_empty() {
+            lines.push("refused: types that do not fit the world".into());
+            lines.extend(self.misfits.iter().map(|misfit| format!("  {misfit}")));
         }
         lines.join("\n")
     }

@@ -10,7 +10,7 @@
 //! * [`capabilities`]: one module per WIT import, each with its context, `Host` impls and
 //!   `add_to_linker`.
 //! * the runner: [`app`] (what every command opens), [`component`] (compiling, linking and
-//!   instantiating, with [`component_cache`] and [`inspect`]), [`cross_check`], [`bindings`].
+//!   instantiating, with [`component_cache`], [`inspect`] and [`fit`]), [`cross_check`], [`bindings`].
 //! * command support: [`report`], [`metrics`], [`shutdown`], [`durations`], [`progress`].
 //! * commands: [`rotation`], [`validate`], [`abort`], [`audit`], [`status`], [`history`],
 //!   [`demo`] (with the OpenBao dev server and the legacy wallets it starts from), [`exporter`] (`rotor serve`), [`bench`].
@@ -34,6 +34,7 @@ pub mod cross_check;
 pub mod demo;
 pub mod durations;
 pub mod exporter;
+pub mod fit;
 pub mod grants;
 pub mod history;
 pub mod inspect;
