@@ -44,7 +44,7 @@ pub struct Settings {
 /// What components may run, and within which limits.
 #[derive(Clone, Debug)]
 pub struct SandboxSettings {
-    /// Memory, fuel and time limits for each component instance.
+    /// What each component instance may use: CPU and per-call time, memory, batch rows, value size.
     pub limits: Limits,
     /// sha256 digests of the component files allowed to run.
     pub pinned: Vec<String>,

@@ -27,7 +27,7 @@ pub struct AuditReport {
     pub unopenable: Vec<Failure>,
     /// The current KEK's version; `None` if Vault has no KEK.
     pub current_kek_version: Option<u32>,
-    /// Seconds since the current KEK was written to Vault; `None` if the component cannot tell.
+    /// Seconds since the current KEK was written to Vault; `None` if the component does not say.
     pub kek_age_seconds: Option<u64>,
     /// What the audit noticed, in the order it reported them.
     pub findings: Vec<Finding>,

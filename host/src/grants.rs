@@ -44,7 +44,8 @@ impl Grants {
         Grants { kv_read: Vec::new(), kv_write: Vec::new(), wallets_write: false, journal_write: false }
     }
 
-    /// Whether the component may read the KV path `path`: a grant names it, or ends in `/` and is a folder holding it.
+    /// Whether the component may read the KV path `path`: a grant names it, or ends in `/` and is
+    /// a folder holding it.
     pub fn may_read(&self, path: &str) -> bool {
         covers(&self.kv_read, path)
     }

@@ -127,7 +127,8 @@ pub struct RotateReport {
     pub failures: Vec<Failure>,
     /// Nothing was stored: neither a new KEK in Vault nor any wallet.
     pub dry_run: bool,
-    /// Each wallet's data key was replaced too, not only re-wrapped; a resumed rotation keeps what it began with.
+    /// Each wallet's data key was replaced too, not only re-wrapped; a resumed rotation keeps what
+    /// it began with.
     pub reencrypt: bool,
     /// For a rollback: the earlier KEK version the wallets went back to.
     pub restored_version: Option<u32>,

@@ -43,7 +43,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
-/// Flags every subcommand accepts (`global = true`): where the wallets, the KEK and the component are, and how rotor reports.
+/// Flags every subcommand accepts (`global = true`): where the wallets, the KEK and the component
+/// are, and how rotor reports.
 pub struct GlobalArgs {
     /// Settings file [default: rotor.toml in the working directory, if there is one]. Flags
     /// and environment variables override what it sets; `rotor config check` shows the result.

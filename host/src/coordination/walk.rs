@@ -297,7 +297,7 @@ impl WorkerBatches {
 /// What a worker's `next-batch` hands out: its share of a rotation's walk, or of a read-only
 /// pass over the table shared by several instances.
 pub enum Batches {
-    /// A share of a rotation's walk, through the lease and its checkpoints.
+    /// This worker's share of a rotation's walk: the key ranges it claims, one after another.
     Walk(WorkerBatches),
     /// Batches of a read-only pass shared with the other workers of this process.
     Shared(Arc<SharedScan>),

@@ -148,7 +148,8 @@ pub(super) fn lease_held(held: &LeaseHolder) -> StoreError {
     }
 }
 
-/// The system clock in Unix seconds, the unit lease and claim expiries use; 0 if the clock is before 1970.
+/// The system clock in Unix seconds, the unit lease and claim expiries use; 0 if the clock is
+/// before 1970.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

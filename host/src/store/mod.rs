@@ -366,7 +366,8 @@ impl Database {
         }
     }
 
-    /// Gives the rotation lease up if `token` still holds it; no-op otherwise (or before the lease table exists).
+    /// Gives the rotation lease up if `token` still holds it; does nothing otherwise, or if the
+    /// lease table does not exist yet.
     pub async fn release_lease(&self, token: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.release_lease(token).await)
     }
