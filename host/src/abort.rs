@@ -17,7 +17,9 @@ use crate::store::{RotationRecord, RunIdentity, StoreError};
 /// What `rotor abort` did.
 #[derive(Debug, Serialize)]
 pub struct Aborted {
+    /// The journal id of the rotation aborted.
     pub rotation_id: i64,
+    /// The KEK version its wallets were on when it started.
     pub from_version: i64,
     /// 0 if the rotation had not recorded its target yet.
     pub to_version: i64,
@@ -28,6 +30,7 @@ pub struct Aborted {
 }
 
 impl Aborted {
+    /// The lines `rotor abort` prints without `--json`.
     pub fn human(&self) -> String {
         let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
         format!(

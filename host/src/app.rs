@@ -23,12 +23,17 @@ use crate::vault::{KvBackend, KvSource};
 /// sandbox's rules.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    /// The database to connect to (`postgres://…` or `sqlite:…`).
     pub database_url: String,
+    /// The table holding the wallets, and its id and ciphertext columns.
     pub table: WalletTable,
+    /// The Vault KV v2 mount the KEK lives under (e.g. `secret`).
     pub kv_mount: String,
+    /// The KEK's path inside `kv_mount`.
     pub key_path: String,
     /// A component file to run instead of the built-in one.
     pub component: Option<PathBuf>,
+    /// Which components may run, and within which limits.
     pub sandbox: SandboxSettings,
     /// rotor.toml's Vault address, namespace and CA, for what the environment leaves unset.
     pub vault_defaults: crate::config::VaultSection,
@@ -39,12 +44,15 @@ pub struct Settings {
 /// What components may run, and within which limits.
 #[derive(Clone, Debug)]
 pub struct SandboxSettings {
+    /// What each component instance may use: CPU and per-call time, memory, batch rows, value size.
     pub limits: Limits,
     /// sha256 digests of the component files allowed to run.
     pub pinned: Vec<String>,
+    /// Run a component whose digest is not in `pinned`.
     pub allow_unpinned: bool,
     /// Check every batch a non-reference component writes with the reference component.
     pub cross_check: bool,
+    /// Where compiled components are kept between runs; `None`: compile on every run.
     pub cache: Option<ComponentCache>,
 }
 
@@ -146,6 +154,7 @@ impl App {
         Ok(App { settings, sandbox, source, loaded, reference: std::sync::OnceLock::new(), kv, database })
     }
 
+    /// The settings the app was built from.
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
@@ -155,10 +164,12 @@ impl App {
         &self.settings.plan
     }
 
+    /// The component this app runs: its bytes, origin and digest.
     pub fn component(&self) -> &ComponentSource {
         &self.source
     }
 
+    /// The wallet database, connected and checked at startup.
     pub fn database(&self) -> &Database {
         &self.database
     }
@@ -168,6 +179,7 @@ impl App {
         &self.kv
     }
 
+    /// Where the KEK lives, in the form the component's exports take.
     pub fn key_location(&self) -> KeyLocation {
         KeyLocation { key_path: self.settings.key_path.clone() }
     }

@@ -17,32 +17,46 @@ use crate::report::{Failure, Outcome, version_label};
 pub struct AuditReport {
     /// The audit component that ran, and its digest.
     pub component: String,
+    /// Hex sha256 of the audit component's file.
     pub component_sha256: String,
+    /// Wallets the audit read.
     pub total: u64,
     /// Wallets per KEK version as their ciphertexts name it ("legacy" for the seed's format).
     pub key_versions: BTreeMap<String, u64>,
+    /// Wallets that do not open with the KEK they name (legacy: with any KEK Vault has).
     pub unopenable: Vec<Failure>,
+    /// The current KEK's version; `None` if Vault has no KEK.
     pub current_kek_version: Option<u32>,
+    /// Seconds since the current KEK was written to Vault; `None` if the component does not say.
     pub kek_age_seconds: Option<u64>,
+    /// What the audit noticed, in the order it reported them.
     pub findings: Vec<Finding>,
     /// Findings of level `error`, plus wallets that do not open.
     pub errors: u64,
+    /// Findings of level `warning`.
     pub warnings: u64,
+    /// Wall-clock time of the audit, in milliseconds.
     pub duration_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
+/// One thing the audit noticed, e.g. check `kek-archive`: "KEK v3 is not archived".
 pub struct Finding {
+    /// `info`, `warning` or `error`.
     pub level: &'static str,
+    /// The name of the check that produced it.
     pub check: String,
+    /// What it found, in words.
     pub message: String,
 }
 
 impl AuditReport {
+    /// `WalletsFailed` if there is any error, else `Success`.
     pub fn outcome(&self) -> Outcome {
         if self.errors == 0 { Outcome::Success } else { Outcome::WalletsFailed }
     }
 
+    /// The lines `rotor audit` prints without `--json`.
     pub fn human(&self) -> String {
         let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
         let mut lines = vec![

@@ -32,10 +32,12 @@ impl ComponentCache {
         Some(ComponentCache { dir })
     }
 
+    /// A cache in `dir`, whether or not it exists yet.
     pub fn at(dir: impl Into<PathBuf>) -> ComponentCache {
         ComponentCache { dir: dir.into() }
     }
 
+    /// The folder the compiled components are kept in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -102,7 +104,9 @@ impl ComponentCache {
 /// Whether a command used a cached compilation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CacheOutcome {
+    /// The compiled form was in the cache and was loaded.
     Hit,
+    /// The component was compiled (and the cache written, if there is one).
     Compiled,
 }
 

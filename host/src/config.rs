@@ -16,23 +16,32 @@ pub const DEFAULT_FILE: &str = "rotor.toml";
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ConfigFile {
+    /// `[database]`: where the wallets are.
     pub database: DatabaseSection,
+    /// `[vault]`: where the KEK is.
     pub vault: VaultSection,
+    /// `[component]`: which crypto core runs, and its compile cache.
     pub component: ComponentSection,
+    /// `[limits]`: what one component run may consume.
     pub limits: Limits,
 }
 
+/// `[database]`: the wallet store and the table and columns the wallets are in.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct DatabaseSection {
     /// sqlite://PATH or postgres://USER@HOST/DB. A URL with a password is better kept in the
     /// DATABASE_URL environment variable than in a file.
     pub url: Option<String>,
+    /// Name of the wallet table.
     pub table: Option<String>,
+    /// Column holding each wallet's key, the order rotation walks in.
     pub id_column: Option<String>,
+    /// Column holding each wallet's AES-256-GCM ciphertext.
     pub ciphertext_column: Option<String>,
 }
 
+/// `[vault]`: where the KEK lives; the environment overrides each key.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct VaultSection {
@@ -44,7 +53,9 @@ pub struct VaultSection {
     /// VAULT_CACERT are unset. Credentials never belong here: they come from the environment
     /// (VAULT_TOKEN, ~/.vault-token, AppRole), as for the Vault CLI.
     pub addr: Option<String>,
+    /// Vault Enterprise namespace (see `addr`).
     pub namespace: Option<String>,
+    /// PEM file of the CA that signs Vault's certificate (see `addr`).
     pub ca_cert: Option<PathBuf>,
     /// How long to retry a request while Vault is unreachable or answers 429/5xx (an HA
     /// fail-over, a load balancer's 502), as humantime reads it ("60s", "2m"); default 60 s.
@@ -81,6 +92,7 @@ impl VaultSection {
     }
 }
 
+/// `[component]`: which crypto core runs, which files may, and where compiled ones are cached.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ComponentSection {
@@ -95,6 +107,7 @@ pub struct ComponentSection {
     pub cross_check: bool,
     /// Where compiled components are cached; `cache = false` turns the cache off.
     pub cache_dir: Option<PathBuf>,
+    /// Whether to cache compiled components at all (default true).
     pub cache: bool,
 }
 
@@ -114,6 +127,7 @@ impl Default for ComponentSection {
 /// Where the settings came from.
 #[derive(Clone, Debug)]
 pub struct Loaded {
+    /// The settings, defaults where the file said nothing.
     pub file: ConfigFile,
     /// The file read, if any.
     pub path: Option<PathBuf>,

@@ -49,6 +49,7 @@ impl CrossCheck {
         CrossCheck { reference, kv, key_path, keks: Keks::default(), checked: 0 }
     }
 
+    /// How many wallets the reference component has checked so far.
     pub fn checked(&self) -> u64 {
         self.checked
     }

@@ -44,10 +44,13 @@ impl Grants {
         Grants { kv_read: Vec::new(), kv_write: Vec::new(), wallets_write: false, journal_write: false }
     }
 
+    /// Whether the component may read the KV path `path`: a grant names it, or ends in `/` and is
+    /// a folder holding it.
     pub fn may_read(&self, path: &str) -> bool {
         covers(&self.kv_read, path)
     }
 
+    /// Whether the component may write the KV path `path` (same rule as [`Grants::may_read`]).
     pub fn may_write(&self, path: &str) -> bool {
         covers(&self.kv_write, path)
     }

@@ -11,12 +11,16 @@ use crate::store::{RotationRecord, RotationStatus};
 /// One line of `rotor history`.
 #[derive(Debug, Serialize)]
 pub struct HistoryLine {
+    /// `rotor` for a rotation from rotor's journal, `seed-archive` for a KEK the seed archived.
     pub source: String,
     #[serde(flatten)]
+    /// The rotation, for a journal line.
     pub rotation: Option<RotationRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// Where the seed archived the KEK (`<key-path>-archive/<timestamp>`), for an archive line.
     pub archive_path: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    /// When the seed archived it, for an archive line.
     pub archived_at: Option<String>,
 }
 

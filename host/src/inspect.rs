@@ -19,6 +19,7 @@ pub enum World {
 }
 
 impl World {
+    /// The world's full WIT name, e.g. `rotor:kek/rotator@0.1.0`.
     pub fn name(self) -> &'static str {
         match self {
             World::Rotator => "rotor:kek/rotator@0.1.0",
@@ -77,11 +78,15 @@ impl World {
 /// What `rotor component inspect` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct Inspection {
+    /// Hex sha256 of the component file.
     pub sha256: String,
+    /// Size of the component file, in bytes.
     pub bytes: usize,
     /// The world the component's exports say it targets, if any of rotor's.
     pub world: Option<World>,
+    /// Every import's name, as the component declares it.
     pub imports: Vec<String>,
+    /// Every export's name, as the component declares it.
     pub exports: Vec<String>,
     /// Imports outside the granted world: a component with any is refused.
     pub refused_imports: Vec<String>,
@@ -143,6 +148,7 @@ impl fmt::Display for Misfit {
 }
 
 impl Inspection {
+    /// Inspects a compiled component; `sha256` and `bytes` describe the file it came from.
     pub fn of(engine: &Engine, component: &Component, sha256: &str, bytes: usize) -> Inspection {
         let ty = component.component_type();
         let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
@@ -206,6 +212,7 @@ impl Inspection {
         Ok(())
     }
 
+    /// The lines `rotor component inspect` prints without `--json`.
     pub fn human(&self) -> String {
         let mut lines = vec![
             format!("sha256   {}", self.sha256),

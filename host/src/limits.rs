@@ -58,10 +58,12 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// `memory_mib` in bytes, as wasmtime's limiter counts; saturates rather than overflows.
     pub fn memory_bytes(&self) -> usize {
         usize::try_from(self.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 
+    /// `max_value_kib` in bytes, the unit the capabilities compare ciphertext lengths in.
     pub fn max_value_bytes(&self) -> usize {
         usize::try_from(self.max_value_kib.saturating_mul(1 << 10)).unwrap_or(usize::MAX)
     }
@@ -90,16 +92,29 @@ impl Limits {
 /// Why the host stopped a component.
 #[derive(Debug, thiserror::Error)]
 pub enum LimitExceeded {
+    /// The whole run's guest CPU time passed `cpu-seconds`.
     #[error(
         "the component used {used:.1?} of CPU time, over this run's limit of {limit:?}; if the work is \
          genuine, raise limits.cpu-seconds in rotor.toml"
     )]
-    Cpu { used: Duration, limit: Duration },
+    Cpu {
+        /// Guest CPU time when the component was stopped.
+        used: Duration,
+        /// The run's `cpu-seconds`.
+        limit: Duration,
+    },
+    /// One stretch of computing without a host call passed `call-seconds`.
     #[error(
         "the component computed for {spent:.1?} without calling the host, over the limit of {limit:?} \
          (a loop that does not end?); if the work is genuine, raise limits.call-seconds in rotor.toml"
     )]
-    Call { spent: Duration, limit: Duration },
+    Call {
+        /// Guest CPU time since the component last called the host or was called.
+        spent: Duration,
+        /// The run's `call-seconds`.
+        limit: Duration,
+    },
+    /// A memory grow asked for more than `memory-mib`.
     #[error(
         "the component ran for {elapsed:.1?} of real time, over this run's limit of {limit:?} (time \
          in host calls counts); if the work is genuine, raise limits.wall-seconds in rotor.toml"
@@ -129,7 +144,12 @@ pub enum LimitExceeded {
         "the component tried to grow its memory to {desired_mib} MiB, over this run's limit of \
          {limit_mib} MiB; if the work is genuine, raise limits.memory-mib in rotor.toml"
     )]
-    Memory { desired_mib: u64, limit_mib: u64 },
+    Memory {
+        /// The size the component asked to grow its memory to, rounded up.
+        desired_mib: u64,
+        /// The run's `memory-mib`.
+        limit_mib: u64,
+    },
 }
 
 /// How often the engine's epoch advances, and so how late past its budget a component may be
@@ -155,6 +175,7 @@ pub struct GuestClock {
 }
 
 impl GuestClock {
+    /// A clock with nothing used, holding the run's `cpu-seconds` and `call-seconds` budgets.
     pub fn new(limits: &Limits) -> GuestClock {
         GuestClock {
             budget: Duration::from_secs(limits.cpu_seconds),
@@ -289,6 +310,7 @@ pub struct MemoryCap {
 }
 
 impl MemoryCap {
+    /// A limiter that refuses memory past the run's `memory-mib`.
     pub fn new(limits: &Limits) -> MemoryCap {
         MemoryCap { limit_bytes: limits.memory_bytes() }
     }

@@ -34,19 +34,28 @@ impl Outcome {
 /// A wallet that failed, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
+    /// The wallet's id in the table.
     pub id: String,
+    /// Why it failed, e.g. why its ciphertext does not open; never holds plaintext or key material.
     pub reason: String,
 }
 
 #[derive(Debug, Serialize)]
+/// What `rotor validate` prints (`--json`: this document).
 pub struct ValidateReport {
     /// Wallets per KEK version: "legacy" for the seed's format, else the version number.
     pub key_versions: BTreeMap<String, u64>,
+    /// Wallets read.
     pub total: u64,
+    /// Wallets that open with the KEK their ciphertext names.
     pub valid: u64,
+    /// Wallets that do not open (`total - valid`).
     pub invalid: u64,
+    /// The ids of the wallets that do not open, as in `failures`.
     pub invalid_ids: Vec<String>,
+    /// Each wallet that does not open, and why.
     pub failures: Vec<Failure>,
+    /// Wall-clock time of the command, in milliseconds.
     pub duration_ms: u64,
     /// The most memory this rotor process has held (Linux only).
     pub peak_rss_bytes: Option<u64>,
@@ -72,6 +81,7 @@ impl ValidateReport {
         if self.invalid == 0 { Outcome::Success } else { Outcome::WalletsFailed }
     }
 
+    /// The lines `rotor validate` prints without `--json`.
     pub fn human(&self) -> String {
         let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
         let mut text = format!(
@@ -95,22 +105,38 @@ pub fn version_label(version: u32) -> String {
 }
 
 #[derive(Debug, Serialize)]
+/// What `rotor rotate` and `rotor rollback` print (`--json`: this document).
 pub struct RotateReport {
+    /// The rotation's journal id; 0 if a dry run had no unfinished rotation to name.
     pub rotation_id: u64,
+    /// The KEK version the wallets were on when the rotation started (0: the seed's legacy format).
     pub from_version: u32,
+    /// The KEK version the wallets move to.
     pub to_version: u32,
+    /// Wallets in the table.
     pub total: u64,
+    /// Wallets this command moved (a dry run: would move) to `to_version`.
     pub rotated: u64,
+    /// Wallets already on `to_version` (a resumed rotation).
     pub unchanged: u64,
+    /// Wallets that could not be moved; they stay on their old KEK.
     pub failed: u64,
+    /// The ids of the failed wallets, as in `failures`.
     pub failed_ids: Vec<String>,
+    /// Each failed wallet, and why.
     pub failures: Vec<Failure>,
+    /// Nothing was stored: neither a new KEK in Vault nor any wallet.
     pub dry_run: bool,
+    /// Each wallet's data key was replaced too, not only re-wrapped; a resumed rotation keeps what
+    /// it began with.
     pub reencrypt: bool,
     /// For a rollback: the earlier KEK version the wallets went back to.
     pub restored_version: Option<u32>,
+    /// Wall-clock time of the command, in milliseconds.
     pub duration_ms: u64,
+    /// `rotated` per second of `duration_ms`.
     pub wallets_per_second: f64,
+    /// Hex sha256 of the component that ran.
     pub component_sha256: String,
     /// The most memory this rotor process has held (Linux only).
     pub peak_rss_bytes: Option<u64>,
@@ -132,6 +158,7 @@ impl RotateReport {
         if self.failed == 0 { Outcome::Success } else { Outcome::WalletsFailed }
     }
 
+    /// The lines `rotor rotate` and `rotor rollback` print without `--json`.
     pub fn human(&self) -> String {
         let verb = if self.dry_run { "would move" } else { "moved" };
         let mut text = format!(

@@ -115,7 +115,9 @@ impl Shutdown {
 /// what was left, and what resumes it.
 #[derive(Debug)]
 pub struct Interrupted {
+    /// The signal that stopped it.
     pub signal: Signal,
+    /// What was left undone and which command resumes it, in words for the operator.
     pub what: String,
 }
 

@@ -9,11 +9,13 @@ use crate::app::App;
 use crate::store::{LeaseHolder, RangeProgress, RotationRecord};
 
 #[derive(Debug, Serialize)]
+/// What `rotor status` prints (`--json`: this document).
 pub struct Status {
     /// The running or interrupted rotation, if any.
     pub unfinished: Option<RotationRecord>,
     /// Who holds the rotation lease (it may have expired: then nobody is setting up or closing).
     pub lease: Option<LeaseHolder>,
+    /// The lease's expiry time has passed.
     pub lease_expired: bool,
     /// The unfinished rotation's key ranges: how many are done, who walks the others.
     pub walk: Option<RangeProgress>,
@@ -21,12 +23,16 @@ pub struct Status {
     /// Vault's current one if the rotation stored it but stopped before recording it; `None`
     /// while the new KEK is not stored yet.
     pub next_kek_version: Option<u64>,
+    /// The version of the KEK in Vault now; `None` if Vault has none.
     pub current_kek_version: Option<u64>,
+    /// Wallets per KEK version: "legacy" for the seed's format, else the version number.
     pub key_versions: BTreeMap<String, u64>,
+    /// Wallets in the table.
     pub total: u64,
 }
 
 impl Status {
+    /// The lines `rotor status` prints without `--json`.
     pub fn human(&self) -> String {
         let mut lines = Vec::new();
         match &self.unfinished {
@@ -75,6 +81,7 @@ impl Status {
     }
 }
 
+/// Reads the database's wallet counts, lease and journal, and the KEK's metadata in Vault.
 pub async fn status(app: &App) -> anyhow::Result<Status> {
     let database = app.database();
     let key_versions = database.version_counts().await?;

@@ -35,12 +35,16 @@ Exit codes:
 #[command(name = "rotor", version, after_help = AFTER_HELP, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
+    /// Flags every subcommand accepts.
     pub global: GlobalArgs,
     #[command(subcommand)]
+    /// The subcommand to run.
     pub command: Command,
 }
 
 #[derive(Debug, Args)]
+/// Flags every subcommand accepts (`global = true`): where the wallets, the KEK and the component
+/// are, and how rotor reports.
 pub struct GlobalArgs {
     /// Settings file [default: rotor.toml in the working directory, if there is one]. Flags
     /// and environment variables override what it sets; `rotor config check` shows the result.
@@ -94,6 +98,7 @@ pub struct GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
+/// rotor's subcommands.
 pub enum Command {
     /// Open every wallet with the KEK it names; count wallets per KEK version, list those that fail.
     ///
@@ -196,6 +201,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+/// `rotor component`'s subcommands.
 pub enum ComponentCommand {
     /// Print a component's sha256 (what `pinned` in rotor.toml lists), the world it targets, its
     /// imports and exports. Fails if it imports anything outside its world's grants.
@@ -206,6 +212,7 @@ pub enum ComponentCommand {
 }
 
 #[derive(Debug, Subcommand)]
+/// `rotor config`'s subcommands.
 pub enum ConfigCommand {
     /// Read rotor.toml, environment and flags, and print the effective settings and where each
     /// came from, secrets redacted. Fails on unknown keys and invalid values.
@@ -213,6 +220,7 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Args)]
+/// `rotor serve`'s flags.
 pub struct ServeArgs {
     /// Address to serve /metrics on.
     #[arg(long, default_value = "127.0.0.1:9464", value_name = "HOST:PORT")]
@@ -224,10 +232,12 @@ pub struct ServeArgs {
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     pub validate_every: humantime::Duration,
     #[command(flatten)]
+    /// The batch size of the periodic validation.
     pub batch: BatchArgs,
 }
 
 #[derive(Debug, Args)]
+/// `--batch-size`, shared by the commands that walk the wallet table.
 pub struct BatchArgs {
     /// Wallets per batch (per transaction and per call into the component). Larger batches
     /// cost memory (each worker holds several at once) without going faster: see BENCHMARKS.md.
@@ -236,8 +246,10 @@ pub struct BatchArgs {
 }
 
 #[derive(Debug, Args)]
+/// `rotor validate`'s flags.
 pub struct ValidateArgs {
     #[command(flatten)]
+    /// Wallets per batch.
     pub batch: BatchArgs,
     /// Instances of the component opening wallets at once [default: the number of cores].
     #[arg(long, value_name = "N")]
@@ -245,8 +257,10 @@ pub struct ValidateArgs {
 }
 
 #[derive(Debug, Args)]
+/// The flags of `rotor rotate` and `rotor rollback`: how the rotation runs.
 pub struct RotateArgs {
     #[command(flatten)]
+    /// Wallets per batch.
     pub batch: BatchArgs,
     /// Open and re-seal every wallet under a throwaway KEK; store nothing, change nothing.
     #[arg(long)]
@@ -303,6 +317,7 @@ impl RotateArgs {
 #[derive(Debug, Args)]
 pub struct RotateCommand {
     #[command(flatten)]
+    /// How the rotation runs.
     pub rotate: RotateArgs,
     /// Rotate only if the current KEK is older than this (as written in Vault), e.g. 90d or
     /// 12h; otherwise say so and exit 0. For a daily cron job or Kubernetes CronJob. An
@@ -331,11 +346,13 @@ impl From<OutputFormat> for types::OutputFormat {
 }
 
 #[derive(Debug, Args)]
+/// `rotor rollback`'s flags.
 pub struct RollbackArgs {
     /// The KEK version to go back to (default: the one the last rotation moved away from).
     #[arg(long, value_name = "VERSION", value_parser = clap::value_parser!(u32).range(1..))]
     pub to: Option<u32>,
     #[command(flatten)]
+    /// How the rollback's rotation runs.
     pub rotate: RotateArgs,
 }
 

@@ -142,6 +142,7 @@ pub(super) async fn open_app_to_read(global: &GlobalArgs, plan: PlanFlags) -> an
 
 /// Settings as `rotor config check` shows them.
 pub struct Resolved {
+    /// The settings the command would run with.
     pub settings: Settings,
     /// Setting name → where its value came from (flag, environment, rotor.toml, default).
     pub sources: Vec<(&'static str, String)>,

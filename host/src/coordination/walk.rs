@@ -297,7 +297,9 @@ impl WorkerBatches {
 /// What a worker's `next-batch` hands out: its share of a rotation's walk, or of a read-only
 /// pass over the table shared by several instances.
 pub enum Batches {
+    /// This worker's share of a rotation's walk: the key ranges it claims, one after another.
     Walk(WorkerBatches),
+    /// Batches of a read-only pass shared with the other workers of this process.
     Shared(Arc<SharedScan>),
 }
 
@@ -324,6 +326,7 @@ pub struct SharedScan {
 }
 
 impl SharedScan {
+    /// A pass over the table starting at its first id; `total` is the row count the progress shows.
     pub fn new(database: Database, batch_size: u32, reporter: Reporter, total: u64) -> Arc<SharedScan> {
         Arc::new(SharedScan {
             database,

@@ -31,6 +31,7 @@ use openbao::DevServer;
 use wallets::{fabric_identity, legacy_wallet};
 
 #[derive(Debug, Args)]
+/// `rotor demo`'s arguments.
 pub struct DemoArgs {
     /// How many legacy wallets to enroll (Fabric identities, ~1.3 KB each).
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
@@ -47,7 +48,9 @@ pub struct DemoArgs {
 /// drawn.
 #[derive(Clone, Copy, Debug)]
 pub struct DemoOutput {
+    /// Print the JSON report instead of text.
     pub json: bool,
+    /// Progress bars are wanted (not `--quiet`); they are drawn only on a terminal.
     pub progress: bool,
 }
 

@@ -9,21 +9,33 @@ use super::StoreError;
 /// One rotation as rotor's journal keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RotationRecord {
+    /// The journal's id for the rotation, increasing.
     pub id: i64,
+    /// The KEK version the wallets were on when it started (0: the seed's legacy format).
     pub from_version: i64,
+    /// The KEK version it moves the wallets to; 0 until the new KEK is recorded.
     pub to_version: i64,
+    /// Running (or interrupted), or how it ended.
     pub status: RotationStatus,
+    /// When it started, as recorded in the journal.
     pub started_at: String,
+    /// When it ended; `None` while it runs.
     pub finished_at: Option<String>,
+    /// `user@host (pid N)` of the rotor that began it.
     pub started_by: String,
+    /// Wallets in the table when it started.
     pub total: i64,
+    /// Wallets moved to `to_version` so far.
     pub rotated: i64,
+    /// Wallets that could not be moved; they stay on their old KEK.
     pub failed: i64,
+    /// Each wallet's data key is replaced too, not only re-wrapped.
     pub reencrypt: bool,
     /// `envelope` or `legacy`: what the rotation writes.
     pub output_format: String,
     /// For a rollback: the earlier KEK version made current again.
     pub restores: Option<i64>,
+    /// Hex sha256 of the component that began it.
     pub component_sha256: String,
     /// Whom Vault knew the token of the rotor that began it as (see
     /// [`RunIdentity::vault_identity`]); `None` when unknown or recorded before 0.2.

@@ -10,13 +10,16 @@ use super::StoreError;
 pub struct RunIdentity {
     /// `user@host (pid N)`: who to ask about a running rotation.
     pub started_by: String,
+    /// This machine's host name.
     pub host: String,
+    /// This process's id.
     pub pid: u32,
     /// `<boot id>:<start time>` of this process: tells it from an earlier process that had the
     /// same pid (a rotor restarted as PID 1 in a new container, a host rebooted since).
     pub process_key: String,
     /// Random per process: names this process's hold on the rotation lease.
     pub lease_token: String,
+    /// Hex sha256 of the component the run executes.
     pub component_sha256: String,
     /// Whom Vault knows the run's token as (display name, entity, AppRole role), when known:
     /// recorded beside `started_by`, which only names the operating-system user.
@@ -63,13 +66,18 @@ fn lease_token() -> String {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LeaseHolder {
     #[serde(skip)]
+    /// The holder's lease token (see [`RunIdentity::lease_token`]); never printed.
     pub token: String,
+    /// `user@host (pid N)` of the holder.
     pub holder: String,
+    /// The holder's host name.
     pub host: String,
+    /// The holder's process id, on `host`.
     pub pid: i64,
     /// See [`RunIdentity::process_key`]; `None` for a lease taken by a rotor before 0.2.
     #[serde(skip)]
     pub process_key: Option<String>,
+    /// When the holder took the lease.
     pub acquired_at: String,
     /// Unix seconds.
     pub expires_at: i64,
@@ -82,8 +90,11 @@ pub enum Checkpoint<'a> {
     /// A process that lost the claim (paused past its expiry while another took over) writes
     /// nothing more of it.
     Range {
+        /// The rotation's journal id.
         rotation: i64,
+        /// The key range's number within the rotation.
         seq: i64,
+        /// The claiming process's lease token.
         token: &'a str,
         /// The last id of the batch: where a process taking over the range goes on from.
         cursor: &'a str,
@@ -93,7 +104,9 @@ pub enum Checkpoint<'a> {
     /// A batch outside the walk (the final sweep, or a whole rotation in one instance): counted
     /// towards the rotation, renewing the rotation lease.
     Rotation {
+        /// The rotation's journal id.
         rotation: i64,
+        /// The token of the process holding the rotation lease.
         lease_token: &'a str,
         /// Unix seconds until which the lease is extended.
         lease_expires_at: i64,
@@ -105,16 +118,22 @@ pub enum Checkpoint<'a> {
 /// that far.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimedRange {
+    /// The range's number within the rotation.
     pub seq: i64,
+    /// The range starts after this id; `None`: at the table's first id.
     pub after_id: Option<String>,
+    /// The last id of the range, included; `None`: up to the table's end.
     pub upto_id: Option<String>,
+    /// The last id an earlier holder finished; `None` if nobody got into the range yet.
     pub cursor: Option<String>,
 }
 
 /// Who is working on a rotation's key ranges right now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RangeProgress {
+    /// Key ranges the rotation's walk is split into.
     pub ranges: u64,
+    /// Ranges walked to their end.
     pub done: u64,
     /// The processes holding live claims.
     pub holders: Vec<String>,
@@ -129,6 +148,8 @@ pub(super) fn lease_held(held: &LeaseHolder) -> StoreError {
     }
 }
 
+/// The system clock in Unix seconds, the unit lease and claim expiries use; 0 if the clock is
+/// before 1970.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }

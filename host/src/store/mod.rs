@@ -31,46 +31,106 @@ pub use self::sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
+/// Why a database operation failed; the texts tell the operator what to do next.
 pub enum StoreError {
     #[error("{0}")]
+    /// A setting rotor cannot use (e.g. an unsupported database URL), or a row it cannot read.
     Config(String),
     #[error(
         "cannot open the database {url}: {reason}; check DATABASE_URL (or --database-url) and that the database server is running"
     )]
-    Connect { url: String, reason: String },
+    /// The database could not be opened.
+    Connect {
+        /// The database URL as given.
+        url: String,
+        /// The driver's error.
+        reason: String,
+    },
     #[error("table `{table}` not found in {url}: point --table at the wallet table, or create it: {create}")]
-    MissingTable { url: String, table: String, create: String },
+    /// The wallet table does not exist.
+    MissingTable {
+        /// The database URL as given.
+        url: String,
+        /// The table name the settings give.
+        table: String,
+        /// A `CREATE TABLE` statement for a table rotor can use.
+        create: String,
+    },
     #[error("column `{column}` not found in table `{table}` (it has: {found}); set --{flag}")]
-    MissingColumn { table: String, column: String, found: String, flag: &'static str },
+    /// A column the settings name is not in the wallet table.
+    MissingColumn {
+        /// The wallet table.
+        table: String,
+        /// The column the settings name.
+        column: String,
+        /// The table's columns, comma-separated.
+        found: String,
+        /// The command-line flag that names this column, without `--`.
+        flag: &'static str,
+    },
     #[error(
         "column `{column}` of table `{table}` is {found}, but rotor reads and writes ids and ciphertexts as \
          text: point --{flag} at a text, varchar or char column, or, if the application stores text there, \
          change its type: {fix}"
     )]
-    ColumnType { table: String, column: String, found: String, flag: &'static str, fix: String },
+    /// An id or ciphertext column does not hold text.
+    ColumnType {
+        /// The wallet table.
+        table: String,
+        /// The column of the wrong type.
+        column: String,
+        /// Its type, as the database names it.
+        found: String,
+        /// The command-line flag that names this column, without `--`.
+        flag: &'static str,
+        /// An `ALTER TABLE` statement that changes its type to text.
+        fix: String,
+    },
     #[error(
         "rotation #{id} is unfinished (from KEK v{from_version}, started by {started_by} at {started_at}): run `rotor rotate --resume` to finish it \
          (or `rotor abort` to close it unfinished)"
     )]
-    RotationUnfinished { id: i64, from_version: i64, started_by: String, started_at: String },
+    /// An earlier rotation is still running or was interrupted; a new one may not start.
+    RotationUnfinished {
+        /// Its journal id.
+        id: i64,
+        /// The KEK version its wallets were on when it started.
+        from_version: i64,
+        /// `user@host (pid N)` of the rotor that began it.
+        started_by: String,
+        /// When it started, as the journal records it.
+        started_at: String,
+    },
     #[error(
         "another rotor is moving wallets: {holder}, since {since}; its lease runs until {until} \
          (wait for it; a holder that died on this host is replaced at once, elsewhere when its lease runs out)"
     )]
-    LeaseHeld { holder: String, since: String, until: String },
+    /// Another live rotor holds the rotation lease.
+    LeaseHeld {
+        /// `user@host (pid N)` of the holder.
+        holder: String,
+        /// When it took the lease.
+        since: String,
+        /// When the lease expires unless renewed (RFC 3339, UTC).
+        until: String,
+    },
     #[error(
         "this rotor lost the rotation lease to another process (it was paused past its lease); \
          nothing of the current batch was written"
     )]
+    /// This process's lease was taken over by another; the batch in hand was not written.
     LeaseLost,
     #[error("database error: {}", describe(.0))]
+    /// Any other error from the database driver.
     Database(#[from] sqlx::Error),
 }
 
 /// The database behind a run: the wallet table and rotor's journal.
 #[derive(Debug, Clone)]
 pub enum Database {
+    /// A SQLite database (`sqlite:` URLs).
     Sqlite(SqliteStore),
+    /// A PostgreSQL database (`postgres:` and `postgresql:` URLs).
     Postgres(PgStore),
 }
 
@@ -159,6 +219,7 @@ impl Database {
         Ok(())
     }
 
+    /// The number of rows in the wallet table.
     pub async fn count(&self) -> Result<u64, StoreError> {
         dispatch!(self, s => s.count().await)
     }
@@ -240,6 +301,7 @@ impl Database {
         Ok(dispatch!(self, s => s.checked_get(id).await)?.map(|row| row.ciphertext))
     }
 
+    /// Writes `id`'s ciphertext, inserting the row or replacing the one there.
     pub async fn put(&self, id: &str, ciphertext: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.put(id, ciphertext).await)
     }
@@ -304,6 +366,8 @@ impl Database {
         }
     }
 
+    /// Gives the rotation lease up if `token` still holds it; does nothing otherwise, or if the
+    /// lease table does not exist yet.
     pub async fn release_lease(&self, token: &str) -> Result<(), StoreError> {
         dispatch!(self, s => s.release_lease(token).await)
     }
@@ -480,6 +544,7 @@ impl Database {
         dispatch!(self, s => s.release_claims(rotation, token).await)
     }
 
+    /// The journal's running rotation, if there is one (at most one runs at a time).
     pub async fn unfinished_rotation(&self) -> Result<Option<RotationRecord>, StoreError> {
         Ok(self.rotations().await?.into_iter().find(|r| r.status == RotationStatus::Running))
     }

@@ -130,6 +130,7 @@ impl OddRows {
         self.lock().rows.values().cloned().collect()
     }
 
+    /// No odd row has been collected.
     pub fn is_empty(&self) -> bool {
         self.lock().rows.is_empty()
     }

@@ -28,6 +28,7 @@ const TABLE_COLUMNS: &str = "SELECT column_name::text FROM information_schema.co
 const DIALECT: Dialect = Dialect { int: "BIGINT", small: "SMALLINT", serial_key: "BIGSERIAL PRIMARY KEY" };
 
 #[derive(Debug, Clone)]
+/// The wallet table and rotor's journal in PostgreSQL, over a connection pool.
 pub struct PgStore {
     pool: PgPool,
     url: String,

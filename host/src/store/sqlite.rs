@@ -52,6 +52,7 @@ pub(super) async fn create_database(path: &Path, table: &WalletTable) -> Result<
 }
 
 #[derive(Debug, Clone)]
+/// The wallet table and rotor's journal in a SQLite file, over a connection pool.
 pub struct SqliteStore {
     pool: SqlitePool,
     url: String,

@@ -8,8 +8,11 @@ use super::{OddRow, StoreError};
 /// Where the wallets are: table and column names, validated as plain SQL identifiers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalletTable {
+    /// The wallet table's name.
     pub table: String,
+    /// The column holding each wallet's id (text, unique).
     pub id_column: String,
+    /// The column holding each wallet's ciphertext (text).
     pub ciphertext_column: String,
 }
 
@@ -69,15 +72,20 @@ impl WalletTable {
 /// A [`WalletTable`]'s names quoted for SQL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QuotedNames {
+    /// The quoted table name.
     pub table: String,
+    /// The quoted id column.
     pub id: String,
+    /// The quoted ciphertext column.
     pub ciphertext: String,
 }
 
 /// A wallet row as stored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct WalletRow {
+    /// The wallet's id.
     pub id: String,
+    /// The wallet's ciphertext as stored: not secret, but long.
     pub ciphertext: String,
 }
 
@@ -98,6 +106,7 @@ pub(crate) struct Scanned {
 /// the page reached. The odd rows it met went to the run's [`OddRows`].
 #[derive(Debug, Default)]
 pub struct ScanPage {
+    /// The rows a component may be handed, in id order.
     pub rows: Vec<WalletRow>,
     /// The last id read, odd or not: where the next page starts.
     pub last_id: Option<String>,
@@ -108,14 +117,18 @@ pub struct ScanPage {
 /// Replace `id`'s ciphertext with `replacement` only if it still is `expected`.
 #[derive(Clone, Debug)]
 pub struct Replacement {
+    /// The wallet's id.
     pub id: String,
+    /// The ciphertext the row must still hold.
     pub expected: String,
+    /// The ciphertext to write.
     pub replacement: String,
 }
 
 /// What an atomic batch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
+    /// Rows replaced.
     pub replaced: u32,
     /// Ids whose row changed (or vanished) since it was read; left untouched.
     pub conflicts: Vec<String>,
