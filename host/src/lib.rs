@@ -28,8 +28,6 @@ pub mod bench;
 pub mod bindings;
 pub mod capabilities;
 pub mod cli;
-// documented with the Instance rewrite
-#[allow(missing_docs)]
 pub mod component;
 pub mod component_cache;
 pub mod config;

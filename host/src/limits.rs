@@ -140,6 +140,7 @@ pub enum LimitExceeded {
         /// `call-wall-seconds`.
         limit: Duration,
     },
+    /// The component tried to grow its linear memory past `memory-mib`.
     #[error(
         "the component tried to grow its memory to {desired_mib} MiB, over this run's limit of \
          {limit_mib} MiB; if the work is genuine, raise limits.memory-mib in rotor.toml"
