@@ -44,6 +44,19 @@ async fn role(world: &World, name: &str, policy: &str, ttl: &str, max_ttl: &str)
     )
 }
 
+/// A client of the Vault at `addr` that logs in through AppRole at `approle/`.
+fn approle_client(addr: &str, role_id: String, secret_id: String) -> VaultClient {
+    VaultClient::new(VaultConfig {
+        auth: VaultAuth::AppRole(AppRole {
+            mount: "approle".into(),
+            role_id: Zeroizing::new(role_id),
+            secret_id: Zeroizing::new(secret_id),
+        }),
+        ..VaultConfig::with_token(addr, "unused")
+    })
+    .unwrap()
+}
+
 /// `rotor` logged in through AppRole from the environment alone: no token anywhere (HOME is the
 /// world's scratch folder, which holds no ~/.vault-token).
 fn rotor_as(world: &World, (role_id, secret_id): &(String, String)) -> Command {
@@ -127,15 +140,7 @@ async fn approle_token_is_renewed_and_replaced() {
     write_policy(&world, "rotor-auditor").await;
     enable_approle(&world).await;
     let (role_id, secret_id) = role(&world, "short", "rotor-auditor", "4s", "10s").await;
-    let vault = VaultClient::new(VaultConfig {
-        auth: VaultAuth::AppRole(AppRole {
-            mount: "approle".into(),
-            role_id: Zeroizing::new(role_id),
-            secret_id: Zeroizing::new(secret_id),
-        }),
-        ..VaultConfig::with_token(world.vault.addr(), "unused")
-    })
-    .unwrap();
+    let vault = approle_client(world.vault.addr(), role_id, secret_id);
     vault.check().await.unwrap();
     assert_eq!(vault.token_stats().logins, 1);
 
@@ -175,15 +180,7 @@ async fn approle_renewal_refused_with_a_bare_403_logs_in_again() {
     enable_approle(&world).await;
     let (role_id, secret_id) = role(&world, "refused", "rotor-auditor", "4s", "1h").await;
     let proxy = FaultProxy::start(world.vault.addr());
-    let vault = VaultClient::new(VaultConfig {
-        auth: VaultAuth::AppRole(AppRole {
-            mount: "approle".into(),
-            role_id: Zeroizing::new(role_id),
-            secret_id: Zeroizing::new(secret_id),
-        }),
-        ..VaultConfig::with_token(&proxy.addr(), "unused")
-    })
-    .unwrap();
+    let vault = approle_client(&proxy.addr(), role_id, secret_id);
     vault.check().await.unwrap();
     let denied = r#"{"errors":["permission denied"]}"#;
     let renewals = proxy.fail_with_body(Method::POST, "auth/token/renew-self", 403, denied, Times::Always);
