@@ -1,10 +1,6 @@
 //! The `journal` import (and the auditor's `journal-reader`): rotor's record of rotations,
 //! written only under the rotation lease this instance holds.
 
-use wasmtime::component::{HasData, Linker};
-
-use crate::inspect::World;
-
 use crate::bindings::auditor::journal_reader;
 use crate::bindings::{journal, journal_types, types};
 use crate::coordination::Lease;
@@ -44,25 +40,8 @@ pub struct JournalView<'a> {
     pub lease: &'a mut Lease,
 }
 
-/// Links the capability for `world`: `journal` for a rotator; for an auditor the read-only
-/// `journal-reader`, so that no write function is in its linker at all.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    world: World,
-    get: fn(&mut T) -> JournalView<'_>,
-) -> wasmtime::Result<()> {
-    journal_types::add_to_linker::<T, HasJournal>(linker, get)?;
-    match world {
-        World::Rotator => journal::add_to_linker::<T, HasJournal>(linker, get),
-        World::Auditor => journal_reader::add_to_linker::<T, HasJournal>(linker, get),
-    }
-}
-
-struct HasJournal;
-
-impl HasData for HasJournal {
-    type Data<'a> = JournalView<'a>;
-}
+// Linked as `journal` for a rotator, as the read-only `journal-reader` for an auditor.
+link_for_world!('a, JournalView<'a>, journal_types, journal, journal_reader);
 
 impl From<RotationStatus> for journal_types::RotationStatus {
     fn from(status: RotationStatus) -> Self {

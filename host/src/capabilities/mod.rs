@@ -10,6 +10,35 @@
 //! [`RunState`] is what one instance's store holds: those contexts, the instance's
 //! [`Lease`], and the WASI context and limits the runner wires in.
 
+/// Defines a capability's `add_to_linker` for a world, with the `HasData` marker wasmtime's
+/// generated linking takes: the capability's types interface, then `$read_write` for a rotator
+/// or the read-only `$read_only` for an auditor, so that no write function is in an auditor's
+/// linker at all. `$data` is what the getter hands the `Host` impls, for a lifetime `$lt`.
+macro_rules! link_for_world {
+    ($lt:lifetime, $data:ty, $types:ident, $read_write:ident, $read_only:ident) => {
+        /// Marks what this capability's `Host` impls are implemented on.
+        pub struct Has;
+
+        impl wasmtime::component::HasData for Has {
+            type Data<$lt> = $data;
+        }
+
+        /// Links the capability for `world`: the read-write interface for a rotator, the
+        /// read-only one for an auditor.
+        pub fn add_to_linker<T: Send + 'static>(
+            linker: &mut wasmtime::component::Linker<T>,
+            world: crate::inspect::World,
+            get: fn(&mut T) -> <Has as wasmtime::component::HasData>::Data<'_>,
+        ) -> wasmtime::Result<()> {
+            $types::add_to_linker::<T, Has>(linker, get)?;
+            match world {
+                crate::inspect::World::Rotator => $read_write::add_to_linker::<T, Has>(linker, get),
+                crate::inspect::World::Auditor => $read_only::add_to_linker::<T, Has>(linker, get),
+            }
+        }
+    };
+}
+
 pub mod journal;
 pub mod report;
 pub mod vault_kv;

@@ -3,9 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use wasmtime::component::{HasData, Linker};
-
-use crate::inspect::World;
 use zeroize::Zeroizing;
 
 use crate::bindings::auditor::kv_reader;
@@ -36,25 +33,8 @@ impl VaultKv {
     }
 }
 
-/// Links the capability for `world`: `kv` for a rotator; for an auditor the read-only
-/// `kv-reader`, so that no write function is in its linker at all.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    world: World,
-    get: fn(&mut T) -> &mut VaultKv,
-) -> wasmtime::Result<()> {
-    kv_types::add_to_linker::<T, HasVaultKv>(linker, get)?;
-    match world {
-        World::Rotator => kv::add_to_linker::<T, HasVaultKv>(linker, get),
-        World::Auditor => kv_reader::add_to_linker::<T, HasVaultKv>(linker, get),
-    }
-}
-
-struct HasVaultKv;
-
-impl HasData for HasVaultKv {
-    type Data<'a> = &'a mut VaultKv;
-}
+// Linked as `kv` for a rotator, as the read-only `kv-reader` for an auditor.
+link_for_world!('a, &'a mut VaultKv, kv_types, kv, kv_reader);
 
 fn kv_error(error: VaultError) -> kv::Error {
     let message = error.to_string();

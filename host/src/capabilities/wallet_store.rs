@@ -5,10 +5,6 @@
 //! size limits, then the [`BatchCheck`] the runner installed, and only then one transaction
 //! that also renews the run's hold on the rotation (its lease or its key range).
 
-use wasmtime::component::{HasData, Linker};
-
-use crate::inspect::World;
-
 use crate::bindings::auditor::wallet_reader;
 use crate::bindings::{wallet_store, wallet_types};
 use crate::coordination::{Batches, Lease};
@@ -111,25 +107,8 @@ pub struct WalletStoreView<'a> {
     pub lease: &'a Lease,
 }
 
-/// Links the capability for `world`: `wallet-store` for a rotator; for an auditor the read-only
-/// `wallet-reader`, so that no write function is in its linker at all.
-pub fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    world: World,
-    get: fn(&mut T) -> WalletStoreView<'_>,
-) -> wasmtime::Result<()> {
-    wallet_types::add_to_linker::<T, HasWalletStore>(linker, get)?;
-    match world {
-        World::Rotator => wallet_store::add_to_linker::<T, HasWalletStore>(linker, get),
-        World::Auditor => wallet_reader::add_to_linker::<T, HasWalletStore>(linker, get),
-    }
-}
-
-struct HasWalletStore;
-
-impl HasData for HasWalletStore {
-    type Data<'a> = WalletStoreView<'a>;
-}
+// Linked as `wallet-store` for a rotator, as the read-only `wallet-reader` for an auditor.
+link_for_world!('a, WalletStoreView<'a>, wallet_types, wallet_store, wallet_reader);
 
 fn store_error(error: StoreError) -> wallet_store::Error {
     wallet_store::Error::Database(error.to_string())
