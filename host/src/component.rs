@@ -101,6 +101,9 @@ pub struct Sandbox {
     engine: Engine,
     limits: Limits,
     cache: Option<ComponentCache>,
+    /// What this sandbox compiled, by sha256: rotor's own component is needed both to check a
+    /// component's exports against and as the cross-check's reference, and compiles once.
+    compiled: std::sync::Mutex<std::collections::HashMap<String, Component>>,
 }
 
 impl Sandbox {
@@ -124,7 +127,7 @@ impl Sandbox {
                 }
             })
             .context("starting the thread that enforces CPU limits")?;
-        Ok(Sandbox { engine, limits, cache })
+        Ok(Sandbox { engine, limits, cache, compiled: Default::default() })
     }
 
     /// The engine every component of this command is compiled for.
@@ -159,6 +162,10 @@ impl Sandbox {
     }
 
     fn compile_only(&self, source: &ComponentSource) -> anyhow::Result<Component> {
+        let compiled_here = || self.compiled.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(component) = compiled_here().get(&source.sha256) {
+            return Ok(component.clone());
+        }
         let compiled = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, &source.sha256, source.bytes()),
             None => Component::new(&self.engine, source.bytes())
@@ -168,6 +175,7 @@ impl Sandbox {
         let (component, outcome) =
             compiled.with_context(|| format!("component {} does not compile", source.origin))?;
         tracing::debug!(component = %source.origin, ?outcome, "component compiled");
+        compiled_here().insert(source.sha256.clone(), component.clone());
         Ok(component)
     }
 
