@@ -73,11 +73,11 @@ fn random_nonce() -> Result<[u8; NONCE_LEN], CodecError> {
 
 /// Associated data of the wrap: label ‖ u32be(K) ‖ id. The version is bound so that editing
 /// the readable prefix makes the envelope fail to open rather than be misfiled.
-fn wrap_aad(kek_version: u32, id: &str) -> Vec<u8> {
+pub(crate) fn wrap_aad(kek_version: u32, id: &str) -> Vec<u8> {
     [WRAP_LABEL, &kek_version.to_be_bytes(), id.as_bytes()].concat()
 }
 
-fn data_aad(id: &str) -> Vec<u8> {
+pub(crate) fn data_aad(id: &str) -> Vec<u8> {
     [DATA_LABEL, id.as_bytes()].concat()
 }
 
@@ -119,6 +119,21 @@ impl Envelope {
             )
             .map_err(|_| CodecError::Authentication)?;
         Ok(DataKey(dek))
+    }
+
+    pub(crate) fn wrap_parts(&self) -> crate::layout::Parts<'_> {
+        let p = &self.payload;
+        crate::layout::Parts {
+            nonce: &p[WRAP_NONCE..WRAPPED_DEK],
+            ciphertext: &p[WRAPPED_DEK..WRAP_TAG],
+            tag: &p[WRAP_TAG..DATA_NONCE],
+        }
+    }
+
+    pub(crate) fn data_parts(&self) -> crate::layout::Parts<'_> {
+        let p = &self.payload;
+        let tag_at = p.len() - TAG_LEN;
+        crate::layout::Parts { nonce: &p[DATA_NONCE..DATA], ciphertext: &p[DATA..tag_at], tag: &p[tag_at..] }
     }
 
     pub(crate) fn open(&self, kek: &Kek, id: &str) -> Result<Plaintext, CodecError> {
@@ -168,6 +183,20 @@ fn wrap_into(
         .encrypt_inout_detached(&nonce(&wrap_nonce), &wrap_aad(kek_version, id), (&mut out[start..]).into())
         .expect("a 32-byte message is within AES-GCM limits");
     out.extend_from_slice(&tag);
+}
+
+/// Lays out an envelope from its two AES-GCM outputs (lengths checked by the caller).
+pub(crate) fn encode_parts(
+    kek_version: u32,
+    wrap: crate::layout::Parts<'_>,
+    data: crate::layout::Parts<'_>,
+) -> String {
+    let mut payload = Vec::with_capacity(PAYLOAD_OVERHEAD + data.ciphertext.len());
+    payload.push(LAYOUT_V1);
+    for piece in [wrap.nonce, wrap.ciphertext, wrap.tag, data.nonce, data.ciphertext, data.tag] {
+        payload.extend_from_slice(piece);
+    }
+    encode(kek_version, &payload)
 }
 
 fn encode(kek_version: u32, payload: &[u8]) -> String {

@@ -46,7 +46,12 @@ pub fn seal_legacy_with(kek: &Kek, plaintext: &[u8], iv: [u8; NONCE_LEN]) -> Str
         .cipher()
         .encrypt_inout_detached(&Nonce::<Aes256Gcm>::from(iv), b"", ciphertext.as_mut_slice().into())
         .expect("wallets are far below AES-GCM's length limit");
-    STANDARD.encode([&iv[..], &tag[..], &ciphertext].concat())
+    encode(&iv, &tag, &ciphertext)
+}
+
+/// `base64(iv ‖ tag ‖ ciphertext)`.
+pub(crate) fn encode(iv: &[u8], tag: &[u8], ciphertext: &[u8]) -> String {
+    STANDARD.encode([iv, tag, ciphertext].concat())
 }
 
 /// Seals in the seed's layout with a fresh iv.

@@ -20,6 +20,7 @@ extern crate alloc;
 mod envelope;
 mod error;
 mod kek;
+pub mod layout;
 mod legacy;
 
 pub use envelope::{DataKey, EnvelopeNonces, PAYLOAD_OVERHEAD, PREFIX, rewrap_with, seal_with};

@@ -1,0 +1,134 @@
+//! The formats' byte layout without the cryptography: for a component whose keys are held by
+//! its host. The host seals and opens under handles, drawing every nonce itself; the component
+//! takes the pieces apart and lays them out with these functions, so that rotor's formats are
+//! written in one place whoever holds the keys.
+
+use alloc::{string::String, vec::Vec};
+
+use crate::envelope::{self, Envelope};
+use crate::{CodecError, KEY_LEN, NONCE_LEN, TAG_LEN, legacy};
+
+/// One AES-256-GCM output, borrowed from a parsed ciphertext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parts<'a> {
+    /// The 12-byte nonce.
+    pub nonce: &'a [u8],
+    /// The encrypted bytes.
+    pub ciphertext: &'a [u8],
+    /// The 16-byte tag.
+    pub tag: &'a [u8],
+}
+
+impl Parts<'_> {
+    fn check(&self, what: &'static str) -> Result<(), CodecError> {
+        if self.nonce.len() != NONCE_LEN || self.tag.len() != TAG_LEN {
+            return Err(CodecError::Malformed(what));
+        }
+        Ok(())
+    }
+}
+
+/// A parsed, not yet authenticated, envelope.
+pub struct EnvelopeParts(Envelope);
+
+impl EnvelopeParts {
+    /// Parses `rotor:v<K>:…`, checking structure only.
+    pub fn parse(text: &str) -> Result<Self, CodecError> {
+        Envelope::parse(text).map(EnvelopeParts)
+    }
+
+    /// The KEK version the prefix names.
+    pub fn kek_version(&self) -> u32 {
+        self.0.kek_version
+    }
+
+    /// The data key wrapped under the KEK.
+    pub fn wrap(&self) -> Parts<'_> {
+        self.0.wrap_parts()
+    }
+
+    /// The wallet encrypted under the data key.
+    pub fn data(&self) -> Parts<'_> {
+        self.0.data_parts()
+    }
+}
+
+/// Associated data of an envelope's wrap of the data key under KEK version `kek_version`.
+pub fn wrap_aad(kek_version: u32, id: &str) -> Vec<u8> {
+    envelope::wrap_aad(kek_version, id)
+}
+
+/// Associated data of an envelope's wallet encryption.
+pub fn data_aad(id: &str) -> Vec<u8> {
+    envelope::data_aad(id)
+}
+
+/// Lays out an envelope naming `kek_version` from its wrapped data key and its encrypted
+/// wallet; refuses pieces of the wrong length.
+pub fn encode_envelope(kek_version: u32, wrap: Parts<'_>, data: Parts<'_>) -> Result<String, CodecError> {
+    if kek_version == 0 {
+        return Err(CodecError::Malformed("KEK versions start at 1"));
+    }
+    wrap.check("a wrap's nonce is 12 bytes and its tag 16")?;
+    data.check("the data's nonce is 12 bytes and its tag 16")?;
+    if wrap.ciphertext.len() != KEY_LEN {
+        return Err(CodecError::Malformed("a wrapped data key is 32 bytes"));
+    }
+    Ok(envelope::encode_parts(kek_version, wrap, data))
+}
+
+/// A parsed, not yet authenticated, ciphertext in the seed's layout.
+pub struct LegacyParts(Vec<u8>);
+
+impl LegacyParts {
+    /// Decodes `base64(iv ‖ tag ‖ ciphertext)`, checking structure only.
+    pub fn parse(text: &str) -> Result<Self, CodecError> {
+        legacy::decode(text).map(LegacyParts)
+    }
+
+    /// Its nonce, ciphertext and tag (no associated data).
+    pub fn parts(&self) -> Parts<'_> {
+        let (nonce, rest) = self.0.split_at(NONCE_LEN);
+        let (tag, ciphertext) = rest.split_at(TAG_LEN);
+        Parts { nonce, ciphertext, tag }
+    }
+}
+
+/// Lays out a ciphertext in the seed's layout.
+pub fn encode_legacy(sealed: Parts<'_>) -> Result<String, CodecError> {
+    sealed.check("a legacy ciphertext's iv is 12 bytes and its tag 16")?;
+    Ok(legacy::encode(sealed.nonce, sealed.tag, sealed.ciphertext))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DataKey, EnvelopeNonces, Kek, open, seal_legacy_with, seal_with};
+
+    #[test]
+    fn envelope_pieces_lay_out_again_byte_for_byte() {
+        let kek = Kek::from_bytes([7; KEY_LEN]);
+        let nonces = EnvelopeNonces { wrap: [1; NONCE_LEN], data: [2; NONCE_LEN] };
+        let sealed = seal_with(&kek, 3, "w-1", b"secret", &DataKey::from_bytes([9; KEY_LEN]), nonces);
+        let parts = EnvelopeParts::parse(&sealed).unwrap();
+        assert_eq!(parts.kek_version(), 3);
+        assert_eq!(parts.wrap().nonce, &[1; NONCE_LEN]);
+        assert_eq!(parts.data().nonce, &[2; NONCE_LEN]);
+        assert_eq!(encode_envelope(3, parts.wrap(), parts.data()).unwrap(), sealed);
+        assert_eq!(open(&kek, "w-1", &sealed).unwrap().as_slice(), b"secret");
+        let short = Parts { ciphertext: &[0; 31], ..parts.wrap() };
+        assert_eq!(
+            encode_envelope(3, short, parts.data()),
+            Err(CodecError::Malformed("a wrapped data key is 32 bytes"))
+        );
+    }
+
+    #[test]
+    fn legacy_pieces_lay_out_again_byte_for_byte() {
+        let sealed = seal_legacy_with(&Kek::from_bytes([3; KEY_LEN]), b"wallet", [4; NONCE_LEN]);
+        let parts = LegacyParts::parse(&sealed).unwrap();
+        assert_eq!(parts.parts().nonce, &[4; NONCE_LEN]);
+        assert_eq!(parts.parts().ciphertext.len(), 6);
+        assert_eq!(encode_legacy(parts.parts()).unwrap(), sealed);
+    }
+}
