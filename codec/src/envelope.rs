@@ -36,8 +36,9 @@ impl DataKey {
         DataKey(Zeroizing::new(bytes))
     }
 
+    /// A fresh key from the system's CSPRNG.
     #[cfg(feature = "getrandom")]
-    fn generate() -> Result<Self, CodecError> {
+    pub fn generate() -> Result<Self, CodecError> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         getrandom::fill(bytes.as_mut()).map_err(|_| CodecError::Randomness)?;
         Ok(DataKey(bytes))
@@ -45,6 +46,31 @@ impl DataKey {
 
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new_from_slice(self.0.as_ref()).expect("data key is 32 bytes")
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+
+    /// AES-256-GCM of `plaintext` under this data key with `nonce`, binding `aad`.
+    pub fn seal_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+    ) -> (Vec<u8>, [u8; TAG_LEN]) {
+        crate::primitive::seal(&self.cipher(), nonce, aad, plaintext)
+    }
+
+    /// Opens what [`DataKey::seal_detached`] made.
+    pub fn open_detached(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        ciphertext: &[u8],
+        tag: &[u8],
+    ) -> Result<Plaintext, CodecError> {
+        crate::primitive::open(&self.cipher(), nonce, aad, ciphertext, tag)
     }
 }
 

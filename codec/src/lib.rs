@@ -22,6 +22,7 @@ mod error;
 mod kek;
 pub mod layout;
 mod legacy;
+mod primitive;
 
 pub use envelope::{DataKey, EnvelopeNonces, PAYLOAD_OVERHEAD, PREFIX, rewrap_with, seal_with};
 pub use error::CodecError;
