@@ -10,7 +10,6 @@ use crate::bindings::operations::KeyLocation;
 use crate::capabilities::RunState;
 use crate::component::{AuditInstance, AuditRuntime, ComponentSource, Instance, Runtime, Sandbox};
 use crate::component_cache::ComponentCache;
-use crate::cross_check::CrossCheck;
 use crate::grants::{Access, Grants};
 use crate::inspect::World;
 use crate::limits::Limits;
@@ -50,8 +49,6 @@ pub struct SandboxSettings {
     pub pinned: Vec<String>,
     /// Run a component whose digest is not in `pinned`.
     pub allow_unpinned: bool,
-    /// Check every batch a non-reference component writes with the reference component.
-    pub cross_check: bool,
     /// Where compiled components are kept between runs; `None`: compile on every run.
     pub cache: Option<ComponentCache>,
 }
@@ -62,7 +59,6 @@ impl Default for SandboxSettings {
             limits: Limits::default(),
             pinned: Vec::new(),
             allow_unpinned: false,
-            cross_check: true,
             cache: ComponentCache::default_location(),
         }
     }
@@ -99,9 +95,6 @@ pub struct App {
     sandbox: Arc<Sandbox>,
     source: ComponentSource,
     loaded: Loaded,
-    /// The reference component, compiled when a command first needs it to cross-check a
-    /// non-reference component's writes (read-only commands never do).
-    reference: std::sync::OnceLock<Runtime>,
     kv: KvBackend,
     database: Database,
 }
@@ -151,7 +144,7 @@ impl App {
         let kv = vault_checked?;
         let database = database?;
         tracing::debug!(component = %source.origin, sha256 = %source.sha256, "component ready");
-        Ok(App { settings, sandbox, source, loaded, reference: std::sync::OnceLock::new(), kv, database })
+        Ok(App { settings, sandbox, source, loaded, kv, database })
     }
 
     /// The settings the app was built from.
@@ -197,33 +190,13 @@ impl App {
         )
     }
 
-    /// A fresh rotation-component instance that may touch the KEK's paths and the wallets,
-    /// read-only or read-write. A non-reference component that may write has every batch
-    /// cross-checked by the reference one (unless that is turned off).
+    /// A fresh rotation-component instance with the grants `access` needs of the KEK and the
+    /// wallets. Whatever component it is, the host checks every wallet it writes.
     pub async fn instance(&self, access: Access, reporter: Reporter) -> anyhow::Result<Instance> {
         let Loaded::Rotator(runtime) = &self.loaded else {
             anyhow::bail!("this command loaded an audit component, not a rotation component");
         };
-        let mut state = self.run_state(Grants::for_key(&self.settings.key_path, access), reporter);
-        let cross_check =
-            access == Access::ReadWrite && !self.source.is_builtin() && self.settings.sandbox.cross_check;
-        if cross_check {
-            let reference = match self.reference.get() {
-                Some(reference) => reference,
-                // Usually a cache hit; compiled once per command at most.
-                None => {
-                    let compiled = self.sandbox.rotator(&ComponentSource::builtin())?;
-                    self.reference.get_or_init(|| compiled)
-                }
-            };
-            let checker = reference.instantiate(self.run_state(Grants::none(), Reporter::silent())).await?;
-            state.wallets_mut().set_cross_check(Box::new(CrossCheck::new(
-                checker,
-                self.kv.clone(),
-                self.settings.key_path.clone(),
-            )));
-            tracing::info!(component = %self.source.origin, "batches are cross-checked by the reference component");
-        }
+        let state = self.run_state(Grants::for_key(&self.settings.key_path, &access), reporter);
         runtime.instantiate(state).await
     }
 
@@ -232,7 +205,7 @@ impl App {
         let Loaded::Auditor(runtime) = &self.loaded else {
             anyhow::bail!("this command loaded a rotation component, not an audit component");
         };
-        let state = self.run_state(Grants::for_key(&self.settings.key_path, Access::ReadOnly), reporter);
+        let state = self.run_state(Grants::for_key(&self.settings.key_path, &Access::ReadOnly), reporter);
         runtime.instantiate(state).await
     }
 }

@@ -10,10 +10,18 @@ wasmtime::component::bindgen!({
     path: "../wit",
     imports: { default: async | trappable },
     exports: { default: async },
+    // Key handles are the host's own values in the instance's resource table.
+    with: {
+        "rotor:kek/key-types.kek": crate::capabilities::keys::KekHandle,
+        "rotor:kek/key-types.data-key": crate::capabilities::keys::DataKeyHandle,
+        "rotor:kek/key-types.secret": crate::capabilities::keys::SecretHandle,
+    },
 });
 
-pub use self::exports::rotor::kek::{codec, operations};
-pub use self::rotor::kek::{journal, journal_types, kv, kv_types, report, types, wallet_store, wallet_types};
+pub use self::exports::rotor::kek::operations;
+pub use self::rotor::kek::{
+    journal, journal_types, key_types, keys, report, types, wallet_store, wallet_types,
+};
 
 /// The `auditor` world. Interfaces it shares with `rotator` are the same Rust types, so one
 /// host implementation serves both worlds.
@@ -24,7 +32,7 @@ pub mod auditor {
         imports: { default: async | trappable },
         exports: { default: async },
         with: {
-            "rotor:kek/kv-types": super::kv_types,
+            "rotor:kek/key-types": super::key_types,
             "rotor:kek/wallet-types": super::wallet_types,
             "rotor:kek/journal-types": super::journal_types,
             "rotor:kek/types": super::types,
@@ -33,5 +41,5 @@ pub mod auditor {
     });
 
     pub use self::exports::rotor::kek::audit;
-    pub use self::rotor::kek::{journal_reader, kv_reader, wallet_reader};
+    pub use self::rotor::kek::{journal_reader, key_reader, wallet_reader};
 }

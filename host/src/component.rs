@@ -17,11 +17,14 @@ use crate::bindings::operations::{
     ValidateReport,
 };
 use crate::bindings::{Rotator, RotatorPre};
-use crate::capabilities::{CrossCheckFailed, RunState};
+use crate::capabilities::{RunState, SecretHandle, WriteRefused};
 use crate::component_cache::{CacheOutcome, ComponentCache};
 use crate::fit;
 use crate::inspect::{Inspection, World};
 use crate::limits::{self, CallBound, EPOCH_TICK, Limits};
+use rotor_codec::{Kek, Plaintext};
+use wasmtime::component::Resource;
+use zeroize::Zeroizing;
 
 /// The reference rotation component, built from `guest/` by `build.rs`, shipped in the binary.
 static BUILTIN_ROTATOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rotor_guest.wasm"));
@@ -270,13 +273,13 @@ impl AuditRuntime {
     }
 }
 
-/// What a failed call means to the operator: a limit or a failed cross-check is the host's own
+/// What a failed call means to the operator: a limit or a refused write is the host's own
 /// verdict and is stated as such; anything else is the component's failure, with the trap.
 pub fn explain(error: wasmtime::Error) -> anyhow::Error {
     if let Some(limit) = limits::exceeded(&error) {
         return anyhow::anyhow!("the component was stopped: {limit}");
     }
-    if let Some(failed) = error.downcast_ref::<CrossCheckFailed>() {
+    if let Some(failed) = error.downcast_ref::<WriteRefused>() {
         return anyhow::anyhow!("the component was stopped: {failed}");
     }
     anyhow::Error::from(error).context("the component failed")
@@ -315,7 +318,7 @@ impl Instance {
         self.store.data()
     }
 
-    /// What the instance may reach, to hand it batches or a cross-check.
+    /// What the instance may reach, to hand it batches.
     pub fn state_mut(&mut self) -> &mut RunState {
         self.store.data_mut()
     }
@@ -333,20 +336,41 @@ impl Instance {
         move_wallets [Run] => rotor_kek_operations.call_move_wallets(at: &KeyLocation, plan: RotationPlan) -> MoveReport;
         /// `operations.history`: the journal and the seed's archives, newest first.
         history [Quick("history")] => rotor_kek_operations.call_history(at: &KeyLocation) -> Vec<HistoryEntry>;
-        /// `operations.seal-wallet`: stores `plaintext` as wallet `id` under the current KEK.
-        seal_wallet [Quick("seal-wallet")] => rotor_kek_operations.call_seal_wallet(at: &KeyLocation, id: &str, plaintext: &[u8]) -> u32;
-        /// `operations.open-wallet`: wallet `id`'s plaintext.
-        open_wallet [Quick("open-wallet")] => rotor_kek_operations.call_open_wallet(at: &KeyLocation, id: &str) -> Vec<u8>;
-        /// `operations.import-kek`: stores an existing KEK (hex) as the current version.
-        import_kek [Quick("import-kek")] => rotor_kek_operations.call_import_kek(at: &KeyLocation, kek_hex: &str) -> u32;
+        /// `operations.seal-wallet` on a secret already in the instance's table (see
+        /// [`Instance::seal_wallet`]).
+        seal_wallet_handle [Quick("seal-wallet")] => rotor_kek_operations.call_seal_wallet(at: &KeyLocation, id: &str, plaintext: Resource<SecretHandle>) -> u32;
+        /// `operations.open-wallet`, answering with the secret's handle (see [`Instance::open_wallet`]).
+        open_wallet_handle [Quick("open-wallet")] => rotor_kek_operations.call_open_wallet(at: &KeyLocation, id: &str) -> Resource<SecretHandle>;
+        /// `operations.import-kek` of the key handed to the instance (see [`Instance::import_kek`]).
+        import_given_kek [Quick("import-kek")] => rotor_kek_operations.call_import_kek(at: &KeyLocation) -> u32;
         /// `operations.prune`: destroys KEK versions no wallet uses, keeping the newest `keep`.
         prune [Quick("prune")] => rotor_kek_operations.call_prune(at: &KeyLocation, keep: u32) -> PruneReport;
-        /// `codec.open`: one ciphertext opened with the KEKs given (the cross-check's reader).
-        codec_open [Quick("codec open")] => rotor_kek_codec.call_open(keks: &[(u32, String)], id: &str, ciphertext: &str) -> Vec<u8>;
-        /// `codec.seal`: one plaintext sealed under the KEK given.
-        codec_seal [Quick("codec seal")] => rotor_kek_codec.call_seal(kek_hex: &str, kek_version: u32, id: &str, plaintext: &[u8]) -> String;
-        /// `codec.inspect`: the KEK version a ciphertext names (0: the seed's legacy layout).
-        codec_inspect [Quick("codec inspect")] => rotor_kek_codec.call_inspect(ciphertext: &str) -> u32;
+    }
+
+    /// `operations.seal-wallet`: stores `plaintext` as wallet `id` under the current KEK. The
+    /// component gets the plaintext as a handle; the host checks that the row it writes opens
+    /// to exactly these bytes.
+    pub async fn seal_wallet(&mut self, at: &KeyLocation, id: &str, plaintext: &[u8]) -> Answer<u32> {
+        let state = self.store.data_mut();
+        state.wallets_mut().expect_seal(Zeroizing::new(plaintext.to_vec()));
+        let secret = state.table().push(SecretHandle::new(Zeroizing::new(plaintext.to_vec())))?;
+        self.seal_wallet_handle(at, id, secret).await
+    }
+
+    /// `operations.open-wallet`: wallet `id`'s plaintext, taken back from the handle the
+    /// component answers with.
+    pub async fn open_wallet(&mut self, at: &KeyLocation, id: &str) -> Answer<Plaintext> {
+        match self.open_wallet_handle(at, id).await? {
+            Ok(secret) => Ok(Ok(self.store.data_mut().table().delete(secret)?.into_plaintext())),
+            Err(message) => Ok(Err(message)),
+        }
+    }
+
+    /// `operations.import-kek`: stores `kek` (the operator's, from `migrate-kek`) as the first
+    /// KEK. The component only orders the steps; the key goes from here to Vault.
+    pub async fn import_kek(&mut self, at: &KeyLocation, kek: Kek) -> Answer<u32> {
+        self.store.data_mut().keys_mut().ring_mut().set_given(kek);
+        self.import_given_kek(at).await
     }
 }
 
@@ -413,15 +437,13 @@ mod tests {
                 m.interface.as_deref() == Some(interface) && m.function.as_deref() == Some(function)
             })
         };
-        let validate = named("rotor:kek/operations@0.1.0", "validate").expect("validate");
+        let validate = named("rotor:kek/operations@0.2.0", "validate").expect("validate");
         assert_eq!(validate.declared, None);
         assert_eq!(validate.reason, "not exported: rotor calls it");
-        let seal = named("rotor:kek/codec@0.1.0", "seal").expect("codec.seal");
+        let open = named("rotor:kek/operations@0.2.0", "open-wallet").expect("open-wallet");
         assert_eq!(
-            seal.expected.as_deref(),
-            Some(
-                "func(kek-hex: string, kek-version: u32, id: string, plaintext: list<u8>) -> result<string, string>"
-            )
+            open.expected.as_deref(),
+            Some("func(at: key-location, id: string) -> result<own<secret>, string>")
         );
     }
 }

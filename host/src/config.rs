@@ -103,7 +103,8 @@ pub struct ComponentSection {
     pub pinned: Vec<String>,
     /// Run unpinned component files too (as --allow-unpinned does). Meant for development.
     pub allow_unpinned: bool,
-    /// Have rotor's reference component check every batch a non-reference component writes.
+    /// No longer has any effect: the host checks every write of every component itself.
+    /// Still parsed, so that existing files load (`false` logs a warning).
     pub cross_check: bool,
     /// Where compiled components are cached; `cache = false` turns the cache off.
     pub cache_dir: Option<PathBuf>,

@@ -1,78 +1,106 @@
 //! What one run of a component may touch. The host checks every import call against these
-//! grants; the defaults give each command exactly what it needs.
+//! grants; each command gets exactly what it needs (`seal` cannot destroy a KEK, `open` cannot
+//! write anything).
 
 use std::fmt;
+
+/// What a command does with its grants.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// validate, open, history, dry runs, audits: nothing may change.
+    ReadOnly,
+    /// rotate, rollback: store the next KEK, archive KEKs, move wallets, record the rotation.
+    Rotate,
+    /// seal: write the one wallet `id`, under the current KEK.
+    Seal {
+        /// The only wallet the command may write.
+        id: String,
+    },
+    /// migrate-kek: store the operator's key as the first KEK, and archive it.
+    ImportKek,
+    /// prune: destroy KEK versions no wallet names.
+    Prune,
+}
+
+/// Which wallets a run may write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WalletWrites {
+    /// None.
+    None,
+    /// A rotation's batches (`replace-batch`, `replace-current-batch`).
+    Batches,
+    /// This one wallet (`put`).
+    One(String),
+}
 
 /// The capabilities of one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grants {
-    /// KV paths the component may read: an exact path, or a folder ending in `/`.
-    pub kv_read: Vec<String>,
-    /// KV paths the component may write.
-    pub kv_write: Vec<String>,
-    /// May insert or replace wallets.
-    pub wallets_write: bool,
+    /// The one key path the run's keys come from.
+    pub key_path: String,
+    /// May store the next KEK version.
+    pub kek_create: bool,
+    /// May copy KEK versions to the archive.
+    pub kek_archive: bool,
+    /// May destroy KEK versions (the host still refuses one that rows name).
+    pub kek_destroy: bool,
+    /// May store the key the operator gave the command.
+    pub kek_import: bool,
+    /// Which wallets it may write.
+    pub wallets: WalletWrites,
     /// May record rotations in rotor's journal.
     pub journal_write: bool,
 }
 
-/// Which way a run uses its grants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// validate, open, history, dry runs: nothing may change.
-    ReadOnly,
-    /// rotate, seal, migrate-kek.
-    ReadWrite,
-}
-
 impl Grants {
-    /// The KEK at `key_path`, its archive folder, and the wallet table; writable or not.
-    pub fn for_key(key_path: &str, access: Access) -> Grants {
-        let paths = vec![key_path.to_owned(), format!("{key_path}-archive/")];
-        let write = access == Access::ReadWrite;
-        Grants {
-            kv_write: if write { paths.clone() } else { Vec::new() },
-            kv_read: paths,
-            wallets_write: write,
-            journal_write: write,
+    /// What `access` needs of the KEK at `key_path` and of the wallet table.
+    pub fn for_key(key_path: &str, access: &Access) -> Grants {
+        let mut grants = Grants {
+            key_path: key_path.to_owned(),
+            kek_create: false,
+            kek_archive: false,
+            kek_destroy: false,
+            kek_import: false,
+            wallets: WalletWrites::None,
+            journal_write: false,
+        };
+        match access {
+            Access::ReadOnly => {}
+            Access::Rotate => {
+                grants.kek_create = true;
+                grants.kek_archive = true;
+                grants.wallets = WalletWrites::Batches;
+                grants.journal_write = true;
+            }
+            Access::Seal { id } => grants.wallets = WalletWrites::One(id.clone()),
+            Access::ImportKek => {
+                grants.kek_import = true;
+                grants.kek_archive = true;
+            }
+            Access::Prune => grants.kek_destroy = true,
         }
+        grants
     }
-
-    /// Nothing at all: for the reference component's cross-check instance, which only runs
-    /// the pure `codec` export.
-    pub fn none() -> Grants {
-        Grants { kv_read: Vec::new(), kv_write: Vec::new(), wallets_write: false, journal_write: false }
-    }
-
-    /// Whether the component may read the KV path `path`: a grant names it, or ends in `/` and is
-    /// a folder holding it.
-    pub fn may_read(&self, path: &str) -> bool {
-        covers(&self.kv_read, path)
-    }
-
-    /// Whether the component may write the KV path `path` (same rule as [`Grants::may_read`]).
-    pub fn may_write(&self, path: &str) -> bool {
-        covers(&self.kv_write, path)
-    }
-}
-
-fn covers(grants: &[String], path: &str) -> bool {
-    grants.iter().any(|grant| match grant.strip_suffix('/') {
-        Some(folder) => path == folder || path.starts_with(grant.as_str()),
-        None => path == grant,
-    })
 }
 
 impl fmt::Display for Grants {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |paths: &[String]| if paths.is_empty() { "nothing".to_owned() } else { paths.join(", ") };
-        write!(
-            f,
-            "read: {}; write: {}; wallets: {}",
-            list(&self.kv_read),
-            list(&self.kv_write),
-            if self.wallets_write { "read-write" } else { "read-only" }
-        )
+        let kek: Vec<&str> = [
+            (self.kek_create, "store the next version"),
+            (self.kek_archive, "archive"),
+            (self.kek_destroy, "destroy unused versions"),
+            (self.kek_import, "import the given key"),
+        ]
+        .into_iter()
+        .filter_map(|(granted, what)| granted.then_some(what))
+        .collect();
+        let kek = if kek.is_empty() { "read".to_owned() } else { format!("read, {}", kek.join(", ")) };
+        let wallets = match &self.wallets {
+            WalletWrites::None => "read-only".to_owned(),
+            WalletWrites::Batches => "a rotation's batches".to_owned(),
+            WalletWrites::One(id) => format!("wallet {id:?} only"),
+        };
+        write!(f, "KEK at {}: {kek}; wallets: {wallets}", self.key_path)
     }
 }
 
@@ -81,15 +109,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grants_cover_the_key_and_its_archive_only() {
-        let grants = Grants::for_key("ibn/encryption-key", Access::ReadWrite);
-        assert!(grants.may_read("ibn/encryption-key"));
-        assert!(grants.may_write("ibn/encryption-key-archive/v3"));
-        assert!(grants.may_read("ibn/encryption-key-archive/"));
-        assert!(!grants.may_read("ibn/encryption-key2"));
-        assert!(!grants.may_read("ibn/other"));
-        assert!(!grants.may_read("ibn/encryption-key/child"));
-        let read_only = Grants::for_key("k", Access::ReadOnly);
-        assert!(read_only.may_read("k") && !read_only.may_write("k") && !read_only.wallets_write);
+    fn each_command_gets_only_what_it_needs() {
+        let read = Grants::for_key("k", &Access::ReadOnly);
+        assert!(!read.kek_create && !read.kek_destroy && !read.kek_import && !read.journal_write);
+        assert_eq!(read.wallets, WalletWrites::None);
+        let seal = Grants::for_key("k", &Access::Seal { id: "w-1".into() });
+        assert!(!seal.kek_create && !seal.kek_destroy && !seal.kek_archive && !seal.journal_write);
+        assert_eq!(seal.wallets, WalletWrites::One("w-1".into()));
+        let prune = Grants::for_key("k", &Access::Prune);
+        assert!(prune.kek_destroy && !prune.kek_create && prune.wallets == WalletWrites::None);
+        let rotate = Grants::for_key("k", &Access::Rotate);
+        assert!(rotate.kek_create && rotate.kek_archive && !rotate.kek_destroy && rotate.journal_write);
+        assert_eq!(rotate.wallets, WalletWrites::Batches);
+        assert_eq!(
+            rotate.to_string(),
+            "KEK at k: read, store the next version, archive; wallets: a rotation's batches"
+        );
     }
 }

@@ -19,19 +19,19 @@ pub enum World {
 }
 
 impl World {
-    /// The world's full WIT name, e.g. `rotor:kek/rotator@0.1.0`.
+    /// The world's full WIT name, e.g. `rotor:kek/rotator@0.2.0`.
     pub fn name(self) -> &'static str {
         match self {
-            World::Rotator => "rotor:kek/rotator@0.1.0",
-            World::Auditor => "rotor:kek/auditor@0.1.0",
+            World::Rotator => "rotor:kek/rotator@0.2.0",
+            World::Auditor => "rotor:kek/auditor@0.2.0",
         }
     }
 
     /// The export that marks a component as targeting this world.
     fn marker_export(self) -> &'static str {
         match self {
-            World::Rotator => "rotor:kek/operations@0.1.0",
-            World::Auditor => "rotor:kek/audit@0.1.0",
+            World::Rotator => "rotor:kek/operations@0.2.0",
+            World::Auditor => "rotor:kek/audit@0.2.0",
         }
     }
 
@@ -39,8 +39,8 @@ impl World {
     fn rotor_imports(self) -> &'static [&'static str] {
         match self {
             World::Rotator => &[
-                "kv",
-                "kv-types",
+                "keys",
+                "key-types",
                 "wallet-store",
                 "wallet-types",
                 "journal",
@@ -49,8 +49,8 @@ impl World {
                 "types",
             ],
             World::Auditor => &[
-                "kv-reader",
-                "kv-types",
+                "key-reader",
+                "key-types",
                 "wallet-reader",
                 "wallet-types",
                 "journal-reader",
@@ -66,7 +66,7 @@ impl World {
     /// streams and `wasi:cli` behind which the host puts nothing (no environment, arguments or
     /// stdio). Clocks, files, sockets, HTTP and anything else are refused.
     pub fn grants_import(self, name: &str) -> bool {
-        if let Some(interface) = name.strip_prefix("rotor:kek/").and_then(|rest| rest.strip_suffix("@0.1.0"))
+        if let Some(interface) = name.strip_prefix("rotor:kek/").and_then(|rest| rest.strip_suffix("@0.2.0"))
         {
             return self.rotor_imports().contains(&interface);
         }
@@ -110,7 +110,7 @@ pub enum Side {
 pub struct Misfit {
     /// Whether the component imports or exports it.
     pub side: Side,
-    /// The interface, e.g. `rotor:kek/wallet-store@0.1.0`; `None` when wasmtime's refusal does
+    /// The interface, e.g. `rotor:kek/wallet-store@0.2.0`; `None` when wasmtime's refusal does
     /// not come down to one of rotor's functions (then `reason` is wasmtime's whole message).
     pub interface: Option<String>,
     /// The function of `interface`, when the misfit is one function's.
@@ -246,16 +246,18 @@ mod tests {
 
     #[test]
     fn the_auditor_world_grants_no_write_interface() {
-        assert!(World::Auditor.grants_import("rotor:kek/kv-reader@0.1.0"));
-        assert!(!World::Auditor.grants_import("rotor:kek/kv@0.1.0"));
-        assert!(!World::Auditor.grants_import("rotor:kek/wallet-store@0.1.0"));
-        assert!(!World::Auditor.grants_import("rotor:kek/journal@0.1.0"));
-        assert!(World::Rotator.grants_import("rotor:kek/kv@0.1.0"));
+        assert!(World::Auditor.grants_import("rotor:kek/key-reader@0.2.0"));
+        assert!(!World::Auditor.grants_import("rotor:kek/keys@0.2.0"));
+        assert!(!World::Auditor.grants_import("rotor:kek/wallet-store@0.2.0"));
+        assert!(!World::Auditor.grants_import("rotor:kek/journal@0.2.0"));
+        assert!(World::Rotator.grants_import("rotor:kek/keys@0.2.0"));
         assert!(World::Rotator.grants_import("wasi:random/random@0.2.6"));
         assert!(!World::Rotator.grants_import("wasi:sockets/tcp@0.2.6"));
         assert!(!World::Rotator.grants_import("wasi:filesystem/preopens@0.2.6"));
         assert!(!World::Rotator.grants_import("wasi:clocks/wall-clock@0.2.6"));
         assert!(!World::Rotator.grants_import("wasi:http/outgoing-handler@0.2.6"));
-        assert!(!World::Rotator.grants_import("rotor:kek/kv@0.2.0"));
+        assert!(!World::Rotator.grants_import("rotor:kek/keys@0.1.0"));
+        // The old contract handed out key bytes: a component built for it is not linked.
+        assert!(!World::Rotator.grants_import("rotor:kek/kv@0.1.0"));
     }
 }

@@ -167,7 +167,7 @@ async fn run_rotation(
     let odd = first.state().wallets().odd_rows().clone();
     let mut workers = vec![first];
     for _ in 1..run.workers.get() {
-        let mut worker = app.instance(Access::ReadWrite, Reporter::silent()).await?;
+        let mut worker = app.instance(Access::Rotate, Reporter::silent()).await?;
         worker.state_mut().wallets_mut().set_odd_rows(odd.clone());
         workers.push(worker);
     }

@@ -2,8 +2,8 @@
 //! context, its `Host` impls (read-write and, where the auditor world has one, read-only) and
 //! its `add_to_linker`, in the shape of wasmtime's WASI crates:
 //!
-//! * [`vault_kv`]: `kv` / `kv-reader`, Vault KV v2 within the run's granted paths;
-//! * [`wallet_store`]: `wallet-store` / `wallet-reader`, the wallet table and checked batches;
+//! * [`keys`]: `keys` / `key-reader`, the KEKs held by the host, handed out as handles;
+//! * [`wallet_store`]: `wallet-store` / `wallet-reader`, the wallet table and checked writes;
 //! * [`journal`]: `journal` / `journal-reader`, rotor's record of rotations;
 //! * [`report`]: `report`, the component's log and progress.
 //!
@@ -40,8 +40,8 @@ macro_rules! link_for_world {
 }
 
 pub mod journal;
+pub mod keys;
 pub mod report;
-pub mod vault_kv;
 pub mod wallet_store;
 
 use std::time::Duration;
@@ -53,15 +53,16 @@ use crate::bindings::types;
 use crate::coordination::Lease;
 use crate::grants::Grants;
 use crate::inspect::World;
+use crate::keyring::KeyRing;
 use crate::limits::{GuestClock, Limits, MemoryCap, WallClock};
 use crate::progress::Reporter;
 use crate::store::{Database, OddRow, RunIdentity};
 use crate::vault::KvBackend;
 
 pub use journal::Journal;
+pub use keys::{Keys, SecretHandle};
 pub use report::Report;
-pub use vault_kv::VaultKv;
-pub use wallet_store::{BatchCheck, BoxFuture, CrossCheckFailed, WalletStore};
+pub use wallet_store::{WalletStore, WriteRefused};
 
 /// Everything one component instance may reach, and nothing more.
 pub struct RunState {
@@ -70,7 +71,7 @@ pub struct RunState {
     memory: MemoryCap,
     clock: GuestClock,
     wall: WallClock,
-    kv: VaultKv,
+    keys: Keys,
     wallets: WalletStore,
     journal: Journal,
     report: Report,
@@ -78,8 +79,8 @@ pub struct RunState {
 }
 
 impl RunState {
-    /// An instance's reach: `kv` and `database` within `grants` and `limits`, acting as
-    /// `identity`, its progress shown by `reporter`.
+    /// An instance's reach: the KEKs in `kv` and the wallets in `database` within `grants` and
+    /// `limits`, acting as `identity`, its progress shown by `reporter`.
     pub fn new(
         kv: impl Into<KvBackend>,
         database: Database,
@@ -100,19 +101,19 @@ impl RunState {
             clock: GuestClock::new(&limits),
             wall: WallClock::new(&limits),
             journal: Journal::new(database.clone(), grants.journal_write, kv.vault().cloned()),
-            wallets: WalletStore::new(database.clone(), grants.wallets_write, limits),
-            kv: VaultKv::new(kv, grants),
+            wallets: WalletStore::new(database.clone(), grants.wallets.clone(), limits),
+            keys: Keys::new(KeyRing::new(kv, &grants.key_path), grants, database.clone()),
             report: Report::new(reporter),
             lease: Lease::new(database, identity, lease_ttl),
         }
     }
 
-    /// The wallet-store capability: odd rows, batches, the cross-check.
+    /// The wallet-store capability: odd rows, batches, checked writes.
     pub fn wallets(&self) -> &WalletStore {
         &self.wallets
     }
 
-    /// The wallet-store capability, to hand it batches or a cross-check.
+    /// The wallet-store capability, to hand it batches or what `seal` must write.
     pub fn wallets_mut(&mut self) -> &mut WalletStore {
         &mut self.wallets
     }
@@ -144,8 +145,22 @@ impl RunState {
         &mut self.wall
     }
 
+    /// The keys capability, to hand it the key `migrate-kek` imports.
+    pub fn keys_mut(&mut self) -> &mut Keys {
+        &mut self.keys
+    }
+
+    /// The resource table, to hand the component a secret or take one back.
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
     fn wallet_store(&mut self) -> wallet_store::WalletStoreView<'_> {
-        wallet_store::WalletStoreView { store: &mut self.wallets, lease: &self.lease }
+        wallet_store::WalletStoreView { store: &mut self.wallets, keys: &mut self.keys, lease: &self.lease }
+    }
+
+    fn keys(&mut self) -> keys::KeysView<'_> {
+        keys::KeysView { keys: &mut self.keys, table: &mut self.table }
     }
 
     fn journal(&mut self) -> journal::JournalView<'_> {
@@ -163,7 +178,7 @@ impl WasiView for RunState {
 /// interfaces only, so that no write function exists for an audit component to call.
 pub fn add_to_linker(linker: &mut Linker<RunState>, world: World) -> wasmtime::Result<()> {
     types::add_to_linker::<RunState, SharedTypes>(linker, |_| SharedTypes)?;
-    vault_kv::add_to_linker(linker, world, |s| &mut s.kv)?;
+    keys::add_to_linker(linker, world, RunState::keys)?;
     wallet_store::add_to_linker(linker, world, RunState::wallet_store)?;
     journal::add_to_linker(linker, world, RunState::journal)?;
     report::add_to_linker(linker, |s| &mut s.report)

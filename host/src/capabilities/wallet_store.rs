@@ -1,51 +1,47 @@
 //! The `wallet-store` import (and the auditor's `wallet-reader`): the wallet table, read in
 //! pages or in the batches a rotation's walk hands out, and written only in checked batches.
 //!
-//! Every write passes the same gate whatever function it comes through: the run's grant, the
-//! size limits, then the [`BatchCheck`] the runner installed, and only then one transaction
-//! that also renews the run's hold on the rotation (its lease or its key range).
+//! Every write passes the same gate whatever function it comes through: the command's grant,
+//! the size limits, then the host's own check of each row — the new ciphertext must open,
+//! under the current KEK, to exactly the wallet the row held (or, for `seal`, the plaintext
+//! the operator gave) — and only then one transaction that also renews the run's hold on the
+//! rotation (its lease or its key range). A component whose write fails the check is stopped.
+
+use rotor_codec::Format;
 
 use crate::bindings::auditor::wallet_reader;
 use crate::bindings::{wallet_store, wallet_types};
+use crate::capabilities::keys::Keys;
 use crate::coordination::{Batches, Lease};
+use crate::grants::WalletWrites;
+use crate::keyring::KeyRing;
 use crate::limits::Limits;
 use crate::store::{Database, OddRow, OddRows, Replacement, StoreError, WalletRow};
 
-/// A check every batch must pass before it is written, whatever import it comes through. The
-/// runner supplies it (rotor's reference component, [`crate::cross_check`]); it is a trait here
-/// so that the imports need nothing from the runner that instantiates them.
-pub trait BatchCheck: Send {
-    /// `Ok` to write `rows`; an error (usually [`CrossCheckFailed`]) stops the run with nothing of
-    /// the batch written.
-    fn verify<'a>(&'a mut self, rows: &'a [wallet_store::Replacement])
-    -> BoxFuture<'a, wasmtime::Result<()>>;
-}
-
-/// A boxed future, for the one async trait method above.
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// Why the reference component refused a batch.
+/// Why the host refused a write. The component that asked for it is stopped, and nothing of
+/// the batch was written.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cross-check failed for wallet {id:?}: {reason}; the reference component refused the batch, nothing \
-     of it was written (run rotor's own component, or --no-cross-check if you trust this one)"
+    "write refused for wallet {id:?}: {reason}; nothing of the batch was written, and every wallet \
+     stays as it was"
 )]
-pub struct CrossCheckFailed {
-    /// The wallet whose replacement the reference could not read back.
+pub struct WriteRefused {
+    /// The wallet whose new ciphertext failed the check.
     pub id: String,
-    /// What the reference found.
+    /// What the check found.
     pub reason: String,
 }
 
 /// What the `wallet-store` import reaches.
 pub struct WalletStore {
     database: Database,
-    /// May insert or replace wallets (the run's grant).
-    may_write: bool,
+    /// Which wallets the run may write (its grant).
+    writes: WalletWrites,
     limits: Limits,
-    /// When this run's component is not the reference one: the reference opens every batch
-    /// it writes before the batch is committed (see [`crate::cross_check`]).
-    cross_check: Option<Box<dyn BatchCheck>>,
+    /// `seal`: the plaintext the operator gave, which the one wallet written must open to.
+    seal_plaintext: Option<rotor_codec::Plaintext>,
+    /// Rows checked before being written, for the log.
+    checked: u64,
     /// What `next-batch` hands out: this instance's share of a rotation's walk, or of a
     /// read-only pass over the table (`validate` on several instances).
     batches: Option<Batches>,
@@ -56,13 +52,14 @@ pub struct WalletStore {
 }
 
 impl WalletStore {
-    /// The wallet table of `database`, writable if `may_write`, within `limits`.
-    pub fn new(database: Database, may_write: bool, limits: Limits) -> WalletStore {
+    /// The wallet table of `database`, writable as `writes` says, within `limits`.
+    pub fn new(database: Database, writes: WalletWrites, limits: Limits) -> WalletStore {
         WalletStore {
             database,
-            may_write,
+            writes,
             limits,
-            cross_check: None,
+            seal_plaintext: None,
+            checked: 0,
             batches: None,
             odd_rows: OddRows::default(),
         }
@@ -84,25 +81,85 @@ impl WalletStore {
         self.batches = Some(batches);
     }
 
-    /// Has `check` pass every batch before it is committed.
-    pub fn set_cross_check(&mut self, check: Box<dyn BatchCheck>) {
-        self.cross_check = Some(check);
+    /// `seal`: the wallet the command writes must open to `plaintext`.
+    pub fn expect_seal(&mut self, plaintext: rotor_codec::Plaintext) {
+        self.seal_plaintext = Some(plaintext);
     }
 
-    fn check_write(&self, action: &str) -> Result<(), wallet_store::Error> {
-        if self.may_write {
+    /// How many rows the host checked and wrote so far.
+    pub fn checked(&self) -> u64 {
+        self.checked
+    }
+
+    fn check_write(&self, action: &str, id: Option<&str>) -> Result<(), wallet_store::Error> {
+        let allowed = match (&self.writes, id) {
+            (WalletWrites::Batches, None) => true,
+            (WalletWrites::One(granted), Some(id)) => granted == id,
+            _ => false,
+        };
+        if allowed {
             return Ok(());
         }
-        tracing::warn!(action, "component denied: wallets are read-only in this run");
-        Err(wallet_store::Error::Denied(format!("{action}: wallets are read-only in this run")))
+        let why = match &self.writes {
+            WalletWrites::None => "wallets are read-only in this run".to_owned(),
+            WalletWrites::Batches => "this run writes a rotation's batches only".to_owned(),
+            WalletWrites::One(granted) => format!("this run may write wallet {granted:?} only"),
+        };
+        tracing::warn!(action, "component denied: {why}");
+        Err(wallet_store::Error::Denied(format!("{action}: {why}")))
     }
 }
 
-/// The `wallet-store` import of one instance: its table, and its lease, which every batch
-/// written outside a walk renews.
+/// Checks that `new` opens, under the current KEK, to `before` (what the row held, or what
+/// `seal` was given); `Err` with the reason if not. Vault failing is a host failure, not a
+/// verdict on the row.
+async fn check_row(
+    ring: &mut KeyRing,
+    id: &str,
+    before: Result<&[u8], String>,
+    new: &str,
+) -> wasmtime::Result<Result<(), String>> {
+    let host_failure = |e: crate::keyring::KeyError| wasmtime::Error::msg(format!("checking a write: {e}"));
+    let Some(current) = ring.current_version().await.map_err(host_failure)? else {
+        return Ok(Err("Vault has no current KEK".into()));
+    };
+    let format = match rotor_codec::inspect(new) {
+        Ok(format) => format,
+        Err(e) => return Ok(Err(format!("the new ciphertext is not in a format rotor reads ({e})"))),
+    };
+    if let Format::Envelope { kek_version } = format
+        && kek_version != current
+    {
+        return Ok(Err(format!(
+            "the new ciphertext names KEK v{kek_version}, but this command writes under the current KEK v{current}"
+        )));
+    }
+    let held = ring.version(current).await.map_err(host_failure)?;
+    let Some(held) = held else {
+        return Ok(Err(format!("Vault does not have the current KEK v{current}")));
+    };
+    let after = match rotor_codec::open(&held.kek, id, new) {
+        Ok(after) => after,
+        Err(e) => {
+            return Ok(Err(format!(
+                "the new ciphertext does not open under the current KEK v{current} ({e})"
+            )));
+        }
+    };
+    Ok(match before {
+        Ok(before) if before == after.as_slice() => Ok(()),
+        Ok(_) => Err("the new ciphertext opens to a different wallet than the row holds".into()),
+        Err(why) => Err(why),
+    })
+}
+
+/// The `wallet-store` import of one instance: its table, its keys (to check writes), and its
+/// lease, which every batch written outside a walk renews.
 pub struct WalletStoreView<'a> {
     /// The table and what this instance may do to it.
     pub store: &'a mut WalletStore,
+    /// The KEKs every write is checked with.
+    pub keys: &'a mut Keys,
     /// The instance's hold on the rotation it works on.
     pub lease: &'a Lease,
 }
@@ -199,7 +256,7 @@ impl wallet_store::Host for WalletStoreView<'_> {
         id: String,
         ciphertext: String,
     ) -> wasmtime::Result<Result<(), wallet_store::Error>> {
-        if let Err(denied) = self.store.check_write("put") {
+        if let Err(denied) = self.store.check_write("put", Some(&id)) {
             return Ok(Err(denied));
         }
         let max = self.store.limits.max_value_bytes();
@@ -209,6 +266,16 @@ impl wallet_store::Host for WalletStoreView<'_> {
                 ciphertext.len()
             ))));
         }
+        let before = match &self.store.seal_plaintext {
+            Some(plaintext) => Ok(plaintext.to_vec()),
+            None => Err("the command was given no plaintext to seal".to_owned()),
+        };
+        let before = before.as_deref().map_err(Clone::clone);
+        if let Err(reason) = check_row(self.keys.ring_mut(), &id, before, &ciphertext).await? {
+            tracing::error!(%id, "write refused: {reason}");
+            return Err(wasmtime::Error::new(WriteRefused { id, reason }));
+        }
+        self.store.checked += 1;
         Ok(self.store.database.put(&id, &ciphertext).await.map_err(store_error))
     }
 
@@ -216,7 +283,7 @@ impl wallet_store::Host for WalletStoreView<'_> {
         &mut self,
         rows: Vec<wallet_store::Replacement>,
     ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
-        if let Err(denied) = self.store.check_write("replace-batch") {
+        if let Err(denied) = self.store.check_write("replace-batch", None) {
             return Ok(Err(denied));
         }
         self.write_replacements(rows).await
@@ -226,7 +293,7 @@ impl wallet_store::Host for WalletStoreView<'_> {
         &mut self,
         rows: Vec<(String, String)>,
     ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
-        if let Err(denied) = self.store.check_write("replace-current-batch") {
+        if let Err(denied) = self.store.check_write("replace-current-batch", None) {
             return Ok(Err(denied));
         }
         let Some(Batches::Walk(batches)) = &mut self.store.batches else {
@@ -263,7 +330,7 @@ impl wallet_store::Host for WalletStoreView<'_> {
 }
 
 impl WalletStoreView<'_> {
-    /// Both replace functions: sizes checked, the cross-check, then one transaction. A
+    /// Both replace functions: sizes checked, each row checked, then one transaction. A
     /// replacement over `limits.max-value-kib` is left out of the batch (neither replaced nor a
     /// conflict, which the component would retry) and its row reported as odd: the wallet stays
     /// on its old KEK and the rest of the batch is written.
@@ -288,11 +355,23 @@ impl WalletStoreView<'_> {
                 store.limits.max_value_kib,
             ));
         }
-        if let Some(check) = &mut store.cross_check {
-            // A batch the reference cannot read back stops the run: nothing of it is written,
-            // and a component that produced it is not trusted with the next one.
-            check.verify(&rows).await?;
+        // A row that fails the check stops the run: nothing of the batch is written, and a
+        // component that produced it is not trusted with the next one.
+        for row in &rows {
+            let before = match self.keys.ring_mut().open_row(&row.id, &row.expected).await {
+                Ok((_, plaintext)) => Ok(plaintext),
+                Err(e) => Err(format!(
+                    "the row's current ciphertext does not open ({e}), so the host cannot confirm that the \
+                     replacement holds the same wallet"
+                )),
+            };
+            let before = before.as_ref().map(|p| p.as_slice()).map_err(Clone::clone);
+            if let Err(reason) = check_row(self.keys.ring_mut(), &row.id, before, &row.replacement).await? {
+                tracing::error!(id = %row.id, "write refused: {reason}");
+                return Err(wasmtime::Error::new(WriteRefused { id: row.id.clone(), reason }));
+            }
         }
+        store.checked += rows.len() as u64;
         let rows: Vec<Replacement> = rows
             .into_iter()
             .map(|r| Replacement { id: r.id, expected: r.expected, replacement: r.replacement })

@@ -76,8 +76,9 @@ pub struct GlobalArgs {
     /// Run a component file whose digest is not pinned in rotor.toml (logged as a warning).
     #[arg(long, global = true)]
     pub allow_unpinned: bool,
-    /// Do not have rotor's reference component check the batches a --component writes.
-    #[arg(long, global = true)]
+    /// No longer has any effect (the host checks every write itself); accepted so that
+    /// existing scripts keep working.
+    #[arg(long, global = true, hide = true)]
     pub no_cross_check: bool,
     /// Print exactly one JSON document on stdout (errors too: {"error": "..."}).
     #[arg(long, global = true)]

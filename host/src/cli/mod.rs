@@ -201,7 +201,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
                     return Ok(Outcome::Success);
                 }
             }
-            let access = if args.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+            let access = if args.dry_run { Access::ReadOnly } else { Access::Rotate };
             require_vault_writes(&app, args, VaultWrites::Rotation).await?;
             let instance = app.instance(access, global.reporter("rotate")).await?;
             let report = crate::rotation::rotate(&app, instance, &args.request(), None, shutdown).await?;
@@ -215,7 +215,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
                 Some(version) => version,
                 None => crate::rotation::previous_kek(&app).await?,
             };
-            let access = if args.rotate.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+            let access = if args.rotate.dry_run { Access::ReadOnly } else { Access::Rotate };
             require_vault_writes(&app, &args.rotate, VaultWrites::Rotation).await?;
             let instance = app.instance(access, global.reporter("rollback")).await?;
             let report =
@@ -229,7 +229,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             if let Some(vault) = app.kv().vault() {
                 crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Prune).await?;
             }
-            let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
+            let mut instance = app.instance(Access::Prune, Reporter::silent()).await?;
             let report = answer(instance.prune(&app.key_location(), *keep).await)?;
             let pruned = Pruned {
                 destroyed: report.destroyed,
@@ -267,7 +267,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             let mut plaintext = Zeroizing::new(Vec::new());
             std::io::stdin().read_to_end(&mut plaintext).context("reading the plaintext from stdin")?;
             let app = open_app(global, false, PlanFlags::default()).await?;
-            let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
+            let mut instance = app.instance(Access::Seal { id: id.clone() }, Reporter::silent()).await?;
             let version = answer(instance.seal_wallet(&app.key_location(), id, &plaintext).await)?;
             let sealed = Sealed { id: id.clone(), kek_version: version, bytes: plaintext.len() };
             print(global.json, &sealed, || {
@@ -284,7 +284,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
                 Some(reason) => anyhow!("wallet {id:?} cannot be opened: {reason}"),
                 None => e,
             });
-            let plaintext = Zeroizing::new(opened?);
+            let plaintext = opened?;
             if global.json {
                 // JSON carries bytes as base64 so that any wallet survives the trip.
                 use base64::Engine;
@@ -298,10 +298,12 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             Ok(Outcome::Success)
         }
         Command::MigrateKek { from_env } => {
-            let kek = crate::vault::kek_from_var(from_env)?;
+            let text = crate::vault::kek_from_var(from_env)?;
+            let kek = rotor_codec::Kek::from_hex(text.trim())
+                .map_err(|e| anyhow!("{from_env} does not hold a KEK ({e}): it must be 64 hex characters"))?;
             let app = open_app(global, false, PlanFlags::default()).await?;
-            let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
-            let version = answer(instance.import_kek(&app.key_location(), kek.trim()).await)?;
+            let mut instance = app.instance(Access::ImportKek, Reporter::silent()).await?;
+            let version = answer(instance.import_kek(&app.key_location(), kek).await)?;
             let path = format!("{}/{}", app.settings().kv_mount, app.settings().key_path);
             let migrated = serde_json::json!({ "path": path, "kek_version": version });
             print(global.json, &migrated, || {

@@ -87,6 +87,12 @@ impl GlobalArgs {
             (Some(dir), true) => Some(ComponentCache::at(dir)),
             (None, true) => ComponentCache::default_location(),
         };
+        if self.no_cross_check || !file.component.cross_check {
+            tracing::warn!(
+                "--no-cross-check / cross-check = false no longer has any effect: the host itself checks \
+                 every wallet any component writes, and that check cannot be turned off"
+            );
+        }
         let settings = Settings {
             database_url,
             table: WalletTable::new(&table, &id_column, &ciphertext_column)?,
@@ -97,7 +103,6 @@ impl GlobalArgs {
                 limits: file.limits,
                 pinned: file.component.pinned.clone(),
                 allow_unpinned: self.allow_unpinned || file.component.allow_unpinned,
-                cross_check: !self.no_cross_check && file.component.cross_check,
                 cache,
             },
             vault_defaults: file.vault.clone(),
@@ -205,7 +210,6 @@ pub(super) fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Va
         "component": component,
         "pinned": settings.sandbox.pinned,
         "allow_unpinned": settings.sandbox.allow_unpinned,
-        "cross_check": settings.sandbox.cross_check,
         "cache_dir": settings.sandbox.cache.as_ref().map(|c| c.dir().display().to_string()),
         "limits": settings.sandbox.limits,
         "problems": problems,

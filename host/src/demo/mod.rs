@@ -138,8 +138,8 @@ async fn run_with_server(
 
     // The seed's Day 2: the KEK leaves the environment for Vault.
     let kek = Kek::generate().context("generating the demo's first KEK")?;
-    let mut instance = app.instance(Access::ReadWrite, Reporter::silent()).await?;
-    let version = answer(instance.import_kek(&at, &kek.to_hex()).await)?;
+    let mut instance = app.instance(Access::ImportKek, Reporter::silent()).await?;
+    let version = answer(instance.import_kek(&at, kek.clone()).await)?;
     say.say(format!(
         "3. First KEK stored in Vault at secret/{} (version {version}), as `rotor migrate-kek` does",
         at.key_path
@@ -173,7 +173,7 @@ async fn run_with_server(
         strict: false,
         output_format: crate::bindings::types::OutputFormat::Envelope,
     };
-    let instance = app.instance(Access::ReadWrite, reporter(output, "rotate")).await?;
+    let instance = app.instance(Access::Rotate, reporter(output, "rotate")).await?;
     // A signal stops the whole demo (its OpenBao and database are throwaway), not a rotation.
     let rotation = crate::rotation::rotate(&app, instance, &request, None, &Shutdown::new()).await?;
     say.say(format!("6. rotate: {}", rotation.human().replace('\n', "\n   ")));

@@ -1,0 +1,538 @@
+//! The `keys` import (and the auditor's `key-reader`): KEKs, data keys and decrypted wallets
+//! held by the host, handed to the component as handles in the instance's resource table.
+//!
+//! No function here returns key bytes or plaintext, and every nonce and fresh key comes from
+//! the host's CSPRNG: whatever a component writes, it cannot carry a key or a wallet out, nor
+//! a secret of its own choosing. What changes the KEK in Vault (storing the next version,
+//! archiving, destroying, importing) is a host operation with its own checks, open only to the
+//! commands whose grant names it.
+
+use rotor_codec::{DataKey, NONCE_LEN, Plaintext};
+use wasmtime::component::{Resource, ResourceTable};
+
+use crate::bindings::auditor::key_reader;
+use crate::bindings::{key_types, keys};
+use crate::grants::Grants;
+use crate::keyring::{HeldKek, KeyError, KeyRing};
+use crate::store::Database;
+use crate::vault::KvMetadata;
+
+/// Live handles one instance may hold at once: a batch's worth many times over, and a bound
+/// on what a component can make the host keep in memory.
+pub const MAX_HANDLES: usize = 65_536;
+/// Decrypted bytes one instance may hold at once.
+pub const MAX_SECRET_BYTES: usize = 64 << 20;
+
+/// A KEK version, as the component holds it.
+pub struct KekHandle(HeldKek);
+
+/// A data key, as the component holds it.
+pub struct DataKeyHandle(DataKey);
+
+/// Decrypted bytes, as the component holds them.
+pub struct SecretHandle(Plaintext);
+
+impl SecretHandle {
+    /// Bytes handed into a component (`seal-wallet`'s plaintext).
+    pub fn new(plaintext: Plaintext) -> SecretHandle {
+        SecretHandle(plaintext)
+    }
+
+    /// The bytes, for the host to show the operator (`open-wallet`).
+    pub fn into_plaintext(self) -> Plaintext {
+        self.0
+    }
+}
+
+/// What the `keys` import reaches: the key path's KEKs, the command's grant, the database (to
+/// count the rows naming a version before it is destroyed), and what the component holds.
+pub struct Keys {
+    ring: KeyRing,
+    grants: Grants,
+    database: Database,
+    handles: usize,
+    secret_bytes: usize,
+}
+
+impl Keys {
+    /// The KEKs of `ring`, within `grants`.
+    pub fn new(ring: KeyRing, grants: Grants, database: Database) -> Keys {
+        Keys { ring, grants, database, handles: 0, secret_bytes: 0 }
+    }
+
+    /// The KEKs, for the checks of the wallet store.
+    pub fn ring_mut(&mut self) -> &mut KeyRing {
+        &mut self.ring
+    }
+
+    fn path_allowed(&self, key_path: &str) -> Result<(), KeyError> {
+        if key_path == self.ring.key_path() {
+            return Ok(());
+        }
+        tracing::warn!(key_path, "component denied: a key path outside this run's grant");
+        Err(KeyError::Denied(format!("{key_path} is not this command's key path ({})", self.ring.key_path())))
+    }
+
+    fn allowed(&self, key_path: &str, what: &str, granted: bool) -> Result<(), KeyError> {
+        self.path_allowed(key_path)?;
+        if granted {
+            return Ok(());
+        }
+        tracing::warn!(what, "component denied: not in this command's grant");
+        Err(KeyError::Denied(format!("{what} is not in this command's grant ({})", self.grants)))
+    }
+}
+
+/// The `keys` import of one instance: its keys and its resource table.
+pub struct KeysView<'a> {
+    /// The keys and the grant.
+    pub keys: &'a mut Keys,
+    /// The instance's resource table, where the handles live.
+    pub table: &'a mut ResourceTable,
+}
+
+// Linked as `keys` for a rotator, as the read-only `key-reader` for an auditor.
+link_for_world!('a, KeysView<'a>, key_types, keys, key_reader);
+
+fn to_wit(error: KeyError) -> key_types::Error {
+    match error {
+        KeyError::Denied(why) => key_types::Error::Denied(why),
+        KeyError::NotFound(why) => key_types::Error::NotFound(why),
+        KeyError::Conflict(why) => key_types::Error::Conflict(why),
+        KeyError::Refused(why) => key_types::Error::Refused(why),
+        KeyError::Unavailable(why) => key_types::Error::Unavailable(why),
+    }
+}
+
+fn fresh_nonce() -> wasmtime::Result<[u8; NONCE_LEN]> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce)
+        .map_err(|e| wasmtime::Error::msg(format!("the host's CSPRNG failed: {e}")))?;
+    Ok(nonce)
+}
+
+fn sealed((nonce, (ciphertext, tag)): ([u8; NONCE_LEN], (Vec<u8>, [u8; 16]))) -> key_types::Sealed {
+    key_types::Sealed { nonce: nonce.to_vec(), ciphertext, tag: tag.to_vec() }
+}
+
+fn metadata_to_wit(m: KvMetadata) -> key_types::KeyMetadata {
+    key_types::KeyMetadata {
+        current_version: m.current_version,
+        oldest_version: m.oldest_version,
+        max_versions: m.max_versions,
+        created_time: m.created_time,
+        updated_time: m.updated_time,
+        versions: m
+            .versions
+            .into_iter()
+            .map(|v| key_types::VersionMetadata {
+                version: v.version,
+                created_time: v.created_time,
+                deletion_time: v.deletion_time,
+                destroyed: v.destroyed,
+            })
+            .collect(),
+    }
+}
+
+/// A handle count or byte budget ran out: the component is holding on to too much.
+fn too_many(what: &str) -> key_types::Error {
+    key_types::Error::TooLarge(format!(
+        "{what}: this instance holds too many key handles or decrypted bytes (at most {MAX_HANDLES} handles, \
+         {} MiB); drop the ones it no longer needs",
+        MAX_SECRET_BYTES >> 20
+    ))
+}
+
+impl KeysView<'_> {
+    fn push<T: Send + 'static>(&mut self, value: T) -> wasmtime::Result<Option<Resource<T>>> {
+        if self.keys.handles >= MAX_HANDLES {
+            return Ok(None);
+        }
+        self.keys.handles += 1;
+        Ok(Some(self.table.push(value)?))
+    }
+
+    fn forget<T: 'static>(&mut self, handle: Resource<T>) -> wasmtime::Result<T> {
+        let value = self.table.delete(handle)?;
+        self.keys.handles = self.keys.handles.saturating_sub(1);
+        Ok(value)
+    }
+
+    fn push_kek(&mut self, held: HeldKek) -> wasmtime::Result<Result<Resource<KekHandle>, key_types::Error>> {
+        Ok(self.push(KekHandle(held))?.ok_or_else(|| too_many("a KEK handle")))
+    }
+
+    /// A secret is pushed only within the byte budget; `None` when over it.
+    fn push_secret(&mut self, plaintext: Plaintext) -> wasmtime::Result<Option<Resource<SecretHandle>>> {
+        let len = plaintext.len();
+        if self.keys.secret_bytes + len > MAX_SECRET_BYTES {
+            return Ok(None);
+        }
+        let pushed = self.push(SecretHandle(plaintext))?;
+        if pushed.is_some() {
+            self.keys.secret_bytes += len;
+        }
+        Ok(pushed)
+    }
+
+    fn kek(&self, handle: &Resource<KekHandle>) -> wasmtime::Result<&HeldKek> {
+        Ok(&self.table.get(handle)?.0)
+    }
+
+    async fn current(
+        &mut self,
+        key_path: String,
+    ) -> wasmtime::Result<Result<Option<Resource<KekHandle>>, key_types::Error>> {
+        if let Err(denied) = self.keys.path_allowed(&key_path) {
+            return Ok(Err(to_wit(denied)));
+        }
+        match self.keys.ring.current().await {
+            Ok(Some(held)) => Ok(self.push_kek(held)?.map(Some)),
+            Ok(None) => Ok(Ok(None)),
+            Err(e) => Ok(Err(to_wit(e))),
+        }
+    }
+
+    async fn held_version(
+        &mut self,
+        key_path: &str,
+        version: u32,
+    ) -> Result<Option<HeldKek>, key_types::Error> {
+        self.keys.path_allowed(key_path).map_err(to_wit)?;
+        self.keys.ring.version(version).await.map_err(to_wit)
+    }
+
+    async fn seed_archives(
+        &mut self,
+        key_path: String,
+    ) -> wasmtime::Result<Result<Vec<Resource<KekHandle>>, key_types::Error>> {
+        if let Err(denied) = self.keys.path_allowed(&key_path) {
+            return Ok(Err(to_wit(denied)));
+        }
+        let seed = match self.keys.ring.seed_archives().await {
+            Ok(seed) => seed,
+            Err(e) => return Ok(Err(to_wit(e))),
+        };
+        let mut handles = Vec::with_capacity(seed.len());
+        for held in seed {
+            match self.push_kek(held)? {
+                Ok(handle) => handles.push(handle),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok(handles))
+    }
+
+    async fn metadata(
+        &mut self,
+        key_path: String,
+    ) -> Result<Option<key_types::KeyMetadata>, key_types::Error> {
+        self.keys.path_allowed(&key_path).map_err(to_wit)?;
+        Ok(self.keys.ring.metadata().await.map_err(to_wit)?.map(metadata_to_wit))
+    }
+
+    async fn archive_entries(
+        &mut self,
+        key_path: String,
+    ) -> Result<Vec<key_types::ArchiveEntry>, key_types::Error> {
+        self.keys.path_allowed(&key_path).map_err(to_wit)?;
+        let names = self.keys.ring.archive_entries().await.map_err(to_wit)?;
+        Ok(names
+            .into_iter()
+            .map(|name| key_types::ArchiveEntry { name, created_time: String::new() })
+            .collect())
+    }
+}
+
+impl key_types::Host for KeysView<'_> {}
+
+impl key_types::HostSecret for KeysView<'_> {
+    async fn len(&mut self, secret: Resource<SecretHandle>) -> wasmtime::Result<u32> {
+        Ok(u32::try_from(self.table.get(&secret)?.0.len()).unwrap_or(u32::MAX))
+    }
+
+    async fn drop(&mut self, secret: Resource<SecretHandle>) -> wasmtime::Result<()> {
+        let secret = self.forget(secret)?;
+        self.keys.secret_bytes = self.keys.secret_bytes.saturating_sub(secret.0.len());
+        Ok(())
+    }
+}
+
+impl key_types::HostDataKey for KeysView<'_> {
+    async fn new(&mut self) -> wasmtime::Result<Resource<DataKeyHandle>> {
+        let key = DataKey::generate()
+            .map_err(|e| wasmtime::Error::msg(format!("the host's CSPRNG failed: {e}")))?;
+        // A constructor has no error to answer with: over the handle budget, the call traps.
+        self.push(DataKeyHandle(key))?
+            .ok_or_else(|| wasmtime::Error::msg(format!("{:?}", too_many("a new data key"))))
+    }
+
+    async fn seal(
+        &mut self,
+        key: Resource<DataKeyHandle>,
+        plaintext: Resource<SecretHandle>,
+        aad: Vec<u8>,
+    ) -> wasmtime::Result<key_types::Sealed> {
+        let nonce = fresh_nonce()?;
+        let plaintext = &self.table.get(&plaintext)?.0;
+        let out = self.table.get(&key)?.0.seal_detached(&nonce, &aad, plaintext);
+        Ok(sealed((nonce, out)))
+    }
+
+    async fn open(
+        &mut self,
+        key: Resource<DataKeyHandle>,
+        sealed: key_types::Sealed,
+        aad: Vec<u8>,
+    ) -> wasmtime::Result<Option<Resource<SecretHandle>>> {
+        let opened =
+            self.table.get(&key)?.0.open_detached(&sealed.nonce, &aad, &sealed.ciphertext, &sealed.tag);
+        match opened {
+            Ok(plaintext) => self.push_secret(plaintext),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn drop(&mut self, key: Resource<DataKeyHandle>) -> wasmtime::Result<()> {
+        self.forget(key).map(drop)
+    }
+}
+
+impl key_types::HostKek for KeysView<'_> {
+    async fn version(&mut self, kek: Resource<KekHandle>) -> wasmtime::Result<u32> {
+        Ok(self.kek(&kek)?.version)
+    }
+
+    async fn same_key(
+        &mut self,
+        kek: Resource<KekHandle>,
+        other: Resource<KekHandle>,
+    ) -> wasmtime::Result<bool> {
+        Ok(*self.kek(&kek)?.kek == *self.kek(&other)?.kek)
+    }
+
+    async fn wrap(
+        &mut self,
+        kek: Resource<KekHandle>,
+        key: Resource<DataKeyHandle>,
+        aad: Vec<u8>,
+    ) -> wasmtime::Result<key_types::Sealed> {
+        let nonce = fresh_nonce()?;
+        let key = &self.table.get(&key)?.0;
+        let out = self.kek(&kek)?.kek.wrap_detached(&nonce, &aad, key);
+        Ok(sealed((nonce, out)))
+    }
+
+    async fn unwrap(
+        &mut self,
+        kek: Resource<KekHandle>,
+        wrapped: key_types::Sealed,
+        aad: Vec<u8>,
+    ) -> wasmtime::Result<Option<Resource<DataKeyHandle>>> {
+        let unwrapped =
+            self.kek(&kek)?.kek.unwrap_detached(&wrapped.nonce, &aad, &wrapped.ciphertext, &wrapped.tag);
+        match unwrapped {
+            Ok(key) => self.push(DataKeyHandle(key)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn seal(
+        &mut self,
+        kek: Resource<KekHandle>,
+        plaintext: Resource<SecretHandle>,
+        aad: Vec<u8>,
+    ) -> wasmtime::Result<key_types::Sealed> {
+        let nonce = fresh_nonce()?;
+        let plaintext = &self.table.get(&plaintext)?.0;
+        let out = self.kek(&kek)?.kek.seal_detached(&nonce, &aad, plaintext);
+        Ok(sealed((nonce, out)))
+    }
+
+    async fn open(
+        &mut self,
+        kek: Resource<KekHandle>,
+        sealed: key_types::Sealed,
+        aad: Vec<u8>,
+    ) -> wasmtime::Result<Option<Resource<SecretHandle>>> {
+        let opened = self.kek(&kek)?.kek.open_detached(&sealed.nonce, &aad, &sealed.ciphertext, &sealed.tag);
+        match opened {
+            Ok(plaintext) => self.push_secret(plaintext),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn drop(&mut self, kek: Resource<KekHandle>) -> wasmtime::Result<()> {
+        self.forget(kek).map(drop)
+    }
+}
+
+impl keys::Host for KeysView<'_> {
+    async fn current(
+        &mut self,
+        key_path: String,
+    ) -> wasmtime::Result<Result<Option<Resource<KekHandle>>, key_types::Error>> {
+        KeysView::current(self, key_path).await
+    }
+
+    async fn version(
+        &mut self,
+        key_path: String,
+        version: u32,
+    ) -> wasmtime::Result<Result<Option<Resource<KekHandle>>, key_types::Error>> {
+        match self.held_version(&key_path, version).await {
+            Ok(Some(held)) => Ok(self.push_kek(held)?.map(Some)),
+            Ok(None) => Ok(Ok(None)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn seed_archives(
+        &mut self,
+        key_path: String,
+    ) -> wasmtime::Result<Result<Vec<Resource<KekHandle>>, key_types::Error>> {
+        KeysView::seed_archives(self, key_path).await
+    }
+
+    async fn metadata(
+        &mut self,
+        key_path: String,
+    ) -> wasmtime::Result<Result<Option<key_types::KeyMetadata>, key_types::Error>> {
+        Ok(KeysView::metadata(self, key_path).await)
+    }
+
+    async fn archive_entries(
+        &mut self,
+        key_path: String,
+    ) -> wasmtime::Result<Result<Vec<key_types::ArchiveEntry>, key_types::Error>> {
+        Ok(KeysView::archive_entries(self, key_path).await)
+    }
+
+    async fn create_next(
+        &mut self,
+        key_path: String,
+        expected_current: u32,
+        restore: Option<u32>,
+    ) -> wasmtime::Result<Result<Resource<KekHandle>, key_types::Error>> {
+        if let Err(denied) = self.keys.allowed(&key_path, "storing a new KEK", self.keys.grants.kek_create) {
+            return Ok(Err(to_wit(denied)));
+        }
+        match self.keys.ring.create_next(expected_current, restore).await {
+            Ok(held) => self.push_kek(held),
+            Err(e) => Ok(Err(to_wit(e))),
+        }
+    }
+
+    async fn draft(
+        &mut self,
+        key_path: String,
+        restore: Option<u32>,
+    ) -> wasmtime::Result<Result<Resource<KekHandle>, key_types::Error>> {
+        if let Err(denied) = self.keys.path_allowed(&key_path) {
+            return Ok(Err(to_wit(denied)));
+        }
+        match self.keys.ring.draft(restore).await {
+            Ok(held) => self.push_kek(held),
+            Err(e) => Ok(Err(to_wit(e))),
+        }
+    }
+
+    async fn archive(
+        &mut self,
+        key_path: String,
+        version: u32,
+    ) -> wasmtime::Result<Result<(), key_types::Error>> {
+        if let Err(denied) = self.keys.allowed(&key_path, "archiving a KEK", self.keys.grants.kek_archive) {
+            return Ok(Err(to_wit(denied)));
+        }
+        Ok(self.keys.ring.archive(version).await.map_err(to_wit))
+    }
+
+    async fn destroy(
+        &mut self,
+        key_path: String,
+        version: u32,
+    ) -> wasmtime::Result<Result<(), key_types::Error>> {
+        if let Err(denied) =
+            self.keys.allowed(&key_path, "destroying a KEK version", self.keys.grants.kek_destroy)
+        {
+            return Ok(Err(to_wit(denied)));
+        }
+        let database = self.keys.database.clone();
+        Ok(self.keys.ring.destroy(version, &database).await.map_err(to_wit))
+    }
+
+    async fn import_given(&mut self, key_path: String) -> wasmtime::Result<Result<u32, key_types::Error>> {
+        if let Err(denied) = self.keys.allowed(&key_path, "importing a KEK", self.keys.grants.kek_import) {
+            return Ok(Err(to_wit(denied)));
+        }
+        Ok(self.keys.ring.import_given().await.map_err(to_wit))
+    }
+}
+
+// The auditor's read-only interface: the same checked calls, and no function that stores,
+// archives or destroys.
+impl key_reader::Host for KeysView<'_> {
+    async fn current(
+        &mut self,
+        key_path: String,
+    ) -> wasmtime::Result<Result<Option<Resource<KekHandle>>, key_types::Error>> {
+        KeysView::current(self, key_path).await
+    }
+
+    async fn version(
+        &mut self,
+        key_path: String,
+        version: u32,
+    ) -> wasmtime::Result<Result<Option<(Resource<KekHandle>, bool)>, key_types::Error>> {
+        match self.held_version(&key_path, version).await {
+            Ok(Some(held)) => {
+                let from_history = held.from_history;
+                Ok(self.push_kek(held)?.map(|handle| Some((handle, from_history))))
+            }
+            Ok(None) => Ok(Ok(None)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    async fn seed_archives(
+        &mut self,
+        key_path: String,
+    ) -> wasmtime::Result<Result<Vec<Resource<KekHandle>>, key_types::Error>> {
+        KeysView::seed_archives(self, key_path).await
+    }
+
+    async fn metadata(
+        &mut self,
+        key_path: String,
+    ) -> wasmtime::Result<Result<Option<key_types::KeyMetadata>, key_types::Error>> {
+        Ok(KeysView::metadata(self, key_path).await)
+    }
+
+    async fn archive_entries(
+        &mut self,
+        key_path: String,
+    ) -> wasmtime::Result<Result<Vec<key_types::ArchiveEntry>, key_types::Error>> {
+        Ok(KeysView::archive_entries(self, key_path).await)
+    }
+
+    async fn archived(
+        &mut self,
+        key_path: String,
+        name: String,
+    ) -> wasmtime::Result<Result<Option<Resource<KekHandle>>, key_types::Error>> {
+        if let Err(denied) = self.keys.path_allowed(&key_path) {
+            return Ok(Err(to_wit(denied)));
+        }
+        let version = name.strip_prefix('v').and_then(|v| v.parse().ok()).unwrap_or(0);
+        match self.keys.ring.archived(&name).await {
+            Ok(Some(kek)) => {
+                let held = HeldKek { version, kek, from_history: false, draft: false };
+                Ok(self.push_kek(held)?.map(Some))
+            }
+            Ok(None) => Ok(Ok(None)),
+            Err(e) => Ok(Err(to_wit(e))),
+        }
+    }
+}
