@@ -104,8 +104,8 @@ pub struct Sandbox {
     engine: Engine,
     limits: Limits,
     cache: Option<ComponentCache>,
-    /// What this sandbox compiled, by sha256: rotor's own component is needed both to check a
-    /// component's exports against and as the cross-check's reference, and compiles once.
+    /// What this sandbox compiled, by sha256: rotor's own component, which a component's
+    /// exports are checked against, compiles once per command.
     compiled: std::sync::Mutex<std::collections::HashMap<String, Component>>,
 }
 

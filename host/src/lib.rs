@@ -5,12 +5,13 @@
 //! * settings: [`plan`] (batch size, workers, lease: one [`plan::RunPlan`] per command),
 //!   [`limits`], [`grants`], [`config`] (`rotor.toml`).
 //! * backends: [`store`] (the wallet table and rotor's journal, on SQLite or PostgreSQL) and
-//!   [`vault`] (Vault KV v2 with one error type, and the backend a command's KEKs come from).
+//!   [`vault`] (Vault KV v2 with one error type, and the backend a command's KEKs come from),
+//!   with [`keyring`]: the KEKs of a key path, held by the host and never by a component.
 //! * [`coordination`]: the rotation lease and the key ranges a rotation's workers walk.
 //! * [`capabilities`]: one module per WIT import, each with its context, `Host` impls and
 //!   `add_to_linker`.
 //! * the runner: [`app`] (what every command opens), [`component`] (compiling, linking and
-//!   instantiating, with [`component_cache`], [`inspect`] and [`fit`]), [`cross_check`], [`bindings`].
+//!   instantiating, with [`component_cache`], [`inspect`] and [`fit`]), [`bindings`].
 //! * command support: [`report`], [`metrics`], [`shutdown`], [`durations`], [`progress`].
 //! * commands: [`rotation`], [`validate`], [`abort`], [`audit`], [`status`], [`history`],
 //!   [`demo`] (with the OpenBao dev server and the legacy wallets it starts from), [`exporter`] (`rotor serve`), [`bench`].

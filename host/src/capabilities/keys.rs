@@ -536,3 +536,112 @@ impl key_reader::Host for KeysView<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use wasmtime::component::ResourceTable;
+    use zeroize::Zeroizing;
+
+    use super::*;
+    use crate::bindings::key_types::{HostDataKey, HostKek, HostSecret};
+    use crate::bindings::keys::Host as _;
+    use crate::grants::Access;
+    use crate::store::WalletTable;
+    use crate::vault::{EnvKek, KvBackend};
+
+    fn borrow<T: 'static>(handle: &Resource<T>) -> Resource<T> {
+        Resource::new_borrow(handle.rep())
+    }
+
+    const KEY_HEX: &str = "abababababababababababababababababababababababababababababababab";
+
+    /// Keys over the seed's environment KEK (no Vault needed) with the grants of `access`.
+    async fn keys(access: Access) -> Keys {
+        let kv =
+            KvBackend::EnvKek(Arc::new(EnvKek::new("VAR", "k", Zeroizing::new(KEY_HEX.into())).unwrap()));
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = std::env::temp_dir().join(format!("rotor-keys-test-{}-{n}.db", std::process::id()));
+        std::fs::write(&file, b"").unwrap();
+        let url = format!("sqlite:{}", file.display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        sqlx::query("CREATE TABLE wallets (id TEXT PRIMARY KEY, ciphertext TEXT NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let table = WalletTable::new("wallets", "id", "ciphertext").unwrap();
+        let database = Database::connect(&url, table).await.unwrap();
+        Keys::new(KeyRing::new(kv, "k"), Grants::for_key("k", &access), database)
+    }
+
+    #[tokio::test]
+    async fn handles_seal_and_open_under_host_nonces_and_never_show_bytes() {
+        let mut keys = keys(Access::ReadOnly).await;
+        let mut table = ResourceTable::new();
+        let mut view = KeysView { keys: &mut keys, table: &mut table };
+        let kek = view.current("k".into()).await.unwrap().unwrap().unwrap();
+        assert_eq!(HostKek::version(&mut view, borrow(&kek)).await.unwrap(), 1);
+
+        let dek = HostDataKey::new(&mut view).await.unwrap();
+        let first = HostKek::wrap(&mut view, borrow(&kek), borrow(&dek), b"aad".to_vec()).await.unwrap();
+        let second = HostKek::wrap(&mut view, borrow(&kek), borrow(&dek), b"aad".to_vec()).await.unwrap();
+        assert_eq!((first.nonce.len(), first.ciphertext.len(), first.tag.len()), (12, 32, 16));
+        assert_ne!(first.nonce, second.nonce, "every wrap draws a fresh nonce");
+        assert!(!first.ciphertext.windows(4).any(|w| w == [0xab; 4]), "the KEK shows in the wrap");
+        let unwrapped =
+            HostKek::unwrap(&mut view, borrow(&kek), first.clone(), b"aad".to_vec()).await.unwrap();
+        assert!(unwrapped.is_some());
+        let wrong_aad = HostKek::unwrap(&mut view, borrow(&kek), first, b"other".to_vec()).await.unwrap();
+        assert!(wrong_aad.is_none(), "a wrap opens only with its associated data");
+
+        // A secret sealed under the data key opens to the same length; its bytes never leave.
+        let secret = view.push_secret(Zeroizing::new(b"wallet bytes".to_vec())).unwrap().unwrap();
+        let sealed =
+            HostDataKey::seal(&mut view, borrow(&dek), borrow(&secret), b"id".to_vec()).await.unwrap();
+        assert_ne!(sealed.ciphertext, b"wallet bytes");
+        let opened =
+            HostDataKey::open(&mut view, borrow(&dek), sealed, b"id".to_vec()).await.unwrap().unwrap();
+        assert_eq!(HostSecret::len(&mut view, borrow(&opened)).await.unwrap(), 12);
+        assert_eq!(view.table.get(&opened).unwrap().0.as_slice(), b"wallet bytes");
+        HostSecret::drop(&mut view, opened).await.unwrap();
+        assert_eq!(view.keys.secret_bytes, 12, "the secret still held is counted, the dropped one not");
+    }
+
+    #[tokio::test]
+    async fn a_key_path_or_operation_outside_the_commands_grant_is_denied() {
+        let mut keys = keys(Access::Seal { id: "w-1".into() }).await;
+        let mut table = ResourceTable::new();
+        let mut view = KeysView { keys: &mut keys, table: &mut table };
+        let other = view.current("ibn/other-team-secret".into()).await.unwrap().unwrap_err();
+        assert!(
+            matches!(&other, key_types::Error::Denied(why) if why.contains("is not this command's key path"))
+        );
+        let destroyed = view.destroy("k".into(), 1).await.unwrap().unwrap_err();
+        assert!(
+            matches!(&destroyed, key_types::Error::Denied(why)
+                if why.contains("destroying a KEK version is not in this command's grant")
+                    && why.contains("wallets: wallet \"w-1\" only")),
+            "{destroyed:?}"
+        );
+        let created = view.create_next("k".into(), 1, None).await.unwrap().unwrap_err();
+        assert!(matches!(created, key_types::Error::Denied(_)), "{created:?}");
+        let imported = view.import_given("k".into()).await.unwrap().unwrap_err();
+        assert!(matches!(imported, key_types::Error::Denied(_)), "{imported:?}");
+    }
+
+    #[tokio::test]
+    async fn an_instance_cannot_make_the_host_hold_unbounded_handles() {
+        let mut keys = keys(Access::ReadOnly).await;
+        let mut table = ResourceTable::new();
+        let mut view = KeysView { keys: &mut keys, table: &mut table };
+        for _ in 0..MAX_HANDLES {
+            HostDataKey::new(&mut view).await.unwrap();
+        }
+        let refused = HostDataKey::new(&mut view).await.unwrap_err().to_string();
+        assert!(refused.contains("too many key handles"), "{refused}");
+        let current = view.current("k".into()).await.unwrap().unwrap_err();
+        assert!(matches!(current, key_types::Error::TooLarge(_)), "{current:?}");
+    }
+}

@@ -372,6 +372,11 @@ impl WalletStoreView<'_> {
             }
         }
         store.checked += rows.len() as u64;
+        tracing::debug!(
+            rows = rows.len(),
+            total = store.checked,
+            "batch checked by the host: every row opens, under the current KEK, to what it held"
+        );
         let rows: Vec<Replacement> = rows
             .into_iter()
             .map(|r| Replacement { id: r.id, expected: r.expected, replacement: r.replacement })
