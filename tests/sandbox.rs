@@ -352,7 +352,7 @@ async fn a_component_cannot_reach_past_its_grants() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn garbage_from_a_rotation_component_is_refused_by_the_cross_check() {
+async fn garbage_from_a_rotation_component_is_refused_by_the_hosts_check() {
     let (world, _, _) = world_with_wallets(25).await;
     let before = Snapshot::take(&world).await;
     let out = run_hostile(&world, &["rotate"], "hostile_rotator.wasm", None);
@@ -361,9 +361,9 @@ async fn garbage_from_a_rotation_component_is_refused_by_the_cross_check() {
     assert_says(
         &stderr,
         &[
-            "cross-check failed for wallet \"user-00000@IBNMSP\"",
-            "cannot open the replacement",
-            "nothing of it was written",
+            "the component was stopped: write refused for wallet \"user-00000@IBNMSP\"",
+            "the new ciphertext is not in a format rotor reads",
+            "nothing of the batch was written",
         ],
     );
     before.assert_unchanged(&world).await;
@@ -379,7 +379,7 @@ async fn an_audit_cannot_run_a_component_that_imports_writes() {
     assert_eq!(code, 1);
     assert!(
         stderr.contains(
-            "imports rotor:kek/wallet-store@0.1.0, which the rotor:kek/auditor@0.1.0 world does not grant"
+            "imports rotor:kek/wallet-store@0.2.0, which the rotor:kek/auditor@0.2.0 world does not grant"
         ),
         "{stderr}"
     );
@@ -388,7 +388,7 @@ async fn an_audit_cannot_run_a_component_that_imports_writes() {
     let out = run_hostile(&world, &["audit"], "hostile_rotator.wasm", None);
     let (_, stderr) = failure(&out);
     assert!(
-        stderr.contains("targets rotor:kek/rotator@0.1.0, but this command runs rotor:kek/auditor"),
+        stderr.contains("targets rotor:kek/rotator@0.2.0, but this command runs rotor:kek/auditor"),
         "{stderr}"
     );
 
@@ -396,7 +396,7 @@ async fn an_audit_cannot_run_a_component_that_imports_writes() {
         json(world.rotor().args(["component", "inspect"]).arg(hostile("hostile_auditor.wasm")));
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(inspected["world"], "auditor");
-    assert_eq!(inspected["refused_imports"], json!(["rotor:kek/wallet-store@0.1.0"]));
+    assert_eq!(inspected["refused_imports"], json!(["rotor:kek/wallet-store@0.2.0"]));
 
     before.assert_unchanged(&world).await;
 }
@@ -495,8 +495,8 @@ async fn the_upgrade_example_runs_pinned_under_the_unchanged_binary() {
     assert_eq!(inspected["refused_imports"], json!([]));
     assert_eq!(inspected["misfits"], json!([]), "{inspected}");
 
-    // Pinned in rotor.toml: it rotates, cross-checked by the reference component, and the
-    // journal records which component did it.
+    // Pinned in rotor.toml: it rotates, every batch checked by the host, and the journal
+    // records which component did it.
     let config = config(
         &world,
         &format!("[component]\npath = \"{}\"\npinned = [\"{digest}\"]\n", component.display()),
@@ -505,7 +505,7 @@ async fn the_upgrade_example_runs_pinned_under_the_unchanged_binary() {
     assert_success(&out);
     assert_eq!(rotated["rotated"], 40);
     assert_eq!(rotated["component_sha256"], digest.as_str());
-    assert!(text(&out.stderr).contains("cross-checked by the reference component"), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("batch checked by the host"), "{}", text(&out.stderr));
     assert_every_wallet_opens(&world, &wallets).await;
     let history = json_success(world.rotor().arg("history"));
     assert_eq!(history[0]["component_sha256"], digest.as_str());

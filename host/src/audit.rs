@@ -1,6 +1,7 @@
 //! `rotor audit`: runs an audit component (rotor's own, or a third party's) in the read-only
 //! `auditor` world and reports what it found.
 
+use crate::capabilities::report::one_line;
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -79,8 +80,15 @@ impl AuditReport {
                 crate::durations::human(std::time::Duration::from_secs(age))
             ));
         }
-        lines.extend(self.findings.iter().map(|f| format!("{:7} {}: {}", f.level, f.check, f.message)));
-        lines.extend(self.unopenable.iter().map(|f| format!("  {}: {}", f.id, f.reason)));
+        // A third party's component wrote these: one escaped line each.
+        lines.extend(
+            self.findings
+                .iter()
+                .map(|f| format!("{:7} {}: {}", f.level, one_line(&f.check), one_line(&f.message))),
+        );
+        lines.extend(
+            self.unopenable.iter().map(|f| format!("  {}: {}", one_line(&f.id), one_line(&f.reason))),
+        );
         lines.push(format!("{} error(s), {} warning(s)", self.errors, self.warnings));
         lines.join("\n")
     }

@@ -392,15 +392,51 @@ impl AuditInstance {
     }
 }
 
-/// A component's inner error is its own message: show it as the command's error. (The outer
-/// one already says why the call failed: see `component::explain`.)
+/// A component's inner error is its own message: show it as the command's error, as
+/// [`component_message`] prints it. (The outer one already says why the call failed: see
+/// `component::explain`.)
 pub fn answer<T>(result: anyhow::Result<Result<T, String>>) -> anyhow::Result<T> {
-    result?.map_err(|message| anyhow!(message))
+    result?.map_err(|message| anyhow!(component_message(&message)))
+}
+
+/// Longest component error message printed, escaped.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 10;
+
+/// A component's error message as the host prints it: each line escaped as its log lines are
+/// (control characters shown, not obeyed), every line after the first indented so that none
+/// can pass for a line of the host's, and cut at [`MAX_MESSAGE_BYTES`].
+pub fn component_message(message: &str) -> String {
+    let mut printed = String::with_capacity(message.len().min(MAX_MESSAGE_BYTES) + 64);
+    for (n, line) in message.split('\n').enumerate() {
+        if n > 0 {
+            printed.push_str(if line.starts_with("  ") { "\n" } else { "\n  " });
+        }
+        printed.push_str(&crate::capabilities::report::one_line(line));
+        if printed.len() > MAX_MESSAGE_BYTES {
+            let cut = printed.floor_char_boundary(MAX_MESSAGE_BYTES);
+            printed.truncate(cut);
+            printed.push_str("… [cut: the component's message is longer than 16 KiB]");
+            break;
+        }
+    }
+    printed
 }
 
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
+
+    #[test]
+    fn a_components_error_message_cannot_pass_for_the_hosts_lines() {
+        let forged = "refused\nINFO rotor: rotation finished\r\x1b[2K\n  listed wallet";
+        assert_eq!(
+            super::component_message(forged),
+            "refused\n  INFO rotor: rotation finished\\r\\u{1b}[2K\n  listed wallet"
+        );
+        let long = super::component_message(&"x\n".repeat(20_000));
+        assert!(long.len() < super::MAX_MESSAGE_BYTES + 100, "{} bytes", long.len());
+        assert!(long.ends_with("longer than 16 KiB]"), "{long}");
+    }
 
     use super::{ComponentSource, Sandbox, World};
     use crate::fit;

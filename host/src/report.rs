@@ -1,6 +1,7 @@
 //! What commands report: how they ended (the exit code), and the reports of the long ones
 //! (validate, rotate), printed as text or as one JSON document.
 
+use crate::capabilities::report::one_line;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -93,7 +94,8 @@ impl ValidateReport {
             if versions.is_empty() { "none".into() } else { versions.join(", ") }
         );
         for failure in &self.failures {
-            text.push_str(&format!("\n  {}: {}", failure.id, failure.reason));
+            // A component's words: one escaped line each, whatever they hold.
+            text.push_str(&format!("\n  {}: {}", one_line(&failure.id), one_line(&failure.reason)));
         }
         text
     }
@@ -180,7 +182,11 @@ impl RotateReport {
             self.wallets_per_second,
         );
         for failure in &self.failures {
-            text.push_str(&format!("\n  left untouched: {}: {}", failure.id, failure.reason));
+            text.push_str(&format!(
+                "\n  left untouched: {}: {}",
+                one_line(&failure.id),
+                one_line(&failure.reason)
+            ));
         }
         text
     }
