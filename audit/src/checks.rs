@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use rotor_codec::Format;
+use rotor_codec::layout::{EnvelopeParts, LegacyParts};
 
 use crate::bindings::exports::rotor::kek::audit::{AuditOptions, AuditReport, Finding, Severity};
 use crate::bindings::rotor::kek::journal_reader;
@@ -11,7 +12,7 @@ use crate::bindings::rotor::kek::report::{self, Level};
 use crate::bindings::rotor::kek::types::{VersionCount, WalletFailure};
 use crate::bindings::rotor::kek::wallet_reader;
 use crate::bindings::rotor::kek::wallet_types::Error as StoreError;
-use crate::keys::Keys;
+use crate::keys::{Keys, envelope_opens, legacy_opens};
 use crate::time::unix_seconds;
 
 /// Largest batch asked of the host (its own cap may be lower).
@@ -33,7 +34,10 @@ impl Findings {
 
 fn store_error(error: StoreError) -> String {
     match error {
-        StoreError::Denied(why) | StoreError::TooLarge(why) | StoreError::Database(why) => why,
+        StoreError::Denied(why)
+        | StoreError::Refused(why)
+        | StoreError::TooLarge(why)
+        | StoreError::Database(why) => why,
     }
 }
 
@@ -73,7 +77,7 @@ pub(crate) fn run(key_path: &str, options: &AuditOptions) -> Result<AuditReport,
                 ),
             }
             match keys.archived.get(&current.version) {
-                Some(archived) if *archived == current.kek => {}
+                Some(archived) if archived.same_key(&current.kek) => {}
                 Some(_) => findings.add(
                     Severity::Error,
                     "kek-archive",
@@ -125,7 +129,13 @@ pub(crate) fn run(key_path: &str, options: &AuditOptions) -> Result<AuditReport,
                             if history {
                                 from_history.insert(kek_version);
                             }
-                            rotor_codec::open(&kek, &wallet.id, &wallet.ciphertext).map_err(|e| e.to_string())
+                            let envelope =
+                                EnvelopeParts::parse(&wallet.ciphertext).map_err(|e| e.to_string());
+                            envelope.and_then(|envelope| {
+                                envelope_opens(kek, &envelope, &wallet.id)
+                                    .then_some(())
+                                    .ok_or_else(|| rotor_codec::CodecError::Authentication.to_string())
+                            })
                         }
                         None => {
                             *missing_versions.entry(kek_version).or_default() += 1;
@@ -135,9 +145,13 @@ pub(crate) fn run(key_path: &str, options: &AuditOptions) -> Result<AuditReport,
                 }
                 Format::Legacy => {
                     *per_version.entry(0).or_default() += 1;
-                    keys.legacy_candidates()
-                        .find_map(|kek| rotor_codec::open(kek, &wallet.id, &wallet.ciphertext).ok())
-                        .ok_or_else(|| "legacy ciphertext opens under no KEK Vault has".to_owned())
+                    let legacy = LegacyParts::parse(&wallet.ciphertext).map_err(|e| e.to_string());
+                    legacy.and_then(|legacy| {
+                        keys.legacy_candidates()
+                            .any(|kek| legacy_opens(kek, &legacy))
+                            .then_some(())
+                            .ok_or_else(|| "legacy ciphertext opens under no KEK Vault has".to_owned())
+                    })
                 }
             };
             if let Err(reason) = opened {

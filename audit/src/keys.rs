@@ -1,22 +1,21 @@
-//! Every KEK Vault holds for one key path, read through the read-only `kv-reader` import.
+//! Every KEK Vault holds for one key path, as handles from the read-only `key-reader` import:
+//! the audit opens wallets under them without ever holding a key byte.
 //!
-//! The layout is rotor's (see `guest/src/keyring.rs`): the current KEK at `<key-path>`, field
-//! `key`; every rotor version at `<key-path>-archive/v<K>`; the seed script's archives at
+//! The layout is rotor's (see `host/src/keyring.rs`): the current KEK at `<key-path>`; every
+//! rotor version at `<key-path>-archive/v<K>`; the seed script's archives at
 //! `<key-path>-archive/<unix-ms>`.
 
 use std::collections::BTreeMap;
 
-use rotor_codec::Kek;
-use zeroize::Zeroizing;
+use rotor_codec::layout::{self, EnvelopeParts, LegacyParts, Parts};
 
-use crate::bindings::rotor::kek::kv_reader;
-use crate::bindings::rotor::kek::kv_types::{Error, Secret};
+use crate::bindings::rotor::kek::key_reader;
+use crate::bindings::rotor::kek::key_types::{Error, Kek, Sealed};
 
-const KEY_FIELD: &str = "key";
-
-/// The current KEK as Vault has it.
+/// The current KEK.
 pub(crate) struct Current {
     pub version: u32,
+    /// When Vault wrote it (RFC 3339); empty if Vault does not say.
     pub created_time: String,
     pub kek: Kek,
 }
@@ -24,103 +23,124 @@ pub(crate) struct Current {
 /// What the audit found in Vault.
 pub(crate) struct Keys {
     pub current: Option<Current>,
-    /// Rotor's archive: version → key.
+    /// rotor's archive: `v<K>` entries.
     pub archived: BTreeMap<u32, Kek>,
-    /// The seed script's archives, newest first.
+    /// The seed's archives, newest first.
     pub seed: Vec<Kek>,
-    /// Archive entries that are not a usable KEK, with why (reported, not fatal).
+    /// Entries that hold no usable key: (path, why).
     pub broken: Vec<(String, String)>,
+    /// Versions asked for that are neither current nor archived: from KV's version history.
+    from_history: BTreeMap<u32, Option<Kek>>,
 }
 
-fn describe(path: &str, error: Error) -> String {
+/// A failure that is not about one entry (Vault down, access refused): the audit stops.
+fn fatal(error: Error) -> String {
     match error {
-        Error::Denied(why) => format!("Vault refused to let the audit read {path}: {why}"),
-        Error::CasMismatch(why) | Error::Unavailable(why) | Error::Other(why) => why,
+        Error::Denied(why) => format!("Vault refused to let the audit read the KEKs: {why}"),
+        Error::NotFound(why)
+        | Error::Conflict(why)
+        | Error::Refused(why)
+        | Error::Unavailable(why)
+        | Error::TooLarge(why) => why,
     }
 }
 
-/// The KEK in a secret's `key` field; every value is wiped once read.
-fn kek_of(secret: Secret) -> Result<Kek, String> {
-    let mut key = None;
-    for (field, value) in secret.data {
-        let value = Zeroizing::new(value);
-        if field == KEY_FIELD {
-            key = Some(value);
-        }
+/// An entry's own problem (no usable key in it), or a failure that stops the audit.
+fn entry_problem(path: &str, error: Error) -> Result<String, String> {
+    match error {
+        Error::Refused(why) => Ok(why.strip_prefix(path).unwrap_or(&why).trim_start().to_owned()),
+        other => Err(fatal(other)),
     }
-    let key = key.ok_or_else(|| format!("has no field `{KEY_FIELD}`"))?;
-    Kek::from_hex(&key).map_err(|e| format!("field `{KEY_FIELD}` is not 64 hex characters ({e})"))
 }
 
-fn read(path: &str, version: Option<u64>) -> Result<Option<Secret>, String> {
-    kv_reader::read(path, version).map_err(|e| describe(path, e))
+fn sealed(parts: Parts<'_>) -> Sealed {
+    Sealed { nonce: parts.nonce.to_vec(), ciphertext: parts.ciphertext.to_vec(), tag: parts.tag.to_vec() }
+}
+
+/// Whether an envelope opens under `kek` for wallet `id`.
+pub(crate) fn envelope_opens(kek: &Kek, envelope: &EnvelopeParts, id: &str) -> bool {
+    let Some(dek) = kek.unwrap(&sealed(envelope.wrap()), &layout::wrap_aad(envelope.kek_version(), id))
+    else {
+        return false;
+    };
+    dek.open(&sealed(envelope.data()), &layout::data_aad(id)).is_some()
+}
+
+/// Whether a legacy ciphertext opens under `kek`.
+pub(crate) fn legacy_opens(kek: &Kek, legacy: &LegacyParts) -> bool {
+    kek.open(&sealed(legacy.parts()), b"").is_some()
 }
 
 impl Keys {
-    /// Reads the current KEK and every archive entry. Fails only if Vault fails.
     pub(crate) fn load(key_path: &str) -> Result<Keys, String> {
-        let mut keys =
-            Keys { current: None, archived: BTreeMap::new(), seed: Vec::new(), broken: Vec::new() };
-        if let Some(secret) = read(key_path, None)? {
-            let version = u32::try_from(secret.version).unwrap_or(u32::MAX);
-            let created_time = secret.created_time.clone();
-            match kek_of(secret) {
-                Ok(kek) => keys.current = Some(Current { version, created_time, kek }),
-                Err(why) => keys.broken.push((key_path.to_owned(), why)),
+        let mut keys = Keys {
+            current: None,
+            archived: BTreeMap::new(),
+            seed: Vec::new(),
+            broken: Vec::new(),
+            from_history: BTreeMap::new(),
+        };
+        match key_reader::current(key_path) {
+            Ok(Some(kek)) => {
+                let version = kek.version();
+                let created_time = key_reader::metadata(key_path)
+                    .map_err(fatal)?
+                    .and_then(|m| m.versions.into_iter().find(|v| v.version == u64::from(version)))
+                    .map(|v| v.created_time)
+                    .unwrap_or_default();
+                keys.current = Some(Current { version, created_time, kek });
             }
+            Ok(None) => {}
+            Err(error) => keys.broken.push((key_path.to_owned(), entry_problem(key_path, error)?)),
         }
         let folder = format!("{key_path}-archive/");
-        let entries = kv_reader::list_keys(&folder).map_err(|e| describe(&folder, e))?;
         let mut seed = Vec::new();
-        for name in entries {
-            let path = format!("{folder}{name}");
-            let slot = if let Some(version) = name.strip_prefix('v').and_then(|v| v.parse::<u32>().ok()) {
-                Some(version)
-            } else if let Ok(stamp) = name.parse::<u64>() {
-                seed.push((stamp, path.clone()));
+        for entry in key_reader::archive_entries(key_path).map_err(fatal)? {
+            let path = format!("{folder}{}", entry.name);
+            let version = entry.name.strip_prefix('v').and_then(|v| v.parse::<u32>().ok());
+            let Some(version) = version else {
+                if let Ok(stamp) = entry.name.parse::<u64>() {
+                    seed.push((stamp, entry.name));
+                }
                 continue;
-            } else {
-                None
             };
-            let Some(version) = slot else { continue };
-            match read(&path, None)? {
-                Some(secret) => match kek_of(secret) {
-                    Ok(kek) => {
-                        keys.archived.insert(version, kek);
-                    }
-                    Err(why) => keys.broken.push((path, why)),
-                },
-                None => keys.broken.push((path, "is listed but has no readable version".into())),
+            match key_reader::archived(key_path, &entry.name) {
+                Ok(Some(kek)) => {
+                    keys.archived.insert(version, kek);
+                }
+                Ok(None) => keys.broken.push((path, "is listed but has no readable version".into())),
+                Err(error) => keys.broken.push((path.clone(), entry_problem(&path, error)?)),
             }
         }
         seed.sort_unstable_by(|a, b| b.0.cmp(&a.0));
-        for (_, path) in seed {
-            if let Some(secret) = read(&path, None)? {
-                match kek_of(secret) {
-                    Ok(kek) => keys.seed.push(kek),
-                    Err(why) => keys.broken.push((path, why)),
-                }
+        for (_, name) in seed {
+            let path = format!("{folder}{name}");
+            match key_reader::archived(key_path, &name) {
+                Ok(Some(kek)) => keys.seed.push(kek),
+                Ok(None) => {}
+                Err(error) => keys.broken.push((path.clone(), entry_problem(&path, error)?)),
             }
         }
         Ok(keys)
     }
 
-    /// The KEK of `version`: the current one, rotor's archive, else KV's version history
-    /// (`from_history` says so: such a key is lost once KV's `max_versions` drops it).
-    pub(crate) fn get(&mut self, key_path: &str, version: u32) -> Result<Option<(Kek, bool)>, String> {
+    /// KEK `version` and whether it came from KV's version history only (not archived).
+    pub(crate) fn get(&mut self, key_path: &str, version: u32) -> Result<Option<(&Kek, bool)>, String> {
         if let Some(current) = self.current.as_ref().filter(|c| c.version == version) {
-            return Ok(Some((current.kek.clone(), false)));
+            return Ok(Some((&current.kek, false)));
         }
-        if let Some(kek) = self.archived.get(&version) {
-            return Ok(Some((kek.clone(), false)));
+        if self.archived.contains_key(&version) {
+            return Ok(self.archived.get(&version).map(|kek| (kek, false)));
         }
-        match read(key_path, Some(version.into()))? {
-            Some(secret) => Ok(kek_of(secret).ok().map(|kek| (kek, true))),
-            None => Ok(None),
+        if !self.from_history.contains_key(&version) {
+            let found = key_reader::version(key_path, version).map_err(fatal)?.map(|(kek, _)| kek);
+            self.from_history.insert(version, found);
         }
+        Ok(self.from_history[&version].as_ref().map(|kek| (kek, true)))
     }
 
-    /// Keys a legacy ciphertext may be under, newest first.
+    /// Every key a legacy ciphertext may be under: the current KEK, rotor's archive newest
+    /// first, the seed's archives newest first.
     pub(crate) fn legacy_candidates(&self) -> impl Iterator<Item = &Kek> {
         self.current.iter().map(|c| &c.kek).chain(self.archived.values().rev()).chain(self.seed.iter())
     }

@@ -1,8 +1,8 @@
 //! rotor's `codec` export alone, as a WASI component (world `codec-only`): what applications
 //! embed to read and write wallets exactly as rotor does. `bindings/js` transpiles it with jco.
 //!
-//! It compiles the crypto core's own `codec` module rather than a copy, so that rotor and every
-//! application run the same code on each wallet.
+//! Its wallet code is `rotor-codec`, the crate the host checks every write with, so that rotor
+//! and every application read and write wallets with the same code.
 #![deny(unsafe_code)]
 
 // The generated glue is the only unsafe code: the canonical ABI's lifting and lowering.
@@ -17,7 +17,6 @@ mod bindings {
     export!(Component with_types_in crate::bindings);
 }
 
-#[path = "../../guest/src/codec.rs"]
 mod codec;
 
 use bindings::exports::rotor::kek::codec as codec_api;

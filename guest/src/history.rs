@@ -1,8 +1,8 @@
 //! `history`: rotor's journal merged with the seed's archives, newest first.
 
 use crate::bindings::exports::rotor::kek::operations::{HistoryEntry, KeyLocation};
-use crate::bindings::rotor::kek::{journal, kv};
-use crate::keyring::{archive_folder, kv_error};
+use crate::bindings::rotor::kek::{journal, keys};
+use crate::keyring::{archive_folder, key_error};
 
 pub(crate) fn history(at: &KeyLocation) -> Result<Vec<HistoryEntry>, String> {
     let mut entries: Vec<HistoryEntry> = journal::rotations()?
@@ -15,9 +15,9 @@ pub(crate) fn history(at: &KeyLocation) -> Result<Vec<HistoryEntry>, String> {
         })
         .collect();
     let folder = archive_folder(&at.key_path);
-    let names = kv::list_keys(&folder).map_err(|e| kv_error(&folder, e))?;
+    let entries_in_vault = keys::archive_entries(&at.key_path).map_err(key_error)?;
     // The seed names each archive after the Unix time in milliseconds when it was made.
-    for millis in names.iter().filter_map(|name| name.parse::<u64>().ok()) {
+    for millis in entries_in_vault.iter().filter_map(|entry| entry.name.parse::<u64>().ok()) {
         entries.push(HistoryEntry {
             source: "seed-archive".into(),
             archived_at: Some(rfc3339_utc(millis / 1000)),

@@ -1,23 +1,22 @@
-//! KEKs as Vault keeps them, read through the `kv` import.
+//! KEKs as handles the host holds, through the `keys` import, and opening wallets with them.
 //!
-//! Layout, relative to the KV mount (`key-path` is `ibn/encryption-key` by default):
-//! * `<key-path>`, field `key`: the current KEK, 64 hex characters. Its KV version number is the
-//!   KEK version that `rotor:v<K>:` ciphertexts name.
-//! * `<key-path>-archive/v<K>`, fields `key` and `kek_version`: every KEK version rotor has
-//!   written or rotated away from, kept explicitly because KV v2 drops versions beyond its
-//!   `max_versions` (10 by default).
-//! * `<key-path>-archive/<unix-ms>`, field `key`: the seed script's archives of old KEKs.
+//! The component never sees a key byte or a wallet's plaintext: it takes ciphertexts apart
+//! (`rotor_codec::layout`), asks the host to unwrap, open, wrap or seal under a handle, and lays
+//! the host's output out again. Which key opens what, and in what order they are tried, is
+//! decided here.
+//!
+//! Layout in Vault, relative to the KV mount (`key-path` is `ibn/encryption-key` by default):
+//! * `<key-path>`: the current KEK; its KV version is the version `rotor:v<K>:` names.
+//! * `<key-path>-archive/v<K>`: every KEK version rotor has written or rotated away from.
+//! * `<key-path>-archive/<unix-ms>`: the seed script's archives of old KEKs.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rotor_codec::{Format, Kek, Plaintext};
-use zeroize::Zeroizing;
+use rotor_codec::layout::{self, EnvelopeParts, LegacyParts, Parts};
+use rotor_codec::{CodecError, Format};
 
-use crate::bindings::rotor::kek::kv;
-use crate::codec::kek_from_hex;
-
-/// Field that holds the hex KEK, in the current path and in archives.
-const KEY_FIELD: &str = "key";
+use crate::bindings::rotor::kek::key_types::{self, DataKey, Kek, Sealed, Secret};
+use crate::bindings::rotor::kek::keys;
 
 pub(crate) fn archive_folder(key_path: &str) -> String {
     format!("{key_path}-archive/")
@@ -27,37 +26,26 @@ pub(crate) fn archive_path(key_path: &str, version: u32) -> String {
     format!("{key_path}-archive/v{version}")
 }
 
-pub(crate) fn kv_error(path: &str, error: kv::Error) -> String {
+/// A key operation's failure, as the command's message: the host's words name what failed.
+pub(crate) fn key_error(error: key_types::Error) -> String {
     match error {
-        kv::Error::Denied(why) => format!("Vault refused access to {path}: {why}"),
-        kv::Error::CasMismatch(why) => format!("{path} changed while rotor was using it: {why}"),
-        kv::Error::Unavailable(why) | kv::Error::Other(why) => why,
+        key_types::Error::Denied(why)
+        | key_types::Error::NotFound(why)
+        | key_types::Error::Conflict(why)
+        | key_types::Error::Refused(why)
+        | key_types::Error::Unavailable(why)
+        | key_types::Error::TooLarge(why) => why,
     }
 }
 
-/// Takes the KEK out of a secret's data, wiping every value it does not keep.
-fn kek_of(path: &str, secret: kv::Secret) -> Result<Kek, String> {
-    let mut found = None;
-    for (field, value) in secret.data {
-        let value = Zeroizing::new(value);
-        if field == KEY_FIELD {
-            found = Some(value);
-        }
-    }
-    let hex_key = found.ok_or_else(|| format!("{path} has no field `{KEY_FIELD}`"))?;
-    kek_from_hex(hex_key.to_string())
-        .map_err(|e| format!("{path} field `{KEY_FIELD}` is not a KEK ({e}); it must be 64 hex characters"))
+/// Pieces of a ciphertext, as the host's functions take them.
+pub(crate) fn sealed(parts: Parts<'_>) -> Sealed {
+    Sealed { nonce: parts.nonce.to_vec(), ciphertext: parts.ciphertext.to_vec(), tag: parts.tag.to_vec() }
 }
 
-/// Wipes the values of secret data this component built to send to Vault.
-pub(crate) fn wipe(data: Vec<(String, String)>) {
-    for (_, value) in data {
-        drop(Zeroizing::new(value));
-    }
-}
-
-fn read(path: &str, version: Option<u64>) -> Result<Option<kv::Secret>, String> {
-    kv::read(path, version).map_err(|e| kv_error(path, e))
+/// The host's output, as the layout functions take it.
+pub(crate) fn parts(sealed: &Sealed) -> Parts<'_> {
+    Parts { nonce: &sealed.nonce, ciphertext: &sealed.ciphertext, tag: &sealed.tag }
 }
 
 /// Why a wallet did not open.
@@ -69,6 +57,46 @@ pub(crate) enum OpenError {
     Fatal(String),
 }
 
+fn wallet_error(error: CodecError) -> OpenError {
+    OpenError::Wallet(error.to_string())
+}
+
+/// Seals `secret` for wallet `id` as an envelope under `kek` (version `version`), with a fresh
+/// data key from the host.
+pub(crate) fn seal_envelope(
+    kek: &Kek,
+    version: u32,
+    id: &str,
+    secret: &Secret,
+) -> Result<String, CodecError> {
+    let dek = DataKey::new();
+    let data = dek.seal(secret, &layout::data_aad(id));
+    let wrap = kek.wrap(&dek, &layout::wrap_aad(version, id));
+    layout::encode_envelope(version, parts(&wrap), parts(&data))
+}
+
+/// Seals `secret` in the seed's legacy layout, directly under `kek`.
+pub(crate) fn seal_legacy(kek: &Kek, secret: &Secret) -> Result<String, CodecError> {
+    layout::encode_legacy(parts(&kek.seal(secret, b"")))
+}
+
+/// Opens a legacy ciphertext under `kek`; `None` if it is not under it.
+pub(crate) fn open_legacy(kek: &Kek, legacy: &LegacyParts) -> Option<Secret> {
+    kek.open(&sealed(legacy.parts()), b"")
+}
+
+/// The data key of an envelope, unwrapped under `kek`.
+pub(crate) fn unwrap_data_key(kek: &Kek, envelope: &EnvelopeParts, id: &str) -> Option<DataKey> {
+    kek.unwrap(&sealed(envelope.wrap()), &layout::wrap_aad(envelope.kek_version(), id))
+}
+
+/// Opens an envelope under `kek`; a wallet error if it does not open.
+pub(crate) fn open_envelope(kek: &Kek, envelope: &EnvelopeParts, id: &str) -> Result<Secret, OpenError> {
+    let dek = unwrap_data_key(kek, envelope, id).ok_or_else(|| wallet_error(CodecError::Authentication))?;
+    dek.open(&sealed(envelope.data()), &layout::data_aad(id))
+        .ok_or_else(|| wallet_error(CodecError::Authentication))
+}
+
 /// The current KEK, its version and every older one asked for so far.
 pub(crate) struct Keyring {
     key_path: String,
@@ -76,29 +104,28 @@ pub(crate) struct Keyring {
     keys: BTreeMap<u32, Kek>,
     /// Versions Vault has no key for, so each is looked up once however many wallets name it.
     missing: BTreeSet<u32>,
-    /// KEKs in the seed's archives, newest first; loaded when a legacy row first needs them.
-    seed_archives: Option<Vec<Kek>>,
-    /// The key that opened the last legacy wallet.
-    legacy_hit: Option<Kek>,
+    /// Keys a legacy wallet may be under, newest first, once asked for: rotor's archived
+    /// versions, then the seed's archives.
+    legacy: Option<Vec<Kek>>,
+    /// Which of the current KEK (`None`) or `legacy` opened the last legacy wallet.
+    legacy_hit: Option<usize>,
 }
 
 impl Keyring {
-    /// Reads the current KEK. Errors name the path and what to do if it is missing or invalid.
+    /// The current KEK. Errors name the path and what to do if it is missing or invalid.
     pub(crate) fn load(key_path: &str) -> Result<Keyring, String> {
-        let secret = read(key_path, None)?.ok_or_else(|| {
+        let current = keys::current(key_path).map_err(key_error)?.ok_or_else(|| {
             format!(
                 "no KEK at {key_path} in Vault: store the first one with `rotor migrate-kek --from-env VAR`"
             )
         })?;
-        let current_version = u32::try_from(secret.version)
-            .map_err(|_| format!("{key_path} is at version {}, beyond rotor's range", secret.version))?;
-        let kek = kek_of(key_path, secret)?;
+        let current_version = current.version();
         Ok(Keyring {
             key_path: key_path.to_owned(),
             current_version,
-            keys: BTreeMap::from([(current_version, kek)]),
+            keys: BTreeMap::from([(current_version, current)]),
             missing: BTreeSet::new(),
-            seed_archives: None,
+            legacy: None,
             legacy_hit: None,
         })
     }
@@ -115,144 +142,132 @@ impl Keyring {
         &self.keys[&self.current_version]
     }
 
-    /// Makes a KEK this run has just stored in Vault the current one.
-    pub(crate) fn install_current(&mut self, version: u32, kek: Kek) {
+    /// Makes a KEK this run has just had the host store (or draft, for a dry run) the current one.
+    pub(crate) fn install_current(&mut self, kek: Kek) {
+        let version = kek.version();
         self.keys.insert(version, kek);
+        self.missing.remove(&version);
         self.current_version = version;
+        self.legacy = None;
+        self.legacy_hit = None;
     }
 
-    /// KEK `version`: from rotor's archive, else from the KV version history; `None` if Vault
-    /// has it in neither. `Err` only when Vault itself fails.
-    pub(crate) fn get(&mut self, version: u32) -> Result<Option<Kek>, String> {
-        if let Some(kek) = self.keys.get(&version) {
-            return Ok(Some(kek.clone()));
+    /// Whether Vault has KEK `version` (rotor's archive, else the KV version history). `Err`
+    /// only when Vault or the host fails.
+    pub(crate) fn has(&mut self, version: u32) -> Result<bool, String> {
+        if self.keys.contains_key(&version) {
+            return Ok(true);
         }
         if self.missing.contains(&version) {
-            return Ok(None);
+            return Ok(false);
         }
-        let archived = archive_path(&self.key_path, version);
-        let kek = match read(&archived, None)? {
-            Some(secret) => Some(kek_of(&archived, secret)?),
-            None => match read(&self.key_path, Some(version.into()))? {
-                Some(secret) => Some(kek_of(&self.key_path, secret)?),
-                None => None,
-            },
-        };
-        match &kek {
-            Some(kek) => self.keys.insert(version, kek.clone()),
+        match keys::version(&self.key_path, version).map_err(key_error)? {
+            Some(kek) => {
+                self.keys.insert(version, kek);
+                Ok(true)
+            }
             None => {
                 self.missing.insert(version);
-                None
+                Ok(false)
             }
-        };
-        Ok(kek)
+        }
     }
 
-    /// Like [`Keyring::get`], for a KEK that must exist (the current one or a rotation's target).
-    pub(crate) fn require(&mut self, version: u32) -> Result<Kek, String> {
-        self.get(version)?.ok_or_else(|| {
-            format!(
+    /// Loads KEK `version`, which must exist (the current one or a rotation's target).
+    pub(crate) fn require(&mut self, version: u32) -> Result<(), String> {
+        if !self.has(version)? {
+            return Err(format!(
                 "KEK version {version} is neither in {} nor in the version history of {}",
                 archive_path(&self.key_path, version),
                 self.key_path
-            )
-        })
-    }
-
-    /// Keys a legacy ciphertext may be under: every rotor KEK version, newest first (the
-    /// current one, then rotor's archive), then the seed's timestamped archives, newest first.
-    pub(crate) fn legacy_candidates(&mut self) -> Result<impl Iterator<Item = &Kek>, String> {
-        if self.seed_archives.is_none() {
-            let folder = archive_folder(&self.key_path);
-            let entries = kv::list_keys(&folder).map_err(|e| kv_error(&folder, e))?;
-            for version in entries.iter().filter_map(|name| name.strip_prefix('v')?.parse().ok()) {
-                self.require(version)?;
-            }
-            let mut stamps: Vec<u64> = entries.iter().filter_map(|name| name.parse().ok()).collect();
-            stamps.sort_unstable_by(|a, b| b.cmp(a));
-            let mut seed_archives = Vec::with_capacity(stamps.len());
-            for stamp in stamps {
-                let path = format!("{folder}{stamp}");
-                if let Some(secret) = read(&path, None)? {
-                    seed_archives.push(kek_of(&path, secret)?);
-                }
-            }
-            self.seed_archives = Some(seed_archives);
+            ));
         }
-        Ok(self.keys.values().rev().chain(self.seed_archives.iter().flatten()))
+        Ok(())
     }
 
-    /// Makes sure KEK `version` is in rotor's archive, so it stays readable whatever KV v2's
-    /// `max_versions` drops. Idempotent; refuses if the archive holds a different key.
-    pub(crate) fn archive(&mut self, version: u32) -> Result<(), String> {
-        let path = archive_path(&self.key_path, version);
-        let kek = self.require(version)?;
-        let data = vec![
-            (KEY_FIELD.to_owned(), kek.to_hex().to_string()),
-            ("kek_version".to_owned(), version.to_string()),
-        ];
-        let written = kv::write(&path, &data, Some(0));
-        wipe(data);
-        match written {
-            Ok(_) => Ok(()),
-            Err(kv::Error::CasMismatch(_)) => {
-                let stored = read(&path, None)?.ok_or_else(|| format!("{path} exists but cannot be read"))?;
-                if kek_of(&path, stored)? == kek {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{path} holds a different key than KEK version {version}: refusing to go on; \
-                         inspect the archive before rotating"
-                    ))
-                }
-            }
-            Err(e) => Err(kv_error(&path, e)),
-        }
-    }
-}
-
-impl Keyring {
-    /// The KEK an envelope names; a wallet error if Vault has no such version.
-    pub(crate) fn for_envelope(&mut self, kek_version: u32) -> Result<Kek, OpenError> {
-        self.get(kek_version).map_err(OpenError::Fatal)?.ok_or_else(|| {
-            OpenError::Wallet(format!(
+    /// Loads the KEK an envelope names; a wallet error if Vault has no such version.
+    pub(crate) fn require_for_envelope(&mut self, kek_version: u32) -> Result<(), OpenError> {
+        if !self.has(kek_version).map_err(OpenError::Fatal)? {
+            return Err(OpenError::Wallet(format!(
                 "names KEK version {kek_version}, which Vault does not have (neither in {} nor in \
                  the version history of {})",
                 archive_path(&self.key_path, kek_version),
                 self.key_path
-            ))
-        })
+            )));
+        }
+        Ok(())
+    }
+
+    /// KEK `version`, loaded before by [`Keyring::require`] or [`Keyring::has`].
+    pub(crate) fn get(&self, version: u32) -> &Kek {
+        &self.keys[&version]
+    }
+
+    /// Keys a legacy ciphertext may be under besides the current one: every rotor KEK version
+    /// in the archive, newest first, then the seed's timestamped archives, newest first.
+    fn legacy_candidates(&mut self) -> Result<&[Kek], String> {
+        if self.legacy.is_none() {
+            let folder = archive_folder(&self.key_path);
+            let entries = keys::archive_entries(&self.key_path).map_err(key_error)?;
+            let mut versions: Vec<u32> =
+                entries.iter().filter_map(|entry| entry.name.strip_prefix('v')?.parse().ok()).collect();
+            versions.sort_unstable_by(|a, b| b.cmp(a));
+            let mut candidates = Vec::new();
+            for version in versions.into_iter().filter(|v| *v != self.current_version) {
+                match keys::version(&self.key_path, version).map_err(key_error)? {
+                    Some(kek) => candidates.push(kek),
+                    None => return Err(format!("{folder}v{version} is listed but Vault has no such KEK")),
+                }
+            }
+            candidates.extend(keys::seed_archives(&self.key_path).map_err(key_error)?);
+            self.legacy = Some(candidates);
+        }
+        Ok(self.legacy.as_deref().unwrap_or_default())
     }
 
     /// Opens a wallet in either format: envelopes with the KEK they name, legacy ciphertexts
     /// with each candidate in turn. Returns the version it was under (0 for legacy).
-    pub(crate) fn open(&mut self, id: &str, ciphertext: &str) -> Result<(u32, Plaintext), OpenError> {
-        let wallet_error = |e: rotor_codec::CodecError| OpenError::Wallet(e.to_string());
+    pub(crate) fn open(&mut self, id: &str, ciphertext: &str) -> Result<(u32, Secret), OpenError> {
         match rotor_codec::inspect(ciphertext).map_err(wallet_error)? {
             Format::Envelope { kek_version } => {
-                let kek = self.for_envelope(kek_version)?;
-                let plaintext = rotor_codec::open(&kek, id, ciphertext).map_err(wallet_error)?;
-                Ok((kek_version, plaintext))
+                let envelope = EnvelopeParts::parse(ciphertext).map_err(wallet_error)?;
+                self.require_for_envelope(kek_version)?;
+                Ok((kek_version, open_envelope(self.get(kek_version), &envelope, id)?))
             }
             Format::Legacy => {
-                // Legacy wallets are mostly under one key: try the last one that worked first,
-                // which halves the AES work of converting them during a rotation.
-                if let Some(plaintext) =
-                    self.legacy_hit.as_ref().and_then(|kek| rotor_codec::open(kek, id, ciphertext).ok())
-                {
-                    return Ok((0, plaintext));
-                }
-                let opened = self.legacy_candidates().map_err(OpenError::Fatal)?.find_map(|kek| {
-                    rotor_codec::open(kek, id, ciphertext).ok().map(|plaintext| (kek.clone(), plaintext))
-                });
-                let (kek, plaintext) = opened.ok_or_else(|| {
-                    OpenError::Wallet(
-                        "legacy ciphertext opens under neither the current KEK nor any archived one".into(),
-                    )
-                })?;
-                self.legacy_hit = Some(kek);
-                Ok((0, plaintext))
+                let legacy = LegacyParts::parse(ciphertext).map_err(wallet_error)?;
+                Ok((0, self.open_legacy(&legacy)?))
             }
         }
+    }
+
+    /// A legacy wallet: legacy wallets are mostly under one key, so the one that opened the
+    /// last goes first, which halves the work of converting them during a rotation.
+    fn open_legacy(&mut self, legacy: &LegacyParts) -> Result<Secret, OpenError> {
+        if let Some(hit) = self.legacy_hit {
+            let kek = self.legacy.as_ref().and_then(|keys| keys.get(hit));
+            if let Some(secret) = kek.and_then(|kek| open_legacy(kek, legacy)) {
+                return Ok(secret);
+            }
+        }
+        if let Some(secret) = open_legacy(self.current(), legacy) {
+            self.legacy_hit = None;
+            return Ok(secret);
+        }
+        let candidates = self.legacy_candidates().map_err(OpenError::Fatal)?;
+        for (index, kek) in candidates.iter().enumerate() {
+            if let Some(secret) = open_legacy(kek, legacy) {
+                self.legacy_hit = Some(index);
+                return Ok(secret);
+            }
+        }
+        Err(OpenError::Wallet(
+            "legacy ciphertext opens under neither the current KEK nor any archived one".into(),
+        ))
+    }
+
+    /// Makes sure KEK `version` is in rotor's archive (the host copies what it read).
+    pub(crate) fn archive(&mut self, version: u32) -> Result<(), String> {
+        keys::archive(&self.key_path, version).map_err(key_error)
     }
 }

@@ -1,9 +1,9 @@
 //! rotor's crypto core, built as a WASI component (`wasm32-wasip2`).
 //!
-//! Every decision about key material and ciphertexts is made here, inside the sandbox: which
-//! KEK opens a wallet, when a new KEK is generated and stored, what a rotation writes. The host
-//! only carries bytes between this component, Vault and the database, within the grants it
-//! enforces.
+//! Every decision about wallets is made here, inside the sandbox: which KEK opens a wallet, when
+//! a rotation stores its new KEK, what it writes and in what order. The keys are not here: the
+//! host holds every KEK, data key and plaintext and hands this component handles, does the AES
+//! under them with nonces of its own, and checks every write.
 #![deny(unsafe_code)]
 
 // The generated glue is the only unsafe code in the component: the canonical ABI's lifting and
@@ -13,9 +13,6 @@ pub mod bindings {
     wit_bindgen::generate!({
         world: "rotator",
         path: "../wit",
-        // Key material crosses the boundary as strings and byte lists; the generated types own
-        // them, and the code below moves them into zeroizing wrappers as soon as it can.
-        //
         // Public, so that a component reusing this crate exports its own type with
         // `rotor_guest::bindings::export!(Mine with_types_in rotor_guest::bindings)`.
         pub_export_macro: true,
@@ -31,7 +28,6 @@ mod exports {
     crate::bindings::export!(Component with_types_in crate::bindings);
 }
 
-mod codec;
 mod history;
 mod keyring;
 mod log;
@@ -41,8 +37,9 @@ mod scan;
 mod validation;
 mod wallet;
 
-use bindings::exports::rotor::kek::{codec as codec_api, operations as ops};
+use bindings::exports::rotor::kek::operations as ops;
 use bindings::rotor::kek::journal_types;
+use bindings::rotor::kek::key_types::Secret;
 
 /// A journal failure, as the message of the command it ends: the host's words say what failed.
 impl From<journal_types::Error> for String {
@@ -59,20 +56,6 @@ impl From<journal_types::Error> for String {
 /// rotor's reference implementation of every export. A component with a policy of its own may
 /// implement the `Guest` traits by delegating to this one (see examples/guarded-rotation).
 pub struct Component;
-
-impl codec_api::Guest for Component {
-    fn seal(kek_hex: String, kek_version: u32, id: String, plaintext: Vec<u8>) -> Result<String, String> {
-        codec::seal(kek_hex, kek_version, &id, plaintext)
-    }
-
-    fn open(keks: Vec<(u32, String)>, id: String, ciphertext: String) -> Result<Vec<u8>, String> {
-        codec::open(keks, &id, &ciphertext)
-    }
-
-    fn inspect(ciphertext: String) -> Result<u32, String> {
-        codec::inspect(&ciphertext)
-    }
-}
 
 impl ops::Guest for Component {
     fn validate(at: ops::KeyLocation, batch_size: u32) -> Result<ops::ValidateReport, String> {
@@ -102,16 +85,16 @@ impl ops::Guest for Component {
         history::history(&at)
     }
 
-    fn seal_wallet(at: ops::KeyLocation, id: String, plaintext: Vec<u8>) -> Result<u32, String> {
+    fn seal_wallet(at: ops::KeyLocation, id: String, plaintext: Secret) -> Result<u32, String> {
         wallet::seal(&at, &id, plaintext)
     }
 
-    fn open_wallet(at: ops::KeyLocation, id: String) -> Result<Vec<u8>, String> {
+    fn open_wallet(at: ops::KeyLocation, id: String) -> Result<Secret, String> {
         wallet::open(&at, &id)
     }
 
-    fn import_kek(at: ops::KeyLocation, kek_hex: String) -> Result<u32, String> {
-        wallet::import_kek(&at, kek_hex)
+    fn import_kek(at: ops::KeyLocation) -> Result<u32, String> {
+        wallet::import_kek(&at)
     }
 
     fn prune(at: ops::KeyLocation, keep: u32) -> Result<ops::PruneReport, String> {

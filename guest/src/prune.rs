@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::bindings::exports::rotor::kek::operations::{KeyLocation, PruneReport};
 use crate::bindings::rotor::kek::journal_types::RotationStatus;
 use crate::bindings::rotor::kek::types::VersionCount;
-use crate::bindings::rotor::kek::{journal, kv, wallet_store};
-use crate::keyring::{Keyring, archive_folder, archive_path, kv_error};
+use crate::bindings::rotor::kek::{journal, keys, wallet_store};
+use crate::keyring::{Keyring, key_error};
 use crate::log;
 use crate::scan::store_error;
 
@@ -48,14 +48,13 @@ pub(crate) fn prune(at: &KeyLocation, keep: u32) -> Result<PruneReport, String> 
     }
 
     // Every version Vault still has: rotor's archive entries and the KV versions not yet destroyed.
-    let folder = archive_folder(key_path);
-    let archived: BTreeSet<u32> = kv::list_keys(&folder)
-        .map_err(|e| kv_error(&folder, e))?
+    let archived: BTreeSet<u32> = keys::archive_entries(key_path)
+        .map_err(key_error)?
         .iter()
-        .filter_map(|name| name.strip_prefix('v')?.parse().ok())
+        .filter_map(|entry| entry.name.strip_prefix('v')?.parse().ok())
         .collect();
-    let in_kv: BTreeSet<u32> = kv::metadata(key_path)
-        .map_err(|e| kv_error(key_path, e))?
+    let in_kv: BTreeSet<u32> = keys::metadata(key_path)
+        .map_err(key_error)?
         .map(|m| {
             m.versions.iter().filter(|v| !v.destroyed).filter_map(|v| u32::try_from(v.version).ok()).collect()
         })
@@ -70,13 +69,8 @@ pub(crate) fn prune(at: &KeyLocation, keep: u32) -> Result<PruneReport, String> 
             report.in_use.push(VersionCount { version, count });
             continue;
         }
-        if in_kv.contains(&version) {
-            kv::destroy_versions(key_path, &[u64::from(version)]).map_err(|e| kv_error(key_path, e))?;
-        }
-        if archived.contains(&version) {
-            let path = archive_path(key_path, version);
-            kv::delete_all(&path).map_err(|e| kv_error(&path, e))?;
-        }
+        // The host destroys the KV version and the archive entry, and refuses if a row names it.
+        keys::destroy(key_path, version).map_err(key_error)?;
         log::info(&format!("destroyed KEK v{version}: no wallet uses it"));
         report.destroyed.push(version);
     }

@@ -14,17 +14,20 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-use rotor_codec::{Format, Kek, PREFIX};
+use rotor_codec::layout::{self, EnvelopeParts, LegacyParts};
+use rotor_codec::{CodecError, Format, PREFIX};
 
 use crate::bindings::exports::rotor::kek::operations::{
     KeyLocation, MoveReport, RotateOptions, RotateReport, RotationPlan,
 };
 use crate::bindings::rotor::kek::journal::{self, Rotation};
 use crate::bindings::rotor::kek::journal_types::RotationStatus;
-use crate::bindings::rotor::kek::kv;
+use crate::bindings::rotor::kek::keys;
 use crate::bindings::rotor::kek::types::{OutputFormat, WalletFailure};
 use crate::bindings::rotor::kek::wallet_store::{self, Replacement, Wallet};
-use crate::keyring::{Keyring, OpenError, kv_error, wipe};
+use crate::keyring::{
+    Keyring, OpenError, key_error, open_legacy, parts, seal_envelope, seal_legacy, unwrap_data_key,
+};
 use crate::{log, scan};
 
 /// How often a row that another writer keeps changing is re-read before it is reported.
@@ -213,7 +216,7 @@ fn check_restorable(keyring: &mut Keyring, version: u32) -> Result<(), String> {
              older one (`rotor history` lists them); nothing was recorded or changed"
         ));
     }
-    if keyring.get(version)?.is_none() {
+    if !keyring.has(version)? {
         return Err(format!(
             "cannot roll back to KEK v{version}: Vault has it neither in {} nor in the version history of \
              {} (destroyed by `rotor prune`, or never written); nothing was recorded or changed",
@@ -224,32 +227,15 @@ fn check_restorable(keyring: &mut Keyring, version: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Archives the current KEK, stores the next one with check-and-set, archives it, and makes it
-/// current. The next KEK is fresh from the CSPRNG, or for a rollback the key of version
-/// `restore`. Returns the new version.
+/// Archives the current KEK, has the host store the next one with check-and-set (and archive
+/// it), and makes it current. The next KEK is fresh from the host's CSPRNG, or for a rollback
+/// the key of version `restore`. Returns the new version.
 fn install_kek(keyring: &mut Keyring, restore: Option<u32>) -> Result<u32, String> {
     let from = keyring.current_version();
     keyring.archive(from)?;
-    let kek = match restore {
-        None => Kek::generate().map_err(|e| e.to_string())?,
-        Some(version) => keyring.require(version)?,
-    };
-    let path = keyring.key_path().to_owned();
-    let data = vec![("key".to_owned(), kek.to_hex().to_string())];
-    let written = kv::write(&path, &data, Some(from.into()));
-    wipe(data);
-    let version = match written {
-        Ok(version) => u32::try_from(version).map_err(|_| format!("{path} reached version {version}"))?,
-        Err(kv::Error::CasMismatch(_)) => {
-            return Err(format!(
-                "{path} changed in Vault while the rotation was starting (another writer?); nothing \
-                 was moved: run `rotor rotate` again to resume"
-            ));
-        }
-        Err(e) => return Err(kv_error(&path, e)),
-    };
-    keyring.install_current(version, kek);
-    keyring.archive(version)?;
+    let kek = keys::create_next(keyring.key_path(), from, restore).map_err(key_error)?;
+    let version = kek.version();
+    keyring.install_current(kek);
     Ok(version)
 }
 
@@ -259,7 +245,7 @@ fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, Stri
     let current = keyring.current_version();
     if let (0, Some(version)) = (rotation.to_version, rotation.restores)
         && current == rotation.from_version
-        && keyring.get(version)?.is_none()
+        && !keyring.has(version)?
     {
         return Err(format!(
             "rotation #{} rolls back to KEK v{version}, which Vault does not have (destroyed by `rotor \
@@ -287,34 +273,39 @@ fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, Stri
     Ok(to)
 }
 
-/// What one wallet becomes under `plan`'s KEK (`new_kek`): `None` if it is there already.
-fn reseal(
-    keyring: &mut Keyring,
-    new_kek: &Kek,
-    wallet: &Wallet,
-    plan: &RotationPlan,
-) -> Result<Option<String>, OpenError> {
-    let wallet_error = |e: rotor_codec::CodecError| OpenError::Wallet(e.to_string());
-    let to = plan.to_version;
+/// What one wallet becomes under `plan`'s KEK (loaded in `keyring`): `None` if it is there
+/// already.
+fn reseal(keyring: &mut Keyring, wallet: &Wallet, plan: &RotationPlan) -> Result<Option<String>, OpenError> {
+    let wallet_error = |e: CodecError| OpenError::Wallet(e.to_string());
+    let (to, id) = (plan.to_version, wallet.id.as_str());
     let format = rotor_codec::inspect(&wallet.ciphertext).map_err(wallet_error)?;
     if plan.output_format == OutputFormat::Legacy {
         // The layout names no version: a legacy wallet that opens under the new KEK is done.
-        if format == Format::Legacy && rotor_codec::open(new_kek, &wallet.id, &wallet.ciphertext).is_ok() {
-            return Ok(None);
+        if format == Format::Legacy {
+            let legacy = LegacyParts::parse(&wallet.ciphertext).map_err(wallet_error)?;
+            if open_legacy(keyring.get(to), &legacy).is_some() {
+                return Ok(None);
+            }
         }
-        let (_, plaintext) = keyring.open(&wallet.id, &wallet.ciphertext)?;
-        return rotor_codec::seal_legacy(new_kek, &plaintext).map(Some).map_err(wallet_error);
+        let (_, secret) = keyring.open(id, &wallet.ciphertext)?;
+        return seal_legacy(keyring.get(to), &secret).map(Some).map_err(wallet_error);
     }
     let resealed = match format {
         Format::Envelope { kek_version } if kek_version == to => return Ok(None),
+        // Re-wrap: the data key moves from the old KEK to the new one inside the host; the
+        // wallet's own ciphertext is kept byte for byte.
         Format::Envelope { kek_version } if !plan.reencrypt => {
-            let old_kek = keyring.for_envelope(kek_version)?;
-            rotor_codec::rewrap(&old_kek, new_kek, to, &wallet.id, &wallet.ciphertext)
+            let envelope = EnvelopeParts::parse(&wallet.ciphertext).map_err(wallet_error)?;
+            keyring.require_for_envelope(kek_version)?;
+            let dek = unwrap_data_key(keyring.get(kek_version), &envelope, id)
+                .ok_or_else(|| wallet_error(CodecError::Authentication))?;
+            let wrap = keyring.get(to).wrap(&dek, &layout::wrap_aad(to, id));
+            layout::encode_envelope(to, parts(&wrap), envelope.data())
         }
         // Legacy rows have no data key to re-wrap; --reencrypt replaces data keys on purpose.
         _ => {
-            let (_, plaintext) = keyring.open(&wallet.id, &wallet.ciphertext)?;
-            rotor_codec::seal(new_kek, to, &wallet.id, &plaintext)
+            let (_, secret) = keyring.open(id, &wallet.ciphertext)?;
+            seal_envelope(keyring.get(to), to, id, &secret)
         }
     };
     resealed.map(Some).map_err(wallet_error)
@@ -354,10 +345,10 @@ impl Tally {
         wallets: Vec<Wallet>,
         plan: &RotationPlan,
     ) -> Result<Vec<Replacement>, String> {
-        let new_kek = keyring.require(plan.to_version)?;
+        keyring.require(plan.to_version)?;
         let mut replacements = Vec::with_capacity(wallets.len());
         for wallet in wallets {
-            match reseal(keyring, &new_kek, &wallet, plan) {
+            match reseal(keyring, &wallet, plan) {
                 Ok(Some(replacement)) => {
                     replacements.push(Replacement { id: wallet.id, expected: wallet.ciphertext, replacement })
                 }
@@ -478,13 +469,11 @@ fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport
             keyring.require(to)?;
             to
         }
+        // A KEK the host never stores, numbered as the next version.
         None => {
-            let kek = match restore {
-                Some(version) => keyring.require(version)?,
-                None => Kek::generate().map_err(|e| e.to_string())?,
-            };
-            let to = keyring.current_version() + 1;
-            keyring.install_current(to, kek);
+            let draft = keys::draft(keyring.key_path(), restore).map_err(key_error)?;
+            let to = draft.version();
+            keyring.install_current(draft);
             to
         }
     };

@@ -8,6 +8,7 @@ pub(crate) const MAX_BATCH: u32 = 10_000;
 pub(crate) fn store_error(error: wallet_store::Error) -> String {
     match error {
         wallet_store::Error::Denied(why)
+        | wallet_store::Error::Refused(why)
         | wallet_store::Error::TooLarge(why)
         | wallet_store::Error::Database(why) => why,
     }
