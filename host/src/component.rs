@@ -368,9 +368,22 @@ impl Instance {
 
     /// `operations.import-kek`: stores `kek` (the operator's, from `migrate-kek`) as the first
     /// KEK. The component only orders the steps; the key goes from here to Vault.
+    /// The host then reads Vault back: the answer stands only if the key given is current and
+    /// archived at the version the component reports.
     pub async fn import_kek(&mut self, at: &KeyLocation, kek: Kek) -> Answer<u32> {
         self.store.data_mut().keys_mut().ring_mut().set_given(kek);
-        self.import_given_kek(at).await
+        let version = match self.import_given_kek(at).await? {
+            Ok(version) => version,
+            Err(message) => return Ok(Err(message)),
+        };
+        let ring = self.store.data_mut().keys_mut().ring_mut();
+        Ok(match ring.confirm_import(version).await {
+            Ok(()) => Ok(version),
+            Err(e) => {
+                tracing::error!("migrate-kek: {e}");
+                Err(e.to_string())
+            }
+        })
     }
 }
 
@@ -479,7 +492,7 @@ mod tests {
         let open = named("rotor:kek/operations@0.2.0", "open-wallet").expect("open-wallet");
         assert_eq!(
             open.expected.as_deref(),
-            Some("func(at: key-location, id: string) -> result<own<secret>, string>")
+            Some("func(at: record{key-path: string}, id: string) -> result<own<resource>, string>")
         );
     }
 }

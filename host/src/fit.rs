@@ -182,19 +182,54 @@ fn export_misfits(engine: &Engine, component: &Component, reference: &Component)
 }
 
 /// What differs between the function rotor calls and the one the component exports, if
-/// anything. Parameter names do not matter to a call; types, as wasmtime compares them, do.
+/// anything. Parameter names do not matter to a call; types do, compared by [`same`].
 fn difference(wanted: &ComponentFunc, found: &ComponentFunc) -> Option<&'static str> {
+    let all_same =
+        |a: Vec<Type>, b: Vec<Type>| a.len() == b.len() && a.iter().zip(&b).all(|(a, b)| same(a, b));
     let params = |f: &ComponentFunc| f.params().map(|(_, ty)| ty).collect::<Vec<_>>();
-    if params(wanted) != params(found) {
+    if !all_same(params(wanted), params(found)) {
         return Some("its parameters differ");
     }
-    if !wanted.results().eq(found.results()) {
+    if !all_same(wanted.results().collect(), found.results().collect()) {
         return Some("its result differs");
     }
     if wanted.async_() != found.async_() {
         return Some("one is async, the other not");
     }
     None
+}
+
+/// Whether two types have the same shape: names of fields, cases and flags included. Handles
+/// compare by kind (own or borrow) only: two components' resource types cannot be compared
+/// before instantiation (wasmtime's own equality needs the instances), and which resource an
+/// export takes is checked by wasmtime when the bindings look the export up.
+fn same(a: &Type, b: &Type) -> bool {
+    let both = |a: Option<Type>, b: Option<Type>| match (a, b) {
+        (Some(a), Some(b)) => same(&a, &b),
+        (None, None) => true,
+        _ => false,
+    };
+    match (a, b) {
+        (Type::List(a), Type::List(b)) => same(&a.ty(), &b.ty()),
+        (Type::Option(a), Type::Option(b)) => same(&a.ty(), &b.ty()),
+        (Type::Result(a), Type::Result(b)) => both(a.ok(), b.ok()) && both(a.err(), b.err()),
+        (Type::Tuple(a), Type::Tuple(b)) => {
+            a.types().len() == b.types().len() && a.types().zip(b.types()).all(|(a, b)| same(&a, &b))
+        }
+        (Type::Record(a), Type::Record(b)) => {
+            a.fields().len() == b.fields().len()
+                && a.fields().zip(b.fields()).all(|(a, b)| a.name == b.name && same(&a.ty, &b.ty))
+        }
+        (Type::Variant(a), Type::Variant(b)) => {
+            a.cases().len() == b.cases().len()
+                && a.cases().zip(b.cases()).all(|(a, b)| a.name == b.name && both(a.ty, b.ty))
+        }
+        (Type::Enum(a), Type::Enum(b)) => a.names().eq(b.names()),
+        (Type::Flags(a), Type::Flags(b)) => a.names().eq(b.names()),
+        (Type::Own(_), Type::Own(_)) | (Type::Borrow(_), Type::Borrow(_)) => true,
+        (Type::Future(_) | Type::Stream(_), _) | (_, Type::Future(_) | Type::Stream(_)) => false,
+        (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+    }
 }
 
 /// Why wasmtime refused one function: the causes below its own "instance export `f` has the

@@ -377,6 +377,33 @@ impl KeyRing {
         }
     }
 
+    /// After a component reported `migrate-kek` done at `version`: `Ok` only if Vault's current
+    /// KEK is that version, holds the operator's key, and is archived with the same key. The
+    /// host does not take the component's word for it.
+    pub async fn confirm_import(&mut self, version: u32) -> Result<(), KeyError> {
+        let given =
+            self.given.clone().ok_or_else(|| KeyError::Denied("no KEK was given to import".into()))?;
+        let refused = |why: String| Err(KeyError::Refused(format!("the import is not done: {why}")));
+        match self.current().await? {
+            Some(current) if current.version == version && *current.kek == *given => {}
+            Some(current) if current.version == version => {
+                return refused(format!("{} v{version} holds another key than the one given", self.key_path));
+            }
+            Some(current) => {
+                return refused(format!(
+                    "the component reported version {version}, but {} is at v{}",
+                    self.key_path, current.version
+                ));
+            }
+            None => return refused(format!("{} holds no KEK", self.key_path)),
+        }
+        match self.archived(&format!("v{version}")).await? {
+            Some(archived) if *archived == *given => Ok(()),
+            Some(_) => refused(format!("{} holds another key", self.archive_path(version))),
+            None => refused(format!("{} was not written", self.archive_path(version))),
+        }
+    }
+
     /// Destroys KEK `version` for good: its KV version and its archive entry. Refused while it
     /// is current, while a rotation is unfinished, and while any wallet names it or wallets
     /// exist that name no version (legacy, or not text), whatever a component says.
@@ -404,13 +431,19 @@ impl KeyRing {
             .metadata()
             .await?
             .is_some_and(|m| m.versions.iter().any(|v| v.version == u64::from(version) && !v.destroyed));
+        let archived = self.archive_entries().await?.contains(&format!("v{version}"));
+        if !in_kv && !archived {
+            return Err(KeyError::NotFound(format!(
+                "KEK v{version} is neither in the version history of {} nor in its archive: nothing to destroy",
+                self.key_path
+            )));
+        }
         if in_kv {
             self.kv
                 .destroy_versions(&self.key_path, &[u64::from(version)])
                 .await
                 .map_err(|e| KeyError::vault(&self.key_path, e))?;
         }
-        let archived = self.archive_entries().await?.contains(&format!("v{version}"));
         if archived {
             let path = self.archive_path(version);
             self.kv.delete_all(&path).await.map_err(|e| KeyError::vault(&path, e))?;

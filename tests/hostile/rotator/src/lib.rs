@@ -6,10 +6,12 @@
 //! |---------------|-----------------------------------------------------------------|
 //! | validate(-batches) | computes forever                                           |
 //! | history       | allocates memory without bound                                  |
-//! | open-wallet   | reads a Vault path outside its grant, then writes a wallet      |
-//! | start-rotation| records a rotation but stores no KEK                            |
-//! | move-wallets  | replaces every wallet with garbage                              |
-//! | prune         | by `keep`: 1 calls `report.progress` forever, 2 `wallet-store.count` forever, 3 forges log lines |
+//! | open-wallet   | asks for another path's KEK, destroys, stores and imports KEKs, overwrites a wallet |
+//! | seal-wallet   | the same KEK operations, writes another wallet, then seals another wallet's plaintext as its own |
+//! | import-kek    | stores no key, tries to store one of its own, and claims success |
+//! | start-rotation| records a rotation but stores no KEK (the plan carries `--reencrypt` and `--output-format` to the workers) |
+//! | move-wallets  | by plan: garbage over every wallet; with `--reencrypt` another wallet's plaintext over the first; with `--output-format legacy` the first wallet under a key that is never stored |
+//! | prune         | by `keep`: 1 calls `report.progress` forever, 2 `wallet-store.count` forever, 3 forges log lines, 4 shows all it can of a KEK and a wallet, 5 destroys every KEK version it can |
 
 mod bindings {
     wit_bindgen::generate!({ world: "rotator", path: "../../../wit" });
@@ -18,8 +20,10 @@ mod bindings {
     export!(Hostile with_types_in crate::bindings);
 }
 
-use bindings::exports::rotor::kek::{codec, operations as ops};
-use bindings::rotor::kek::{journal, kv, report, wallet_store};
+use bindings::exports::rotor::kek::operations as ops;
+use bindings::rotor::kek::key_types::{DataKey, Kek, Sealed, Secret};
+use bindings::rotor::kek::types::OutputFormat;
+use bindings::rotor::kek::{journal, keys, report, wallet_store};
 
 struct Hostile;
 
@@ -49,17 +53,106 @@ fn forge_logs() {
 
 const NOT_HERE: &str = "this hostile component does not implement that";
 
-impl codec::Guest for Hostile {
-    fn seal(_: String, _: u32, _: String, _: Vec<u8>) -> Result<String, String> {
-        Err(NOT_HERE.into())
-    }
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
-    fn open(_: Vec<(u32, String)>, _: String, _: String) -> Result<Vec<u8>, String> {
-        Err(NOT_HERE.into())
+/// The standard base64 alphabet, for the envelopes this component lays out by hand.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
     }
+    out
+}
 
-    fn inspect(_: String) -> Result<u32, String> {
-        Err(NOT_HERE.into())
+fn decode_base64(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        _ => 63,
+    };
+    let digits: Vec<u8> = text.bytes().filter(|c| *c != b'=').map(value).collect();
+    let mut out = Vec::new();
+    for chunk in digits.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, d)| n | (u32::from(*d) << (18 - 6 * i)));
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+/// Opens a ciphertext in either of rotor's formats under `kek`, laid out by hand (envelope:
+/// `rotor:v<K>:` ‖ base64(0x01 ‖ wrap nonce ‖ wrapped key ‖ tag ‖ data nonce ‖ data ‖ tag);
+/// legacy: base64(iv ‖ tag ‖ data)).
+fn open(kek: &Kek, id: &str, ciphertext: &str) -> Option<Secret> {
+    let piece = |b: &[u8]| b.to_vec();
+    if let Some(rest) = ciphertext.strip_prefix("rotor:v") {
+        let (version, payload) = rest.split_once(':')?;
+        let p = decode_base64(payload);
+        let wrap = Sealed { nonce: piece(&p[1..13]), ciphertext: piece(&p[13..45]), tag: piece(&p[45..61]) };
+        let aad = [b"rotor/dek/v1".as_slice(), &version.parse::<u32>().ok()?.to_be_bytes(), id.as_bytes()].concat();
+        let dek = kek.unwrap(&wrap, &aad)?;
+        let tag_at = p.len() - 16;
+        let data = Sealed { nonce: piece(&p[61..73]), ciphertext: piece(&p[73..tag_at]), tag: piece(&p[tag_at..]) };
+        dek.open(&data, &[b"rotor/data/v1".as_slice(), id.as_bytes()].concat())
+    } else {
+        let p = decode_base64(ciphertext);
+        kek.open(&Sealed { nonce: piece(&p[..12]), tag: piece(&p[12..28]), ciphertext: piece(&p[28..]) }, b"")
+    }
+}
+
+/// `secret` sealed for wallet `id` as an envelope naming `version`, under `kek`.
+fn seal_for(kek: &Kek, version: u32, id: &str, secret: &Secret) -> String {
+    let dek = DataKey::new();
+    let data = dek.seal(secret, &[b"rotor/data/v1".as_slice(), id.as_bytes()].concat());
+    let wrap = kek.wrap(&dek, &[b"rotor/dek/v1".as_slice(), &version.to_be_bytes(), id.as_bytes()].concat());
+    let payload = [&[1u8][..], &wrap.nonce, &wrap.ciphertext, &wrap.tag, &data.nonce, &data.ciphertext, &data.tag].concat();
+    format!("rotor:v{version}:{}", base64(&payload))
+}
+
+/// Every KEK operation this component's command should not have, tried in turn: what the host
+/// answered to each, or which one it let through.
+fn try_kek_operations(key_path: &str) -> Result<Vec<String>, String> {
+    let mut refusals = Vec::new();
+    match keys::current("ibn/other-team-secret") {
+        Ok(_) => return Err("got a handle for ibn/other-team-secret: the host let it through".into()),
+        Err(e) => refusals.push(format!("{e:?}")),
+    }
+    for version in 1..=3 {
+        match keys::destroy(key_path, version) {
+            Ok(()) => return Err(format!("destroyed KEK v{version}: the host let it through")),
+            Err(e) => refusals.push(format!("{e:?}")),
+        }
+    }
+    match keys::create_next(key_path, 1, None) {
+        Ok(_) => return Err("stored a KEK of its own: the host let it through".into()),
+        Err(e) => refusals.push(format!("{e:?}")),
+    }
+    match keys::import_given(key_path) {
+        Ok(_) => return Err("imported a KEK: the host let it through".into()),
+        Err(e) => refusals.push(format!("{e:?}")),
+    }
+    Ok(refusals)
+}
+
+/// The first two wallets of the table, in id order.
+fn first_two() -> Result<(wallet_store::Wallet, wallet_store::Wallet), String> {
+    let mut wallets = wallet_store::scan(None, 2, None).map_err(|e| format!("{e:?}"))?.into_iter();
+    match (wallets.next(), wallets.next()) {
+        (Some(first), Some(second)) => Ok((first, second)),
+        _ => Err("the table needs two wallets".into()),
     }
 }
 
@@ -79,17 +172,8 @@ impl ops::Guest for Hostile {
         }
     }
 
-    fn open_wallet(at: ops::KeyLocation, id: String) -> Result<Vec<u8>, String> {
-        let mut refusals = Vec::new();
-        match kv::read("ibn/other-team-secret", None) {
-            Ok(_) => return Err("read ibn/other-team-secret: the host let it through".into()),
-            Err(e) => refusals.push(format!("{e:?}")),
-        }
-        let archive = format!("{}-archive/v1", at.key_path);
-        match kv::write(&archive, &[("key".into(), "00".repeat(32))], None) {
-            Ok(_) => return Err(format!("wrote {archive}: the host let it through")),
-            Err(e) => refusals.push(format!("{e:?}")),
-        }
+    fn open_wallet(at: ops::KeyLocation, id: String) -> Result<Secret, String> {
+        let mut refusals = try_kek_operations(&at.key_path)?;
         match wallet_store::put(&id, "stolen") {
             Ok(()) => return Err(format!("overwrote wallet {id}: the host let it through")),
             Err(e) => refusals.push(format!("{e:?}")),
@@ -97,50 +181,78 @@ impl ops::Guest for Hostile {
         Err(format!("hostile component was refused: {}", refusals.join(" | ")))
     }
 
+    fn seal_wallet(at: ops::KeyLocation, id: String, _: Secret) -> Result<u32, String> {
+        try_kek_operations(&at.key_path)?;
+        let (first, second) = first_two()?;
+        match wallet_store::put(&first.id, "stolen") {
+            Ok(()) => return Err(format!("overwrote wallet {}: the host let it through", first.id)),
+            Err(e) => report::log(report::Level::Warn, &format!("refused: {e:?}")),
+        }
+        // Another wallet's plaintext, sealed for the id this command writes: the right key, the
+        // right id, the wrong wallet.
+        let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or("no KEK")?;
+        let stolen = open(&current, &second.id, &second.ciphertext).ok_or("could not open the second wallet")?;
+        let forged = seal_for(&current, current.version(), &id, &stolen);
+        wallet_store::put(&id, &forged).map_err(|e| format!("{e:?}"))?;
+        Err(format!("sealed {}'s wallet as {id}: the host let it through", second.id))
+    }
+
+    fn import_kek(at: ops::KeyLocation) -> Result<u32, String> {
+        // Stores nothing of the operator's, tries its own, and claims version 1 all the same.
+        let _ = keys::create_next(&at.key_path, 0, None);
+        Ok(1)
+    }
+
     fn rotate(_: ops::KeyLocation, _: ops::RotateOptions) -> Result<ops::RotateReport, String> {
         Err(NOT_HERE.into())
     }
 
-    fn start_rotation(_: ops::KeyLocation, _: ops::RotateOptions) -> Result<ops::RotationPlan, String> {
+    fn start_rotation(_: ops::KeyLocation, options: ops::RotateOptions) -> Result<ops::RotationPlan, String> {
         // Records a rotation to v2 without storing any KEK.
-        let format = bindings::rotor::kek::types::OutputFormat::Envelope;
         journal::resume().map_err(journal_error)?; // takes the rotation lease, as set-up must
-        let rotation = journal::begin(1, 0, false, format, None).map_err(journal_error)?;
+        let rotation = journal::begin(1, 0, options.reencrypt, options.output_format, None).map_err(journal_error)?;
         journal::set_target(rotation.id, 2).map_err(journal_error)?;
         Ok(ops::RotationPlan {
             rotation_id: rotation.id,
             from_version: 1,
             to_version: 2,
-            reencrypt: false,
-            output_format: format,
+            reencrypt: options.reencrypt,
+            output_format: options.output_format,
         })
     }
 
-    fn move_wallets(_: ops::KeyLocation, _: ops::RotationPlan) -> Result<ops::MoveReport, String> {
-        let wallets = wallet_store::scan(None, 1000, None).map_err(|e| format!("{e:?}"))?;
-        let garbage: Vec<wallet_store::Replacement> = wallets
-            .into_iter()
-            .map(|w| wallet_store::Replacement {
-                replacement: format!("rotor:v2:{}", "A".repeat(w.ciphertext.len().max(80))),
-                expected: w.ciphertext,
-                id: w.id,
-            })
-            .collect();
-        let total = garbage.len() as u64;
+    fn move_wallets(at: ops::KeyLocation, plan: ops::RotationPlan) -> Result<ops::MoveReport, String> {
+        let wallets = wallet_store::next_batch().map_err(|e| format!("{e:?}"))?.unwrap_or_default();
+        let total = wallets.len() as u64;
+        let rows: Vec<(String, String)> = if plan.reencrypt {
+            // The first wallet becomes the second's: sealed under the current KEK for the first
+            // wallet's id, so it opens — to the wrong wallet.
+            let (first, second) = (wallets.first().ok_or("no batch")?, wallets.get(1).ok_or("one wallet")?);
+            let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or("no KEK")?;
+            let stolen = open(&current, &second.id, &second.ciphertext).ok_or("could not open")?;
+            vec![(first.id.clone(), seal_for(&current, current.version(), &first.id, &stolen))]
+        } else if plan.output_format == OutputFormat::Legacy {
+            // The first wallet, intact, under a key the host never stores, named as the target.
+            let first = wallets.first().ok_or("no batch")?;
+            let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or("no KEK")?;
+            let own = open(&current, &first.id, &first.ciphertext).ok_or("could not open")?;
+            let draft = keys::draft(&at.key_path, None).map_err(|e| format!("{e:?}"))?;
+            vec![(first.id.clone(), seal_for(&draft, draft.version(), &first.id, &own))]
+        } else {
+            wallets
+                .into_iter()
+                .map(|w| {
+                    let garbage = format!("rotor:v2:{}", "A".repeat(w.ciphertext.len().max(80)));
+                    (w.id, garbage)
+                })
+                .collect()
+        };
         // Whatever the host answers, claim success: the host must not rely on the component's word.
-        let _ = wallet_store::replace_batch(&garbage);
+        let _ = wallet_store::replace_current_batch(&rows);
         Ok(ops::MoveReport { seen: total, rotated: total, unchanged: 0, failed: Vec::new() })
     }
 
-    fn seal_wallet(_: ops::KeyLocation, _: String, _: Vec<u8>) -> Result<u32, String> {
-        Err(NOT_HERE.into())
-    }
-
-    fn import_kek(_: ops::KeyLocation, _: String) -> Result<u32, String> {
-        Err(NOT_HERE.into())
-    }
-
-    fn prune(_: ops::KeyLocation, keep: u32) -> Result<ops::PruneReport, String> {
+    fn prune(at: ops::KeyLocation, keep: u32) -> Result<ops::PruneReport, String> {
         match keep {
             // Alive forever by calling the host, each call cheap and each resetting the time
             // the guest has computed alone.
@@ -153,6 +265,37 @@ impl ops::Guest for Hostile {
             3 => {
                 forge_logs();
                 Err("hostile component logged its lines".into())
+            }
+            4 => {
+                // Everything it can get of the current KEK and of a wallet, shown every way.
+                let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or("no KEK")?;
+                let dek = DataKey::new();
+                let wrapped = current.wrap(&dek, b"leak");
+                let (first, _) = first_two()?;
+                let opened = open(&current, &first.id, &first.ciphertext).ok_or("could not open")?;
+                let resealed = current.seal(&opened, b"");
+                let shown = format!(
+                    "kek {current:?} v{} wrap {} {} {} sealed {} {} {} wallet {opened:?} of {} bytes",
+                    current.version(),
+                    hex(&wrapped.nonce),
+                    hex(&wrapped.ciphertext),
+                    hex(&wrapped.tag),
+                    hex(&resealed.nonce),
+                    hex(&resealed.ciphertext),
+                    base64(&resealed.ciphertext),
+                    opened.len(),
+                );
+                report::log(report::Level::Warn, &format!("leak: {shown}"));
+                Err(format!("hostile component showed: {shown}"))
+            }
+            5 => {
+                let outcomes: Vec<String> = (1..=10)
+                    .map(|version| match keys::destroy(&at.key_path, version) {
+                        Ok(()) => format!("v{version}: destroyed"),
+                        Err(e) => format!("v{version}: {e:?}"),
+                    })
+                    .collect();
+                Err(format!("hostile component tried to destroy every KEK: {}", outcomes.join(" | ")))
             }
             _ => Err(NOT_HERE.into()),
         }
