@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rotor_codec::Kek;
 use rotor_testkit::{
     Kind, Wallets, World, assert_every_wallet_opens, assert_says, assert_success, failure, json,
-    json_success, text,
+    json_success, on_sqlite_and_postgres, text,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -205,7 +205,7 @@ async fn a_component_that_computes_forever_is_stopped_soon_after_its_budget() {
 /// `hostile-rotator`'s `prune --keep 1` calls `report.progress` forever, `--keep 2`
 /// `wallet-store.count` forever: each host call resets `call-seconds` and spends no guest CPU
 /// to speak of, so only the real-time limits stop them.
-async fn host_call_loops_are_stopped_by_the_wall_clock(kind: Kind) {
+async fn a_component_that_keeps_calling_the_host_is_stopped_by_the_wall_clock(kind: Kind) {
     let (world, _, _) = world_with_wallets_on(kind, 10).await;
     let (rows, secrets) = (world.rows().await, vault_state(&world).await);
     let stopped = |keep: &str, limits: &str, file: &str| {
@@ -246,15 +246,7 @@ async fn host_call_loops_are_stopped_by_the_wall_clock(kind: Kind) {
     assert_eq!(vault_state(&world).await, secrets);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_component_that_keeps_calling_the_host_is_stopped_by_the_wall_clock_on_sqlite() {
-    host_call_loops_are_stopped_by_the_wall_clock(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_component_that_keeps_calling_the_host_is_stopped_by_the_wall_clock_on_postgres() {
-    host_call_loops_are_stopped_by_the_wall_clock(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(a_component_that_keeps_calling_the_host_is_stopped_by_the_wall_clock);
 
 /// `hostile-rotator`'s `prune --keep 3` logs a line with a newline and a forged host line after
 /// it, a line of 1 MiB, and 10,000 more lines.
@@ -316,15 +308,7 @@ async fn a_component_cannot_forge_bury_or_flood_the_log(kind: Kind) {
     assert_eq!(vault_state(&world).await, secrets);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_component_cannot_forge_bury_or_flood_the_log_on_sqlite() {
-    a_component_cannot_forge_bury_or_flood_the_log(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_component_cannot_forge_bury_or_flood_the_log_on_postgres() {
-    a_component_cannot_forge_bury_or_flood_the_log(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(a_component_cannot_forge_bury_or_flood_the_log);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_component_that_allocates_without_bound_is_stopped_at_its_memory_cap() {
@@ -400,15 +384,7 @@ async fn a_seal_cannot_touch_keks_or_other_wallets(kind: Kind) {
     assert_every_wallet_opens(&world, &wallets).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_seal_cannot_touch_keks_or_other_wallets_on_sqlite() {
-    a_seal_cannot_touch_keks_or_other_wallets(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_seal_cannot_touch_keks_or_other_wallets_on_postgres() {
-    a_seal_cannot_touch_keks_or_other_wallets(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(a_seal_cannot_touch_keks_or_other_wallets);
 
 /// `rotate --reencrypt` makes `hostile-rotator` seal the second wallet's plaintext for the
 /// first wallet's id under the current KEK — a ciphertext that opens, for that id, under that
@@ -454,15 +430,7 @@ async fn a_rotation_component_cannot_swap_wallets_or_choose_their_key(kind: Kind
     assert_eq!(world.kek(1).await, kek);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rotation_component_cannot_swap_wallets_or_choose_their_key_on_sqlite() {
-    a_rotation_component_cannot_swap_wallets_or_choose_their_key(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_rotation_component_cannot_swap_wallets_or_choose_their_key_on_postgres() {
-    a_rotation_component_cannot_swap_wallets_or_choose_their_key(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(a_rotation_component_cannot_swap_wallets_or_choose_their_key);
 
 /// Every way a KEK or a wallet could show: hex and base64 of the key, each wallet's bytes as
 /// text, in hex and in base64.
@@ -507,15 +475,7 @@ async fn a_component_sees_no_key_and_leaks_none(kind: Kind) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_component_sees_no_key_and_leaks_none_on_sqlite() {
-    a_component_sees_no_key_and_leaks_none(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_component_sees_no_key_and_leaks_none_on_postgres() {
-    a_component_sees_no_key_and_leaks_none(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(a_component_sees_no_key_and_leaks_none);
 
 /// `hostile-rotator`'s `prune --keep 5` destroys KEK versions 1 to 10 without looking at the
 /// wallets: the host destroys only what no wallet names and is not current.
@@ -547,15 +507,7 @@ async fn a_component_cannot_destroy_a_kek_wallets_use(kind: Kind) {
     assert_every_wallet_opens(&world, &wallets).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_component_cannot_destroy_a_kek_wallets_use_on_sqlite() {
-    a_component_cannot_destroy_a_kek_wallets_use(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_component_cannot_destroy_a_kek_wallets_use_on_postgres() {
-    a_component_cannot_destroy_a_kek_wallets_use(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(a_component_cannot_destroy_a_kek_wallets_use);
 
 /// `hostile-rotator`'s `import-kek` stores nothing of the operator's key and claims version 1:
 /// the host reads Vault back and does not report an import that did not happen.
@@ -582,15 +534,7 @@ async fn migrate_kek_is_not_reported_done_unless_vault_holds_the_key_given(kind:
     assert!(!stderr.contains(kek.to_hex().as_str()));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn migrate_kek_is_not_reported_done_unless_vault_holds_the_key_given_on_sqlite() {
-    migrate_kek_is_not_reported_done_unless_vault_holds_the_key_given(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn migrate_kek_is_not_reported_done_unless_vault_holds_the_key_given_on_postgres() {
-    migrate_kek_is_not_reported_done_unless_vault_holds_the_key_given(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(migrate_kek_is_not_reported_done_unless_vault_holds_the_key_given);
 
 async fn garbage_from_a_rotation_component_is_refused_by_the_hosts_check(kind: Kind) {
     let (world, _, _) = world_with_wallets_on(kind, 25).await;
@@ -609,15 +553,7 @@ async fn garbage_from_a_rotation_component_is_refused_by_the_hosts_check(kind: K
     before.assert_unchanged(&world).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn garbage_from_a_rotation_component_is_refused_by_the_hosts_check_on_sqlite() {
-    garbage_from_a_rotation_component_is_refused_by_the_hosts_check(Kind::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn garbage_from_a_rotation_component_is_refused_by_the_hosts_check_on_postgres() {
-    garbage_from_a_rotation_component_is_refused_by_the_hosts_check(Kind::Postgres).await;
-}
+on_sqlite_and_postgres!(garbage_from_a_rotation_component_is_refused_by_the_hosts_check);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_audit_cannot_run_a_component_that_imports_writes() {
