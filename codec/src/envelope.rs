@@ -74,6 +74,15 @@ impl DataKey {
     }
 }
 
+impl PartialEq for DataKey {
+    /// Constant-time: compares every byte whatever the first difference.
+    fn eq(&self, other: &Self) -> bool {
+        self.0.iter().zip(other.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+impl Eq for DataKey {}
+
 impl fmt::Debug for DataKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DataKey(<redacted>)")
@@ -176,6 +185,56 @@ impl Envelope {
             )
             .map_err(|_| CodecError::Authentication)?;
         Ok(plaintext)
+    }
+}
+
+/// Base64 characters that encode the payload up to and including the first two bytes of the
+/// data nonce (63 bytes, a whole number of base64 quanta): the part a re-wrap changes.
+pub(crate) const HEAD_CHARS: usize = DATA_NONCE.div_ceil(3) * 4;
+const HEAD_BYTES: usize = HEAD_CHARS / 4 * 3;
+
+/// An envelope read only as far as its wrapped data key; the rest stays base64 text, unread.
+pub(crate) struct EnvelopeHead<'a> {
+    pub(crate) kek_version: u32,
+    head: [u8; HEAD_BYTES],
+    tail: &'a str,
+}
+
+impl<'a> EnvelopeHead<'a> {
+    pub(crate) fn parse(text: &'a str) -> Result<Self, CodecError> {
+        let rest = text
+            .strip_prefix(PREFIX)
+            .ok_or(CodecError::Malformed("expected the prefix rotor:v<version>:"))?;
+        let (version, encoded) =
+            rest.split_once(':').ok_or(CodecError::Malformed("no ':' after the KEK version"))?;
+        let kek_version = parse_version(version)?;
+        if encoded.len() < HEAD_CHARS || !encoded.is_char_boundary(HEAD_CHARS) {
+            return Err(CodecError::Malformed("payload is truncated"));
+        }
+        let (head_text, tail) = encoded.split_at(HEAD_CHARS);
+        let mut head = [0u8; HEAD_BYTES];
+        let decoded = STANDARD
+            .decode_slice(head_text, &mut head)
+            .map_err(|_| CodecError::Malformed("payload is not valid base64"))?;
+        if decoded != HEAD_BYTES || head[0] != LAYOUT_V1 {
+            return Err(CodecError::Malformed("unknown payload layout byte"));
+        }
+        Ok(EnvelopeHead { kek_version, head, tail })
+    }
+
+    pub(crate) fn unwrap_dek(&self, kek: &Kek, id: &str) -> Result<DataKey, CodecError> {
+        let h = &self.head;
+        kek.unwrap_detached(
+            &h[WRAP_NONCE..WRAPPED_DEK],
+            &wrap_aad(self.kek_version, id),
+            &h[WRAPPED_DEK..WRAP_TAG],
+            &h[WRAP_TAG..DATA_NONCE],
+        )
+    }
+
+    /// Whether both envelopes hold the same data part, byte for byte.
+    pub(crate) fn same_data(&self, other: &EnvelopeHead<'_>) -> bool {
+        self.head[DATA_NONCE..] == other.head[DATA_NONCE..] && self.tail == other.tail
     }
 }
 

@@ -31,6 +31,46 @@ pub use legacy::{LEGACY_OVERHEAD, seal_legacy_with};
 
 #[cfg(feature = "getrandom")]
 pub use envelope::{reencrypt, rewrap, seal};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewrap_is_recognised_without_opening_the_wallet() {
+        let (old_kek, new_kek) = (Kek::from_bytes([1; KEY_LEN]), Kek::from_bytes([2; KEY_LEN]));
+        let nonces = EnvelopeNonces { wrap: [3; NONCE_LEN], data: [4; NONCE_LEN] };
+        let old = seal_with(&old_kek, 1, "w", b"wallet", &DataKey::from_bytes([5; KEY_LEN]), nonces);
+        let moved = rewrap_with(&old_kek, &new_kek, 2, "w", &old, [6; NONCE_LEN]).unwrap();
+        assert_eq!(rewrap_versions(&old, &moved), Some((1, 2)));
+        assert_eq!(same_rewrapped(&old_kek, &new_kek, "w", &old, &moved), Some(Ok(true)));
+        // The same data part beside the wrap of another data key: not the same wallet.
+        let other = seal_with(&new_kek, 2, "w", b"wallet", &DataKey::from_bytes([7; KEY_LEN]), nonces);
+        let (other, old_parts) =
+            (layout::EnvelopeParts::parse(&other).unwrap(), layout::EnvelopeParts::parse(&old).unwrap());
+        let spliced = layout::encode_envelope(2, other.wrap(), old_parts.data()).unwrap();
+        assert_eq!(same_rewrapped(&old_kek, &new_kek, "w", &old, &spliced), Some(Ok(false)));
+        // Another wallet's data: not recognised as a re-wrap, so the caller opens both.
+        let reencrypted = seal_with(
+            &new_kek,
+            2,
+            "w",
+            b"wallet",
+            &DataKey::from_bytes([5; KEY_LEN]),
+            EnvelopeNonces { data: [8; NONCE_LEN], ..nonces },
+        );
+        assert_eq!(same_rewrapped(&old_kek, &new_kek, "w", &old, &reencrypted), None);
+        // A wrap under a key that is not the one named does not unwrap.
+        assert_eq!(
+            same_rewrapped(&new_kek, &new_kek, "w", &old, &moved),
+            Some(Err(CodecError::Authentication))
+        );
+        assert_eq!(
+            same_rewrapped(&old_kek, &new_kek, "x", &old, &moved),
+            Some(Err(CodecError::Authentication))
+        );
+    }
+}
 #[cfg(feature = "getrandom")]
 pub use legacy::seal_legacy;
 
@@ -75,6 +115,33 @@ pub fn inspect(ciphertext: &str) -> Result<Format, CodecError> {
     } else {
         legacy::decode(ciphertext).map(|_| Format::Legacy)
     }
+}
+
+/// Whether `new` is `old` re-wrapped: both envelopes, the same data part byte for byte, and the
+/// same data key — `old`'s unwrapped under `old_kek`, `new`'s under `new_kek` — so that `new`
+/// holds exactly the wallet `old` holds, without decoding or decrypting the wallet itself.
+/// `None` when they are not both envelopes with the same data part (open both to compare);
+/// `Some(Err)` when a data key does not unwrap. `old_kek` must be the KEK `old` names and
+/// `new_kek` the one `new` names (see [`rewrap_versions`]).
+pub fn same_rewrapped(
+    old_kek: &Kek,
+    new_kek: &Kek,
+    id: &str,
+    old: &str,
+    new: &str,
+) -> Option<Result<bool, CodecError>> {
+    let (old, new) = (envelope::EnvelopeHead::parse(old).ok()?, envelope::EnvelopeHead::parse(new).ok()?);
+    if !old.same_data(&new) {
+        return None;
+    }
+    Some(old.unwrap_dek(old_kek, id).and_then(|before| Ok(before == new.unwrap_dek(new_kek, id)?)))
+}
+
+/// The KEK versions two envelopes name, if both are envelopes that differ only in their wrap
+/// of the data key (what [`same_rewrapped`] can check without opening the wallet).
+pub fn rewrap_versions(old: &str, new: &str) -> Option<(u32, u32)> {
+    let (old, new) = (envelope::EnvelopeHead::parse(old).ok()?, envelope::EnvelopeHead::parse(new).ok()?);
+    old.same_data(&new).then_some((old.kek_version, new.kek_version))
 }
 
 /// Opens a wallet in either format with the given KEK. `id` must be the row's id: envelopes

@@ -110,6 +110,60 @@ impl WalletStore {
     }
 }
 
+/// Checks a replacement of `expected` by `new`: for a re-wrap (both envelopes, the same data
+/// part byte for byte) by unwrapping both data keys, which is enough and touches only the
+/// wrapped key; for anything else by opening both rows and comparing the wallets.
+async fn check_replacement(
+    ring: &mut KeyRing,
+    id: &str,
+    expected: &str,
+    new: &str,
+) -> wasmtime::Result<Result<(), String>> {
+    let host_failure = |e: crate::keyring::KeyError| wasmtime::Error::msg(format!("checking a write: {e}"));
+    if let Some((from, to)) = rotor_codec::rewrap_versions(expected, new) {
+        let Some(current) = ring.current_version().await.map_err(host_failure)? else {
+            return Ok(Err("Vault has no current KEK".into()));
+        };
+        if to != current {
+            return Ok(Err(format!(
+                "the new ciphertext names KEK v{to}, but this command writes under the current KEK v{current}"
+            )));
+        }
+        let (old, target) =
+            (ring.version(from).await.map_err(host_failure)?, ring.version(to).await.map_err(host_failure)?);
+        let (Some(old), Some(target)) = (old, target) else {
+            return Ok(Err(format!(
+                "Vault does not have KEK v{from} or v{to}, so the host cannot confirm that the re-wrap holds the same wallet"
+            )));
+        };
+        match rotor_codec::same_rewrapped(&old.kek, &target.kek, id, expected, new) {
+            Some(Ok(true)) => return Ok(Ok(())),
+            Some(Ok(false)) => {
+                return Ok(Err("the new ciphertext opens to a different wallet than the row holds".into()));
+            }
+            Some(Err(e)) => {
+                return Ok(Err(format!(
+                    "a data key does not unwrap under the KEK its envelope names ({e}): the row's own, or the new one"
+                )));
+            }
+            None => {}
+        }
+    }
+    let before = match ring.open_row(id, expected).await {
+        Ok((_, plaintext)) => Ok(plaintext),
+        // Vault failing says nothing about the row: the run stops as for any outage.
+        Err(e @ (crate::keyring::KeyError::Unavailable(_) | crate::keyring::KeyError::Denied(_))) => {
+            return Err(host_failure(e));
+        }
+        Err(e) => Err(format!(
+            "the row's current ciphertext does not open ({e}), so the host cannot confirm that the \
+             replacement holds the same wallet"
+        )),
+    };
+    let before = before.as_ref().map(|p| p.as_slice()).map_err(Clone::clone);
+    check_row(ring, id, before, new).await
+}
+
 /// Checks that `new` opens, under the current KEK, to `before` (what the row held, or what
 /// `seal` was given); `Err` with the reason if not. Vault failing is a host failure, not a
 /// verdict on the row.
@@ -358,15 +412,9 @@ impl WalletStoreView<'_> {
         // A row that fails the check stops the run: nothing of the batch is written, and a
         // component that produced it is not trusted with the next one.
         for row in &rows {
-            let before = match self.keys.ring_mut().open_row(&row.id, &row.expected).await {
-                Ok((_, plaintext)) => Ok(plaintext),
-                Err(e) => Err(format!(
-                    "the row's current ciphertext does not open ({e}), so the host cannot confirm that the \
-                     replacement holds the same wallet"
-                )),
-            };
-            let before = before.as_ref().map(|p| p.as_slice()).map_err(Clone::clone);
-            if let Err(reason) = check_row(self.keys.ring_mut(), &row.id, before, &row.replacement).await? {
+            let checked =
+                check_replacement(self.keys.ring_mut(), &row.id, &row.expected, &row.replacement).await?;
+            if let Err(reason) = checked {
                 tracing::error!(id = %row.id, "write refused: {reason}");
                 return Err(wasmtime::Error::new(WriteRefused { id: row.id.clone(), reason }));
             }
