@@ -201,8 +201,8 @@ impl Bench<'_> {
                 .await?;
             report.record_run(Setup::Validate, store.name(), n, validated.total, &validated);
             // One instance opening and resealing every wallet in memory, writing nothing: the
-            // wasm AES rate of one core, times the cores the workers can use, is the ceiling of
-            // --reencrypt.
+            // rate of the component and the host's AES on one core, times the cores the workers
+            // can use, is the ceiling of --reencrypt.
             let dry: Reported = self
                 .rotor(url, &key_path, &["rotate", "--dry-run", "--reencrypt", "--batch-size", &batch])
                 .await?;

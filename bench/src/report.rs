@@ -41,7 +41,7 @@ impl Setup {
             Setup::NativeRotate => "native baseline, re-wrap",
             Setup::NativeReencrypt => "native baseline, --reencrypt",
             Setup::RawRewrite => "raw rewrite (no crypto)",
-            Setup::ReencryptCeiling => "wasm AES ceiling (--reencrypt)",
+            Setup::ReencryptCeiling => "sandbox ceiling (--reencrypt, no writes)",
             Setup::Validate => "rotor validate",
             Setup::TransitRewrap => "OpenBao Transit rewrap, wallets",
             Setup::TransitRewrapDataKeys => "OpenBao Transit rewrap, data keys",
@@ -204,7 +204,7 @@ impl BenchReport {
                     ),
                     ratio(format!("rotate --reencrypt >= 0.3x raw rewrite, {store}"), reencrypt, raw, 0.3),
                     ratio(
-                        format!("rotate --reencrypt >= 0.7x wasm AES ceiling, {store}"),
+                        format!("rotate --reencrypt >= 0.7x sandbox ceiling, {store}"),
                         reencrypt,
                         ceiling,
                         0.7,

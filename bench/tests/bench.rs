@@ -36,7 +36,7 @@ async fn bench_measures_every_setup_and_cleans_up() {
         "| rotor rotate --reencrypt | PostgreSQL |",
         "| native baseline, re-wrap | SQLite |",
         "| raw rewrite (no crypto) | PostgreSQL |",
-        "| wasm AES ceiling (--reencrypt) | SQLite |",
+        "| sandbox ceiling (--reencrypt, no writes) | SQLite |",
         "| rotor validate | SQLite |",
         "| OpenBao Transit rewrap, wallets | OpenBao |",
         "| OpenBao Transit rewrap, data keys | OpenBao |",
