@@ -19,11 +19,14 @@ mod keys;
 mod time;
 
 use bindings::exports::rotor::kek::audit::{AuditOptions, AuditReport, Guest, KeyLocation};
+use bindings::rotor::kek::types::Failure;
 
 struct Component;
 
 impl Guest for Component {
-    fn run(at: KeyLocation, options: AuditOptions) -> Result<AuditReport, String> {
-        checks::run(&at.key_path, &options)
+    fn run(at: KeyLocation, options: AuditOptions) -> Result<AuditReport, Failure> {
+        // What the audit finds wrong is a finding; it fails only when Vault, the database or
+        // the host does.
+        checks::run(&at.key_path, &options).map_err(Failure::Unavailable)
     }
 }

@@ -1,10 +1,11 @@
 //! `history`: rotor's journal merged with the seed's archives, newest first.
 
+use crate::Failure;
 use crate::bindings::exports::rotor::kek::operations::{HistoryEntry, KeyLocation};
 use crate::bindings::rotor::kek::{journal, keys};
 use crate::keyring::{archive_folder, key_error};
 
-pub(crate) fn history(at: &KeyLocation) -> Result<Vec<HistoryEntry>, String> {
+pub(crate) fn history(at: &KeyLocation) -> Result<Vec<HistoryEntry>, Failure> {
     let mut entries: Vec<HistoryEntry> = journal::rotations()?
         .into_iter()
         .map(|rotation| HistoryEntry {

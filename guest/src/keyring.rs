@@ -10,6 +10,7 @@
 //! * `<key-path>-archive/v<K>`: every KEK version rotor has written or rotated away from.
 //! * `<key-path>-archive/<unix-ms>`: the seed script's archives of old KEKs.
 
+use crate::Failure;
 use std::collections::{BTreeMap, BTreeSet};
 
 use rotor_codec::layout::{self, EnvelopeParts, LegacyParts, Parts};
@@ -26,15 +27,15 @@ pub(crate) fn archive_path(key_path: &str, version: u32) -> String {
     format!("{key_path}-archive/v{version}")
 }
 
-/// A key operation's failure, as the command's message: the host's words name what failed.
-pub(crate) fn key_error(error: key_types::Error) -> String {
+/// A key operation's failure, as the command's: the host's words name what failed.
+pub(crate) fn key_error(error: key_types::Error) -> Failure {
     match error {
+        key_types::Error::Unavailable(why) => Failure::Unavailable(why),
+        key_types::Error::Conflict(why) => Failure::Inconsistent(why),
         key_types::Error::Denied(why)
         | key_types::Error::NotFound(why)
-        | key_types::Error::Conflict(why)
         | key_types::Error::Refused(why)
-        | key_types::Error::Unavailable(why)
-        | key_types::Error::TooLarge(why) => why,
+        | key_types::Error::TooLarge(why) => Failure::Refused(why),
     }
 }
 
@@ -54,7 +55,7 @@ pub(crate) enum OpenError {
     /// by id, and the row is left as it is.
     Wallet(String),
     /// Vault or the host failed: nothing is known about the wallet, so the operation stops.
-    Fatal(String),
+    Fatal(Failure),
 }
 
 fn wallet_error(error: CodecError) -> OpenError {
@@ -113,7 +114,7 @@ pub(crate) struct Keyring {
 
 impl Keyring {
     /// The current KEK. Errors name the path and what to do if it is missing or invalid.
-    pub(crate) fn load(key_path: &str) -> Result<Keyring, String> {
+    pub(crate) fn load(key_path: &str) -> Result<Keyring, Failure> {
         let current = keys::current(key_path).map_err(key_error)?.ok_or_else(|| {
             format!(
                 "no KEK at {key_path} in Vault: store the first one with `rotor migrate-kek --from-env VAR`"
@@ -154,7 +155,7 @@ impl Keyring {
 
     /// Whether Vault has KEK `version` (rotor's archive, else the KV version history). `Err`
     /// only when Vault or the host fails.
-    pub(crate) fn has(&mut self, version: u32) -> Result<bool, String> {
+    pub(crate) fn has(&mut self, version: u32) -> Result<bool, Failure> {
         if self.keys.contains_key(&version) {
             return Ok(true);
         }
@@ -174,13 +175,14 @@ impl Keyring {
     }
 
     /// Loads KEK `version`, which must exist (the current one or a rotation's target).
-    pub(crate) fn require(&mut self, version: u32) -> Result<(), String> {
+    pub(crate) fn require(&mut self, version: u32) -> Result<(), Failure> {
         if !self.has(version)? {
             return Err(format!(
                 "KEK version {version} is neither in {} nor in the version history of {}",
                 archive_path(&self.key_path, version),
                 self.key_path
-            ));
+            )
+            .into());
         }
         Ok(())
     }
@@ -205,7 +207,7 @@ impl Keyring {
 
     /// Keys a legacy ciphertext may be under besides the current one: every rotor KEK version
     /// in the archive, newest first, then the seed's timestamped archives, newest first.
-    fn legacy_candidates(&mut self) -> Result<&[Kek], String> {
+    fn legacy_candidates(&mut self) -> Result<&[Kek], Failure> {
         if self.legacy.is_none() {
             let folder = archive_folder(&self.key_path);
             let entries = keys::archive_entries(&self.key_path).map_err(key_error)?;
@@ -216,7 +218,9 @@ impl Keyring {
             for version in versions.into_iter().filter(|v| *v != self.current_version) {
                 match keys::version(&self.key_path, version).map_err(key_error)? {
                     Some(kek) => candidates.push(kek),
-                    None => return Err(format!("{folder}v{version} is listed but Vault has no such KEK")),
+                    None => {
+                        return Err(format!("{folder}v{version} is listed but Vault has no such KEK").into());
+                    }
                 }
             }
             candidates.extend(keys::seed_archives(&self.key_path).map_err(key_error)?);
@@ -267,7 +271,7 @@ impl Keyring {
     }
 
     /// Makes sure KEK `version` is in rotor's archive (the host copies what it read).
-    pub(crate) fn archive(&mut self, version: u32) -> Result<(), String> {
+    pub(crate) fn archive(&mut self, version: u32) -> Result<(), Failure> {
         keys::archive(&self.key_path, version).map_err(key_error)
     }
 }

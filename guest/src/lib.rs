@@ -41,15 +41,30 @@ use bindings::exports::rotor::kek::operations as ops;
 use bindings::rotor::kek::journal_types;
 use bindings::rotor::kek::key_types::Secret;
 
-/// A journal failure, as the message of the command it ends: the host's words say what failed.
-impl From<journal_types::Error> for String {
-    fn from(error: journal_types::Error) -> String {
+pub use bindings::rotor::kek::types::Failure;
+
+/// A journal failure, as the failure of the command it ends: the host's words say what failed.
+impl From<journal_types::Error> for Failure {
+    fn from(error: journal_types::Error) -> Failure {
         match error {
-            journal_types::Error::Denied(why)
-            | journal_types::Error::Busy(why)
+            journal_types::Error::Denied(why) => Failure::Refused(why),
+            journal_types::Error::Busy(why)
             | journal_types::Error::LeaseLost(why)
-            | journal_types::Error::Database(why) => why,
+            | journal_types::Error::Database(why) => Failure::Unavailable(why),
         }
+    }
+}
+
+/// The component's own refusals: what it was asked cannot be done as asked.
+impl From<String> for Failure {
+    fn from(why: String) -> Failure {
+        Failure::Refused(why)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(why: &str) -> Failure {
+        Failure::Refused(why.to_owned())
     }
 }
 
@@ -58,46 +73,46 @@ impl From<journal_types::Error> for String {
 pub struct Component;
 
 impl ops::Guest for Component {
-    fn validate(at: ops::KeyLocation, batch_size: u32) -> Result<ops::ValidateReport, String> {
+    fn validate(at: ops::KeyLocation, batch_size: u32) -> Result<ops::ValidateReport, Failure> {
         validation::validate(&at, batch_size)
     }
 
-    fn rotate(at: ops::KeyLocation, options: ops::RotateOptions) -> Result<ops::RotateReport, String> {
+    fn rotate(at: ops::KeyLocation, options: ops::RotateOptions) -> Result<ops::RotateReport, Failure> {
         rotation::rotate(&at, &options)
     }
 
-    fn validate_batches(at: ops::KeyLocation) -> Result<ops::ValidateReport, String> {
+    fn validate_batches(at: ops::KeyLocation) -> Result<ops::ValidateReport, Failure> {
         validation::validate_batches(&at)
     }
 
     fn start_rotation(
         at: ops::KeyLocation,
         options: ops::RotateOptions,
-    ) -> Result<ops::RotationPlan, String> {
+    ) -> Result<ops::RotationPlan, Failure> {
         rotation::start_rotation(&at, &options)
     }
 
-    fn move_wallets(at: ops::KeyLocation, plan: ops::RotationPlan) -> Result<ops::MoveReport, String> {
+    fn move_wallets(at: ops::KeyLocation, plan: ops::RotationPlan) -> Result<ops::MoveReport, Failure> {
         rotation::move_wallets(&at, &plan)
     }
 
-    fn history(at: ops::KeyLocation) -> Result<Vec<ops::HistoryEntry>, String> {
+    fn history(at: ops::KeyLocation) -> Result<Vec<ops::HistoryEntry>, Failure> {
         history::history(&at)
     }
 
-    fn seal_wallet(at: ops::KeyLocation, id: String, plaintext: Secret) -> Result<u32, String> {
+    fn seal_wallet(at: ops::KeyLocation, id: String, plaintext: Secret) -> Result<u32, Failure> {
         wallet::seal(&at, &id, plaintext)
     }
 
-    fn open_wallet(at: ops::KeyLocation, id: String) -> Result<Secret, String> {
+    fn open_wallet(at: ops::KeyLocation, id: String) -> Result<Secret, Failure> {
         wallet::open(&at, &id)
     }
 
-    fn import_kek(at: ops::KeyLocation) -> Result<u32, String> {
+    fn import_kek(at: ops::KeyLocation) -> Result<u32, Failure> {
         wallet::import_kek(&at)
     }
 
-    fn prune(at: ops::KeyLocation, keep: u32) -> Result<ops::PruneReport, String> {
+    fn prune(at: ops::KeyLocation, keep: u32) -> Result<ops::PruneReport, Failure> {
         prune::prune(&at, keep)
     }
 }

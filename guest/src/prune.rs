@@ -1,5 +1,6 @@
 //! `prune`: destroys KEK versions no wallet uses any more, keeping the newest few.
 
+use crate::Failure;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::bindings::exports::rotor::kek::operations::{KeyLocation, PruneReport};
@@ -10,18 +11,18 @@ use crate::keyring::{Keyring, key_error};
 use crate::log;
 use crate::scan::store_error;
 
-pub(crate) fn prune(at: &KeyLocation, keep: u32) -> Result<PruneReport, String> {
+pub(crate) fn prune(at: &KeyLocation, keep: u32) -> Result<PruneReport, Failure> {
     if keep == 0 {
         return Err("--keep must be at least 1: the current KEK is always kept".into());
     }
     let key_path = &at.key_path;
     let keyring = Keyring::load(key_path)?;
     if let Some(running) = journal::rotations()?.into_iter().find(|r| r.status == RotationStatus::Running) {
-        return Err(format!(
+        return Err(Failure::Inconsistent(format!(
             "rotation #{} is unfinished and may still need its KEKs: finish it with `rotor rotate` (or close it \
              with `rotor abort`); nothing was destroyed",
             running.id
-        ));
+        )));
     }
     let mut in_use = BTreeMap::<u32, u64>::new();
     for (version, count) in wallet_store::version_counts().map_err(store_error)? {
@@ -29,7 +30,8 @@ pub(crate) fn prune(at: &KeyLocation, keep: u32) -> Result<PruneReport, String> 
             return Err(format!(
                 "{count} legacy wallet(s) name no KEK version, so any archived KEK may be theirs: \
                  run `rotor rotate` first; nothing was destroyed"
-            ));
+            )
+            .into());
         }
         // A value that is not text (a BLOB on SQLite) may be a wallet stored as bytes, under
         // any KEK: once converted to text it must still open.
@@ -38,7 +40,8 @@ pub(crate) fn prune(at: &KeyLocation, keep: u32) -> Result<PruneReport, String> 
                 "{count} wallet(s) hold a ciphertext that is not text (`rotor validate` lists them), which \
                  may be sealed under any KEK: store them as text and run `rotor rotate`, or delete them; \
                  nothing was destroyed"
-            ));
+            )
+            .into());
         }
         // A malformed prefix names no real version, and `null` rows hold no wallet: neither
         // needs a KEK.

@@ -11,6 +11,7 @@
 //!    names no version, "on the target" means "opens under the new KEK");
 //! 6. the journal closes the rotation.
 
+use crate::Failure;
 use std::cell::RefCell;
 use std::collections::HashSet;
 
@@ -33,7 +34,7 @@ use crate::{log, scan};
 /// How often a row that another writer keeps changing is re-read before it is reported.
 const MAX_ATTEMPTS: u32 = 5;
 
-pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<RotateReport, String> {
+pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<RotateReport, Failure> {
     if options.dry_run {
         return dry_run(Keyring::load(&at.key_path)?, options);
     }
@@ -75,7 +76,7 @@ pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<Rotate
 
 /// Steps 1–4: a rotation recorded in the journal with its new KEK stored in Vault, or the
 /// unfinished one picked up.
-pub(crate) fn start_rotation(at: &KeyLocation, options: &RotateOptions) -> Result<RotationPlan, String> {
+pub(crate) fn start_rotation(at: &KeyLocation, options: &RotateOptions) -> Result<RotationPlan, Failure> {
     if options.dry_run {
         return Err("start-rotation stores a KEK: a dry run goes through `rotate`".into());
     }
@@ -91,7 +92,7 @@ thread_local! {
 }
 
 /// The keyring kept from an earlier call for `key_path`, or a fresh one from Vault.
-fn keyring_for(key_path: &str) -> Result<Keyring, String> {
+fn keyring_for(key_path: &str) -> Result<Keyring, Failure> {
     match KEYRING.take() {
         Some(keyring) if keyring.key_path() == key_path => Ok(keyring),
         _ => Keyring::load(key_path),
@@ -99,14 +100,14 @@ fn keyring_for(key_path: &str) -> Result<Keyring, String> {
 }
 
 /// Step 5 for one worker: the batches the host hands out, until there are none.
-pub(crate) fn move_wallets(at: &KeyLocation, plan: &RotationPlan) -> Result<MoveReport, String> {
+pub(crate) fn move_wallets(at: &KeyLocation, plan: &RotationPlan) -> Result<MoveReport, Failure> {
     let mut keyring = keyring_for(&at.key_path)?;
     let mut tally = Tally::default();
     let walked = (|| {
         while let Some(batch) = wallet_store::next_batch().map_err(scan::store_error)? {
             tally.move_batch(&mut keyring, plan, batch, Source::HandedOut)?;
         }
-        Ok::<_, String>(())
+        Ok::<_, Failure>(())
     })();
     KEYRING.set(Some(keyring));
     walked?;
@@ -128,7 +129,7 @@ fn skip_prefix(plan: &RotationPlan) -> Option<String> {
     }
 }
 
-fn start(at: &KeyLocation, options: &RotateOptions) -> Result<(Keyring, RotationPlan), String> {
+fn start(at: &KeyLocation, options: &RotateOptions) -> Result<(Keyring, RotationPlan), Failure> {
     if options.strict {
         refuse_unopenable(&mut Keyring::load(&at.key_path)?, options.batch_size)?;
     }
@@ -182,39 +183,43 @@ fn start(at: &KeyLocation, options: &RotateOptions) -> Result<(Keyring, Rotation
 /// what it began with: one begun with --reencrypt stays one when resumed without the flag, and
 /// one writing legacy stays legacy (its applications may not read envelopes). What it cannot do
 /// is become what it was not, since the wallets it moved already were not treated so.
-pub(crate) fn check_resumable(rotation: &Rotation, options: &RotateOptions) -> Result<(), String> {
+pub(crate) fn check_resumable(rotation: &Rotation, options: &RotateOptions) -> Result<(), Failure> {
     let id = rotation.id;
     if options.restore.is_some() && rotation.restores != options.restore {
         return Err(format!(
             "rotation #{id} (from KEK v{}) is unfinished: finish it with `rotor rotate` (or close it with \
              `rotor abort`) before rolling back; nothing was changed",
             rotation.from_version
-        ));
+        )
+        .into());
     }
     if (rotation.output_format, options.output_format) == (OutputFormat::Envelope, OutputFormat::Legacy) {
         return Err(format!(
             "rotation #{id} writes rotor's envelope format: finish it with `rotor rotate`, \
              then rotate again with --output-format legacy (nothing was changed)"
-        ));
+        )
+        .into());
     }
     if options.reencrypt && !rotation.reencrypt {
         return Err(format!(
             "rotation #{id} only re-wraps data keys, and the wallets it moved before it stopped keep \
              theirs, so --reencrypt cannot apply to it: finish it with `rotor rotate`, then run \
              `rotor rotate --reencrypt` for fresh data keys everywhere (nothing was changed)"
-        ));
+        )
+        .into());
     }
     Ok(())
 }
 
 /// A rollback's target must be an older KEK that Vault still has.
-fn check_restorable(keyring: &mut Keyring, version: u32) -> Result<(), String> {
+fn check_restorable(keyring: &mut Keyring, version: u32) -> Result<(), Failure> {
     let current = keyring.current_version();
     if version >= current {
         return Err(format!(
             "cannot roll back to KEK v{version}: the current KEK is v{current}, and a rollback goes to an \
              older one (`rotor history` lists them); nothing was recorded or changed"
-        ));
+        )
+        .into());
     }
     if !keyring.has(version)? {
         return Err(format!(
@@ -222,7 +227,8 @@ fn check_restorable(keyring: &mut Keyring, version: u32) -> Result<(), String> {
              {} (destroyed by `rotor prune`, or never written); nothing was recorded or changed",
             crate::keyring::archive_path(keyring.key_path(), version),
             keyring.key_path()
-        ));
+        )
+        .into());
     }
     Ok(())
 }
@@ -230,7 +236,7 @@ fn check_restorable(keyring: &mut Keyring, version: u32) -> Result<(), String> {
 /// Archives the current KEK, has the host store the next one with check-and-set (and archive
 /// it), and makes it current. The next KEK is fresh from the host's CSPRNG, or for a rollback
 /// the key of version `restore`. Returns the new version.
-fn install_kek(keyring: &mut Keyring, restore: Option<u32>) -> Result<u32, String> {
+fn install_kek(keyring: &mut Keyring, restore: Option<u32>) -> Result<u32, Failure> {
     let from = keyring.current_version();
     keyring.archive(from)?;
     let kek = keys::create_next(keyring.key_path(), from, restore).map_err(key_error)?;
@@ -241,7 +247,7 @@ fn install_kek(keyring: &mut Keyring, restore: Option<u32>) -> Result<u32, Strin
 
 /// The KEK an unfinished rotation moves wallets to. A crash after the new KEK reached Vault but
 /// before the journal heard of it leaves Vault one version ahead: that key is the target.
-fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, String> {
+fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, Failure> {
     let current = keyring.current_version();
     if let (0, Some(version)) = (rotation.to_version, rotation.restores)
         && current == rotation.from_version
@@ -251,7 +257,8 @@ fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, Stri
             "rotation #{} rolls back to KEK v{version}, which Vault does not have (destroyed by `rotor \
              prune`, or never written); no wallet was moved: close it with `rotor abort`",
             rotation.id
-        ));
+        )
+        .into());
     }
     let to = match rotation.to_version {
         0 if current > rotation.from_version => current,
@@ -264,7 +271,8 @@ fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, Stri
              the key was changed outside rotor; restore v{to} as current before resuming",
             rotation.id,
             keyring.current_version()
-        ));
+        )
+        .into());
     }
     keyring.archive(to)?;
     if rotation.to_version == 0 {
@@ -344,7 +352,7 @@ impl Tally {
         keyring: &mut Keyring,
         wallets: Vec<Wallet>,
         plan: &RotationPlan,
-    ) -> Result<Vec<Replacement>, String> {
+    ) -> Result<Vec<Replacement>, Failure> {
         keyring.require(plan.to_version)?;
         let mut replacements = Vec::with_capacity(wallets.len());
         for wallet in wallets {
@@ -370,7 +378,7 @@ impl Tally {
         plan: &RotationPlan,
         batch: Vec<Wallet>,
         source: Source,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         let mut pending: Vec<Wallet> =
             batch.into_iter().filter(|w| !self.failed_ids.contains(&w.id)).collect();
         if source != Source::Sweep {
@@ -406,7 +414,7 @@ impl Tally {
 }
 
 /// `--strict`: every wallet must open before anything changes.
-fn refuse_unopenable(keyring: &mut Keyring, batch_size: u32) -> Result<(), String> {
+fn refuse_unopenable(keyring: &mut Keyring, batch_size: u32) -> Result<(), Failure> {
     let mut failed = Vec::new();
     for batch in scan::batches(batch_size, None) {
         for wallet in batch? {
@@ -423,7 +431,7 @@ fn refuse_unopenable(keyring: &mut Keyring, batch_size: u32) -> Result<(), Strin
     const SHOWN: usize = 20;
     let more = failed.len().saturating_sub(SHOWN);
     failed.truncate(SHOWN);
-    Err(format!(
+    Err(Failure::Inconsistent(format!(
         "--strict: {} wallet(s) do not open, so nothing was changed:\n  {}{}",
         failed.len() + more,
         failed.join("\n  "),
@@ -432,13 +440,13 @@ fn refuse_unopenable(keyring: &mut Keyring, batch_size: u32) -> Result<(), Strin
         } else {
             String::new()
         }
-    ))
+    )))
 }
 
 /// Opens and reseals every wallet under the KEK the rotation would move them to, writing
 /// nothing: the unfinished rotation if there is one (what `rotor rotate` would resume), else a
 /// new one under a KEK that is never stored.
-fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport, String> {
+fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport, Failure> {
     let unfinished = journal::rotations()?.into_iter().find(|r| r.status == RotationStatus::Running);
     let (rotation_id, from, stored_target, restore, reencrypt, output_format) = match unfinished {
         Some(rotation) => {

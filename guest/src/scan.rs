@@ -1,16 +1,17 @@
 //! Walking the wallet table in keyset-paginated batches.
 
+use crate::Failure;
 use crate::bindings::rotor::kek::wallet_store::{self, Wallet};
 
 /// Upper bound on one batch: keeps each call across the boundary, and each transaction, small.
 pub(crate) const MAX_BATCH: u32 = 10_000;
 
-pub(crate) fn store_error(error: wallet_store::Error) -> String {
+pub(crate) fn store_error(error: wallet_store::Error) -> Failure {
     match error {
+        wallet_store::Error::Database(why) => Failure::Unavailable(why),
         wallet_store::Error::Denied(why)
         | wallet_store::Error::Refused(why)
-        | wallet_store::Error::TooLarge(why)
-        | wallet_store::Error::Database(why) => why,
+        | wallet_store::Error::TooLarge(why) => Failure::Refused(why),
     }
 }
 
@@ -19,7 +20,7 @@ pub(crate) fn store_error(error: wallet_store::Error) -> String {
 pub(crate) fn batches(
     batch_size: u32,
     skip_prefix: Option<String>,
-) -> impl Iterator<Item = Result<Vec<Wallet>, String>> {
+) -> impl Iterator<Item = Result<Vec<Wallet>, Failure>> {
     let limit = batch_size.clamp(1, MAX_BATCH);
     let mut after: Option<String> = None;
     let mut done = false;

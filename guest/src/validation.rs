@@ -1,5 +1,6 @@
 //! `validate`: opens every wallet, counts them per KEK version, names the ones that fail.
 
+use crate::Failure;
 use std::collections::BTreeMap;
 
 use crate::bindings::exports::rotor::kek::operations::{KeyLocation, ValidateReport};
@@ -8,7 +9,7 @@ use crate::bindings::rotor::kek::wallet_store::{self, Wallet};
 use crate::keyring::{Keyring, OpenError};
 use crate::{log, scan};
 
-pub(crate) fn validate(at: &KeyLocation, batch_size: u32) -> Result<ValidateReport, String> {
+pub(crate) fn validate(at: &KeyLocation, batch_size: u32) -> Result<ValidateReport, Failure> {
     let mut keyring = Keyring::load(&at.key_path)?;
     let total = wallet_store::count().map_err(scan::store_error)?;
     let mut counts = Counts::default();
@@ -20,7 +21,7 @@ pub(crate) fn validate(at: &KeyLocation, batch_size: u32) -> Result<ValidateRepo
 }
 
 /// One instance's share: the batches the host hands out.
-pub(crate) fn validate_batches(at: &KeyLocation) -> Result<ValidateReport, String> {
+pub(crate) fn validate_batches(at: &KeyLocation) -> Result<ValidateReport, Failure> {
     let mut keyring = Keyring::load(&at.key_path)?;
     let mut counts = Counts::default();
     while let Some(batch) = wallet_store::next_batch().map_err(scan::store_error)? {
@@ -37,7 +38,7 @@ struct Counts {
 }
 
 impl Counts {
-    fn open(&mut self, keyring: &mut Keyring, batch: Vec<Wallet>) -> Result<(), String> {
+    fn open(&mut self, keyring: &mut Keyring, batch: Vec<Wallet>) -> Result<(), Failure> {
         for wallet in batch {
             match keyring.open(&wallet.id, &wallet.ciphertext) {
                 Ok((version, _plaintext)) => *self.per_version.entry(version).or_default() += 1,

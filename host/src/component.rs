@@ -16,6 +16,7 @@ use crate::bindings::operations::{
     HistoryEntry, KeyLocation, MoveReport, PruneReport, RotateOptions, RotateReport, RotationPlan,
     ValidateReport,
 };
+use crate::bindings::types::Failure;
 use crate::bindings::{Rotator, RotatorPre};
 use crate::capabilities::{RunState, SecretHandle, WriteRefused};
 use crate::component_cache::{CacheOutcome, ComponentCache};
@@ -286,8 +287,17 @@ pub fn explain(error: wasmtime::Error) -> anyhow::Error {
 }
 
 /// One call's answer: the outer `Err` is a trap or host failure (see [`explain`]), the inner
-/// `Err` the component's own error message.
-pub type Answer<T> = anyhow::Result<Result<T, String>>;
+/// `Err` the component's own failure, of a kind and in its words.
+pub type Answer<T> = anyhow::Result<Result<T, Failure>>;
+
+impl Failure {
+    /// The component's words.
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Refused(why) | Failure::Inconsistent(why) | Failure::Unavailable(why) => why,
+        }
+    }
+}
 
 /// Methods that call one export each, in the instance's store, under its wall-clock bound (a
 /// [`CallBound`]: the whole run's, for exports that walk the table, or a quick call's own), with a
@@ -362,7 +372,7 @@ impl Instance {
     pub async fn open_wallet(&mut self, at: &KeyLocation, id: &str) -> Answer<Plaintext> {
         match self.open_wallet_handle(at, id).await? {
             Ok(secret) => Ok(Ok(self.store.data_mut().table().delete(secret)?.into_plaintext())),
-            Err(message) => Ok(Err(message)),
+            Err(failure) => Ok(Err(failure)),
         }
     }
 
@@ -374,14 +384,14 @@ impl Instance {
         self.store.data_mut().keys_mut().ring_mut().set_given(kek);
         let version = match self.import_given_kek(at).await? {
             Ok(version) => version,
-            Err(message) => return Ok(Err(message)),
+            Err(failure) => return Ok(Err(failure)),
         };
         let ring = self.store.data_mut().keys_mut().ring_mut();
         Ok(match ring.confirm_import(version).await {
             Ok(()) => Ok(version),
             Err(e) => {
                 tracing::error!("migrate-kek: {e}");
-                Err(e.to_string())
+                Err(Failure::Inconsistent(e.to_string()))
             }
         })
     }
@@ -408,8 +418,8 @@ impl AuditInstance {
 /// A component's inner error is its own message: show it as the command's error, as
 /// [`component_message`] prints it. (The outer one already says why the call failed: see
 /// `component::explain`.)
-pub fn answer<T>(result: anyhow::Result<Result<T, String>>) -> anyhow::Result<T> {
-    result?.map_err(|message| anyhow!(component_message(&message)))
+pub fn answer<T>(result: Answer<T>) -> anyhow::Result<T> {
+    result?.map_err(|failure| anyhow!(component_message(failure.message())))
 }
 
 /// Longest component error message printed, escaped.
@@ -492,7 +502,9 @@ mod tests {
         let open = named("rotor:kek/operations@0.2.0", "open-wallet").expect("open-wallet");
         assert_eq!(
             open.expected.as_deref(),
-            Some("func(at: record{key-path: string}, id: string) -> result<own<resource>, string>")
+            Some(
+                "func(at: record{key-path: string}, id: string) -> result<own<resource>, variant{refused(string), inconsistent(string), unavailable(string)}>"
+            )
         );
     }
 }

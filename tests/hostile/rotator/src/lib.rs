@@ -25,6 +25,21 @@ use bindings::rotor::kek::key_types::{DataKey, Kek, Sealed, Secret};
 use bindings::rotor::kek::types::OutputFormat;
 use bindings::rotor::kek::{journal, keys, report, wallet_store};
 
+use bindings::rotor::kek::types::Failure;
+
+/// Its own words, as a refusal: the host must not care which case a hostile component picks.
+impl From<String> for Failure {
+    fn from(why: String) -> Failure {
+        Failure::Refused(why)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(why: &str) -> Failure {
+        Failure::Refused(why.to_owned())
+    }
+}
+
 struct Hostile;
 
 fn journal_error(error: journal::Error) -> String {
@@ -124,7 +139,7 @@ fn seal_for(kek: &Kek, version: u32, id: &str, secret: &Secret) -> String {
 
 /// Every KEK operation this component's command should not have, tried in turn: what the host
 /// answered to each, or which one it let through.
-fn try_kek_operations(key_path: &str) -> Result<Vec<String>, String> {
+fn try_kek_operations(key_path: &str) -> Result<Vec<String>, Failure> {
     let mut refusals = Vec::new();
     match keys::current("ibn/other-team-secret") {
         Ok(_) => return Err("got a handle for ibn/other-team-secret: the host let it through".into()),
@@ -132,7 +147,7 @@ fn try_kek_operations(key_path: &str) -> Result<Vec<String>, String> {
     }
     for version in 1..=3 {
         match keys::destroy(key_path, version) {
-            Ok(()) => return Err(format!("destroyed KEK v{version}: the host let it through")),
+            Ok(()) => return Err(format!("destroyed KEK v{version}: the host let it through").into()),
             Err(e) => refusals.push(format!("{e:?}")),
         }
     }
@@ -148,7 +163,7 @@ fn try_kek_operations(key_path: &str) -> Result<Vec<String>, String> {
 }
 
 /// The first two wallets of the table, in id order.
-fn first_two() -> Result<(wallet_store::Wallet, wallet_store::Wallet), String> {
+fn first_two() -> Result<(wallet_store::Wallet, wallet_store::Wallet), Failure> {
     let mut wallets = wallet_store::scan(None, 2, None).map_err(|e| format!("{e:?}"))?.into_iter();
     match (wallets.next(), wallets.next()) {
         (Some(first), Some(second)) => Ok((first, second)),
@@ -157,35 +172,35 @@ fn first_two() -> Result<(wallet_store::Wallet, wallet_store::Wallet), String> {
 }
 
 impl ops::Guest for Hostile {
-    fn validate(_: ops::KeyLocation, _: u32) -> Result<ops::ValidateReport, String> {
+    fn validate(_: ops::KeyLocation, _: u32) -> Result<ops::ValidateReport, Failure> {
         spin()
     }
 
-    fn validate_batches(_: ops::KeyLocation) -> Result<ops::ValidateReport, String> {
+    fn validate_batches(_: ops::KeyLocation) -> Result<ops::ValidateReport, Failure> {
         spin()
     }
 
-    fn history(_: ops::KeyLocation) -> Result<Vec<ops::HistoryEntry>, String> {
+    fn history(_: ops::KeyLocation) -> Result<Vec<ops::HistoryEntry>, Failure> {
         let mut hoard: Vec<Vec<u8>> = Vec::new();
         loop {
             hoard.push(std::hint::black_box(vec![1u8; 4 << 20]));
         }
     }
 
-    fn open_wallet(at: ops::KeyLocation, id: String) -> Result<Secret, String> {
+    fn open_wallet(at: ops::KeyLocation, id: String) -> Result<Secret, Failure> {
         let mut refusals = try_kek_operations(&at.key_path)?;
         match wallet_store::put(&id, "stolen") {
-            Ok(()) => return Err(format!("overwrote wallet {id}: the host let it through")),
+            Ok(()) => return Err(format!("overwrote wallet {id}: the host let it through").into()),
             Err(e) => refusals.push(format!("{e:?}")),
         }
-        Err(format!("hostile component was refused: {}", refusals.join(" | ")))
+        Err(format!("hostile component was refused: {}", refusals.join(" | ")).into())
     }
 
-    fn seal_wallet(at: ops::KeyLocation, id: String, _: Secret) -> Result<u32, String> {
+    fn seal_wallet(at: ops::KeyLocation, id: String, _: Secret) -> Result<u32, Failure> {
         try_kek_operations(&at.key_path)?;
         let (first, second) = first_two()?;
         match wallet_store::put(&first.id, "stolen") {
-            Ok(()) => return Err(format!("overwrote wallet {}: the host let it through", first.id)),
+            Ok(()) => return Err(format!("overwrote wallet {}: the host let it through", first.id).into()),
             Err(e) => report::log(report::Level::Warn, &format!("refused: {e:?}")),
         }
         // Another wallet's plaintext, sealed for the id this command writes: the right key, the
@@ -194,20 +209,20 @@ impl ops::Guest for Hostile {
         let stolen = open(&current, &second.id, &second.ciphertext).ok_or("could not open the second wallet")?;
         let forged = seal_for(&current, current.version(), &id, &stolen);
         wallet_store::put(&id, &forged).map_err(|e| format!("{e:?}"))?;
-        Err(format!("sealed {}'s wallet as {id}: the host let it through", second.id))
+        Err(format!("sealed {}'s wallet as {id}: the host let it through", second.id).into())
     }
 
-    fn import_kek(at: ops::KeyLocation) -> Result<u32, String> {
+    fn import_kek(at: ops::KeyLocation) -> Result<u32, Failure> {
         // Stores nothing of the operator's, tries its own, and claims version 1 all the same.
         let _ = keys::create_next(&at.key_path, 0, None);
         Ok(1)
     }
 
-    fn rotate(_: ops::KeyLocation, _: ops::RotateOptions) -> Result<ops::RotateReport, String> {
+    fn rotate(_: ops::KeyLocation, _: ops::RotateOptions) -> Result<ops::RotateReport, Failure> {
         Err(NOT_HERE.into())
     }
 
-    fn start_rotation(_: ops::KeyLocation, options: ops::RotateOptions) -> Result<ops::RotationPlan, String> {
+    fn start_rotation(_: ops::KeyLocation, options: ops::RotateOptions) -> Result<ops::RotationPlan, Failure> {
         // Records a rotation to v2 without storing any KEK.
         journal::resume().map_err(journal_error)?; // takes the rotation lease, as set-up must
         let rotation = journal::begin(1, 0, options.reencrypt, options.output_format, None).map_err(journal_error)?;
@@ -221,7 +236,7 @@ impl ops::Guest for Hostile {
         })
     }
 
-    fn move_wallets(at: ops::KeyLocation, plan: ops::RotationPlan) -> Result<ops::MoveReport, String> {
+    fn move_wallets(at: ops::KeyLocation, plan: ops::RotationPlan) -> Result<ops::MoveReport, Failure> {
         let wallets = wallet_store::next_batch().map_err(|e| format!("{e:?}"))?.unwrap_or_default();
         let total = wallets.len() as u64;
         let rows: Vec<(String, String)> = if plan.reencrypt {
@@ -252,7 +267,7 @@ impl ops::Guest for Hostile {
         Ok(ops::MoveReport { seen: total, rotated: total, unchanged: 0, failed: Vec::new() })
     }
 
-    fn prune(at: ops::KeyLocation, keep: u32) -> Result<ops::PruneReport, String> {
+    fn prune(at: ops::KeyLocation, keep: u32) -> Result<ops::PruneReport, Failure> {
         match keep {
             // Alive forever by calling the host, each call cheap and each resetting the time
             // the guest has computed alone.
@@ -286,7 +301,7 @@ impl ops::Guest for Hostile {
                     opened.len(),
                 );
                 report::log(report::Level::Warn, &format!("leak: {shown}"));
-                Err(format!("hostile component showed: {shown}"))
+                Err(format!("hostile component showed: {shown}").into())
             }
             5 => {
                 let outcomes: Vec<String> = (1..=10)
@@ -295,7 +310,7 @@ impl ops::Guest for Hostile {
                         Err(e) => format!("v{version}: {e:?}"),
                     })
                     .collect();
-                Err(format!("hostile component tried to destroy every KEK: {}", outcomes.join(" | ")))
+                Err(format!("hostile component tried to destroy every KEK: {}", outcomes.join(" | ")).into())
             }
             _ => Err(NOT_HERE.into()),
         }
