@@ -65,10 +65,12 @@ async fn world_with_wallets(count: usize) -> (World, Kek, Wallets) {
     world_with_wallets_on(Kind::Sqlite, count).await
 }
 
-/// As [`world_with_wallets`], on the database `kind`.
+/// As [`world_with_wallets`], on the database `kind`. Every hostile run in it is then checked
+/// to have printed none of its KEK's and wallets' bytes (see [`run_hostile`]).
 async fn world_with_wallets_on(kind: Kind, count: usize) -> (World, Kek, Wallets) {
     let (world, kek) = World::with_kek(kind).await;
     let wallets = world.enroll_legacy(&kek, count).await;
+    secrets_of_worlds().lock().unwrap().insert(world.scratch.clone(), secrets_shown(&kek, &wallets));
     let secret = BTreeMap::from([("password".to_owned(), zeroize::Zeroizing::new("hunter2".to_owned()))]);
     world.vault_client().write("ibn/other-team-secret", &secret, None).await.unwrap();
     (world, kek, wallets)
@@ -109,8 +111,23 @@ async fn vault_state(world: &World) -> BTreeMap<String, (u64, Vec<(String, Strin
     state
 }
 
+/// Every way each test world's KEK and wallets could be printed, by the world's scratch folder.
+fn secrets_of_worlds() -> &'static std::sync::Mutex<BTreeMap<PathBuf, Vec<String>>> {
+    static SECRETS: OnceLock<std::sync::Mutex<BTreeMap<PathBuf, Vec<String>>>> = OnceLock::new();
+    SECRETS.get_or_init(Default::default)
+}
+
+/// No KEK and no wallet of `world` in what a run printed.
+fn assert_nothing_secret_printed(world: &World, out: &std::process::Output) {
+    let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    let secrets = secrets_of_worlds().lock().unwrap();
+    for secret in secrets.get(&world.scratch).into_iter().flatten() {
+        assert!(!printed.contains(secret.as_str()), "a secret was printed: {secret}\n{printed}");
+    }
+}
+
 /// Runs `rotor <command>` with a hostile component from tests/hostile/ (unpinned, allowed),
-/// and with `config` as rotor.toml if given.
+/// and with `config` as rotor.toml if given; checks that it printed no KEK and no wallet.
 fn run_hostile(
     world: &World,
     command: &[&str],
@@ -122,7 +139,9 @@ fn run_hostile(
     if let Some(config) = config {
         rotor.arg("--config").arg(config);
     }
-    rotor.output().unwrap()
+    let out = rotor.output().unwrap();
+    assert_nothing_secret_printed(world, &out);
+    out
 }
 
 /// As [`run_hostile`] with `hostile_rotator.wasm`, but a rotor still running after `patience`
@@ -157,11 +176,13 @@ fn run_hostile_killed_after(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    std::process::Output {
+    let out = std::process::Output {
         status,
         stdout: std::fs::read(&stdout).unwrap(),
         stderr: std::fs::read(&stderr).unwrap(),
-    }
+    };
+    assert_nothing_secret_printed(world, &out);
+    out
 }
 
 /// Writes a rotor.toml in the world's scratch folder and returns its path.
@@ -366,7 +387,9 @@ async fn a_seal_cannot_touch_keks_or_other_wallets(kind: Kind) {
             child.wait_with_output()
         },
     );
-    let (code, stderr) = failure(&out.unwrap());
+    let out = out.unwrap();
+    assert_nothing_secret_printed(&world, &out);
+    let (code, stderr) = failure(&out);
     assert_eq!(code, 1, "{stderr}");
     assert_says(
         &stderr,

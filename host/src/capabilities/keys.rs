@@ -368,13 +368,41 @@ impl key_types::HostKek for KeysView<'_> {
     }
 }
 
+/// The reads `keys` and `key-reader` share, in both `Host` impls: one checked call each.
+macro_rules! shared_reads {
+    () => {
+        async fn current(
+            &mut self,
+            key_path: String,
+        ) -> wasmtime::Result<Result<Option<Resource<KekHandle>>, key_types::Error>> {
+            KeysView::current(self, key_path).await
+        }
+
+        async fn seed_archives(
+            &mut self,
+            key_path: String,
+        ) -> wasmtime::Result<Result<Vec<Resource<KekHandle>>, key_types::Error>> {
+            KeysView::seed_archives(self, key_path).await
+        }
+
+        async fn metadata(
+            &mut self,
+            key_path: String,
+        ) -> wasmtime::Result<Result<Option<key_types::KeyMetadata>, key_types::Error>> {
+            Ok(KeysView::metadata(self, key_path).await)
+        }
+
+        async fn archive_entries(
+            &mut self,
+            key_path: String,
+        ) -> wasmtime::Result<Result<Vec<key_types::ArchiveEntry>, key_types::Error>> {
+            Ok(KeysView::archive_entries(self, key_path).await)
+        }
+    };
+}
+
 impl keys::Host for KeysView<'_> {
-    async fn current(
-        &mut self,
-        key_path: String,
-    ) -> wasmtime::Result<Result<Option<Resource<KekHandle>>, key_types::Error>> {
-        KeysView::current(self, key_path).await
-    }
+    shared_reads!();
 
     async fn version(
         &mut self,
@@ -386,27 +414,6 @@ impl keys::Host for KeysView<'_> {
             Ok(None) => Ok(Ok(None)),
             Err(e) => Ok(Err(e)),
         }
-    }
-
-    async fn seed_archives(
-        &mut self,
-        key_path: String,
-    ) -> wasmtime::Result<Result<Vec<Resource<KekHandle>>, key_types::Error>> {
-        KeysView::seed_archives(self, key_path).await
-    }
-
-    async fn metadata(
-        &mut self,
-        key_path: String,
-    ) -> wasmtime::Result<Result<Option<key_types::KeyMetadata>, key_types::Error>> {
-        Ok(KeysView::metadata(self, key_path).await)
-    }
-
-    async fn archive_entries(
-        &mut self,
-        key_path: String,
-    ) -> wasmtime::Result<Result<Vec<key_types::ArchiveEntry>, key_types::Error>> {
-        Ok(KeysView::archive_entries(self, key_path).await)
     }
 
     async fn create_next(
@@ -474,12 +481,7 @@ impl keys::Host for KeysView<'_> {
 // The auditor's read-only interface: the same checked calls, and no function that stores,
 // archives or destroys.
 impl key_reader::Host for KeysView<'_> {
-    async fn current(
-        &mut self,
-        key_path: String,
-    ) -> wasmtime::Result<Result<Option<Resource<KekHandle>>, key_types::Error>> {
-        KeysView::current(self, key_path).await
-    }
+    shared_reads!();
 
     async fn version(
         &mut self,
@@ -494,27 +496,6 @@ impl key_reader::Host for KeysView<'_> {
             Ok(None) => Ok(Ok(None)),
             Err(e) => Ok(Err(e)),
         }
-    }
-
-    async fn seed_archives(
-        &mut self,
-        key_path: String,
-    ) -> wasmtime::Result<Result<Vec<Resource<KekHandle>>, key_types::Error>> {
-        KeysView::seed_archives(self, key_path).await
-    }
-
-    async fn metadata(
-        &mut self,
-        key_path: String,
-    ) -> wasmtime::Result<Result<Option<key_types::KeyMetadata>, key_types::Error>> {
-        Ok(KeysView::metadata(self, key_path).await)
-    }
-
-    async fn archive_entries(
-        &mut self,
-        key_path: String,
-    ) -> wasmtime::Result<Result<Vec<key_types::ArchiveEntry>, key_types::Error>> {
-        Ok(KeysView::archive_entries(self, key_path).await)
     }
 
     async fn archived(
