@@ -116,6 +116,17 @@ pub(crate) fn data_aad(id: &str) -> Vec<u8> {
     [DATA_LABEL, id.as_bytes()].concat()
 }
 
+/// One AES-256-GCM output, borrowed from a parsed ciphertext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parts<'a> {
+    /// The 12-byte nonce.
+    pub nonce: &'a [u8],
+    /// The encrypted bytes.
+    pub ciphertext: &'a [u8],
+    /// The 16-byte tag.
+    pub tag: &'a [u8],
+}
+
 /// A parsed (not yet authenticated) envelope.
 pub(crate) struct Envelope {
     pub(crate) kek_version: u32,
@@ -156,19 +167,19 @@ impl Envelope {
         Ok(DataKey(dek))
     }
 
-    pub(crate) fn wrap_parts(&self) -> crate::layout::Parts<'_> {
+    pub(crate) fn wrap_parts(&self) -> Parts<'_> {
         let p = &self.payload;
-        crate::layout::Parts {
+        Parts {
             nonce: &p[WRAP_NONCE..WRAPPED_DEK],
             ciphertext: &p[WRAPPED_DEK..WRAP_TAG],
             tag: &p[WRAP_TAG..DATA_NONCE],
         }
     }
 
-    pub(crate) fn data_parts(&self) -> crate::layout::Parts<'_> {
+    pub(crate) fn data_parts(&self) -> Parts<'_> {
         let p = &self.payload;
         let tag_at = p.len() - TAG_LEN;
-        crate::layout::Parts { nonce: &p[DATA_NONCE..DATA], ciphertext: &p[DATA..tag_at], tag: &p[tag_at..] }
+        Parts { nonce: &p[DATA_NONCE..DATA], ciphertext: &p[DATA..tag_at], tag: &p[tag_at..] }
     }
 
     pub(crate) fn open(&self, kek: &Kek, id: &str) -> Result<Plaintext, CodecError> {
@@ -271,11 +282,7 @@ fn wrap_into(
 }
 
 /// Lays out an envelope from its two AES-GCM outputs (lengths checked by the caller).
-pub(crate) fn encode_parts(
-    kek_version: u32,
-    wrap: crate::layout::Parts<'_>,
-    data: crate::layout::Parts<'_>,
-) -> String {
+pub(crate) fn encode_parts(kek_version: u32, wrap: Parts<'_>, data: Parts<'_>) -> String {
     let mut payload = Vec::with_capacity(PAYLOAD_OVERHEAD + data.ciphertext.len());
     payload.push(LAYOUT_V1);
     for piece in [wrap.nonce, wrap.ciphertext, wrap.tag, data.nonce, data.ciphertext, data.tag] {

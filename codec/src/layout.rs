@@ -5,19 +5,9 @@
 
 use alloc::{string::String, vec::Vec};
 
+pub use crate::envelope::Parts;
 use crate::envelope::{self, Envelope};
 use crate::{CodecError, KEY_LEN, NONCE_LEN, TAG_LEN, legacy};
-
-/// One AES-256-GCM output, borrowed from a parsed ciphertext.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Parts<'a> {
-    /// The 12-byte nonce.
-    pub nonce: &'a [u8],
-    /// The encrypted bytes.
-    pub ciphertext: &'a [u8],
-    /// The 16-byte tag.
-    pub tag: &'a [u8],
-}
 
 impl Parts<'_> {
     fn check(&self, what: &'static str) -> Result<(), CodecError> {

@@ -12,9 +12,9 @@ wasmtime::component::bindgen!({
     exports: { default: async },
     // Key handles are the host's own values in the instance's resource table.
     with: {
-        "rotor:kek/key-types.kek": crate::capabilities::keys::KekHandle,
-        "rotor:kek/key-types.data-key": crate::capabilities::keys::DataKeyHandle,
-        "rotor:kek/key-types.secret": crate::capabilities::keys::SecretHandle,
+        "rotor:kek/key-types.kek": crate::keyring::KekHandle,
+        "rotor:kek/key-types.data-key": crate::keyring::DataKeyHandle,
+        "rotor:kek/key-types.secret": crate::keyring::SecretHandle,
     },
 });
 

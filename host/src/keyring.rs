@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use rotor_codec::{Format, Kek, Plaintext};
+use rotor_codec::{DataKey, Format, Kek, Plaintext};
 use zeroize::Zeroizing;
 
 use crate::store::Database;
@@ -73,6 +73,56 @@ impl fmt::Debug for HeldKek {
             .field("version", &self.version)
             .field("draft", &self.draft)
             .finish_non_exhaustive()
+    }
+}
+
+/// A KEK version, as a component holds it: a handle in its instance's resource table.
+pub struct KekHandle(HeldKek);
+
+impl KekHandle {
+    /// A handle on `held`.
+    pub fn new(held: HeldKek) -> KekHandle {
+        KekHandle(held)
+    }
+
+    /// The KEK it stands for.
+    pub fn held(&self) -> &HeldKek {
+        &self.0
+    }
+}
+
+/// A data key, as a component holds it.
+pub struct DataKeyHandle(DataKey);
+
+impl DataKeyHandle {
+    /// A handle on `key`.
+    pub fn new(key: DataKey) -> DataKeyHandle {
+        DataKeyHandle(key)
+    }
+
+    /// The key it stands for.
+    pub fn key(&self) -> &DataKey {
+        &self.0
+    }
+}
+
+/// Decrypted bytes, as a component holds them.
+pub struct SecretHandle(Plaintext);
+
+impl SecretHandle {
+    /// Bytes handed into a component (`seal-wallet`'s plaintext, or what the host opened).
+    pub fn new(plaintext: Plaintext) -> SecretHandle {
+        SecretHandle(plaintext)
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes, for the host to show the operator (`open-wallet`).
+    pub fn into_plaintext(self) -> Plaintext {
+        self.0
     }
 }
 

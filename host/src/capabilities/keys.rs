@@ -13,6 +13,7 @@ use wasmtime::component::{Resource, ResourceTable};
 use crate::bindings::auditor::key_reader;
 use crate::bindings::{key_types, keys};
 use crate::grants::Grants;
+pub use crate::keyring::{DataKeyHandle, KekHandle, SecretHandle};
 use crate::keyring::{HeldKek, KeyError, KeyRing};
 use crate::store::Database;
 use crate::vault::KvMetadata;
@@ -22,27 +23,6 @@ use crate::vault::KvMetadata;
 pub const MAX_HANDLES: usize = 65_536;
 /// Decrypted bytes one instance may hold at once.
 pub const MAX_SECRET_BYTES: usize = 64 << 20;
-
-/// A KEK version, as the component holds it.
-pub struct KekHandle(HeldKek);
-
-/// A data key, as the component holds it.
-pub struct DataKeyHandle(DataKey);
-
-/// Decrypted bytes, as the component holds them.
-pub struct SecretHandle(Plaintext);
-
-impl SecretHandle {
-    /// Bytes handed into a component (`seal-wallet`'s plaintext).
-    pub fn new(plaintext: Plaintext) -> SecretHandle {
-        SecretHandle(plaintext)
-    }
-
-    /// The bytes, for the host to show the operator (`open-wallet`).
-    pub fn into_plaintext(self) -> Plaintext {
-        self.0
-    }
-}
 
 /// What the `keys` import reaches: the key path's KEKs, the command's grant, the database (to
 /// count the rows naming a version before it is destroyed), and what the component holds.
@@ -160,7 +140,7 @@ impl KeysView<'_> {
     }
 
     fn push_kek(&mut self, held: HeldKek) -> wasmtime::Result<Result<Resource<KekHandle>, key_types::Error>> {
-        Ok(self.push(KekHandle(held))?.ok_or_else(|| too_many("a KEK handle")))
+        Ok(self.push(KekHandle::new(held))?.ok_or_else(|| too_many("a KEK handle")))
     }
 
     /// A secret is pushed only within the byte budget; `None` when over it.
@@ -169,7 +149,7 @@ impl KeysView<'_> {
         if self.keys.secret_bytes + len > MAX_SECRET_BYTES {
             return Ok(None);
         }
-        let pushed = self.push(SecretHandle(plaintext))?;
+        let pushed = self.push(SecretHandle::new(plaintext))?;
         if pushed.is_some() {
             self.keys.secret_bytes += len;
         }
@@ -177,7 +157,7 @@ impl KeysView<'_> {
     }
 
     fn kek(&self, handle: &Resource<KekHandle>) -> wasmtime::Result<&HeldKek> {
-        Ok(&self.table.get(handle)?.0)
+        Ok(self.table.get(handle)?.held())
     }
 
     async fn current(
@@ -249,12 +229,12 @@ impl key_types::Host for KeysView<'_> {}
 
 impl key_types::HostSecret for KeysView<'_> {
     async fn len(&mut self, secret: Resource<SecretHandle>) -> wasmtime::Result<u32> {
-        Ok(u32::try_from(self.table.get(&secret)?.0.len()).unwrap_or(u32::MAX))
+        Ok(u32::try_from(self.table.get(&secret)?.bytes().len()).unwrap_or(u32::MAX))
     }
 
     async fn drop(&mut self, secret: Resource<SecretHandle>) -> wasmtime::Result<()> {
         let secret = self.forget(secret)?;
-        self.keys.secret_bytes = self.keys.secret_bytes.saturating_sub(secret.0.len());
+        self.keys.secret_bytes = self.keys.secret_bytes.saturating_sub(secret.bytes().len());
         Ok(())
     }
 }
@@ -264,7 +244,7 @@ impl key_types::HostDataKey for KeysView<'_> {
         let key = DataKey::generate()
             .map_err(|e| wasmtime::Error::msg(format!("the host's CSPRNG failed: {e}")))?;
         // A constructor has no error to answer with: over the handle budget, the call traps.
-        self.push(DataKeyHandle(key))?
+        self.push(DataKeyHandle::new(key))?
             .ok_or_else(|| wasmtime::Error::msg(format!("{:?}", too_many("a new data key"))))
     }
 
@@ -275,8 +255,8 @@ impl key_types::HostDataKey for KeysView<'_> {
         aad: Vec<u8>,
     ) -> wasmtime::Result<key_types::Sealed> {
         let nonce = fresh_nonce()?;
-        let plaintext = &self.table.get(&plaintext)?.0;
-        let out = self.table.get(&key)?.0.seal_detached(&nonce, &aad, plaintext);
+        let plaintext = self.table.get(&plaintext)?.bytes();
+        let out = self.table.get(&key)?.key().seal_detached(&nonce, &aad, plaintext);
         Ok(sealed((nonce, out)))
     }
 
@@ -287,7 +267,7 @@ impl key_types::HostDataKey for KeysView<'_> {
         aad: Vec<u8>,
     ) -> wasmtime::Result<Option<Resource<SecretHandle>>> {
         let opened =
-            self.table.get(&key)?.0.open_detached(&sealed.nonce, &aad, &sealed.ciphertext, &sealed.tag);
+            self.table.get(&key)?.key().open_detached(&sealed.nonce, &aad, &sealed.ciphertext, &sealed.tag);
         match opened {
             Ok(plaintext) => self.push_secret(plaintext),
             Err(_) => Ok(None),
@@ -319,7 +299,7 @@ impl key_types::HostKek for KeysView<'_> {
         aad: Vec<u8>,
     ) -> wasmtime::Result<key_types::Sealed> {
         let nonce = fresh_nonce()?;
-        let key = &self.table.get(&key)?.0;
+        let key = self.table.get(&key)?.key();
         let out = self.kek(&kek)?.kek.wrap_detached(&nonce, &aad, key);
         Ok(sealed((nonce, out)))
     }
@@ -333,7 +313,7 @@ impl key_types::HostKek for KeysView<'_> {
         let unwrapped =
             self.kek(&kek)?.kek.unwrap_detached(&wrapped.nonce, &aad, &wrapped.ciphertext, &wrapped.tag);
         match unwrapped {
-            Ok(key) => self.push(DataKeyHandle(key)),
+            Ok(key) => self.push(DataKeyHandle::new(key)),
             Err(_) => Ok(None),
         }
     }
@@ -345,7 +325,7 @@ impl key_types::HostKek for KeysView<'_> {
         aad: Vec<u8>,
     ) -> wasmtime::Result<key_types::Sealed> {
         let nonce = fresh_nonce()?;
-        let plaintext = &self.table.get(&plaintext)?.0;
+        let plaintext = self.table.get(&plaintext)?.bytes();
         let out = self.kek(&kek)?.kek.seal_detached(&nonce, &aad, plaintext);
         Ok(sealed((nonce, out)))
     }
@@ -585,7 +565,7 @@ mod tests {
         let opened =
             HostDataKey::open(&mut view, borrow(&dek), sealed, b"id".to_vec()).await.unwrap().unwrap();
         assert_eq!(HostSecret::len(&mut view, borrow(&opened)).await.unwrap(), 12);
-        assert_eq!(view.table.get(&opened).unwrap().0.as_slice(), b"wallet bytes");
+        assert_eq!(view.table.get(&opened).unwrap().bytes(), b"wallet bytes");
         HostSecret::drop(&mut view, opened).await.unwrap();
         assert_eq!(view.keys.secret_bytes, 12, "the secret still held is counted, the dropped one not");
     }
