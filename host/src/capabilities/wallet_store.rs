@@ -320,11 +320,11 @@ impl wallet_store::Host for WalletStoreView<'_> {
                 ciphertext.len()
             ))));
         }
+        // Borrowed, not copied: the plaintext lives only in its zeroizing buffer.
         let before = match &self.store.seal_plaintext {
-            Some(plaintext) => Ok(plaintext.to_vec()),
+            Some(plaintext) => Ok(plaintext.as_slice()),
             None => Err("the command was given no plaintext to seal".to_owned()),
         };
-        let before = before.as_deref().map_err(Clone::clone);
         if let Err(reason) = check_row(self.keys.ring_mut(), &id, before, &ciphertext).await? {
             tracing::error!(%id, "write refused: {reason}");
             return Err(wasmtime::Error::new(WriteRefused { id, reason }));
