@@ -518,13 +518,26 @@ mod tests {
 
     const KEY_HEX: &str = "abababababababababababababababababababababababababababababababab";
 
-    /// Keys over the seed's environment KEK (no Vault needed) with the grants of `access`.
-    async fn keys(access: Access) -> Keys {
+    /// A folder of the test's own, removed with everything in it when dropped.
+    struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Keys over the seed's environment KEK (no Vault needed) with the grants of `access`, and
+    /// the folder of the (empty) wallet database they need.
+    async fn keys(access: Access) -> (Keys, Scratch) {
         let kv =
             KvBackend::EnvKek(Arc::new(EnvKek::new("VAR", "k", Zeroizing::new(KEY_HEX.into())).unwrap()));
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let file = std::env::temp_dir().join(format!("rotor-keys-test-{}-{n}.db", std::process::id()));
+        let scratch =
+            Scratch(std::env::temp_dir().join(format!("rotor-keys-test-{}-{n}", std::process::id())));
+        std::fs::create_dir_all(&scratch.0).unwrap();
+        let file = scratch.0.join("wallets.db");
         std::fs::write(&file, b"").unwrap();
         let url = format!("sqlite:{}", file.display());
         let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
@@ -534,12 +547,12 @@ mod tests {
             .unwrap();
         let table = WalletTable::new("wallets", "id", "ciphertext").unwrap();
         let database = Database::connect(&url, table).await.unwrap();
-        Keys::new(KeyRing::new(kv, "k"), Grants::for_key("k", &access), database)
+        (Keys::new(KeyRing::new(kv, "k"), Grants::for_key("k", &access), database), scratch)
     }
 
     #[tokio::test]
     async fn handles_seal_and_open_under_host_nonces_and_never_show_bytes() {
-        let mut keys = keys(Access::ReadOnly).await;
+        let (mut keys, _scratch) = keys(Access::ReadOnly).await;
         let mut table = ResourceTable::new();
         let mut view = KeysView { keys: &mut keys, table: &mut table };
         let kek = view.current("k".into()).await.unwrap().unwrap().unwrap();
@@ -572,7 +585,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_path_or_operation_outside_the_commands_grant_is_denied() {
-        let mut keys = keys(Access::Seal { id: "w-1".into() }).await;
+        let (mut keys, _scratch) = keys(Access::Seal { id: "w-1".into() }).await;
         let mut table = ResourceTable::new();
         let mut view = KeysView { keys: &mut keys, table: &mut table };
         let other = view.current("ibn/other-team-secret".into()).await.unwrap().unwrap_err();
@@ -594,7 +607,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_instance_cannot_make_the_host_hold_unbounded_handles() {
-        let mut keys = keys(Access::ReadOnly).await;
+        let (mut keys, _scratch) = keys(Access::ReadOnly).await;
         let mut table = ResourceTable::new();
         let mut view = KeysView { keys: &mut keys, table: &mut table };
         for _ in 0..MAX_HANDLES {
