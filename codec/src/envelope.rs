@@ -135,12 +135,7 @@ pub(crate) struct Envelope {
 
 impl Envelope {
     pub(crate) fn parse(text: &str) -> Result<Self, CodecError> {
-        let rest = text
-            .strip_prefix(PREFIX)
-            .ok_or(CodecError::Malformed("expected the prefix rotor:v<version>:"))?;
-        let (version, encoded) =
-            rest.split_once(':').ok_or(CodecError::Malformed("no ':' after the KEK version"))?;
-        let kek_version = parse_version(version)?;
+        let (kek_version, encoded) = split_prefix(text)?;
         let payload =
             STANDARD.decode(encoded).map_err(|_| CodecError::Malformed("payload is not valid base64"))?;
         if payload.len() < PAYLOAD_OVERHEAD {
@@ -213,12 +208,7 @@ pub(crate) struct EnvelopeHead<'a> {
 
 impl<'a> EnvelopeHead<'a> {
     pub(crate) fn parse(text: &'a str) -> Result<Self, CodecError> {
-        let rest = text
-            .strip_prefix(PREFIX)
-            .ok_or(CodecError::Malformed("expected the prefix rotor:v<version>:"))?;
-        let (version, encoded) =
-            rest.split_once(':').ok_or(CodecError::Malformed("no ':' after the KEK version"))?;
-        let kek_version = parse_version(version)?;
+        let (kek_version, encoded) = split_prefix(text)?;
         if encoded.len() < HEAD_CHARS || !encoded.is_char_boundary(HEAD_CHARS) {
             return Err(CodecError::Malformed("payload is truncated"));
         }
@@ -247,6 +237,15 @@ impl<'a> EnvelopeHead<'a> {
     pub(crate) fn same_data(&self, other: &EnvelopeHead<'_>) -> bool {
         self.head[DATA_NONCE..] == other.head[DATA_NONCE..] && self.tail == other.tail
     }
+}
+
+/// `rotor:v<K>:<payload>` split into K and the payload's base64, both envelope readers' first step.
+fn split_prefix(text: &str) -> Result<(u32, &str), CodecError> {
+    let rest =
+        text.strip_prefix(PREFIX).ok_or(CodecError::Malformed("expected the prefix rotor:v<version>:"))?;
+    let (version, encoded) =
+        rest.split_once(':').ok_or(CodecError::Malformed("no ':' after the KEK version"))?;
+    Ok((parse_version(version)?, encoded))
 }
 
 fn parse_version(digits: &str) -> Result<u32, CodecError> {
