@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rotor::store::{Replacement, RunIdentity};
 use rotor_codec::{Format, Kek};
 use rotor_testkit::{
-    Kind, Wallets, World, assert_success, failure, json, json_success, on_sqlite_and_postgres,
+    Kind, Wallets, World, assert_success, failure, json, json_success, new_rotation, on_sqlite_and_postgres,
 };
 use serde_json::json;
 
@@ -93,7 +93,7 @@ async fn interrupted_legacy_rotation(world: &World, first: &Kek, done: usize) ->
     db.migrate().await.unwrap();
     let total = db.count().await.unwrap() as i64;
     let who = RunIdentity::this_process("test".into());
-    let rotation = db.begin_rotation(1, total, false, "legacy", None, &who).await.unwrap();
+    let rotation = db.begin_rotation(&new_rotation(total, "legacy", None), &who).await.unwrap();
     let vault = world.vault_client();
     let key = BTreeMap::from([("key".to_owned(), second.to_hex())]);
     assert_eq!(vault.write("ibn/encryption-key", &key, Some(1)).await.unwrap(), 2);
@@ -138,7 +138,7 @@ async fn an_envelope_rotation_cannot_be_resumed_as_legacy() {
     world.enroll_legacy(&first, 5).await;
     let db = world.db.connect().await;
     db.migrate().await.unwrap();
-    db.begin_rotation(1, 5, false, "envelope", None, &RunIdentity::this_process("test".into()))
+    db.begin_rotation(&new_rotation(5, "envelope", None), &RunIdentity::this_process("test".into()))
         .await
         .unwrap();
 

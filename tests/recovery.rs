@@ -13,7 +13,7 @@ use rotor::store::{Database, RotationRecord, RunIdentity};
 use rotor_codec::Kek;
 use rotor_testkit::{
     Kind, Wallets, World, assert_every_wallet_opens, assert_success, failure, json, json_success,
-    on_sqlite_and_postgres, text,
+    new_rotation, on_sqlite_and_postgres, text,
 };
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, Connection};
@@ -108,7 +108,7 @@ async fn begin_rotation(world: &World, restores: Option<i64>) -> RotationRecord 
     let db: Database = world.db.connect().await;
     db.migrate().await.unwrap();
     let who = RunIdentity::this_process("a rotor that crashed".into());
-    db.begin_rotation(1, WALLETS as i64, false, "envelope", restores, &who).await.unwrap()
+    db.begin_rotation(&new_rotation(WALLETS as i64, "envelope", restores), &who).await.unwrap()
 }
 
 // 1. The daily job finishes what a crash left; a dry run describes that rotation.

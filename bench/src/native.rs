@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 
 use crate::coordination::{Walk, WalkSpec, WorkerBatches};
 use crate::progress::Reporter;
-use crate::store::{Database, Replacement, RunIdentity};
+use crate::store::{Database, NewRotation, Replacement, RunIdentity};
 
 /// Keys of one native rotation: every wallet is on `from`, and moves to `to`.
 pub struct NativeKeys {
@@ -35,8 +35,14 @@ pub async fn rotate(
     let identity = RunIdentity::this_process("native baseline".into());
     let (from, to) = (keys.from.0, keys.to.0);
     let total = database.count().await?;
-    let rotation =
-        database.begin_rotation(from.into(), total as i64, reencrypt, "envelope", None, &identity).await?;
+    let begin = NewRotation {
+        from_version: from.into(),
+        total: total as i64,
+        reencrypt,
+        output_format: "envelope",
+        restores: None,
+    };
+    let rotation = database.begin_rotation(&begin, &identity).await?;
     database.set_rotation_target(rotation.id, to.into()).await?;
     let claim_ttl = Duration::from_secs(60);
     let walk = Walk::new(WalkSpec {

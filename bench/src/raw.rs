@@ -16,7 +16,7 @@ pub async fn rewrite(database: &Database, batch_size: u32) -> Result<(u64, Durat
     let started = Instant::now();
     let read = |after: Option<String>| {
         let database = database.clone();
-        tokio::spawn(async move { database.scan(after.as_deref(), None, batch_size, None).await })
+        tokio::spawn(async move { database.scan(after.as_deref(), batch_size).await })
     };
     let mut ahead = read(None);
     let mut rewritten = 0u64;

@@ -24,35 +24,38 @@ pub struct HistoryLine {
     pub archived_at: Option<String>,
 }
 
-impl From<operations::HistoryEntry> for HistoryLine {
-    fn from(entry: operations::HistoryEntry) -> Self {
-        HistoryLine {
-            source: entry.source,
-            rotation: entry.rotation.map(RotationRecord::from),
-            archive_path: entry.archive_path,
-            archived_at: entry.archived_at,
-        }
-    }
-}
-
-/// The component's history with each rotation as rotor's own journal holds it (the component
-/// only passes records through, and the WIT record lacks the Vault identity).
+/// The component's history with each rotation as rotor's own journal holds it: the component
+/// only passes records through (and the WIT record lacks the Vault identity), so a rotation the
+/// journal does not hold is one the component made up, and is left out with a warning.
 pub async fn history_lines(
     app: &App,
     entries: Vec<operations::HistoryEntry>,
 ) -> anyhow::Result<Vec<HistoryLine>> {
     let journal: BTreeMap<i64, RotationRecord> =
         app.database().rotations().await?.into_iter().map(|r| (r.id, r)).collect();
-    Ok(entries
-        .into_iter()
-        .map(HistoryLine::from)
-        .map(|mut line| {
-            if let Some(recorded) = line.rotation.as_ref().and_then(|r| journal.get(&r.id)) {
-                line.rotation = Some(recorded.clone());
-            }
-            line
-        })
-        .collect())
+    let mut lines = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let rotation = match entry.rotation {
+            Some(told) => match journal.get(&(told.id as i64)) {
+                Some(recorded) => Some(recorded.clone()),
+                None => {
+                    tracing::warn!(
+                        "the component's history names rotation #{}, which rotor's journal does not hold; left out",
+                        told.id
+                    );
+                    continue;
+                }
+            },
+            None => None,
+        };
+        lines.push(HistoryLine {
+            source: entry.source,
+            rotation,
+            archive_path: entry.archive_path,
+            archived_at: entry.archived_at,
+        });
+    }
+    Ok(lines)
 }
 
 /// `current`: Vault's current KEK version, which an unfinished rotation that stopped before

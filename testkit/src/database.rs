@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use rotor::store::{Database, WalletTable, create_sqlite_database};
+use rotor::store::{Database, NewRotation, WalletTable, create_sqlite_database};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -109,4 +109,9 @@ impl Drop for TestDb {
             }
         }
     }
+}
+
+/// A rotation from KEK v1 over `total` wallets, as a test records it in the journal directly.
+pub fn new_rotation(total: i64, output_format: &str, restores: Option<i64>) -> NewRotation<'_> {
+    NewRotation { from_version: 1, total, reencrypt: false, output_format, restores }
 }

@@ -11,9 +11,11 @@ pub mod openbao;
 pub mod output;
 pub mod world;
 
-pub use database::{Kind, TestDb, postgres_admin_url, unique};
+pub use database::{Kind, TestDb, new_rotation, postgres_admin_url, unique};
 pub use openbao::{FileServer, TlsDevServer, Vault};
-pub use output::{assert_ran, assert_says, assert_success, failure, json, json_success, text};
+pub use output::{
+    assert_fails_saying, assert_ran, assert_says, assert_success, failure, json, json_success, text,
+};
 pub use world::{Wallets, World, assert_every_wallet_opens, legacy_wallets, rotor_binary};
 
 /// Runs each scenario `async fn NAME(kind: Kind)` as two tests, `NAME::sqlite` and

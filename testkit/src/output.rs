@@ -57,3 +57,12 @@ pub fn failure(out: &Output) -> (i32, String) {
     assert!(!out.status.success(), "rotor should have failed:\nstdout:\n{}", text(&out.stdout));
     (out.status.code().unwrap_or(-1), text(&out.stderr))
 }
+
+/// Asserts that rotor failed with exit code `code` and that its stderr holds every one of
+/// `phrases`; the stderr, for further checks.
+pub fn assert_fails_saying(out: &Output, code: i32, phrases: &[&str]) -> String {
+    let (exit, stderr) = failure(out);
+    assert_eq!(exit, code, "{stderr}");
+    assert_says(&stderr, phrases);
+    stderr
+}

@@ -157,7 +157,7 @@ impl<V: Vault> World<V> {
         let mut rows = BTreeMap::new();
         let mut after: Option<String> = None;
         loop {
-            let batch = db.scan(after.as_deref(), None, 1000, None).await.unwrap();
+            let batch = db.scan(after.as_deref(), 1000).await.unwrap();
             let Some(last) = batch.last() else { break };
             after = Some(last.id.clone());
             rows.extend(batch.into_iter().map(|row| (row.id, row.ciphertext)));

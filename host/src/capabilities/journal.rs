@@ -4,7 +4,7 @@
 use crate::bindings::auditor::journal_reader;
 use crate::bindings::{journal, journal_types, types};
 use crate::coordination::Lease;
-use crate::store::{Database, RotationRecord, RotationStatus, StoreError};
+use crate::store::{Database, NewRotation, RotationRecord, RotationStatus, StoreError};
 use crate::vault::VaultClient;
 
 /// What the `journal` import reaches.
@@ -88,29 +88,6 @@ impl From<RotationRecord> for journal::Rotation {
     }
 }
 
-impl From<journal::Rotation> for RotationRecord {
-    fn from(r: journal::Rotation) -> Self {
-        RotationRecord {
-            id: r.id as i64,
-            from_version: r.from_version.into(),
-            to_version: r.to_version.into(),
-            status: r.status.into(),
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            started_by: r.started_by,
-            total: r.total as i64,
-            rotated: r.rotated as i64,
-            failed: r.failed as i64,
-            reencrypt: r.reencrypt,
-            output_format: output_format_name(r.output_format).into(),
-            restores: r.restores.map(i64::from),
-            component_sha256: r.component_sha256,
-            // Not part of the WIT record: `rotor history` reads it from the journal itself.
-            vault_identity: None,
-        }
-    }
-}
-
 /// How the journal spells an output format.
 fn output_format_name(format: types::OutputFormat) -> &'static str {
     match format {
@@ -165,11 +142,13 @@ impl journal::Host for JournalView<'_> {
             .journal
             .database
             .begin_rotation(
-                from_version.into(),
-                total as i64,
-                reencrypt,
-                output_format_name(output_format),
-                restores.map(i64::from),
+                &NewRotation {
+                    from_version: from_version.into(),
+                    total: total as i64,
+                    reencrypt,
+                    output_format: output_format_name(output_format),
+                    restores: restores.map(i64::from),
+                },
                 self.lease.identity(),
             )
             .await;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::StoreError;
 
 /// One rotation as rotor's journal keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct RotationRecord {
     /// The journal's id for the rotation, increasing.
     pub id: i64,
@@ -16,6 +16,7 @@ pub struct RotationRecord {
     /// The KEK version it moves the wallets to; 0 until the new KEK is recorded.
     pub to_version: i64,
     /// Running (or interrupted), or how it ended.
+    #[sqlx(try_from = "String")]
     pub status: RotationStatus,
     /// When it started, as recorded in the journal.
     pub started_at: String,
@@ -40,6 +41,21 @@ pub struct RotationRecord {
     /// Whom Vault knew the token of the rotor that began it as (see
     /// [`RunIdentity::vault_identity`]); `None` when unknown or recorded before 0.2.
     pub vault_identity: Option<String>,
+}
+
+/// What the journal records of a rotation as it begins.
+#[derive(Clone, Copy, Debug)]
+pub struct NewRotation<'a> {
+    /// The KEK version the wallets are on (0: the seed's legacy format).
+    pub from_version: i64,
+    /// Wallets in the table.
+    pub total: i64,
+    /// Whether each wallet's data key is replaced too.
+    pub reencrypt: bool,
+    /// `envelope` or `legacy`: what the rotation writes.
+    pub output_format: &'a str,
+    /// For a rollback: the earlier KEK version it makes current again.
+    pub restores: Option<i64>,
 }
 
 /// Where a rotation stands, as the journal's `status` column spells it.
@@ -78,6 +94,14 @@ impl RotationStatus {
     }
 }
 
+impl TryFrom<String> for RotationStatus {
+    type Error = StoreError;
+
+    fn try_from(status: String) -> Result<RotationStatus, StoreError> {
+        RotationStatus::parse(&status)
+    }
+}
+
 impl fmt::Display for RotationStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -92,31 +116,6 @@ pub(super) fn unfinished(running: RotationRecord) -> StoreError {
         started_at: running.started_at,
     }
 }
-
-/// Reads a [`RotationRecord`] from a row of either database (a macro: sqlx's row types differ).
-macro_rules! rotation_from_row {
-    ($row:expr) => {{
-        let row = $row;
-        RotationRecord {
-            id: row.try_get("id")?,
-            from_version: row.try_get("from_version")?,
-            to_version: row.try_get("to_version")?,
-            status: RotationStatus::parse(&row.try_get::<String, _>("status")?)?,
-            started_at: row.try_get("started_at")?,
-            finished_at: row.try_get("finished_at")?,
-            started_by: row.try_get("started_by")?,
-            total: row.try_get("total")?,
-            rotated: row.try_get("rotated")?,
-            failed: row.try_get("failed")?,
-            reencrypt: row.try_get("reencrypt")?,
-            output_format: row.try_get("output_format")?,
-            restores: row.try_get("restores")?,
-            component_sha256: row.try_get("component_sha256")?,
-            vault_identity: row.try_get("vault_identity")?,
-        }
-    }};
-}
-pub(crate) use rotation_from_row;
 
 /// `2026-11-30T07:34:44Z`: sortable as text, the same in both databases.
 pub fn now_rfc3339() -> String {

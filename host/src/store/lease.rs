@@ -63,7 +63,7 @@ fn lease_token() -> String {
 }
 
 /// The process that holds the rotation lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct LeaseHolder {
     #[serde(skip)]
     /// The holder's lease token (see [`RunIdentity::lease_token`]); never printed.
@@ -116,7 +116,7 @@ pub enum Checkpoint<'a> {
 /// A key range of a rotation's wallets, claimed by one worker: ids after `after_id` up to and
 /// including `upto_id` (`None`: unbounded), resuming after `cursor` if an earlier holder got
 /// that far.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct ClaimedRange {
     /// The range's number within the rotation.
     pub seq: i64,

@@ -17,8 +17,7 @@ mod table;
 
 use crate::plan::RunPlan;
 
-pub(crate) use self::journal::rotation_from_row;
-pub use self::journal::{RotationRecord, RotationStatus, now_rfc3339};
+pub use self::journal::{NewRotation, RotationRecord, RotationStatus, now_rfc3339};
 pub use self::lease::{Checkpoint, ClaimedRange, LeaseHolder, RangeProgress, RunIdentity, unix_now};
 pub use self::odd::{OddRow, OddRows};
 pub(crate) use self::table::Scanned;
@@ -224,19 +223,12 @@ impl Database {
         dispatch!(self, s => s.count().await)
     }
 
-    /// Up to `limit` rows after `after` (and up to `upto`, inclusive) in id order, leaving out
-    /// those whose ciphertext starts with `skip_prefix` (letters, digits and `:` only: it
-    /// becomes a LIKE pattern) and those without a usable id. Strict: a NULL or non-text
-    /// ciphertext fails the whole call, naming the row, so rotor's commands use
-    /// [`Database::checked_scan`]; this one is for tests and the bench, which know their rows.
-    pub async fn scan(
-        &self,
-        after: Option<&str>,
-        upto: Option<&str>,
-        limit: u32,
-        skip_prefix: Option<&str>,
-    ) -> Result<Vec<WalletRow>, StoreError> {
-        let scanned = dispatch!(self, s => s.checked_scan(after, upto, limit, skip_prefix).await)?;
+    /// Up to `limit` rows after `after` in id order, leaving out those without a usable id.
+    /// Strict: a NULL or non-text ciphertext fails the whole call, naming the row, so rotor's
+    /// commands use [`Database::checked_scan`]; this one is for tests and the bench, which know
+    /// their rows.
+    pub async fn scan(&self, after: Option<&str>, limit: u32) -> Result<Vec<WalletRow>, StoreError> {
+        let scanned = dispatch!(self, s => s.checked_scan(after, None, limit, None).await)?;
         scanned
             .into_iter()
             .map(|row| match row.ciphertext {
@@ -246,7 +238,9 @@ impl Database {
             .collect()
     }
 
-    /// [`Database::scan`] for rows handed to a component: a row whose ciphertext is NULL or
+    /// Up to `limit` rows after `after` (and up to `upto`, inclusive) in id order, leaving out
+    /// those whose ciphertext starts with `skip_prefix` (letters, digits and `:` only: it
+    /// becomes a LIKE pattern), for rows handed to a component: a row whose ciphertext is NULL or
     /// not text is not read out but recorded in `odd` (by id, with what to do), and rows
     /// without a usable id are left out and counted into `odd` once per collection. The page
     /// says how far it reached, so that a page of odd rows only does not end a walk early.
@@ -388,18 +382,14 @@ impl Database {
     /// Records a new running rotation; refuses while another one is unfinished.
     pub async fn begin_rotation(
         &self,
-        from_version: i64,
-        total: i64,
-        reencrypt: bool,
-        output_format: &str,
-        restores: Option<i64>,
+        rotation: &NewRotation<'_>,
         who: &RunIdentity,
     ) -> Result<RotationRecord, StoreError> {
         if let Some(running) = self.unfinished_rotation().await? {
             return Err(unfinished(running));
         }
         let started_at = now_rfc3339();
-        let inserted = dispatch!(self, s => s.insert_rotation(from_version, total, reencrypt, output_format, restores, who, &started_at).await);
+        let inserted = dispatch!(self, s => s.insert_rotation(rotation, who, &started_at).await);
         match inserted {
             Ok(record) => Ok(record),
             // Another process won the race for the one-running-rotation slot.

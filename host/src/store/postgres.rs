@@ -9,8 +9,9 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::shared::{Dialect, finish_batch, shared_queries};
 use super::{
-    BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, OddRow, QuotedNames, RangeProgress, Replacement,
-    RotationRecord, RotationStatus, RunIdentity, Scanned, StoreError, WalletRow, WalletTable, redact_url,
+    BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, NewRotation, OddRow, QuotedNames, RangeProgress,
+    Replacement, RotationRecord, RotationStatus, RunIdentity, Scanned, StoreError, WalletRow, WalletTable,
+    redact_url,
 };
 
 /// Held for the migration's transaction; the key is arbitrary but fixed ("rotor" in ASCII).

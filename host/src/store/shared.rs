@@ -5,7 +5,7 @@
 //! Over 500 lines on purpose: one macro holds every query the two databases share, so that
 //! each reads once; splitting it would split the `impl` it expands into.
 
-/// The journal's columns, in the order `rotation_from_row!` reads them.
+/// The journal's columns: every field of a [`RotationRecord`](super::RotationRecord).
 pub(super) const ROTATION_COLUMNS: &str = "id, from_version, to_version, status, started_at, \
      finished_at, started_by, total, rotated, failed, reencrypt, output_format, restores, \
      component_sha256, vault_identity";
@@ -324,35 +324,34 @@ macro_rules! shared_queries {
 
         pub(super) async fn insert_rotation(
             &self,
-            from_version: i64,
-            total: i64,
-            reencrypt: bool,
-            output_format: &str,
-            restores: Option<i64>,
+            rotation: &NewRotation<'_>,
             who: &RunIdentity,
             started_at: &str,
         ) -> Result<RotationRecord, StoreError> {
+            let NewRotation { from_version, total, reencrypt, output_format, restores } = *rotation;
             let sql = format!(
-                "INSERT INTO rotor_rotations (from_version, status, running, started_at, started_by, total, \
-                 reencrypt, output_format, restores, component_sha256, vault_identity) \
-                 VALUES ($1, 'running', 1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {}",
+                "INSERT INTO rotor_rotations (started_by, component_sha256, vault_identity, from_version, \
+                 status, running, started_at, total, reencrypt, output_format, restores) \
+                 VALUES ($1, $2, $3, $4, 'running', 1, $5, $6, $7, $8, $9) RETURNING {}",
                 super::shared::ROTATION_COLUMNS
             );
-            let row = sqlx::query(AssertSqlSafe(sql))
+            let begun = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(&who.started_by)
+                .bind(&who.component_sha256)
+                .bind(&who.vault_identity)
                 .bind(from_version)
                 .bind(started_at)
-                .bind(&who.started_by)
                 .bind(total)
                 .bind(reencrypt)
                 .bind(output_format)
                 .bind(restores)
-                .bind(&who.component_sha256)
-                .bind(&who.vault_identity)
                 .fetch_one(&self.pool)
                 .await?;
-            Ok(super::rotation_from_row!(row))
+            Ok(begun)
         }
 
+        /// Records the rotation's target KEK version and, in the same transaction, its key ranges
+        /// (any planned before are replaced).
         pub(super) async fn set_rotation_target(
             &self,
             id: i64,
@@ -412,7 +411,7 @@ macro_rules! shared_queries {
             expires_at: i64,
             now: i64,
         ) -> Result<Option<ClaimedRange>, StoreError> {
-            let row = sqlx::query(AssertSqlSafe(super::shared::claim_range_sql(CLAIM_LOCK)))
+            Ok(sqlx::query_as(AssertSqlSafe(super::shared::claim_range_sql(CLAIM_LOCK)))
                 .bind(&who.lease_token)
                 .bind(&who.started_by)
                 .bind(expires_at)
@@ -424,32 +423,7 @@ macro_rules! shared_queries {
                 .bind(i64::from(who.pid))
                 .bind(&who.process_key)
                 .fetch_optional(&self.pool)
-                .await?;
-            row.map(|row| {
-                Ok(ClaimedRange {
-                    seq: row.try_get("seq")?,
-                    after_id: row.try_get("after_id")?,
-                    upto_id: row.try_get("upto_id")?,
-                    cursor: row.try_get("cursor")?,
-                })
-            })
-            .transpose()
-        }
-
-        /// Live claims on `host`: (seq, token, pid, process key).
-        pub(super) async fn claims_on(
-            &self,
-            rotation: i64,
-            host: &str,
-        ) -> Result<Vec<(i64, String, i64, Option<String>)>, StoreError> {
-            Ok(sqlx::query_as(
-                "SELECT seq, token, pid, process_key FROM rotor_ranges WHERE rotation_id = $1 AND state = 'claimed' \
-                 AND host = $2",
-            )
-            .bind(rotation)
-            .bind(host)
-            .fetch_all(&self.pool)
-            .await?)
+                .await?)
         }
 
         /// Frees a claimed range, if `token` still holds it.
@@ -476,6 +450,22 @@ macro_rules! shared_queries {
             .execute(&self.pool)
             .await?;
             Ok(())
+        }
+
+        /// Live claims on `host`: (seq, token, pid, process key).
+        pub(super) async fn claims_on(
+            &self,
+            rotation: i64,
+            host: &str,
+        ) -> Result<Vec<(i64, String, i64, Option<String>)>, StoreError> {
+            Ok(sqlx::query_as(
+                "SELECT seq, token, pid, process_key FROM rotor_ranges WHERE rotation_id = $1 AND state = 'claimed' \
+                 AND host = $2",
+            )
+            .bind(rotation)
+            .bind(host)
+            .fetch_all(&self.pool)
+            .await?)
         }
 
         pub(super) async fn renew_range(&self, rotation: i64, seq: i64, token: &str, expires_at: i64) -> Result<bool, StoreError> {
@@ -569,36 +559,23 @@ macro_rules! shared_queries {
 
         pub(super) async fn rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
             let sql = format!("SELECT {} FROM rotor_rotations ORDER BY id DESC", super::shared::ROTATION_COLUMNS);
-            match sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await {
-                Ok(rows) => rows.into_iter().map(|row| Ok(super::rotation_from_row!(row))).collect(),
+            match sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await {
+                Ok(rows) => Ok(rows),
                 Err(e) if super::shared::is_missing_table(&e) => Ok(Vec::new()),
                 Err(e) => Err(e.into()),
             }
         }
 
         pub(super) async fn lease(&self) -> Result<Option<LeaseHolder>, StoreError> {
-            let row = sqlx::query(
+            let lease = sqlx::query_as(
                 "SELECT token, holder, host, pid, process_key, acquired_at, expires_at FROM rotor_lease WHERE id = 1",
             )
             .fetch_optional(&self.pool)
             .await;
-            let row = match row {
-                Ok(row) => row,
-                Err(e) if super::shared::is_missing_table(&e) => None,
-                Err(e) => return Err(e.into()),
-            };
-            row.map(|row| {
-                Ok(LeaseHolder {
-                    token: row.try_get("token")?,
-                    holder: row.try_get("holder")?,
-                    host: row.try_get("host")?,
-                    pid: row.try_get("pid")?,
-                    process_key: row.try_get("process_key")?,
-                    acquired_at: row.try_get("acquired_at")?,
-                    expires_at: row.try_get("expires_at")?,
-                })
-            })
-            .transpose()
+            match lease {
+                Err(e) if super::shared::is_missing_table(&e) => Ok(None),
+                lease => Ok(lease?),
+            }
         }
 
         /// Takes the lease if it is free, or replaces `stale` (the holder last seen) — a

@@ -12,8 +12,8 @@ use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
 use super::shared::{Dialect, finish_batch, shared_queries};
 use super::{
-    BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, OddRow, QuotedNames, RangeProgress, Replacement,
-    RotationRecord, RotationStatus, RunIdentity, Scanned, StoreError, WalletRow, WalletTable,
+    BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, NewRotation, OddRow, QuotedNames, RangeProgress,
+    Replacement, RotationRecord, RotationStatus, RunIdentity, Scanned, StoreError, WalletRow, WalletTable,
 };
 
 /// Rows per UPDATE statement: 3 bound values each, far below SQLite's 32766-variable limit,
@@ -94,13 +94,21 @@ impl SqliteStore {
 
     pub(super) async fn put_many(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
+        let insert = format!("INSERT INTO {table} ({idc}, {ct}) ");
+        let upsert = format!(" ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct}");
+        self.write_pairs(rows, &insert, &upsert).await
+    }
+
+    /// Runs `head VALUES (id, ciphertext), … tail` over `rows`, a statement per chunk, all in
+    /// one transaction.
+    async fn write_pairs(&self, rows: &[WalletRow], head: &str, tail: &str) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(format!("INSERT INTO {table} ({idc}, {ct}) "));
+            let mut query = QueryBuilder::<Sqlite>::new(head);
             query.push_values(chunk, |mut values, row| {
                 values.push_bind(&row.id).push_bind(&row.ciphertext);
             });
-            query.push(format!(" ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct}"));
+            query.push(tail);
             query.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -134,19 +142,10 @@ impl SqliteStore {
 
     pub(super) async fn overwrite_batch(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
+        let update = format!("UPDATE {table} SET {ct} = v.column2 FROM (");
+        let matching = format!(") AS v WHERE {table}.{idc} = v.column1");
         let _writing = self.write_gate.lock().await;
-        let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut query =
-                QueryBuilder::<Sqlite>::new(format!("UPDATE {table} SET {ct} = v.column2 FROM ("));
-            query.push_values(chunk, |mut values, row| {
-                values.push_bind(&row.id).push_bind(&row.ciphertext);
-            });
-            query.push(format!(") AS v WHERE {table}.{idc} = v.column1"));
-            query.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write_pairs(rows, &update, &matching).await
     }
 
     /// Rows without a ciphertext (`null`) or with one of another type (`not-text`, a BLOB
