@@ -44,33 +44,12 @@ impl DataKey {
         Ok(DataKey(bytes))
     }
 
-    fn cipher(&self) -> Aes256Gcm {
+    pub(crate) fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new_from_slice(self.0.as_ref()).expect("data key is 32 bytes")
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
         self.0.as_ref()
-    }
-
-    /// AES-256-GCM of `plaintext` under this data key with `nonce`, binding `aad`.
-    pub fn seal_detached(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> (Vec<u8>, [u8; TAG_LEN]) {
-        crate::primitive::seal(&self.cipher(), nonce, aad, plaintext)
-    }
-
-    /// Opens what [`DataKey::seal_detached`] made.
-    pub fn open_detached(
-        &self,
-        nonce: &[u8],
-        aad: &[u8],
-        ciphertext: &[u8],
-        tag: &[u8],
-    ) -> Result<Plaintext, CodecError> {
-        crate::primitive::open(&self.cipher(), nonce, aad, ciphertext, tag)
     }
 }
 
@@ -225,12 +204,12 @@ impl<'a> EnvelopeHead<'a> {
 
     pub(crate) fn unwrap_dek(&self, kek: &Kek, id: &str) -> Result<DataKey, CodecError> {
         let h = &self.head;
-        kek.unwrap_detached(
-            &h[WRAP_NONCE..WRAPPED_DEK],
-            &wrap_aad(self.kek_version, id),
-            &h[WRAPPED_DEK..WRAP_TAG],
-            &h[WRAP_TAG..DATA_NONCE],
-        )
+        let wrapped = Parts {
+            nonce: &h[WRAP_NONCE..WRAPPED_DEK],
+            ciphertext: &h[WRAPPED_DEK..WRAP_TAG],
+            tag: &h[WRAP_TAG..DATA_NONCE],
+        };
+        kek.unwrap_detached(&wrap_aad(self.kek_version, id), wrapped)
     }
 
     /// Whether both envelopes hold the same data part, byte for byte.
@@ -361,20 +340,6 @@ pub fn rewrap(
     rewrap_with(old_kek, new_kek, new_version, id, ciphertext, random_nonce()?)
 }
 
-/// Opens a wallet in either format and seals it again under `new_kek` with a fresh data key
-/// and nonces. Used for legacy rows and for `rotate --reencrypt`.
-#[cfg(feature = "getrandom")]
-pub fn reencrypt(
-    old_kek: &Kek,
-    new_kek: &Kek,
-    new_version: u32,
-    id: &str,
-    ciphertext: &str,
-) -> Result<String, CodecError> {
-    let plaintext = crate::open(old_kek, id, ciphertext)?;
-    seal(new_kek, new_version, id, &plaintext)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,11 +408,11 @@ mod tests {
 
     #[cfg(feature = "getrandom")]
     #[test]
-    fn fresh_seals_differ_and_reencrypt_replaces_the_data_key() {
+    fn fresh_seals_differ_and_sealing_again_replaces_the_data_key() {
         let a = seal(&kek(7), 1, "w", b"same").unwrap();
         let b = seal(&kek(7), 1, "w", b"same").unwrap();
         assert_ne!(a, b);
-        let moved = reencrypt(&kek(7), &kek(8), 2, "w", &a).unwrap();
+        let moved = seal(&kek(8), 2, "w", &open(&kek(7), "w", &a).unwrap()).unwrap();
         let data_of = |s: &str| Envelope::parse(s).unwrap().payload[DATA_NONCE..].to_vec();
         assert_ne!(data_of(&a), data_of(&moved));
         assert_eq!(open(&kek(8), "w", &moved).unwrap().as_slice(), b"same");

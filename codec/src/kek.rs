@@ -6,7 +6,8 @@ use zeroize::{Zeroize, Zeroizing};
 
 use alloc::vec::Vec;
 
-use crate::{CodecError, DataKey, NONCE_LEN, Plaintext, TAG_LEN};
+use crate::envelope::Parts;
+use crate::{CodecError, DataKey, NONCE_LEN, TAG_LEN};
 
 /// KEK and data-key length in bytes (AES-256).
 pub const KEY_LEN: usize = 32;
@@ -65,28 +66,6 @@ impl Kek {
         &self.cipher
     }
 
-    /// AES-256-GCM of `plaintext` under this KEK with `nonce`, binding `aad`: the ciphertext
-    /// and the tag. For a host that holds keys on a component's behalf and lays nothing out.
-    pub fn seal_detached(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        plaintext: &[u8],
-    ) -> (Vec<u8>, [u8; TAG_LEN]) {
-        crate::primitive::seal(&self.cipher, nonce, aad, plaintext)
-    }
-
-    /// Opens what [`Kek::seal_detached`] made; `Authentication` if the tag does not verify.
-    pub fn open_detached(
-        &self,
-        nonce: &[u8],
-        aad: &[u8],
-        ciphertext: &[u8],
-        tag: &[u8],
-    ) -> Result<Plaintext, CodecError> {
-        crate::primitive::open(&self.cipher, nonce, aad, ciphertext, tag)
-    }
-
     /// Wraps `key` under this KEK with `nonce`, binding `aad`.
     pub fn wrap_detached(
         &self,
@@ -97,18 +76,13 @@ impl Kek {
         crate::primitive::seal(&self.cipher, nonce, aad, key.bytes())
     }
 
-    /// Unwraps a data key wrapped by [`Kek::wrap_detached`].
-    pub fn unwrap_detached(
-        &self,
-        nonce: &[u8],
-        aad: &[u8],
-        wrapped: &[u8],
-        tag: &[u8],
-    ) -> Result<DataKey, CodecError> {
-        if wrapped.len() != KEY_LEN {
+    /// Unwraps a data key wrapped by [`Kek::wrap_detached`]; `Authentication` if the tag does
+    /// not verify.
+    pub fn unwrap_detached(&self, aad: &[u8], wrapped: Parts<'_>) -> Result<DataKey, CodecError> {
+        if wrapped.ciphertext.len() != KEY_LEN {
             return Err(CodecError::Malformed("a wrapped data key is 32 bytes"));
         }
-        let opened = crate::primitive::open(&self.cipher, nonce, aad, wrapped, tag)?;
+        let opened = crate::primitive::open(&self.cipher, aad, wrapped)?;
         let mut bytes = [0u8; KEY_LEN];
         bytes.copy_from_slice(&opened);
         let key = DataKey::from_bytes(bytes);

@@ -28,9 +28,10 @@ pub use envelope::{DataKey, EnvelopeNonces, PAYLOAD_OVERHEAD, PREFIX, rewrap_wit
 pub use error::CodecError;
 pub use kek::{KEY_LEN, Kek};
 pub use legacy::{LEGACY_OVERHEAD, seal_legacy_with};
+pub use primitive::Detached;
 
 #[cfg(feature = "getrandom")]
-pub use envelope::{reencrypt, rewrap, seal};
+pub use envelope::{rewrap, seal};
 
 #[cfg(test)]
 mod tests {

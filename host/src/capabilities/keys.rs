@@ -6,8 +6,12 @@
 //! a secret of its own choosing. What changes the KEK in Vault (storing the next version,
 //! archiving, destroying, importing) is a host operation with its own checks, open only to the
 //! commands whose grant names it.
+//!
+//! Over 500 lines with its unit tests on purpose: `key-types`, `keys` and `key-reader` are one
+//! capability whose resources share the handle and byte budgets and the grant checks kept here.
 
-use rotor_codec::{DataKey, NONCE_LEN, Plaintext};
+use rotor_codec::layout::Parts;
+use rotor_codec::{DataKey, Detached, NONCE_LEN, Plaintext, TAG_LEN};
 use wasmtime::component::{Resource, ResourceTable};
 
 use crate::bindings::auditor::key_reader;
@@ -91,8 +95,18 @@ fn fresh_nonce() -> wasmtime::Result<[u8; NONCE_LEN]> {
     Ok(nonce)
 }
 
-fn sealed((nonce, (ciphertext, tag)): ([u8; NONCE_LEN], (Vec<u8>, [u8; 16]))) -> key_types::Sealed {
-    key_types::Sealed { nonce: nonce.to_vec(), ciphertext, tag: tag.to_vec() }
+/// Seals under a nonce the host draws: no nonce ever comes from a component.
+fn seal_fresh(
+    seal: impl FnOnce(&[u8; NONCE_LEN]) -> (Vec<u8>, [u8; TAG_LEN]),
+) -> wasmtime::Result<key_types::Sealed> {
+    let nonce = fresh_nonce()?;
+    let (ciphertext, tag) = seal(&nonce);
+    Ok(key_types::Sealed { nonce: nonce.to_vec(), ciphertext, tag: tag.to_vec() })
+}
+
+/// The WIT record as the codec's borrowed parts.
+fn parts(sealed: &key_types::Sealed) -> Parts<'_> {
+    Parts { nonce: &sealed.nonce, ciphertext: &sealed.ciphertext, tag: &sealed.tag }
 }
 
 fn metadata_to_wit(m: KvMetadata) -> key_types::KeyMetadata {
@@ -254,10 +268,8 @@ impl key_types::HostDataKey for KeysView<'_> {
         plaintext: Resource<SecretHandle>,
         aad: Vec<u8>,
     ) -> wasmtime::Result<key_types::Sealed> {
-        let nonce = fresh_nonce()?;
-        let plaintext = self.table.get(&plaintext)?.bytes();
-        let out = self.table.get(&key)?.key().seal_detached(&nonce, &aad, plaintext);
-        Ok(sealed((nonce, out)))
+        let (key, plaintext) = (self.table.get(&key)?.key(), self.table.get(&plaintext)?.bytes());
+        seal_fresh(|nonce| key.seal_detached(nonce, &aad, plaintext))
     }
 
     async fn open(
@@ -266,9 +278,7 @@ impl key_types::HostDataKey for KeysView<'_> {
         sealed: key_types::Sealed,
         aad: Vec<u8>,
     ) -> wasmtime::Result<Option<Resource<SecretHandle>>> {
-        let opened =
-            self.table.get(&key)?.key().open_detached(&sealed.nonce, &aad, &sealed.ciphertext, &sealed.tag);
-        match opened {
+        match self.table.get(&key)?.key().open_detached(&aad, parts(&sealed)) {
             Ok(plaintext) => self.push_secret(plaintext),
             Err(_) => Ok(None),
         }
@@ -298,10 +308,8 @@ impl key_types::HostKek for KeysView<'_> {
         key: Resource<DataKeyHandle>,
         aad: Vec<u8>,
     ) -> wasmtime::Result<key_types::Sealed> {
-        let nonce = fresh_nonce()?;
-        let key = self.table.get(&key)?.key();
-        let out = self.kek(&kek)?.kek.wrap_detached(&nonce, &aad, key);
-        Ok(sealed((nonce, out)))
+        let (kek, key) = (&self.kek(&kek)?.kek, self.table.get(&key)?.key());
+        seal_fresh(|nonce| kek.wrap_detached(nonce, &aad, key))
     }
 
     async fn unwrap(
@@ -310,9 +318,7 @@ impl key_types::HostKek for KeysView<'_> {
         wrapped: key_types::Sealed,
         aad: Vec<u8>,
     ) -> wasmtime::Result<Option<Resource<DataKeyHandle>>> {
-        let unwrapped =
-            self.kek(&kek)?.kek.unwrap_detached(&wrapped.nonce, &aad, &wrapped.ciphertext, &wrapped.tag);
-        match unwrapped {
+        match self.kek(&kek)?.kek.unwrap_detached(&aad, parts(&wrapped)) {
             Ok(key) => self.push(DataKeyHandle::new(key)),
             Err(_) => Ok(None),
         }
@@ -324,10 +330,8 @@ impl key_types::HostKek for KeysView<'_> {
         plaintext: Resource<SecretHandle>,
         aad: Vec<u8>,
     ) -> wasmtime::Result<key_types::Sealed> {
-        let nonce = fresh_nonce()?;
-        let plaintext = self.table.get(&plaintext)?.bytes();
-        let out = self.kek(&kek)?.kek.seal_detached(&nonce, &aad, plaintext);
-        Ok(sealed((nonce, out)))
+        let (kek, plaintext) = (&self.kek(&kek)?.kek, self.table.get(&plaintext)?.bytes());
+        seal_fresh(|nonce| kek.seal_detached(nonce, &aad, plaintext))
     }
 
     async fn open(
@@ -336,8 +340,7 @@ impl key_types::HostKek for KeysView<'_> {
         sealed: key_types::Sealed,
         aad: Vec<u8>,
     ) -> wasmtime::Result<Option<Resource<SecretHandle>>> {
-        let opened = self.kek(&kek)?.kek.open_detached(&sealed.nonce, &aad, &sealed.ciphertext, &sealed.tag);
-        match opened {
+        match self.kek(&kek)?.kek.open_detached(&aad, parts(&sealed)) {
             Ok(plaintext) => self.push_secret(plaintext),
             Err(_) => Ok(None),
         }
