@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use rotor_codec::Kek;
 use rotor_testkit::{
-    Kind, Wallets, World, assert_every_wallet_opens, assert_says, assert_success, failure, json,
+    Kind, Wallets, World, assert_every_wallet_opens, assert_fails_saying, assert_success, failure, json,
     json_success, on_sqlite_and_postgres, text,
 };
 use serde_json::json;
@@ -350,10 +350,9 @@ async fn a_component_cannot_reach_past_its_grants() {
     let before = Snapshot::take(&world).await;
     // `open` grants reading the KEK's own path only: no other key, no KEK operation, no write.
     let out = run_hostile(&world, &["open", "user-00000@IBNMSP"], "hostile_rotator.wasm", None);
-    let (code, stderr) = failure(&out);
-    assert_eq!(code, 1);
-    assert_says(
-        &stderr,
+    assert_fails_saying(
+        &out,
+        1,
         &[
             "hostile component was refused",
             "ibn/other-team-secret is not this command's key path (ibn/encryption-key)",
@@ -389,10 +388,9 @@ async fn a_seal_cannot_touch_keks_or_other_wallets(kind: Kind) {
     );
     let out = out.unwrap();
     assert_nothing_secret_printed(&world, &out);
-    let (code, stderr) = failure(&out);
-    assert_eq!(code, 1, "{stderr}");
-    assert_says(
-        &stderr,
+    let stderr = assert_fails_saying(
+        &out,
+        1,
         &[
             "component denied: a key path outside this run's grant",
             "component denied: not in this command's grant",
@@ -417,10 +415,9 @@ async fn a_rotation_component_cannot_swap_wallets_or_choose_their_key(kind: Kind
     let (world, kek, wallets) = world_with_wallets_on(kind, 25).await;
     let before = Snapshot::take(&world).await;
     let out = run_hostile(&world, &["rotate", "--reencrypt", "--workers", "1"], "hostile_rotator.wasm", None);
-    let (code, stderr) = failure(&out);
-    assert_eq!(code, 1, "{stderr}");
-    assert_says(
-        &stderr,
+    assert_fails_saying(
+        &out,
+        1,
         &[
             "the component was stopped: write refused for wallet \"user-00000@IBNMSP\"",
             "the new ciphertext opens to a different wallet than the row holds",
@@ -438,10 +435,9 @@ async fn a_rotation_component_cannot_swap_wallets_or_choose_their_key(kind: Kind
         "hostile_rotator.wasm",
         None,
     );
-    let (code, stderr) = failure(&out);
-    assert_eq!(code, 1, "{stderr}");
-    assert_says(
-        &stderr,
+    assert_fails_saying(
+        &out,
+        1,
         &[
             "the component was stopped: write refused for wallet \"user-00000@IBNMSP\"",
             "the new ciphertext names KEK v2, but this command writes under the current KEK v1",
@@ -543,10 +539,9 @@ async fn migrate_kek_is_not_reported_done_unless_vault_holds_the_key_given(kind:
         .arg(hostile("hostile_rotator.wasm"))
         .output()
         .unwrap();
-    let (code, stderr) = failure(&out);
-    assert_eq!(code, 1, "{stderr}");
-    assert_says(
-        &stderr,
+    let stderr = assert_fails_saying(
+        &out,
+        1,
         &[
             "the import is not done: ibn/encryption-key holds no KEK",
             "component denied: not in this command's grant",
@@ -563,10 +558,9 @@ async fn garbage_from_a_rotation_component_is_refused_by_the_hosts_check(kind: K
     let (world, _, _) = world_with_wallets_on(kind, 25).await;
     let before = Snapshot::take(&world).await;
     let out = run_hostile(&world, &["rotate"], "hostile_rotator.wasm", None);
-    let (code, stderr) = failure(&out);
-    assert_eq!(code, 1, "{stderr}");
-    assert_says(
-        &stderr,
+    assert_fails_saying(
+        &out,
+        1,
         &[
             "the component was stopped: write refused for wallet \"user-00000@IBNMSP\"",
             "the new ciphertext is not in a format rotor reads",

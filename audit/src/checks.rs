@@ -32,13 +32,18 @@ impl Findings {
     }
 }
 
+/// The host's words, whichever kind of failure they came with: the audit reports them as they
+/// are.
+macro_rules! host_words {
+    ($error:expr, $kind:ident: $($variant:ident)|+) => {
+        match $error {
+            $($kind::$variant(why))|+ => why,
+        }
+    };
+}
+
 fn store_error(error: StoreError) -> String {
-    match error {
-        StoreError::Denied(why)
-        | StoreError::Refused(why)
-        | StoreError::TooLarge(why)
-        | StoreError::Database(why) => why,
-    }
+    host_words!(error, StoreError: Denied | Refused | TooLarge | Database)
 }
 
 pub(crate) fn run(key_path: &str, options: &AuditOptions) -> Result<AuditReport, String> {
@@ -221,12 +226,7 @@ pub(crate) fn run(key_path: &str, options: &AuditOptions) -> Result<AuditReport,
 
 /// A journal failure, as the audit's error: the host's words say what failed.
 fn journal_error(error: JournalError) -> String {
-    match error {
-        JournalError::Denied(why)
-        | JournalError::Busy(why)
-        | JournalError::LeaseLost(why)
-        | JournalError::Database(why) => why,
-    }
+    host_words!(error, JournalError: Denied | Busy | LeaseLost | Database)
 }
 
 /// The journal agrees with Vault: no rotation left half-way, the last one made the current KEK.

@@ -39,22 +39,12 @@ const AXIS_DESC_SIZE: u32 = 20;
 const LABEL_SIZE: u32 = 16;
 const MARKER_SIZE: u32 = 5;
 
-/// Qualitative palette (d3's category10 plus two dark tones): twelve colours that stay apart
-/// on white. Each series also gets a marker shape, so lines stay distinguishable in greyscale
-/// and when the colours repeat past twelve series.
-const PALETTE: [RGBColor; 12] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
-    RGBColor(0, 0, 0),
-    RGBColor(57, 59, 121),
+/// Qualitative palette as 0xRRGGBB (d3's category10 plus two dark tones): twelve colours that
+/// stay apart on white. Each series also gets a marker shape, so lines stay distinguishable in
+/// greyscale and when the colours repeat past twelve series.
+const PALETTE: [u32; 12] = [
+    0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd, 0x8c564b, 0xe377c2, 0x7f7f7f, 0xbcbd22, 0x17becf,
+    0x000000, 0x393b79,
 ];
 
 /// Writes the chart to `path` as PNG (about 1200x700), titled `title`.
@@ -238,8 +228,10 @@ fn fit_text(area: &Area, text: &str, font: &TextStyle, max_width: u32) -> Result
     Ok(fitted)
 }
 
+/// Series `i`'s colour, from [`PALETTE`] round and round.
 fn series_style(i: usize) -> ShapeStyle {
-    PALETTE[i % PALETTE.len()].into()
+    let [_, r, g, b] = PALETTE[i % PALETTE.len()].to_be_bytes();
+    RGBColor(r, g, b).into()
 }
 
 /// Draws the marker of series `i` centred on `at`, in the coordinates of `area` (data

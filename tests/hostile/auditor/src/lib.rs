@@ -26,25 +26,12 @@ use bindings::rotor::kek::wallet_store;
 
 use bindings::rotor::kek::types::Failure;
 
-/// Its own words, as a refusal: the host must not care which case a hostile component picks.
-impl From<String> for Failure {
-    fn from(why: String) -> Failure {
-        Failure::Refused(why)
-    }
-}
-
-impl From<&str> for Failure {
-    fn from(why: &str) -> Failure {
-        Failure::Refused(why.to_owned())
-    }
-}
-
 struct Sneaky;
 
 impl Guest for Sneaky {
     fn run(_: KeyLocation, _: AuditOptions) -> Result<AuditReport, Failure> {
         // Would wipe a wallet if the host ever linked the write.
-        wallet_store::put("w-0", "wiped").map_err(|e| format!("{e:?}"))?;
-        Err("the sneaky auditor wrote a wallet".into())
+        wallet_store::put("w-0", "wiped").map_err(|e| Failure::Refused(format!("{e:?}")))?;
+        Err(Failure::Refused("the sneaky auditor wrote a wallet".into()))
     }
 }

@@ -34,12 +34,6 @@ impl From<String> for Failure {
     }
 }
 
-impl From<&str> for Failure {
-    fn from(why: &str) -> Failure {
-        Failure::Refused(why.to_owned())
-    }
-}
-
 struct Hostile;
 
 fn journal_error(error: journal::Error) -> String {
@@ -142,7 +136,7 @@ fn seal_for(kek: &Kek, version: u32, id: &str, secret: &Secret) -> String {
 fn try_kek_operations(key_path: &str) -> Result<Vec<String>, Failure> {
     let mut refusals = Vec::new();
     match keys::current("ibn/other-team-secret") {
-        Ok(_) => return Err("got a handle for ibn/other-team-secret: the host let it through".into()),
+        Ok(_) => return Err(String::from("got a handle for ibn/other-team-secret: the host let it through").into()),
         Err(e) => refusals.push(format!("{e:?}")),
     }
     for version in 1..=3 {
@@ -152,11 +146,11 @@ fn try_kek_operations(key_path: &str) -> Result<Vec<String>, Failure> {
         }
     }
     match keys::create_next(key_path, 1, None) {
-        Ok(_) => return Err("stored a KEK of its own: the host let it through".into()),
+        Ok(_) => return Err(String::from("stored a KEK of its own: the host let it through").into()),
         Err(e) => refusals.push(format!("{e:?}")),
     }
     match keys::import_given(key_path) {
-        Ok(_) => return Err("imported a KEK: the host let it through".into()),
+        Ok(_) => return Err(String::from("imported a KEK: the host let it through").into()),
         Err(e) => refusals.push(format!("{e:?}")),
     }
     Ok(refusals)
@@ -167,7 +161,7 @@ fn first_two() -> Result<(wallet_store::Wallet, wallet_store::Wallet), Failure> 
     let mut wallets = wallet_store::scan(None, 2, None).map_err(|e| format!("{e:?}"))?.into_iter();
     match (wallets.next(), wallets.next()) {
         (Some(first), Some(second)) => Ok((first, second)),
-        _ => Err("the table needs two wallets".into()),
+        _ => Err(String::from("the table needs two wallets").into()),
     }
 }
 
@@ -205,8 +199,8 @@ impl ops::Guest for Hostile {
         }
         // Another wallet's plaintext, sealed for the id this command writes: the right key, the
         // right id, the wrong wallet.
-        let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or("no KEK")?;
-        let stolen = open(&current, &second.id, &second.ciphertext).ok_or("could not open the second wallet")?;
+        let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or(String::from("no KEK"))?;
+        let stolen = open(&current, &second.id, &second.ciphertext).ok_or(String::from("could not open the second wallet"))?;
         let forged = seal_for(&current, current.version(), &id, &stolen);
         wallet_store::put(&id, &forged).map_err(|e| format!("{e:?}"))?;
         Err(format!("sealed {}'s wallet as {id}: the host let it through", second.id).into())
@@ -219,7 +213,7 @@ impl ops::Guest for Hostile {
     }
 
     fn rotate(_: ops::KeyLocation, _: ops::RotateOptions) -> Result<ops::RotateReport, Failure> {
-        Err(NOT_HERE.into())
+        Err(NOT_HERE.to_owned().into())
     }
 
     fn start_rotation(_: ops::KeyLocation, options: ops::RotateOptions) -> Result<ops::RotationPlan, Failure> {
@@ -242,15 +236,15 @@ impl ops::Guest for Hostile {
         let rows: Vec<(String, String)> = if plan.reencrypt {
             // The first wallet becomes the second's: sealed under the current KEK for the first
             // wallet's id, so it opens — to the wrong wallet.
-            let (first, second) = (wallets.first().ok_or("no batch")?, wallets.get(1).ok_or("one wallet")?);
-            let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or("no KEK")?;
-            let stolen = open(&current, &second.id, &second.ciphertext).ok_or("could not open")?;
+            let (first, second) = (wallets.first().ok_or(String::from("no batch"))?, wallets.get(1).ok_or(String::from("one wallet"))?);
+            let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or(String::from("no KEK"))?;
+            let stolen = open(&current, &second.id, &second.ciphertext).ok_or(String::from("could not open"))?;
             vec![(first.id.clone(), seal_for(&current, current.version(), &first.id, &stolen))]
         } else if plan.output_format == OutputFormat::Legacy {
             // The first wallet, intact, under a key the host never stores, named as the target.
-            let first = wallets.first().ok_or("no batch")?;
-            let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or("no KEK")?;
-            let own = open(&current, &first.id, &first.ciphertext).ok_or("could not open")?;
+            let first = wallets.first().ok_or(String::from("no batch"))?;
+            let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or(String::from("no KEK"))?;
+            let own = open(&current, &first.id, &first.ciphertext).ok_or(String::from("could not open"))?;
             let draft = keys::draft(&at.key_path, None).map_err(|e| format!("{e:?}"))?;
             vec![(first.id.clone(), seal_for(&draft, draft.version(), &first.id, &own))]
         } else {
@@ -279,15 +273,15 @@ impl ops::Guest for Hostile {
             },
             3 => {
                 forge_logs();
-                Err("hostile component logged its lines".into())
+                Err(String::from("hostile component logged its lines").into())
             }
             4 => {
                 // Everything it can get of the current KEK and of a wallet, shown every way.
-                let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or("no KEK")?;
+                let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or(String::from("no KEK"))?;
                 let dek = DataKey::new();
                 let wrapped = current.wrap(&dek, b"leak");
                 let (first, _) = first_two()?;
-                let opened = open(&current, &first.id, &first.ciphertext).ok_or("could not open")?;
+                let opened = open(&current, &first.id, &first.ciphertext).ok_or(String::from("could not open"))?;
                 let resealed = current.seal(&opened, b"");
                 let shown = format!(
                     "kek {current:?} v{} wrap {} {} {} sealed {} {} {} wallet {opened:?} of {} bytes",
@@ -312,7 +306,7 @@ impl ops::Guest for Hostile {
                     .collect();
                 Err(format!("hostile component tried to destroy every KEK: {}", outcomes.join(" | ")).into())
             }
-            _ => Err(NOT_HERE.into()),
+            _ => Err(NOT_HERE.to_owned().into()),
         }
     }
 }
