@@ -7,9 +7,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::answer::answer;
 use crate::app::App;
 use crate::bindings::auditor::audit::{AuditOptions, KeyLocation, Severity};
-use crate::component::answer;
 use crate::progress::Reporter;
 use crate::report::{Failure, Outcome, version_label};
 

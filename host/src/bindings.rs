@@ -5,17 +5,24 @@
 //! function is a host failure that aborts the call, while WIT-level errors (`result<_, error>`)
 //! are answers the component handles.
 
-wasmtime::component::bindgen!({
-    world: "rotator",
-    path: "../wit",
-    imports: { default: async | trappable },
-    exports: { default: async },
-    // Key handles are the host's own values in the instance's resource table.
-    with: {
-        "rotor:kek/key-types.kek": crate::keyring::KekHandle,
-        "rotor:kek/key-types.data-key": crate::keyring::DataKeyHandle,
-        "rotor:kek/key-types.secret": crate::keyring::SecretHandle,
-    },
+/// `bindgen!` for one world of `wit/rotor.wit`, with the settings every world shares.
+macro_rules! world_bindings {
+    ($world:tt, { $($with:tt)* }) => {
+        wasmtime::component::bindgen!({
+            world: $world,
+            path: "../wit",
+            imports: { default: async | trappable },
+            exports: { default: async },
+            with: { $($with)* },
+        });
+    };
+}
+
+// Key handles are the host's own values in the instance's resource table.
+world_bindings!("rotator", {
+    "rotor:kek/key-types.kek": crate::keyring::KekHandle,
+    "rotor:kek/key-types.data-key": crate::keyring::DataKeyHandle,
+    "rotor:kek/key-types.secret": crate::keyring::SecretHandle,
 });
 
 pub use self::exports::rotor::kek::operations;
@@ -26,18 +33,12 @@ pub use self::rotor::kek::{
 /// The `auditor` world. Interfaces it shares with `rotator` are the same Rust types, so one
 /// host implementation serves both worlds.
 pub mod auditor {
-    wasmtime::component::bindgen!({
-        world: "auditor",
-        path: "../wit",
-        imports: { default: async | trappable },
-        exports: { default: async },
-        with: {
-            "rotor:kek/key-types": super::key_types,
-            "rotor:kek/wallet-types": super::wallet_types,
-            "rotor:kek/journal-types": super::journal_types,
-            "rotor:kek/types": super::types,
-            "rotor:kek/report": super::report,
-        },
+    world_bindings!("auditor", {
+        "rotor:kek/key-types": super::key_types,
+        "rotor:kek/wallet-types": super::wallet_types,
+        "rotor:kek/journal-types": super::journal_types,
+        "rotor:kek/types": super::types,
+        "rotor:kek/report": super::report,
     });
 
     pub use self::exports::rotor::kek::audit;

@@ -5,11 +5,12 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre};
 use wasmtime::{CallHook, Config, Engine, Store, UpdateDeadline};
 
+use crate::answer::{Answer, explain};
 use crate::bindings::auditor::audit::{self, AuditOptions, AuditReport};
 use crate::bindings::auditor::{Auditor, AuditorPre};
 use crate::bindings::operations::{
@@ -18,11 +19,11 @@ use crate::bindings::operations::{
 };
 use crate::bindings::types::Failure;
 use crate::bindings::{Rotator, RotatorPre};
-use crate::capabilities::{RunState, SecretHandle, WriteRefused};
+use crate::capabilities::{RunState, SecretHandle};
 use crate::component_cache::{CacheOutcome, ComponentCache};
 use crate::fit;
 use crate::inspect::{Inspection, World};
-use crate::limits::{self, CallBound, EPOCH_TICK, Limits};
+use crate::limits::{CallBound, EPOCH_TICK, Limits};
 use rotor_codec::{Kek, Plaintext};
 use wasmtime::component::Resource;
 use zeroize::Zeroizing;
@@ -185,31 +186,34 @@ impl Sandbox {
 
     /// A rotation component, checked against the `rotator` world and linked.
     pub fn rotator(&self, source: &ComponentSource) -> anyhow::Result<Runtime> {
-        let (component, inspection) = self.compile(source)?;
-        inspection.require(&source.origin, World::Rotator)?;
-        let pre = fit::world_linker(&self.engine, World::Rotator)?
-            .instantiate_pre(&component)
-            .and_then(RotatorPre::new)
-            .map_err(anyhow::Error::from)
-            .with_context(|| {
-                format!("component {} does not fit rotor's world {}", source.origin, World::Rotator.name())
-            })?;
+        let pre = self.link(source, World::Rotator, RotatorPre::new)?;
         Ok(Runtime { engine: self.engine.clone(), pre })
     }
 
     /// An audit component, checked against the read-only `auditor` world and linked with its
     /// imports only: the write functions are not in the linker at all.
     pub fn auditor(&self, source: &ComponentSource) -> anyhow::Result<AuditRuntime> {
+        let pre = self.link(source, World::Auditor, AuditorPre::new)?;
+        Ok(AuditRuntime { engine: self.engine.clone(), pre })
+    }
+
+    /// Compiles `source`, checks it against `world` and links it with that world's imports
+    /// only; `typed` makes the world's typed pre-instance.
+    fn link<P>(
+        &self,
+        source: &ComponentSource,
+        world: World,
+        typed: impl FnOnce(InstancePre<RunState>) -> wasmtime::Result<P>,
+    ) -> anyhow::Result<P> {
         let (component, inspection) = self.compile(source)?;
-        inspection.require(&source.origin, World::Auditor)?;
-        let pre = fit::world_linker(&self.engine, World::Auditor)?
+        inspection.require(&source.origin, world)?;
+        fit::world_linker(&self.engine, world)?
             .instantiate_pre(&component)
-            .and_then(AuditorPre::new)
+            .and_then(typed)
             .map_err(anyhow::Error::from)
             .with_context(|| {
-                format!("component {} does not fit rotor's world {}", source.origin, World::Auditor.name())
-            })?;
-        Ok(AuditRuntime { engine: self.engine.clone(), pre })
+                format!("component {} does not fit rotor's world {}", source.origin, world.name())
+            })
     }
 }
 
@@ -271,31 +275,6 @@ impl AuditRuntime {
         let mut store = limited_store(&self.engine, state);
         let bindings = self.pre.instantiate_async(&mut store).await?;
         Ok(AuditInstance { store, bindings })
-    }
-}
-
-/// What a failed call means to the operator: a limit or a refused write is the host's own
-/// verdict and is stated as such; anything else is the component's failure, with the trap.
-pub fn explain(error: wasmtime::Error) -> anyhow::Error {
-    if let Some(limit) = limits::exceeded(&error) {
-        return anyhow::anyhow!("the component was stopped: {limit}");
-    }
-    if let Some(failed) = error.downcast_ref::<WriteRefused>() {
-        return anyhow::anyhow!("the component was stopped: {failed}");
-    }
-    anyhow::Error::from(error).context("the component failed")
-}
-
-/// One call's answer: the outer `Err` is a trap or host failure (see [`explain`]), the inner
-/// `Err` the component's own failure, of a kind and in its words.
-pub type Answer<T> = anyhow::Result<Result<T, Failure>>;
-
-impl Failure {
-    /// The component's words.
-    pub fn message(&self) -> &str {
-        match self {
-            Failure::Refused(why) | Failure::Inconsistent(why) | Failure::Unavailable(why) => why,
-        }
     }
 }
 
@@ -415,51 +394,9 @@ impl AuditInstance {
     }
 }
 
-/// A component's inner error is its own message: show it as the command's error, as
-/// [`component_message`] prints it. (The outer one already says why the call failed: see
-/// `component::explain`.)
-pub fn answer<T>(result: Answer<T>) -> anyhow::Result<T> {
-    result?.map_err(|failure| anyhow!(component_message(failure.message())))
-}
-
-/// Longest component error message printed, escaped.
-pub const MAX_MESSAGE_BYTES: usize = 16 << 10;
-
-/// A component's error message as the host prints it: each line escaped as its log lines are
-/// (control characters shown, not obeyed), every line after the first indented so that none
-/// can pass for a line of the host's, and cut at [`MAX_MESSAGE_BYTES`].
-pub fn component_message(message: &str) -> String {
-    let mut printed = String::with_capacity(message.len().min(MAX_MESSAGE_BYTES) + 64);
-    for (n, line) in message.split('\n').enumerate() {
-        if n > 0 {
-            printed.push_str(if line.starts_with("  ") { "\n" } else { "\n  " });
-        }
-        printed.push_str(&crate::capabilities::report::one_line(line));
-        if printed.len() > MAX_MESSAGE_BYTES {
-            let cut = printed.floor_char_boundary(MAX_MESSAGE_BYTES);
-            printed.truncate(cut);
-            printed.push_str("… [cut: the component's message is longer than 16 KiB]");
-            break;
-        }
-    }
-    printed
-}
-
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
-
-    #[test]
-    fn a_components_error_message_cannot_pass_for_the_hosts_lines() {
-        let forged = "refused\nINFO rotor: rotation finished\r\x1b[2K\n  listed wallet";
-        assert_eq!(
-            super::component_message(forged),
-            "refused\n  INFO rotor: rotation finished\\r\\u{1b}[2K\n  listed wallet"
-        );
-        let long = super::component_message(&"x\n".repeat(20_000));
-        assert!(long.len() < super::MAX_MESSAGE_BYTES + 100, "{} bytes", long.len());
-        assert!(long.ends_with("longer than 16 KiB]"), "{long}");
-    }
 
     use super::{ComponentSource, Sandbox, World};
     use crate::fit;

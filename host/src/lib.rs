@@ -11,7 +11,8 @@
 //! * [`capabilities`]: one module per WIT import, each with its context, `Host` impls and
 //!   `add_to_linker`.
 //! * the runner: [`app`] (what every command opens), [`component`] (compiling, linking and
-//!   instantiating, with [`component_cache`], [`inspect`] and [`fit`]), [`bindings`].
+//!   instantiating, with [`component_cache`], [`inspect`] and [`fit`]), [`answer`] (what a
+//!   call came to, for the operator), [`bindings`].
 //! * command support: [`report`], [`metrics`], [`shutdown`], [`durations`], [`progress`].
 //! * commands: [`rotation`], [`validate`], [`abort`], [`audit`], [`status`], [`history`],
 //!   [`demo`] (with the OpenBao dev server and the legacy wallets it starts from), [`exporter`] (`rotor serve`), [`bench`].
@@ -21,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod abort;
+pub mod answer;
 pub mod app;
 pub mod audit;
 pub mod bench;

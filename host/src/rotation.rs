@@ -14,11 +14,11 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use tokio::task::JoinSet;
 
+use crate::answer::answer;
 use crate::app::App;
 use crate::bindings::operations::{MoveReport, RotateOptions, RotateReport, RotationPlan};
 use crate::bindings::types::{OutputFormat, WalletFailure};
 use crate::component::Instance;
-use crate::component::answer;
 use crate::coordination::{Batches, Walk, WalkSpec, WorkerBatches};
 use crate::grants::Access;
 use crate::progress::Reporter;

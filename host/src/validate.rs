@@ -10,11 +10,11 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::task::JoinSet;
 
+use crate::answer::answer;
 use crate::app::App;
 use crate::bindings::operations::ValidateReport;
 use crate::bindings::types::{VersionCount, WalletFailure};
 use crate::component::Instance;
-use crate::component::answer;
 use crate::coordination::{Batches, SharedScan};
 use crate::grants::Access;
 use crate::plan::RunPlan;

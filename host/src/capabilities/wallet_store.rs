@@ -242,68 +242,78 @@ fn check_skip_prefix(prefix: Option<&str>) -> Result<(), wallet_store::Error> {
 
 impl wallet_types::Host for WalletStoreView<'_> {}
 
-impl wallet_store::Host for WalletStoreView<'_> {
-    async fn count(&mut self) -> wasmtime::Result<Result<u64, wallet_store::Error>> {
-        Ok(self.store.database.count().await.map_err(store_error))
-    }
+/// The reads `wallet-store` and `wallet-reader` share: written once, expanded into both `Host`
+/// impls, so the auditor's read-only interface makes exactly the same checked calls.
+macro_rules! wallet_reads {
+    () => {
+        async fn count(&mut self) -> wasmtime::Result<Result<u64, wallet_store::Error>> {
+            Ok(self.store.database.count().await.map_err(store_error))
+        }
 
-    async fn scan(
-        &mut self,
-        after: Option<String>,
-        limit: u32,
-        skip_prefix: Option<String>,
-    ) -> wasmtime::Result<Result<Vec<wallet_store::Wallet>, wallet_store::Error>> {
-        let limit = limit.min(self.store.limits.max_batch_rows);
-        if limit == 0 {
-            return Ok(Ok(Vec::new()));
+        async fn scan(
+            &mut self,
+            after: Option<String>,
+            limit: u32,
+            skip_prefix: Option<String>,
+        ) -> wasmtime::Result<Result<Vec<wallet_store::Wallet>, wallet_store::Error>> {
+            let limit = limit.min(self.store.limits.max_batch_rows);
+            if limit == 0 {
+                return Ok(Ok(Vec::new()));
+            }
+            if let Err(refused) = check_skip_prefix(skip_prefix.as_deref()) {
+                return Ok(Err(refused));
+            }
+            // The component's cursor is the last wallet it is handed: odd rows (recorded, not
+            // handed out) after it are read again on its next call, and a page of odd rows only
+            // must not look like the end of the table, so read on until a wallet or the end.
+            let store = &mut *self.store;
+            let mut after = after;
+            loop {
+                let page = match store
+                    .database
+                    .checked_scan(after.as_deref(), None, limit, skip_prefix.as_deref(), &store.odd_rows)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => return Ok(Err(store_error(e))),
+                };
+                if !page.rows.is_empty() || page.fetched < limit as usize {
+                    return Ok(Ok(to_wit(page.rows)));
+                }
+                after = page.last_id;
+            }
         }
-        if let Err(refused) = check_skip_prefix(skip_prefix.as_deref()) {
-            return Ok(Err(refused));
-        }
-        // The component's cursor is the last wallet it is handed: odd rows (recorded, not
-        // handed out) after it are read again on its next call, and a page of odd rows only
-        // must not look like the end of the table, so read on until a wallet or the end.
-        let store = &mut *self.store;
-        let mut after = after;
-        loop {
-            let page = match store
+
+        async fn version_counts(
+            &mut self,
+        ) -> wasmtime::Result<Result<Vec<(String, u64)>, wallet_store::Error>> {
+            Ok(self
+                .store
                 .database
-                .checked_scan(after.as_deref(), None, limit, skip_prefix.as_deref(), &store.odd_rows)
+                .version_counts()
                 .await
-            {
-                Ok(page) => page,
-                Err(e) => return Ok(Err(store_error(e))),
-            };
-            if !page.rows.is_empty() || page.fetched < limit as usize {
-                return Ok(Ok(to_wit(page.rows)));
-            }
-            after = page.last_id;
+                .map(|counts| counts.into_iter().collect())
+                .map_err(store_error))
         }
-    }
 
-    async fn version_counts(&mut self) -> wasmtime::Result<Result<Vec<(String, u64)>, wallet_store::Error>> {
-        Ok(self
-            .store
-            .database
-            .version_counts()
-            .await
-            .map(|counts| counts.into_iter().collect())
-            .map_err(store_error))
-    }
+        /// A row holding no text ciphertext is recorded as odd and answered as absent: there is
+        /// no wallet in it to open or move.
+        async fn get(&mut self, id: String) -> wasmtime::Result<Result<Option<String>, wallet_store::Error>> {
+            Ok(match self.store.database.checked_get(&id).await {
+                Ok(Some(Ok(ciphertext))) => Ok(Some(ciphertext)),
+                Ok(Some(Err(odd))) => {
+                    self.store.odd_rows.record(odd);
+                    Ok(None)
+                }
+                Ok(None) => Ok(None),
+                Err(e) => Err(store_error(e)),
+            })
+        }
+    };
+}
 
-    /// A row holding no text ciphertext is recorded as odd and answered as absent: there is
-    /// no wallet in it to open or move.
-    async fn get(&mut self, id: String) -> wasmtime::Result<Result<Option<String>, wallet_store::Error>> {
-        Ok(match self.store.database.checked_get(&id).await {
-            Ok(Some(Ok(ciphertext))) => Ok(Some(ciphertext)),
-            Ok(Some(Err(odd))) => {
-                self.store.odd_rows.record(odd);
-                Ok(None)
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(store_error(e)),
-        })
-    }
+impl wallet_store::Host for WalletStoreView<'_> {
+    wallet_reads!();
 
     async fn put(
         &mut self,
@@ -445,28 +455,9 @@ impl WalletStoreView<'_> {
     }
 }
 
-// The auditor's read-only interface: the same checked calls as their read-write counterparts.
+// The auditor's read-only interface.
 impl wallet_reader::Host for WalletStoreView<'_> {
-    async fn count(&mut self) -> wasmtime::Result<Result<u64, wallet_store::Error>> {
-        wallet_store::Host::count(self).await
-    }
-
-    async fn version_counts(&mut self) -> wasmtime::Result<Result<Vec<(String, u64)>, wallet_store::Error>> {
-        wallet_store::Host::version_counts(self).await
-    }
-
-    async fn scan(
-        &mut self,
-        after: Option<String>,
-        limit: u32,
-        skip_prefix: Option<String>,
-    ) -> wasmtime::Result<Result<Vec<wallet_store::Wallet>, wallet_store::Error>> {
-        wallet_store::Host::scan(self, after, limit, skip_prefix).await
-    }
-
-    async fn get(&mut self, id: String) -> wasmtime::Result<Result<Option<String>, wallet_store::Error>> {
-        wallet_store::Host::get(self, id).await
-    }
+    wallet_reads!();
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ use rotor_codec::Kek;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::answer::answer;
 use crate::app::{App, Settings};
-use crate::component::answer;
 use crate::grants::Access;
 use crate::plan::{BatchSize, RunPlan};
 use crate::progress::Reporter;

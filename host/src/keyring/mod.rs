@@ -11,13 +11,15 @@
 //! * `<key-path>-archive/<unix-ms>`, field `key`: the seed script's archives of old KEKs.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
-use rotor_codec::{DataKey, Format, Kek, Plaintext};
+use rotor_codec::{Format, Kek, Plaintext};
 use zeroize::Zeroizing;
 
 use crate::store::Database;
+
+mod handles;
+pub use self::handles::{DataKeyHandle, HeldKek, KekHandle, SecretHandle};
 use crate::vault::{KvBackend, KvData, KvMetadata, KvSecret, VaultError};
 
 /// Field that holds the hex KEK, in the current path and in archives.
@@ -54,78 +56,6 @@ impl KeyError {
     }
 }
 
-/// One KEK version as the host holds it.
-#[derive(Clone)]
-pub struct HeldKek {
-    /// The version its ciphertexts name; 0 for a seed archive's key, which has none.
-    pub version: u32,
-    /// The key itself; never handed to a component.
-    pub kek: Arc<Kek>,
-    /// Read from KV's version history only: rotor's archive lacks it.
-    pub from_history: bool,
-    /// Made for a dry run and never stored: no write may be under it.
-    pub draft: bool,
-}
-
-impl fmt::Debug for HeldKek {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HeldKek")
-            .field("version", &self.version)
-            .field("draft", &self.draft)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A KEK version, as a component holds it: a handle in its instance's resource table.
-pub struct KekHandle(HeldKek);
-
-impl KekHandle {
-    /// A handle on `held`.
-    pub fn new(held: HeldKek) -> KekHandle {
-        KekHandle(held)
-    }
-
-    /// The KEK it stands for.
-    pub fn held(&self) -> &HeldKek {
-        &self.0
-    }
-}
-
-/// A data key, as a component holds it.
-pub struct DataKeyHandle(DataKey);
-
-impl DataKeyHandle {
-    /// A handle on `key`.
-    pub fn new(key: DataKey) -> DataKeyHandle {
-        DataKeyHandle(key)
-    }
-
-    /// The key it stands for.
-    pub fn key(&self) -> &DataKey {
-        &self.0
-    }
-}
-
-/// Decrypted bytes, as a component holds them.
-pub struct SecretHandle(Plaintext);
-
-impl SecretHandle {
-    /// Bytes handed into a component (`seal-wallet`'s plaintext, or what the host opened).
-    pub fn new(plaintext: Plaintext) -> SecretHandle {
-        SecretHandle(plaintext)
-    }
-
-    /// The bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// The bytes, for the host to show the operator (`open-wallet`).
-    pub fn into_plaintext(self) -> Plaintext {
-        self.0
-    }
-}
-
 /// The KEKs of one key path, read from Vault as they are first needed.
 pub struct KeyRing {
     kv: KvBackend,
@@ -142,16 +72,6 @@ pub struct KeyRing {
     /// last legacy wallet.
     legacy: Option<Vec<HeldKek>>,
     legacy_hit: usize,
-}
-
-impl fmt::Debug for KeyRing {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyRing")
-            .field("key_path", &self.key_path)
-            .field("current", &self.current)
-            .field("versions", &self.versions.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
-    }
 }
 
 /// Takes the KEK out of a secret's data.
