@@ -144,7 +144,7 @@ async fn node_and_rotor_read_each_others_wallets() {
     node_test(&world, "examples/wallet-service", "test/wallet-service.test.js", &[]);
 }
 
-/// An application's token with policies/rotor-app.hcl alone (and one with the seed's plain
+/// An application's token with the policy `rotor policy app` prints alone (and one with the seed's plain
 /// `read` on the key path): `Keyring.fromVault()` loads every KEK version after two rotations,
 /// opens every wallet, and Vault refuses it every write (bindings/js/test/app-policy.test.js).
 /// Nothing in Vault or the table changed but what the test itself did (KV version 1 destroyed,
@@ -158,7 +158,12 @@ async fn app_policy_reads_every_version_and_writes_nothing() {
     let keks_before: Vec<String> =
         archived_keks(&world).await.iter().map(|kek| kek.to_hex().to_string()).collect();
 
-    node_test(&world, "bindings/js", "test/app-policy.test.js", &[("ROTOR_JS_FIXTURE", &fixture)]);
+    let policy = world.rotor().args(["policy", "app"]).output().unwrap();
+    assert_success(&policy);
+    let policy_file = world.scratch.join("rotor-app.hcl");
+    std::fs::write(&policy_file, &policy.stdout).unwrap();
+    let env = [("ROTOR_JS_FIXTURE", fixture.as_path()), ("ROTOR_APP_POLICY_FILE", policy_file.as_path())];
+    node_test(&world, "bindings/js", "test/app-policy.test.js", &env);
 
     let vault = world.vault_client();
     let current = vault.read("ibn/encryption-key", None).await.unwrap().unwrap();

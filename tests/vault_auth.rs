@@ -1,5 +1,5 @@
-//! Logging in to a real OpenBao as an operator's deployment would: AppRole with the policies in
-//! `policies/`, token renewal and new logins during long runs, TLS with VAULT_CACERT and
+//! Logging in to a real OpenBao as an operator's deployment would: AppRole with the policies
+//! `rotor policy` prints, token renewal and new logins during long runs, TLS with VAULT_CACERT and
 //! VAULT_SKIP_VERIFY, and the seed's WALLET_ENCRYPTION_KEY fallback (read-only).
 
 use std::process::Command;
@@ -13,10 +13,13 @@ use rotor_testkit::{Kind, World, assert_success, failure, json, json_success, te
 use serde_json::json;
 use zeroize::Zeroizing;
 
-/// Writes a policy file from `policies/` into OpenBao.
-async fn write_policy(world: &World, name: &str) {
-    let path = format!("{}/../policies/{name}.hcl", env!("CARGO_MANIFEST_DIR"));
-    let policy = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+/// Installs the policy `rotor policy <role>` prints in OpenBao, as `rotor-<role>`.
+async fn write_policy(world: &World, role: &str) {
+    let out = world.rotor().args(["policy", role]).output().unwrap();
+    assert_success(&out);
+    let policy = text(&out.stdout);
+    assert!(policy.starts_with(&format!("# rotor-{role}: ")), "{policy}");
+    let name = format!("rotor-{role}");
     world.vault_admin(Method::POST, &format!("sys/policies/acl/{name}"), json!({ "policy": policy })).await;
 }
 
@@ -42,6 +45,17 @@ async fn role(world: &World, name: &str, policy: &str, ttl: &str, max_ttl: &str)
         role_id["data"]["role_id"].as_str().unwrap().to_owned(),
         secret_id["data"]["secret_id"].as_str().unwrap().to_owned(),
     )
+}
+
+/// A world with a KEK and an AppRole role `name` holding the auditor policy only, whose tokens
+/// live `ttl` and at most `max_ttl`; the role's (role_id, secret_id).
+async fn auditor_role(name: &str, ttl: &str, max_ttl: &str) -> (World, String, String) {
+    let world = World::new(Kind::Sqlite).await;
+    world.migrate_kek(&Kek::generate().unwrap());
+    write_policy(&world, "auditor").await;
+    enable_approle(&world).await;
+    let (role_id, secret_id) = role(&world, name, "rotor-auditor", ttl, max_ttl).await;
+    (world, role_id, secret_id)
 }
 
 /// A client of the Vault at `addr` that logs in through AppRole at `approle/`.
@@ -72,8 +86,8 @@ fn rotor_as(world: &World, (role_id, secret_id): &(String, String)) -> Command {
 async fn approle_runner_rotates_and_auditor_only_reads() {
     let (world, kek) = World::with_kek(Kind::Sqlite).await;
     let expected = world.enroll_legacy(&kek, 40).await;
-    write_policy(&world, "rotor-runner").await;
-    write_policy(&world, "rotor-auditor").await;
+    write_policy(&world, "runner").await;
+    write_policy(&world, "auditor").await;
     enable_approle(&world).await;
     let runner = role(&world, "rotor-runner", "rotor-runner", "5m", "1h").await;
     let auditor = role(&world, "rotor-auditor", "rotor-auditor", "5m", "1h").await;
@@ -88,7 +102,7 @@ async fn approle_runner_rotates_and_auditor_only_reads() {
     eprintln!("rotor rotate as auditor (exit {code}):\n{stderr}");
     assert_eq!(code, 1);
     assert!(stderr.contains("permission denied on secret/data/ibn/encryption-key"), "{stderr}");
-    assert!(stderr.contains("create, update") && stderr.contains("rotor-runner.hcl"), "{stderr}");
+    assert!(stderr.contains("create, update") && stderr.contains("`rotor policy runner`"), "{stderr}");
     assert!(!stderr.contains(&auditor.1), "the secret ID leaked: {stderr}");
     let (_, status) = json(world.rotor().arg("status"));
     assert_eq!(status["unfinished"], json!(null), "{status:#}");
@@ -135,11 +149,7 @@ async fn approle_runner_rotates_and_auditor_only_reads() {
 /// again on the next request).
 #[tokio::test(flavor = "multi_thread")]
 async fn approle_token_is_renewed_and_replaced() {
-    let world = World::new(Kind::Sqlite).await;
-    world.migrate_kek(&Kek::generate().unwrap());
-    write_policy(&world, "rotor-auditor").await;
-    enable_approle(&world).await;
-    let (role_id, secret_id) = role(&world, "short", "rotor-auditor", "4s", "10s").await;
+    let (world, role_id, secret_id) = auditor_role("short", "4s", "10s").await;
     let vault = approle_client(world.vault.addr(), role_id, secret_id);
     vault.check().await.unwrap();
     assert_eq!(vault.token_stats().logins, 1);
@@ -174,11 +184,7 @@ async fn approle_token_is_renewed_and_replaced() {
 /// lock the renewer already held, and every later request waited for ever.
 #[tokio::test(flavor = "multi_thread")]
 async fn approle_renewal_refused_with_a_bare_403_logs_in_again() {
-    let world = World::new(Kind::Sqlite).await;
-    world.migrate_kek(&Kek::generate().unwrap());
-    write_policy(&world, "rotor-auditor").await;
-    enable_approle(&world).await;
-    let (role_id, secret_id) = role(&world, "refused", "rotor-auditor", "4s", "1h").await;
+    let (world, role_id, secret_id) = auditor_role("refused", "4s", "1h").await;
     let proxy = FaultProxy::start(world.vault.addr());
     let vault = approle_client(&proxy.addr(), role_id, secret_id);
     vault.check().await.unwrap();
@@ -294,7 +300,7 @@ async fn seed_env_kek_is_read_only() {
 async fn short_lived_token_is_renewed() {
     let world = World::new(Kind::Sqlite).await;
     world.migrate_kek(&Kek::generate().unwrap());
-    write_policy(&world, "rotor-auditor").await;
+    write_policy(&world, "auditor").await;
     let created = world
         .vault_admin(
             Method::POST,

@@ -98,7 +98,7 @@ export class Keyring {
 
   /**
    * Reads the KEKs from Vault with rotor's layout (see {@link loadKeks}): the current one, then
-   * each older version by number. A token with `read` only is enough (policies/rotor-app.hcl).
+   * each older version by number. A token with `read` only is enough (`rotor policy app`).
    */
   static async fromVault(options: VaultOptions = {}): Promise<Keyring> {
     return new Keyring(await loadKeks(options));

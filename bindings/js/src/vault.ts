@@ -9,7 +9,7 @@
  * - `<key-path>-archive/<unix-ms>`, field `key`: the seed script's archives (legacy wallets only).
  *
  * Older versions are read by number (1 to the current one), so a token that may only `read`
- * (policies/rotor-app.hcl, or a policy with `read` on `<key-path>` alone) loads every version it
+ * (the policy `rotor policy app` prints, or one with `read` on `<key-path>` alone) loads every version it
  * can reach. Only the seed's archives, whose names are timestamps, need `list`; without it they
  * are left out, which only matters for legacy wallets from before rotor's first rotation.
  */
@@ -28,7 +28,7 @@ export interface VaultOptions {
   fetch?: typeof fetch;
   /**
    * List `<key-path>-archive/` for the seed script's archives. Default: true. A token without
-   * `list` there (policies/rotor-app.hcl) is refused, which is harmless but shows in Vault's
+   * `list` there (as under the policy `rotor policy app` prints) is refused, which is harmless but shows in Vault's
    * audit log: pass `false` once no legacy wallet from before rotor's first rotation remains.
    */
   seedArchives?: boolean;
@@ -176,7 +176,7 @@ export async function loadKeks(options: VaultOptions = {}): Promise<VaultKeks> {
         version,
         `Vault refused this token \`read\` on ${where(`data/${archive}/v${version}`)} and version ${version} ` +
           `is no longer in the KV history of ${where(keyPath)}: grant \`read\` on ${where(`data/${archive}/*`)} ` +
-          `(policies/rotor-app.hcl)`,
+          `(\`rotor policy app\` prints such a policy)`,
       );
     } else {
       unavailable.set(

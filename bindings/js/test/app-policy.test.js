@@ -1,5 +1,5 @@
 // An application's Vault token against a real OpenBao, set up by tests/js_package.rs: a token with
-// policies/rotor-app.hcl alone, and one with the seed's plain `read` on the key path, open wallets
+// the policy `rotor policy app` prints alone, and one with the seed's plain `read` on the key path, open wallets
 // of every KEK version after rotations, and neither can change a KEK.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 
 import { Keyring, RotorCodecError, inspect, loadKeks } from '../dist/index.js';
 
-const { ROTOR_JS_FIXTURE, VAULT_ADDR, VAULT_TOKEN } = process.env;
-if (!ROTOR_JS_FIXTURE || !VAULT_ADDR || !VAULT_TOKEN) {
+const { ROTOR_JS_FIXTURE, ROTOR_APP_POLICY_FILE, VAULT_ADDR, VAULT_TOKEN } = process.env;
+if (!ROTOR_JS_FIXTURE || !ROTOR_APP_POLICY_FILE || !VAULT_ADDR || !VAULT_TOKEN) {
   throw new Error(
     'this file needs the OpenBao and wallets that tests/js_package.rs sets up: run `cargo test --release --test js_package`',
   );
@@ -45,7 +45,7 @@ async function tokenWith(name, policy) {
 
 const appToken = await tokenWith(
   'rotor-app',
-  readFileSync(new URL('../../../policies/rotor-app.hcl', import.meta.url), 'utf8'),
+  readFileSync(ROTOR_APP_POLICY_FILE, 'utf8'),
 );
 // What the seed's application had: `read` on the key path, nothing else.
 const seedToken = await tokenWith('seed-app', `path "${KEY}" { capabilities = ["read"] }`);
@@ -60,7 +60,7 @@ function opensEveryRotorWallet(keyring) {
   assert.deepEqual([...versions].sort(), [0, 1, 2, 3], 'legacy and envelopes of v1 to v3');
 }
 
-test('rotor-app.hcl alone: every KEK version loads and every rotor wallet opens', async () => {
+test('the app policy alone: every KEK version loads and every rotor wallet opens', async () => {
   const keyring = await Keyring.fromVault({ token: appToken });
   assert.equal(keyring.currentVersion, fixture.current);
   assert.deepEqual(keyring.versions, [1, 2, 3]);
@@ -81,7 +81,7 @@ test('rotor-app.hcl alone: every KEK version loads and every rotor wallet opens'
   assert.equal(keks.unavailable.size, 0);
 });
 
-test('rotor-app.hcl alone: Vault refuses every write, listing and other secrets', async () => {
+test('the app policy alone: Vault refuses every write, listing and other secrets', async () => {
   const before = await vault(VAULT_TOKEN, 'GET', KEY);
   const kek = { data: { key: 'ab'.repeat(32) } };
   const refused = [
@@ -141,7 +141,7 @@ test('a version gone from the KV history: read from the archive, or named with t
       error instanceof RotorCodecError &&
       error.message.includes('no KEK version 1 in this keyring') &&
       error.message.includes('grant `read` on secret/data/ibn/encryption-key-archive/*') &&
-      error.message.includes('policies/rotor-app.hcl') &&
+      error.message.includes('`rotor policy app`') &&
       !/[0-9a-f]{64}/.test(error.message),
   );
 });

@@ -7,7 +7,7 @@
  * so a wallet newer than the cache makes the service reload from Vault once, and older wallets
  * (not moved yet, or restored from a backup) open with the archived keys.
  *
- * Its Vault token needs only policies/rotor-app.hcl (read the KEK and rotor's archive).
+ * Its Vault token needs only the policy `rotor policy app` prints (read the KEK and rotor's archive).
  *
  * The seed fell back to WALLET_ENCRYPTION_KEY when Vault had no key. That fallback is gone on
  * purpose: once rotor rotates, the environment's key is stale, and sealing under it would write

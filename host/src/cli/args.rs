@@ -10,6 +10,7 @@ use crate::bindings::types;
 use crate::plan::BatchSize;
 use crate::rotation::RotateRequest;
 use crate::terminal::LogFormat;
+use crate::vault::PolicyRole;
 
 const AFTER_HELP: &str = "\
 Vault is reached as the Vault CLI does: VAULT_ADDR (default http://127.0.0.1:8200), VAULT_TOKEN
@@ -18,8 +19,8 @@ approle; the token is renewed during long runs), VAULT_NAMESPACE, VAULT_CACERT, 
 (only when set to true; insecure). The KEK is field `key` (64 hex characters) of
 <kv-mount>/<key-path>; rotor keeps every KEK version at <key-path>-archive/v<N>. Without any Vault
 credentials, `validate` and `open` read the seed's WALLET_ENCRYPTION_KEY (read-only, with a
-warning); nothing else does. policies/ holds the Vault policies for a runner, an auditor and
-an application that only reads KEKs.
+warning); nothing else does. `rotor policy` prints the Vault policies for a runner, an auditor
+and an application that only reads KEKs.
 
 Exit codes:
   0  success (also a rotation skipped by --if-older-than)
@@ -172,6 +173,17 @@ pub enum Command {
     /// Check rotor.toml.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a least-privilege Vault policy for this configuration's KV mount and key path.
+    ///
+    /// Each path comes with a comment saying why it is granted. Install it with
+    /// `rotor policy runner | bao policy write rotor-runner -`. Before rotate, rollback and prune
+    /// change anything, rotor checks that its token holds what the runner policy grants.
+    Policy {
+        /// runner: rotate, rollback, prune, migrate-kek, seal and every read; auditor: validate,
+        /// status, history, open, audit, serve; app: an application's @rotor/codec Keyring.
+        #[arg(value_enum)]
+        role: PolicyArg,
+    },
     /// A Prometheus exporter: serves GET /metrics until stopped (SIGTERM or Ctrl-C).
     ///
     /// Refreshes the rotation journal, wallets per KEK version and the KEK's age every
@@ -325,6 +337,27 @@ pub struct RotateCommand {
     /// unfinished rotation is resumed whatever the KEK's age.
     #[arg(long, value_name = "AGE")]
     pub if_older_than: Option<humantime::Duration>,
+}
+
+/// Whom `rotor policy` writes a policy for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyArg {
+    /// rotate, rollback, prune, migrate-kek, seal and every read-only command.
+    Runner,
+    /// validate, status, history, open, audit and serve: reads only.
+    Auditor,
+    /// An application reading KEKs with @rotor/codec's Keyring: the KEK and its archive, read only.
+    App,
+}
+
+impl From<PolicyArg> for PolicyRole {
+    fn from(role: PolicyArg) -> Self {
+        match role {
+            PolicyArg::Runner => PolicyRole::Runner,
+            PolicyArg::Auditor => PolicyRole::Auditor,
+            PolicyArg::App => PolicyRole::App,
+        }
+    }
 }
 
 /// The wallet format a rotation writes.

@@ -19,10 +19,13 @@ use std::io::{Read, Write};
 
 use anyhow::{Context, anyhow};
 use clap::CommandFactory;
+use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::abort::Aborted;
+use crate::answer::answer;
 use crate::app::App;
-use crate::component::{ComponentSource, Sandbox, answer};
+use crate::component::{ComponentSource, Sandbox};
 use crate::grants::Access;
 use crate::inspect::Inspection;
 use crate::limits::Limits;
@@ -30,9 +33,9 @@ use crate::metrics::{Observed, Recorder, WalletCheck};
 use crate::progress::Reporter;
 use crate::report::{Outcome, print_json};
 use crate::shutdown::{Interrupted, Shutdown};
+use crate::status::Status;
 use crate::terminal::LogFormat;
-use crate::vault::KekUse;
-use crate::vault::VaultWrites;
+use crate::vault::{KekUse, PolicyRole, VaultWrites};
 
 use self::args::PlanFlags;
 use self::output::{Pruned, Sealed, print};
@@ -122,6 +125,14 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
                 eprintln!("error: {problems} problem(s) in the settings: see \"problems\" above");
             }
             Ok(if problems == 0 { Outcome::Success } else { Outcome::Problems })
+        }
+        Command::Policy { role } => {
+            let settings = global.settings()?;
+            let role = PolicyRole::from(*role);
+            let hcl = crate::vault::policy_hcl(role, &settings.kv_mount, &settings.key_path);
+            let printed = serde_json::json!({ "name": role.policy_name(), "policy": hcl });
+            print(global.json, &printed, || hcl.trim_end().to_owned());
+            Ok(Outcome::Success)
         }
         Command::Component(ComponentCommand::Inspect { path }) => {
             let inspection = component_inspect(path)?;
@@ -240,20 +251,8 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             print(global.json, &pruned, || pruned.human());
             Ok(if pruned.in_use.is_empty() { Outcome::Success } else { Outcome::WalletsFailed })
         }
-        Command::Abort => {
-            let app = open_app(global, true, PlanFlags::default()).await?;
-            let aborted = crate::abort::abort(&app).await?;
-            metrics.observe(&app, Observed::default()).await;
-            print(global.json, &aborted, || aborted.human());
-            Ok(Outcome::Success)
-        }
-        Command::Status => {
-            let app = open_app(global, false, PlanFlags::default()).await?;
-            let status = crate::status::status(&app).await?;
-            metrics.observe(&app, Observed::default()).await;
-            print(global.json, &status, || status.human());
-            Ok(Outcome::Success)
-        }
+        Command::Abort => host_only(global, metrics, true, crate::abort::abort, Aborted::human).await,
+        Command::Status => host_only(global, metrics, false, crate::status::status, Status::human).await,
         Command::History => {
             let app = open_app(global, false, PlanFlags::default()).await?;
             let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
@@ -314,6 +313,22 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             Ok(Outcome::Success)
         }
     }
+}
+
+/// A command the host answers from the journal and Vault alone, with no component: runs it,
+/// records the metrics and prints what it found. `migrate`: it may write the journal.
+async fn host_only<T: Serialize>(
+    global: &GlobalArgs,
+    metrics: &Recorder,
+    migrate: bool,
+    command: impl AsyncFnOnce(&App) -> anyhow::Result<T>,
+    human: impl FnOnce(&T) -> String,
+) -> anyhow::Result<Outcome> {
+    let app = open_app(global, migrate, PlanFlags::default()).await?;
+    let found = command(&app).await?;
+    metrics.observe(&app, Observed::default()).await;
+    print(global.json, &found, || human(&found));
+    Ok(Outcome::Success)
 }
 
 /// `rotor component inspect PATH`.

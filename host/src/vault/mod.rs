@@ -19,7 +19,8 @@
 //! * `identity`: whom Vault knows the token as ([`VaultIdentity`]);
 //! * `client`: [`VaultClient`], its checks before work starts;
 //! * `kv`: the KV v2 operations ([`KvSecret`], [`KvMetadata`]);
-//! * `policy`: what a command needs of the token's policies ([`require_policies`]);
+//! * `policy`: rotor's least-privilege policies ([`policy_hcl`]) and what a command needs of the
+//!   token's ([`require_policies`]);
 //! * `backend`: Vault, or the seed's KEK from the environment ([`KvSource`], [`KvBackend`]).
 
 mod auth;
@@ -40,5 +41,5 @@ pub use config::{AppRole, VaultAuth, VaultConfig};
 pub use error::VaultError;
 pub use identity::VaultIdentity;
 pub use kv::{KvData, KvMetadata, KvSecret, KvVersionMeta};
-pub use policy::{VaultWrites, require_policies};
+pub use policy::{PolicyRole, VaultWrites, policy_hcl, require_policies};
 pub use retry::{DEFAULT_RETRY_FOR, RETRY_FOR_VAR, Replay, Tries, parse_retry_for};
