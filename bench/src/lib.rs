@@ -6,12 +6,13 @@
 //! `rotor-bench` measures the `rotor` binary next to it ([`rotor_binary`]).
 //!
 //! It starts what it needs (an OpenBao dev server, SQLite files in a temporary folder, a fresh
-//! PostgreSQL database dropped afterwards), enrolls wallets of a realistic size natively, and
-//! for each size measures, per database: `rotor rotate` (re-wrap) and `rotate --reencrypt` run
-//! as the real command in a child process; the same walk with the crypto core compiled natively
-//! ([`native`]); the plain rewrite of the same rows ([`raw`]); then OpenBao Transit rewrapping
-//! as many ciphertexts ([`transit`]), `rotor validate`, and the start-up time of a command on a
-//! 10-wallet database. [`report`] turns the figures into the table, the ratios against the
+//! PostgreSQL database dropped afterwards), enrolls wallets of a realistic size natively in the
+//! seed's legacy layout, and for each size measures, per database: the first `rotor rotate`
+//! (from legacy), `rotor validate`, `rotor rotate` (re-wrap) and `rotate --reencrypt`, each run
+//! as the real command in a child process; the same rotations and a plain read-and-open with
+//! the crypto core compiled natively ([`native`]); the plain rewrite of the same rows ([`raw`]);
+//! then OpenBao Transit rewrapping as many ciphertexts ([`transit`]), and the start-up time of
+//! a command on a 10-wallet database. [`report`] turns the figures into the table, the ratios against the
 //! targets, JSON, and a chart ([`chart`]).
 
 // rotor's library under the names these modules used when they were part of it (`crate::store`
@@ -171,8 +172,9 @@ impl Bench<'_> {
     }
 
     /// Every per-database measurement at size `n`, in an order that keeps each one's input
-    /// valid: validate and the crypto ceiling read, the rotations write, the raw rewrite last
-    /// (it leaves garbage).
+    /// valid: the wallets start in the seed's legacy layout, which the first rotation moves to
+    /// rotor's envelope; validate and the sandbox ceiling read; the later rotations write; the
+    /// raw rewrites leave the rows as they found them.
     async fn database_setups(
         &self,
         report: &mut BenchReport,
@@ -185,7 +187,7 @@ impl Bench<'_> {
         self.store_first_kek(&key_path, &kek).await?;
         let database = Database::connect(url, WalletTable::default()).await?;
         let enrolled = Instant::now();
-        enroll(&database, &kek, n).await?;
+        enroll_legacy(&database, &kek, n).await?;
         tracing::info!(
             wallets = n,
             store = store.name(),
@@ -195,11 +197,21 @@ impl Bench<'_> {
 
         let workers = self.workers.to_string();
         let batch = self.batch_size.to_string();
+        // What every adopter runs first: the seed's rows, rewritten plainly, then rotated.
+        let (rewritten, took) = raw::rewrite_twice(&database, self.batch_size, 1000).await?;
+        report.record(Setup::RawRewriteLegacy, store.name(), n, rewritten, took, None);
+        let args = ["rotate", "--workers", &workers, "--batch-size", &batch];
+        let first: Reported = self.rotor(url, &key_path, &args).await?;
+        check_moved(&first, n, "the first rotor rotate, from legacy wallets")?;
+        report.record_run(Setup::RotateLegacy, store.name(), n, first.rotated, &first);
+
+        let validated: Reported =
+            self.rotor(url, &key_path, &["validate", "--workers", &workers, "--batch-size", &batch]).await?;
+        report.record_run(Setup::Validate, store.name(), n, validated.total, &validated);
+        let (_, current) = self.current_kek(&key_path).await?;
+        let (opened, took) = native::read_and_open(&database, current, self.workers).await?;
+        report.record(Setup::NativeOpen, store.name(), n, opened, took, None);
         if store == Store::Sqlite {
-            let validated: Reported = self
-                .rotor(url, &key_path, &["validate", "--workers", &workers, "--batch-size", &batch])
-                .await?;
-            report.record_run(Setup::Validate, store.name(), n, validated.total, &validated);
             // One instance opening and resealing every wallet in memory, writing nothing: the
             // rate of the component and the host's AES on one core, times the cores the workers
             // can use, is the ceiling of --reencrypt.
@@ -239,15 +251,7 @@ impl Bench<'_> {
 
         // The database's limit is its fastest plain rewrite: of the bench's batches, and of
         // the 1000-row transactions the limit was first measured with.
-        let mut fastest: Option<(u64, Duration)> = None;
-        let batches = if self.batch_size == 1000 { vec![1000] } else { vec![self.batch_size, 1000] };
-        for batch in batches {
-            let (rewritten, took) = raw::rewrite(&database, batch).await?;
-            if fastest.is_none_or(|(_, best)| took < best) {
-                fastest = Some((rewritten, took));
-            }
-        }
-        let (rewritten, took) = fastest.expect("measured at least once");
+        let (rewritten, took) = raw::rewrite_twice(&database, self.batch_size, 1000).await?;
         report.record(Setup::RawRewrite, store.name(), n, rewritten, took, None);
         Ok(())
     }
@@ -280,7 +284,7 @@ impl Bench<'_> {
         let kek = Kek::generate()?;
         self.store_first_kek(key_path, &kek).await?;
         let database = Database::connect(&url, WalletTable::default()).await?;
-        enroll(&database, &kek, 10).await?;
+        enroll_legacy(&database, &kek, 10).await?;
         let mut runs = Vec::new();
         for _ in 0..6 {
             let started = Instant::now();
@@ -403,9 +407,9 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
-/// `n` Fabric identities sealed natively in rotor's envelope under `kek` (version 1), inserted
-/// 10,000 at a time so that memory stays flat whatever `n`.
-async fn enroll(database: &Database, kek: &Kek, n: u64) -> anyhow::Result<()> {
+/// `n` Fabric identities sealed natively in the seed's legacy layout under `kek`, as the seed
+/// script left them, inserted 10,000 at a time so that memory stays flat whatever `n`.
+async fn enroll_legacy(database: &Database, kek: &Kek, n: u64) -> anyhow::Result<()> {
     const CHUNK: u64 = 10_000;
     let mut next = 0;
     while next < n {
@@ -413,7 +417,7 @@ async fn enroll(database: &Database, kek: &Kek, n: u64) -> anyhow::Result<()> {
         let rows = (next..upto)
             .map(|i| {
                 let id = format!("wallet-{i:08}");
-                let ciphertext = rotor_codec::seal(kek, 1, &id, &fabric_identity(&id))?;
+                let ciphertext = rotor_codec::seal_legacy(kek, &fabric_identity(&id))?;
                 Ok(WalletRow { id, ciphertext })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

@@ -1,8 +1,9 @@
-//! The bench's native baseline: the rotation's work with rotor's crypto core (`rotor-codec`)
-//! compiled into this process instead of running in the sandbox, over the same walk (key
-//! ranges, read-ahead, one worker per core), the same batches and the same compare-and-swap
-//! writes. What it saves is the cost of the sandbox: copying batches across the component
-//! boundary, and AES without AES-NI inside wasm.
+//! The bench's native baselines. [`rotate`]: the rotation's work with rotor's crypto core
+//! (`rotor-codec`) compiled into this process instead of running in the sandbox, over the same
+//! walk (key ranges, read-ahead, one worker per core), the same batches and the same
+//! compare-and-swap writes; what it saves is the cost of the sandbox (copying batches across the
+//! component boundary, calls into the host for each key operation, the host's check of every
+//! write). [`read_and_open`]: what `rotor validate` does, as the plainest program would.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,4 +96,44 @@ fn reseal(keys: &NativeKeys, reencrypt: bool, id: &str, ciphertext: &str) -> any
     } else {
         rotor_codec::rewrap(old, new, *to, id, ciphertext)?
     })
+}
+
+/// The plain read-and-open baseline of `rotor validate`: every row read in keyset pages of
+/// 1000 (the next page read while this one is opened) and opened with rotor-codec's native
+/// AES-GCM under `kek`, each page split across `workers` threads. No journal, no sandbox, no
+/// report of the rows that do not open: a wallet that does not open fails the baseline.
+/// Returns the wallets opened and the time taken.
+pub async fn read_and_open(database: &Database, kek: Kek, workers: usize) -> anyhow::Result<(u64, Duration)> {
+    const PAGE: u32 = 1000;
+    let started = Instant::now();
+    let kek = Arc::new(kek);
+    let read = |after: Option<String>| {
+        let database = database.clone();
+        tokio::spawn(async move { database.scan(after.as_deref(), PAGE).await })
+    };
+    let mut ahead = read(None);
+    let mut opened = 0;
+    loop {
+        let rows = ahead.await.context("reading ahead failed")??;
+        if rows.is_empty() {
+            break;
+        }
+        ahead = read(rows.last().map(|row| row.id.clone()));
+        let rows = Arc::new(rows);
+        let mut openers = JoinSet::new();
+        for first in 0..workers {
+            let (rows, kek) = (rows.clone(), kek.clone());
+            openers.spawn_blocking(move || -> anyhow::Result<u64> {
+                for row in rows.iter().skip(first).step_by(workers) {
+                    rotor_codec::open(&kek, &row.id, &row.ciphertext)
+                        .with_context(|| format!("wallet {} does not open", row.id))?;
+                }
+                Ok(rows.iter().skip(first).step_by(workers).len() as u64)
+            });
+        }
+        while let Some(joined) = openers.join_next().await {
+            opened += joined.context("an opening thread panicked")??;
+        }
+    }
+    Ok((opened, started.elapsed()))
 }

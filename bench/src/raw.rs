@@ -10,9 +10,22 @@ use std::time::{Duration, Instant};
 
 use crate::store::{Database, StoreError, WalletRow};
 
-/// Rewrites every row once; returns the rows rewritten and the time taken. The rows are no
-/// longer valid ciphertexts afterwards.
-pub async fn rewrite(database: &Database, batch_size: u32) -> Result<(u64, Duration), StoreError> {
+/// Rewrites every row twice, in batches of `first` and then of `second` rows, and returns the
+/// rows of one pass and the faster pass's time. The alteration undoes itself, so the rows hold
+/// what they held before: valid ciphertexts stay valid, and the rewrite can be measured on rows
+/// that are measured again afterwards.
+pub async fn rewrite_twice(
+    database: &Database,
+    first: u32,
+    second: u32,
+) -> Result<(u64, Duration), StoreError> {
+    let (rows, a) = rewrite(database, first).await?;
+    let (_, b) = rewrite(database, second).await?;
+    Ok((rows, a.min(b)))
+}
+
+/// Rewrites every row once; returns the rows rewritten and the time taken.
+async fn rewrite(database: &Database, batch_size: u32) -> Result<(u64, Duration), StoreError> {
     let started = Instant::now();
     let read = |after: Option<String>| {
         let database = database.clone();
@@ -34,11 +47,12 @@ pub async fn rewrite(database: &Database, batch_size: u32) -> Result<(u64, Durat
     Ok((rewritten, started.elapsed()))
 }
 
-/// Changes the last character to another ASCII one: different bytes, same length.
+/// Flips the case of the first ASCII letter: different bytes, same length, and applied twice
+/// the row as it was.
 fn alter(row: &mut WalletRow) {
-    let replacement = if row.ciphertext.ends_with('A') { 'B' } else { 'A' };
-    if row.ciphertext.pop().is_some() {
-        row.ciphertext.push(replacement);
+    if let Some(at) = row.ciphertext.find(|c: char| c.is_ascii_alphabetic()) {
+        let flipped = (row.ciphertext.as_bytes()[at] ^ 0x20) as char;
+        row.ciphertext.replace_range(at..=at, flipped.encode_utf8(&mut [0; 4]));
     }
 }
 
@@ -47,12 +61,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn alteration_changes_bytes_not_length() {
-        for original in ["rotor:v1:xyzA", "rotor:v1:xyz=", "Q"] {
+    fn alteration_changes_bytes_not_length_and_undoes_itself() {
+        for original in ["rotor:v1:xyzA", "+/9ab==", "Q"] {
             let mut row = WalletRow { id: "w".into(), ciphertext: original.into() };
             alter(&mut row);
             assert_eq!(row.ciphertext.len(), original.len());
             assert_ne!(row.ciphertext, original);
+            alter(&mut row);
+            assert_eq!(row.ciphertext, original);
         }
     }
 }

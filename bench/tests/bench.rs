@@ -31,6 +31,12 @@ async fn bench_measures_every_setup_and_cleans_up() {
 
     let table = text(&out.stdout);
     for row in [
+        "| rotor rotate, first (from legacy) | SQLite |",
+        "| rotor rotate, first (from legacy) | PostgreSQL |",
+        "| raw rewrite of legacy rows | PostgreSQL |",
+        "| rotor validate | PostgreSQL |",
+        "| native read-and-open | SQLite |",
+        "| native read-and-open | PostgreSQL |",
         "| rotor rotate (re-wrap) | SQLite |",
         "| rotor rotate (re-wrap) | PostgreSQL |",
         "| rotor rotate --reencrypt | PostgreSQL |",
@@ -51,17 +57,20 @@ async fn bench_measures_every_setup_and_cleans_up() {
 
     let json: Value = serde_json::from_slice(&std::fs::read(out_dir.join("bench.json")).unwrap()).unwrap();
     let measurements = json["report"]["measurements"].as_array().unwrap();
-    assert_eq!(measurements.len(), 7 + 5 + 2, "{json:#}");
+    // SQLite: 10 setups; PostgreSQL: the same but the sandbox ceiling; Transit: 2.
+    assert_eq!(measurements.len(), 10 + 9 + 2, "{json:#}");
     for m in measurements {
         assert_eq!(m["size"], 2000, "{m}");
         assert_eq!(m["handled"].as_u64().unwrap() % 2000, 0, "every wallet handled: {m}");
         assert!(m["per_second"].as_f64().unwrap() > 0.0, "{m}");
     }
-    let rotations = measurements.iter().filter(|m| m["setup"] == "rotate");
-    assert!(
-        rotations.clone().count() == 2
-            && rotations.into_iter().all(|m| m["peak_rss_mib"].as_f64().unwrap() > 1.0)
-    );
+    for setup in ["rotate", "rotate-legacy", "validate"] {
+        let runs = measurements.iter().filter(|m| m["setup"] == setup);
+        assert!(
+            runs.clone().count() == 2 && runs.into_iter().all(|m| m["peak_rss_mib"].as_f64().unwrap() > 1.0),
+            "{setup}: {json:#}"
+        );
+    }
     assert!(!json["targets"].as_array().unwrap().is_empty());
     // rotor-bench ran in rotor's place, and says so as the command that was typed.
     let command = json["report"]["command"].as_str().unwrap();
