@@ -84,6 +84,34 @@ impl LegacyParts {
     }
 }
 
+/// A stored ciphertext in either format, parsed once: [`crate::inspect`] and a parse would
+/// each decode the whole payload.
+pub enum Stored {
+    /// `rotor:v<K>:…`.
+    Envelope(EnvelopeParts),
+    /// The seed's `base64(iv ‖ tag ‖ ciphertext)`.
+    Legacy(LegacyParts),
+}
+
+impl Stored {
+    /// Parses either format, checking structure only (as [`crate::inspect`] does).
+    pub fn parse(text: &str) -> Result<Self, CodecError> {
+        if text.starts_with("rotor:") {
+            EnvelopeParts::parse(text).map(Stored::Envelope)
+        } else {
+            LegacyParts::parse(text).map(Stored::Legacy)
+        }
+    }
+
+    /// Which format it is, and the KEK version an envelope names.
+    pub fn format(&self) -> crate::Format {
+        match self {
+            Stored::Envelope(envelope) => crate::Format::Envelope { kek_version: envelope.kek_version() },
+            Stored::Legacy(_) => crate::Format::Legacy,
+        }
+    }
+}
+
 /// Lays out a ciphertext in the seed's layout.
 pub fn encode_legacy(sealed: Parts<'_>) -> Result<String, CodecError> {
     sealed.check("a legacy ciphertext's iv is 12 bytes and its tag 16")?;
@@ -111,6 +139,21 @@ mod tests {
             encode_envelope(3, short, parts.data()),
             Err(CodecError::Malformed("a wrapped data key is 32 bytes"))
         );
+    }
+
+    #[test]
+    fn a_stored_ciphertext_parses_once_as_inspect_reads_it() {
+        let kek = Kek::from_bytes([7; KEY_LEN]);
+        let nonces = EnvelopeNonces { wrap: [1; NONCE_LEN], data: [2; NONCE_LEN] };
+        let envelope = seal_with(&kek, 5, "w", b"secret", &DataKey::from_bytes([9; KEY_LEN]), nonces);
+        let legacy = seal_legacy_with(&kek, b"wallet", [4; NONCE_LEN]);
+        for text in [envelope.as_str(), legacy.as_str()] {
+            assert_eq!(Stored::parse(text).map(|s| s.format()), crate::inspect(text));
+        }
+        for bad in ["rotor:v5:@@@", "rotor:vx:AAAA", "not base64!", "QUJD"] {
+            assert!(Stored::parse(bad).is_err(), "{bad}");
+            assert_eq!(Stored::parse(bad).err(), crate::inspect(bad).err(), "{bad}");
+        }
     }
 
     #[test]

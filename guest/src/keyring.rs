@@ -13,8 +13,8 @@
 use crate::Failure;
 use std::collections::{BTreeMap, BTreeSet};
 
-use rotor_codec::layout::{self, EnvelopeParts, LegacyParts, Parts};
-use rotor_codec::{CodecError, Format};
+use rotor_codec::CodecError;
+use rotor_codec::layout::{self, EnvelopeParts, LegacyParts, Parts, Stored};
 
 use crate::bindings::rotor::kek::key_types::{self, DataKey, Kek, Sealed, Secret};
 use crate::bindings::rotor::kek::keys;
@@ -232,16 +232,18 @@ impl Keyring {
     /// Opens a wallet in either format: envelopes with the KEK they name, legacy ciphertexts
     /// with each candidate in turn. Returns the version it was under (0 for legacy).
     pub(crate) fn open(&mut self, id: &str, ciphertext: &str) -> Result<(u32, Secret), OpenError> {
-        match rotor_codec::inspect(ciphertext).map_err(wallet_error)? {
-            Format::Envelope { kek_version } => {
-                let envelope = EnvelopeParts::parse(ciphertext).map_err(wallet_error)?;
+        self.open_stored(id, &Stored::parse(ciphertext).map_err(wallet_error)?)
+    }
+
+    /// [`Keyring::open`] of a ciphertext already parsed.
+    pub(crate) fn open_stored(&mut self, id: &str, stored: &Stored) -> Result<(u32, Secret), OpenError> {
+        match stored {
+            Stored::Envelope(envelope) => {
+                let kek_version = envelope.kek_version();
                 self.require_for_envelope(kek_version)?;
-                Ok((kek_version, open_envelope(self.get(kek_version), &envelope, id)?))
+                Ok((kek_version, open_envelope(self.get(kek_version), envelope, id)?))
             }
-            Format::Legacy => {
-                let legacy = LegacyParts::parse(ciphertext).map_err(wallet_error)?;
-                Ok((0, self.open_legacy(&legacy)?))
-            }
+            Stored::Legacy(legacy) => Ok((0, self.open_legacy(legacy)?)),
         }
     }
 

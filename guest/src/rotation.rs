@@ -15,8 +15,8 @@ use crate::Failure;
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-use rotor_codec::layout::{self, EnvelopeParts, LegacyParts};
-use rotor_codec::{CodecError, Format, PREFIX};
+use rotor_codec::layout::{self, Stored};
+use rotor_codec::{CodecError, PREFIX};
 
 use crate::bindings::exports::rotor::kek::operations::{
     KeyLocation, MoveReport, RotateOptions, RotateReport, RotationPlan,
@@ -286,33 +286,33 @@ fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, Fail
 fn reseal(keyring: &mut Keyring, wallet: &Wallet, plan: &RotationPlan) -> Result<Option<String>, OpenError> {
     let wallet_error = |e: CodecError| OpenError::Wallet(e.to_string());
     let (to, id) = (plan.to_version, wallet.id.as_str());
-    let format = rotor_codec::inspect(&wallet.ciphertext).map_err(wallet_error)?;
+    // Parsed once: the format, the re-wrap and the opening all read this.
+    let stored = Stored::parse(&wallet.ciphertext).map_err(wallet_error)?;
     if plan.output_format == OutputFormat::Legacy {
         // The layout names no version: a legacy wallet that opens under the new KEK is done.
-        if format == Format::Legacy {
-            let legacy = LegacyParts::parse(&wallet.ciphertext).map_err(wallet_error)?;
-            if open_legacy(keyring.get(to), &legacy).is_some() {
-                return Ok(None);
-            }
+        if let Stored::Legacy(legacy) = &stored
+            && open_legacy(keyring.get(to), legacy).is_some()
+        {
+            return Ok(None);
         }
-        let (_, secret) = keyring.open(id, &wallet.ciphertext)?;
+        let (_, secret) = keyring.open_stored(id, &stored)?;
         return seal_legacy(keyring.get(to), &secret).map(Some).map_err(wallet_error);
     }
-    let resealed = match format {
-        Format::Envelope { kek_version } if kek_version == to => return Ok(None),
+    let resealed = match &stored {
+        Stored::Envelope(envelope) if envelope.kek_version() == to => return Ok(None),
         // Re-wrap: the data key moves from the old KEK to the new one inside the host; the
         // wallet's own ciphertext is kept byte for byte.
-        Format::Envelope { kek_version } if !plan.reencrypt => {
-            let envelope = EnvelopeParts::parse(&wallet.ciphertext).map_err(wallet_error)?;
+        Stored::Envelope(envelope) if !plan.reencrypt => {
+            let kek_version = envelope.kek_version();
             keyring.require_for_envelope(kek_version)?;
-            let dek = unwrap_data_key(keyring.get(kek_version), &envelope, id)
+            let dek = unwrap_data_key(keyring.get(kek_version), envelope, id)
                 .ok_or_else(|| wallet_error(CodecError::Authentication))?;
             let wrap = keyring.get(to).wrap(&dek, &layout::wrap_aad(to, id));
             layout::encode_envelope(to, parts(&wrap), envelope.data())
         }
         // Legacy rows have no data key to re-wrap; --reencrypt replaces data keys on purpose.
         _ => {
-            let (_, secret) = keyring.open(id, &wallet.ciphertext)?;
+            let (_, secret) = keyring.open_stored(id, &stored)?;
             seal_envelope(keyring.get(to), to, id, &secret)
         }
     };
