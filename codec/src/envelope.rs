@@ -31,6 +31,14 @@ pub const PAYLOAD_OVERHEAD: usize = DATA + TAG_LEN;
 pub struct DataKey(Zeroizing<[u8; KEY_LEN]>);
 
 impl DataKey {
+    /// A key whose bytes `fill` writes in place (a host's own source of randomness), so that
+    /// they exist nowhere else.
+    pub fn generate_with<E>(fill: impl FnOnce(&mut [u8]) -> Result<(), E>) -> Result<Self, E> {
+        let mut key = DataKey(Zeroizing::new([0u8; KEY_LEN]));
+        fill(key.0.as_mut())?;
+        Ok(key)
+    }
+
     /// Wraps raw key bytes (tests and test vectors; rotor itself draws fresh ones).
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
         DataKey(Zeroizing::new(bytes))

@@ -7,19 +7,21 @@
 
 /// `bindgen!` for one world of `wit/rotor.wit`, with the settings every world shares.
 macro_rules! world_bindings {
-    ($world:tt, { $($with:tt)* }) => {
+    ($world:tt, imports: { $($imports:tt)* }, with: { $($with:tt)* }) => {
         wasmtime::component::bindgen!({
             world: $world,
             path: "../wit",
-            imports: { default: async | trappable },
+            imports: { $($imports)* default: async | trappable },
             exports: { default: async },
             with: { $($with)* },
         });
     };
 }
 
-// Key handles are the host's own values in the instance's resource table.
-world_bindings!("rotator", {
+// Key handles are the host's own values in the instance's resource table. Their methods are
+// plain CPU work on what the host holds (AES, a table look-up): synchronous, so that the many
+// calls a batch makes do not each pay for suspending and resuming an async host call.
+world_bindings!("rotator", imports: { "rotor:kek/key-types": trappable, }, with: {
     "rotor:kek/key-types.kek": crate::keyring::KekHandle,
     "rotor:kek/key-types.data-key": crate::keyring::DataKeyHandle,
     "rotor:kek/key-types.secret": crate::keyring::SecretHandle,
@@ -33,7 +35,7 @@ pub use self::rotor::kek::{
 /// The `auditor` world. Interfaces it shares with `rotator` are the same Rust types, so one
 /// host implementation serves both worlds.
 pub mod auditor {
-    world_bindings!("auditor", {
+    world_bindings!("auditor", imports: {}, with: {
         "rotor:kek/key-types": super::key_types,
         "rotor:kek/wallet-types": super::wallet_types,
         "rotor:kek/journal-types": super::journal_types,

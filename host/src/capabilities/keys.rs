@@ -14,6 +14,7 @@ use rotor_codec::layout::Parts;
 use rotor_codec::{DataKey, Detached, NONCE_LEN, Plaintext, TAG_LEN};
 use wasmtime::component::{Resource, ResourceTable};
 
+use super::random;
 use crate::bindings::auditor::key_reader;
 use crate::bindings::{key_types, keys};
 use crate::grants::Grants;
@@ -90,9 +91,12 @@ fn to_wit(error: KeyError) -> key_types::Error {
 
 fn fresh_nonce() -> wasmtime::Result<[u8; NONCE_LEN]> {
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce)
-        .map_err(|e| wasmtime::Error::msg(format!("the host's CSPRNG failed: {e}")))?;
+    random::fill(&mut nonce).map_err(csprng_failed)?;
     Ok(nonce)
+}
+
+fn csprng_failed(error: getrandom::Error) -> wasmtime::Error {
+    wasmtime::Error::msg(format!("the host's CSPRNG failed: {error}"))
 }
 
 /// Seals under a nonce the host draws: no nonce ever comes from a component.
@@ -242,11 +246,11 @@ impl KeysView<'_> {
 impl key_types::Host for KeysView<'_> {}
 
 impl key_types::HostSecret for KeysView<'_> {
-    async fn len(&mut self, secret: Resource<SecretHandle>) -> wasmtime::Result<u32> {
+    fn len(&mut self, secret: Resource<SecretHandle>) -> wasmtime::Result<u32> {
         Ok(u32::try_from(self.table.get(&secret)?.bytes().len()).unwrap_or(u32::MAX))
     }
 
-    async fn drop(&mut self, secret: Resource<SecretHandle>) -> wasmtime::Result<()> {
+    fn drop(&mut self, secret: Resource<SecretHandle>) -> wasmtime::Result<()> {
         let secret = self.forget(secret)?;
         self.keys.secret_bytes = self.keys.secret_bytes.saturating_sub(secret.bytes().len());
         Ok(())
@@ -254,15 +258,14 @@ impl key_types::HostSecret for KeysView<'_> {
 }
 
 impl key_types::HostDataKey for KeysView<'_> {
-    async fn new(&mut self) -> wasmtime::Result<Resource<DataKeyHandle>> {
-        let key = DataKey::generate()
-            .map_err(|e| wasmtime::Error::msg(format!("the host's CSPRNG failed: {e}")))?;
+    fn new(&mut self) -> wasmtime::Result<Resource<DataKeyHandle>> {
+        let key = DataKey::generate_with(random::fill).map_err(csprng_failed)?;
         // A constructor has no error to answer with: over the handle budget, the call traps.
         self.push(DataKeyHandle::new(key))?
             .ok_or_else(|| wasmtime::Error::msg(format!("{:?}", too_many("a new data key"))))
     }
 
-    async fn seal(
+    fn seal(
         &mut self,
         key: Resource<DataKeyHandle>,
         plaintext: Resource<SecretHandle>,
@@ -272,7 +275,7 @@ impl key_types::HostDataKey for KeysView<'_> {
         seal_fresh(|nonce| key.seal_detached(nonce, &aad, plaintext))
     }
 
-    async fn open(
+    fn open(
         &mut self,
         key: Resource<DataKeyHandle>,
         sealed: key_types::Sealed,
@@ -284,25 +287,21 @@ impl key_types::HostDataKey for KeysView<'_> {
         }
     }
 
-    async fn drop(&mut self, key: Resource<DataKeyHandle>) -> wasmtime::Result<()> {
+    fn drop(&mut self, key: Resource<DataKeyHandle>) -> wasmtime::Result<()> {
         self.forget(key).map(drop)
     }
 }
 
 impl key_types::HostKek for KeysView<'_> {
-    async fn version(&mut self, kek: Resource<KekHandle>) -> wasmtime::Result<u32> {
+    fn version(&mut self, kek: Resource<KekHandle>) -> wasmtime::Result<u32> {
         Ok(self.kek(&kek)?.version)
     }
 
-    async fn same_key(
-        &mut self,
-        kek: Resource<KekHandle>,
-        other: Resource<KekHandle>,
-    ) -> wasmtime::Result<bool> {
+    fn same_key(&mut self, kek: Resource<KekHandle>, other: Resource<KekHandle>) -> wasmtime::Result<bool> {
         Ok(*self.kek(&kek)?.kek == *self.kek(&other)?.kek)
     }
 
-    async fn wrap(
+    fn wrap(
         &mut self,
         kek: Resource<KekHandle>,
         key: Resource<DataKeyHandle>,
@@ -312,7 +311,7 @@ impl key_types::HostKek for KeysView<'_> {
         seal_fresh(|nonce| kek.wrap_detached(nonce, &aad, key))
     }
 
-    async fn unwrap(
+    fn unwrap(
         &mut self,
         kek: Resource<KekHandle>,
         wrapped: key_types::Sealed,
@@ -324,7 +323,7 @@ impl key_types::HostKek for KeysView<'_> {
         }
     }
 
-    async fn seal(
+    fn seal(
         &mut self,
         kek: Resource<KekHandle>,
         plaintext: Resource<SecretHandle>,
@@ -334,7 +333,7 @@ impl key_types::HostKek for KeysView<'_> {
         seal_fresh(|nonce| kek.seal_detached(nonce, &aad, plaintext))
     }
 
-    async fn open(
+    fn open(
         &mut self,
         kek: Resource<KekHandle>,
         sealed: key_types::Sealed,
@@ -346,7 +345,7 @@ impl key_types::HostKek for KeysView<'_> {
         }
     }
 
-    async fn drop(&mut self, kek: Resource<KekHandle>) -> wasmtime::Result<()> {
+    fn drop(&mut self, kek: Resource<KekHandle>) -> wasmtime::Result<()> {
         self.forget(kek).map(drop)
     }
 }
@@ -559,30 +558,27 @@ mod tests {
         let mut table = ResourceTable::new();
         let mut view = KeysView { keys: &mut keys, table: &mut table };
         let kek = view.current("k".into()).await.unwrap().unwrap().unwrap();
-        assert_eq!(HostKek::version(&mut view, borrow(&kek)).await.unwrap(), 1);
+        assert_eq!(HostKek::version(&mut view, borrow(&kek)).unwrap(), 1);
 
-        let dek = HostDataKey::new(&mut view).await.unwrap();
-        let first = HostKek::wrap(&mut view, borrow(&kek), borrow(&dek), b"aad".to_vec()).await.unwrap();
-        let second = HostKek::wrap(&mut view, borrow(&kek), borrow(&dek), b"aad".to_vec()).await.unwrap();
+        let dek = HostDataKey::new(&mut view).unwrap();
+        let first = HostKek::wrap(&mut view, borrow(&kek), borrow(&dek), b"aad".to_vec()).unwrap();
+        let second = HostKek::wrap(&mut view, borrow(&kek), borrow(&dek), b"aad".to_vec()).unwrap();
         assert_eq!((first.nonce.len(), first.ciphertext.len(), first.tag.len()), (12, 32, 16));
         assert_ne!(first.nonce, second.nonce, "every wrap draws a fresh nonce");
         assert!(!first.ciphertext.windows(4).any(|w| w == [0xab; 4]), "the KEK shows in the wrap");
-        let unwrapped =
-            HostKek::unwrap(&mut view, borrow(&kek), first.clone(), b"aad".to_vec()).await.unwrap();
+        let unwrapped = HostKek::unwrap(&mut view, borrow(&kek), first.clone(), b"aad".to_vec()).unwrap();
         assert!(unwrapped.is_some());
-        let wrong_aad = HostKek::unwrap(&mut view, borrow(&kek), first, b"other".to_vec()).await.unwrap();
+        let wrong_aad = HostKek::unwrap(&mut view, borrow(&kek), first, b"other".to_vec()).unwrap();
         assert!(wrong_aad.is_none(), "a wrap opens only with its associated data");
 
         // A secret sealed under the data key opens to the same length; its bytes never leave.
         let secret = view.push_secret(Zeroizing::new(b"wallet bytes".to_vec())).unwrap().unwrap();
-        let sealed =
-            HostDataKey::seal(&mut view, borrow(&dek), borrow(&secret), b"id".to_vec()).await.unwrap();
+        let sealed = HostDataKey::seal(&mut view, borrow(&dek), borrow(&secret), b"id".to_vec()).unwrap();
         assert_ne!(sealed.ciphertext, b"wallet bytes");
-        let opened =
-            HostDataKey::open(&mut view, borrow(&dek), sealed, b"id".to_vec()).await.unwrap().unwrap();
-        assert_eq!(HostSecret::len(&mut view, borrow(&opened)).await.unwrap(), 12);
+        let opened = HostDataKey::open(&mut view, borrow(&dek), sealed, b"id".to_vec()).unwrap().unwrap();
+        assert_eq!(HostSecret::len(&mut view, borrow(&opened)).unwrap(), 12);
         assert_eq!(view.table.get(&opened).unwrap().bytes(), b"wallet bytes");
-        HostSecret::drop(&mut view, opened).await.unwrap();
+        HostSecret::drop(&mut view, opened).unwrap();
         assert_eq!(view.keys.secret_bytes, 12, "the secret still held is counted, the dropped one not");
     }
 
@@ -614,9 +610,9 @@ mod tests {
         let mut table = ResourceTable::new();
         let mut view = KeysView { keys: &mut keys, table: &mut table };
         for _ in 0..MAX_HANDLES {
-            HostDataKey::new(&mut view).await.unwrap();
+            HostDataKey::new(&mut view).unwrap();
         }
-        let refused = HostDataKey::new(&mut view).await.unwrap_err().to_string();
+        let refused = HostDataKey::new(&mut view).unwrap_err().to_string();
         assert!(refused.contains("too many key handles"), "{refused}");
         let current = view.current("k".into()).await.unwrap().unwrap_err();
         assert!(matches!(current, key_types::Error::TooLarge(_)), "{current:?}");

@@ -41,6 +41,7 @@ macro_rules! link_for_world {
 
 pub mod journal;
 pub mod keys;
+mod random;
 pub mod report;
 pub mod wallet_store;
 
