@@ -33,6 +33,15 @@ pub async fn history_lines(
 ) -> anyhow::Result<Vec<HistoryLine>> {
     let journal: BTreeMap<i64, RotationRecord> =
         app.database().rotations().await?.into_iter().map(|r| (r.id, r)).collect();
+    Ok(as_journaled(entries, &journal))
+}
+
+/// `entries` with each rotation replaced by `journal`'s record of it, leaving out those it does
+/// not hold.
+fn as_journaled(
+    entries: Vec<operations::HistoryEntry>,
+    journal: &BTreeMap<i64, RotationRecord>,
+) -> Vec<HistoryLine> {
     let mut lines = Vec::with_capacity(entries.len());
     for entry in entries {
         let rotation = match entry.rotation {
@@ -55,7 +64,7 @@ pub async fn history_lines(
             archived_at: entry.archived_at,
         });
     }
-    Ok(lines)
+    lines
 }
 
 /// `current`: Vault's current KEK version, which an unfinished rotation that stopped before
@@ -98,4 +107,61 @@ pub fn history_human(entries: &[HistoryLine], current: Option<u64>) -> String {
         })
         .collect();
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: i64) -> RotationRecord {
+        RotationRecord {
+            id,
+            from_version: 1,
+            to_version: 2,
+            status: RotationStatus::Finished,
+            started_at: "2026-12-04T10:00:00Z".into(),
+            finished_at: Some("2026-12-04T10:00:05Z".into()),
+            started_by: "rotor@host (pid 7)".into(),
+            total: 3,
+            rotated: 3,
+            failed: 0,
+            reencrypt: false,
+            output_format: "envelope".into(),
+            restores: None,
+            component_sha256: "ab".repeat(32),
+            vault_identity: Some("approle rotor-runner".into()),
+        }
+    }
+
+    fn told(rotation: RotationRecord) -> operations::HistoryEntry {
+        operations::HistoryEntry {
+            source: "rotor".into(),
+            rotation: Some(rotation.into()),
+            archive_path: None,
+            archived_at: None,
+        }
+    }
+
+    #[test]
+    fn history_shows_the_journal_not_what_a_component_claims() {
+        let journal = BTreeMap::from([(1, record(1))]);
+        let mut inflated = record(1);
+        inflated.rotated = 999;
+        inflated.started_by = "nobody".into();
+        let archive = operations::HistoryEntry {
+            source: "seed-archive".into(),
+            rotation: None,
+            archive_path: Some("ibn/encryption-key-archive/1700000000000".into()),
+            archived_at: Some("2023-11-14T22:13:20Z".into()),
+        };
+        let lines = as_journaled(vec![told(inflated), told(record(7)), archive], &journal);
+        assert_eq!(lines.len(), 2, "the made-up rotation #7 is left out: {lines:?}");
+        assert_eq!(
+            lines[0].rotation.as_ref(),
+            Some(&record(1)),
+            "the journal's record, Vault identity included"
+        );
+        assert_eq!(lines[1].source, "seed-archive");
+        assert_eq!(lines[1].archive_path.as_deref(), Some("ibn/encryption-key-archive/1700000000000"));
+    }
 }
