@@ -124,11 +124,13 @@ pub async fn read_and_open(database: &Database, kek: Kek, workers: usize) -> any
         for first in 0..workers {
             let (rows, kek) = (rows.clone(), kek.clone());
             openers.spawn_blocking(move || -> anyhow::Result<u64> {
+                let mut opened = 0;
                 for row in rows.iter().skip(first).step_by(workers) {
                     rotor_codec::open(&kek, &row.id, &row.ciphertext)
                         .with_context(|| format!("wallet {} does not open", row.id))?;
+                    opened += 1;
                 }
-                Ok(rows.iter().skip(first).step_by(workers).len() as u64)
+                Ok(opened)
             });
         }
         while let Some(joined) = openers.join_next().await {

@@ -53,17 +53,6 @@ impl From<RotationStatus> for journal_types::RotationStatus {
     }
 }
 
-impl From<journal_types::RotationStatus> for RotationStatus {
-    fn from(status: journal_types::RotationStatus) -> Self {
-        use journal_types::RotationStatus as Wit;
-        match status {
-            Wit::Running => Self::Running,
-            Wit::Finished => Self::Finished,
-            Wit::Aborted => Self::Aborted,
-        }
-    }
-}
-
 impl From<RotationRecord> for journal::Rotation {
     fn from(r: RotationRecord) -> Self {
         journal::Rotation {

@@ -146,9 +146,9 @@ impl Grant {
     }
 }
 
-/// Every path any of rotor's policies grants, and to whom. The one place they are written: the
-/// policies `rotor policy` prints and the check [`require_policies`] makes both come from here
-/// (a test holds them together).
+/// Every path any of rotor's policies grants, and to whom: the one place the policies `rotor
+/// policy` prints are written. The paths the check [`require_policies`] asks about
+/// ([`VaultWrites::needs`]) are tested against the runner's grants here.
 const GRANTS: &[Grant] = &[
     Grant {
         path: "{mount}/data/{key}",
