@@ -49,7 +49,7 @@ impl Aborted {
 /// Closes the unfinished rotation as aborted, under the rotation lease.
 pub async fn abort(app: &App) -> anyhow::Result<Aborted> {
     let database = app.database();
-    let Some(rotation) = database.unfinished_rotation().await? else {
+    let Some(rotation) = database.our_unfinished_rotation().await? else {
         bail!("there is no unfinished rotation to abort (`rotor status` shows none); nothing was changed");
     };
     let who = RunIdentity::this_process(app.component().sha256.clone());

@@ -15,7 +15,7 @@ use crate::inspect::World;
 use crate::limits::Limits;
 use crate::plan::RunPlan;
 use crate::progress::Reporter;
-use crate::store::{Database, RunIdentity, WalletTable};
+use crate::store::{Database, RunIdentity, Scope, WalletTable};
 use crate::vault::{KvBackend, KvSource};
 
 /// Where things are: the database, the wallet table, the KEK in Vault, the component, and the
@@ -38,6 +38,13 @@ pub struct Settings {
     pub vault_defaults: crate::config::VaultSection,
     /// How the command spreads its work: batch size, workers, lease.
     pub plan: RunPlan,
+}
+
+impl Settings {
+    /// The KEK and the tables this run acts on, as the journal records them.
+    pub fn scope(&self) -> Scope {
+        Scope::new(&self.kv_mount, &self.key_path, vec![self.table.clone()])
+    }
 }
 
 /// What components may run, and within which limits.
@@ -133,7 +140,7 @@ impl App {
         let check_vault = kv.connect();
         let connect_database = async {
             let database =
-                Database::connect_for(&settings.database_url, settings.table.clone(), &settings.plan).await?;
+                Database::connect_for(&settings.database_url, settings.scope(), &settings.plan).await?;
             if migrate {
                 database.migrate().await.context("creating rotor's tables")?;
             }

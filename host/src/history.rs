@@ -114,23 +114,7 @@ mod tests {
     use super::*;
 
     fn record(id: i64) -> RotationRecord {
-        RotationRecord {
-            id,
-            from_version: 1,
-            to_version: 2,
-            status: RotationStatus::Finished,
-            started_at: "2026-12-04T10:00:00Z".into(),
-            finished_at: Some("2026-12-04T10:00:05Z".into()),
-            started_by: "rotor@host (pid 7)".into(),
-            total: 3,
-            rotated: 3,
-            failed: 0,
-            reencrypt: false,
-            output_format: "envelope".into(),
-            restores: None,
-            component_sha256: "ab".repeat(32),
-            vault_identity: Some("approle rotor-runner".into()),
-        }
+        RotationRecord::example(id)
     }
 
     fn told(rotation: RotationRecord) -> operations::HistoryEntry {

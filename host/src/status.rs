@@ -13,6 +13,9 @@ use crate::store::{LeaseHolder, RangeProgress, RotationRecord};
 pub struct Status {
     /// The running or interrupted rotation, if any.
     pub unfinished: Option<RotationRecord>,
+    /// Set when the unfinished rotation was begun for another KEK or other tables: what they
+    /// are, for the operator to run rotor with those settings.
+    pub unfinished_elsewhere: Option<String>,
     /// Who holds the rotation lease (it may have expired: then nobody is setting up or closing).
     pub lease: Option<LeaseHolder>,
     /// The lease's expiry time has passed.
@@ -57,6 +60,12 @@ impl Status {
             )),
             None => lines.push("no rotation in progress".into()),
         }
+        if let Some(theirs) = &self.unfinished_elsewhere {
+            lines.push(format!(
+                "that rotation moves {theirs}, not what these settings name: resume or abort it with the \
+                 settings that began it"
+            ));
+        }
         match (&self.lease, self.lease_expired) {
             (Some(l), false) => {
                 lines.push(format!("{} holds the rotation lease since {}", l.holder, l.acquired_at))
@@ -97,7 +106,12 @@ pub async fn status(app: &App) -> anyhow::Result<Status> {
         0 => current_kek_version.filter(|current| *current > r.from_version as u64),
         to => Some(to as u64),
     });
+    let scope = database.scope();
     Ok(Status {
+        unfinished_elsewhere: unfinished
+            .as_ref()
+            .filter(|r| !r.belongs_to(scope))
+            .map(RotationRecord::describe_scope),
         walk,
         next_kek_version,
         unfinished,

@@ -85,6 +85,20 @@ impl TestDb {
     pub async fn connect(&self) -> Database {
         Database::connect(&self.url, WalletTable::default()).await.unwrap()
     }
+
+    /// Runs one statement as the application would, outside rotor's store (creating or
+    /// dropping a second table, say).
+    pub async fn execute(&self, sql: &str) {
+        let sql = AssertSqlSafe(sql.to_owned());
+        let done = if self.url.starts_with("sqlite:") {
+            let mut connection = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&mut connection).await.map(drop)
+        } else {
+            let mut connection = PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query(sql).execute(&mut connection).await.map(drop)
+        };
+        done.unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 impl Drop for TestDb {

@@ -91,6 +91,8 @@ fn journal_error(error: StoreError) -> journal::Error {
     match error {
         StoreError::RotationUnfinished { .. } | StoreError::LeaseHeld { .. } => journal::Error::Busy(message),
         StoreError::LeaseLost => journal::Error::LeaseLost(message),
+        // Not this run's rotation: no retry will make it so.
+        StoreError::OtherScope { .. } => journal::Error::Denied(message),
         _ => journal::Error::Database(message),
     }
 }

@@ -290,7 +290,7 @@ macro_rules! wallet_reads {
             Ok(self
                 .store
                 .database
-                .version_counts()
+                .version_counts_under_kek()
                 .await
                 .map(|counts| counts.into_iter().collect())
                 .map_err(store_error))

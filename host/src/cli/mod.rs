@@ -185,7 +185,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
         }
         Command::Rotate(RotateCommand { rotate: args, if_older_than }) => {
             let app = open_app(global, true, args.plan()).await?;
-            let unfinished = app.database().unfinished_rotation().await?;
+            let unfinished = app.database().our_unfinished_rotation().await?;
             if let Some(rotation) = unfinished.as_ref().filter(|_| if_older_than.is_some()) {
                 // The schedule is for starting rotations; one left unfinished is due now.
                 tracing::info!(

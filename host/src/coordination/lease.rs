@@ -81,7 +81,7 @@ impl Lease {
         // (the host then reports it done), rather than a reason to start another one.
         let mut waited_for: Option<i64> = None;
         loop {
-            match self.database.unfinished_rotation().await? {
+            match self.database.our_unfinished_rotation().await? {
                 Some(rotation)
                     if rotation.to_version != 0 && self.database.has_ranges(rotation.id).await? =>
                 {
@@ -107,7 +107,7 @@ impl Lease {
                 Err(e) => return Err(e),
             }
         }
-        let record = self.database.unfinished_rotation().await?;
+        let record = self.database.our_unfinished_rotation().await?;
         if let Some(rotation) = record.as_ref().filter(|r| r.to_version != 0) {
             // Begun by an earlier rotor, which planned no ranges: plan them now, under the lease.
             self.database.plan_ranges(rotation.id).await?;

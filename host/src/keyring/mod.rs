@@ -386,15 +386,18 @@ impl KeyRing {
         if let Some(rotation) = database.unfinished_rotation().await.map_err(db_error)? {
             return refuse(format!("rotation #{} is unfinished and may still need it", rotation.id));
         }
-        let counts = database.version_counts().await.map_err(db_error)?;
-        for (named, &count) in counts.iter().filter(|(_, count)| **count > 0) {
-            if named == "legacy" || named == "not-text" {
-                return refuse(format!(
-                    "{count} wallet(s) name no KEK version ({named}): any KEK may be theirs"
-                ));
-            }
-            if *named == version.to_string() {
-                return refuse(format!("{count} wallet(s) still name it"));
+        // Every table under this KEK: a version another table's rows name is not free.
+        for (table, counts) in database.version_counts_by_target().await.map_err(db_error)? {
+            let table = &table.table;
+            for (named, &count) in counts.iter().filter(|(_, count)| **count > 0) {
+                if named == "legacy" || named == "not-text" {
+                    return refuse(format!(
+                        "{count} row(s) of table `{table}` name no KEK version ({named}): any KEK may be theirs"
+                    ));
+                }
+                if *named == version.to_string() {
+                    return refuse(format!("{count} row(s) of table `{table}` still name it"));
+                }
             }
         }
         let in_kv = self

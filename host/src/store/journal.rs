@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::StoreError;
+use super::{StoreError, WalletTable};
 
 /// One rotation as rotor's journal keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -41,9 +41,124 @@ pub struct RotationRecord {
     /// Whom Vault knew the token of the rotor that began it as (see
     /// [`RunIdentity::vault_identity`]); `None` when unknown or recorded before 0.2.
     pub vault_identity: Option<String>,
+    /// `mount/path` of the KEK it rotated; `None` if recorded before 0.3, which kept no scope.
+    pub key_path: Option<String>,
+    /// The tables it moved, as [`Scope::targets_text`] spells them; `None` before 0.3.
+    pub targets: Option<String>,
 }
 
-/// What the journal records of a rotation as it begins.
+impl RotationRecord {
+    /// Whether this rotation rotated `scope`'s KEK. One recorded before 0.3 names no KEK and
+    /// counts as everyone's, as it did then.
+    pub fn rotated_kek_of(&self, scope: &Scope) -> bool {
+        self.key_path.as_ref().is_none_or(|key_path| *key_path == scope.key_path)
+    }
+
+    /// Whether a run with `scope` may act on this rotation: same KEK, same tables.
+    pub fn belongs_to(&self, scope: &Scope) -> bool {
+        self.rotated_kek_of(scope)
+            && self.targets.as_ref().is_none_or(|targets| *targets == scope.targets_text())
+    }
+
+    /// The tables it moved, as recorded (none before 0.3). A recorded name that is no longer a
+    /// valid identifier is skipped: no query could name it.
+    pub fn target_tables(&self) -> Vec<WalletTable> {
+        self.targets.as_deref().map(Scope::parse_targets).unwrap_or_default()
+    }
+
+    /// "table `wallets` under KEK secret/ibn/encryption-key", for messages.
+    pub fn describe_scope(&self) -> String {
+        match (&self.key_path, &self.targets) {
+            (Some(key_path), Some(targets)) => {
+                format!("{} under KEK {key_path}", describe_tables(&Scope::parse_targets(targets)))
+            }
+            _ => "settings rotor 0.2 or earlier did not record".into(),
+        }
+    }
+}
+
+#[cfg(test)]
+impl RotationRecord {
+    /// A finished rotation of three wallets from v1 to v2, recorded before scopes, for tests.
+    pub(crate) fn example(id: i64) -> RotationRecord {
+        RotationRecord {
+            id,
+            from_version: 1,
+            to_version: 2,
+            status: RotationStatus::Finished,
+            started_at: "2026-12-04T10:00:00Z".into(),
+            finished_at: Some("2026-12-04T10:00:05Z".into()),
+            started_by: "rotor@host (pid 7)".into(),
+            total: 3,
+            rotated: 3,
+            failed: 0,
+            reencrypt: false,
+            output_format: "envelope".into(),
+            restores: None,
+            component_sha256: "ab".repeat(32),
+            vault_identity: Some("approle rotor-runner".into()),
+            key_path: None,
+            targets: None,
+        }
+    }
+}
+
+/// What a run acts on: one KEK (its KV mount and path) and the tables whose rows it protects.
+/// Rotations are recorded with their scope, and no command acts on another scope's rotation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// `mount/path` of the KEK in Vault, e.g. `secret/ibn/encryption-key`.
+    pub key_path: String,
+    /// The tables this run moves, in the order given.
+    pub targets: Vec<WalletTable>,
+}
+
+impl Scope {
+    /// The KEK at `path` in the KV v2 engine mounted at `mount`, protecting `targets`.
+    pub fn new(mount: &str, path: &str, targets: Vec<WalletTable>) -> Scope {
+        let key_path = format!("{}/{}", mount.trim_matches('/'), path.trim_matches('/'));
+        Scope { key_path, targets }
+    }
+
+    /// The default KEK (`secret/ibn/encryption-key`, the seed's) protecting `table`.
+    pub fn default_for(table: WalletTable) -> Scope {
+        Scope::new("secret", "ibn/encryption-key", vec![table])
+    }
+
+    /// The targets as the journal records them: `table:id_column:ciphertext_column`, comma
+    /// separated. Identifiers hold neither `:` nor `,` (see [`WalletTable::new`]).
+    pub fn targets_text(&self) -> String {
+        let spelled: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| format!("{}:{}:{}", t.table, t.id_column, t.ciphertext_column))
+            .collect();
+        spelled.join(",")
+    }
+
+    fn parse_targets(text: &str) -> Vec<WalletTable> {
+        text.split(',')
+            .filter_map(|spelled| {
+                let mut names = spelled.split(':');
+                let (table, id, ciphertext) = (names.next()?, names.next()?, names.next()?);
+                WalletTable::new(table, id, ciphertext).ok()
+            })
+            .collect()
+    }
+
+    /// "table `wallets` under KEK secret/ibn/encryption-key", for messages.
+    pub fn describe(&self) -> String {
+        format!("{} under KEK {}", describe_tables(&self.targets), self.key_path)
+    }
+}
+
+/// "table `wallets`" or "tables `wallets`, `jwt_keys`".
+fn describe_tables(tables: &[WalletTable]) -> String {
+    let names: Vec<String> = tables.iter().map(|t| format!("`{}`", t.table)).collect();
+    format!("table{} {}", if names.len() == 1 { "" } else { "s" }, names.join(", "))
+}
+
+/// What the journal records of a rotation as it begins (with the run's [`Scope`]).
 #[derive(Clone, Copy, Debug)]
 pub struct NewRotation<'a> {
     /// The KEK version the wallets are on (0: the seed's legacy format).
@@ -108,7 +223,11 @@ impl fmt::Display for RotationStatus {
     }
 }
 
-pub(super) fn unfinished(running: RotationRecord) -> StoreError {
+/// Why a new rotation may not begin: `running` is unfinished, in this scope or another.
+pub(super) fn unfinished(running: RotationRecord, scope: &Scope) -> StoreError {
+    if !running.belongs_to(scope) {
+        return foreign(running, scope);
+    }
     StoreError::RotationUnfinished {
         id: running.id,
         from_version: running.from_version,
@@ -117,7 +236,80 @@ pub(super) fn unfinished(running: RotationRecord) -> StoreError {
     }
 }
 
+/// Why a run may not act on `running`: it was begun for another KEK or other tables.
+pub(super) fn foreign(running: RotationRecord, scope: &Scope) -> StoreError {
+    StoreError::OtherScope {
+        id: running.id,
+        theirs: running.describe_scope(),
+        ours: scope.describe(),
+        started_by: running.started_by,
+    }
+}
+
 /// `2026-11-30T07:34:44Z`: sortable as text, the same in both databases.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key_path: Option<&str>, targets: Option<&str>) -> RotationRecord {
+        RotationRecord {
+            key_path: key_path.map(Into::into),
+            targets: targets.map(Into::into),
+            ..RotationRecord::example(7)
+        }
+    }
+
+    #[test]
+    fn a_scope_is_recorded_and_read_back() {
+        let tokens = WalletTable::new("api_tokens", "token_id", "sealed").unwrap();
+        let scope =
+            Scope::new("secret/", "/ibn/encryption-key", vec![WalletTable::default(), tokens.clone()]);
+        assert_eq!(scope.key_path, "secret/ibn/encryption-key");
+        assert_eq!(scope.targets_text(), "wallets:id:ciphertext,api_tokens:token_id:sealed");
+        let recorded = record(Some(&scope.key_path), Some(&scope.targets_text()));
+        assert_eq!(recorded.target_tables(), vec![WalletTable::default(), tokens]);
+        assert!(recorded.belongs_to(&scope));
+        assert_eq!(
+            recorded.describe_scope(),
+            "tables `wallets`, `api_tokens` under KEK secret/ibn/encryption-key"
+        );
+    }
+
+    #[test]
+    fn another_kek_or_other_tables_are_another_scope() {
+        let wallets = Scope::default_for(WalletTable::default());
+        let tokens = Scope::default_for(WalletTable::new("api_tokens", "id", "ciphertext").unwrap());
+        let other_kek = Scope::new("secret", "ibn/other-key", vec![WalletTable::default()]);
+        let recorded = record(Some(&wallets.key_path), Some(&wallets.targets_text()));
+        assert!(recorded.belongs_to(&wallets));
+        // Same KEK, other tables: its history, not its rotation to resume.
+        assert!(recorded.rotated_kek_of(&tokens) && !recorded.belongs_to(&tokens));
+        assert!(!recorded.rotated_kek_of(&other_kek) && !recorded.belongs_to(&other_kek));
+        let StoreError::OtherScope { id, theirs, ours, .. } = unfinished(recorded, &tokens) else {
+            panic!("another scope's rotation is not this one's to resume");
+        };
+        assert_eq!(id, 7);
+        assert_eq!(theirs, "table `wallets` under KEK secret/ibn/encryption-key");
+        assert_eq!(ours, "table `api_tokens` under KEK secret/ibn/encryption-key");
+    }
+
+    #[test]
+    fn rotations_recorded_before_scopes_are_everyones() {
+        let old = record(None, None);
+        for scope in [
+            Scope::default_for(WalletTable::default()),
+            Scope::new("kv", "other", vec![WalletTable::new("t", "i", "c").unwrap()]),
+        ] {
+            assert!(old.belongs_to(&scope) && old.rotated_kek_of(&scope));
+        }
+        assert!(old.target_tables().is_empty());
+        assert!(matches!(
+            unfinished(old, &Scope::default_for(WalletTable::default())),
+            StoreError::RotationUnfinished { .. }
+        ));
+    }
 }

@@ -15,15 +15,18 @@ mod shared;
 mod sqlite;
 mod table;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use crate::plan::RunPlan;
 
-pub use self::journal::{NewRotation, RotationRecord, RotationStatus, now_rfc3339};
+pub use self::journal::{NewRotation, RotationRecord, RotationStatus, Scope, now_rfc3339};
 pub use self::lease::{Checkpoint, ClaimedRange, LeaseHolder, RangeProgress, RunIdentity, unix_now};
 pub use self::odd::{OddRow, OddRows};
 pub(crate) use self::table::Scanned;
 pub use self::table::{BatchOutcome, QuotedNames, Replacement, ScanPage, WalletRow, WalletTable};
 
-use self::journal::unfinished;
+use self::journal::{foreign, unfinished};
 use self::lease::{lease_held, process_alive};
 pub use self::postgres::PgStore;
 pub use self::sqlite::SqliteStore;
@@ -101,6 +104,23 @@ pub enum StoreError {
         started_at: String,
     },
     #[error(
+        "rotation #{id} is unfinished and belongs to other settings: it moves {theirs} (started by \
+         {started_by}), while this rotor is set for {ours}; finish it with the settings that began it \
+         (`rotor rotate --resume`, or `rotor abort` to close it unfinished); nothing was changed"
+    )]
+    /// The unfinished rotation was begun for another KEK or other tables: no command of this
+    /// scope resumes, aborts or works around it.
+    OtherScope {
+        /// Its journal id.
+        id: i64,
+        /// Its tables and KEK, as recorded.
+        theirs: String,
+        /// This run's tables and KEK.
+        ours: String,
+        /// `user@host (pid N)` of the rotor that began it.
+        started_by: String,
+    },
+    #[error(
         "another rotor is moving wallets: {holder}, since {since}; its lease runs until {until} \
          (wait for it; a holder that died on this host is replaced at once, elsewhere when its lease runs out)"
     )]
@@ -124,9 +144,17 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
-/// The database behind a run: the wallet table and rotor's journal.
+/// The database behind a run: the wallet table and rotor's journal, as seen by one
+/// [`Scope`] (a KEK and the tables it protects).
 #[derive(Debug, Clone)]
-pub enum Database {
+pub struct Database {
+    backend: Backend,
+    scope: Arc<Scope>,
+}
+
+/// Which database engine holds the tables.
+#[derive(Debug, Clone)]
+enum Backend {
     /// A SQLite database (`sqlite:` URLs).
     Sqlite(SqliteStore),
     /// A PostgreSQL database (`postgres:` and `postgresql:` URLs).
@@ -135,36 +163,58 @@ pub enum Database {
 
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
-        match $self {
-            Database::Sqlite($store) => $call,
-            Database::Postgres($store) => $call,
+        match &$self.backend {
+            Backend::Sqlite($store) => $call,
+            Backend::Postgres($store) => $call,
         }
     };
 }
 
 impl Database {
     /// Connects by URL (`sqlite://path`, `postgres://…`) and checks that the wallet table and its
-    /// columns exist, so a typo fails here with the fix rather than mid-rotation.
-    /// The pool fits the default [`RunPlan`]; [`Database::connect_for`] fits another.
+    /// columns exist, so a typo fails here with the fix rather than mid-rotation. The scope is
+    /// `table` under the default KEK, and the pool fits the default [`RunPlan`];
+    /// [`Database::connect_for`] takes others.
     pub async fn connect(url: &str, table: WalletTable) -> Result<Database, StoreError> {
-        Database::connect_for(url, table, &RunPlan::default()).await
+        Database::connect_for(url, Scope::default_for(table), &RunPlan::default()).await
     }
 
-    /// As [`Database::connect`], with a pool sized for `plan`'s workers.
-    pub async fn connect_for(url: &str, table: WalletTable, plan: &RunPlan) -> Result<Database, StoreError> {
+    /// As [`Database::connect`], for `scope` (its first target is the table rows are read from
+    /// and written to), with a pool sized for `plan`'s workers.
+    pub async fn connect_for(url: &str, scope: Scope, plan: &RunPlan) -> Result<Database, StoreError> {
         let connections = plan.connections();
-        let store = if url.starts_with("sqlite:") {
-            Database::Sqlite(SqliteStore::connect(url, table, connections).await?)
+        let table = scope
+            .targets
+            .first()
+            .cloned()
+            .ok_or_else(|| StoreError::Config("no table to read wallets from was given".into()))?;
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite(SqliteStore::connect(url, table, connections).await?)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Database::Postgres(PgStore::connect(url, table, connections).await?)
+            Backend::Postgres(PgStore::connect(url, table, connections).await?)
         } else {
             return Err(StoreError::Config(format!(
                 "unsupported database URL {}: use sqlite://PATH or postgres://USER@HOST/DB",
                 redact_url(url)
             )));
         };
-        store.check_table().await?;
-        Ok(store)
+        let database = Database { backend, scope: Arc::new(scope) };
+        database.check_table().await?;
+        Ok(database)
+    }
+
+    /// The KEK and tables this database handle acts for.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The same connections, reading and writing `table` instead (still in this scope).
+    fn with_table(&self, table: WalletTable) -> Database {
+        let backend = match &self.backend {
+            Backend::Sqlite(store) => Backend::Sqlite(store.with_table(table)),
+            Backend::Postgres(store) => Backend::Postgres(store.with_table(table)),
+        };
+        Database { backend, scope: self.scope.clone() }
     }
 
     /// Creates or upgrades rotor's own tables. Idempotent.
@@ -193,7 +243,7 @@ impl Database {
                 });
             }
             // SQLite keeps any value in any column: odd values are reported row by row instead.
-            if let Database::Postgres(store) = self {
+            if let Backend::Postgres(store) = &self.backend {
                 let found = store.column_type(column).await?;
                 if !matches!(found.as_str(), "text" | "character varying" | "character") {
                     let quoted = table.quoted();
@@ -386,16 +436,16 @@ impl Database {
         who: &RunIdentity,
     ) -> Result<RotationRecord, StoreError> {
         if let Some(running) = self.unfinished_rotation().await? {
-            return Err(unfinished(running));
+            return Err(unfinished(running, &self.scope));
         }
         let started_at = now_rfc3339();
-        let inserted = dispatch!(self, s => s.insert_rotation(rotation, who, &started_at).await);
+        let inserted = dispatch!(self, s => s.insert_rotation(rotation, &self.scope, who, &started_at).await);
         match inserted {
             Ok(record) => Ok(record),
             // Another process won the race for the one-running-rotation slot.
             Err(StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
                 match self.unfinished_rotation().await? {
-                    Some(running) => Err(unfinished(running)),
+                    Some(running) => Err(unfinished(running, &self.scope)),
                     None => {
                         Err(StoreError::Config("another rotation started and ended meanwhile; retry".into()))
                     }
@@ -534,14 +584,82 @@ impl Database {
         dispatch!(self, s => s.release_claims(rotation, token).await)
     }
 
-    /// The journal's running rotation, if there is one (at most one runs at a time).
+    /// The journal's running rotation, whatever its scope, if there is one (at most one runs
+    /// at a time in a database).
     pub async fn unfinished_rotation(&self) -> Result<Option<RotationRecord>, StoreError> {
-        Ok(self.rotations().await?.into_iter().find(|r| r.status == RotationStatus::Running))
+        Ok(self.all_rotations().await?.into_iter().find(|r| r.status == RotationStatus::Running))
     }
 
-    /// Every rotation, newest first. Empty if rotor's tables do not exist yet. A running
-    /// rotation's `rotated` includes what its workers have moved so far.
+    /// The running rotation if it is this scope's to resume or close: one begun for another
+    /// KEK or other tables is [`StoreError::OtherScope`], which names both.
+    pub async fn our_unfinished_rotation(&self) -> Result<Option<RotationRecord>, StoreError> {
+        match self.unfinished_rotation().await? {
+            Some(running) if !running.belongs_to(&self.scope) => Err(foreign(running, &self.scope)),
+            running => Ok(running),
+        }
+    }
+
+    /// The rotations of this scope's KEK (and those recorded before 0.3, which named none),
+    /// newest first. Empty if rotor's tables do not exist yet. A running rotation's `rotated`
+    /// includes what its workers have moved so far.
     pub async fn rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
+        let mut rotations = self.all_rotations().await?;
+        rotations.retain(|r| r.rotated_kek_of(&self.scope));
+        Ok(rotations)
+    }
+
+    /// Every table that may hold rows under this scope's KEK: this run's targets, then those
+    /// earlier rotations of the KEK recorded, each once.
+    pub async fn kek_targets(&self) -> Result<Vec<WalletTable>, StoreError> {
+        let mut tables = self.scope.targets.clone();
+        for recorded in self.rotations().await?.iter().flat_map(RotationRecord::target_tables) {
+            if !tables.iter().any(|t| t.table == recorded.table) {
+                tables.push(recorded);
+            }
+        }
+        Ok(tables)
+    }
+
+    /// [`Database::version_counts`] for each of [`Database::kek_targets`]: what destroying a
+    /// KEK version must check. A recorded table that is gone (or lost its ciphertext column)
+    /// is an error: rotor cannot tell whether rows moved elsewhere still need the version.
+    pub async fn version_counts_by_target(
+        &self,
+    ) -> Result<Vec<(WalletTable, BTreeMap<String, u64>)>, StoreError> {
+        let mut counts = Vec::new();
+        for table in self.kek_targets().await? {
+            let database = self.with_table(table.clone());
+            let columns = dispatch!(database, s => s.columns().await)?;
+            if !columns.contains(&table.ciphertext_column) {
+                return Err(StoreError::Config(format!(
+                    "table `{}` held rows under KEK {} (a rotation recorded it) but it, or its column `{}`, \
+                     is not in this database any more: rotor cannot tell whether its rows still need an old \
+                     KEK version, so none is destroyed. If the rows moved, add their table as a target; if \
+                     the table was dropped for good, create it empty ({}) to confirm that no row needs one",
+                    table.table,
+                    self.scope.key_path,
+                    table.ciphertext_column,
+                    table.create_statement()
+                )));
+            }
+            counts.push((table, database.version_counts().await?));
+        }
+        Ok(counts)
+    }
+
+    /// [`Database::version_counts_by_target`], summed over the tables.
+    pub async fn version_counts_under_kek(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let mut total = BTreeMap::new();
+        for (_, counts) in self.version_counts_by_target().await? {
+            for (version, count) in counts {
+                *total.entry(version).or_default() += count;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Every rotation in the database, of every scope, newest first.
+    async fn all_rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
         let mut rotations = dispatch!(self, s => s.rotations().await)?;
         for rotation in rotations.iter_mut().filter(|r| r.status == RotationStatus::Running) {
             match dispatch!(self, s => s.range_rotated(rotation.id).await) {

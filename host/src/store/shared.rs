@@ -8,7 +8,7 @@
 /// The journal's columns: every field of a [`RotationRecord`](super::RotationRecord).
 pub(super) const ROTATION_COLUMNS: &str = "id, from_version, to_version, status, started_at, \
      finished_at, started_by, total, rotated, failed, reencrypt, output_format, restores, \
-     component_sha256, vault_identity";
+     component_sha256, vault_identity, key_path, targets";
 
 /// How a database spells the column types of rotor's tables.
 pub(super) struct Dialect {
@@ -51,7 +51,11 @@ const SCHEMA: [&str; 3] = [
         component_sha256 TEXT NOT NULL,
         last_id TEXT,
         output_format TEXT NOT NULL DEFAULT 'envelope' CHECK (output_format IN ('envelope', 'legacy')),
-        vault_identity TEXT
+        vault_identity TEXT,
+        -- The KEK (`mount/path`) and the tables (`table:id:ciphertext`, comma separated) it
+        -- moves: no command acts on another scope's rotation. NULL before 0.3.
+        key_path TEXT,
+        targets TEXT
     )",
     // At most one process sets up or closes a rotation at a time: the holder renews `expires_at`
     // (Unix seconds) with every batch it writes meanwhile; a holder that died on this host, or
@@ -97,6 +101,8 @@ pub(super) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
          CHECK (output_format IN ('envelope', 'legacy'))",
     ),
     ("rotor_rotations", "vault_identity", "ALTER TABLE rotor_rotations ADD COLUMN vault_identity TEXT"),
+    ("rotor_rotations", "key_path", "ALTER TABLE rotor_rotations ADD COLUMN key_path TEXT"),
+    ("rotor_rotations", "targets", "ALTER TABLE rotor_rotations ADD COLUMN targets TEXT"),
     ("rotor_lease", "process_key", "ALTER TABLE rotor_lease ADD COLUMN process_key TEXT"),
     ("rotor_ranges", "process_key", "ALTER TABLE rotor_ranges ADD COLUMN process_key TEXT"),
 ];
@@ -204,6 +210,11 @@ macro_rules! shared_queries {
 
         pub(super) fn table(&self) -> &WalletTable {
             &self.table
+        }
+
+        /// The same pool, reading and writing `table`.
+        pub(super) fn with_table(&self, table: WalletTable) -> Self {
+            Self { table, ..self.clone() }
         }
 
         /// One transaction, serialized across processes by `MIGRATION_LOCK` where the database
@@ -325,14 +336,15 @@ macro_rules! shared_queries {
         pub(super) async fn insert_rotation(
             &self,
             rotation: &NewRotation<'_>,
+            scope: &super::Scope,
             who: &RunIdentity,
             started_at: &str,
         ) -> Result<RotationRecord, StoreError> {
             let NewRotation { from_version, total, reencrypt, output_format, restores } = *rotation;
             let sql = format!(
                 "INSERT INTO rotor_rotations (started_by, component_sha256, vault_identity, from_version, \
-                 status, running, started_at, total, reencrypt, output_format, restores) \
-                 VALUES ($1, $2, $3, $4, 'running', 1, $5, $6, $7, $8, $9) RETURNING {}",
+                 status, running, started_at, total, reencrypt, output_format, restores, key_path, targets) \
+                 VALUES ($1, $2, $3, $4, 'running', 1, $5, $6, $7, $8, $9, $10, $11) RETURNING {}",
                 super::shared::ROTATION_COLUMNS
             );
             let begun = sqlx::query_as(AssertSqlSafe(sql))
@@ -345,6 +357,8 @@ macro_rules! shared_queries {
                 .bind(reencrypt)
                 .bind(output_format)
                 .bind(restores)
+                .bind(&scope.key_path)
+                .bind(scope.targets_text())
                 .fetch_one(&self.pool)
                 .await?;
             Ok(begun)
