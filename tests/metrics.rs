@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use rotor_testkit::{Kind, World, assert_success, failure, json_success};
 
-/// The samples of a text-format page: `name{labels}` → value. Also checks the format: every
-/// sample follows the `# TYPE` line of its family.
+/// The samples of a text-format page: `name{labels}` → value, without the labels every sample
+/// carries (the KEK's path and the table; checked here). Also checks the format: every sample
+/// follows the `# TYPE` line of its family.
 fn samples(page: &str) -> BTreeMap<String, f64> {
     let mut family = None;
     let mut samples = BTreeMap::new();
@@ -21,9 +22,18 @@ fn samples(page: &str) -> BTreeMap<String, f64> {
             assert!(matches!(words.next(), Some("counter" | "gauge")), "{line}");
         } else if !line.starts_with('#') {
             let (key, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line}"));
-            let name = key.split('{').next().unwrap();
+            let (name, labels) = key.split_once('{').unwrap_or_else(|| panic!("no labels: {line}"));
             assert_eq!(Some(name), family.as_deref(), "sample outside its family: {line}");
-            samples.insert(key.to_owned(), value.parse().unwrap_or_else(|_| panic!("not a number: {line}")));
+            let labels: Vec<&str> = labels.trim_end_matches('}').split(',').collect();
+            for scope in [r#"key_path="secret/ibn/encryption-key""#, r#"table="wallets""#] {
+                assert!(labels.contains(&scope), "{scope} missing: {line}");
+            }
+            let own: Vec<&str> = labels
+                .into_iter()
+                .filter(|l| !l.starts_with("key_path=") && !l.starts_with("table="))
+                .collect();
+            let key = if own.is_empty() { name.to_owned() } else { format!("{name}{{{}}}", own.join(",")) };
+            samples.insert(key, value.parse().unwrap_or_else(|_| panic!("not a number: {line}")));
         }
     }
     samples

@@ -1,7 +1,8 @@
-//! Several tables under one KEK: the journal records which KEK and which tables each rotation
-//! moved, no command acts on another scope's unfinished rotation, and no KEK version is
-//! destroyed while a row of any table rotor has moved under that KEK still names it. Real
-//! OpenBao, SQLite and PostgreSQL.
+//! Several tables, KEKs and environments in one database: the journal records which KEK and
+//! which tables each rotation moved, no command acts on another scope's unfinished rotation, no
+//! KEK version is destroyed while a row of any table rotor has moved under that KEK still names
+//! it, and profiles in one settings file rotate on their own schedules with metrics that do not
+//! collide. Real OpenBao, SQLite and PostgreSQL.
 
 use std::collections::BTreeMap;
 
@@ -173,3 +174,138 @@ async fn an_unfinished_rotation_is_left_to_its_own_settings(kind: Kind) {
 }
 
 on_sqlite_and_postgres!(an_unfinished_rotation_is_left_to_its_own_settings);
+
+// 3. Environments in one settings file: each profile has its own KEK, table and schedule, and
+//    their metrics pages can lie side by side.
+
+const PROFILES: &str = r#"
+[schedule]
+rotate-after = "90d"
+
+[profile.dev.database]
+table = "dev_wallets"
+[profile.dev.vault]
+key-path = "ibn/dev/encryption-key"
+[profile.dev.schedule]
+rotate-after = "1s"
+
+[profile.staging.vault]
+key-path = "ibn/staging/encryption-key"
+[profile.staging.schedule]
+rotate-after = "30d"
+
+[profile.prod.limits]
+cpu-seconds = 900
+"#;
+
+/// Every sample of a metrics page, as written (name and labels), with its value.
+fn page_samples(path: &std::path::Path) -> BTreeMap<String, String> {
+    let page = std::fs::read_to_string(path).unwrap();
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| {
+            let (key, value) = line.rsplit_once(' ').unwrap();
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
+async fn profiles_rotate_on_their_own_schedules(kind: Kind) {
+    let (world, prod_kek) = World::with_kek(kind).await;
+    let prod_wallets = world.enroll_legacy(&prod_kek, WALLETS).await;
+    let config = world.scratch.join("rotor.toml");
+    std::fs::write(&config, PROFILES).unwrap();
+    let rotor = |profile: &str| {
+        let mut command = world.rotor();
+        command.arg("--config").arg(&config).env("ROTOR_PROFILE", profile);
+        command
+    };
+    // dev: its own KEK and table.
+    let dev_table = WalletTable::new("dev_wallets", "id", "ciphertext").unwrap();
+    world.db.execute(&dev_table.create_statement()).await;
+    let dev_kek = rotor_codec::Kek::generate().unwrap();
+    let out = rotor("dev")
+        .args(["migrate-kek", "--from-env", "DEV_KEK"])
+        .env("DEV_KEK", dev_kek.to_hex().as_str())
+        .output()
+        .unwrap();
+    rotor_testkit::assert_success(&out);
+    let (dev_wallets, rows) = legacy_wallets(&dev_kek, TOKENS);
+    Database::connect(&world.db.url, dev_table.clone()).await.unwrap().put_many(&rows).await.unwrap();
+    let prod_rows = world.rows().await;
+
+    // dev's KEK is past its 1 s; prod's is far from its 90 days.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let metrics = |name: &str| world.scratch.join(format!("{name}.prom"));
+    let dev =
+        json_success(rotor("dev").args(["rotate", "--scheduled", "--metrics-file"]).arg(metrics("dev")));
+    assert_eq!(
+        (dev["to_version"].as_u64(), dev["rotated"].as_u64()),
+        (Some(2), Some(TOKENS as u64)),
+        "{dev}"
+    );
+    let prod =
+        json_success(rotor("prod").args(["rotate", "--scheduled", "--metrics-file"]).arg(metrics("prod")));
+    assert_eq!(prod["skipped"], json!(true), "{prod}");
+    assert_eq!(prod["if_older_than_seconds"].as_u64(), Some(90 * 86_400), "{prod}");
+    let out = rotor("prod").args(["rotate", "--scheduled"]).output().unwrap();
+    rotor_testkit::assert_success(&out);
+    rotor_testkit::assert_says(
+        &rotor_testkit::text(&out.stdout),
+        &["not rotating", "younger than rotate-after"],
+    );
+
+    // dev moved to its v2 and nothing else; prod's wallets and KEK are as they were.
+    let dev_v2 = world.vault_client().read("ibn/dev/encryption-key-archive/v2", None).await.unwrap().unwrap();
+    let dev_v2 = rotor_codec::Kek::from_hex(dev_v2.data["key"].as_str()).unwrap();
+    let rows = Database::connect(&world.db.url, dev_table).await.unwrap().scan(None, 1000).await.unwrap();
+    assert_eq!(rows.len(), dev_wallets.len());
+    for row in rows {
+        let opened = rotor_codec::open(&dev_v2, &row.id, &row.ciphertext).unwrap();
+        assert_eq!(opened.as_slice(), dev_wallets[&row.id].as_slice(), "{}", row.id);
+    }
+    assert_eq!(world.rows().await, prod_rows);
+    assert_eq!(archived_versions(&world).await, ["v1"]);
+    assert_every_wallet_opens(&world, &prod_wallets).await;
+
+    // The two pages name their profile, KEK and table on every sample, so no series is in both.
+    let (dev_page, prod_page) = (page_samples(&metrics("dev")), page_samples(&metrics("prod")));
+    for (page, scope) in [
+        (&dev_page, r#"profile="dev",key_path="secret/ibn/dev/encryption-key",table="dev_wallets""#),
+        (&prod_page, r#"profile="prod",key_path="secret/ibn/encryption-key",table="wallets""#),
+    ] {
+        assert!(page.len() >= 8 && page.keys().all(|key| key.contains(scope)), "{scope}: {page:#?}");
+    }
+    assert!(dev_page.keys().all(|key| !prod_page.contains_key(key)));
+    // Each KEK's journal is its own: dev's rotation is not prod's.
+    let total = |page: &BTreeMap<String, String>, profile: &str| {
+        page.iter()
+            .find(|(k, _)| k.starts_with("rotor_rotations_total{") && k.contains(profile))
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!((total(&dev_page, "dev"), total(&prod_page, "prod")), ("1".to_owned(), "0".to_owned()));
+    assert_eq!(
+        dev_page[r#"rotor_kek_version{profile="dev",key_path="secret/ibn/dev/encryption-key",table="dev_wallets"}"#],
+        "2"
+    );
+    assert_eq!(
+        prod_page[r#"rotor_kek_version{profile="prod",key_path="secret/ibn/encryption-key",table="wallets"}"#],
+        "1"
+    );
+
+    // A profile that is not in the file, and a schedule that is not set, are named.
+    let out = rotor("qa").arg("status").output().unwrap();
+    assert_fails_saying(&out, 1, &["no profile `qa`", "dev, prod, staging"]);
+    std::fs::write(&config, "[database]\ntable = \"wallets\"\n").unwrap();
+    let out = world.rotor().arg("--config").arg(&config).args(["rotate", "--scheduled"]).output().unwrap();
+    assert_fails_saying(
+        &out,
+        1,
+        &["--scheduled needs `rotate-after` under [schedule]", "nothing was changed"],
+    );
+    assert_eq!(archived_versions(&world).await, ["v1"]);
+}
+
+on_sqlite_and_postgres!(profiles_rotate_on_their_own_schedules);

@@ -38,6 +38,10 @@ pub struct Settings {
     pub vault_defaults: crate::config::VaultSection,
     /// How the command spreads its work: batch size, workers, lease.
     pub plan: RunPlan,
+    /// The settings file's profile these settings come from, if one was chosen.
+    pub profile: Option<String>,
+    /// How old the KEK may grow before `rotor rotate --scheduled` replaces it.
+    pub rotate_after: Option<std::time::Duration>,
 }
 
 impl Settings {

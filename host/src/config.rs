@@ -1,7 +1,11 @@
 //! `rotor.toml`: settings an operator keeps in a file, below environment variables and flags in
 //! precedence (flag > environment > file > default), and `rotor config check`.
+//!
+//! One file can describe several environments: a `[profile.NAME]` table holds any of the
+//! file's sections, and `--profile NAME` (or `ROTOR_PROFILE`) lays its keys over the rest.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
@@ -24,6 +28,31 @@ pub struct ConfigFile {
     pub component: ComponentSection,
     /// `[limits]`: what one component run may consume.
     pub limits: Limits,
+    /// `[schedule]`: how old a KEK may grow before `rotor rotate --scheduled` replaces it.
+    pub schedule: ScheduleSection,
+}
+
+/// `[schedule]`: when a scheduled rotation is due.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ScheduleSection {
+    /// `rotor rotate --scheduled` rotates once the current KEK is older than this, as
+    /// humantime reads it ("90d", "12h"); each profile may set its own.
+    pub rotate_after: Option<String>,
+}
+
+impl ScheduleSection {
+    /// `rotate-after` as a duration; `None` if unset.
+    pub fn rotate_after(&self) -> Result<Option<Duration>, String> {
+        self.rotate_after
+            .as_deref()
+            .map(|text| {
+                humantime::parse_duration(text).map_err(|e| {
+                    format!("schedule.rotate-after is {text:?}, which is not a duration like \"90d\" or \"12h\": {e}")
+                })
+            })
+            .transpose()
+    }
 }
 
 /// `[database]`: the wallet store and the table and columns the wallets are in.
@@ -132,12 +161,14 @@ pub struct Loaded {
     pub file: ConfigFile,
     /// The file read, if any.
     pub path: Option<PathBuf>,
+    /// The profile whose settings were laid over the file's, if one was chosen.
+    pub profile: Option<String>,
 }
 
 impl Loaded {
     /// Reads `explicit` (from --config / ROTOR_CONFIG), which must exist, or else `rotor.toml`
-    /// in the working directory if there is one.
-    pub fn load(explicit: Option<&Path>) -> anyhow::Result<Loaded> {
+    /// in the working directory if there is one, with `profile`'s settings over the rest.
+    pub fn load(explicit: Option<&Path>, profile: Option<&str>) -> anyhow::Result<Loaded> {
         let path = match explicit {
             Some(path) => {
                 anyhow::ensure!(
@@ -148,18 +179,86 @@ impl Loaded {
                 path.to_owned()
             }
             None if Path::new(DEFAULT_FILE).is_file() => PathBuf::from(DEFAULT_FILE),
-            None => return Ok(Loaded { file: ConfigFile::default(), path: None }),
+            None => {
+                if let Some(profile) = profile {
+                    bail!(
+                        "profile `{profile}` was asked for (--profile or ROTOR_PROFILE), but there is no \
+                         config file: no --config, no ROTOR_CONFIG and no {DEFAULT_FILE} here"
+                    );
+                }
+                return Ok(Loaded { file: ConfigFile::default(), path: None, profile: None });
+            }
         };
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let file = parse(&text).with_context(|| format!("config file {} is not valid", path.display()))?;
-        Ok(Loaded { file, path: Some(path) })
+        let file = parse_profile(&text, profile)
+            .with_context(|| format!("config file {} is not valid", path.display()))?;
+        Ok(Loaded { file, path: Some(path), profile: profile.map(str::to_owned) })
     }
 }
 
-/// Parses and checks a config file's text.
+/// Parses and checks a config file's text, without a profile.
 pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
-    let file: ConfigFile = toml::from_str(text)?;
+    parse_profile(text, None)
+}
+
+/// Parses and checks a config file's text with `profile`'s keys laid over the rest. Every
+/// profile is checked, not only the one chosen, so that a typo in `[profile.prod]` is found
+/// by a run on dev.
+pub fn parse_profile(text: &str, profile: Option<&str>) -> anyhow::Result<ConfigFile> {
+    let mut base: toml::Table = text.parse()?;
+    let profiles = match base.remove("profile") {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(profiles)) => profiles,
+        Some(_) => bail!("`profile` holds profiles as tables, such as [profile.prod]"),
+    };
+    let mut chosen = None;
+    for (name, settings) in &profiles {
+        let toml::Value::Table(settings) = settings else {
+            bail!("profile.{name} is not a table: write its settings under [profile.{name}.SECTION]");
+        };
+        let mut merged = base.clone();
+        overlay(&mut merged, settings);
+        let file = checked(merged).with_context(|| format!("in [profile.{name}]"))?;
+        if Some(name.as_str()) == profile {
+            chosen = Some(file);
+        }
+    }
+    match (profile, chosen) {
+        // Read from the text itself where it can be: toml's errors then name the line.
+        (None, _) if profiles.is_empty() => check(toml::from_str(text)?),
+        (None, _) => checked(base),
+        (Some(_), Some(file)) => Ok(file),
+        (Some(name), None) => {
+            let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
+            bail!(
+                "there is no profile `{name}` (a [profile.{name}] table); the file has: {}",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            )
+        }
+    }
+}
+
+/// Lays `over`'s keys onto `base`, table by table: a profile's `[profile.prod.vault]` changes
+/// only the `[vault]` keys it names.
+fn overlay(base: &mut toml::Table, over: &toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(below)), toml::Value::Table(above)) => overlay(below, above),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn checked(table: toml::Table) -> anyhow::Result<ConfigFile> {
+    check(toml::Value::Table(table).try_into()?)
+}
+
+/// The checks serde's types cannot express: ranges, durations, digests.
+fn check(file: ConfigFile) -> anyhow::Result<ConfigFile> {
     file.limits.check().map_err(anyhow::Error::msg)?;
+    file.schedule.rotate_after().map_err(anyhow::Error::msg)?;
     if let Some(text) = &file.vault.retry_for {
         file.vault.parse_retry_for(text).map_err(anyhow::Error::msg)?;
     }
@@ -215,6 +314,56 @@ mod tests {
         assert!(error.contains("limits.memory-mib"), "{error}");
         let error = format!("{:#}", parse("[vault]\nretry-for = \"a while\"\n").unwrap_err());
         assert!(error.contains("vault.retry-for") && error.contains("\"a while\""), "{error}");
+    }
+
+    const PROFILES: &str = r#"
+        [database]
+        table = "wallets"
+
+        [vault]
+        key-path = "ibn/encryption-key"
+
+        [schedule]
+        rotate-after = "90d"
+
+        [profile.dev.vault]
+        key-path = "ibn/dev/encryption-key"
+        [profile.dev.schedule]
+        rotate-after = "30d"
+
+        [profile.prod]
+        database.url = "postgres://rotor@prod-db/app"
+        limits.cpu-seconds = 900
+    "#;
+
+    #[test]
+    fn a_profile_lays_its_keys_over_the_rest() {
+        let dev = parse_profile(PROFILES, Some("dev")).unwrap();
+        assert_eq!(dev.vault.key_path.as_deref(), Some("ibn/dev/encryption-key"));
+        assert_eq!(dev.database.table.as_deref(), Some("wallets"));
+        assert_eq!(dev.schedule.rotate_after().unwrap(), Some(Duration::from_secs(30 * 86_400)));
+        let prod = parse_profile(PROFILES, Some("prod")).unwrap();
+        assert_eq!(prod.vault.key_path.as_deref(), Some("ibn/encryption-key"));
+        assert_eq!(prod.database.url.as_deref(), Some("postgres://rotor@prod-db/app"));
+        assert_eq!(prod.schedule.rotate_after().unwrap(), Some(Duration::from_secs(90 * 86_400)));
+        assert_eq!(prod.limits.cpu_seconds, 900);
+        let none = parse(PROFILES).unwrap();
+        assert_eq!(none.database.url, None);
+        assert_eq!(none.limits.cpu_seconds, Limits::default().cpu_seconds);
+    }
+
+    #[test]
+    fn profiles_are_checked_and_named() {
+        let error = format!("{:#}", parse_profile(PROFILES, Some("staging")).unwrap_err());
+        assert!(error.contains("no profile `staging`") && error.contains("dev, prod"), "{error}");
+        // A typo in a profile the run does not use is still found.
+        let typo = format!("{PROFILES}\n[profile.staging.vault]\nkey-pth = \"x\"\n");
+        let error = format!("{:#}", parse_profile(&typo, Some("dev")).unwrap_err());
+        assert!(error.contains("[profile.staging]") && error.contains("key-pth"), "{error}");
+        let error = format!("{:#}", parse("[schedule]\nrotate-after = \"soon\"\n").unwrap_err());
+        assert!(error.contains("schedule.rotate-after") && error.contains("\"soon\""), "{error}");
+        let error = format!("{:#}", parse("profile = 3\n").unwrap_err());
+        assert!(error.contains("[profile.prod]"), "{error}");
     }
 
     #[test]

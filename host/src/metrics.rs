@@ -86,6 +86,18 @@ pub struct Snapshot {
     pub check: Option<WalletCheck>,
     /// Exit code of the command (or exporter refresh: 0 or 1) and when it ended.
     pub last_run: Option<(u8, f64)>,
+    /// Whose figures these are, on every sample: `profile` (when one was chosen), `key_path`
+    /// and `table`, so that the pages of jobs for several environments or KEKs, side by side
+    /// in one textfile directory, do not collide.
+    pub labels: Vec<(String, String)>,
+}
+
+/// The labels of a page for `settings`: see [`Snapshot::labels`].
+pub fn scope_labels(settings: &crate::app::Settings) -> Vec<(String, String)> {
+    let scope = settings.scope();
+    let tables: Vec<&str> = scope.targets.iter().map(|t| t.table.as_str()).collect();
+    let profile = settings.profile.iter().map(|p| ("profile".to_owned(), p.clone()));
+    profile.chain([("key_path".to_owned(), scope.key_path), ("table".to_owned(), tables.join(","))]).collect()
 }
 
 /// `time` as Unix seconds (0 before 1970).
@@ -146,18 +158,21 @@ pub async fn gather(app: &App, observed: Observed) -> Snapshot {
             None
         }
     };
-    Snapshot { journal, kek, wallets, check: observed.check, last_run: None }
+    let labels = scope_labels(app.settings());
+    Snapshot { journal, kek, wallets, check: observed.check, last_run: None, labels }
 }
 
-/// A family with one unlabelled sample, left out when the figure is unknown.
+/// A family with one sample, labelled with the page's `labels`; left out when the figure is
+/// unknown.
 fn single(
     encoder: &mut DescriptorEncoder,
+    labels: &[(String, String)],
     name: &str,
     help: &str,
     metric: Option<impl EncodeMetric>,
 ) -> fmt::Result {
     let Some(metric) = metric else { return Ok(()) };
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?.encode_family(&labels)?)
 }
 
 /// Seconds to the millisecond, the precision pages have always had (the encoder would print
@@ -169,6 +184,7 @@ fn millis(seconds: f64) -> ConstGauge<f64> {
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let e = &mut encoder;
+        let labels = self.labels.as_slice();
         let journal = self.journal.as_ref();
         // prometheus-client appends `_total` to a counter's name (the OpenMetrics rule), so the
         // two counters are named without it here. The page says `rotor_rotations_total` and
@@ -176,18 +192,21 @@ impl Collector for Snapshot {
         // names (`tests::the_page_keeps_its_names` pins every name, type and help text).
         single(
             e,
+            labels,
             "rotor_rotations",
             "Rotations recorded in rotor's journal, rollbacks included.",
             journal.map(|j| ConstCounter::new(j.rotations)),
         )?;
         single(
             e,
+            labels,
             "rotor_rotations_failed",
             "Finished rotations that left wallets behind (they do not open or could not be moved).",
             journal.map(|j| ConstCounter::new(j.failed)),
         )?;
         single(
             e,
+            labels,
             "rotor_rotation_in_progress",
             "1 while a rotation is unfinished (running, or interrupted: `rotor rotate` resumes it).",
             journal.map(|j| ConstGauge::new(i64::from(j.in_progress))),
@@ -195,24 +214,28 @@ impl Collector for Snapshot {
         let last = journal.and_then(|j| j.last_finished);
         single(
             e,
+            labels,
             "rotor_last_rotation_timestamp_seconds",
             "When the latest finished rotation ended (Unix time).",
             last.map(|(ended, _)| millis(ended)),
         )?;
         single(
             e,
+            labels,
             "rotor_last_rotation_duration_seconds",
             "How long the latest finished rotation took.",
             last.map(|(_, duration)| millis(duration)),
         )?;
         single(
             e,
+            labels,
             "rotor_kek_version",
             "The current KEK's version in Vault.",
             self.kek.map(|(version, _)| ConstGauge::new(version)),
         )?;
         single(
             e,
+            labels,
             "rotor_kek_age_seconds",
             "Age of the current KEK, from Vault's metadata.",
             self.kek.map(|(_, age)| millis(age)),
@@ -225,31 +248,36 @@ impl Collector for Snapshot {
                 MetricType::Gauge,
             )?;
             for (version, count) in wallets {
-                // The encoder escapes the label value (`\\`, `"`, newline).
-                ConstGauge::new(*count)
-                    .encode(family.encode_family(&[("key_version", version.as_str())])?)?;
+                // The encoder escapes the label values (`\\`, `"`, newline).
+                let mut labelled = vec![("key_version".to_owned(), version.clone())];
+                labelled.extend_from_slice(labels);
+                ConstGauge::new(*count).encode(family.encode_family(&labelled)?)?;
             }
         }
         single(
             e,
+            labels,
             "rotor_invalid_wallets",
             "Wallets that did not open at the last check (validate, or a rotation's wallets left behind).",
             self.check.map(|c| ConstGauge::new(c.invalid)),
         )?;
         single(
             e,
+            labels,
             "rotor_last_check_timestamp_seconds",
             "When rotor_invalid_wallets was measured (Unix time).",
             self.check.map(|c| millis(c.at)),
         )?;
         single(
             e,
+            labels,
             "rotor_last_run_exit_code",
             "Exit code of the last rotor command that wrote these metrics (0 ok, 1 error, 3 wallets left behind).",
             self.last_run.map(|(code, _)| ConstGauge::new(i64::from(code))),
         )?;
         single(
             e,
+            labels,
             "rotor_last_run_timestamp_seconds",
             "When that command ended (Unix time).",
             self.last_run.map(|(_, at)| millis(at)),
@@ -271,10 +299,56 @@ impl Snapshot {
     }
 }
 
-/// The value of an unlabelled sample in a page rotor wrote. Reading is by hand: prometheus-client
-/// only encodes, and these lines need to read back only what [`Snapshot::render`] writes.
+/// One sample line of a page rotor wrote: its name, labels (unescaped) and value. Reading is by
+/// hand: prometheus-client only encodes, and these lines need to read back only what
+/// [`Snapshot::render`] writes.
+struct Sample {
+    name: String,
+    labels: Vec<(String, String)>,
+    value: f64,
+}
+
+impl Sample {
+    /// `name value` or `name{key="value",…} value`; `None` for comments and anything else.
+    fn parse(line: &str) -> Option<Sample> {
+        let end = line.find(['{', ' '])?;
+        let (name, mut rest) = (line[..end].to_owned(), &line[end..]);
+        let mut labels = Vec::new();
+        if let Some(mut inside) = rest.strip_prefix('{') {
+            while let Some((key, after)) = inside.split_once("=\"") {
+                let mut chars = after.char_indices();
+                let mut value = String::new();
+                let close = loop {
+                    match chars.next()? {
+                        (at, '"') => break at,
+                        (_, '\\') => value.push(match chars.next()?.1 {
+                            'n' => '\n',
+                            escaped => escaped,
+                        }),
+                        (_, c) => value.push(c),
+                    }
+                };
+                labels.push((key.trim_start_matches(',').to_owned(), value));
+                inside = &after[close + 1..];
+                if let Some(after_labels) = inside.strip_prefix('}') {
+                    rest = after_labels;
+                    break;
+                }
+            }
+        }
+        let value = rest.strip_prefix(' ')?.trim().parse().ok()?;
+        Some(Sample { name, labels, value })
+    }
+
+    /// The value of `key`, if the sample has that label.
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// The value of the sample named `name` in a page rotor wrote (the first, if several).
 fn sample(page: &str, name: &str) -> Option<f64> {
-    page.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    page.lines().filter_map(Sample::parse).find(|s| s.name == name).map(|s| s.value)
 }
 
 /// The wallet check a previous page reported, to carry over.
@@ -311,12 +385,14 @@ pub fn write_atomically(path: &Path, content: &str) -> std::io::Result<()> {
 pub struct Recorder {
     path: Option<PathBuf>,
     snapshot: Mutex<Option<Snapshot>>,
+    labels: Vec<(String, String)>,
 }
 
 impl Recorder {
-    /// `path` is `--metrics-file`; without it every method does nothing.
-    pub fn new(path: Option<PathBuf>) -> Recorder {
-        Recorder { path, snapshot: Mutex::new(None) }
+    /// `path` is `--metrics-file`; without it every method does nothing. `labels` are the
+    /// command's [`scope_labels`], for a page written without a snapshot.
+    pub fn new(path: Option<PathBuf>, labels: Vec<(String, String)>) -> Recorder {
+        Recorder { path, snapshot: Mutex::new(None), labels }
     }
 
     /// Gathers the page while the command's connections are open.
@@ -341,30 +417,15 @@ impl Recorder {
         if snapshot.check.is_none() {
             snapshot.check = previous.as_deref().and_then(previous_check);
         }
+        if !self.labels.is_empty() {
+            snapshot.labels = self.labels.clone();
+        }
         snapshot.last_run = Some((exit_code, unix_seconds(SystemTime::now())));
         match write_atomically(path, &snapshot.render()) {
             Ok(()) => tracing::debug!(path = %path.display(), "metrics written"),
             Err(e) => tracing::error!("cannot write the metrics file {}: {e}", path.display()),
         }
     }
-}
-
-/// A `rotor_wallets{key_version="…"} count` line: the version (unescaped) and the count.
-fn wallet_sample(line: &str) -> Option<(String, u64)> {
-    let mut rest = line.strip_prefix("rotor_wallets{key_version=\"")?.chars();
-    let mut version = String::new();
-    loop {
-        match rest.next()? {
-            '"' => break,
-            '\\' => version.push(match rest.next()? {
-                'n' => '\n',
-                escaped => escaped,
-            }),
-            c => version.push(c),
-        }
-    }
-    let value = rest.as_str().strip_prefix("} ")?;
-    Some((version, value.trim().parse::<f64>().ok()? as u64))
 }
 
 /// Reads back a page rotor wrote (to carry its figures over a failed command).
@@ -376,7 +437,17 @@ pub fn parse_page(page: &str) -> Snapshot {
         last_finished: sample(page, "rotor_last_rotation_timestamp_seconds")
             .zip(sample(page, "rotor_last_rotation_duration_seconds")),
     });
-    let wallets: BTreeMap<String, u64> = page.lines().filter_map(wallet_sample).collect();
+    let samples: Vec<Sample> = page.lines().filter_map(Sample::parse).collect();
+    let wallets: BTreeMap<String, u64> = samples
+        .iter()
+        .filter(|s| s.name == "rotor_wallets")
+        .filter_map(|s| Some((s.label("key_version")?.to_owned(), s.value as u64)))
+        .collect();
+    // Every sample carries the page's labels; the wallet counts carry their version besides.
+    let labels = samples
+        .first()
+        .map(|s| s.labels.iter().filter(|(key, _)| key != "key_version").cloned().collect())
+        .unwrap_or_default();
     Snapshot {
         journal,
         kek: sample(page, "rotor_kek_version")
@@ -385,6 +456,7 @@ pub fn parse_page(page: &str) -> Snapshot {
         wallets: (!wallets.is_empty()).then_some(wallets),
         check: previous_check(page),
         last_run: None,
+        labels,
     }
 }
 
@@ -404,7 +476,33 @@ mod tests {
             wallets: Some(BTreeMap::from([("legacy".into(), 2), ("4".into(), 1000)])),
             check: Some(WalletCheck { invalid: 2, at: 1_790_000_100.0 }),
             last_run: Some((3, 1_790_000_200.0)),
+            labels: Vec::new(),
         }
+    }
+
+    #[test]
+    fn every_sample_says_whose_it_is() {
+        let labels = vec![
+            ("profile".to_owned(), "prod".to_owned()),
+            ("key_path".to_owned(), "secret/ibn/\"odd\"\\key".to_owned()),
+            ("table".to_owned(), "wallets".to_owned()),
+        ];
+        let labelled = Snapshot { labels: labels.clone(), ..snapshot() };
+        let page = labelled.render();
+        let scope = r#"profile="prod",key_path="secret/ibn/\"odd\"\\key",table="wallets""#;
+        for line in [
+            format!("rotor_rotations_total{{{scope}}} 3"),
+            format!("rotor_kek_age_seconds{{{scope}}} 86400.0"),
+            format!("rotor_wallets{{key_version=\"4\",{scope}}} 1000"),
+        ] {
+            assert!(page.lines().any(|l| l == line), "missing {line:?} in:\n{page}");
+        }
+        let samples = page.lines().filter(|l| !l.starts_with('#'));
+        assert!(samples.clone().count() > 10 && samples.clone().all(|l| l.contains(scope)), "{page}");
+        // A failed command's page carries the figures and the labels over.
+        let mut expected = labelled;
+        expected.last_run = None;
+        assert_eq!(parse_page(&page), expected);
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct GlobalArgs {
     /// and environment variables override what it sets; `rotor config check` shows the result.
     #[arg(long, env = "ROTOR_CONFIG", hide_env_values = true, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Lay the settings of [profile.NAME] in the settings file over the rest (dev, staging,
+    /// prod, …: each with its own database, key path, schedule and limits).
+    #[arg(long, env = "ROTOR_PROFILE", global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Database with the wallet table: sqlite://PATH or postgres://USER@HOST/DB
     /// [default: sqlite://rotor.db].
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true, value_name = "URL")]
@@ -337,6 +341,10 @@ pub struct RotateCommand {
     /// unfinished rotation is resumed whatever the KEK's age.
     #[arg(long, value_name = "AGE")]
     pub if_older_than: Option<humantime::Duration>,
+    /// As --if-older-than, with the age the settings file gives (`rotate-after` under
+    /// [schedule], or under the profile's own [profile.NAME.schedule]).
+    #[arg(long, conflicts_with = "if_older_than")]
+    pub scheduled: bool,
 }
 
 /// Whom `rotor policy` writes a policy for.

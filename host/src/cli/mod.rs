@@ -62,7 +62,10 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<Outcome> {
     let cleans_up = matches!(cli.command, Command::Rotate(_) | Command::Rollback(_));
     // For a server, a signal is the ordinary way to stop: it ends with success.
     let stops_itself = matches!(cli.command, Command::Serve(_));
-    let metrics = Recorder::new(cli.global.metrics_file.clone().filter(|_| records_metrics));
+    // Labelled from the settings even if the command fails before it reads anything; settings
+    // that do not resolve leave the page unlabelled, and the command reports why.
+    let labels = cli.global.settings().map(|s| crate::metrics::scope_labels(&s)).unwrap_or_default();
+    let metrics = Recorder::new(cli.global.metrics_file.clone().filter(|_| records_metrics), labels);
     let command = execute(&cli, &metrics, &shutdown);
     tokio::pin!(command);
     let result = tokio::select! {
@@ -183,8 +186,26 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             print(global.json, &report, || report.human());
             Ok(report.outcome())
         }
-        Command::Rotate(RotateCommand { rotate: args, if_older_than }) => {
+        Command::Rotate(RotateCommand { rotate: args, if_older_than, scheduled }) => {
             let app = open_app(global, true, args.plan()).await?;
+            let if_older_than = match (if_older_than, *scheduled) {
+                (Some(age), _) => Some((**age, "--if-older-than")),
+                (None, true) => Some((
+                    app.settings().rotate_after.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "--scheduled needs `rotate-after` under [schedule] in the settings file{}; \
+                             nothing was changed",
+                            app.settings()
+                                .profile
+                                .as_ref()
+                                .map(|p| format!(" (or under [profile.{p}.schedule])"))
+                                .unwrap_or_default()
+                        )
+                    })?,
+                    "rotate-after",
+                )),
+                (None, false) => None,
+            };
             let unfinished = app.database().our_unfinished_rotation().await?;
             if let Some(rotation) = unfinished.as_ref().filter(|_| if_older_than.is_some()) {
                 // The schedule is for starting rotations; one left unfinished is due now.
@@ -193,9 +214,9 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
                     "rotation #{} is unfinished: resuming it whatever --if-older-than says",
                     rotation.id
                 );
-            } else if let Some(min_age) = *if_older_than {
+            } else if let Some((min_age, source)) = if_older_than {
                 let age = crate::rotation::kek_age(&app).await?;
-                if age < *min_age {
+                if age < min_age {
                     let skipped = serde_json::json!({
                         "skipped": true,
                         "kek_age_seconds": age.as_secs(),
@@ -203,9 +224,9 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
                     });
                     print(global.json, &skipped, || {
                         format!(
-                            "not rotating: the current KEK is {} old, younger than --if-older-than {}",
+                            "not rotating: the current KEK is {} old, younger than {source} {}",
                             crate::durations::human(age),
-                            crate::durations::human(*min_age)
+                            crate::durations::human(min_age)
                         )
                     });
                     metrics.observe(&app, Observed::default()).await;

@@ -31,7 +31,7 @@ impl GlobalArgs {
 
     /// The effective settings, and where each came from.
     pub fn resolve(&self) -> anyhow::Result<Resolved> {
-        let loaded = Loaded::load(self.config.as_deref())?;
+        let loaded = Loaded::load(self.config.as_deref(), self.profile.as_deref())?;
         let file = &loaded.file;
         let mut sources = Vec::new();
         let mut pick = |name: &'static str,
@@ -107,6 +107,9 @@ impl GlobalArgs {
             },
             vault_defaults: file.vault.clone(),
             plan: RunPlan::resolve(None, None, None, &file.limits),
+            profile: loaded.profile.clone(),
+            // Checked when the file was read.
+            rotate_after: file.schedule.rotate_after().ok().flatten(),
         };
         Ok(Resolved { settings, sources, file: loaded.path })
     }

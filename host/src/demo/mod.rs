@@ -131,6 +131,8 @@ async fn run_with_server(
         sandbox: configured.sandbox,
         vault_defaults: configured.vault_defaults,
         plan,
+        profile: configured.profile,
+        rotate_after: configured.rotate_after,
     };
     let vault = VaultConfig::with_token(server.addr(), server.root_token());
     let app = App::open(settings, vault, true).await?;
