@@ -91,6 +91,57 @@ async fn prune_keeps_the_versions_another_table_still_names(kind: Kind) {
     assert_tokens_open_under(&world, &tokens, 2).await;
     assert_every_wallet_opens(&world, &wallets).await;
 
+    // The inventory says the same, with counts that match the rows themselves.
+    let keys = json_success(world.rotor().arg("keys"));
+    assert_eq!(keys["tables"], json!(["wallets", "api_tokens"]), "{keys}");
+    let versions = keys["versions"].as_array().unwrap();
+    let states: Vec<(u64, &str)> =
+        versions.iter().map(|v| (v["version"].as_u64().unwrap(), v["state"].as_str().unwrap())).collect();
+    assert_eq!(states, [(3, "current"), (2, "archived"), (1, "destroyed")], "{keys}");
+    let mut counted: BTreeMap<u32, BTreeMap<&str, u64>> = BTreeMap::new();
+    for (table, rows) in [("wallets", world.rows().await), ("api_tokens", token_rows(&world).await)] {
+        for ciphertext in rows.values() {
+            let Ok(rotor_codec::Format::Envelope { kek_version }) = rotor_codec::inspect(ciphertext) else {
+                panic!("a {table} row is not in rotor's envelope");
+            };
+            *counted.entry(kek_version).or_default().entry(table).or_default() += 1;
+        }
+    }
+    for version in versions {
+        let number = version["version"].as_u64().unwrap() as u32;
+        assert_eq!(version["rows"], json!(counted.remove(&number).unwrap_or_default()), "{keys}");
+    }
+    assert!(counted.is_empty(), "rows name versions the inventory left out: {counted:?}");
+    let out = world.rotor().arg("keys").output().unwrap();
+    rotor_testkit::assert_success(&out);
+    let said = rotor_testkit::text(&out.stdout);
+    rotor_testkit::assert_says(
+        &said,
+        &["KEK secret/ibn/encryption-key (rows counted in: wallets, api_tokens)", "made by rotation #2"],
+    );
+    for (version, state, rows) in
+        [("v3", "current", "wallets 40"), ("v2", "archived", "api_tokens 12"), ("v1", "destroyed", "none")]
+    {
+        assert!(
+            said.lines().any(|l| l.starts_with(version) && l.contains(state) && l.ends_with(rows)),
+            "{said}"
+        );
+    }
+    for (index, version, made_by) in
+        [(0, 3, Some("rotation #2 by")), (1, 2, Some("rotation #1 by")), (2, 1, None)]
+    {
+        let listed = &versions[index];
+        assert_eq!(
+            listed["created_by"].as_str().map(|by| by.starts_with(made_by.unwrap())),
+            made_by.map(|_| true)
+        );
+        let fingerprint = match version {
+            1 => None,
+            _ => Some(rotor::inventory::fingerprint(&world.kek(version).await)),
+        };
+        assert_eq!(listed["fingerprint"].as_str(), fingerprint.as_deref(), "{keys}");
+    }
+
     // Once the tokens move on, v2 is free; v3 still holds the wallets.
     let moved = json_success(world.rotor().args(TOKENS_FLAGS).arg("rotate"));
     assert_eq!(moved["to_version"].as_u64(), Some(4));

@@ -15,6 +15,7 @@
 //!   call came to, for the operator), [`bindings`].
 //! * command support: [`report`], [`metrics`], [`shutdown`], [`durations`], [`progress`].
 //! * commands: [`rotation`], [`validate`], [`abort`], [`audit`], [`status`], [`history`],
+//!   [`inventory`] (`rotor keys`),
 //!   [`demo`] (with the OpenBao dev server and the legacy wallets it starts from), [`exporter`] (`rotor serve`), [`bench`].
 //! * front ends: [`cli`] (the `rotor` command line) and [`terminal`] (logging, usage errors and
 //!   exit codes, shared with `rotor-bench`).
@@ -42,6 +43,7 @@ pub mod fit;
 pub mod grants;
 pub mod history;
 pub mod inspect;
+pub mod inventory;
 pub mod keyring;
 pub mod limits;
 pub mod metrics;

@@ -146,6 +146,14 @@ pub enum Command {
     Status,
     /// Past rotations: rotor's journal, and archives left by the seed's script.
     History,
+    /// Every version of the KEK: current, archived, destroyed (or missing: rows name a key Vault
+    /// does not have), when and by which rotation it was made, its fingerprint, and the rows of
+    /// each table that name it, counted by the database.
+    ///
+    /// The tables counted are the one these settings name and every table a rotation of this
+    /// KEK moved. A fingerprint names a key without revealing it: the same key, the same
+    /// fingerprint. Check here that no row names a version before destroying it.
+    Keys,
     /// Encrypt a wallet under the current KEK and store it (plaintext on stdin).
     Seal {
         /// Wallet id; an existing wallet with this id is replaced.

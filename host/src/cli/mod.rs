@@ -274,6 +274,10 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
         }
         Command::Abort => host_only(global, metrics, true, crate::abort::abort, Aborted::human).await,
         Command::Status => host_only(global, metrics, false, crate::status::status, Status::human).await,
+        Command::Keys => {
+            host_only(global, metrics, false, crate::inventory::inventory, crate::inventory::Inventory::human)
+                .await
+        }
         Command::History => {
             let app = open_app(global, false, PlanFlags::default()).await?;
             let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;

@@ -1,0 +1,176 @@
+//! `rotor keys`: every version of the KEK, with its state, when and by whom it was made, a
+//! fingerprint that names the key without revealing it, and the rows of each table that name
+//! it, counted by the database: what an operator checks before destroying a version.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::app::App;
+use crate::keyring::KeyRing;
+use rotor_codec::Kek;
+
+/// What `rotor keys` prints (`--json`: this document).
+#[derive(Debug, Serialize)]
+pub struct Inventory {
+    /// `mount/path` of the KEK.
+    pub key_path: String,
+    /// The tables counted: the run's, then those rotations of this KEK recorded.
+    pub tables: Vec<String>,
+    /// Every version Vault or a row knows of, newest first.
+    pub versions: Vec<KeyVersion>,
+    /// Rows that name no version, per table: `legacy` (the seed's format: any KEK may be
+    /// theirs), `null`, `not-text`.
+    pub unversioned_rows: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+/// One KEK version.
+#[derive(Debug, Serialize)]
+pub struct KeyVersion {
+    /// Its number in Vault's version history.
+    pub version: u32,
+    /// Where it stands.
+    pub state: KeyState,
+    /// When Vault stored it (RFC 3339); `None` once Vault no longer keeps its metadata.
+    pub created_at: Option<String>,
+    /// The rotation that made it, as the journal records it (`None`: not made by a rotation
+    /// recorded here, such as the first KEK `migrate-kek` stored).
+    pub created_by: Option<String>,
+    /// [`fingerprint`] of the key; `None` if Vault no longer holds it.
+    pub fingerprint: Option<String>,
+    /// Rows naming it, per table (tables with none left out).
+    pub rows: BTreeMap<String, u64>,
+}
+
+/// Where a KEK version stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// What new rows are sealed under.
+    Current,
+    /// Kept for the rows that still name it (or until `rotor prune` destroys it).
+    Archived,
+    /// Destroyed: Vault holds neither its archive entry nor its KV version.
+    Destroyed,
+    /// Rows name it, but Vault holds no such key: those rows cannot be opened.
+    Missing,
+}
+
+/// A short name of `kek` that reveals nothing of it: the first 8 bytes of a domain-separated
+/// SHA-256 of the key, in hex. The same key always has the same fingerprint, so a receipt or
+/// an inventory can say which key it means.
+pub fn fingerprint(kek: &Kek) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"rotor KEK fingerprint v1\0");
+    hash.update(kek.to_hex().as_bytes());
+    hex::encode(&hash.finalize()[..8])
+}
+
+/// Reads the KEK's versions from Vault, the journal's rotations of it, and each table's rows
+/// per version.
+pub async fn inventory(app: &App) -> anyhow::Result<Inventory> {
+    let settings = app.settings();
+    let database = app.database();
+    let mut ring = KeyRing::new(app.kv().clone(), &settings.key_path);
+    let metadata = ring.metadata().await?;
+    let current = metadata.as_ref().map(|m| m.current_version);
+    let archived: BTreeSet<u32> =
+        ring.archive_entries().await?.iter().filter_map(|e| e.strip_prefix('v')?.parse().ok()).collect();
+
+    let mut rows: BTreeMap<u32, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut unversioned_rows = BTreeMap::new();
+    let mut tables = Vec::new();
+    for (table, counts) in database.version_counts_by_target().await? {
+        for (named, count) in counts {
+            match named.parse::<u32>() {
+                Ok(version) => {
+                    rows.entry(version).or_default().insert(table.table.clone(), count);
+                }
+                Err(_) => {
+                    unversioned_rows
+                        .entry(table.table.clone())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(named, count);
+                }
+            }
+        }
+        tables.push(table.table);
+    }
+
+    let in_kv = metadata.iter().flat_map(|m| m.versions.iter()).filter_map(|v| u32::try_from(v.version).ok());
+    let known: BTreeSet<u32> = in_kv.chain(archived.iter().copied()).chain(rows.keys().copied()).collect();
+    let rotations = database.rotations().await?;
+    let mut versions = Vec::with_capacity(known.len());
+    for version in known.into_iter().rev() {
+        let meta = metadata.iter().flat_map(|m| m.versions.iter()).find(|v| v.version == u64::from(version));
+        let held = match meta {
+            Some(meta) if meta.destroyed && !archived.contains(&version) => None,
+            _ => ring.version(version).await?,
+        };
+        let state = match (&held, current == Some(u64::from(version))) {
+            (Some(_), true) => KeyState::Current,
+            (Some(_), false) => KeyState::Archived,
+            (None, _) if rows.contains_key(&version) => KeyState::Missing,
+            (None, _) => KeyState::Destroyed,
+        };
+        let created_by = rotations.iter().find(|r| r.to_version == i64::from(version)).map(|r| {
+            let identity = r.vault_identity.as_ref().map(|v| format!(" as {v}")).unwrap_or_default();
+            format!("rotation #{} by {}{identity}", r.id, r.started_by)
+        });
+        versions.push(KeyVersion {
+            version,
+            state,
+            created_at: meta.map(|m| m.created_time.clone()),
+            created_by,
+            fingerprint: held.map(|held| fingerprint(&held.kek)),
+            rows: rows.remove(&version).unwrap_or_default(),
+        });
+    }
+    Ok(Inventory { key_path: database.scope().key_path.clone(), tables, versions, unversioned_rows })
+}
+
+impl Inventory {
+    /// The lines `rotor keys` prints without `--json`.
+    pub fn human(&self) -> String {
+        let mut lines = vec![format!("KEK {} (rows counted in: {})", self.key_path, self.tables.join(", "))];
+        lines.push(format!(
+            "{:<8} {:<10} {:<21} {:<17} {}",
+            "version", "state", "created", "fingerprint", "rows"
+        ));
+        for v in &self.versions {
+            let state = serde_json::to_value(v.state).ok().and_then(|s| s.as_str().map(str::to_owned));
+            let rows: Vec<String> = v.rows.iter().map(|(table, n)| format!("{table} {n}")).collect();
+            lines.push(format!(
+                "{:<8} {:<10} {:<21} {:<17} {}",
+                format!("v{}", v.version),
+                state.unwrap_or_default(),
+                v.created_at.as_deref().map_or("-", |t| t.get(..19).unwrap_or(t)),
+                v.fingerprint.as_deref().unwrap_or("-"),
+                if rows.is_empty() { "none".to_owned() } else { rows.join(", ") }
+            ));
+            if let Some(by) = &v.created_by {
+                lines.push(format!("         made by {by}"));
+            }
+        }
+        for (table, counts) in &self.unversioned_rows {
+            let counts: Vec<String> = counts.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+            lines.push(format!("{table}: rows naming no version: {}", counts.join(", ")));
+        }
+        lines.join("\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fingerprint_names_a_key_without_revealing_it() {
+        let (a, b) = (Kek::generate().unwrap(), Kek::generate().unwrap());
+        assert_eq!(fingerprint(&a), fingerprint(&Kek::from_hex(&a.to_hex()).unwrap()));
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        assert_eq!(fingerprint(&a).len(), 16);
+        assert!(!a.to_hex().contains(&fingerprint(&a)));
+    }
+}
