@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use rotor::store::{Database, RunIdentity, WalletTable};
+use rotor_testkit::fault_proxy::{FaultProxy, Times};
 use rotor_testkit::{
     Kind, Wallets, World, assert_every_wallet_opens, assert_fails_saying, json, json_success, legacy_wallets,
     new_rotation, on_sqlite_and_postgres,
@@ -34,6 +35,12 @@ async fn world_with_two_tables(kind: Kind) -> (World, Wallets, Wallets) {
     let (tokens, rows) = legacy_wallets(&kek, TOKENS);
     tokens_db(&world).await.put_many(&rows).await.unwrap();
     (world, wallets, tokens)
+}
+
+/// When the KEK's latest finished rotation ended, as `rotor history` says.
+fn history_end(world: &World) -> serde_json::Value {
+    let history = json_success(world.rotor().arg("history"));
+    history[0]["finished_at"].clone()
 }
 
 async fn tokens_db(world: &World) -> Database {
@@ -82,11 +89,34 @@ async fn prune_keeps_the_versions_another_table_still_names(kind: Kind) {
 
     // Run for `wallets` alone, prune must still see the tokens on v2: the journal recorded
     // that a rotation of this KEK moved `api_tokens`.
+    let v1 = rotor::keyring::fingerprint(&world.kek(1).await);
     let (out, pruned) = json(world.rotor().args(["prune", "--keep", "1"]));
     assert_eq!(out.status.code(), Some(3), "{pruned}");
     assert_eq!(pruned["destroyed"], json!([1]), "{pruned}");
     assert_eq!(pruned["kept"], json!([3]), "{pruned}");
     assert_eq!(pruned["in_use"], json!({ "2": TOKENS }), "{pruned}");
+    // Its receipt names the key destroyed and the counts that allowed it, and Vault keeps it.
+    let receipt = &pruned["receipt"];
+    assert_eq!(
+        receipt["versions"],
+        json!([{ "version": 1, "fingerprint": v1, "rows": { "wallets": 0, "api_tokens": 0 } }]),
+        "{pruned}"
+    );
+    assert_eq!(receipt["key_path"], json!("secret/ibn/encryption-key"));
+    assert!(receipt["vault_identity"].as_str().unwrap().contains("root"), "{receipt}");
+    assert!(receipt["destroyed_by"].as_str().unwrap().contains("pid"), "{receipt}");
+    assert_eq!(receipt["rotor_version"], json!(env!("CARGO_PKG_VERSION")));
+    assert_eq!(receipt["backups_unreadable_before"], history_end(&world), "{receipt}");
+    let stored_at = receipt["stored_at"].as_str().unwrap();
+    let stored = world
+        .vault_client()
+        .read(stored_at.strip_prefix("secret/").unwrap(), None)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no receipt at {stored_at}"));
+    let mut stored: serde_json::Value = serde_json::from_str(&stored.data["receipt"]).unwrap();
+    stored["stored_at"] = receipt["stored_at"].clone();
+    assert_eq!(&stored, receipt);
     assert_eq!(archived_versions(&world).await, ["v2", "v3"]);
     assert_tokens_open_under(&world, &tokens, 2).await;
     assert_every_wallet_opens(&world, &wallets).await;
@@ -137,7 +167,7 @@ async fn prune_keeps_the_versions_another_table_still_names(kind: Kind) {
         );
         let fingerprint = match version {
             1 => None,
-            _ => Some(rotor::inventory::fingerprint(&world.kek(version).await)),
+            _ => Some(rotor::keyring::fingerprint(&world.kek(version).await)),
         };
         assert_eq!(listed["fingerprint"].as_str(), fingerprint.as_deref(), "{keys}");
     }
@@ -360,3 +390,28 @@ async fn profiles_rotate_on_their_own_schedules(kind: Kind) {
 }
 
 on_sqlite_and_postgres!(profiles_rotate_on_their_own_schedules);
+
+// 4. A receipt Vault refuses to store is printed all the same, and the command fails.
+
+async fn a_receipt_vault_refuses_is_printed_and_fails_the_command(kind: Kind) {
+    let (world, kek) = World::with_kek(kind).await;
+    let wallets = world.enroll_legacy(&kek, WALLETS).await;
+    json_success(world.rotor().arg("rotate"));
+    json_success(world.rotor().arg("rotate"));
+    let v1 = rotor::keyring::fingerprint(&world.kek(1).await);
+    let proxy = FaultProxy::start(world.vault.addr());
+    let refused =
+        proxy.fail(reqwest::Method::POST, "/v1/secret/data/ibn/encryption-key-receipts/", 403, Times::Always);
+    let (out, pruned) = json(world.rotor().env("VAULT_ADDR", proxy.addr()).args(["prune", "--keep", "2"]));
+    assert_eq!(out.status.code(), Some(1), "{pruned}");
+    assert_eq!(proxy.hits(refused), 1);
+    assert_eq!(pruned["destroyed"], json!([1]), "{pruned}");
+    assert_eq!(pruned["receipt"]["versions"][0]["fingerprint"], json!(v1), "{pruned}");
+    assert_eq!(pruned["receipt"]["stored_at"], json!(null), "{pruned}");
+    assert!(pruned["receipt_not_stored"].as_str().unwrap().contains("permission denied"), "{pruned}");
+    assert!(rotor_testkit::text(&out.stderr).contains("keep this output"));
+    assert_eq!(archived_versions(&world).await, ["v2", "v3"]);
+    assert_every_wallet_opens(&world, &wallets).await;
+}
+
+on_sqlite_and_postgres!(a_receipt_vault_refuses_is_printed_and_fails_the_command);

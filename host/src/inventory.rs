@@ -5,11 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::app::App;
-use crate::keyring::KeyRing;
-use rotor_codec::Kek;
+use crate::keyring::{KeyRing, fingerprint};
 
 /// What `rotor keys` prints (`--json`: this document).
 #[derive(Debug, Serialize)]
@@ -37,7 +35,7 @@ pub struct KeyVersion {
     /// The rotation that made it, as the journal records it (`None`: not made by a rotation
     /// recorded here, such as the first KEK `migrate-kek` stored).
     pub created_by: Option<String>,
-    /// [`fingerprint`] of the key; `None` if Vault no longer holds it.
+    /// [`fingerprint`](crate::keyring::fingerprint) of the key; `None` if Vault no longer holds it.
     pub fingerprint: Option<String>,
     /// Rows naming it, per table (tables with none left out).
     pub rows: BTreeMap<String, u64>,
@@ -55,16 +53,6 @@ pub enum KeyState {
     Destroyed,
     /// Rows name it, but Vault holds no such key: those rows cannot be opened.
     Missing,
-}
-
-/// A short name of `kek` that reveals nothing of it: the first 8 bytes of a domain-separated
-/// SHA-256 of the key, in hex. The same key always has the same fingerprint, so a receipt or
-/// an inventory can say which key it means.
-pub fn fingerprint(kek: &Kek) -> String {
-    let mut hash = Sha256::new();
-    hash.update(b"rotor KEK fingerprint v1\0");
-    hash.update(kek.to_hex().as_bytes());
-    hex::encode(&hash.finalize()[..8])
 }
 
 /// Reads the KEK's versions from Vault, the journal's rotations of it, and each table's rows
@@ -158,19 +146,5 @@ impl Inventory {
             lines.push(format!("{table}: rows naming no version: {}", counts.join(", ")));
         }
         lines.join("\n")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_fingerprint_names_a_key_without_revealing_it() {
-        let (a, b) = (Kek::generate().unwrap(), Kek::generate().unwrap());
-        assert_eq!(fingerprint(&a), fingerprint(&Kek::from_hex(&a.to_hex()).unwrap()));
-        assert_ne!(fingerprint(&a), fingerprint(&b));
-        assert_eq!(fingerprint(&a).len(), 16);
-        assert!(!a.to_hex().contains(&fingerprint(&a)));
     }
 }

@@ -19,7 +19,7 @@ use crate::bindings::auditor::key_reader;
 use crate::bindings::{key_types, keys};
 use crate::grants::Grants;
 pub use crate::keyring::{DataKeyHandle, KekHandle, SecretHandle};
-use crate::keyring::{HeldKek, KeyError, KeyRing};
+use crate::keyring::{DestroyedKek, HeldKek, KeyError, KeyRing};
 use crate::store::Database;
 use crate::vault::KvMetadata;
 
@@ -37,12 +37,19 @@ pub struct Keys {
     database: Database,
     handles: usize,
     secret_bytes: usize,
+    /// What this instance destroyed, for the command's receipt.
+    destroyed: Vec<DestroyedKek>,
 }
 
 impl Keys {
     /// The KEKs of `ring`, within `grants`.
     pub fn new(ring: KeyRing, grants: Grants, database: Database) -> Keys {
-        Keys { ring, grants, database, handles: 0, secret_bytes: 0 }
+        Keys { ring, grants, database, handles: 0, secret_bytes: 0, destroyed: Vec::new() }
+    }
+
+    /// The KEK versions this instance destroyed since last asked, as the host checked them.
+    pub fn take_destroyed(&mut self) -> Vec<DestroyedKek> {
+        std::mem::take(&mut self.destroyed)
     }
 
     /// The KEKs, for the checks of the wallet store.
@@ -449,7 +456,13 @@ impl keys::Host for KeysView<'_> {
             return Ok(Err(to_wit(denied)));
         }
         let database = self.keys.database.clone();
-        Ok(self.keys.ring.destroy(version, &database).await.map_err(to_wit))
+        Ok(match self.keys.ring.destroy(version, &database).await {
+            Ok(destroyed) => {
+                self.keys.destroyed.push(destroyed);
+                Ok(())
+            }
+            Err(e) => Err(to_wit(e)),
+        })
     }
 
     async fn import_given(&mut self, key_path: String) -> wasmtime::Result<Result<u32, key_types::Error>> {

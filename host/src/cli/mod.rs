@@ -38,7 +38,7 @@ use crate::terminal::LogFormat;
 use crate::vault::{KekUse, PolicyRole, VaultWrites};
 
 use self::args::PlanFlags;
-use self::output::{Pruned, Sealed, print};
+use self::output::{Sealed, print};
 use self::settings::{config_check, kv_source, open_app, open_app_to_read};
 
 /// How long a command that cleans up after a signal (a rotation giving its ranges back) may
@@ -261,16 +261,15 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             if let Some(vault) = app.kv().vault() {
                 crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Prune).await?;
             }
-            let mut instance = app.instance(Access::Prune, Reporter::silent()).await?;
-            let report = answer(instance.prune(&app.key_location(), *keep).await)?;
-            let pruned = Pruned {
-                destroyed: report.destroyed,
-                kept: report.kept,
-                in_use: report.in_use.iter().map(|c| (c.version.to_string(), c.count)).collect(),
-            };
+            let instance = app.instance(Access::Prune, Reporter::silent()).await?;
+            let pruned = crate::prune::prune(&app, instance, *keep).await?;
             metrics.observe(&app, Observed::default()).await;
             print(global.json, &pruned, || pruned.human());
-            Ok(if pruned.in_use.is_empty() { Outcome::Success } else { Outcome::WalletsFailed })
+            Ok(match (&pruned.receipt_not_stored, pruned.in_use.is_empty()) {
+                (Some(_), _) => Outcome::Problems,
+                (None, true) => Outcome::Success,
+                (None, false) => Outcome::WalletsFailed,
+            })
         }
         Command::Abort => host_only(global, metrics, true, crate::abort::abort, Aborted::human).await,
         Command::Status => host_only(global, metrics, false, crate::status::status, Status::human).await,

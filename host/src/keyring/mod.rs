@@ -19,7 +19,9 @@ use zeroize::Zeroizing;
 use crate::store::Database;
 
 mod handles;
+mod receipt;
 pub use self::handles::{DataKeyHandle, HeldKek, KekHandle, SecretHandle};
+pub use self::receipt::{DestroyedKek, fingerprint};
 use crate::vault::{KvBackend, KvData, KvMetadata, KvSecret, VaultError};
 
 /// Field that holds the hex KEK, in the current path and in archives.
@@ -376,8 +378,9 @@ impl KeyRing {
 
     /// Destroys KEK `version` for good: its KV version and its archive entry. Refused while it
     /// is current, while a rotation is unfinished, and while any wallet names it or wallets
-    /// exist that name no version (legacy, or not text), whatever a component says.
-    pub async fn destroy(&mut self, version: u32, database: &Database) -> Result<(), KeyError> {
+    /// exist that name no version (legacy, or not text), whatever a component says. Returns
+    /// what a receipt records of it.
+    pub async fn destroy(&mut self, version: u32, database: &Database) -> Result<DestroyedKek, KeyError> {
         let refuse = |why: String| Err(KeyError::Refused(format!("KEK v{version} was not destroyed: {why}")));
         if self.current().await?.is_some_and(|current| current.version == version) {
             return refuse("it is the current KEK".into());
@@ -387,8 +390,10 @@ impl KeyRing {
             return refuse(format!("rotation #{} is unfinished and may still need it", rotation.id));
         }
         // Every table under this KEK: a version another table's rows name is not free.
+        let mut rows = BTreeMap::new();
         for (table, counts) in database.version_counts_by_target().await.map_err(db_error)? {
             let table = &table.table;
+            rows.insert(table.clone(), counts.get(&version.to_string()).copied().unwrap_or(0));
             for (named, &count) in counts.iter().filter(|(_, count)| **count > 0) {
                 if named == "legacy" || named == "not-text" {
                     return refuse(format!(
@@ -411,6 +416,8 @@ impl KeyRing {
                 self.key_path
             )));
         }
+        // Read before it is gone: the receipt names the key by its fingerprint.
+        let fingerprint = self.version(version).await?.map(|held| fingerprint(&held.kek));
         if in_kv {
             self.kv
                 .destroy_versions(&self.key_path, &[u64::from(version)])
@@ -423,7 +430,7 @@ impl KeyRing {
         }
         self.versions.remove(&version);
         tracing::info!(path = self.key_path, version, "destroyed a KEK version no wallet names");
-        Ok(())
+        Ok(DestroyedKek { version, fingerprint, rows })
     }
 
     /// Opens a stored wallet with the KEKs Vault has, as rotor's formats say: an envelope with

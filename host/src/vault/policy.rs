@@ -40,6 +40,7 @@ impl VaultWrites {
         if self == VaultWrites::Prune {
             needs.push((format!("{mount}/destroy/{key_path}"), &["update"]));
             needs.push((format!("{mount}/metadata/{archive_entry}"), &["delete"]));
+            needs.push((format!("{mount}/data/{key_path}-receipts/r0"), &["create"]));
         }
         needs
     }
@@ -194,6 +195,16 @@ const GRANTS: &[Grant] = &[
         app: &[],
     },
     Grant {
+        path: "{mount}/data/{key}-receipts/*",
+        why: "Receipts of destroyed KEK versions (<key-path>-receipts/<time>): which versions, their \
+              fingerprints, the zero row counts that allowed it, who and when.",
+        writes: "prune writes one per run that destroys anything (create-only: a receipt is never \
+                 changed).",
+        runner: &["create", "read"],
+        auditor: &["read"],
+        app: &[],
+    },
+    Grant {
         path: "auth/token/lookup-self",
         why: "rotor checks its token at start, renews it during long runs, and asks whether its \
               policy allows a command before the command changes anything.",
@@ -314,11 +325,15 @@ mod tests {
         assert_eq!(prune[..rotation.len()], rotation[..]);
         assert_eq!(
             prune[rotation.len()..],
-            ["secret/destroy/ibn/encryption-key", "secret/metadata/ibn/encryption-key-archive/v0"]
+            [
+                "secret/destroy/ibn/encryption-key",
+                "secret/metadata/ibn/encryption-key-archive/v0",
+                "secret/data/ibn/encryption-key-receipts/r0"
+            ]
         );
         let writes = VaultWrites::Prune.needs("secret", "k");
         assert_eq!(writes[0].1, ["read", "create", "update"]);
-        assert_eq!(writes.last().unwrap().1, ["delete"]);
+        assert_eq!(writes.last().unwrap().1, ["create"]);
     }
 
     /// Whether `role`'s policy grants every one of `wanted` on the concrete API `path`.

@@ -1,0 +1,183 @@
+//! `rotor prune`: destroys the KEK versions that no row of any table under the KEK names,
+//! keeping the newest few, and leaves a receipt of what it destroyed: printed, and stored in
+//! Vault at `<key-path>-receipts/<time>`, where no runner may change it afterwards.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::answer::answer;
+use crate::app::App;
+use crate::component::Instance;
+use crate::keyring::DestroyedKek;
+use crate::store::{RotationStatus, now_rfc3339};
+use crate::vault::KvData;
+
+/// What `rotor prune` prints (`--json`: this document).
+#[derive(Debug, Serialize)]
+pub struct Pruned {
+    /// Versions destroyed.
+    pub destroyed: Vec<u32>,
+    /// Versions kept as the newest `--keep`.
+    pub kept: Vec<u32>,
+    /// Versions not destroyed because rows use them: version → rows.
+    pub in_use: BTreeMap<String, u64>,
+    /// What was destroyed, by whom and why it could be; `None` when nothing was.
+    pub receipt: Option<Receipt>,
+    /// Why the receipt could not be stored in Vault (it is printed all the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_not_stored: Option<String>,
+}
+
+/// The record a prune that destroyed anything leaves.
+#[derive(Debug, Serialize)]
+pub struct Receipt {
+    /// `mount/path` of the KEK.
+    pub key_path: String,
+    /// When the versions were destroyed (RFC 3339, UTC).
+    pub destroyed_at: String,
+    /// `user@host (pid N)` of the rotor that destroyed them.
+    pub destroyed_by: String,
+    /// Whom Vault knew the run's token as; `None` when it could not say.
+    pub vault_identity: Option<String>,
+    /// The rotor release that ran.
+    pub rotor_version: String,
+    /// sha256 of the component that decided what to destroy.
+    pub component_sha256: String,
+    /// Each destroyed version, its fingerprint, and its row counts per table just before.
+    pub versions: Vec<DestroyedKek>,
+    /// Database backups taken before this time may hold rows sealed under the destroyed
+    /// versions, which can no longer be opened (the end of the KEK's latest finished rotation;
+    /// `None`: none is recorded, so any backup may).
+    pub backups_unreadable_before: Option<String>,
+    /// Where Vault keeps it (`mount/path`), once stored.
+    pub stored_at: Option<String>,
+}
+
+/// Runs the component's prune in `instance` (granted `Access::Prune`) and writes the receipt
+/// of what the host destroyed for it.
+pub async fn prune(app: &App, mut instance: Instance, keep: u32) -> anyhow::Result<Pruned> {
+    let outcome = instance.prune(&app.key_location(), keep).await;
+    // Collected before the outcome is looked at: a component that fails after destroying
+    // something still leaves a receipt of it.
+    let destroyed = instance.state_mut().keys_mut().take_destroyed();
+    let receipt = if destroyed.is_empty() { None } else { Some(receipt(app, &instance, destroyed).await?) };
+    let (receipt, receipt_not_stored) = match receipt {
+        Some(receipt) => match store(app, receipt).await {
+            Ok(stored) => (Some(stored), None),
+            Err((receipt, why)) => (Some(receipt), Some(why)),
+        },
+        None => (None, None),
+    };
+    let report = match answer(outcome) {
+        Ok(report) => report,
+        Err(e) if receipt.is_some() => {
+            // The error goes out, and the receipt with it, so that nothing destroyed goes
+            // unrecorded.
+            let receipt = serde_json::to_string(&receipt).unwrap_or_default();
+            return Err(e.context(format!("prune failed after destroying KEK versions; receipt: {receipt}")));
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Pruned {
+        destroyed: report.destroyed,
+        kept: report.kept,
+        in_use: report.in_use.iter().map(|c| (c.version.to_string(), c.count)).collect(),
+        receipt,
+        receipt_not_stored,
+    })
+}
+
+async fn receipt(app: &App, instance: &Instance, versions: Vec<DestroyedKek>) -> anyhow::Result<Receipt> {
+    let vault_identity = match app.kv().vault() {
+        Some(vault) => vault.identity().await.ok().map(|identity| identity.to_string()),
+        None => None,
+    };
+    let rotations = app.database().rotations().await?;
+    let latest =
+        rotations.iter().filter(|r| r.status == RotationStatus::Finished).find_map(|r| r.finished_at.clone());
+    Ok(Receipt {
+        key_path: app.database().scope().key_path.clone(),
+        destroyed_at: now_rfc3339(),
+        destroyed_by: instance.state().lease().identity().started_by.clone(),
+        vault_identity,
+        rotor_version: env!("CARGO_PKG_VERSION").to_owned(),
+        component_sha256: app.component().sha256.clone(),
+        versions,
+        backups_unreadable_before: latest,
+        stored_at: None,
+    })
+}
+
+/// Writes `receipt` create-only at `<key-path>-receipts/<time>-v<N>…`; on failure, gives it
+/// back with the reason.
+async fn store(app: &App, mut receipt: Receipt) -> Result<Receipt, (Receipt, String)> {
+    let versions: Vec<String> = receipt.versions.iter().map(|v| format!("v{}", v.version)).collect();
+    let name = format!("{}-{}", receipt.destroyed_at.replace(':', "-"), versions.join("-"));
+    let path = format!("{}-receipts/{name}", app.settings().key_path);
+    let written = async {
+        let document = serde_json::to_string(&receipt).context("encoding the receipt")?;
+        let data = KvData::from([("receipt".to_owned(), Zeroizing::new(document))]);
+        app.kv().write(&path, &data, Some(0)).await.with_context(|| format!("writing {path}"))?;
+        anyhow::Ok(())
+    }
+    .await;
+    match written {
+        Ok(()) => {
+            receipt.stored_at = Some(format!("{}-receipts/{name}", receipt.key_path));
+            Ok(receipt)
+        }
+        Err(e) => {
+            tracing::error!(
+                "the receipt of the destroyed KEK versions is not in Vault ({e:#}): keep this output"
+            );
+            Err((receipt, format!("{e:#}")))
+        }
+    }
+}
+
+impl Pruned {
+    /// The lines `rotor prune` prints without `--json`.
+    pub fn human(&self) -> String {
+        let list = |versions: &[u32]| versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
+        let mut lines = vec![format!(
+            "destroyed: {}; kept: {}",
+            if self.destroyed.is_empty() { "nothing".into() } else { list(&self.destroyed) },
+            list(&self.kept)
+        )];
+        for (version, count) in &self.in_use {
+            lines.push(format!("refused to destroy v{version}: {count} row(s) still use it"));
+        }
+        let Some(receipt) = &self.receipt else { return lines.join("\n") };
+        for destroyed in &receipt.versions {
+            let rows: Vec<String> = destroyed.rows.iter().map(|(table, n)| format!("{table} {n}")).collect();
+            lines.push(format!(
+                "v{}: fingerprint {}, rows naming it when destroyed: {}",
+                destroyed.version,
+                destroyed.fingerprint.as_deref().unwrap_or("unknown (no readable copy)"),
+                rows.join(", ")
+            ));
+        }
+        match (&receipt.stored_at, &self.receipt_not_stored) {
+            (Some(at), _) => lines.push(format!("receipt stored in Vault at {at}")),
+            (None, Some(why)) => {
+                lines.push(format!("receipt NOT stored in Vault ({why}): keep this output as the record"))
+            }
+            (None, None) => {}
+        }
+        lines.push(match &receipt.backups_unreadable_before {
+            Some(time) => format!(
+                "warning: database backups taken before {time} may hold rows sealed under {}, which can no \
+                 longer be opened",
+                list(&self.destroyed)
+            ),
+            None => format!(
+                "warning: any database backup may hold rows sealed under {}, which can no longer be opened",
+                list(&self.destroyed)
+            ),
+        });
+        lines.join("\n")
+    }
+}
