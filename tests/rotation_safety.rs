@@ -231,7 +231,17 @@ async fn rollback_then_prune(kind: Kind) {
     world.db.connect().await.put("straggler", &straggler).await.unwrap();
     let (out, pruned) = json(world.rotor().args(["prune", "--keep", "1"]));
     assert_eq!(out.status.code(), Some(3), "{pruned:#}");
-    assert_eq!(pruned, json!({ "destroyed": [1, 2], "kept": [4], "in_use": { "3": 1 } }));
+    assert_eq!(
+        (&pruned["destroyed"], &pruned["kept"], &pruned["in_use"]),
+        (&json!([1, 2]), &json!([4]), &json!({ "3": 1 })),
+        "{pruned:#}"
+    );
+    // The rollback made v2's key current again as v4: the receipt's fingerprints show that the
+    // key destroyed as v2 lives on.
+    let fingerprint = rotor::keyring::fingerprint(&world.kek(4).await);
+    assert_eq!(pruned["receipt"]["versions"][1]["version"], json!(2));
+    assert_eq!(pruned["receipt"]["versions"][1]["fingerprint"], json!(fingerprint));
+    assert_ne!(pruned["receipt"]["versions"][0]["fingerprint"], json!(fingerprint));
     let vault = world.vault_client();
     for version in [1u64, 2] {
         assert!(vault.read(&format!("ibn/encryption-key-archive/v{version}"), None).await.unwrap().is_none());

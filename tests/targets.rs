@@ -376,6 +376,11 @@ async fn profiles_rotate_on_their_own_schedules(kind: Kind) {
         "1"
     );
 
+    // `config check` says which profile and schedule a command would run with.
+    let checked = json_success(rotor("dev").args(["config", "check"]));
+    assert_eq!((&checked["profile"], &checked["rotate_after"]), (&json!("dev"), &json!("1s")), "{checked}");
+    assert_eq!(checked["key_path"], json!({ "value": "ibn/dev/encryption-key", "source": "rotor.toml" }));
+
     // A profile that is not in the file, and a schedule that is not set, are named.
     let out = rotor("qa").arg("status").output().unwrap();
     assert_fails_saying(&out, 1, &["no profile `qa`", "dev, prod, staging"]);

@@ -23,24 +23,6 @@ pub struct Inventory {
     pub unversioned_rows: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
-/// One KEK version.
-#[derive(Debug, Serialize)]
-pub struct KeyVersion {
-    /// Its number in Vault's version history.
-    pub version: u32,
-    /// Where it stands.
-    pub state: KeyState,
-    /// When Vault stored it (RFC 3339); `None` once Vault no longer keeps its metadata.
-    pub created_at: Option<String>,
-    /// The rotation that made it, as the journal records it (`None`: not made by a rotation
-    /// recorded here, such as the first KEK `migrate-kek` stored).
-    pub created_by: Option<String>,
-    /// [`fingerprint`](crate::keyring::fingerprint) of the key; `None` if Vault no longer holds it.
-    pub fingerprint: Option<String>,
-    /// Rows naming it, per table (tables with none left out).
-    pub rows: BTreeMap<String, u64>,
-}
-
 /// Where a KEK version stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -53,6 +35,24 @@ pub enum KeyState {
     Destroyed,
     /// Rows name it, but Vault holds no such key: those rows cannot be opened.
     Missing,
+}
+
+/// One KEK version.
+#[derive(Debug, Serialize)]
+pub struct KeyVersion {
+    /// Its number in Vault's version history.
+    pub version: u32,
+    /// Rows naming it, per table (tables with none left out).
+    pub rows: BTreeMap<String, u64>,
+    /// Where it stands.
+    pub state: KeyState,
+    /// When Vault stored it (RFC 3339); `None` once Vault no longer keeps its metadata.
+    pub created_at: Option<String>,
+    /// The rotation that made it, as the journal records it (`None`: not made by a rotation
+    /// recorded here, such as the first KEK `migrate-kek` stored).
+    pub created_by: Option<String>,
+    /// [`fingerprint`](crate::keyring::fingerprint) of the key; `None` if Vault no longer holds it.
+    pub fingerprint: Option<String>,
 }
 
 /// Reads the KEK's versions from Vault, the journal's rotations of it, and each table's rows
@@ -108,11 +108,11 @@ pub async fn inventory(app: &App) -> anyhow::Result<Inventory> {
         });
         versions.push(KeyVersion {
             version,
+            rows: rows.remove(&version).unwrap_or_default(),
             state,
             created_at: meta.map(|m| m.created_time.clone()),
             created_by,
             fingerprint: held.map(|held| fingerprint(&held.kek)),
-            rows: rows.remove(&version).unwrap_or_default(),
         });
     }
     Ok(Inventory { key_path: database.scope().key_path.clone(), tables, versions, unversioned_rows })

@@ -215,6 +215,8 @@ pub(super) fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Va
         "allow_unpinned": settings.sandbox.allow_unpinned,
         "cache_dir": settings.sandbox.cache.as_ref().map(|c| c.dir().display().to_string()),
         "limits": settings.sandbox.limits,
+        "profile": settings.profile,
+        "rotate_after": settings.rotate_after.map(|age| humantime::format_duration(age).to_string()),
         "problems": problems,
     }))
 }
