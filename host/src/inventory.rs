@@ -37,6 +37,18 @@ pub enum KeyState {
     Missing,
 }
 
+impl KeyState {
+    /// As `--json` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Current => "current",
+            KeyState::Archived => "archived",
+            KeyState::Destroyed => "destroyed",
+            KeyState::Missing => "missing",
+        }
+    }
+}
+
 /// One KEK version.
 #[derive(Debug, Serialize)]
 pub struct KeyVersion {
@@ -127,12 +139,11 @@ impl Inventory {
             "version", "state", "created", "fingerprint", "rows"
         ));
         for v in &self.versions {
-            let state = serde_json::to_value(v.state).ok().and_then(|s| s.as_str().map(str::to_owned));
             let rows: Vec<String> = v.rows.iter().map(|(table, n)| format!("{table} {n}")).collect();
             lines.push(format!(
                 "{:<8} {:<10} {:<21} {:<17} {}",
                 format!("v{}", v.version),
-                state.unwrap_or_default(),
+                v.state.as_str(),
                 v.created_at.as_deref().map_or("-", |t| t.get(..19).unwrap_or(t)),
                 v.fingerprint.as_deref().unwrap_or("-"),
                 if rows.is_empty() { "none".to_owned() } else { rows.join(", ") }

@@ -63,7 +63,7 @@ pub async fn prune(app: &App, mut instance: Instance, keep: u32) -> anyhow::Resu
     // Collected before the outcome is looked at: a component that fails after destroying
     // something still leaves a receipt of it.
     let destroyed = instance.state_mut().keys_mut().take_destroyed();
-    let receipt = if destroyed.is_empty() { None } else { Some(receipt(app, &instance, destroyed).await?) };
+    let receipt = if destroyed.is_empty() { None } else { Some(receipt(app, &instance, destroyed).await) };
     let (receipt, receipt_not_stored) = match receipt {
         Some(receipt) => match store(app, receipt).await {
             Ok(stored) => (Some(stored), None),
@@ -90,15 +90,24 @@ pub async fn prune(app: &App, mut instance: Instance, keep: u32) -> anyhow::Resu
     })
 }
 
-async fn receipt(app: &App, instance: &Instance, versions: Vec<DestroyedKek>) -> anyhow::Result<Receipt> {
+/// The receipt of `versions`. What cannot be learnt now (Vault's name for the token, the
+/// journal) is left out rather than failing: the versions are gone already.
+async fn receipt(app: &App, instance: &Instance, versions: Vec<DestroyedKek>) -> Receipt {
     let vault_identity = match app.kv().vault() {
         Some(vault) => vault.identity().await.ok().map(|identity| identity.to_string()),
         None => None,
     };
-    let rotations = app.database().rotations().await?;
-    let latest =
-        rotations.iter().filter(|r| r.status == RotationStatus::Finished).find_map(|r| r.finished_at.clone());
-    Ok(Receipt {
+    let latest = match app.database().rotations().await {
+        Ok(rotations) => rotations
+            .iter()
+            .filter(|r| r.status == RotationStatus::Finished)
+            .find_map(|r| r.finished_at.clone()),
+        Err(e) => {
+            tracing::warn!("the receipt cannot say which backups need the destroyed versions: {e}");
+            None
+        }
+    };
+    Receipt {
         key_path: app.database().scope().key_path.clone(),
         destroyed_at: now_rfc3339(),
         destroyed_by: instance.state().lease().identity().started_by.clone(),
@@ -108,7 +117,7 @@ async fn receipt(app: &App, instance: &Instance, versions: Vec<DestroyedKek>) ->
         versions,
         backups_unreadable_before: latest,
         stored_at: None,
-    })
+    }
 }
 
 /// Writes `receipt` create-only at `<key-path>-receipts/<time>-v<N>…`; on failure, gives it

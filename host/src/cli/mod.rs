@@ -64,7 +64,12 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<Outcome> {
     let stops_itself = matches!(cli.command, Command::Serve(_));
     // Labelled from the settings even if the command fails before it reads anything; settings
     // that do not resolve leave the page unlabelled, and the command reports why.
-    let labels = cli.global.settings().map(|s| crate::metrics::scope_labels(&s)).unwrap_or_default();
+    let labels = match (records_metrics, &cli.global.metrics_file) {
+        (true, Some(_)) => {
+            cli.global.settings().map(|s| crate::metrics::scope_labels(&s)).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
     let metrics = Recorder::new(cli.global.metrics_file.clone().filter(|_| records_metrics), labels);
     let command = execute(&cli, &metrics, &shutdown);
     tokio::pin!(command);
