@@ -134,8 +134,11 @@ pub enum Command {
     Abort,
     /// Destroy archived KEKs that no wallet uses any more, keeping the newest N versions.
     ///
-    /// A version still used by some wallet is not destroyed (its count is shown; exit 3). Nothing
-    /// is destroyed while legacy wallets exist or a rotation is unfinished.
+    /// A version still used by some wallet is not destroyed (its count is shown; exit 3). Rows
+    /// are counted in every table a rotation of this KEK moved, not only the one named here.
+    /// Nothing is destroyed while legacy wallets exist or a rotation is unfinished. What is
+    /// destroyed gets a receipt (versions, fingerprints, zero row counts, who, when), printed and
+    /// stored in Vault at <key-path>-receipts/; `rotor keys` shows what there is beforehand.
     Prune {
         /// How many of the newest KEK versions to keep whatever their use (at least 1: the current).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
