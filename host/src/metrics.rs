@@ -162,17 +162,16 @@ pub async fn gather(app: &App, observed: Observed) -> Snapshot {
     Snapshot { journal, kek, wallets, check: observed.check, last_run: None, labels }
 }
 
-/// A family with one sample, labelled with the page's `labels`; left out when the figure is
-/// unknown.
+/// A family with one sample (labelled only with the page's [`Snapshot::labels`]), left out
+/// when the figure is unknown.
 fn single(
     encoder: &mut DescriptorEncoder,
-    labels: &[(String, String)],
     name: &str,
     help: &str,
     metric: Option<impl EncodeMetric>,
 ) -> fmt::Result {
     let Some(metric) = metric else { return Ok(()) };
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?.encode_family(&labels)?)
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
 /// Seconds to the millisecond, the precision pages have always had (the encoder would print
@@ -184,7 +183,6 @@ fn millis(seconds: f64) -> ConstGauge<f64> {
 impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let e = &mut encoder;
-        let labels = self.labels.as_slice();
         let journal = self.journal.as_ref();
         // prometheus-client appends `_total` to a counter's name (the OpenMetrics rule), so the
         // two counters are named without it here. The page says `rotor_rotations_total` and
@@ -192,21 +190,18 @@ impl Collector for Snapshot {
         // names (`tests::the_page_keeps_its_names` pins every name, type and help text).
         single(
             e,
-            labels,
             "rotor_rotations",
             "Rotations recorded in rotor's journal, rollbacks included.",
             journal.map(|j| ConstCounter::new(j.rotations)),
         )?;
         single(
             e,
-            labels,
             "rotor_rotations_failed",
             "Finished rotations that left wallets behind (they do not open or could not be moved).",
             journal.map(|j| ConstCounter::new(j.failed)),
         )?;
         single(
             e,
-            labels,
             "rotor_rotation_in_progress",
             "1 while a rotation is unfinished (running, or interrupted: `rotor rotate` resumes it).",
             journal.map(|j| ConstGauge::new(i64::from(j.in_progress))),
@@ -214,28 +209,24 @@ impl Collector for Snapshot {
         let last = journal.and_then(|j| j.last_finished);
         single(
             e,
-            labels,
             "rotor_last_rotation_timestamp_seconds",
             "When the latest finished rotation ended (Unix time).",
             last.map(|(ended, _)| millis(ended)),
         )?;
         single(
             e,
-            labels,
             "rotor_last_rotation_duration_seconds",
             "How long the latest finished rotation took.",
             last.map(|(_, duration)| millis(duration)),
         )?;
         single(
             e,
-            labels,
             "rotor_kek_version",
             "The current KEK's version in Vault.",
             self.kek.map(|(version, _)| ConstGauge::new(version)),
         )?;
         single(
             e,
-            labels,
             "rotor_kek_age_seconds",
             "Age of the current KEK, from Vault's metadata.",
             self.kek.map(|(_, age)| millis(age)),
@@ -248,36 +239,31 @@ impl Collector for Snapshot {
                 MetricType::Gauge,
             )?;
             for (version, count) in wallets {
-                // The encoder escapes the label values (`\\`, `"`, newline).
-                let mut labelled = vec![("key_version".to_owned(), version.clone())];
-                labelled.extend_from_slice(labels);
-                ConstGauge::new(*count).encode(family.encode_family(&labelled)?)?;
+                // The encoder escapes the label value (`\\`, `"`, newline).
+                ConstGauge::new(*count)
+                    .encode(family.encode_family(&[("key_version", version.as_str())])?)?;
             }
         }
         single(
             e,
-            labels,
             "rotor_invalid_wallets",
             "Wallets that did not open at the last check (validate, or a rotation's wallets left behind).",
             self.check.map(|c| ConstGauge::new(c.invalid)),
         )?;
         single(
             e,
-            labels,
             "rotor_last_check_timestamp_seconds",
             "When rotor_invalid_wallets was measured (Unix time).",
             self.check.map(|c| millis(c.at)),
         )?;
         single(
             e,
-            labels,
             "rotor_last_run_exit_code",
             "Exit code of the last rotor command that wrote these metrics (0 ok, 1 error, 3 wallets left behind).",
             self.last_run.map(|(code, _)| ConstGauge::new(i64::from(code))),
         )?;
         single(
             e,
-            labels,
             "rotor_last_run_timestamp_seconds",
             "When that command ended (Unix time).",
             self.last_run.map(|(_, at)| millis(at)),
@@ -289,7 +275,10 @@ impl Snapshot {
     /// The Prometheus text exposition format (version 0.0.4; no `# EOF`, which only
     /// OpenMetrics has). A figure that is unknown is left out, HELP and TYPE included.
     pub fn render(&self) -> String {
-        let mut registry = Registry::default();
+        // The page's labels go on every sample as the registry's constant labels, ahead of a
+        // sample's own (`key_version`).
+        let labels = self.labels.iter().map(|(key, value)| (key.clone().into(), value.clone().into()));
+        let mut registry = Registry::with_labels(labels);
         registry.register_collector(Box::new(self.clone()));
         let mut page = String::new();
         prometheus_text::encode(&mut page, &registry).expect(
@@ -493,7 +482,7 @@ mod tests {
         for line in [
             format!("rotor_rotations_total{{{scope}}} 3"),
             format!("rotor_kek_age_seconds{{{scope}}} 86400.0"),
-            format!("rotor_wallets{{key_version=\"4\",{scope}}} 1000"),
+            format!("rotor_wallets{{{scope},key_version=\"4\"}} 1000"),
         ] {
             assert!(page.lines().any(|l| l == line), "missing {line:?} in:\n{page}");
         }

@@ -389,21 +389,23 @@ impl KeyRing {
         if let Some(rotation) = database.unfinished_rotation().await.map_err(db_error)? {
             return refuse(format!("rotation #{} is unfinished and may still need it", rotation.id));
         }
-        // Every table under this KEK: a version another table's rows name is not free.
+        // Every table under this KEK: a version another table's rows name is not free. The
+        // receipt records each table's count, which is 0 once the check lets it through.
         let mut rows = BTreeMap::new();
+        let this_version = version.to_string();
         for (table, counts) in database.version_counts_by_target().await.map_err(db_error)? {
-            let table = &table.table;
-            rows.insert(table.clone(), counts.get(&version.to_string()).copied().unwrap_or(0));
+            let table = table.table;
             for (named, &count) in counts.iter().filter(|(_, count)| **count > 0) {
                 if named == "legacy" || named == "not-text" {
                     return refuse(format!(
                         "{count} row(s) of table `{table}` name no KEK version ({named}): any KEK may be theirs"
                     ));
                 }
-                if *named == version.to_string() {
+                if *named == this_version {
                     return refuse(format!("{count} row(s) of table `{table}` still name it"));
                 }
             }
+            rows.insert(table, 0);
         }
         let in_kv = self
             .metadata()

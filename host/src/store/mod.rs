@@ -634,8 +634,10 @@ impl Database {
                 return Err(StoreError::Config(format!(
                     "table `{}` held rows under KEK {} (a rotation recorded it) but it, or its column `{}`, \
                      is not in this database any more: rotor cannot tell whether its rows still need an old \
-                     KEK version, so none is destroyed. If the rows moved, add their table as a target; if \
-                     the table was dropped for good, create it empty ({}) to confirm that no row needs one",
+                     KEK version, so none is destroyed. If the rows moved to another table, rotate that table \
+                     once (`rotor --table NAME rotate`) so that the journal knows it, and keep this one until \
+                     then; if the table was dropped for good, create it empty ({}) to confirm that no row \
+                     needs one",
                     table.table,
                     self.scope.key_path,
                     table.ciphertext_column,
