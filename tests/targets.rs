@@ -420,3 +420,161 @@ async fn a_receipt_vault_refuses_is_printed_and_fails_the_command(kind: Kind) {
 }
 
 on_sqlite_and_postgres!(a_receipt_vault_refuses_is_printed_and_fails_the_command);
+
+// 5. `[[target]]`: one rotation moves every table a KEK protects to one new KEK version, and
+//    survives a kill -9 half-way through the second table.
+
+/// Rows in the second table: enough that a rotation with small batches is still walking it
+/// when the test freezes it.
+const JWT_KEYS: usize = 1500;
+
+const TWO_TARGETS: &str = r#"
+[[target]]
+table = "wallets"
+
+[[target]]
+table = "jwt_keys"
+id-column = "kid"
+ciphertext-column = "sealed_key"
+"#;
+
+fn jwt_table() -> WalletTable {
+    WalletTable::new("jwt_keys", "kid", "sealed_key").unwrap()
+}
+
+async fn jwt_db(world: &World) -> Database {
+    Database::connect(&world.db.url, jwt_table()).await.unwrap()
+}
+
+/// Asserts that every row of `table` is on KEK `version` and opens to what was stored.
+async fn assert_table_opens_under(world: &World, table: &Database, expected: &Wallets, version: u32) {
+    let rows = table.scan(None, 10_000).await.unwrap();
+    assert_eq!(rows.len(), expected.len(), "rows appeared or vanished in {}", table.table().table);
+    let kek = world.kek(version).await;
+    for row in rows {
+        assert!(row.ciphertext.starts_with(&format!("rotor:v{version}:")), "{} is not on v{version}", row.id);
+        let opened =
+            rotor_codec::open(&kek, &row.id, &row.ciphertext).unwrap_or_else(|e| panic!("{}: {e}", row.id));
+        assert_eq!(opened.as_slice(), expected[&row.id].as_slice(), "{}", row.id);
+    }
+}
+
+async fn one_rotation_moves_every_target(kind: Kind) {
+    let (world, kek) = World::with_kek(kind).await;
+    // The same ids in both tables: a batch written to the wrong table would be caught.
+    let wallets = world.enroll_legacy(&kek, WALLETS * 5).await;
+    world.db.execute(&jwt_table().create_statement()).await;
+    let (jwt, rows) = legacy_wallets(&kek, JWT_KEYS);
+    jwt_db(&world).await.put_many(&rows).await.unwrap();
+    let config = world.scratch.join("rotor.toml");
+    std::fs::write(&config, TWO_TARGETS).unwrap();
+    let rotor = || {
+        let mut command = world.rotor();
+        command.arg("--config").arg(&config);
+        command
+    };
+    let total = (WALLETS * 5 + JWT_KEYS) as u64;
+
+    // validate reads both tables and gives each its figures.
+    let validated = json_success(rotor().arg("validate"));
+    assert_eq!((validated["total"].as_u64(), validated["valid"].as_u64()), (Some(total), Some(total)));
+    assert_eq!(
+        validated["tables"],
+        json!([
+            { "table": "wallets", "total": WALLETS * 5, "valid": WALLETS * 5, "invalid": 0 },
+            { "table": "jwt_keys", "total": JWT_KEYS, "valid": JWT_KEYS, "invalid": 0 },
+        ]),
+        "{validated}"
+    );
+    let dry = json_success(rotor().args(["rotate", "--dry-run"]));
+    assert_eq!((dry["total"].as_u64(), dry["rotated"].as_u64()), (Some(total), Some(total)), "{dry}");
+    assert_eq!(archived_versions(&world).await, ["v1"]);
+
+    // A rotation frozen once the first table is done and the second is half-way, then killed.
+    let db = world.db.connect().await;
+    let mut child = rotor()
+        .args(["rotate", "--workers", "1", "--batch-size", "10"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let moved = db.unfinished_rotation().await.unwrap().map_or(0, |r| r.rotated as usize);
+        if moved >= WALLETS * 5 + 100 {
+            let stopped =
+                std::process::Command::new("kill").args(["-STOP", &child.id().to_string()]).status();
+            assert!(stopped.unwrap().success());
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("rotor ended ({status}) before it could be stopped in the second table");
+        }
+        assert!(std::time::Instant::now() < deadline, "the rotation never reached the second table");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = db.unfinished_rotation().await.unwrap().expect("the killed rotation is unfinished");
+    assert_eq!(killed.targets.as_deref(), Some("wallets:id:ciphertext,jwt_keys:kid:sealed_key"));
+    assert_eq!((killed.to_version, killed.total), (2, total as i64), "{killed:?}");
+    assert!((killed.rotated as u64) < total, "killed too late: {killed:?}");
+    let jwt_rows = jwt_db(&world).await.scan(None, 10_000).await.unwrap();
+    let jwt_moved = jwt_rows.iter().filter(|row| row.ciphertext.starts_with("rotor:v2:")).count();
+    assert!(jwt_moved > 0 && jwt_moved < JWT_KEYS, "the kill came in the second table: {jwt_moved} moved");
+    let status = json_success(rotor().arg("status"));
+    assert_eq!(status["tables"]["wallets"], json!({ "2": WALLETS * 5 }), "{status}");
+    assert_eq!(status["tables"]["jwt_keys"]["legacy"].as_u64(), Some((JWT_KEYS - jwt_moved) as u64));
+
+    // Settings naming one table only do not touch it.
+    let out = world.rotor().arg("rotate").output().unwrap();
+    assert_fails_saying(&out, 1, &["belongs to other settings", "tables `wallets`, `jwt_keys`"]);
+
+    // The rerun finishes both tables under the one new KEK version.
+    let resumed = json_success(rotor().arg("rotate"));
+    assert_eq!((resumed["rotation_id"].as_i64(), resumed["to_version"].as_u64()), (Some(killed.id), Some(2)));
+    assert_eq!((resumed["total"].as_u64(), resumed["failed"].as_u64()), (Some(total), Some(0)), "{resumed}");
+    assert_eq!(archived_versions(&world).await, ["v1", "v2"]);
+    assert_every_wallet_opens(&world, &wallets).await;
+    assert_table_opens_under(&world, &world.db.connect().await, &wallets, 2).await;
+    assert_table_opens_under(&world, &jwt_db(&world).await, &jwt, 2).await;
+    let history = json_success(rotor().arg("history"));
+    assert_eq!(history[0]["status"], json!("finished"), "{history}");
+    assert_eq!(history[0]["failed"], json!(0), "{history}");
+
+    // An application instance that had not reloaded wrote one key under v1: prune keeps v1.
+    let v1 = world.kek(1).await;
+    let stale = "user-00007@IBNMSP";
+    let sealed = rotor_codec::seal(&v1, 1, stale, &jwt[stale]).unwrap();
+    jwt_db(&world).await.put(stale, &sealed).await.unwrap();
+    let (out, pruned) = json(rotor().args(["prune", "--keep", "1"]));
+    assert_eq!(out.status.code(), Some(3), "{pruned}");
+    assert_eq!((&pruned["destroyed"], &pruned["in_use"]), (&json!([]), &json!({ "1": 1 })), "{pruned}");
+    assert_eq!(archived_versions(&world).await, ["v1", "v2"]);
+
+    // The next rotation moves that row too; then v1 and v2 go, with a receipt for both tables.
+    let moved = json_success(rotor().arg("rotate"));
+    assert_eq!((moved["to_version"].as_u64(), moved["rotated"].as_u64()), (Some(3), Some(total)), "{moved}");
+    let pruned = json_success(rotor().args(["prune", "--keep", "1"]));
+    assert_eq!(pruned["destroyed"], json!([1, 2]), "{pruned}");
+    let counted = json!({ "wallets": 0, "jwt_keys": 0 });
+    for (index, version) in [1, 2].into_iter().enumerate() {
+        assert_eq!(pruned["receipt"]["versions"][index]["version"], json!(version), "{pruned}");
+        assert_eq!(pruned["receipt"]["versions"][index]["rows"], counted, "{pruned}");
+    }
+    assert_eq!(archived_versions(&world).await, ["v3"]);
+    assert_table_opens_under(&world, &world.db.connect().await, &wallets, 3).await;
+    assert_table_opens_under(&world, &jwt_db(&world).await, &jwt, 3).await;
+
+    // Both tables in [[target]] and in [database] is refused, as is a table listed twice.
+    for (text, said) in [
+        (format!("{TWO_TARGETS}\n[database]\ntable = \"wallets\"\n"), "keep the tables in [[target]] only"),
+        (format!("{TWO_TARGETS}\n[[target]]\ntable = \"jwt_keys\"\n"), "lists table \"jwt_keys\" twice"),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = rotor().arg("status").output().unwrap();
+        assert_fails_saying(&out, 1, &[said]);
+    }
+}
+
+on_sqlite_and_postgres!(one_rotation_moves_every_target);

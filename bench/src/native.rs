@@ -49,12 +49,14 @@ pub async fn rotate(
     let walk = Walk::new(WalkSpec {
         database: database.clone(),
         rotation: rotation.id,
+        target: 0,
         skip_prefix: Some(format!("{}{to}:", rotor_codec::PREFIX)),
         batch_size,
         identity: identity.clone(),
         claim_ttl,
         reporter: Reporter::silent(),
         total,
+        done_before: 0,
     });
     let keys = Arc::new(keys);
     let mut running = JoinSet::new();

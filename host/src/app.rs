@@ -24,8 +24,12 @@ use crate::vault::{KvBackend, KvSource};
 pub struct Settings {
     /// The database to connect to (`postgres://…` or `sqlite:…`).
     pub database_url: String,
-    /// The table holding the wallets, and its id and ciphertext columns.
+    /// The table holding the wallets, and its id and ciphertext columns: the first target,
+    /// which single-row commands (`seal`, `open`) use.
     pub table: WalletTable,
+    /// Further tables under the same KEK (`[[target]]` in rotor.toml), which a rotation moves
+    /// with `table` to the same new KEK version.
+    pub more_targets: Vec<WalletTable>,
     /// The Vault KV v2 mount the KEK lives under (e.g. `secret`).
     pub kv_mount: String,
     /// The KEK's path inside `kv_mount`.
@@ -47,7 +51,8 @@ pub struct Settings {
 impl Settings {
     /// The KEK and the tables this run acts on, as the journal records them.
     pub fn scope(&self) -> Scope {
-        Scope::new(&self.kv_mount, &self.key_path, vec![self.table.clone()])
+        let targets = std::iter::once(&self.table).chain(&self.more_targets).cloned().collect();
+        Scope::new(&self.kv_mount, &self.key_path, targets)
     }
 }
 

@@ -30,6 +30,40 @@ pub struct ConfigFile {
     pub limits: Limits,
     /// `[schedule]`: how old a KEK may grow before `rotor rotate --scheduled` replaces it.
     pub schedule: ScheduleSection,
+    /// `[[target]]`: every table the KEK protects, when there is more than `[database]`'s one.
+    /// One rotation moves them all to the same new KEK version.
+    pub target: Vec<TargetSection>,
+}
+
+/// `[[target]]`: one table whose rows the KEK protects, and its columns.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TargetSection {
+    /// The table's name.
+    pub table: String,
+    /// Its key column, the order rotation walks in (default `id`). Each row's value is bound
+    /// into its ciphertext, so it must be the id the application seals with.
+    #[serde(default = "default_id_column")]
+    pub id_column: String,
+    /// Its ciphertext column (default `ciphertext`).
+    #[serde(default = "default_ciphertext_column")]
+    pub ciphertext_column: String,
+}
+
+fn default_id_column() -> String {
+    "id".into()
+}
+
+fn default_ciphertext_column() -> String {
+    "ciphertext".into()
+}
+
+impl TargetSection {
+    /// The table as rotor reads it; an identifier that is not plain SQL is an error.
+    pub fn wallet_table(&self) -> anyhow::Result<crate::store::WalletTable> {
+        crate::store::WalletTable::new(&self.table, &self.id_column, &self.ciphertext_column)
+            .with_context(|| format!("[[target]] table {:?}", self.table))
+    }
 }
 
 /// `[schedule]`: when a scheduled rotation is due.
@@ -261,6 +295,22 @@ fn check(file: ConfigFile) -> anyhow::Result<ConfigFile> {
     file.schedule.rotate_after().map_err(anyhow::Error::msg)?;
     if let Some(text) = &file.vault.retry_for {
         file.vault.parse_retry_for(text).map_err(anyhow::Error::msg)?;
+    }
+    if !file.target.is_empty() {
+        let database = &file.database;
+        if database.table.is_some() || database.id_column.is_some() || database.ciphertext_column.is_some() {
+            bail!(
+                "[database] names a table or columns and [[target]] lists tables too: keep the tables in \
+                 [[target]] only (the first is the one `rotor seal`, `open` and `validate` read)"
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for target in &file.target {
+            target.wallet_table()?;
+            if !seen.insert(target.table.as_str()) {
+                bail!("[[target]] lists table {:?} twice: each table is one target", target.table);
+            }
+        }
     }
     for pin in &file.component.pinned {
         if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {

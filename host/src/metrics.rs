@@ -140,7 +140,7 @@ pub async fn gather(app: &App, observed: Observed) -> Snapshot {
     };
     let wallets = app
         .database()
-        .version_counts()
+        .version_counts_summed()
         .await
         .inspect_err(|e| tracing::warn!("metrics: cannot count wallets: {e}"))
         .ok();

@@ -56,10 +56,27 @@ pub struct ValidateReport {
     pub invalid_ids: Vec<String>,
     /// Each wallet that does not open, and why.
     pub failures: Vec<Failure>,
+    /// With several targets (`[[target]]`), each table's figures; their failures are named
+    /// `table/id`. Empty (and left out of the JSON) for one table.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableCheck>,
     /// Wall-clock time of the command, in milliseconds.
     pub duration_ms: u64,
     /// The most memory this rotor process has held (Linux only).
     pub peak_rss_bytes: Option<u64>,
+}
+
+/// One table's share of a `validate` of several targets.
+#[derive(Debug, Serialize)]
+pub struct TableCheck {
+    /// The table.
+    pub table: String,
+    /// Its wallets read.
+    pub total: u64,
+    /// Those that open.
+    pub valid: u64,
+    /// Those that do not.
+    pub invalid: u64,
 }
 
 /// The process's peak resident memory, from /proc (`VmHWM`).
@@ -93,6 +110,12 @@ impl ValidateReport {
             self.duration_ms,
             if versions.is_empty() { "none".into() } else { versions.join(", ") }
         );
+        for table in &self.tables {
+            text.push_str(&format!(
+                "\n  table {}: {} wallets, {} open, {} do not",
+                table.table, table.total, table.valid, table.invalid
+            ));
+        }
         for failure in &self.failures {
             // A component's words: one escaped line each, whatever they hold.
             text.push_str(&format!("\n  {}: {}", one_line(&failure.id), one_line(&failure.reason)));

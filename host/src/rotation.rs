@@ -64,12 +64,7 @@ pub async fn rotate(
     let started = std::time::Instant::now();
     let reporter = instance.state().reporter().clone();
     let report = if request.dry_run {
-        // Rows the component was not handed (see `store::OddRows`) are listed as it would leave them.
-        let odd = instance.state().wallets().odd_rows().clone();
-        answer(instance.rotate(&app.key_location(), options).await).map(|mut report| {
-            report.failed.extend(odd.entries().into_iter().map(WalletFailure::from));
-            report
-        })
+        dry_run(app, &mut instance, options).await
     } else {
         run_rotation(app, instance, options, shutdown).await
     };
@@ -102,6 +97,39 @@ pub async fn rotate(
         component_sha256: app.component().sha256.clone(),
         peak_rss_bytes: peak_rss_bytes(),
     })
+}
+
+/// A dry run: the component opens and reseals every wallet of each target in turn, storing
+/// nothing. Rows it is not handed (see [`OddRows`]) are listed as it would leave them; with
+/// several targets, each wallet is named `table/id`.
+async fn dry_run(app: &App, instance: &mut Instance, options: RotateOptions) -> anyhow::Result<RotateReport> {
+    let targets = app.database().targets();
+    let qualify = targets.len() > 1;
+    let mut all: Option<RotateReport> = None;
+    for target in targets {
+        let table = target.table().table.clone();
+        let odd = OddRows::default();
+        instance.state_mut().wallets_mut().set_odd_rows(odd.clone());
+        instance.state_mut().wallets_mut().use_target(target);
+        let mut report = answer(instance.rotate(&app.key_location(), options).await)?;
+        report.failed.extend(odd.entries().into_iter().map(WalletFailure::from));
+        if qualify {
+            for failure in &mut report.failed {
+                failure.id = format!("{table}/{}", failure.id);
+            }
+        }
+        all = Some(match all {
+            None => report,
+            Some(mut all) => {
+                all.total += report.total;
+                all.rotated += report.rotated;
+                all.unchanged += report.unchanged;
+                all.failed.extend(report.failed);
+                all
+            }
+        });
+    }
+    all.ok_or_else(|| anyhow!("no table to rotate was given"))
 }
 
 /// Runs a rotation (or joins the unfinished one) with `first` doing the set-up and its
@@ -138,7 +166,7 @@ async fn run_rotation(
                 rotation = plan.rotation_id,
                 "the rotation was finished by another rotor meanwhile"
             );
-            let total = database.count().await?;
+            let total = database.count_targets().await?;
             return Ok(RotateReport {
                 rotation_id: plan.rotation_id,
                 from_version: plan.from_version,
@@ -152,57 +180,90 @@ async fn run_rotation(
         }
     };
 
-    let walk = Walk::new(WalkSpec {
-        database: database.clone(),
-        rotation: plan.rotation_id as i64,
-        skip_prefix: skip_prefix(&plan),
-        batch_size: run.batch_size.get(),
-        identity: first.state().lease().identity().clone(),
-        claim_ttl: run.lease_ttl,
-        reporter: first.state().reporter().clone(),
-        // Counted when the rotation began: counting again costs a scan of the table.
-        total: recorded.total.max(0) as u64,
-    });
-    // Rows left untouched (odd, or over the value limit), by any worker: one list.
-    let odd = first.state().wallets().odd_rows().clone();
+    let identity = first.state().lease().identity().clone();
+    let reporter = first.state().reporter().clone();
     let mut workers = vec![first];
     for _ in 1..run.workers.get() {
-        let mut worker = app.instance(Access::Rotate, Reporter::silent()).await?;
-        worker.state_mut().wallets_mut().set_odd_rows(odd.clone());
-        workers.push(worker);
+        workers.push(app.instance(Access::Rotate, Reporter::silent()).await?);
     }
-    tracing::debug!(elapsed = ?started.elapsed(), workers = workers.len(), "rotation set up; walking");
-    let (mut first, mut moved) = match move_in_parallel(workers, &walk, &at, &plan, shutdown).await? {
-        Walked::Done(first, moved) => (first, moved),
-        Walked::Stopped(signal) => {
-            // The workers are gone, their batches in flight rolled back: their key ranges go
-            // back to the pool with the cursor of the last committed batch.
-            walk.give_back().await;
-            return Err(stopped(signal, &plan).into());
+    // Each target is walked by all the workers in turn; its odd rows are collected apart, so
+    // that every wallet left behind is named with its table.
+    let mut walks = Vec::new();
+    let mut done_before = 0;
+    for (index, target) in database.targets().into_iter().enumerate() {
+        let walk = Walk::new(WalkSpec {
+            database: target,
+            rotation: plan.rotation_id as i64,
+            target: index,
+            skip_prefix: skip_prefix(&plan),
+            batch_size: run.batch_size.get(),
+            identity: identity.clone(),
+            claim_ttl: run.lease_ttl,
+            reporter: reporter.clone(),
+            // Counted when the rotation began: counting again costs a scan of every table.
+            total: recorded.total.max(0) as u64,
+            done_before,
+        });
+        // Rows left untouched (odd, or over the value limit), by any worker: one list. The
+        // first target's starts with what set-up met.
+        let odd = match index {
+            0 => workers[0].state().wallets().odd_rows().clone(),
+            _ => OddRows::default(),
+        };
+        for worker in &mut workers {
+            worker.state_mut().wallets_mut().set_odd_rows(odd.clone());
         }
-    };
+        tracing::debug!(elapsed = ?started.elapsed(), table = %walk.database.table().table, "walking");
+        match move_in_parallel(workers, &walk, &at, &plan, shutdown).await? {
+            Walked::Done(back, moved) => {
+                workers = back;
+                walks.push(TargetWalk { walk: walk.clone(), odd, moved });
+            }
+            Walked::Stopped(signal) => {
+                // The workers are gone, their batches in flight rolled back: their key ranges
+                // go back to the pool with the cursor of the last committed batch.
+                walk.give_back().await;
+                return Err(stopped(signal, &plan).into());
+            }
+        }
+        done_before += walk.handed_out();
+    }
+    let mut first = workers.swap_remove(0);
+    drop(workers);
     first.state().reporter().finish();
-    tracing::debug!(elapsed = ?started.elapsed(), handed_out = walk.handed_out(), "walk done; sweeping");
+    tracing::debug!(elapsed = ?started.elapsed(), handed_out = done_before, "walk done; sweeping");
 
-    let swept = tokio::select! {
-        swept = sweep_and_close(app, &mut first, &walk, &plan) => swept?,
+    let closed = tokio::select! {
+        swept = sweep_and_close(app, &mut first, &mut walks, &plan) => swept?,
         signal = shutdown.wait() => {
-            walk.give_back().await;
+            for target in &walks {
+                target.walk.give_back().await;
+            }
             return Err(stopped(signal, &plan).into());
         }
     };
-    if let Some(swept) = swept {
-        moved.add(swept);
+    tracing::debug!(elapsed = ?started.elapsed(), closed, "rotation closed");
+    let qualify = walks.len() > 1;
+    let mut moved = Moved::default();
+    let mut nameless = 0;
+    for target in walks {
+        let table = target.walk.database.table().table.clone();
+        let mut failed = target.moved.failed;
+        failed.extend(target.odd.entries().into_iter().map(WalletFailure::from));
+        let mut seen = HashSet::new();
+        failed.sort_by(|a, b| a.id.cmp(&b.id));
+        failed.retain(|failure| seen.insert(failure.id.clone()));
+        // An entry for rows without a usable id stands for all of them.
+        nameless += target.odd.rows() - target.odd.entries().len() as u64;
+        if qualify {
+            for failure in &mut failed {
+                failure.id = format!("{table}/{}", failure.id);
+            }
+        }
+        moved.rotated += target.moved.rotated;
+        moved.failed.extend(failed);
     }
-    odd.absorb(first.state().wallets().odd_rows());
-    moved.failed.extend(odd.entries().into_iter().map(WalletFailure::from));
-    tracing::debug!(elapsed = ?started.elapsed(), "rotation closed");
-    let mut seen = HashSet::new();
-    moved.failed.sort_by(|a, b| a.id.cmp(&b.id));
-    moved.failed.retain(|failure| seen.insert(failure.id.clone()));
-    let total = database.count().await?;
-    // An entry for rows without a usable id stands for all of them.
-    let nameless = odd.rows() - odd.entries().len() as u64;
+    let total = database.count_targets().await?;
     let moved_or_failed = moved.rotated + moved.failed.len() as u64 + nameless;
     Ok(RotateReport {
         rotation_id: plan.rotation_id,
@@ -214,6 +275,15 @@ async fn run_rotation(
         failed: moved.failed,
         dry_run: false,
     })
+}
+
+/// One target's walk in this process, and what came of it.
+struct TargetWalk {
+    walk: std::sync::Arc<Walk>,
+    /// Its rows left untouched, the sweep's included.
+    odd: OddRows,
+    /// What this process's workers (and the sweep, if this process closed the rotation) moved.
+    moved: Moved,
 }
 
 /// What a rotation stopped by a signal says.
@@ -231,14 +301,22 @@ fn stopped(signal: Signal, plan: &RotationPlan) -> Interrupted {
 /// `--strict`: rows the component is never handed (no text ciphertext, no usable id) refuse
 /// the rotation too, before anything is stored.
 async fn refuse_odd_rows(database: &Database, batch_size: u32) -> anyhow::Result<()> {
-    let odd = crate::coordination::find_odd_rows(database, batch_size).await?.entries();
-    if odd.is_empty() {
+    let targets = database.targets();
+    let mut listed = Vec::new();
+    for target in &targets {
+        let odd = crate::coordination::find_odd_rows(target, batch_size).await?.entries();
+        let table = &target.table().table;
+        listed.extend(odd.iter().map(|row| match targets.len() {
+            1 => format!("{}: {}", row.id, row.reason),
+            _ => format!("{table}/{}: {}", row.id, row.reason),
+        }));
+    }
+    if listed.is_empty() {
         return Ok(());
     }
-    let listed: Vec<String> = odd.iter().map(|row| format!("{}: {}", row.id, row.reason)).collect();
     bail!(
         "--strict: {} row(s) hold no wallet rotor can move, so nothing was changed:\n  {}",
-        odd.len(),
+        listed.len(),
         listed.join("\n  ")
     )
 }
@@ -295,8 +373,9 @@ impl Moved {
 
 /// How the workers' walk ended.
 enum Walked {
-    /// Every range is done: the first worker (for the sweep) and what they moved together.
-    Done(Instance, Moved),
+    /// Every range is done: the workers, in the order they were given, and what they moved
+    /// together.
+    Done(Vec<Instance>, Moved),
     /// A signal stopped it; every worker has stopped.
     Stopped(Signal),
 }
@@ -310,6 +389,7 @@ async fn move_in_parallel(
     plan: &RotationPlan,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Walked> {
+    let count = workers.len();
     let mut running = JoinSet::new();
     for (index, mut worker) in workers.into_iter().enumerate() {
         worker.state_mut().wallets_mut().set_batches(Batches::Walk(WorkerBatches::ranges(walk.clone())));
@@ -320,7 +400,7 @@ async fn move_in_parallel(
         });
     }
     let mut total = Moved::default();
-    let mut first = None;
+    let mut back: Vec<Option<Instance>> = (0..count).map(|_| None).collect();
     loop {
         let joined = tokio::select! {
             joined = running.join_next() => match joined {
@@ -336,29 +416,28 @@ async fn move_in_parallel(
         };
         let (index, worker, moved) = joined.context("a rotation worker panicked")?;
         total.add(answer(moved).with_context(|| format!("rotation worker {index} failed"))?);
-        if index == 0 {
-            first = Some(worker);
-        }
+        back[index] = Some(worker);
     }
-    Ok(Walked::Done(first.ok_or_else(|| anyhow!("the first rotation worker did not report"))?, total))
+    let workers: Option<Vec<Instance>> = back.into_iter().collect();
+    Ok(Walked::Done(workers.ok_or_else(|| anyhow!("a rotation worker did not report"))?, total))
 }
 
 /// Once every range is done: takes the rotation lease (waiting while another process holds
-/// it), sweeps the table for wallets still on an old KEK, and closes the rotation. `None` if
-/// another process closed it first.
+/// it), sweeps each target for wallets still on an old KEK, adding what it moves and meets to
+/// the target's own, and closes the rotation. `false` if another process closed it first.
 async fn sweep_and_close(
     app: &App,
     first: &mut Instance,
-    walk: &std::sync::Arc<Walk>,
+    walks: &mut [TargetWalk],
     plan: &RotationPlan,
-) -> anyhow::Result<Option<MoveReport>> {
+) -> anyhow::Result<bool> {
     let database = app.database();
     let id = plan.rotation_id as i64;
     let still_running =
         || async { Ok::<_, StoreError>(database.unfinished_rotation().await?.is_some_and(|r| r.id == id)) };
     loop {
         if !still_running().await? {
-            return Ok(None);
+            return Ok(false);
         }
         match first.state().lease().acquire().await {
             Ok(()) => break,
@@ -369,24 +448,36 @@ async fn sweep_and_close(
     }
     let closed = async {
         if !still_running().await? {
-            return Ok(None);
+            return Ok(false);
         }
-        first.state_mut().wallets_mut().set_batches(Batches::Walk(WorkerBatches::sweep(walk.clone())));
-        // The sweep meets every row still left behind, odd ones included: its own list is
-        // the journal's count of wallets the rotation leaves on their old KEK.
-        let swept_odd = OddRows::default();
-        first.state_mut().wallets_mut().set_odd_rows(swept_odd.clone());
-        let swept = answer(first.move_wallets(&app.key_location(), *plan).await)
-            .context("sweeping for wallets still on an old KEK")?;
-        if !swept.failed.is_empty() {
-            tracing::warn!(
-                failed = swept.failed.len(),
-                "wallets could not be moved and were left untouched on their old KEK"
-            );
+        let mut left_behind = 0;
+        for target in walks.iter_mut() {
+            let batches = WorkerBatches::sweep(target.walk.clone());
+            first.state_mut().wallets_mut().set_batches(Batches::Walk(batches));
+            // The sweep meets every row still left behind, odd ones included: its own list is
+            // the journal's count of wallets the rotation leaves on their old KEK.
+            let swept_odd = OddRows::default();
+            first.state_mut().wallets_mut().set_odd_rows(swept_odd.clone());
+            let swept = answer(first.move_wallets(&app.key_location(), *plan).await).with_context(|| {
+                format!(
+                    "sweeping table `{}` for wallets still on an old KEK",
+                    target.walk.database.table().table
+                )
+            })?;
+            if !swept.failed.is_empty() {
+                tracing::warn!(
+                    table = %target.walk.database.table().table,
+                    failed = swept.failed.len(),
+                    "wallets could not be moved and were left untouched on their old KEK"
+                );
+            }
+            left_behind += swept.failed.len() as i64 + swept_odd.rows() as i64;
+            target.odd.absorb(&swept_odd);
+            target.moved.add(swept);
+            first.state().lease().renew().await?;
         }
-        first.state().lease().renew().await?;
-        database.finish_rotation(id, swept.failed.len() as i64 + swept_odd.rows() as i64).await?;
-        anyhow::Ok(Some(swept))
+        database.finish_rotation(id, left_behind).await?;
+        anyhow::Ok(true)
     }
     .await;
     release_lease(first).await;

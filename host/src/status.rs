@@ -30,8 +30,12 @@ pub struct Status {
     pub current_kek_version: Option<u64>,
     /// Wallets per KEK version: "legacy" for the seed's format, else the version number.
     pub key_versions: BTreeMap<String, u64>,
-    /// Wallets in the table.
+    /// Wallets in the table (in every target, with several).
     pub total: u64,
+    /// With several targets (`[[target]]`), each table's wallets per KEK version; empty (and
+    /// left out of the JSON) for one table.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl Status {
@@ -83,6 +87,10 @@ impl Status {
         }
         let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
         lines.push(format!("{} wallets per KEK version: {}", self.total, versions.join(", ")));
+        for (table, counts) in &self.tables {
+            let versions: Vec<String> = counts.iter().map(|(v, n)| format!("{v}: {n}")).collect();
+            lines.push(format!("  table {table}: {}", versions.join(", ")));
+        }
         if let Some(v) = self.current_kek_version {
             lines.push(format!("current KEK in Vault: v{v}"));
         }
@@ -93,7 +101,11 @@ impl Status {
 /// Reads the database's wallet counts, lease and journal, and the KEK's metadata in Vault.
 pub async fn status(app: &App) -> anyhow::Result<Status> {
     let database = app.database();
-    let key_versions = database.version_counts().await?;
+    let per_table = database.version_counts_of_targets().await?;
+    let mut key_versions = BTreeMap::<String, u64>::new();
+    for (version, count) in per_table.iter().flat_map(|(_, counts)| counts) {
+        *key_versions.entry(version.clone()).or_default() += count;
+    }
     let lease = database.lease().await?;
     let metadata = app.kv().metadata(&app.settings().key_path).await?;
     let unfinished = database.unfinished_rotation().await?;
@@ -120,5 +132,9 @@ pub async fn status(app: &App) -> anyhow::Result<Status> {
         current_kek_version,
         total: key_versions.values().sum(),
         key_versions,
+        tables: match per_table.len() {
+            1 => BTreeMap::new(),
+            _ => per_table.into_iter().collect(),
+        },
     })
 }

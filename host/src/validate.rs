@@ -22,13 +22,13 @@ use crate::progress::Reporter;
 use crate::report::{self, Failure, peak_rss_bytes, version_label};
 use crate::store::OddRows;
 
-/// `rotor validate`: opens every wallet, with the plan's workers (`instance` among them), and
-/// reports them by KEK version, listing those that do not open.
+/// `rotor validate`: opens every wallet of every target, with the plan's workers (`instance`
+/// among them), and reports them by KEK version, listing those that do not open.
 pub async fn validate(app: &App, instance: &mut Instance) -> anyhow::Result<report::ValidateReport> {
     let started = Instant::now();
-    let report = open_in_parallel(app, instance).await;
+    let report = open_every_target(app, instance).await;
     instance.state().reporter().finish();
-    let report = report?;
+    let (report, tables) = report?;
     let failures: Vec<Failure> =
         report.invalid.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
     Ok(report::ValidateReport {
@@ -38,23 +38,63 @@ pub async fn validate(app: &App, instance: &mut Instance) -> anyhow::Result<repo
         invalid: failures.len() as u64,
         invalid_ids: failures.iter().map(|f| f.id.clone()).collect(),
         failures,
+        tables,
         duration_ms: started.elapsed().as_millis() as u64,
         peak_rss_bytes: peak_rss_bytes(),
     })
 }
 
-/// Opens every wallet with the plan's workers, `first` among them; one report for all.
-async fn open_in_parallel(app: &App, first: &mut Instance) -> anyhow::Result<ValidateReport> {
+/// Opens the wallets of each target in turn; one report for all, and for several targets
+/// each one's figures, with the ids of wallets that do not open named `table/id`.
+async fn open_every_target(
+    app: &App,
+    first: &mut Instance,
+) -> anyhow::Result<(ValidateReport, Vec<report::TableCheck>)> {
+    let targets = app.database().targets();
+    if let [_] = targets.as_slice() {
+        return Ok((open_in_parallel(app, first, None).await?, Vec::new()));
+    }
+    let (mut reports, mut tables) = (Vec::new(), Vec::new());
+    for target in targets {
+        let table = target.table().table.clone();
+        first.state_mut().wallets_mut().set_odd_rows(OddRows::default());
+        let mut report = open_in_parallel(app, first, Some(target)).await?;
+        for failure in &mut report.invalid {
+            failure.id = format!("{table}/{}", failure.id);
+        }
+        tables.push(report::TableCheck {
+            table,
+            total: report.total,
+            valid: report.valid,
+            invalid: report.invalid.len() as u64,
+        });
+        reports.push(report);
+    }
+    Ok((merge(reports), tables))
+}
+
+/// Opens every wallet of the table with the plan's workers, `first` among them; one report for
+/// all. `target` is the table of a rotation of several, passed over in a shared scan; `None`
+/// is the instance's own table.
+async fn open_in_parallel(
+    app: &App,
+    first: &mut Instance,
+    target: Option<crate::store::Database>,
+) -> anyhow::Result<ValidateReport> {
     let at = app.key_location();
     let odd = first.state().wallets().odd_rows().clone();
     let RunPlan { batch_size, workers, .. } = *app.plan();
-    if workers.get() == 1 {
-        let report = answer(first.validate(&at, batch_size.get()).await)?;
-        return Ok(with_odd_rows(merge(vec![report]), &odd));
-    }
-    let database = app.database();
+    let database = match target {
+        Some(target) => target,
+        None if workers.get() == 1 => {
+            let report = answer(first.validate(&at, batch_size.get()).await)?;
+            return Ok(with_odd_rows(merge(vec![report]), &odd));
+        }
+        None => app.database().clone(),
+    };
     let reporter = first.state().reporter().clone();
-    let scan = SharedScan::new(database.clone(), batch_size.get(), reporter, database.count().await?);
+    let total = database.count().await?;
+    let scan = SharedScan::new(database, batch_size.get(), reporter, total);
     first.state_mut().wallets_mut().set_batches(Batches::Shared(scan.clone()));
     let mut others = JoinSet::new();
     for _ in 1..workers.get() {

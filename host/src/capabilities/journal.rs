@@ -129,6 +129,16 @@ impl journal::Host for JournalView<'_> {
             return Ok(Err(denied));
         }
         self.learn_vault_identity().await;
+        // The component counts the table it reads; a rotation of several tables records the
+        // rows of all of them, as the host counts them.
+        let database = &self.journal.database;
+        let total = match database.scope().targets.len() {
+            1 => total,
+            _ => match database.count_targets().await {
+                Ok(total) => total,
+                Err(e) => return Ok(Err(journal_error(e))),
+            },
+        };
         let begun = self
             .journal
             .database

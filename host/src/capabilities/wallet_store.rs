@@ -81,6 +81,12 @@ impl WalletStore {
         self.batches = Some(batches);
     }
 
+    /// Points this instance's reads (and checked writes outside a walk) at another table of
+    /// the run's scope: how a dry run of several targets passes over each in turn.
+    pub fn use_target(&mut self, database: Database) {
+        self.database = database;
+    }
+
     /// `seal`: the wallet the command writes must open to `plaintext`.
     pub fn expect_seal(&mut self, plaintext: rotor_codec::Plaintext) {
         self.seal_plaintext = Some(plaintext);
@@ -439,12 +445,13 @@ impl WalletStoreView<'_> {
             .into_iter()
             .map(|r| Replacement { id: r.id, expected: r.expected, replacement: r.replacement })
             .collect();
-        let checkpoint = match &store.batches {
-            Some(Batches::Walk(batches)) => batches.checkpoint(),
-            _ => self.lease.checkpoint(),
+        // A walk's batches go back to the table they came from (a rotation of several tables
+        // walks each in turn); anything else writes this instance's table.
+        let (database, checkpoint) = match &store.batches {
+            Some(Batches::Walk(batches)) => (batches.database(), batches.checkpoint()),
+            _ => (&store.database, self.lease.checkpoint()),
         };
-        Ok(store
-            .database
+        Ok(database
             .replace_batch(&rows, checkpoint)
             .await
             .map(|outcome| wallet_store::BatchOutcome {

@@ -64,13 +64,48 @@ impl GlobalArgs {
             &file.database.url,
             "sqlite://rotor.db",
         );
-        let table = pick("table", &self.table, None, &file.database.table, "wallets");
-        let id_column = pick("id-column", &self.id_column, None, &file.database.id_column, "id");
+        // `--table` names one table, whatever [[target]] lists; without it, the listed
+        // targets stand in for [database]'s table and columns.
+        let (listed, more_targets) = match (&self.table, file.target.split_first()) {
+            (None, Some((first, rest))) => {
+                if self.id_column.is_some() || self.ciphertext_column.is_some() {
+                    anyhow::bail!(
+                        "--id-column and --ciphertext-column name the columns of --table's table, but no \
+                         --table was given and rotor.toml lists its tables in [[target]] with their columns: \
+                         pass --table too, or change the [[target]] entry"
+                    );
+                }
+                let rest: anyhow::Result<Vec<WalletTable>> = rest.iter().map(|t| t.wallet_table()).collect();
+                (Some(first.clone()), rest?)
+            }
+            _ => (None, Vec::new()),
+        };
+        // The file's check keeps [database]'s table and columns out when it lists targets.
+        let from_file = |listed_value: Option<String>, database_value: &Option<String>| {
+            listed_value.or_else(|| database_value.clone())
+        };
+        let table = pick(
+            "table",
+            &self.table,
+            None,
+            &from_file(listed.as_ref().map(|t| t.table.clone()), &file.database.table),
+            "wallets",
+        );
+        let id_column = pick(
+            "id-column",
+            &self.id_column,
+            None,
+            &from_file(listed.as_ref().map(|t| t.id_column.clone()), &file.database.id_column),
+            "id",
+        );
         let ciphertext_column = pick(
             "ciphertext-column",
             &self.ciphertext_column,
             None,
-            &file.database.ciphertext_column,
+            &from_file(
+                listed.as_ref().map(|t| t.ciphertext_column.clone()),
+                &file.database.ciphertext_column,
+            ),
             "ciphertext",
         );
         let kv_mount = pick("kv-mount", &self.kv_mount, Some("ROTOR_KV_MOUNT"), &file.vault.mount, "secret");
@@ -96,6 +131,7 @@ impl GlobalArgs {
         let settings = Settings {
             database_url,
             table: WalletTable::new(&table, &id_column, &ciphertext_column)?,
+            more_targets,
             kv_mount,
             key_path,
             component,
@@ -207,6 +243,9 @@ pub(super) fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Va
         "table": setting("table", settings.table.table.clone()),
         "id_column": setting("id-column", settings.table.id_column.clone()),
         "ciphertext_column": setting("ciphertext-column", settings.table.ciphertext_column.clone()),
+        "targets": settings.scope().targets.iter().map(|t| {
+            serde_json::json!({ "table": t.table, "id_column": t.id_column, "ciphertext_column": t.ciphertext_column })
+        }).collect::<Vec<_>>(),
         "kv_mount": setting("kv-mount", settings.kv_mount.clone()),
         "key_path": setting("key-path", settings.key_path.clone()),
         "vault": vault,

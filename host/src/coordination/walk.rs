@@ -6,7 +6,8 @@
 //! as long as its holder keeps writing; one whose holder died runs out and passes to the next
 //! worker, which goes on after the last batch the dead one committed. Once every range is done,
 //! one worker sweeps the whole table for wallets an application wrote under the old KEK after
-//! the walk had passed them.
+//! the walk had passed them. A rotation of several tables walks them one after another, each
+//! with a [`Walk`] of its own over that table's ranges.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,10 +27,12 @@ const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// What a rotation's walk covers, and how this process walks it.
 pub struct WalkSpec {
-    /// Where the wallets and the key ranges are.
+    /// Where the key ranges are, reading and writing the table this walk moves.
     pub database: Database,
     /// The rotation whose ranges are walked.
     pub rotation: i64,
+    /// Which of the rotation's targets (its place in the scope) this walk moves.
+    pub target: usize,
     /// Wallets whose ciphertext starts with this are on the target already: the database
     /// leaves them out.
     pub skip_prefix: Option<String>,
@@ -42,8 +45,10 @@ pub struct WalkSpec {
     pub claim_ttl: Duration,
     /// Shows the walk's progress.
     pub reporter: Reporter,
-    /// Wallets in the table when the rotation began: the progress bar's end.
+    /// Wallets in every target when the rotation began: the progress bar's end.
     pub total: u64,
+    /// Rows this process walked in the targets before this one: where its progress starts.
+    pub done_before: u64,
 }
 
 /// One rotation's walk, shared by this process's workers.
@@ -95,11 +100,12 @@ impl Walk {
     /// holder that dies leaves its range to whoever is still here.
     async fn claim(&self) -> Result<Option<ClaimedRange>, StoreError> {
         loop {
-            let claimed = self.database.claim_range(self.rotation, &self.identity, self.expiry()).await?;
+            let claimed =
+                self.database.claim_range(self.rotation, self.target, &self.identity, self.expiry()).await?;
             if claimed.is_some() {
                 return Ok(claimed);
             }
-            if self.database.ranges_left(self.rotation).await? == 0 {
+            if self.database.ranges_left(self.rotation, self.target).await? == 0 {
                 return Ok(None);
             }
             if self.database.release_dead_claims(self.rotation, &self.identity.host).await? == 0 {
@@ -223,7 +229,8 @@ impl WorkerBatches {
                 current.renewed = Instant::now();
             }
             let fetched = page.fetched as u64;
-            let done = self.walk.handed_out.fetch_add(fetched, Ordering::Relaxed) + fetched;
+            let done =
+                self.walk.done_before + self.walk.handed_out.fetch_add(fetched, Ordering::Relaxed) + fetched;
             if matches!(self.pass, Pass::Ranges) {
                 self.walk.reporter.progress(done, self.walk.total.max(done));
             }
@@ -265,6 +272,11 @@ impl WorkerBatches {
                 Ok(())
             }
         }
+    }
+
+    /// The table this worker's batches come from, which their replacements are written to.
+    pub fn database(&self) -> &Database {
+        &self.walk.database
     }
 
     /// The ciphertext handed out for `id` in the current batch; each is given back once.

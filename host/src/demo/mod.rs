@@ -125,6 +125,7 @@ async fn run_with_server(
     let settings = Settings {
         database_url: database_url.clone(),
         table,
+        more_targets: Vec::new(),
         kv_mount: "secret".into(),
         key_path: configured.key_path,
         component: configured.component,

@@ -199,8 +199,30 @@ impl Database {
             )));
         };
         let database = Database { backend, scope: Arc::new(scope) };
-        database.check_table().await?;
+        for target in database.targets() {
+            target.check_table().await?;
+        }
         Ok(database)
+    }
+
+    /// The same connections once for each of the scope's targets, in order, each reading and
+    /// writing its own table: what a rotation of several tables walks, one after another.
+    pub fn targets(&self) -> Vec<Database> {
+        self.scope.targets.iter().map(|table| self.with_table(table.clone())).collect()
+    }
+
+    /// The table this handle reads and writes.
+    pub fn table(&self) -> &WalletTable {
+        dispatch!(self, s => s.table())
+    }
+
+    /// The rows of every target of the scope, counted by the database: a rotation's total.
+    pub async fn count_targets(&self) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for target in self.targets() {
+            total += target.count().await?;
+        }
+        Ok(total)
     }
 
     /// The KEK and tables this database handle acts for.
@@ -455,13 +477,17 @@ impl Database {
         }
     }
 
-    /// Records the rotation's target KEK and, in the same transaction, splits the wallets into
-    /// about 64 key ranges for workers to claim. Planned before the target is visible, so a
-    /// process that joins the rotation always finds its ranges.
+    /// Records the rotation's target KEK and, in the same transaction, splits the wallets of
+    /// each target into about 64 key ranges for workers to claim. Planned before the target is
+    /// visible, so a process that joins the rotation always finds its ranges.
     pub async fn set_rotation_target(&self, id: i64, to_version: i64) -> Result<(), StoreError> {
-        // The count the journal took when the rotation began sizes the ranges well enough.
-        let total = self.rotations().await?.into_iter().find(|r| r.id == id).map(|r| r.total.max(0) as u64);
-        let boundaries = self.range_boundaries(total).await?;
+        // For one table, the count the journal took when the rotation began sizes the ranges
+        // well enough; several are counted one by one.
+        let total = match self.scope.targets.len() {
+            1 => self.rotations().await?.into_iter().find(|r| r.id == id).map(|r| r.total.max(0) as u64),
+            _ => None,
+        };
+        let boundaries = self.target_boundaries(total).await?;
         dispatch!(self, s => s.set_rotation_target(id, to_version, &boundaries).await)
     }
 
@@ -471,8 +497,17 @@ impl Database {
         if self.has_ranges(id).await? {
             return Ok(());
         }
-        let boundaries = self.range_boundaries(None).await?;
+        let boundaries = self.target_boundaries(None).await?;
         dispatch!(self, s => s.insert_ranges(id, &boundaries).await)
+    }
+
+    /// [`Database::range_boundaries`] of each target, in order.
+    async fn target_boundaries(&self, total: Option<u64>) -> Result<Vec<Vec<String>>, StoreError> {
+        let mut boundaries = Vec::new();
+        for target in self.targets() {
+            boundaries.push(target.range_boundaries(total).await?);
+        }
+        Ok(boundaries)
     }
 
     /// Whether the rotation's walk is planned.
@@ -503,15 +538,16 @@ impl Database {
         Ok(boundaries)
     }
 
-    /// Claims the first key range of `rotation` that is free, or whose holder's claim ran out,
-    /// until `expires_at` (Unix seconds).
+    /// Claims the first key range of `rotation`'s target number `target` (its place in the
+    /// scope) that is free, or whose holder's claim ran out, until `expires_at` (Unix seconds).
     pub async fn claim_range(
         &self,
         rotation: i64,
+        target: usize,
         who: &RunIdentity,
         expires_at: i64,
     ) -> Result<Option<ClaimedRange>, StoreError> {
-        dispatch!(self, s => s.claim_range(rotation, who, expires_at, unix_now()).await)
+        dispatch!(self, s => s.claim_range(rotation, target, who, expires_at, unix_now()).await)
     }
 
     /// Frees the ranges claimed by processes of this host that are gone, so that they are
@@ -548,9 +584,9 @@ impl Database {
         dispatch!(self, s => s.finish_range(rotation, seq, token).await)
     }
 
-    /// Ranges of `rotation` not walked to their end yet, by anyone.
-    pub async fn ranges_left(&self, rotation: i64) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.ranges_left(rotation).await)
+    /// Ranges of `rotation`'s target number `target` not walked to their end yet, by anyone.
+    pub async fn ranges_left(&self, rotation: i64, target: usize) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.ranges_left(rotation, target).await)
     }
 
     /// How far the walk of `rotation` is, and who is on it.
@@ -620,6 +656,22 @@ impl Database {
         Ok(tables)
     }
 
+    /// [`Database::version_counts`] of each of this run's targets, in order.
+    pub async fn version_counts_of_targets(
+        &self,
+    ) -> Result<Vec<(String, BTreeMap<String, u64>)>, StoreError> {
+        let mut counts = Vec::new();
+        for target in self.targets() {
+            counts.push((target.table().table.clone(), target.version_counts().await?));
+        }
+        Ok(counts)
+    }
+
+    /// [`Database::version_counts_of_targets`], summed over the tables.
+    pub async fn version_counts_summed(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        Ok(sum_counts(self.version_counts_of_targets().await?.into_iter().map(|(_, counts)| counts)))
+    }
+
     /// [`Database::version_counts`] for each of [`Database::kek_targets`]: what destroying a
     /// KEK version must check. A recorded table that is gone (or lost its ciphertext column)
     /// is an error: rotor cannot tell whether rows moved elsewhere still need the version.
@@ -651,13 +703,7 @@ impl Database {
 
     /// [`Database::version_counts_by_target`], summed over the tables.
     pub async fn version_counts_under_kek(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        let mut total = BTreeMap::new();
-        for (_, counts) in self.version_counts_by_target().await? {
-            for (version, count) in counts {
-                *total.entry(version).or_default() += count;
-            }
-        }
-        Ok(total)
+        Ok(sum_counts(self.version_counts_by_target().await?.into_iter().map(|(_, counts)| counts)))
     }
 
     /// Every rotation in the database, of every scope, newest first.
@@ -672,6 +718,15 @@ impl Database {
         }
         Ok(rotations)
     }
+}
+
+/// Counts per KEK version of several tables, added up.
+fn sum_counts(tables: impl Iterator<Item = BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
+    let mut total = BTreeMap::new();
+    for (version, count) in tables.flatten() {
+        *total.entry(version).or_default() += count;
+    }
+    total
 }
 
 /// How many key ranges a rotation's walk is split into, for workers to claim…

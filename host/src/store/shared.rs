@@ -122,15 +122,28 @@ pub(super) const CHECKPOINT_RANGE: &str = "UPDATE rotor_ranges SET rotated = rot
      expires_at = $3 WHERE rotation_id = $4 AND seq = $5 AND token = $6 AND state = 'claimed'";
 
 /// A range is claimable while nobody walks it: never claimed, or its holder's claim ran out.
-/// (`$N` parameters are numbered apart: SQLite cannot bind one twice.)
+/// Only the ranges of one target (`$11 <= seq < $12`) are claimed. (`$N` parameters are
+/// numbered apart: SQLite cannot bind one twice.)
 pub(super) fn claim_range_sql(lock: &str) -> String {
     format!(
         "UPDATE rotor_ranges SET state = 'claimed', token = $1, holder = $2, expires_at = $3, host = $8, \
          pid = $9, process_key = $10 WHERE rotation_id = $4 AND (state = 'pending' OR (state = 'claimed' AND expires_at < $5)) \
          AND seq = (SELECT seq FROM rotor_ranges WHERE rotation_id = $6 \
-           AND (state = 'pending' OR (state = 'claimed' AND expires_at < $7)) ORDER BY seq LIMIT 1 {lock}) \
+           AND (state = 'pending' OR (state = 'claimed' AND expires_at < $7)) AND seq >= $11 AND seq < $12 \
+           ORDER BY seq LIMIT 1 {lock}) \
          RETURNING seq, after_id, upto_id, cursor"
     )
+}
+
+/// A rotation of several tables numbers each table's key ranges in a block of its own: range
+/// `n` of target `t` is `seq = t * TARGET_SEQ_STRIDE + n`. Rotations of one table, and those
+/// planned before targets, keep `seq = n` (target 0), so no column had to be added.
+pub(super) const TARGET_SEQ_STRIDE: i64 = 1 << 32;
+
+/// The `seq` numbers of target `target`'s ranges: `[start, end)`.
+pub(super) fn target_seqs(target: usize) -> (i64, i64) {
+    let start = target as i64 * TARGET_SEQ_STRIDE;
+    (start, start + TARGET_SEQ_STRIDE)
 }
 
 /// The ranges `(None, b0], (b0, b1], …, (bn, None)` that boundaries b0 < … < bn cut the id
@@ -370,7 +383,7 @@ macro_rules! shared_queries {
             &self,
             id: i64,
             to_version: i64,
-            boundaries: &[String],
+            boundaries: &[Vec<String>],
         ) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
             sqlx::query("DELETE FROM rotor_ranges WHERE rotation_id = $1").bind(id).execute(&mut *tx).await?;
@@ -384,7 +397,7 @@ macro_rules! shared_queries {
             Ok(())
         }
 
-        pub(super) async fn insert_ranges(&self, id: i64, boundaries: &[String]) -> Result<(), StoreError> {
+        pub(super) async fn insert_ranges(&self, id: i64, boundaries: &[Vec<String>]) -> Result<(), StoreError> {
             let mut tx = self.pool.begin().await?;
             Self::insert_ranges_in(&mut tx, id, boundaries).await?;
             tx.commit().await?;
@@ -394,15 +407,24 @@ macro_rules! shared_queries {
         async fn insert_ranges_in(
             tx: &mut sqlx::Transaction<'_, $db>,
             id: i64,
-            boundaries: &[String],
+            boundaries: &[Vec<String>],
         ) -> Result<(), StoreError> {
-            for (seq, (after, upto)) in super::shared::ranges(boundaries).enumerate() {
+            // Spelled out before the first await: an iterator of borrowed ranges held across
+            // it does not satisfy the Send bound of the async import.
+            let mut per_target: Vec<(i64, Option<&str>, Option<&str>)> = Vec::new();
+            for (target, boundaries) in boundaries.iter().enumerate() {
+                let first = super::shared::target_seqs(target).0;
+                for (n, (after, upto)) in super::shared::ranges(boundaries).enumerate() {
+                    per_target.push((first + n as i64, after, upto));
+                }
+            }
+            for (seq, after, upto) in per_target {
                 sqlx::query(
                     "INSERT INTO rotor_ranges (rotation_id, seq, after_id, upto_id) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (rotation_id, seq) DO NOTHING",
                 )
                 .bind(id)
-                .bind(seq as i64)
+                .bind(seq)
                 .bind(after)
                 .bind(upto)
                 .execute(&mut **tx)
@@ -421,10 +443,12 @@ macro_rules! shared_queries {
         pub(super) async fn claim_range(
             &self,
             rotation: i64,
+            target: usize,
             who: &RunIdentity,
             expires_at: i64,
             now: i64,
         ) -> Result<Option<ClaimedRange>, StoreError> {
+            let (first, end) = super::shared::target_seqs(target);
             Ok(sqlx::query_as(AssertSqlSafe(super::shared::claim_range_sql(CLAIM_LOCK)))
                 .bind(&who.lease_token)
                 .bind(&who.started_by)
@@ -436,6 +460,8 @@ macro_rules! shared_queries {
                 .bind(&who.host)
                 .bind(i64::from(who.pid))
                 .bind(&who.process_key)
+                .bind(first)
+                .bind(end)
                 .fetch_optional(&self.pool)
                 .await?)
         }
@@ -509,9 +535,14 @@ macro_rules! shared_queries {
             Ok(())
         }
 
-        pub(super) async fn ranges_left(&self, rotation: i64) -> Result<u64, StoreError> {
-            let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rotor_ranges WHERE rotation_id = $1 AND state <> 'done'")
+        pub(super) async fn ranges_left(&self, rotation: i64, target: usize) -> Result<u64, StoreError> {
+            let (first, end) = super::shared::target_seqs(target);
+            let left: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM rotor_ranges WHERE rotation_id = $1 AND state <> 'done' AND seq >= $2 AND seq < $3",
+            )
                 .bind(rotation)
+                .bind(first)
+                .bind(end)
                 .fetch_one(&self.pool)
                 .await?;
             Ok(left as u64)
