@@ -555,6 +555,15 @@ async fn one_rotation_moves_every_target(kind: Kind) {
     // The next rotation moves that row too; then v1 and v2 go, with a receipt for both tables.
     let moved = json_success(rotor().arg("rotate"));
     assert_eq!((moved["to_version"].as_u64(), moved["rotated"].as_u64()), (Some(3), Some(total)), "{moved}");
+    // A dry run says so first, with the fingerprints, and destroys nothing.
+    let rehearsed = json_success(rotor().args(["prune", "--keep", "1", "--dry-run"]));
+    let fingerprints = [rotor::keyring::fingerprint(&v1), rotor::keyring::fingerprint(&world.kek(2).await)];
+    for (index, fingerprint) in fingerprints.iter().enumerate() {
+        let would = &rehearsed["would_destroy"][index];
+        assert_eq!((&would["version"], &would["fingerprint"]), (&json!(index + 1), &json!(fingerprint)));
+    }
+    assert_eq!((&rehearsed["destroyed"], &rehearsed["receipt"]), (&json!([]), &json!(null)), "{rehearsed}");
+    assert_eq!(archived_versions(&world).await, ["v1", "v2", "v3"]);
     let pruned = json_success(rotor().args(["prune", "--keep", "1"]));
     assert_eq!(pruned["destroyed"], json!([1, 2]), "{pruned}");
     let counted = json!({ "wallets": 0, "jwt_keys": 0 });

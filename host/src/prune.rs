@@ -18,8 +18,12 @@ use crate::vault::KvData;
 /// What `rotor prune` prints (`--json`: this document).
 #[derive(Debug, Serialize)]
 pub struct Pruned {
-    /// Versions destroyed.
+    /// Versions destroyed (none in a dry run).
     pub destroyed: Vec<u32>,
+    /// `--dry-run`: the versions a prune would destroy now, each having passed every check
+    /// the host makes before destroying (fingerprint, rows per table); nothing was destroyed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_destroy: Option<Vec<DestroyedKek>>,
     /// Versions kept as the newest `--keep`.
     pub kept: Vec<u32>,
     /// Versions not destroyed because rows use them: version → rows.
@@ -57,8 +61,21 @@ pub struct Receipt {
 }
 
 /// Runs the component's prune in `instance` (granted `Access::Prune`) and writes the receipt
-/// of what the host destroyed for it.
-pub async fn prune(app: &App, mut instance: Instance, keep: u32) -> anyhow::Result<Pruned> {
+/// of what the host destroyed for it. A `dry_run` makes the same decisions and checks, and
+/// destroys and stores nothing.
+pub async fn prune(app: &App, mut instance: Instance, keep: u32, dry_run: bool) -> anyhow::Result<Pruned> {
+    if dry_run {
+        instance.state_mut().keys_mut().rehearse();
+        let report = answer(instance.prune(&app.key_location(), keep).await)?;
+        return Ok(Pruned {
+            destroyed: Vec::new(),
+            would_destroy: Some(instance.state_mut().keys_mut().take_destroyed()),
+            kept: report.kept,
+            in_use: report.in_use.iter().map(|c| (c.version.to_string(), c.count)).collect(),
+            receipt: None,
+            receipt_not_stored: None,
+        });
+    }
     let outcome = instance.prune(&app.key_location(), keep).await;
     // Collected before the outcome is looked at: a component that fails after destroying
     // something still leaves a receipt of it.
@@ -83,6 +100,7 @@ pub async fn prune(app: &App, mut instance: Instance, keep: u32) -> anyhow::Resu
     };
     Ok(Pruned {
         destroyed: report.destroyed,
+        would_destroy: None,
         kept: report.kept,
         in_use: report.in_use.iter().map(|c| (c.version.to_string(), c.count)).collect(),
         receipt,
@@ -151,6 +169,25 @@ impl Pruned {
     /// The lines `rotor prune` prints without `--json`.
     pub fn human(&self) -> String {
         let list = |versions: &[u32]| versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
+        if let Some(would) = &self.would_destroy {
+            let versions: Vec<u32> = would.iter().map(|v| v.version).collect();
+            let mut lines = vec![format!(
+                "dry run, nothing destroyed: would destroy {}; would keep {}",
+                if versions.is_empty() { "nothing".into() } else { list(&versions) },
+                list(&self.kept)
+            )];
+            for version in would {
+                lines.push(format!(
+                    "v{}: fingerprint {}",
+                    version.version,
+                    version.fingerprint.as_deref().unwrap_or("unknown (no readable copy)")
+                ));
+            }
+            for (version, count) in &self.in_use {
+                lines.push(format!("would refuse to destroy v{version}: {count} row(s) still use it"));
+            }
+            return lines.join("\n");
+        }
         let mut lines = vec![format!(
             "destroyed: {}; kept: {}",
             if self.destroyed.is_empty() { "nothing".into() } else { list(&self.destroyed) },

@@ -37,14 +37,22 @@ pub struct Keys {
     database: Database,
     handles: usize,
     secret_bytes: usize,
-    /// What this instance destroyed, for the command's receipt.
+    /// What this instance destroyed (or, rehearsing, would have), for the command's receipt.
     destroyed: Vec<DestroyedKek>,
+    /// `prune --dry-run`: `destroy` makes every check and records what it would destroy, and
+    /// destroys nothing.
+    rehearsing: bool,
 }
 
 impl Keys {
     /// The KEKs of `ring`, within `grants`.
     pub fn new(ring: KeyRing, grants: Grants, database: Database) -> Keys {
-        Keys { ring, grants, database, handles: 0, secret_bytes: 0, destroyed: Vec::new() }
+        Keys { ring, grants, database, handles: 0, secret_bytes: 0, destroyed: Vec::new(), rehearsing: false }
+    }
+
+    /// From now on `destroy` destroys nothing: it checks, and records what it would destroy.
+    pub fn rehearse(&mut self) {
+        self.rehearsing = true;
     }
 
     /// The KEK versions this instance destroyed since last asked, as the host checked them.
@@ -456,7 +464,11 @@ impl keys::Host for KeysView<'_> {
             return Ok(Err(to_wit(denied)));
         }
         let database = self.keys.database.clone();
-        Ok(match self.keys.ring.destroy(version, &database).await {
+        let checked = match self.keys.rehearsing {
+            true => self.keys.ring.rehearse_destroy(version, &database).await,
+            false => self.keys.ring.destroy(version, &database).await,
+        };
+        Ok(match checked {
             Ok(destroyed) => {
                 self.keys.destroyed.push(destroyed);
                 Ok(())

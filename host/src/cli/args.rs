@@ -143,6 +143,11 @@ pub enum Command {
         /// How many of the newest KEK versions to keep whatever their use (at least 1: the current).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         keep: u32,
+        /// Destroy nothing: list what a prune would destroy now, each version having passed
+        /// every check made before destroying it, with its fingerprint; exit 3 if some version
+        /// would be kept because rows use it.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// The unfinished rotation if there is one (progress, who runs it), and wallets per KEK
     /// version as the database counts them (no key is read).

@@ -261,13 +261,14 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             print(global.json, &report, || report.human());
             Ok(report.outcome())
         }
-        Command::Prune { keep } => {
+        Command::Prune { keep, dry_run } => {
             let app = open_app(global, true, PlanFlags::default()).await?;
-            if let Some(vault) = app.kv().vault() {
+            // A dry run writes nothing to Vault, so it asks for no write policy.
+            if let Some(vault) = app.kv().vault().filter(|_| !dry_run) {
                 crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Prune).await?;
             }
             let instance = app.instance(Access::Prune, Reporter::silent()).await?;
-            let pruned = crate::prune::prune(&app, instance, *keep).await?;
+            let pruned = crate::prune::prune(&app, instance, *keep, *dry_run).await?;
             metrics.observe(&app, Observed::default()).await;
             print(global.json, &pruned, || pruned.human());
             Ok(match (&pruned.receipt_not_stored, pruned.in_use.is_empty()) {

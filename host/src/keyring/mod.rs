@@ -381,6 +381,33 @@ impl KeyRing {
     /// exist that name no version (legacy, or not text), whatever a component says. Returns
     /// what a receipt records of it.
     pub async fn destroy(&mut self, version: u32, database: &Database) -> Result<DestroyedKek, KeyError> {
+        let checked = self.check_destroy(version, database).await?;
+        if checked.in_kv {
+            self.kv
+                .destroy_versions(&self.key_path, &[u64::from(version)])
+                .await
+                .map_err(|e| KeyError::vault(&self.key_path, e))?;
+        }
+        if checked.archived {
+            let path = self.archive_path(version);
+            self.kv.delete_all(&path).await.map_err(|e| KeyError::vault(&path, e))?;
+        }
+        self.versions.remove(&version);
+        tracing::info!(path = self.key_path, version, "destroyed a KEK version no wallet names");
+        Ok(checked.receipt)
+    }
+
+    /// Every check [`KeyRing::destroy`] makes, and what it would record, with nothing
+    /// destroyed: what `rotor prune --dry-run` answers.
+    pub async fn rehearse_destroy(
+        &mut self,
+        version: u32,
+        database: &Database,
+    ) -> Result<DestroyedKek, KeyError> {
+        Ok(self.check_destroy(version, database).await?.receipt)
+    }
+
+    async fn check_destroy(&mut self, version: u32, database: &Database) -> Result<DestroyCheck, KeyError> {
         let refuse = |why: String| Err(KeyError::Refused(format!("KEK v{version} was not destroyed: {why}")));
         if self.current().await?.is_some_and(|current| current.version == version) {
             return refuse("it is the current KEK".into());
@@ -420,19 +447,7 @@ impl KeyRing {
         }
         // Read before it is gone: the receipt names the key by its fingerprint.
         let fingerprint = self.version(version).await?.map(|held| fingerprint(&held.kek));
-        if in_kv {
-            self.kv
-                .destroy_versions(&self.key_path, &[u64::from(version)])
-                .await
-                .map_err(|e| KeyError::vault(&self.key_path, e))?;
-        }
-        if archived {
-            let path = self.archive_path(version);
-            self.kv.delete_all(&path).await.map_err(|e| KeyError::vault(&path, e))?;
-        }
-        self.versions.remove(&version);
-        tracing::info!(path = self.key_path, version, "destroyed a KEK version no wallet names");
-        Ok(DestroyedKek { version, fingerprint, rows })
+        Ok(DestroyCheck { in_kv, archived, receipt: DestroyedKek { version, fingerprint, rows } })
     }
 
     /// Opens a stored wallet with the KEKs Vault has, as rotor's formats say: an envelope with
@@ -486,4 +501,13 @@ impl KeyRing {
         candidates.extend(self.seed_archives().await?);
         Ok(candidates)
     }
+}
+
+/// What [`KeyRing::destroy`]'s checks found: where the version is kept, and the receipt's entry.
+struct DestroyCheck {
+    /// In the KV version history, not yet destroyed there.
+    in_kv: bool,
+    /// In rotor's archive.
+    archived: bool,
+    receipt: DestroyedKek,
 }
