@@ -587,3 +587,95 @@ async fn one_rotation_moves_every_target(kind: Kind) {
 }
 
 on_sqlite_and_postgres!(one_rotation_moves_every_target);
+
+// 6. The history chained in Vault: an entry edited in Vault, or a journal row edited in the
+//    database, is reported by `rotor history`.
+
+/// Entry `seq` of the KEK's history chain as Vault stores it: its text and its JSON.
+async fn history_entry(world: &World, seq: u64) -> (String, serde_json::Value) {
+    let stored = world
+        .vault_client()
+        .read(&format!("ibn/encryption-key-history/{seq:08}"), None)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no history entry {seq}"));
+    let text = stored.data["entry"].as_str().to_owned();
+    let value = serde_json::from_str(&text).unwrap();
+    (text, value)
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+async fn an_edited_history_is_reported(kind: Kind) {
+    let (world, kek) = World::with_kek(kind).await;
+    let wallets = world.enroll_legacy(&kek, WALLETS).await;
+    json_success(world.rotor().arg("rotate"));
+    json_success(world.rotor().arg("rotate"));
+    let pruned = json_success(world.rotor().args(["prune", "--keep", "2"]));
+    assert_eq!(pruned["destroyed"], json!([1]), "{pruned}");
+
+    // Two rotations and a prune, each linked to the one before.
+    let (first, first_json) = history_entry(&world, 1).await;
+    let (second, second_json) = history_entry(&world, 2).await;
+    let (_, third_json) = history_entry(&world, 3).await;
+    assert_eq!((&first_json["prev"], &first_json["event"]["kind"]), (&json!(""), &json!("rotation")));
+    assert_eq!(first_json["event"]["rotation"]["id"], json!(1));
+    assert_eq!(second_json["prev"], json!(sha256_hex(&first)), "{second_json}");
+    assert_eq!(third_json["prev"], json!(sha256_hex(&second)), "{third_json}");
+    assert_eq!(third_json["event"]["kind"], json!("prune"));
+    assert_eq!(third_json["event"]["receipt"], pruned["receipt"], "{third_json}");
+    let out = world.rotor().arg("history").output().unwrap();
+    rotor_testkit::assert_success(&out);
+    rotor_testkit::assert_says(&rotor_testkit::text(&out.stdout), &["3 entries, chain intact"]);
+    let history = json_success(world.rotor().arg("history"));
+    assert_eq!(history.as_array().unwrap().len(), 2, "an intact chain adds no line: {history}");
+
+    // Someone with write access to Vault makes rotation #1 look smaller.
+    let mut edited = first_json.clone();
+    edited["event"]["rotation"]["rotated"] = json!(WALLETS - 1);
+    let text = serde_json::to_string(&edited).unwrap();
+    world
+        .vault_admin(
+            reqwest::Method::POST,
+            "secret/data/ibn/encryption-key-history/00000001",
+            json!({ "data": { "entry": text } }),
+        )
+        .await;
+    let (out, history) = json(world.rotor().arg("history"));
+    assert_eq!(out.status.code(), Some(1), "{history}");
+    let line = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(line["source"], json!("vault-history"), "{history}");
+    let breaks: Vec<&str> =
+        line["chain"]["breaks"].as_array().unwrap().iter().map(|b| b.as_str().unwrap()).collect();
+    for expected in [
+        "entry 1 was rewritten in Vault",
+        "entry 2 does not follow entry 1",
+        "entry 1 (rotation #1) and rotor's journal disagree on rotated",
+    ] {
+        assert!(breaks.iter().any(|b| b.contains(expected)), "{expected}: {breaks:#?}");
+    }
+    let out = world.rotor().arg("history").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    rotor_testkit::assert_says(
+        &rotor_testkit::text(&out.stdout),
+        &["HISTORY BROKEN", "entry 2 does not follow entry 1"],
+    );
+
+    // The journal is checked against the chain too: an edit in the database shows.
+    world.db.execute("UPDATE rotor_rotations SET failed = 5 WHERE id = 2").await;
+    let (_, history) = json(world.rotor().arg("history"));
+    let line = history.as_array().unwrap().last().unwrap();
+    assert!(
+        line["chain"]["breaks"]
+            .to_string()
+            .contains("entry 2 (rotation #2) and rotor's journal disagree on failed"),
+        "{history}"
+    );
+    // Nothing of this touched a wallet.
+    assert_every_wallet_opens(&world, &wallets).await;
+}
+
+on_sqlite_and_postgres!(an_edited_history_is_reported);

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::app::App;
+use crate::ledger::Ledger;
 use crate::plan::DEFAULT_LEASE;
 use crate::store::{RotationRecord, RunIdentity, StoreError};
 
@@ -34,7 +35,7 @@ impl Aborted {
     pub fn human(&self) -> String {
         let versions: Vec<String> = self.key_versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
         format!(
-            "rotation #{} (KEK v{} -> {}) aborted after moving {} wallet(s); nothing was written to Vault\n\
+            "rotation #{} (KEK v{} -> {}) aborted after moving {} wallet(s); no KEK was written to Vault\n\
              wallets per KEK version: {} (Vault keeps every one of them)\n\
              `rotor rotate` starts a new rotation when you are ready",
             self.rotation_id,
@@ -67,6 +68,9 @@ pub async fn abort(app: &App) -> anyhow::Result<Aborted> {
     if let Err(e) = database.release_lease(&who.lease_token).await {
         tracing::warn!("could not release the rotation lease (it will run out): {e}");
     }
+    if aborted.is_ok() {
+        Ledger::new(app.kv(), &app.settings().key_path).extend(database).await;
+    }
     aborted
 }
 
@@ -86,7 +90,8 @@ async fn close(app: &App, who: &RunIdentity, rotation: &RotationRecord) -> anyho
             if walking.len() == 1 { "it" } else { "them" },
         );
     }
-    let key_versions = database.version_counts().await?;
+    // Every table the rotation moves: a KEK any of them names must stay readable.
+    let key_versions = database.version_counts_summed().await?;
     require_keks_in_vault(app, &key_versions).await?;
     database.abort_rotation(rotation.id).await?;
     let closed = database

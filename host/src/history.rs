@@ -22,6 +22,10 @@ pub struct HistoryLine {
     #[serde(skip_serializing_if = "Option::is_none")]
     /// When the seed archived it, for an archive line.
     pub archived_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    /// For the `vault-history` line, last and only when the history chained in Vault is
+    /// broken or could not be read: what was found.
+    pub chain: Option<crate::ledger::Verdict>,
 }
 
 /// The component's history with each rotation as rotor's own journal holds it: the component
@@ -62,6 +66,7 @@ fn as_journaled(
             rotation,
             archive_path: entry.archive_path,
             archived_at: entry.archived_at,
+            chain: None,
         });
     }
     lines

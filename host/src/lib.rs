@@ -6,7 +6,8 @@
 //!   [`limits`], [`grants`], [`config`] (`rotor.toml`).
 //! * backends: [`store`] (the wallet table and rotor's journal, on SQLite or PostgreSQL) and
 //!   [`vault`] (Vault KV v2 with one error type, and the backend a command's KEKs come from),
-//!   with [`keyring`]: the KEKs of a key path, held by the host and never by a component.
+//!   with [`keyring`]: the KEKs of a key path, held by the host and never by a component, and
+//!   [`ledger`]: the history chained in Vault that the journal is checked against.
 //! * [`coordination`]: the rotation lease and the key ranges a rotation's workers walk.
 //! * [`capabilities`]: one module per WIT import, each with its context, `Host` impls and
 //!   `add_to_linker`.
@@ -45,6 +46,7 @@ pub mod history;
 pub mod inspect;
 pub mod inventory;
 pub mod keyring;
+pub mod ledger;
 pub mod limits;
 pub mod metrics;
 pub mod plan;

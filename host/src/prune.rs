@@ -12,6 +12,7 @@ use crate::answer::answer;
 use crate::app::App;
 use crate::component::Instance;
 use crate::keyring::DestroyedKek;
+use crate::ledger::Ledger;
 use crate::store::{RotationStatus, now_rfc3339};
 use crate::vault::KvData;
 
@@ -88,6 +89,7 @@ pub async fn prune(app: &App, mut instance: Instance, keep: u32, dry_run: bool) 
         },
         None => (None, None),
     };
+    chain(app, receipt.as_ref()).await;
     let report = match answer(outcome) {
         Ok(report) => report,
         Err(e) if receipt.is_some() => {
@@ -106,6 +108,25 @@ pub async fn prune(app: &App, mut instance: Instance, keep: u32, dry_run: bool) 
         receipt,
         receipt_not_stored,
     })
+}
+
+/// Appends the receipt (and any closed rotation the chain lacks) to the history in Vault. A
+/// failure is logged: the versions are gone and the receipt is printed and in its own path.
+async fn chain(app: &App, receipt: Option<&Receipt>) {
+    let ledger = Ledger::new(app.kv(), &app.settings().key_path);
+    let Some(receipt) = receipt else {
+        ledger.extend(app.database()).await;
+        return;
+    };
+    let recorded = match serde_json::to_value(receipt) {
+        Ok(value) => ledger.record_prune(app.database(), value).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(
+            "the receipt is not in the history in Vault ({e:#}); it is printed, and stored on its own"
+        );
+    }
 }
 
 /// The receipt of `versions`. What cannot be learnt now (Vault's name for the token, the

@@ -21,6 +21,7 @@ use crate::bindings::types::{OutputFormat, WalletFailure};
 use crate::component::Instance;
 use crate::coordination::{Batches, Walk, WalkSpec, WorkerBatches};
 use crate::grants::Access;
+use crate::ledger::Ledger;
 use crate::progress::Reporter;
 use crate::report::{self, Failure, peak_rss_bytes};
 use crate::shutdown::{Interrupted, Shutdown, Signal};
@@ -70,6 +71,9 @@ pub async fn rotate(
     };
     reporter.finish();
     let report: RotateReport = report?;
+    if !request.dry_run {
+        Ledger::new(app.kv(), &app.settings().key_path).extend(app.database()).await;
+    }
     let elapsed = started.elapsed();
     let failures: Vec<Failure> =
         report.failed.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();

@@ -152,7 +152,10 @@ pub enum Command {
     /// The unfinished rotation if there is one (progress, who runs it), and wallets per KEK
     /// version as the database counts them (no key is read).
     Status,
-    /// Past rotations: rotor's journal, and archives left by the seed's script.
+    /// Past rotations: rotor's journal, and archives left by the seed's script; then the
+    /// history chained in Vault (<key-path>-history/), checked link by link and against the
+    /// journal. An entry edited in Vault, or a journal row edited in the database, is reported
+    /// as a break (exit 1).
     History,
     /// Every version of the KEK: current, archived, destroyed (or missing: rows name a key Vault
     /// does not have), when and by which rotation it was made, its fingerprint, and the rows of

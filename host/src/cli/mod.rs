@@ -287,10 +287,32 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             let app = open_app(global, false, PlanFlags::default()).await?;
             let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
             let entries = answer(instance.history(&app.key_location()).await)?;
-            let entries = crate::history::history_lines(&app, entries).await?;
+            let mut entries = crate::history::history_lines(&app, entries).await?;
             let current = app.kv().metadata(&app.settings().key_path).await?.map(|m| m.current_version);
-            print(global.json, &entries, || crate::history::history_human(&entries, current));
-            Ok(Outcome::Success)
+            let key_path = &app.settings().key_path;
+            let verdict = match app.kv().vault() {
+                Some(_) => Some(crate::ledger::Ledger::new(app.kv(), key_path).verify(app.database()).await?),
+                None => None,
+            };
+            let broken = verdict.as_ref().is_some_and(crate::ledger::Verdict::is_broken);
+            let human = crate::history::history_human(&entries, current);
+            let human = match &verdict {
+                Some(verdict) => format!("{human}\n{}", verdict.human(key_path)),
+                None => human,
+            };
+            // JSON keeps its one line per rotation; the chain gets a line only when there is
+            // something to look at.
+            if let Some(verdict) = verdict.filter(|v| v.is_broken() || v.unreadable.is_some()) {
+                entries.push(crate::history::HistoryLine {
+                    source: "vault-history".into(),
+                    rotation: None,
+                    archive_path: None,
+                    archived_at: None,
+                    chain: Some(verdict),
+                });
+            }
+            print(global.json, &entries, || human);
+            Ok(if broken { Outcome::Problems } else { Outcome::Success })
         }
         Command::Seal { id } => {
             let mut plaintext = Zeroizing::new(Vec::new());

@@ -37,6 +37,7 @@ impl VaultWrites {
             (format!("{mount}/data/{archive_entry}"), &["read", "create", "update"]),
             (format!("{mount}/metadata/{key_path}-archive/"), &["list"]),
         ];
+        needs.push((format!("{mount}/data/{key_path}-history/00000000"), &["create", "read"]));
         if self == VaultWrites::Prune {
             needs.push((format!("{mount}/destroy/{key_path}"), &["update"]));
             needs.push((format!("{mount}/metadata/{archive_entry}"), &["delete"]));
@@ -205,6 +206,17 @@ const GRANTS: &[Grant] = &[
         app: &[],
     },
     Grant {
+        path: "{mount}/data/{key}-history/*",
+        why: "The history chained in Vault (<key-path>-history/NNNNNNNN): each closed rotation and \
+              each prune's receipt, holding the hash of the entry before; `rotor history` checks it \
+              against the journal.",
+        writes: "rotate, rollback, abort and prune append entries (create-only: an entry is never \
+                 changed).",
+        runner: &["create", "read"],
+        auditor: &["read"],
+        app: &[],
+    },
+    Grant {
         path: "auth/token/lookup-self",
         why: "rotor checks its token at start, renews it during long runs, and asks whether its \
               policy allows a command before the command changes anything.",
@@ -307,7 +319,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prune_needs_what_rotation_needs_and_destroy_and_delete() {
+    fn rotation_needs_the_history_and_prune_also_destroy_delete_and_receipts() {
         let paths = |writes: VaultWrites| -> Vec<String> {
             writes.needs("secret", "ibn/encryption-key").into_iter().map(|(path, _)| path).collect()
         };
@@ -319,6 +331,7 @@ mod tests {
                 "secret/metadata/ibn/encryption-key",
                 "secret/data/ibn/encryption-key-archive/v0",
                 "secret/metadata/ibn/encryption-key-archive/",
+                "secret/data/ibn/encryption-key-history/00000000",
             ]
         );
         let prune = paths(VaultWrites::Prune);

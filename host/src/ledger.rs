@@ -1,0 +1,345 @@
+//! The tamper-evident history: every closed rotation and every prune that destroyed a KEK
+//! version, as a chain of create-only entries in Vault at `<key-path>-history/NNNNNNNN`, each
+//! holding the SHA-256 of the entry before it.
+//!
+//! rotor's journal lives in the application's database, which its owners can edit; the chain
+//! lives in Vault, which the database's owners cannot. Each side checks the other: `rotor
+//! history` reads the chain, follows the hashes, and compares each rotation entry with the
+//! journal, so an entry edited in Vault (even with every later hash recomputed) and a journal
+//! row edited in the database both show as a break. Entries are written create-only, so an
+//! edit is also a second KV version of the entry, which is reported too.
+//!
+//! Writing never fails a command whose work is done: a rotation that closed is closed. Rotations
+//! the chain lacks (a Vault refusal, an upgrade from a rotor that kept no chain) are appended, in
+//! journal order, by the next command that writes it.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::store::{Database, RotationRecord, RotationStatus, now_rfc3339};
+use crate::vault::{KvBackend, KvData, VaultError};
+
+/// The KV field an entry's JSON text is stored in.
+const FIELD: &str = "entry";
+/// How many times an append is retried after another rotor appended first.
+const APPEND_ATTEMPTS: usize = 5;
+
+/// One link of the chain, as stored.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    /// Its place in the chain, from 1; also the last part of its path.
+    seq: u64,
+    /// Hex SHA-256 of the previous entry's stored text; empty for the first.
+    prev: String,
+    /// When it was written (RFC 3339, UTC).
+    written_at: String,
+    /// What it records.
+    event: Event,
+}
+
+/// What an entry records.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Event {
+    /// A closed (finished or aborted) rotation, as rotor's journal records it.
+    Rotation {
+        /// The journal's record, as JSON.
+        rotation: serde_json::Value,
+    },
+    /// A prune that destroyed KEK versions: its receipt.
+    Prune {
+        /// The receipt, as printed.
+        receipt: serde_json::Value,
+    },
+}
+
+/// The chain as read from Vault, checked link by link.
+struct Chain {
+    /// Entries read (1..=len exist).
+    len: u64,
+    /// The last entry's stored text, which the next entry hashes.
+    last: Option<Zeroizing<String>>,
+    /// Rotation entries: (seq, journal id, the record as stored).
+    rotations: Vec<(u64, i64, serde_json::Value)>,
+    /// What does not hold: each names the entry.
+    breaks: Vec<String>,
+}
+
+/// What `rotor history` says of the chain.
+#[derive(Debug, Default, Serialize)]
+pub struct Verdict {
+    /// Entries in the chain.
+    pub entries: u64,
+    /// Every break found, each naming the entry and what does not hold; empty when intact.
+    pub breaks: Vec<String>,
+    /// Closed rotations of the journal that the chain does not hold yet (the next command that
+    /// writes to the chain appends them).
+    pub not_yet_recorded: Vec<i64>,
+    /// Why the chain could not be read (e.g. a token without read on it); then nothing was
+    /// checked.
+    pub unreadable: Option<String>,
+}
+
+impl Verdict {
+    /// Whether there is anything an operator must look at.
+    pub fn is_broken(&self) -> bool {
+        !self.breaks.is_empty()
+    }
+
+    /// The lines `rotor history` ends with.
+    pub fn human(&self, key_path: &str) -> String {
+        if let Some(why) = &self.unreadable {
+            return format!("history in Vault ({key_path}-history/) not checked: {why}");
+        }
+        let mut lines = vec![match self.breaks.len() {
+            0 => format!(
+                "history in Vault ({key_path}-history/): {} entries, chain intact and matching the journal",
+                self.entries
+            ),
+            n => format!(
+                "HISTORY BROKEN: {n} break(s) in the chain in Vault ({key_path}-history/, {} entries): an entry \
+                 or rotor's journal was changed after it was written",
+                self.entries
+            ),
+        }];
+        lines.extend(self.breaks.iter().map(|b| format!("  {b}")));
+        if !self.not_yet_recorded.is_empty() {
+            let ids: Vec<String> = self.not_yet_recorded.iter().map(|id| format!("#{id}")).collect();
+            lines.push(format!(
+                "  not in the chain yet: rotation {} (the next rotate, abort or prune appends them)",
+                ids.join(", ")
+            ));
+        }
+        lines.join("\n")
+    }
+}
+
+/// The chain of one KEK's history in Vault.
+pub struct Ledger<'a> {
+    kv: &'a KvBackend,
+    /// The KEK's path within the mount; the chain is at `<key_path>-history/`.
+    key_path: &'a str,
+}
+
+impl<'a> Ledger<'a> {
+    /// The chain of the KEK at `key_path`.
+    pub fn new(kv: &'a KvBackend, key_path: &'a str) -> Ledger<'a> {
+        Ledger { kv, key_path }
+    }
+
+    fn path(&self, seq: u64) -> String {
+        format!("{}-history/{seq:08}", self.key_path)
+    }
+
+    /// Reads every entry, in order, checking each link as it goes.
+    async fn read(&self) -> Result<Chain, VaultError> {
+        let mut chain = Chain { len: 0, last: None, rotations: Vec::new(), breaks: Vec::new() };
+        loop {
+            let seq = chain.len + 1;
+            let Some(secret) = self.kv.read(&self.path(seq), None).await? else { return Ok(chain) };
+            if secret.version > 1 {
+                chain.breaks.push(format!(
+                    "entry {seq} was rewritten in Vault (it is at KV version {}; rotor writes each entry once)",
+                    secret.version
+                ));
+            }
+            let text = secret.data.get(FIELD).cloned().unwrap_or_default();
+            match serde_json::from_str::<Entry>(&text) {
+                Ok(entry) => {
+                    let expected = chain.last.as_deref().map(|last| hex_sha256(last)).unwrap_or_default();
+                    if entry.seq != seq {
+                        chain.breaks.push(format!("entry {seq} calls itself entry {}", entry.seq));
+                    }
+                    if entry.prev != expected {
+                        chain.breaks.push(format!(
+                            "entry {seq} does not follow entry {}: the hash it holds is not that entry's \
+                             (one of the two was changed after entry {seq} was written)",
+                            seq - 1
+                        ));
+                    }
+                    if let Event::Rotation { rotation } = entry.event {
+                        match rotation.get("id").and_then(serde_json::Value::as_i64) {
+                            Some(id) => chain.rotations.push((seq, id, rotation)),
+                            None => {
+                                chain.breaks.push(format!("entry {seq} records a rotation without an id"))
+                            }
+                        }
+                    }
+                }
+                Err(e) => chain.breaks.push(format!("entry {seq} is not a rotor history entry ({e})")),
+            }
+            chain.len = seq;
+            chain.last = Some(text);
+        }
+    }
+
+    /// Appends `event` after the chain's last entry, create-only; `Ok(false)` if another rotor
+    /// appended there first (read the chain again and retry).
+    async fn append(&self, chain: &mut Chain, event: Event) -> Result<bool, VaultError> {
+        let seq = chain.len + 1;
+        let entry = Entry {
+            seq,
+            prev: chain.last.as_deref().map(|last| hex_sha256(last)).unwrap_or_default(),
+            written_at: now_rfc3339(),
+            event,
+        };
+        let text = Zeroizing::new(serde_json::to_string(&entry).expect("history entries serialize"));
+        let data = KvData::from([(FIELD.to_owned(), text.clone())]);
+        match self.kv.write(&self.path(seq), &data, Some(0)).await {
+            Ok(_) => {
+                chain.len = seq;
+                chain.last = Some(text);
+                Ok(true)
+            }
+            Err(VaultError::CasMismatch { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Appends every closed rotation of `database`'s KEK that the chain does not hold, oldest
+    /// first; returns how many.
+    pub async fn catch_up(&self, database: &Database) -> anyhow::Result<usize> {
+        self.write_with(database, None).await
+    }
+
+    /// Appends a prune's receipt (after any closed rotation the chain lacks).
+    pub async fn record_prune(&self, database: &Database, receipt: serde_json::Value) -> anyhow::Result<()> {
+        self.write_with(database, Some(receipt)).await.map(|_| ())
+    }
+
+    /// [`Ledger::catch_up`] after a command whose work is done: a failure is logged, not
+    /// returned, and the next command that writes the chain appends what is missing. Nothing
+    /// is written for a KEK from the environment, which has no Vault.
+    pub async fn extend(&self, database: &Database) {
+        if self.kv.vault().is_none() {
+            return;
+        }
+        match self.catch_up(database).await {
+            Ok(0) => {}
+            Ok(written) => tracing::debug!(written, "appended closed rotations to the history in Vault"),
+            Err(e) => tracing::warn!(
+                "the history in Vault ({}-history/) was not extended ({e:#}); the next rotate, abort or \
+                 prune appends what is missing",
+                self.key_path
+            ),
+        }
+    }
+
+    async fn write_with(
+        &self,
+        database: &Database,
+        receipt: Option<serde_json::Value>,
+    ) -> anyhow::Result<usize> {
+        let mut closed = closed_rotations(database).await?;
+        let mut receipt = receipt;
+        let mut written = 0;
+        for _ in 0..APPEND_ATTEMPTS {
+            let mut chain = self.read().await?;
+            let recorded: BTreeSet<i64> = chain.rotations.iter().map(|(_, id, _)| *id).collect();
+            closed.retain(|r| !recorded.contains(&r.id));
+            let mut raced = false;
+            while let Some(rotation) = closed.first() {
+                let event = Event::Rotation { rotation: serde_json::to_value(rotation)? };
+                if !self.append(&mut chain, event).await? {
+                    raced = true;
+                    break;
+                }
+                closed.remove(0);
+                written += 1;
+            }
+            if raced {
+                continue;
+            }
+            match receipt.take() {
+                None => return Ok(written),
+                Some(value) => {
+                    if self.append(&mut chain, Event::Prune { receipt: value.clone() }).await? {
+                        return Ok(written);
+                    }
+                    receipt = Some(value);
+                }
+            }
+        }
+        anyhow::bail!(
+            "other rotors kept appending to the history at {}-history/ while this one tried {APPEND_ATTEMPTS} times",
+            self.key_path
+        )
+    }
+
+    /// Reads and checks the chain, and compares each rotation entry with `database`'s journal.
+    pub async fn verify(&self, database: &Database) -> anyhow::Result<Verdict> {
+        let chain = match self.read().await {
+            Ok(chain) => chain,
+            Err(e @ (VaultError::PermissionDenied { .. } | VaultError::NoMount { .. })) => {
+                return Ok(Verdict { unreadable: Some(e.to_string()), ..Verdict::default() });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let journal = closed_rotations(database).await?;
+        let mut breaks = chain.breaks;
+        let mut seen = BTreeSet::new();
+        for (seq, id, stored) in &chain.rotations {
+            if !seen.insert(*id) {
+                breaks.push(format!("entry {seq} records rotation #{id} a second time"));
+                continue;
+            }
+            match journal.iter().find(|r| r.id == *id) {
+                None => breaks.push(format!(
+                    "entry {seq} records rotation #{id}, which rotor's journal does not hold as closed"
+                )),
+                Some(record) => {
+                    let differs = differing_fields(&serde_json::to_value(record)?, stored);
+                    if !differs.is_empty() {
+                        breaks.push(format!(
+                            "entry {seq} (rotation #{id}) and rotor's journal disagree on {}",
+                            differs.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        let not_yet_recorded = journal.iter().map(|r| r.id).filter(|id| !seen.contains(id)).collect();
+        Ok(Verdict { entries: chain.len, breaks, not_yet_recorded, unreadable: None })
+    }
+}
+
+/// The closed rotations of the database's KEK, oldest first.
+async fn closed_rotations(database: &Database) -> anyhow::Result<Vec<RotationRecord>> {
+    let mut closed = database.rotations().await?;
+    closed.retain(|r| r.status != RotationStatus::Running);
+    closed.sort_by_key(|r| r.id);
+    Ok(closed)
+}
+
+/// The top-level fields of two JSON objects that differ (present in either).
+fn differing_fields(journal: &serde_json::Value, stored: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (journal.as_object().unwrap_or(&empty), stored.as_object().unwrap_or(&empty));
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    keys.into_iter().filter(|key| a.get(*key) != b.get(*key)).map(|key| key.to_string()).collect()
+}
+
+fn hex_sha256(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_that_differ_are_named() {
+        let journal = serde_json::json!({ "id": 1, "rotated": 3, "failed": 0 });
+        let stored = serde_json::json!({ "id": 1, "rotated": 2, "failed": 0, "extra": true });
+        assert_eq!(differing_fields(&journal, &stored), ["extra", "rotated"]);
+        assert!(differing_fields(&journal, &journal).is_empty());
+    }
+
+    #[test]
+    fn entries_are_hashed_as_stored() {
+        assert_eq!(hex_sha256(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    }
+}
