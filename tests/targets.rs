@@ -679,3 +679,60 @@ async fn an_edited_history_is_reported(kind: Kind) {
 }
 
 on_sqlite_and_postgres!(an_edited_history_is_reported);
+
+// 7. A leaked KEK version: `rotate --compromised` gives every row a new data key and destroys
+//    the version with a receipt; `destroy` refuses what rows or the KEK still need.
+
+async fn a_compromised_kek_is_retired(kind: Kind) {
+    let (world, kek) = World::with_kek(kind).await;
+    let wallets = world.enroll_legacy(&kek, WALLETS).await;
+    json_success(world.rotor().arg("rotate"));
+    let before = world.rows().await;
+    let leaked = rotor::keyring::fingerprint(&world.kek(2).await);
+
+    // v2 is current and every row names it: destroy refuses, destroying nothing.
+    let out = world.rotor().args(["destroy", "v2"]).output().unwrap();
+    assert_fails_saying(&out, 1, &["KEK v2 was not destroyed", "current KEK", "nothing was destroyed"]);
+    let out = world.rotor().args(["destroy", "v9"]).output().unwrap();
+    assert_fails_saying(&out, 1, &["KEK v9 is neither in the version history", "nothing was destroyed"]);
+    let out = world.rotor().args(["destroy", "two"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", rotor_testkit::text(&out.stderr));
+    assert_eq!(archived_versions(&world).await, ["v1", "v2"]);
+
+    let retired = json_success(world.rotor().args(["rotate", "--compromised", "v2"]));
+    assert_eq!(retired["compromised_version"], json!(2), "{retired}");
+    let rotation = &retired["rotation"];
+    assert_eq!((rotation["to_version"].as_u64(), rotation["reencrypt"].as_bool()), (Some(3), Some(true)));
+    assert_eq!(rotation["rotated"].as_u64(), Some(WALLETS as u64));
+    assert_eq!(retired["destroyed"]["destroyed"], json!([2]), "{retired}");
+    let receipt = &retired["destroyed"]["receipt"];
+    assert_eq!(receipt["versions"][0]["fingerprint"], json!(leaked), "{retired}");
+    assert_eq!(receipt["versions"][0]["rows"], json!({ "wallets": 0 }), "{retired}");
+    assert!(receipt["stored_at"].as_str().is_some(), "{retired}");
+    assert_eq!(archived_versions(&world).await, ["v1", "v3"]);
+    // Not a re-wrap: every wallet's data part, and so its data key, is new.
+    let after = world.rows().await;
+    for (id, old) in &before {
+        assert!(rotor_codec::rewrap_versions(old, &after[id]).is_none(), "{id} kept its data key");
+    }
+    assert_every_wallet_opens(&world, &wallets).await;
+
+    // v1 is named by no row any more: a dry run shows it, then it goes with a receipt.
+    let rehearsed = json_success(world.rotor().args(["destroy", "1", "--dry-run"]));
+    let v1 = rotor::keyring::fingerprint(&world.kek(1).await);
+    assert_eq!(rehearsed["would_destroy"][0]["fingerprint"], json!(v1), "{rehearsed}");
+    assert_eq!(archived_versions(&world).await, ["v1", "v3"]);
+    let out = world.rotor().args(["destroy", "v1"]).output().unwrap();
+    rotor_testkit::assert_success(&out);
+    rotor_testkit::assert_says(
+        &rotor_testkit::text(&out.stdout),
+        &["destroyed: v1", &format!("v1: fingerprint {v1}"), "receipt stored in Vault at"],
+    );
+    assert_eq!(archived_versions(&world).await, ["v3"]);
+    assert_every_wallet_opens(&world, &wallets).await;
+    // Both destructions are in the history chained in Vault.
+    let out = world.rotor().arg("history").output().unwrap();
+    rotor_testkit::assert_says(&rotor_testkit::text(&out.stdout), &["4 entries, chain intact"]);
+}
+
+on_sqlite_and_postgres!(a_compromised_kek_is_retired);

@@ -1,6 +1,8 @@
-//! `rotor prune`: destroys the KEK versions that no row of any table under the KEK names,
-//! keeping the newest few, and leaves a receipt of what it destroyed: printed, and stored in
-//! Vault at `<key-path>-receipts/<time>`, where no runner may change it afterwards.
+//! `rotor prune` and `rotor destroy`: destroy KEK versions that no row of any table under the
+//! KEK names (prune: all but the newest few, as the component decides; destroy: one version
+//! the operator names, decided by the host), and leave a receipt of what was destroyed:
+//! printed, stored in Vault at `<key-path>-receipts/<time>`, where no runner may change it
+//! afterwards, and appended to the history chained in Vault.
 
 use std::collections::BTreeMap;
 
@@ -11,9 +13,9 @@ use zeroize::Zeroizing;
 use crate::answer::answer;
 use crate::app::App;
 use crate::component::Instance;
-use crate::keyring::DestroyedKek;
+use crate::keyring::{DestroyedKek, KeyRing};
 use crate::ledger::Ledger;
-use crate::store::{RotationStatus, now_rfc3339};
+use crate::store::{RotationStatus, RunIdentity, now_rfc3339};
 use crate::vault::KvData;
 
 /// What `rotor prune` prints (`--json`: this document).
@@ -81,7 +83,8 @@ pub async fn prune(app: &App, mut instance: Instance, keep: u32, dry_run: bool) 
     // Collected before the outcome is looked at: a component that fails after destroying
     // something still leaves a receipt of it.
     let destroyed = instance.state_mut().keys_mut().take_destroyed();
-    let receipt = if destroyed.is_empty() { None } else { Some(receipt(app, &instance, destroyed).await) };
+    let destroyed_by = instance.state().lease().identity().started_by.clone();
+    let receipt = if destroyed.is_empty() { None } else { Some(receipt(app, destroyed_by, destroyed).await) };
     let (receipt, receipt_not_stored) = match receipt {
         Some(receipt) => match store(app, receipt).await {
             Ok(stored) => (Some(stored), None),
@@ -129,9 +132,49 @@ async fn chain(app: &App, receipt: Option<&Receipt>) {
     }
 }
 
-/// The receipt of `versions`. What cannot be learnt now (Vault's name for the token, the
-/// journal) is left out rather than failing: the versions are gone already.
-async fn receipt(app: &App, instance: &Instance, versions: Vec<DestroyedKek>) -> Receipt {
+/// `rotor destroy`: destroys KEK `version` once the host's checks pass (not the current KEK,
+/// no unfinished rotation, no row of any table under the KEK naming it), with a receipt as
+/// prune leaves; a `dry_run` makes the checks and destroys nothing. A refusal destroys
+/// nothing and says why.
+pub async fn destroy(app: &App, version: u32, dry_run: bool) -> anyhow::Result<Pruned> {
+    let mut ring = KeyRing::new(app.kv().clone(), &app.settings().key_path);
+    let database = app.database();
+    let checked = match dry_run {
+        true => ring.rehearse_destroy(version, database).await,
+        false => ring.destroy(version, database).await,
+    };
+    let destroyed = checked.map_err(|e| anyhow::anyhow!("{e}; nothing was destroyed"))?;
+    if dry_run {
+        return Ok(Pruned {
+            destroyed: Vec::new(),
+            would_destroy: Some(vec![destroyed]),
+            kept: Vec::new(),
+            in_use: BTreeMap::new(),
+            receipt: None,
+            receipt_not_stored: None,
+        });
+    }
+    let destroyed_by = RunIdentity::this_process(app.component().sha256.clone()).started_by;
+    let receipt = receipt(app, destroyed_by, vec![destroyed]).await;
+    let (receipt, receipt_not_stored) = match store(app, receipt).await {
+        Ok(stored) => (stored, None),
+        Err((receipt, why)) => (receipt, Some(why)),
+    };
+    chain(app, Some(&receipt)).await;
+    Ok(Pruned {
+        destroyed: vec![version],
+        would_destroy: None,
+        kept: Vec::new(),
+        in_use: BTreeMap::new(),
+        receipt: Some(receipt),
+        receipt_not_stored,
+    })
+}
+
+/// The receipt of `versions`, destroyed by `destroyed_by` (`user@host (pid N)`). What cannot
+/// be learnt now (Vault's name for the token, the journal) is left out rather than failing:
+/// the versions are gone already.
+async fn receipt(app: &App, destroyed_by: String, versions: Vec<DestroyedKek>) -> Receipt {
     let vault_identity = match app.kv().vault() {
         Some(vault) => vault.identity().await.ok().map(|identity| identity.to_string()),
         None => None,
@@ -149,7 +192,7 @@ async fn receipt(app: &App, instance: &Instance, versions: Vec<DestroyedKek>) ->
     Receipt {
         key_path: app.database().scope().key_path.clone(),
         destroyed_at: now_rfc3339(),
-        destroyed_by: instance.state().lease().identity().started_by.clone(),
+        destroyed_by,
         vault_identity,
         rotor_version: env!("CARGO_PKG_VERSION").to_owned(),
         component_sha256: app.component().sha256.clone(),
@@ -192,11 +235,14 @@ impl Pruned {
         let list = |versions: &[u32]| versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
         if let Some(would) = &self.would_destroy {
             let versions: Vec<u32> = would.iter().map(|v| v.version).collect();
-            let mut lines = vec![format!(
-                "dry run, nothing destroyed: would destroy {}; would keep {}",
-                if versions.is_empty() { "nothing".into() } else { list(&versions) },
-                list(&self.kept)
-            )];
+            let named = if versions.is_empty() { "nothing".into() } else { list(&versions) };
+            let mut lines = vec![match self.kept.is_empty() {
+                true => format!("dry run, nothing destroyed: would destroy {named}"),
+                false => format!(
+                    "dry run, nothing destroyed: would destroy {named}; would keep {}",
+                    list(&self.kept)
+                ),
+            }];
             for version in would {
                 lines.push(format!(
                     "v{}: fingerprint {}",
@@ -209,11 +255,11 @@ impl Pruned {
             }
             return lines.join("\n");
         }
-        let mut lines = vec![format!(
-            "destroyed: {}; kept: {}",
-            if self.destroyed.is_empty() { "nothing".into() } else { list(&self.destroyed) },
-            list(&self.kept)
-        )];
+        let destroyed = if self.destroyed.is_empty() { "nothing".into() } else { list(&self.destroyed) };
+        let mut lines = vec![match self.kept.is_empty() {
+            true => format!("destroyed: {destroyed}"),
+            false => format!("destroyed: {destroyed}; kept: {}", list(&self.kept)),
+        }];
         for (version, count) in &self.in_use {
             lines.push(format!("refused to destroy v{version}: {count} row(s) still use it"));
         }

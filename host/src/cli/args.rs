@@ -149,6 +149,20 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Destroy one KEK version, e.g. after it leaked and `rotor rotate --reencrypt` moved every
+    /// row off it (or use `rotor rotate --compromised vN`, which does both).
+    ///
+    /// Refused, destroying nothing, while it is the current KEK, a rotation is unfinished, or any
+    /// row of any table under the KEK names it (or names no version); the message says which.
+    /// Leaves the same receipt as prune.
+    Destroy {
+        /// The version to destroy: `v3` or `3`.
+        #[arg(value_parser = parse_version)]
+        version: u32,
+        /// Destroy nothing: make every check and show the fingerprint of what would go.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The unfinished rotation if there is one (progress, who runs it), and wallets per KEK
     /// version as the database counts them (no key is read).
     Status,
@@ -364,6 +378,25 @@ pub struct RotateCommand {
     /// [schedule], or under the profile's own [profile.NAME.schedule]).
     #[arg(long, conflicts_with = "if_older_than")]
     pub scheduled: bool,
+    /// KEK version VN leaked: rotate with fresh data keys for every row (--reencrypt), then
+    /// destroy vN once no row names it, with a receipt. If some row could not be moved, vN is
+    /// kept and the command says so (exit 3).
+    #[arg(
+        long,
+        value_name = "VN",
+        value_parser = parse_version,
+        conflicts_with_all = ["if_older_than", "scheduled", "dry_run"]
+    )]
+    pub compromised: Option<u32>,
+}
+
+/// A KEK version as an operator writes it: `v3` or `3` (at least 1).
+fn parse_version(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix('v').unwrap_or(text);
+    match digits.parse::<u32>() {
+        Ok(version) if version > 0 => Ok(version),
+        _ => Err(format!("{text:?} is not a KEK version: write it as v3 or 3")),
+    }
 }
 
 /// Whom `rotor policy` writes a policy for.

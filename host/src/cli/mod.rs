@@ -56,6 +56,7 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<Outcome> {
             | Command::Rotate(_)
             | Command::Rollback(_)
             | Command::Prune { .. }
+            | Command::Destroy { .. }
             | Command::Status
             | Command::Abort
     );
@@ -191,7 +192,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             print(global.json, &report, || report.human());
             Ok(report.outcome())
         }
-        Command::Rotate(RotateCommand { rotate: args, if_older_than, scheduled }) => {
+        Command::Rotate(RotateCommand { rotate: args, if_older_than, scheduled, compromised }) => {
             let app = open_app(global, true, args.plan()).await?;
             let if_older_than = match (if_older_than, *scheduled) {
                 (Some(age), _) => Some((**age, "--if-older-than")),
@@ -239,12 +240,29 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
                 }
             }
             let access = if args.dry_run { Access::ReadOnly } else { Access::Rotate };
-            require_vault_writes(&app, args, VaultWrites::Rotation).await?;
+            let writes = if compromised.is_some() { VaultWrites::Prune } else { VaultWrites::Rotation };
+            require_vault_writes(&app, args, writes).await?;
             let instance = app.instance(access, global.reporter("rotate")).await?;
-            let report = crate::rotation::rotate(&app, instance, &args.request(), None, shutdown).await?;
+            let mut request = args.request();
+            // A leaked KEK may have exposed the data keys it wrapped: every row gets a new one.
+            request.reencrypt |= compromised.is_some();
+            let report = crate::rotation::rotate(&app, instance, &request, None, shutdown).await?;
             metrics.observe(&app, report.observed()).await;
-            print(global.json, &report, || report.human());
-            Ok(report.outcome())
+            let Some(leaked) = *compromised else {
+                print(global.json, &report, || report.human());
+                return Ok(report.outcome());
+            };
+            retire_compromised(&app, global.json, report, leaked).await
+        }
+        Command::Destroy { version, dry_run } => {
+            let app = open_app(global, true, PlanFlags::default()).await?;
+            if let Some(vault) = app.kv().vault().filter(|_| !dry_run) {
+                crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Prune).await?;
+            }
+            let destroyed = crate::prune::destroy(&app, *version, *dry_run).await?;
+            metrics.observe(&app, Observed::default()).await;
+            print(global.json, &destroyed, || destroyed.human());
+            Ok(if destroyed.receipt_not_stored.is_some() { Outcome::Problems } else { Outcome::Success })
         }
         Command::Rollback(args) => {
             let app = open_app(global, true, args.rotate.plan()).await?;
@@ -381,6 +399,54 @@ async fn host_only<T: Serialize>(
     metrics.observe(&app, Observed::default()).await;
     print(global.json, &found, || human(&found));
     Ok(Outcome::Success)
+}
+
+/// The end of `rotor rotate --compromised VN`: once the rotation left no row behind, destroys
+/// vN with a receipt; prints the rotation and what became of vN together.
+async fn retire_compromised(
+    app: &App,
+    json: bool,
+    rotation: crate::report::RotateReport,
+    leaked: u32,
+) -> anyhow::Result<Outcome> {
+    #[derive(Serialize)]
+    struct Retired<'a> {
+        rotation: &'a crate::report::RotateReport,
+        compromised_version: u32,
+        /// The destruction of vN, when it was destroyed.
+        destroyed: Option<crate::prune::Pruned>,
+        /// Why vN was kept, when it was.
+        kept_because: Option<String>,
+    }
+    let (destroyed, kept_because) = if rotation.failed > 0 {
+        let why = format!(
+            "{} row(s) could not be moved (listed above) and may still name v{leaked}: fix them, run \
+             `rotor rotate --reencrypt`, then `rotor destroy v{leaked}`",
+            rotation.failed
+        );
+        (None, Some(why))
+    } else {
+        match crate::prune::destroy(app, leaked, false).await {
+            Ok(destroyed) => (Some(destroyed), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        }
+    };
+    let retired = Retired { rotation: &rotation, compromised_version: leaked, destroyed, kept_because };
+    print(json, &retired, || {
+        let after = match (&retired.destroyed, &retired.kept_because) {
+            (Some(destroyed), _) => destroyed.human(),
+            (None, why) => {
+                format!("compromised KEK v{leaked} was NOT destroyed: {}", why.as_deref().unwrap_or(""))
+            }
+        };
+        format!("{}\n{after}", rotation.human())
+    });
+    Ok(match (&retired.destroyed, rotation.outcome()) {
+        (Some(destroyed), _) if destroyed.receipt_not_stored.is_some() => Outcome::Problems,
+        (Some(_), outcome) => outcome,
+        (None, Outcome::WalletsFailed) => Outcome::WalletsFailed,
+        (None, _) => Outcome::Problems,
+    })
 }
 
 /// `rotor component inspect PATH`.
