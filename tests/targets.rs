@@ -593,13 +593,7 @@ on_sqlite_and_postgres!(one_rotation_moves_every_target);
 
 /// Entry `seq` of the KEK's history chain as Vault stores it: its text and its JSON.
 async fn history_entry(world: &World, seq: u64) -> (String, serde_json::Value) {
-    let stored = world
-        .vault_client()
-        .read(&format!("ibn/encryption-key-history/{seq:08}"), None)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("no history entry {seq}"));
-    let text = stored.data["entry"].as_str().to_owned();
+    let text = world.kv_field(&format!("ibn/encryption-key-history/{seq:08}"), "entry").await;
     let value = serde_json::from_str(&text).unwrap();
     (text, value)
 }

@@ -6,7 +6,11 @@
 //! ranges (see [`crate::coordination`]) and moves them batch by batch, the next batch read while the
 //! current one is resealed and written. Other `rotor rotate` processes, on this machine or
 //! others, join the same rotation through the same ranges. When every range is done, one
-//! process sweeps the table under the rotation lease and closes the rotation.
+//! process sweeps the table under the rotation lease and closes the rotation. A rotation of
+//! several tables (`[[target]]`) walks and sweeps each in turn under the one new KEK version.
+//!
+//! Over 500 lines on purpose: set-up, the walk per target, the sweep and the dry run are the
+//! steps of one rotation and share its types; the walk's mechanics live in `coordination`.
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -176,13 +176,20 @@ impl<V: Vault> World<V> {
 
     /// KEK `version` as Vault keeps it (rotor's archive).
     pub async fn kek(&self, version: u32) -> Kek {
+        let hex = self.kv_field(&format!("ibn/encryption-key-archive/v{version}"), "key").await;
+        Kek::from_hex(&hex).unwrap()
+    }
+
+    /// Field `field` of the secret at `path` in the `secret/` KV v2 mount, read as root; panics
+    /// if there is none.
+    pub async fn kv_field(&self, path: &str, field: &str) -> String {
         let secret = self
             .vault_client()
-            .read(&format!("ibn/encryption-key-archive/v{version}"), None)
+            .read(path, None)
             .await
             .unwrap()
-            .unwrap_or_else(|| panic!("KEK v{version} is not archived"));
-        Kek::from_hex(secret.data["key"].as_str()).unwrap()
+            .unwrap_or_else(|| panic!("nothing at secret/{path} in Vault"));
+        secret.data[field].as_str().to_owned()
     }
 }
 

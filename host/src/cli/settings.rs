@@ -81,33 +81,17 @@ impl GlobalArgs {
             _ => (None, Vec::new()),
         };
         // The file's check keeps [database]'s table and columns out when it lists targets.
-        let from_file = |listed_value: Option<String>, database_value: &Option<String>| {
-            listed_value.or_else(|| database_value.clone())
+        let (file_table, file_id, file_ciphertext) = match &listed {
+            Some(t) => (Some(t.table.clone()), Some(t.id_column.clone()), Some(t.ciphertext_column.clone())),
+            None => {
+                let database = &file.database;
+                (database.table.clone(), database.id_column.clone(), database.ciphertext_column.clone())
+            }
         };
-        let table = pick(
-            "table",
-            &self.table,
-            None,
-            &from_file(listed.as_ref().map(|t| t.table.clone()), &file.database.table),
-            "wallets",
-        );
-        let id_column = pick(
-            "id-column",
-            &self.id_column,
-            None,
-            &from_file(listed.as_ref().map(|t| t.id_column.clone()), &file.database.id_column),
-            "id",
-        );
-        let ciphertext_column = pick(
-            "ciphertext-column",
-            &self.ciphertext_column,
-            None,
-            &from_file(
-                listed.as_ref().map(|t| t.ciphertext_column.clone()),
-                &file.database.ciphertext_column,
-            ),
-            "ciphertext",
-        );
+        let table = pick("table", &self.table, None, &file_table, "wallets");
+        let id_column = pick("id-column", &self.id_column, None, &file_id, "id");
+        let ciphertext_column =
+            pick("ciphertext-column", &self.ciphertext_column, None, &file_ciphertext, "ciphertext");
         let kv_mount = pick("kv-mount", &self.kv_mount, Some("ROTOR_KV_MOUNT"), &file.vault.mount, "secret");
         let key_path = pick(
             "key-path",

@@ -9,6 +9,10 @@
 //!   written or rotated away from, kept explicitly because KV v2 drops versions beyond its
 //!   `max_versions` (10 by default).
 //! * `<key-path>-archive/<unix-ms>`, field `key`: the seed script's archives of old KEKs.
+//!
+//! Over 500 lines on purpose: reading, storing, archiving, destroying (with its checks) and
+//! opening rows are one key ring's operations on one cache of versions; the receipt types live
+//! in `receipt.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
