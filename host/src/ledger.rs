@@ -314,12 +314,18 @@ async fn closed_rotations(database: &Database) -> anyhow::Result<Vec<RotationRec
     Ok(closed)
 }
 
-/// The top-level fields of two JSON objects that differ (present in either).
+/// The fields of a stored rotation entry whose values the journal's record does not share.
+/// Only the entry's own fields are compared: a later rotor records more of a rotation, and an
+/// entry written before knew nothing of those. (An entry with a field removed was rewritten,
+/// which the chain itself reports.)
 fn differing_fields(journal: &serde_json::Value, stored: &serde_json::Value) -> Vec<String> {
     let empty = serde_json::Map::new();
-    let (a, b) = (journal.as_object().unwrap_or(&empty), stored.as_object().unwrap_or(&empty));
-    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter().filter(|key| a.get(*key) != b.get(*key)).map(|key| key.to_string()).collect()
+    let (journal, stored) = (journal.as_object().unwrap_or(&empty), stored.as_object().unwrap_or(&empty));
+    stored
+        .iter()
+        .filter(|(key, value)| journal.get(*key) != Some(value))
+        .map(|(key, _)| key.clone())
+        .collect()
 }
 
 fn hex_sha256(text: &str) -> String {
@@ -331,10 +337,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fields_that_differ_are_named() {
-        let journal = serde_json::json!({ "id": 1, "rotated": 3, "failed": 0 });
-        let stored = serde_json::json!({ "id": 1, "rotated": 2, "failed": 0, "extra": true });
-        assert_eq!(differing_fields(&journal, &stored), ["extra", "rotated"]);
+    fn only_the_entry_s_own_fields_are_compared() {
+        let journal = serde_json::json!({ "id": 1, "rotated": 3, "failed": 0, "added_later": "x" });
+        let stored = serde_json::json!({ "id": 1, "rotated": 2, "failed": 0, "forged": true });
+        assert_eq!(differing_fields(&journal, &stored), ["forged", "rotated"]);
         assert!(differing_fields(&journal, &journal).is_empty());
     }
 
