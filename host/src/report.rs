@@ -124,6 +124,14 @@ impl ValidateReport {
     }
 }
 
+/// Names each failed wallet `table/id`: the reports of a command over several tables, whose
+/// ids may repeat from table to table.
+pub fn name_by_table(table: &str, failures: &mut [crate::bindings::types::WalletFailure]) {
+    for failure in failures {
+        failure.id = format!("{table}/{}", failure.id);
+    }
+}
+
 /// A KEK version as reports name it: `legacy` for the seed's format (version 0).
 pub fn version_label(version: u32) -> String {
     if version == 0 { "legacy".into() } else { version.to_string() }

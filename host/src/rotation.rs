@@ -122,9 +122,7 @@ async fn dry_run(app: &App, instance: &mut Instance, options: RotateOptions) -> 
         let mut report = answer(instance.rotate(&app.key_location(), options).await)?;
         report.failed.extend(odd.entries().into_iter().map(WalletFailure::from));
         if qualify {
-            for failure in &mut report.failed {
-                failure.id = format!("{table}/{}", failure.id);
-            }
+            report::name_by_table(&table, &mut report.failed);
         }
         all = Some(match all {
             None => report,
@@ -264,9 +262,7 @@ async fn run_rotation(
         // An entry for rows without a usable id stands for all of them.
         nameless += target.odd.rows() - target.odd.entries().len() as u64;
         if qualify {
-            for failure in &mut failed {
-                failure.id = format!("{table}/{}", failure.id);
-            }
+            report::name_by_table(&table, &mut failed);
         }
         moved.rotated += target.moved.rotated;
         moved.failed.extend(failed);

@@ -102,10 +102,7 @@ impl Status {
 pub async fn status(app: &App) -> anyhow::Result<Status> {
     let database = app.database();
     let per_table = database.version_counts_of_targets().await?;
-    let mut key_versions = BTreeMap::<String, u64>::new();
-    for (version, count) in per_table.iter().flat_map(|(_, counts)| counts) {
-        *key_versions.entry(version.clone()).or_default() += count;
-    }
+    let key_versions = crate::store::sum_counts(per_table.iter().map(|(_, counts)| counts));
     let lease = database.lease().await?;
     let metadata = app.kv().metadata(&app.settings().key_path).await?;
     let unfinished = database.unfinished_rotation().await?;

@@ -59,9 +59,7 @@ async fn open_every_target(
         let table = target.table().table.clone();
         first.state_mut().wallets_mut().set_odd_rows(OddRows::default());
         let mut report = open_in_parallel(app, first, Some(target)).await?;
-        for failure in &mut report.invalid {
-            failure.id = format!("{table}/{}", failure.id);
-        }
+        report::name_by_table(&table, &mut report.invalid);
         tables.push(report::TableCheck {
             table,
             total: report.total,

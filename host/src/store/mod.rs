@@ -669,7 +669,7 @@ impl Database {
 
     /// [`Database::version_counts_of_targets`], summed over the tables.
     pub async fn version_counts_summed(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        Ok(sum_counts(self.version_counts_of_targets().await?.into_iter().map(|(_, counts)| counts)))
+        Ok(sum_counts(self.version_counts_of_targets().await?.iter().map(|(_, counts)| counts)))
     }
 
     /// [`Database::version_counts`] for each of [`Database::kek_targets`]: what destroying a
@@ -703,7 +703,7 @@ impl Database {
 
     /// [`Database::version_counts_by_target`], summed over the tables.
     pub async fn version_counts_under_kek(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        Ok(sum_counts(self.version_counts_by_target().await?.into_iter().map(|(_, counts)| counts)))
+        Ok(sum_counts(self.version_counts_by_target().await?.iter().map(|(_, counts)| counts)))
     }
 
     /// Every rotation in the database, of every scope, newest first.
@@ -721,10 +721,10 @@ impl Database {
 }
 
 /// Counts per KEK version of several tables, added up.
-fn sum_counts(tables: impl Iterator<Item = BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
+pub fn sum_counts<'a>(tables: impl IntoIterator<Item = &'a BTreeMap<String, u64>>) -> BTreeMap<String, u64> {
     let mut total = BTreeMap::new();
-    for (version, count) in tables.flatten() {
-        *total.entry(version).or_default() += count;
+    for (version, count) in tables.into_iter().flatten() {
+        *total.entry(version.clone()).or_default() += count;
     }
     total
 }
