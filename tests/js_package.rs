@@ -146,7 +146,8 @@ async fn node_and_rotor_read_each_others_wallets() {
 
 /// An application's token with the policy `rotor policy app` prints alone (and one with the seed's plain
 /// `read` on the key path): `Keyring.fromVault()` loads every KEK version after two rotations,
-/// opens every wallet, and Vault refuses it every write (bindings/js/test/app-policy.test.js).
+/// opens every wallet, loads a KEK staged by `rotor rotate --stage`, and Vault refuses it every
+/// write (bindings/js/test/app-policy.test.js).
 /// Nothing in Vault or the table changed but what the test itself did (KV version 1 destroyed,
 /// as KV's max_versions would): the KEKs are those rotor wrote and every wallet still opens.
 #[tokio::test(flavor = "multi_thread")]
@@ -173,6 +174,9 @@ async fn app_policy_reads_every_version_and_writes_nothing() {
         archived_keks(&world).await.iter().map(|kek| kek.to_hex().to_string()).collect();
     assert_eq!(keks_after, keks_before, "an archived KEK changed");
     assert!(vault.read("ibn/encryption-key-archive/v9", None).await.unwrap().is_none(), "the app wrote v9");
+    // The node test staged v4 through rotor; the app token could not change it.
+    assert_eq!(world.kv_field("ibn/encryption-key-staged", "kek_version").await, "4");
+    assert_eq!(vault.read("ibn/encryption-key-staged", None).await.unwrap().unwrap().version, 1);
     rotor_testkit::assert_every_wallet_opens(&world, &plaintexts).await;
     let report = json_success(world.rotor().arg("validate"));
     assert_eq!(report["invalid"], 0, "{report:#}");

@@ -27,6 +27,8 @@ pub struct Inventory {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyState {
+    /// The next version, readable but sealing nothing until `rotor promote` (`rotate --stage`).
+    Staged,
     /// What new rows are sealed under.
     Current,
     /// Kept for the rows that still name it (or until `rotor prune` destroys it).
@@ -41,6 +43,7 @@ impl KeyState {
     /// As `--json` spells it.
     pub fn as_str(self) -> &'static str {
         match self {
+            KeyState::Staged => "staged",
             KeyState::Current => "current",
             KeyState::Archived => "archived",
             KeyState::Destroyed => "destroyed",
@@ -99,7 +102,12 @@ pub async fn inventory(app: &App) -> anyhow::Result<Inventory> {
     }
 
     let in_kv = metadata.iter().flat_map(|m| m.versions.iter()).filter_map(|v| u32::try_from(v.version).ok());
-    let known: BTreeSet<u32> = in_kv.chain(archived.iter().copied()).chain(rows.keys().copied()).collect();
+    let staged = ring.staged().await?;
+    let known: BTreeSet<u32> = in_kv
+        .chain(archived.iter().copied())
+        .chain(rows.keys().copied())
+        .chain(staged.iter().map(|s| s.version))
+        .collect();
     let rotations = database.rotations().await?;
     let mut versions = Vec::with_capacity(known.len());
     for version in known.into_iter().rev() {
@@ -108,7 +116,9 @@ pub async fn inventory(app: &App) -> anyhow::Result<Inventory> {
             Some(meta) if meta.destroyed && !archived.contains(&version) => None,
             _ => ring.version(version).await?,
         };
+        let staged = staged.as_ref().filter(|s| s.version == version);
         let state = match (&held, current == Some(u64::from(version))) {
+            (Some(_), _) if staged.is_some() => KeyState::Staged,
             (Some(_), true) => KeyState::Current,
             (Some(_), false) => KeyState::Archived,
             (None, _) if rows.contains_key(&version) => KeyState::Missing,
@@ -122,7 +132,7 @@ pub async fn inventory(app: &App) -> anyhow::Result<Inventory> {
             version,
             rows: rows.remove(&version).unwrap_or_default(),
             state,
-            created_at: meta.map(|m| m.created_time.clone()),
+            created_at: meta.map(|m| m.created_time.clone()).or_else(|| staged.map(|s| s.staged_at.clone())),
             created_by,
             fingerprint: held.map(|held| fingerprint(&held.kek)),
         });

@@ -55,6 +55,7 @@ pub mod prune;
 pub mod report;
 pub mod rotation;
 pub mod shutdown;
+pub mod staging;
 pub mod status;
 pub mod store;
 pub mod terminal;

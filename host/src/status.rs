@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::app::App;
+use crate::keyring::{KeyRing, StagedKek};
 use crate::store::{LeaseHolder, RangeProgress, RotationRecord};
 
 #[derive(Debug, Serialize)]
@@ -28,6 +29,10 @@ pub struct Status {
     pub next_kek_version: Option<u64>,
     /// The version of the KEK in Vault now; `None` if Vault has none.
     pub current_kek_version: Option<u64>,
+    /// The KEK `rotor rotate --stage` staged as the next version, waiting for `rotor promote`
+    /// (left out of the JSON when none is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staged: Option<StagedKek>,
     /// Wallets per KEK version: "legacy" for the seed's format, else the version number.
     pub key_versions: BTreeMap<String, u64>,
     /// Wallets in the table (in every target, with several).
@@ -94,6 +99,12 @@ impl Status {
         if let Some(v) = self.current_kek_version {
             lines.push(format!("current KEK in Vault: v{v}"));
         }
+        if let Some(s) = &self.staged {
+            lines.push(format!(
+                "staged KEK: v{} since {} (fingerprint {}); `rotor promote` makes it current",
+                s.version, s.staged_at, s.fingerprint
+            ));
+        }
         lines.join("\n")
     }
 }
@@ -111,6 +122,12 @@ pub async fn status(app: &App) -> anyhow::Result<Status> {
         None => None,
     };
     let current_kek_version = metadata.map(|m| m.current_version);
+    // A token from before staging existed may not read it: status still answers the rest.
+    let mut ring = KeyRing::new(app.kv().clone(), &app.settings().key_path);
+    let staged = ring.staged().await.unwrap_or_else(|error| {
+        tracing::warn!("status: cannot read the staged KEK: {error}");
+        None
+    });
     let next_kek_version = unfinished.as_ref().and_then(|r| match r.to_version {
         0 => current_kek_version.filter(|current| *current > r.from_version as u64),
         to => Some(to as u64),
@@ -127,6 +144,7 @@ pub async fn status(app: &App) -> anyhow::Result<Status> {
         lease_expired: lease.as_ref().is_some_and(|l| l.expires_at < crate::store::unix_now()),
         lease,
         current_kek_version,
+        staged,
         total: key_versions.values().sum(),
         key_versions,
         tables: match per_table.len() {

@@ -83,7 +83,14 @@ export class Keyring {
   readonly #seedArchives: readonly string[];
   readonly #unavailable: ReadonlyMap<number, string>;
   readonly #seedArchivesSkipped: string | undefined;
+  readonly #stagedSkipped: string | undefined;
+  /** The version new wallets are sealed under. */
   readonly currentVersion: number;
+  /**
+   * The KEK `rotor rotate --stage` staged, if one was when the keys were loaded: wallets under it
+   * open (they appear once `rotor promote` runs), nothing is sealed under it.
+   */
+  readonly stagedVersion: number | undefined;
 
   constructor(keks: VaultKeks) {
     if (!keks.keks.has(keks.current)) {
@@ -92,8 +99,13 @@ export class Keyring {
     this.#keks = new Map(keks.keks);
     this.#seedArchives = [...keks.seedArchives];
     this.#unavailable = new Map(keks.unavailable ?? []);
+    if (keks.staged !== undefined && !keks.keks.has(keks.staged)) {
+      throw new RotorCodecError(`the staged KEK, version ${keks.staged}, is not among the keys given`);
+    }
     this.#seedArchivesSkipped = keks.seedArchivesSkipped;
+    this.#stagedSkipped = keks.stagedSkipped;
     this.currentVersion = keks.current;
+    this.stagedVersion = keks.staged;
   }
 
   /**
@@ -113,7 +125,7 @@ export class Keyring {
     return this.#keks.has(version);
   }
 
-  /** Seals under the current KEK. */
+  /** Seals under the current KEK (never a staged one). */
   seal(id: string, plaintext: Uint8Array | string): string {
     return seal(this.#keks.get(this.currentVersion)!, this.currentVersion, id, plaintext);
   }
@@ -155,9 +167,10 @@ export class Keyring {
     const reason = this.#unavailable.get(version);
     if (reason !== undefined) return `no KEK version ${version} in this keyring: ${reason}`;
     if (version > this.currentVersion) {
+      const staged = this.#stagedSkipped === undefined ? '' : ` (${this.#stagedSkipped})`;
       return (
         `no KEK version ${version} in this keyring, whose current version is ${this.currentVersion}: ` +
-        `the KEK was rotated since it was loaded; load it again (Keyring.fromVault())`
+        `the KEK was rotated since it was loaded; load it again (Keyring.fromVault())${staged}`
       );
     }
     return `no KEK version ${version} in this keyring`;

@@ -6,7 +6,9 @@
  * - `<key-path>-archive/v<K>`, field `key`: every KEK version rotor wrote or rotated away from;
  * - versions of `<key-path>` still in its KV history but not archived (a KEK written outside
  *   rotor) are read from there;
- * - `<key-path>-archive/<unix-ms>`, field `key`: the seed script's archives (legacy wallets only).
+ * - `<key-path>-archive/<unix-ms>`, field `key`: the seed script's archives (legacy wallets only);
+ * - `<key-path>-staged`, fields `key` and `kek_version`: a KEK `rotor rotate --stage` staged as
+ *   the next version, which wallets may name once `rotor promote` runs.
  *
  * Older versions are read by number (1 to the current one), so a token that may only `read`
  * (the policy `rotor policy app` prints, or one with `read` on `<key-path>` alone) loads every version it
@@ -46,6 +48,13 @@ export interface VaultKeks {
   unavailable?: Map<number, string>;
   /** Why the seed script's archives were not read, if they were not (no `list`, or not asked). */
   seedArchivesSkipped?: string;
+  /**
+   * The version of the KEK `rotor rotate --stage` staged, if one is: it is in `keks`, opens
+   * wallets, and becomes current when `rotor promote` runs; nothing is sealed under it before.
+   */
+  staged?: number;
+  /** Why a staged KEK could not be read, if Vault refused this token (no `read` on `<key-path>-staged`). */
+  stagedSkipped?: string;
 }
 
 /** Vault answered with an error status other than 404. */
@@ -187,6 +196,8 @@ export async function loadKeks(options: VaultOptions = {}): Promise<VaultKeks> {
     }
   });
 
+  const { staged, stagedSkipped } = await loadStaged(vault, keyPath, current.version, keks);
+
   const seedArchives: string[] = [];
   let seedArchivesSkipped: string | undefined;
   if (options.seedArchives === false) {
@@ -211,5 +222,49 @@ export async function loadKeks(options: VaultOptions = {}): Promise<VaultKeks> {
       seedArchives.push(...found.filter((key): key is string => key !== undefined));
     }
   }
-  return { current: current.version, keks, seedArchives, unavailable, seedArchivesSkipped };
+  return {
+    current: current.version,
+    keks,
+    seedArchives,
+    unavailable,
+    seedArchivesSkipped,
+    staged,
+    stagedSkipped,
+  };
+}
+
+/**
+ * Adds the staged KEK to `keks` if one is staged as the version after `current`. Loading it
+ * before `rotor promote` is the point of staging: this keyring then opens every wallet the
+ * promotion moves, without a reload. A copy whose version is not ahead of `current` is one a
+ * promotion left behind, and is ignored.
+ */
+async function loadStaged(
+  vault: Vault,
+  keyPath: string,
+  current: number,
+  keks: Map<number, string>,
+): Promise<{ staged?: number; stagedSkipped?: string }> {
+  const path = `${keyPath}-staged`;
+  const secret = await unlessDenied(() => vault.get<KvData>(`data/${path}`));
+  if (secret === 'denied') {
+    return {
+      stagedSkipped:
+        `a KEK staged by \`rotor rotate --stage\` was not read: Vault refused this token \`read\` on ` +
+        `${vault.mount}/data/${path} (\`rotor policy app\` prints a policy that grants it)`,
+    };
+  }
+  const data = secret?.data.data;
+  if (!data) return {};
+  const { key, kek_version: version } = data;
+  const isKey = typeof key === 'string' && /^[0-9a-fA-F]{64}$/.test(key);
+  if (!isKey || typeof version !== 'string' || !/^[0-9]+$/.test(version)) {
+    throw new Error(
+      `${vault.mount}/${path} is not a staged KEK: it needs \`key\` (64 hex characters) and \`kek_version\``,
+    );
+  }
+  const staged = Number(version);
+  if (staged !== current + 1) return {};
+  keks.set(staged, key);
+  return { staged };
 }

@@ -3,12 +3,13 @@
 // of every KEK version after rotations, and neither can change a KEK.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 import { Keyring, RotorCodecError, inspect, loadKeks } from '../dist/index.js';
 
-const { ROTOR_JS_FIXTURE, ROTOR_APP_POLICY_FILE, VAULT_ADDR, VAULT_TOKEN } = process.env;
-if (!ROTOR_JS_FIXTURE || !ROTOR_APP_POLICY_FILE || !VAULT_ADDR || !VAULT_TOKEN) {
+const { ROTOR_JS_FIXTURE, ROTOR_APP_POLICY_FILE, ROTOR_BIN, VAULT_ADDR, VAULT_TOKEN } = process.env;
+if (!ROTOR_JS_FIXTURE || !ROTOR_APP_POLICY_FILE || !ROTOR_BIN || !VAULT_ADDR || !VAULT_TOKEN) {
   throw new Error(
     'this file needs the OpenBao and wallets that tests/js_package.rs sets up: run `cargo test --release --test js_package`',
   );
@@ -18,6 +19,7 @@ const plaintextOf = (wallet) => Buffer.from(wallet.plaintext_base64, 'base64');
 const SEED_ERA = 'seed-era@IBNMSP';
 const KEY = 'secret/data/ibn/encryption-key';
 const ARCHIVE = 'secret/data/ibn/encryption-key-archive';
+const STAGED = 'secret/data/ibn/encryption-key-staged';
 
 /** Calls Vault's HTTP API with `token`; returns the status and the JSON body, if any. */
 async function vault(token, method, path, body) {
@@ -144,4 +146,35 @@ test('a version gone from the KV history: read from the archive, or named with t
       error.message.includes('`rotor policy app`') &&
       !/[0-9a-f]{64}/.test(error.message),
   );
+});
+
+// After the one above: staging changes what every later load sees.
+test('a staged KEK: the app policy loads it and may not write it; the seed token is told why not', async () => {
+  const staged = JSON.parse(
+    execFileSync(ROTOR_BIN, ['rotate', '--stage', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] }),
+  );
+  assert.equal(staged.staged.version, fixture.current + 1);
+
+  const app = await Keyring.fromVault({ token: appToken, seedArchives: false });
+  assert.equal(app.currentVersion, fixture.current);
+  assert.equal(app.stagedVersion, fixture.current + 1);
+  assert.deepEqual(app.versions, [1, 2, 3, 4]);
+  assert.match(app.seal('staged@IBNMSP', 'x'), /^rotor:v3:/, 'sealed under the current KEK, never the staged one');
+  opensEveryRotorWallet(app);
+
+  const seed = await loadKeks({ token: seedToken, seedArchives: false });
+  assert.equal(seed.staged, undefined);
+  assert.match(seed.stagedSkipped, /refused this token `read` on secret\/data\/ibn\/encryption-key-staged/);
+  const stale = new Keyring(seed);
+  const underStaged = app.seal('staged@IBNMSP', 'x').replace(/^rotor:v3:/, 'rotor:v4:');
+  assert.throws(() => stale.open('staged@IBNMSP', underStaged), /rotor rotate --stage/);
+
+  const kek = { data: { key: 'ab'.repeat(32), kek_version: '4' } };
+  for (const [method, path, body] of [
+    ['POST', STAGED, kek],
+    ['DELETE', 'secret/metadata/ibn/encryption-key-staged'],
+  ]) {
+    const answer = await vault(appToken, method, path, body);
+    assert.equal(answer.status, 403, `${method} ${path} answered ${answer.status}`);
+  }
 });

@@ -82,10 +82,11 @@ export class WalletService {
     }
     let keyring = await this.getKeyring();
     const version = inspect(ciphertext);
-    if (version > keyring.currentVersion) {
-      // Sealed under a KEK newer than the cache: rotor rotated since it was loaded. (An older
-      // version the keyring lacks is not in Vault for this token: reloading would not help, and
-      // the keyring's error says why.)
+    if (version > keyring.currentVersion && !keyring.has(version)) {
+      // Sealed under a KEK newer than the cache: rotor rotated since it was loaded. (A KEK that
+      // was staged when the cache was filled is in it already, so a staged roll-out needs no
+      // reload; an older version the keyring lacks is not in Vault for this token: reloading
+      // would not help, and the keyring's error says why.)
       keyring = await this.getKeyring({ refresh: true });
     }
     try {

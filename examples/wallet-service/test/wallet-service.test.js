@@ -81,3 +81,28 @@ test('a failed load is not cached, and the error names the fix', async () => {
   await assert.rejects(service.getKeyring(), /rotor migrate-kek/);
   await assert.rejects(service.getKeyring(), /rotor migrate-kek/);
 });
+
+// Last: it leaves the KEK promoted.
+test('a staged KEK: the service seals under the current one, and opens what the promotion moves without a reload', async () => {
+  execFileSync(ROTOR_BIN, ['rotate', '--stage', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const wallets = new Wallets();
+  const vault = countingFetch();
+  const service = new WalletService(wallets, { fetch: vault });
+  await service.enroll('staged-before@IBNMSP', identity('staged-before'));
+  const keyring = await service.getKeyring();
+  assert.equal(keyring.stagedVersion, keyring.currentVersion + 1);
+  assert.match(wallets.get('staged-before@IBNMSP'), new RegExp(`^rotor:v${keyring.currentVersion}:`));
+  const loads = vault.requests;
+
+  // The operator promotes; an instance that loaded its keys since seals under the new KEK.
+  execFileSync(ROTOR_BIN, ['promote', '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const elsewhere = await Keyring.fromVault();
+  assert.equal(elsewhere.currentVersion, keyring.stagedVersion);
+  assert.equal(elsewhere.stagedVersion, undefined);
+  await wallets.put('promoted@IBNMSP', elsewhere.seal('promoted@IBNMSP', JSON.stringify(identity('promoted'))));
+
+  assert.deepEqual(await service.getIdentity('promoted@IBNMSP'), identity('promoted'));
+  assert.equal(vault.requests, loads, 'no reload: the staged KEK came with the first load');
+  const sealedBefore = elsewhere.open('staged-before@IBNMSP', wallets.get('staged-before@IBNMSP'));
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(sealedBefore)), identity('staged-before'));
+});

@@ -119,7 +119,23 @@ pub enum Command {
     /// to rotor's envelope format (or, with --output-format legacy, every wallet stays in the seed's
     /// layout). If a rotation was interrupted, `rotor rotate` finishes it (whatever
     /// --if-older-than says); `rotor abort` closes it instead.
+    ///
+    /// With --stage, nothing moves yet: the next KEK is stored where applications' keyrings
+    /// read it, and `rotor promote` later makes it current and moves the wallets. While a KEK
+    /// is staged, `rotor rotate` without --stage is refused.
     Rotate(RotateCommand),
+    /// Make the staged KEK current and move every wallet to it (`rotor rotate --stage` first).
+    ///
+    /// The second step of a staged roll-out: the staged key becomes the next KV version of the
+    /// key path, so writers seal under it from now on, and the wallets move as in `rotor
+    /// rotate`. Applications that loaded their keys after the KEK was staged open every wallet
+    /// throughout. An interrupted promotion is finished by `rotor promote` or `rotor rotate`.
+    Promote(RotateArgs),
+    /// Discard the staged KEK without promoting it.
+    ///
+    /// Safe at any time: nothing seals under a staged KEK, so no wallet can need it. Refused while
+    /// a rotation is unfinished (it may be the promotion).
+    Unstage,
     /// Move every wallet back to the previous KEK, as a normal rotation (no database restore).
     ///
     /// The previous KEK (by default the one the last rotation moved away from) becomes current
@@ -171,8 +187,8 @@ pub enum Command {
     /// journal. An entry edited in Vault, or a journal row edited in the database, is reported
     /// as a break (exit 1).
     History,
-    /// Every version of the KEK: current, archived, destroyed (or missing: rows name a key Vault
-    /// does not have), when and by which rotation it was made, its fingerprint, and the rows of
+    /// Every version of the KEK: staged, current, archived, destroyed (or missing: rows name a
+    /// key Vault does not have), when and by which rotation it was made, its fingerprint, and the rows of
     /// each table that name it, counted by the database.
     ///
     /// The tables counted are the one these settings name and every table a rotation of this
@@ -388,6 +404,12 @@ pub struct RotateCommand {
         conflicts_with_all = ["if_older_than", "scheduled", "dry_run"]
     )]
     pub compromised: Option<u32>,
+    /// Store the next KEK as staged and move nothing: readers (`rotor open`, the @rotor/codec
+    /// Keyring) accept it, writers keep sealing under the current KEK until `rotor promote`.
+    /// With --if-older-than or --scheduled, stages only when the current KEK is that old; if a
+    /// KEK is staged already, says so and changes nothing.
+    #[arg(long, conflicts_with_all = ["dry_run", "resume", "reencrypt", "strict", "compromised"])]
+    pub stage: bool,
 }
 
 /// A KEK version as an operator writes it: `v3` or `3` (at least 1).

@@ -54,13 +54,14 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<Outcome> {
         cli.command,
         Command::Validate(_)
             | Command::Rotate(_)
+            | Command::Promote(_)
             | Command::Rollback(_)
             | Command::Prune { .. }
             | Command::Destroy { .. }
             | Command::Status
             | Command::Abort
     );
-    let cleans_up = matches!(cli.command, Command::Rotate(_) | Command::Rollback(_));
+    let cleans_up = matches!(cli.command, Command::Rotate(_) | Command::Promote(_) | Command::Rollback(_));
     // For a server, a signal is the ordinary way to stop: it ends with success.
     let stops_itself = matches!(cli.command, Command::Serve(_));
     // Labelled from the settings even if the command fails before it reads anything; settings
@@ -192,7 +193,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             print(global.json, &report, || report.human());
             Ok(report.outcome())
         }
-        Command::Rotate(RotateCommand { rotate: args, if_older_than, scheduled, compromised }) => {
+        Command::Rotate(RotateCommand { rotate: args, if_older_than, scheduled, compromised, stage }) => {
             let app = open_app(global, true, args.plan()).await?;
             let if_older_than = match (if_older_than, *scheduled) {
                 (Some(age), _) => Some((**age, "--if-older-than")),
@@ -239,6 +240,19 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
                     return Ok(Outcome::Success);
                 }
             }
+            if *stage {
+                if let Some(vault) = app.kv().vault() {
+                    crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Stage)
+                        .await?;
+                }
+                let staged = crate::staging::stage(&app).await?;
+                metrics.observe(&app, Observed::default()).await;
+                print(global.json, &staged, || staged.human());
+                return Ok(Outcome::Success);
+            }
+            if unfinished.is_none() && !args.resume && !args.dry_run {
+                crate::staging::refuse_while_staged(&app, "rotate").await?;
+            }
             let access = if args.dry_run { Access::ReadOnly } else { Access::Rotate };
             let writes = if compromised.is_some() { VaultWrites::Prune } else { VaultWrites::Rotation };
             require_vault_writes(&app, args, writes).await?;
@@ -264,8 +278,31 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
             print(global.json, &destroyed, || destroyed.human());
             Ok(if destroyed.receipt_not_stored.is_some() { Outcome::Problems } else { Outcome::Success })
         }
+        Command::Promote(args) => {
+            let app = open_app(global, true, args.plan()).await?;
+            crate::staging::require_promotable(&app).await?;
+            let access = if args.dry_run { Access::ReadOnly } else { Access::Rotate };
+            require_vault_writes(&app, args, VaultWrites::Rotation).await?;
+            let instance = app.instance(access, global.reporter("promote")).await?;
+            let report = crate::rotation::rotate(&app, instance, &args.request(), None, shutdown).await?;
+            metrics.observe(&app, report.observed()).await;
+            print(global.json, &report, || report.human());
+            Ok(report.outcome())
+        }
+        Command::Unstage => {
+            let app = open_app(global, true, PlanFlags::default()).await?;
+            if let Some(vault) = app.kv().vault() {
+                crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Stage).await?;
+            }
+            let unstaged = crate::staging::unstage(&app).await?;
+            print(global.json, &unstaged, || unstaged.human());
+            Ok(Outcome::Success)
+        }
         Command::Rollback(args) => {
             let app = open_app(global, true, args.rotate.plan()).await?;
+            if app.database().our_unfinished_rotation().await?.is_none() && !args.rotate.dry_run {
+                crate::staging::refuse_while_staged(&app, "rollback").await?;
+            }
             let to = match args.to {
                 Some(version) => version,
                 None => crate::rotation::previous_kek(&app).await?,

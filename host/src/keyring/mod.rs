@@ -24,8 +24,10 @@ use crate::store::Database;
 
 mod handles;
 mod receipt;
+mod staged;
 pub use self::handles::{DataKeyHandle, HeldKek, KekHandle, SecretHandle};
 pub use self::receipt::{DestroyedKek, fingerprint};
+pub use self::staged::StagedKek;
 use crate::vault::{KvBackend, KvData, KvMetadata, KvSecret, VaultError};
 
 /// Field that holds the hex KEK, in the current path and in archives.
@@ -162,8 +164,8 @@ impl KeyRing {
         }
     }
 
-    /// KEK `version`: from rotor's archive, else from the KV version history; `None` if Vault
-    /// has it in neither.
+    /// KEK `version`: from rotor's archive, else from the KV version history, else the staged
+    /// KEK if that is the version it will have; `None` if Vault has it nowhere.
     pub async fn version(&mut self, version: u32) -> Result<Option<HeldKek>, KeyError> {
         if let Some(held) = self.versions.get(&version) {
             return Ok(held.clone());
@@ -183,7 +185,7 @@ impl KeyRing {
                     from_history: true,
                     draft: false,
                 }),
-                None => None,
+                None => self.staged_version(version).await?,
             },
         };
         self.versions.insert(version, held.clone());
@@ -272,16 +274,20 @@ impl KeyRing {
         }
     }
 
-    /// Stores the next KEK version with check-and-set on `expected_current` and archives it: a
-    /// fresh key from the host's CSPRNG, or for a rollback the key of version `restore`.
+    /// Stores the next KEK version with check-and-set on `expected_current` and archives it: the
+    /// staged key if one is (`rotor promote`), else a fresh key from the host's CSPRNG, or for a
+    /// rollback the key of version `restore`.
     pub async fn create_next(
         &mut self,
         expected_current: u32,
         restore: Option<u32>,
     ) -> Result<HeldKek, KeyError> {
-        let kek = match restore {
-            Some(version) => self.require(version).await?.kek,
-            None => Arc::new(Kek::generate().map_err(|e| KeyError::Refused(e.to_string()))?),
+        // Readers already take a staged key as the next version: that number is its.
+        let staged = self.next_from_stage(expected_current, restore).await?;
+        let kek = match (restore, &staged) {
+            (_, Some(staged)) => staged.clone(),
+            (Some(version), None) => self.require(version).await?.kek,
+            (None, None) => Arc::new(Kek::generate().map_err(|e| KeyError::Refused(e.to_string()))?),
         };
         let path = self.key_path.clone();
         let data = KvData::from([(KEY_FIELD.to_owned(), kek.to_hex())]);
@@ -303,7 +309,10 @@ impl KeyRing {
         self.current = Some(version);
         self.legacy = None;
         self.archive(version).await?;
-        tracing::info!(path, version, "stored a new KEK version");
+        if staged.is_some() {
+            self.clear_promoted_stage().await;
+        }
+        tracing::info!(path, version, promoted = staged.is_some(), "stored a new KEK version");
         Ok(held)
     }
 

@@ -17,6 +17,8 @@ pub enum VaultWrites {
     Rotation,
     /// `prune`: destroying KEK versions and archive entries.
     Prune,
+    /// `rotate --stage`, `unstage`: writing and removing the staged KEK.
+    Stage,
 }
 
 impl VaultWrites {
@@ -24,6 +26,7 @@ impl VaultWrites {
         match self {
             VaultWrites::Rotation => "rotate",
             VaultWrites::Prune => "prune",
+            VaultWrites::Stage => "rotate --stage",
         }
     }
 
@@ -31,6 +34,14 @@ impl VaultWrites {
     /// that does not exist yet stands for the whole archive folder.
     fn needs(self, mount: &str, key_path: &str) -> Vec<(String, &'static [&'static str])> {
         let archive_entry = format!("{key_path}-archive/v0");
+        let staged = format!("{mount}/data/{key_path}-staged");
+        if self == VaultWrites::Stage {
+            return vec![
+                (format!("{mount}/data/{key_path}"), &["read"]),
+                (staged, &["read", "create", "update"]),
+                (format!("{mount}/metadata/{key_path}-staged"), &["delete"]),
+            ];
+        }
         let mut needs: Vec<(String, &'static [&'static str])> = vec![
             (format!("{mount}/data/{key_path}"), &["read", "create", "update"]),
             (format!("{mount}/metadata/{key_path}"), &["read"]),
@@ -38,6 +49,9 @@ impl VaultWrites {
             (format!("{mount}/metadata/{key_path}-archive/"), &["list"]),
         ];
         needs.push((format!("{mount}/data/{key_path}-history/00000000"), &["create", "read"]));
+        // A staged KEK must become the next version: a rotation that could not see it would
+        // give that number another key.
+        needs.push((staged, &["read"]));
         if self == VaultWrites::Prune {
             needs.push((format!("{mount}/destroy/{key_path}"), &["update"]));
             needs.push((format!("{mount}/metadata/{archive_entry}"), &["delete"]));
@@ -196,6 +210,23 @@ const GRANTS: &[Grant] = &[
         app: &[],
     },
     Grant {
+        path: "{mount}/data/{key}-staged",
+        why: "A KEK staged as the next version (`rotor rotate --stage`): readers accept it before \
+              `rotor promote` makes it current, and a rotation must store it as that version.",
+        writes: "rotate --stage writes it (check-and-set).",
+        runner: &["read", "create", "update"],
+        auditor: &["read"],
+        app: &["read"],
+    },
+    Grant {
+        path: "{mount}/metadata/{key}-staged",
+        why: "",
+        writes: "promote and unstage remove the staged copy.",
+        runner: &["delete"],
+        auditor: &[],
+        app: &[],
+    },
+    Grant {
         path: "{mount}/data/{key}-receipts/*",
         why: "Receipts of destroyed KEK versions (<key-path>-receipts/<time>): which versions, their \
               fingerprints, the zero row counts that allowed it, who and when.",
@@ -258,7 +289,8 @@ pub fn policy_hcl(role: PolicyRole, mount: &str, key_path: &str) -> String {
         }
         PolicyRole::App => {
             "an application reading KEKs with @rotor/codec's `Keyring.fromVault()`: the current KEK \
-             and every older version by number. It cannot write, list or destroy a KEK."
+             and every older version by number, and the staged one. It cannot write, list or destroy \
+             a KEK."
         }
     };
     let mut hcl = String::new();
@@ -332,6 +364,7 @@ mod tests {
                 "secret/data/ibn/encryption-key-archive/v0",
                 "secret/metadata/ibn/encryption-key-archive/",
                 "secret/data/ibn/encryption-key-history/00000000",
+                "secret/data/ibn/encryption-key-staged",
             ]
         );
         let prune = paths(VaultWrites::Prune);
@@ -363,7 +396,7 @@ mod tests {
 
     #[test]
     fn the_runner_policy_grants_everything_the_policy_check_asks_for() {
-        for writes in [VaultWrites::Rotation, VaultWrites::Prune] {
+        for writes in [VaultWrites::Rotation, VaultWrites::Prune, VaultWrites::Stage] {
             for (path, wanted) in writes.needs("secret", "ibn/encryption-key") {
                 assert!(grants(PolicyRole::Runner, &path, wanted), "{writes:?}: {wanted:?} on {path}");
                 if wanted.iter().any(|c| !["read", "list"].contains(c)) {
@@ -403,7 +436,8 @@ mod tests {
         assert_eq!(runner.matches('{').count(), runner.matches('}').count());
 
         let app = policy_hcl(PolicyRole::App, "kv", "team/kek");
-        assert_eq!(app.matches("\npath \"").count(), 2, "{app}");
+        assert_eq!(app.matches("\npath \"").count(), 3, "{app}");
+        assert!(app.contains("path \"kv/data/team/kek-staged\""), "{app}");
         assert!(!app.contains("\"update\"") && !app.contains("\"list\""), "{app}");
         assert!(app.contains("kv/metadata/team/kek-archive/"), "the note on listing: {app}");
         for hcl in [runner, app, policy_hcl(PolicyRole::Auditor, "secret", "ibn/encryption-key")] {
