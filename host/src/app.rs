@@ -46,6 +46,9 @@ pub struct Settings {
     pub profile: Option<String>,
     /// How old the KEK may grow before `rotor rotate --scheduled` replaces it.
     pub rotate_after: Option<std::time::Duration>,
+    /// The tenant whose KEK and rows these settings name (`--tenant`), if rotor.toml has
+    /// `[tenants]`.
+    pub tenant: Option<String>,
 }
 
 impl Settings {

@@ -33,6 +33,64 @@ pub struct ConfigFile {
     /// `[[target]]`: every table the KEK protects, when there is more than `[database]`'s one.
     /// One rotation moves them all to the same new KEK version.
     pub target: Vec<TargetSection>,
+    /// `[tenants]`: a KEK per tenant, each protecting that tenant's rows of every target.
+    pub tenants: TenantsSection,
+}
+
+/// `[tenants]`: one KEK per tenant. `--tenant NAME` (or `ROTOR_TENANT`) picks the tenant a
+/// command acts on: its KEK (the key-path template with `{tenant}` replaced) and its rows (those
+/// whose tenant column holds its name, in every target).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TenantsSection {
+    /// The KEK's path inside the KV mount, `{tenant}` standing for the tenant's name, e.g.
+    /// `ibn/{tenant}/encryption-key`.
+    pub key_path: Option<String>,
+    /// The column of every target that names each row's tenant.
+    pub column: Option<String>,
+    /// Every tenant: what `rotor rotate --tenant all` rotates, and the only names `--tenant`
+    /// accepts (a misspelt tenant would otherwise get a KEK of its own).
+    pub list: Vec<String>,
+}
+
+impl TenantsSection {
+    /// Whether rotor.toml gives tenants their own KEKs.
+    pub fn configured(&self) -> bool {
+        self.key_path.is_some() || self.column.is_some() || !self.list.is_empty()
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        if !self.configured() {
+            return Ok(());
+        }
+        match &self.key_path {
+            Some(template) if template.matches("{tenant}").count() == 1 => {}
+            _ => bail!(
+                "[tenants] needs `key-path`, the KEK's path with `{{tenant}}` standing for the tenant's name \
+                 once, e.g. \"ibn/{{tenant}}/encryption-key\""
+            ),
+        }
+        let Some(column) = &self.column else {
+            bail!("[tenants] needs `column`: the column of every target that names each row's tenant");
+        };
+        crate::store::WalletTable::default().for_tenant(column, "t").context("[tenants] column")?;
+        if self.list.is_empty() {
+            bail!("[tenants] needs `list`: every tenant's name, e.g. list = [\"acme\", \"globex\"]");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for tenant in &self.list {
+            crate::store::check_tenant_name(tenant).context("[tenants] list")?;
+            if tenant == "all" || !seen.insert(tenant) {
+                bail!("[tenants] list holds {tenant:?} twice or uses the reserved name `all`");
+            }
+        }
+        Ok(())
+    }
+
+    /// The KEK path of `tenant`.
+    pub fn key_path_of(&self, tenant: &str) -> Option<String> {
+        self.key_path.as_ref().map(|template| template.replace("{tenant}", tenant))
+    }
 }
 
 /// `[[target]]`: one table whose rows the KEK protects, and its columns.
@@ -312,6 +370,13 @@ fn check(file: ConfigFile) -> anyhow::Result<ConfigFile> {
             }
         }
     }
+    file.tenants.check()?;
+    if file.tenants.configured() && file.vault.key_path.is_some() {
+        bail!(
+            "[vault] key-path and [tenants] key-path both name the KEK: with tenants, each has its own \
+             (the template under [tenants]); remove [vault] key-path"
+        );
+    }
     for pin in &file.component.pinned {
         if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             bail!(
@@ -385,6 +450,26 @@ mod tests {
         database.url = "postgres://rotor@prod-db/app"
         limits.cpu-seconds = 900
     "#;
+
+    #[test]
+    fn tenants_need_a_template_a_column_and_a_list() {
+        let good =
+            "[tenants]\nkey-path = \"ibn/{tenant}/kek\"\ncolumn = \"org\"\nlist = [\"acme\", \"globex\"]\n";
+        let file = parse(good).unwrap();
+        assert_eq!(file.tenants.key_path_of("acme").as_deref(), Some("ibn/acme/kek"));
+        for (text, named) in [
+            (good.replace("{tenant}", "x"), "`{tenant}`"),
+            (good.replace("column = \"org\"\n", ""), "needs `column`"),
+            (good.replace("\"globex\"", "\"acme\""), "twice"),
+            (good.replace("\"globex\"", "\"all\""), "reserved name `all`"),
+            (good.replace("\"globex\"", "\"glo'bex\""), "tenant name"),
+            (good.replace("list = [\"acme\", \"globex\"]", "list = []"), "needs `list`"),
+            (format!("{good}[vault]\nkey-path = \"ibn/kek\"\n"), "remove [vault] key-path"),
+        ] {
+            let error = format!("{:#}", parse(&text).unwrap_err());
+            assert!(error.contains(named), "{text}: {error}");
+        }
+    }
 
     #[test]
     fn a_profile_lays_its_keys_over_the_rest() {

@@ -86,8 +86,8 @@ pub struct Snapshot {
     pub check: Option<WalletCheck>,
     /// Exit code of the command (or exporter refresh: 0 or 1) and when it ended.
     pub last_run: Option<(u8, f64)>,
-    /// Whose figures these are, on every sample: `profile` (when one was chosen), `key_path`
-    /// and `table`, so that the pages of jobs for several environments or KEKs, side by side
+    /// Whose figures these are, on every sample: `profile` and `tenant` (when chosen),
+    /// `key_path` and `table`, so that the pages of jobs for several environments or KEKs, side by side
     /// in one textfile directory, do not collide.
     pub labels: Vec<(String, String)>,
 }
@@ -97,7 +97,11 @@ pub fn scope_labels(settings: &crate::app::Settings) -> Vec<(String, String)> {
     let scope = settings.scope();
     let tables: Vec<&str> = scope.targets.iter().map(|t| t.table.as_str()).collect();
     let profile = settings.profile.iter().map(|p| ("profile".to_owned(), p.clone()));
-    profile.chain([("key_path".to_owned(), scope.key_path), ("table".to_owned(), tables.join(","))]).collect()
+    let tenant = settings.tenant.iter().map(|t| ("tenant".to_owned(), t.clone()));
+    profile
+        .chain(tenant)
+        .chain([("key_path".to_owned(), scope.key_path), ("table".to_owned(), tables.join(","))])
+        .collect()
 }
 
 /// `time` as Unix seconds (0 before 1970).

@@ -12,6 +12,7 @@ use crate::metrics::{Observed, WalletCheck};
 pub const EXIT_WALLETS_FAILED: u8 = 3;
 
 /// How a command ended when it did not fail outright.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Everything asked was done.
     Success,

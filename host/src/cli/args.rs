@@ -43,7 +43,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 /// Flags every subcommand accepts (`global = true`): where the wallets, the KEK and the component
 /// are, and how rotor reports.
 pub struct GlobalArgs {
@@ -68,6 +68,11 @@ pub struct GlobalArgs {
     /// Column with the encrypted wallet (text) [default: ciphertext].
     #[arg(long, global = true, value_name = "NAME")]
     pub ciphertext_column: Option<String>,
+    /// The tenant to act on, when rotor.toml gives each tenant its own KEK ([tenants]): its KEK
+    /// and its rows alone. `rotor rotate` also takes a list (`acme,globex`) or `all`, and rotates
+    /// each in turn.
+    #[arg(long, env = "ROTOR_TENANT", global = true, value_name = "NAME")]
+    pub tenant: Option<String>,
     /// Mount point of the KV v2 secrets engine [default: secret].
     #[arg(long, env = "ROTOR_KV_MOUNT", hide_env_values = true, global = true, value_name = "MOUNT")]
     pub kv_mount: Option<String>,

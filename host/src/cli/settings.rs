@@ -93,13 +93,27 @@ impl GlobalArgs {
         let ciphertext_column =
             pick("ciphertext-column", &self.ciphertext_column, None, &file_ciphertext, "ciphertext");
         let kv_mount = pick("kv-mount", &self.kv_mount, Some("ROTOR_KV_MOUNT"), &file.vault.mount, "secret");
-        let key_path = pick(
-            "key-path",
-            &self.key_path,
-            Some("ROTOR_KEY_PATH"),
-            &file.vault.key_path,
-            "ibn/encryption-key",
-        );
+        let tenant = self.tenant_of(&file.tenants)?;
+        let file_key_path = match &tenant {
+            Some(tenant) => file.tenants.key_path_of(tenant),
+            None => file.vault.key_path.clone(),
+        };
+        let key_path =
+            pick("key-path", &self.key_path, Some("ROTOR_KEY_PATH"), &file_key_path, "ibn/encryption-key");
+        if tenant.is_some() && self.key_path.is_some() {
+            anyhow::bail!(
+                "--key-path (or ROTOR_KEY_PATH) and --tenant both name the KEK: with [tenants], the tenant's \
+                 key path is the template's; drop --key-path"
+            );
+        }
+        // Each target holds every tenant's rows: the tenant's are those its column names.
+        let for_tenant = |table: WalletTable| -> anyhow::Result<WalletTable> {
+            match (&tenant, &file.tenants.column) {
+                (Some(tenant), Some(column)) => Ok(table.for_tenant(column, tenant)?),
+                _ => Ok(table),
+            }
+        };
+        let more_targets = more_targets.into_iter().map(for_tenant).collect::<anyhow::Result<Vec<_>>>()?;
         let component = self.component.clone().or_else(|| file.component.path.clone());
         let cache = match (&file.component.cache_dir, file.component.cache) {
             (_, false) => None,
@@ -114,7 +128,7 @@ impl GlobalArgs {
         }
         let settings = Settings {
             database_url,
-            table: WalletTable::new(&table, &id_column, &ciphertext_column)?,
+            table: for_tenant(WalletTable::new(&table, &id_column, &ciphertext_column)?)?,
             more_targets,
             kv_mount,
             key_path,
@@ -130,8 +144,54 @@ impl GlobalArgs {
             profile: loaded.profile.clone(),
             // Checked when the file was read.
             rotate_after: file.schedule.rotate_after().ok().flatten(),
+            tenant,
         };
         Ok(Resolved { settings, sources, file: loaded.path })
+    }
+
+    /// The one tenant `--tenant` names, checked against rotor.toml's `[tenants]`; `None` when
+    /// the file has none (and then `--tenant` is an error).
+    fn tenant_of(&self, tenants: &crate::config::TenantsSection) -> anyhow::Result<Option<String>> {
+        match (&self.tenant, tenants.configured()) {
+            (None, false) => Ok(None),
+            (Some(_), false) => anyhow::bail!(
+                "--tenant (or ROTOR_TENANT) was given, but the settings file has no [tenants]: describe \
+                 the tenants' KEKs and rows there first"
+            ),
+            (None, true) => anyhow::bail!(
+                "the settings file gives each tenant its own KEK ([tenants]): pass --tenant NAME (one of {})",
+                tenants.list.join(", ")
+            ),
+            (Some(tenant), true) if tenant == "all" || tenant.contains(',') => anyhow::bail!(
+                "--tenant {tenant}: only `rotor rotate` acts on several tenants; name one tenant"
+            ),
+            (Some(tenant), true) if !tenants.list.contains(tenant) => anyhow::bail!(
+                "tenant {tenant:?} is not in [tenants] list ({}): add it there first (a misspelt name would \
+                 get a KEK of its own)",
+                tenants.list.join(", ")
+            ),
+            (Some(tenant), true) => Ok(Some(tenant.clone())),
+        }
+    }
+
+    /// The tenants `--tenant` names for `rotor rotate`: `None` for one (or none), else the list
+    /// (`all`: every tenant in rotor.toml), each checked.
+    pub(super) fn tenant_list(&self) -> anyhow::Result<Option<Vec<String>>> {
+        let Some(given) = self.tenant.as_deref().filter(|t| *t == "all" || t.contains(',')) else {
+            return Ok(None);
+        };
+        let loaded = Loaded::load(self.config.as_deref(), self.profile.as_deref())?;
+        let tenants = &loaded.file.tenants;
+        let names: Vec<String> = match given {
+            "all" => tenants.list.clone(),
+            list => list.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect(),
+        };
+        for name in &names {
+            let mut one = self.clone();
+            one.tenant = Some(name.clone());
+            one.tenant_of(tenants)?;
+        }
+        Ok(Some(names))
     }
 
     pub(super) fn reporter(&self, label: &str) -> Reporter {
@@ -239,6 +299,7 @@ pub(super) fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Va
         "cache_dir": settings.sandbox.cache.as_ref().map(|c| c.dir().display().to_string()),
         "limits": settings.sandbox.limits,
         "profile": settings.profile,
+        "tenant": settings.tenant,
         "rotate_after": settings.rotate_after.map(|age| humantime::format_duration(age).to_string()),
         "problems": problems,
     }))

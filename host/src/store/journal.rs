@@ -125,13 +125,18 @@ impl Scope {
         Scope::new("secret", "ibn/encryption-key", vec![table])
     }
 
-    /// The targets as the journal records them: `table:id_column:ciphertext_column`, comma
-    /// separated. Identifiers hold neither `:` nor `,` (see [`WalletTable::new`]).
+    /// The targets as the journal records them: `table:id_column:ciphertext_column`, and
+    /// `:column=tenant` for one tenant's rows, comma separated. Identifiers and tenant names
+    /// hold none of `:`, `,` and `=` (see [`WalletTable::new`], [`WalletTable::for_tenant`]).
     pub fn targets_text(&self) -> String {
         let spelled: Vec<String> = self
             .targets
             .iter()
-            .map(|t| format!("{}:{}:{}", t.table, t.id_column, t.ciphertext_column))
+            .map(|t| {
+                let tenant =
+                    t.tenant.as_ref().map(|r| format!(":{}={}", r.column, r.tenant)).unwrap_or_default();
+                format!("{}:{}:{}{tenant}", t.table, t.id_column, t.ciphertext_column)
+            })
             .collect();
         spelled.join(",")
     }
@@ -141,7 +146,12 @@ impl Scope {
             .filter_map(|spelled| {
                 let mut names = spelled.split(':');
                 let (table, id, ciphertext) = (names.next()?, names.next()?, names.next()?);
-                WalletTable::new(table, id, ciphertext).ok()
+                let plain = WalletTable::new(table, id, ciphertext).ok()?;
+                match names.next().map(|rows| rows.split_once('=')) {
+                    None => Some(plain),
+                    Some(Some((column, tenant))) => plain.for_tenant(column, tenant).ok(),
+                    Some(None) => None,
+                }
             })
             .collect()
     }
@@ -154,7 +164,13 @@ impl Scope {
 
 /// "table `wallets`" or "tables `wallets`, `jwt_keys`".
 fn describe_tables(tables: &[WalletTable]) -> String {
-    let names: Vec<String> = tables.iter().map(|t| format!("`{}`", t.table)).collect();
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| match &t.tenant {
+            Some(rows) => format!("`{}` (tenant {})", t.table, rows.tenant),
+            None => format!("`{}`", t.table),
+        })
+        .collect();
     format!("table{} {}", if names.len() == 1 { "" } else { "s" }, names.join(", "))
 }
 
@@ -295,6 +311,25 @@ mod tests {
         assert_eq!(id, 7);
         assert_eq!(theirs, "table `wallets` under KEK secret/ibn/encryption-key");
         assert_eq!(ours, "table `api_tokens` under KEK secret/ibn/encryption-key");
+    }
+
+    #[test]
+    fn a_tenants_rows_are_recorded_as_theirs() {
+        let acme = WalletTable::default().for_tenant("tenant", "acme").unwrap();
+        let scope = Scope::new("secret", "ibn/acme/encryption-key", vec![acme.clone()]);
+        assert_eq!(scope.targets_text(), "wallets:id:ciphertext:tenant=acme");
+        let recorded = record(Some(&scope.key_path), Some(&scope.targets_text()));
+        assert_eq!(recorded.target_tables(), vec![acme]);
+        assert!(recorded.belongs_to(&scope));
+        let everyone = Scope::new("secret", "ibn/acme/encryption-key", vec![WalletTable::default()]);
+        assert!(!recorded.belongs_to(&everyone), "a tenant's rotation is not the whole table's");
+        assert_eq!(
+            recorded.describe_scope(),
+            "table `wallets` (tenant acme) under KEK secret/ibn/acme/encryption-key"
+        );
+        // A recorded filter that could not have been written is dropped, never queried.
+        let odd = record(Some(&scope.key_path), Some("wallets:id:ciphertext:tenant"));
+        assert!(odd.target_tables().is_empty());
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub use self::journal::{NewRotation, RotationRecord, RotationStatus, Scope, now_
 pub use self::lease::{Checkpoint, ClaimedRange, LeaseHolder, RangeProgress, RunIdentity, unix_now};
 pub use self::odd::{OddRow, OddRows};
 pub(crate) use self::table::Scanned;
-pub use self::table::{BatchOutcome, QuotedNames, Replacement, ScanPage, WalletRow, WalletTable};
+pub use self::table::{
+    BatchOutcome, QuotedNames, Replacement, ScanPage, TenantRows, WalletRow, WalletTable, check_tenant_name,
+};
 
 use self::journal::{foreign, unfinished};
 use self::lease::{lease_held, process_alive};
@@ -286,6 +288,17 @@ impl Database {
                     });
                 }
             }
+        }
+        if let Some(rows) = &table.tenant
+            && !columns.iter().any(|c| *c == rows.column)
+        {
+            return Err(StoreError::Config(format!(
+                "column `{}` not found in table `{}` (it has: {}): `column` under [tenants] in rotor.toml \
+                 names the column that says whose each row is",
+                rows.column,
+                table.table,
+                columns.join(", ")
+            )));
         }
         Ok(())
     }

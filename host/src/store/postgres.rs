@@ -72,9 +72,13 @@ impl PgStore {
 
     pub(super) async fn put_many(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
+        // A row of another tenant is never taken over: only this tenant's rows are updated.
+        let (tenant_column, tenant) = self.table.tenant_insert();
         let sql = format!(
-            "INSERT INTO {table} ({idc}, {ct}) SELECT * FROM UNNEST($1::text[], $2::text[]) \
-             ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct}"
+            "INSERT INTO {table} ({idc}, {ct}{tenant_column}) SELECT v.id, v.ct{tenant} \
+             FROM UNNEST($1::text[], $2::text[]) AS v(id, ct) \
+             ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct} WHERE {}",
+            self.table.rows_sql(Some(&table))
         );
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(10_000) {
@@ -97,7 +101,8 @@ impl PgStore {
         let sql = format!(
             "UPDATE {table} AS w SET {ct} = v.replacement \
              FROM UNNEST($1::text[], $2::text[], $3::text[]) AS v(id, expected, replacement) \
-             WHERE w.{idc} = v.id AND w.{ct} = v.expected RETURNING w.{idc}"
+             WHERE w.{idc} = v.id AND w.{ct} = v.expected AND {} RETURNING w.{idc}",
+            self.table.rows_sql(Some("w"))
         );
         let mut tx = self.pool.begin().await?;
         let replaced: HashSet<String> = sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
@@ -115,7 +120,8 @@ impl PgStore {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let sql = format!(
             "UPDATE {table} AS w SET {ct} = v.ciphertext FROM UNNEST($1::text[], $2::text[]) AS v(id, ciphertext) \
-             WHERE w.{idc} = v.id"
+             WHERE w.{idc} = v.id AND {}",
+            self.table.rows_sql(Some("w"))
         );
         let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         let ciphertexts: Vec<&str> = rows.iter().map(|r| r.ciphertext.as_str()).collect();
@@ -132,7 +138,8 @@ impl PgStore {
         let sql = format!(
             "SELECT CASE WHEN {ct} IS NULL THEN 'null' WHEN {ct} LIKE 'rotor:v%' \
              THEN split_part(substr({ct}, 8), ':', 1) ELSE 'legacy' END AS version, COUNT(*) \
-             FROM {table} GROUP BY 1"
+             FROM {table} WHERE {} GROUP BY 1",
+            self.table.rows_sql(None)
         );
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
     }
@@ -173,7 +180,10 @@ impl PgStore {
     /// ("null", rows) for the rows whose id is NULL.
     pub(super) async fn unaddressable_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let QuotedNames { table, id, .. } = self.table.quoted();
-        let sql = format!("SELECT 'null', COUNT(*) FROM {table} WHERE {id} IS NULL");
+        let sql = format!(
+            "SELECT 'null', COUNT(*) FROM {table} WHERE {id} IS NULL AND {}",
+            self.table.rows_sql(None)
+        );
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
     }
 

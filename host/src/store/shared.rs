@@ -253,7 +253,7 @@ macro_rules! shared_queries {
         }
 
         pub(super) async fn count(&self) -> Result<u64, StoreError> {
-            let sql = format!("SELECT COUNT(*) FROM {}", self.table.quoted().table);
+            let sql = format!("SELECT COUNT(*) FROM {} WHERE {}", self.table.quoted().table, self.table.rows_sql(None));
             let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&self.pool).await?;
             Ok(count as u64)
         }
@@ -280,6 +280,8 @@ macro_rules! shared_queries {
             if skip_prefix.is_some() {
                 conditions.push(format!("({} OR {ct} NOT LIKE ${})", Self::not_text(ct), conditions.len() + 1));
             }
+            // Last: it holds no placeholder, so those above keep counting from $2.
+            conditions.push(self.table.rows_sql(None));
             let sql = format!(
                 "SELECT {} FROM {table} WHERE {} ORDER BY {id} LIMIT $1",
                 Self::checked_columns(&names),
@@ -302,10 +304,11 @@ macro_rules! shared_queries {
         pub(super) async fn checked_get(&self, wanted: &str) -> Result<Option<Scanned>, StoreError> {
             let names = self.table.quoted();
             let sql = format!(
-                "SELECT {} FROM {} WHERE {} = $1",
+                "SELECT {} FROM {} WHERE {} = $1 AND {}",
                 Self::checked_columns(&names),
                 names.table,
-                names.id
+                names.id,
+                self.table.rows_sql(None)
             );
             let row = sqlx::query(AssertSqlSafe(sql)).bind(wanted).fetch_optional(&self.pool).await?;
             Ok(row.map(|row| self.decode_checked(&row)).transpose()?)
@@ -315,7 +318,7 @@ macro_rules! shared_queries {
         /// Rows without a usable id are no boundary: the walk never reads them.
         pub(super) async fn nth_id_after(&self, after: Option<&str>, offset: i64) -> Result<Option<String>, StoreError> {
             let QuotedNames { table, id, .. } = self.table.quoted();
-            let addressable = Self::addressable(&id);
+            let addressable = format!("{} AND {}", Self::addressable(&id), self.table.rows_sql(None));
             let found = match after {
                 Some(after) => {
                     let sql = format!(
@@ -333,16 +336,31 @@ macro_rules! shared_queries {
 
         pub(super) async fn get(&self, id: &str) -> Result<Option<String>, StoreError> {
             let QuotedNames { table, id: id_column, ciphertext: ciphertext_column } = self.table.quoted();
-            let sql = format!("SELECT {ciphertext_column} FROM {table} WHERE {id_column} = $1");
+            let sql = format!(
+                "SELECT {ciphertext_column} FROM {table} WHERE {id_column} = $1 AND {}",
+                self.table.rows_sql(None)
+            );
             Ok(sqlx::query_scalar(AssertSqlSafe(sql)).bind(id).fetch_optional(&self.pool).await?)
         }
 
         pub(super) async fn put(&self, id: &str, ciphertext: &str) -> Result<(), StoreError> {
             let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
+            // A row of another tenant is never taken over: the update applies to this tenant's
+            // rows alone, and a conflict with another's changes nothing, which is refused.
+            let (tenant_column, tenant) = self.table.tenant_insert();
             let sql = format!(
-                "INSERT INTO {table} ({idc}, {ct}) VALUES ($1, $2) ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct}"
+                "INSERT INTO {table} ({idc}, {ct}{tenant_column}) VALUES ($1, $2{tenant}) \
+                 ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct} WHERE {}",
+                self.table.rows_sql(Some(&table))
             );
-            sqlx::query(AssertSqlSafe(sql)).bind(id).bind(ciphertext).execute(&self.pool).await?;
+            let done = sqlx::query(AssertSqlSafe(sql)).bind(id).bind(ciphertext).execute(&self.pool).await?;
+            if done.rows_affected() == 0 {
+                let tenant = self.table.tenant.as_ref().map_or("", |t| t.tenant.as_str());
+                return Err(StoreError::Config(format!(
+                    "wallet {id:?} exists in table `{}` but is not tenant {tenant:?}'s: it was left as it is",
+                    self.table.table
+                )));
+            }
             Ok(())
         }
 

@@ -94,19 +94,34 @@ impl SqliteStore {
 
     pub(super) async fn put_many(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
-        let insert = format!("INSERT INTO {table} ({idc}, {ct}) ");
-        let upsert = format!(" ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct}");
-        self.write_pairs(rows, &insert, &upsert).await
+        let (tenant_column, tenant) = self.table.tenant_insert();
+        let insert = format!("INSERT INTO {table} ({idc}, {ct}{tenant_column}) ");
+        // A row of another tenant is never taken over: only this tenant's rows are updated.
+        let upsert = format!(
+            " ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct} WHERE {}",
+            self.table.rows_sql(Some(&table))
+        );
+        self.write_pairs(rows, &insert, &upsert, &tenant).await
     }
 
-    /// Runs `head VALUES (id, ciphertext), … tail` over `rows`, a statement per chunk, all in
-    /// one transaction.
-    async fn write_pairs(&self, rows: &[WalletRow], head: &str, tail: &str) -> Result<(), StoreError> {
+    /// Runs `head VALUES (id, ciphertext<extra>), … tail` over `rows`, a statement per chunk,
+    /// all in one transaction. `extra` is spliced after each pair: a tenant's literal, or
+    /// nothing.
+    async fn write_pairs(
+        &self,
+        rows: &[WalletRow],
+        head: &str,
+        tail: &str,
+        extra: &str,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::<Sqlite>::new(head);
             query.push_values(chunk, |mut values, row| {
                 values.push_bind(&row.id).push_bind(&row.ciphertext);
+                if !extra.is_empty() {
+                    values.push_unseparated(extra);
+                }
             });
             query.push(tail);
             query.build().execute(&mut *tx).await?;
@@ -132,7 +147,8 @@ impl SqliteStore {
                 values.push_bind(&row.id).push_bind(&row.expected).push_bind(&row.replacement);
             });
             query.push(format!(
-                ") AS v WHERE {table}.{idc} = v.column1 AND {table}.{ct} = v.column2 RETURNING {table}.{idc}"
+                ") AS v WHERE {table}.{idc} = v.column1 AND {table}.{ct} = v.column2 AND {} RETURNING {table}.{idc}",
+                self.table.rows_sql(Some(&table))
             ));
             let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
             replaced.extend(ids);
@@ -143,9 +159,10 @@ impl SqliteStore {
     pub(super) async fn overwrite_batch(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let update = format!("UPDATE {table} SET {ct} = v.column2 FROM (");
-        let matching = format!(") AS v WHERE {table}.{idc} = v.column1");
+        let matching =
+            format!(") AS v WHERE {table}.{idc} = v.column1 AND {}", self.table.rows_sql(Some(&table)));
         let _writing = self.write_gate.lock().await;
-        self.write_pairs(rows, &update, &matching).await
+        self.write_pairs(rows, &update, &matching, "").await
     }
 
     /// Rows without a ciphertext (`null`) or with one of another type (`not-text`, a BLOB
@@ -155,7 +172,8 @@ impl SqliteStore {
         let sql = format!(
             "SELECT CASE WHEN {ct} IS NULL THEN 'null' WHEN typeof({ct}) <> 'text' THEN 'not-text' \
              WHEN {ct} LIKE 'rotor:v%' THEN substr({ct}, 8, instr(substr({ct}, 8), ':') - 1) \
-             ELSE 'legacy' END AS version, COUNT(*) FROM {table} GROUP BY 1"
+             ELSE 'legacy' END AS version, COUNT(*) FROM {table} WHERE {} GROUP BY 1",
+            self.table.rows_sql(None)
         );
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
     }
@@ -198,8 +216,10 @@ impl SqliteStore {
     /// (type, rows) for each type of id other than text.
     pub(super) async fn unaddressable_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let QuotedNames { table, id, .. } = self.table.quoted();
-        let sql =
-            format!("SELECT typeof({id}), COUNT(*) FROM {table} WHERE typeof({id}) <> 'text' GROUP BY 1");
+        let sql = format!(
+            "SELECT typeof({id}), COUNT(*) FROM {table} WHERE typeof({id}) <> 'text' AND {} GROUP BY 1",
+            self.table.rows_sql(None)
+        );
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
     }
 

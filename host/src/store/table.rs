@@ -14,6 +14,18 @@ pub struct WalletTable {
     pub id_column: String,
     /// The column holding each wallet's ciphertext (text).
     pub ciphertext_column: String,
+    /// Only the rows of one tenant (`[tenants]` in rotor.toml): every query of this table reads
+    /// and writes those rows alone.
+    pub tenant: Option<TenantRows>,
+}
+
+/// The rows of one tenant: those whose tenant column holds its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantRows {
+    /// The column naming each row's tenant.
+    pub column: String,
+    /// The tenant's name.
+    pub tenant: String,
 }
 
 impl Default for WalletTable {
@@ -22,8 +34,39 @@ impl Default for WalletTable {
             table: "wallets".into(),
             id_column: "id".into(),
             ciphertext_column: "ciphertext".into(),
+            tenant: None,
         }
     }
+}
+
+/// Checks an identifier before it is ever spliced into SQL (identifiers cannot be bound).
+fn check_identifier(what: &str, name: &str) -> Result<(), StoreError> {
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 63;
+    if valid {
+        return Ok(());
+    }
+    Err(StoreError::Config(format!(
+        "{what} name {name:?} is not a plain SQL identifier (letters, digits, _; at most 63)"
+    )))
+}
+
+/// Checks a tenant's name: it is spliced into SQL as a literal and into Vault paths, so it
+/// holds only letters, digits, `_`, `-` and `.` (not first), at most 63 of them.
+pub fn check_tenant_name(tenant: &str) -> Result<(), StoreError> {
+    let mut chars = tenant.chars();
+    let valid = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && tenant.len() <= 63;
+    if valid {
+        return Ok(());
+    }
+    Err(StoreError::Config(format!(
+        "tenant name {tenant:?} is not usable: letters, digits, `_`, `-` and `.` (a letter or digit \
+         first), at most 63"
+    )))
 }
 
 impl WalletTable {
@@ -32,21 +75,43 @@ impl WalletTable {
         for (what, name) in
             [("table", table), ("id column", id_column), ("ciphertext column", ciphertext_column)]
         {
-            let mut chars = name.chars();
-            let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && name.len() <= 63;
-            if !valid {
-                return Err(StoreError::Config(format!(
-                    "{what} name {name:?} is not a plain SQL identifier (letters, digits, _; at most 63)"
-                )));
-            }
+            check_identifier(what, name)?;
         }
         Ok(WalletTable {
             table: table.into(),
             id_column: id_column.into(),
             ciphertext_column: ciphertext_column.into(),
+            tenant: None,
         })
+    }
+
+    /// The same table, limited to the rows whose `column` names `tenant`.
+    pub fn for_tenant(self, column: &str, tenant: &str) -> Result<Self, StoreError> {
+        check_identifier("tenant column", column)?;
+        check_tenant_name(tenant)?;
+        Ok(WalletTable { tenant: Some(TenantRows { column: column.into(), tenant: tenant.into() }), ..self })
+    }
+
+    /// The SQL condition that keeps a query to this table's rows: always true without a
+    /// tenant, else `"column" = 'tenant'` on the table named `qualifier` (or unqualified). The
+    /// tenant's name was checked to hold no quote, so splicing it needs no escaping.
+    pub fn rows_sql(&self, qualifier: Option<&str>) -> String {
+        match &self.tenant {
+            None => "1 = 1".to_owned(),
+            Some(rows) => {
+                let prefix = qualifier.map(|q| format!("{q}.")).unwrap_or_default();
+                format!("{prefix}\"{}\" = '{}'", rows.column, rows.tenant)
+            }
+        }
+    }
+
+    /// For an insert: the quoted tenant column and its value's literal (`, "tenant"` and
+    /// `, 'acme'`), or two empty strings without a tenant.
+    pub fn tenant_insert(&self) -> (String, String) {
+        match &self.tenant {
+            None => (String::new(), String::new()),
+            Some(rows) => (format!(", \"{}\"", rows.column), format!(", '{}'", rows.tenant)),
+        }
     }
 
     /// The names as SQL may splice them: double-quoted, so that PostgreSQL keeps their case
@@ -132,4 +197,24 @@ pub struct BatchOutcome {
     pub replaced: u32,
     /// Ids whose row changed (or vanished) since it was read; left untouched.
     pub conflicts: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenants_rows_are_one_condition_and_its_name_cannot_break_out() {
+        let table = WalletTable::default();
+        assert_eq!(table.rows_sql(None), "1 = 1");
+        assert_eq!(table.tenant_insert(), (String::new(), String::new()));
+        let acme = table.clone().for_tenant("org", "acme-2.eu_west").unwrap();
+        assert_eq!(acme.rows_sql(None), "\"org\" = 'acme-2.eu_west'");
+        assert_eq!(acme.rows_sql(Some("w")), "w.\"org\" = 'acme-2.eu_west'");
+        assert_eq!(acme.tenant_insert(), (", \"org\"".to_owned(), ", 'acme-2.eu_west'".to_owned()));
+        for bad in ["acme'; DROP TABLE wallets; --", "", "-acme", "a b", "ac:me", "a=b", &"x".repeat(64)] {
+            assert!(table.clone().for_tenant("org", bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(table.for_tenant("org\"", "acme").is_err(), "a column name with a quote was accepted");
+    }
 }
