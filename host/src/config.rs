@@ -3,6 +3,9 @@
 //!
 //! One file can describe several environments: a `[profile.NAME]` table holds any of the
 //! file's sections, and `--profile NAME` (or `ROTOR_PROFILE`) lays its keys over the rest.
+//!
+//! Over 500 lines on purpose: each section's type sits beside the checks serde cannot express
+//! (targets, tenants, durations, digests), which must run for every profile, and their tests.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -6,6 +6,7 @@
 
 mod args;
 mod output;
+mod rotate;
 mod settings;
 
 pub use args::{
@@ -38,7 +39,8 @@ use crate::terminal::LogFormat;
 use crate::vault::{KekUse, PolicyRole, VaultWrites};
 
 use self::args::PlanFlags;
-use self::output::{Sealed, Shown, print};
+use self::output::{Sealed, print};
+use self::rotate::{rotate, rotate_tenants};
 use self::settings::{config_check, kv_source, open_app, open_app_to_read};
 
 /// How long a command that cleans up after a signal (a rotation giving its ranges back) may
@@ -369,179 +371,6 @@ async fn host_only<T: Serialize>(
     metrics.observe(&app, Observed::default()).await;
     print(global.json, &found, || human(&found));
     Ok(Outcome::Success)
-}
-
-/// `rotor rotate` for the tenant (or the one scope) the settings name: what it did, and what
-/// it shows, printed by the caller.
-async fn rotate(
-    global: &GlobalArgs,
-    command: &RotateCommand,
-    metrics: &Recorder,
-    shutdown: &Shutdown,
-) -> anyhow::Result<(Outcome, Shown)> {
-    let RotateCommand { rotate: args, if_older_than, scheduled, compromised, stage } = command;
-    let app = open_app(global, true, args.plan()).await?;
-    let if_older_than = match (if_older_than, *scheduled) {
-        (Some(age), _) => Some((**age, "--if-older-than")),
-        (None, true) => Some((
-            app.settings().rotate_after.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--scheduled needs `rotate-after` under [schedule] in the settings file{}; \
-                     nothing was changed",
-                    app.settings()
-                        .profile
-                        .as_ref()
-                        .map(|p| format!(" (or under [profile.{p}.schedule])"))
-                        .unwrap_or_default()
-                )
-            })?,
-            "rotate-after",
-        )),
-        (None, false) => None,
-    };
-    let unfinished = app.database().our_unfinished_rotation().await?;
-    if let Some(rotation) = unfinished.as_ref().filter(|_| if_older_than.is_some()) {
-        // The schedule is for starting rotations; one left unfinished is due now.
-        tracing::info!(
-            rotation = rotation.id,
-            "rotation #{} is unfinished: resuming it whatever --if-older-than says",
-            rotation.id
-        );
-    } else if let Some((min_age, source)) = if_older_than {
-        let age = crate::rotation::kek_age(&app).await?;
-        if age < min_age {
-            let skipped = serde_json::json!({
-                "skipped": true,
-                "kek_age_seconds": age.as_secs(),
-                "if_older_than_seconds": min_age.as_secs(),
-            });
-            let human = format!(
-                "not rotating: the current KEK is {} old, younger than {source} {}",
-                crate::durations::human(age),
-                crate::durations::human(min_age)
-            );
-            metrics.observe(&app, Observed::default()).await;
-            return Ok((Outcome::Success, Shown::of(&skipped, human)));
-        }
-    }
-    if *stage {
-        if let Some(vault) = app.kv().vault() {
-            crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Stage).await?;
-        }
-        let staged = crate::staging::stage(&app).await?;
-        metrics.observe(&app, Observed::default()).await;
-        return Ok((Outcome::Success, Shown::of(&staged, staged.human())));
-    }
-    if unfinished.is_none() && !args.resume && !args.dry_run {
-        crate::staging::refuse_while_staged(&app, "rotate").await?;
-    }
-    let access = if args.dry_run { Access::ReadOnly } else { Access::Rotate };
-    let writes = if compromised.is_some() { VaultWrites::Prune } else { VaultWrites::Rotation };
-    require_vault_writes(&app, args, writes).await?;
-    let instance = app.instance(access, global.reporter("rotate")).await?;
-    let mut request = args.request();
-    // A leaked KEK may have exposed the data keys it wrapped: every row gets a new one.
-    request.reencrypt |= compromised.is_some();
-    let report = crate::rotation::rotate(&app, instance, &request, None, shutdown).await?;
-    metrics.observe(&app, report.observed()).await;
-    let Some(leaked) = *compromised else {
-        return Ok((report.outcome(), Shown::of(&report, report.human())));
-    };
-    retire_compromised(&app, report, leaked).await
-}
-
-/// `rotor rotate --tenant a,b` or `--tenant all`: each tenant's rotation in turn, as `rotor
-/// --tenant T rotate` runs it. One tenant's failure does not keep the others from rotating;
-/// all of them show in one document, `{"tenants": {NAME: report or {"error": …}}}`. After a
-/// signal, the tenants not yet begun are not rotated.
-async fn rotate_tenants(
-    global: &GlobalArgs,
-    command: &RotateCommand,
-    tenants: Vec<String>,
-    shutdown: &Shutdown,
-) -> anyhow::Result<Outcome> {
-    if global.metrics_file.is_some() {
-        anyhow::bail!(
-            "--metrics-file with several tenants: a page holds one tenant's figures, so run `rotor --tenant \
-             NAME rotate --metrics-file PATH` once per tenant, each with its own file; nothing was changed"
-        );
-    }
-    let no_metrics = Recorder::new(None, Vec::new());
-    let mut documents = serde_json::Map::new();
-    let mut texts = Vec::new();
-    let mut worst = Outcome::Success;
-    for tenant in tenants {
-        if shutdown.requested().is_some() {
-            texts.push(format!("tenant {tenant}: not rotated (stopped by a signal)"));
-            documents.insert(tenant, serde_json::json!({ "error": "not rotated: stopped by a signal" }));
-            worst = Outcome::Problems;
-            continue;
-        }
-        let mut one = global.clone();
-        one.tenant = Some(tenant.clone());
-        match rotate(&one, command, &no_metrics, shutdown).await {
-            Ok((outcome, shown)) => {
-                if worst == Outcome::Success {
-                    worst = outcome;
-                }
-                texts.push(format!("tenant {tenant}:\n{}", shown.human));
-                documents.insert(tenant, shown.json);
-            }
-            Err(error) => {
-                worst = Outcome::Problems;
-                texts.push(format!("tenant {tenant}: FAILED: {error:#}"));
-                documents.insert(tenant, serde_json::json!({ "error": format!("{error:#}") }));
-            }
-        }
-    }
-    Shown::of(&serde_json::json!({ "tenants": documents }), texts.join("\n\n")).print(global.json);
-    Ok(worst)
-}
-
-/// The end of `rotor rotate --compromised VN`: once the rotation left no row behind, destroys
-/// vN with a receipt; prints the rotation and what became of vN together.
-async fn retire_compromised(
-    app: &App,
-    rotation: crate::report::RotateReport,
-    leaked: u32,
-) -> anyhow::Result<(Outcome, Shown)> {
-    #[derive(Serialize)]
-    struct Retired<'a> {
-        rotation: &'a crate::report::RotateReport,
-        compromised_version: u32,
-        /// The destruction of vN, when it was destroyed.
-        destroyed: Option<crate::prune::Pruned>,
-        /// Why vN was kept, when it was.
-        kept_because: Option<String>,
-    }
-    let (destroyed, kept_because) = if rotation.failed > 0 {
-        let why = format!(
-            "{} row(s) could not be moved (listed above) and may still name v{leaked}: fix them, run \
-             `rotor rotate --reencrypt`, then `rotor destroy v{leaked}`",
-            rotation.failed
-        );
-        (None, Some(why))
-    } else {
-        match crate::prune::destroy(app, leaked, false).await {
-            Ok(destroyed) => (Some(destroyed), None),
-            Err(e) => (None, Some(format!("{e:#}"))),
-        }
-    };
-    let retired = Retired { rotation: &rotation, compromised_version: leaked, destroyed, kept_because };
-    let after = match (&retired.destroyed, &retired.kept_because) {
-        (Some(destroyed), _) => destroyed.human(),
-        (None, why) => {
-            format!("compromised KEK v{leaked} was NOT destroyed: {}", why.as_deref().unwrap_or(""))
-        }
-    };
-    let shown = Shown::of(&retired, format!("{}\n{after}", rotation.human()));
-    let outcome = match (&retired.destroyed, rotation.outcome()) {
-        (Some(destroyed), _) if destroyed.receipt_not_stored.is_some() => Outcome::Problems,
-        (Some(_), outcome) => outcome,
-        (None, Outcome::WalletsFailed) => Outcome::WalletsFailed,
-        (None, _) => Outcome::Problems,
-    };
-    Ok((outcome, shown))
 }
 
 /// `rotor component inspect PATH`.
