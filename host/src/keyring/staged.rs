@@ -97,17 +97,35 @@ impl KeyRing {
         Ok(Some(staged))
     }
 
-    /// The KEK staged to become the next version, if one is.
+    /// The KEK staged to become the next version, if one is, for reports. A token whose policy
+    /// predates staging may not read it: that reads as none (logged), as it cannot matter to
+    /// what such a reader does.
     pub async fn staged(&mut self) -> Result<Option<StagedKek>, KeyError> {
         let current = self.current_version().await?.unwrap_or(0);
-        Ok(self.staged_after(current).await?.map(|staged| staged.report()))
+        Ok(self.staged_for_reader(current).await?.map(|staged| staged.report()))
     }
 
     /// The staged key of `version`, for [`KeyRing::version`]: readers accept it before it is
-    /// current.
+    /// current. Only the version after the current one can be staged, so any other miss asks
+    /// Vault nothing more.
     pub(super) async fn staged_version(&mut self, version: u32) -> Result<Option<HeldKek>, KeyError> {
         let current = self.current_version().await?.unwrap_or(0);
-        Ok(self.staged_after(current).await?.map(|s| s.held).filter(|held| held.version == version))
+        if version != current + 1 {
+            return Ok(None);
+        }
+        Ok(self.staged_for_reader(current).await?.map(|s| s.held))
+    }
+
+    /// [`KeyRing::staged_after`] for readers: refused by the token's policy reads as none. (A
+    /// writer never reads it so: `create_next` must know.)
+    async fn staged_for_reader(&self, current: u32) -> Result<Option<StagedSecret>, KeyError> {
+        match self.staged_after(current).await {
+            Err(KeyError::Denied(why)) => {
+                tracing::warn!("the staged KEK was not read ({why}); the token's policy predates staging");
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     /// The key [`KeyRing::create_next`] must store as the version after `expected_current`:
