@@ -12,6 +12,7 @@ use crate::component::{AuditInstance, AuditRuntime, ComponentSource, Instance, R
 use crate::component_cache::ComponentCache;
 use crate::grants::{Access, Grants};
 use crate::inspect::World;
+use crate::keyring::KeyRing;
 use crate::limits::Limits;
 use crate::plan::RunPlan;
 use crate::progress::Reporter;
@@ -189,6 +190,12 @@ impl App {
     /// Where the component's `kv` import reads: Vault, or the seed's environment KEK.
     pub fn kv(&self) -> &KvBackend {
         &self.kv
+    }
+
+    /// The KEKs at the settings' key path, held by the host: for commands that read or change
+    /// them without a component (`keys`, `status`, `destroy`, staging).
+    pub fn key_ring(&self) -> KeyRing {
+        KeyRing::new(self.kv.clone(), &self.settings.key_path)
     }
 
     /// Where the KEK lives, in the form the component's exports take.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::app::App;
-use crate::keyring::{KeyRing, fingerprint};
+use crate::keyring::fingerprint;
 
 /// What `rotor keys` prints (`--json`: this document).
 #[derive(Debug, Serialize)]
@@ -73,9 +73,8 @@ pub struct KeyVersion {
 /// Reads the KEK's versions from Vault, the journal's rotations of it, and each table's rows
 /// per version.
 pub async fn inventory(app: &App) -> anyhow::Result<Inventory> {
-    let settings = app.settings();
     let database = app.database();
-    let mut ring = KeyRing::new(app.kv().clone(), &settings.key_path);
+    let mut ring = app.key_ring();
     let metadata = ring.metadata().await?;
     let current = metadata.as_ref().map(|m| m.current_version);
     let archived: BTreeSet<u32> =

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::answer::answer;
 use crate::app::App;
 use crate::component::Instance;
-use crate::keyring::{DestroyedKek, KeyRing};
+use crate::keyring::DestroyedKek;
 use crate::ledger::Ledger;
 use crate::store::{RotationStatus, RunIdentity, now_rfc3339};
 use crate::vault::KvData;
@@ -137,7 +137,7 @@ async fn chain(app: &App, receipt: Option<&Receipt>) {
 /// prune leaves; a `dry_run` makes the checks and destroys nothing. A refusal destroys
 /// nothing and says why.
 pub async fn destroy(app: &App, version: u32, dry_run: bool) -> anyhow::Result<Pruned> {
-    let mut ring = KeyRing::new(app.kv().clone(), &app.settings().key_path);
+    let mut ring = app.key_ring();
     let database = app.database();
     let checked = match dry_run {
         true => ring.rehearse_destroy(version, database).await,

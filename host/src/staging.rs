@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 
 use crate::app::App;
-use crate::keyring::{KeyRing, StagedKek};
+use crate::keyring::StagedKek;
 
 /// What `rotor rotate --stage` printed.
 #[derive(Debug, Serialize)]
@@ -67,10 +67,6 @@ impl Unstaged {
     }
 }
 
-fn ring(app: &App) -> KeyRing {
-    KeyRing::new(app.kv().clone(), &app.settings().key_path)
-}
-
 /// `rotor rotate --stage`: stages the next KEK unless one is. Refused while a rotation is
 /// unfinished: the version it moves to is the next one already.
 pub async fn stage(app: &App) -> anyhow::Result<Staged> {
@@ -81,7 +77,7 @@ pub async fn stage(app: &App) -> anyhow::Result<Staged> {
             rotation.id
         );
     }
-    let mut ring = ring(app);
+    let mut ring = app.key_ring();
     let (staged, newly_staged) = ring.stage().await?;
     let current_version = staged.version - 1;
     Ok(Staged { staged, current_version, newly_staged })
@@ -97,13 +93,13 @@ pub async fn unstage(app: &App) -> anyhow::Result<Unstaged> {
             rotation.id
         );
     }
-    let discarded = ring(app).unstage().await?;
+    let discarded = app.key_ring().unstage().await?;
     Ok(Unstaged { discarded })
 }
 
 /// The staged KEK, if one is.
 pub async fn staged(app: &App) -> anyhow::Result<Option<StagedKek>> {
-    Ok(ring(app).staged().await.context("reading the staged KEK")?)
+    Ok(app.key_ring().staged().await.context("reading the staged KEK")?)
 }
 
 /// Refuses `command` (a rotation that would store a KEK of its own) while a KEK is staged:

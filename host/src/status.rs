@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::app::App;
-use crate::keyring::{KeyRing, StagedKek};
+use crate::keyring::StagedKek;
 use crate::store::{LeaseHolder, RangeProgress, RotationRecord};
 
 #[derive(Debug, Serialize)]
@@ -123,7 +123,7 @@ pub async fn status(app: &App) -> anyhow::Result<Status> {
     };
     let current_kek_version = metadata.map(|m| m.current_version);
     // A token from before staging existed may not read it: status still answers the rest.
-    let mut ring = KeyRing::new(app.kv().clone(), &app.settings().key_path);
+    let mut ring = app.key_ring();
     let staged = ring.staged().await.unwrap_or_else(|error| {
         tracing::warn!("status: cannot read the staged KEK: {error}");
         None

@@ -93,7 +93,7 @@ impl GlobalArgs {
         let ciphertext_column =
             pick("ciphertext-column", &self.ciphertext_column, None, &file_ciphertext, "ciphertext");
         let kv_mount = pick("kv-mount", &self.kv_mount, Some("ROTOR_KV_MOUNT"), &file.vault.mount, "secret");
-        let tenant = self.tenant_of(&file.tenants)?;
+        let tenant = one_tenant(self.tenant.as_deref(), &file.tenants)?;
         let file_key_path = match &tenant {
             Some(tenant) => file.tenants.key_path_of(tenant),
             None => file.vault.key_path.clone(),
@@ -149,31 +149,6 @@ impl GlobalArgs {
         Ok(Resolved { settings, sources, file: loaded.path })
     }
 
-    /// The one tenant `--tenant` names, checked against rotor.toml's `[tenants]`; `None` when
-    /// the file has none (and then `--tenant` is an error).
-    fn tenant_of(&self, tenants: &crate::config::TenantsSection) -> anyhow::Result<Option<String>> {
-        match (&self.tenant, tenants.configured()) {
-            (None, false) => Ok(None),
-            (Some(_), false) => anyhow::bail!(
-                "--tenant (or ROTOR_TENANT) was given, but the settings file has no [tenants]: describe \
-                 the tenants' KEKs and rows there first"
-            ),
-            (None, true) => anyhow::bail!(
-                "the settings file gives each tenant its own KEK ([tenants]): pass --tenant NAME (one of {})",
-                tenants.list.join(", ")
-            ),
-            (Some(tenant), true) if tenant == "all" || tenant.contains(',') => anyhow::bail!(
-                "--tenant {tenant}: only `rotor rotate` acts on several tenants; name one tenant"
-            ),
-            (Some(tenant), true) if !tenants.list.contains(tenant) => anyhow::bail!(
-                "tenant {tenant:?} is not in [tenants] list ({}): add it there first (a misspelt name would \
-                 get a KEK of its own)",
-                tenants.list.join(", ")
-            ),
-            (Some(tenant), true) => Ok(Some(tenant.clone())),
-        }
-    }
-
     /// The tenants `--tenant` names for `rotor rotate`: `None` for one (or none), else the list
     /// (`all`: every tenant in rotor.toml), each checked.
     pub(super) fn tenant_list(&self) -> anyhow::Result<Option<Vec<String>>> {
@@ -187,9 +162,7 @@ impl GlobalArgs {
             list => list.split(',').map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()).collect(),
         };
         for name in &names {
-            let mut one = self.clone();
-            one.tenant = Some(name.clone());
-            one.tenant_of(tenants)?;
+            one_tenant(Some(name), tenants)?;
         }
         Ok(Some(names))
     }
@@ -201,6 +174,34 @@ impl GlobalArgs {
     /// Whether a progress bar may be drawn: not with JSON output or logs, nor with -q.
     pub(super) fn shows_progress(&self) -> bool {
         !self.json && !self.quiet && self.log_format == LogFormat::Text
+    }
+}
+
+/// The one tenant `tenant` (`--tenant`) names, checked against rotor.toml's `[tenants]`;
+/// `None` when the file has none (and then `--tenant` is an error).
+fn one_tenant(
+    tenant: Option<&str>,
+    tenants: &crate::config::TenantsSection,
+) -> anyhow::Result<Option<String>> {
+    match (tenant, tenants.configured()) {
+        (None, false) => Ok(None),
+        (Some(_), false) => anyhow::bail!(
+            "--tenant (or ROTOR_TENANT) was given, but the settings file has no [tenants]: describe \
+             the tenants' KEKs and rows there first"
+        ),
+        (None, true) => anyhow::bail!(
+            "the settings file gives each tenant its own KEK ([tenants]): pass --tenant NAME (one of {})",
+            tenants.list.join(", ")
+        ),
+        (Some(tenant), true) if tenant == "all" || tenant.contains(',') => {
+            anyhow::bail!("--tenant {tenant}: only `rotor rotate` acts on several tenants; name one tenant")
+        }
+        (Some(tenant), true) if !tenants.list.iter().any(|t| t == tenant) => anyhow::bail!(
+            "tenant {tenant:?} is not in [tenants] list ({}): add it there first (a misspelt name would \
+             get a KEK of its own)",
+            tenants.list.join(", ")
+        ),
+        (Some(tenant), true) => Ok(Some(tenant.to_owned())),
     }
 }
 

@@ -80,7 +80,13 @@ impl KeyRing {
     /// stopped before removing it (its version not ahead of `current`) is none; one further
     /// ahead is refused, as nothing rotor does leaves it so.
     async fn staged_after(&self, current: u32) -> Result<Option<StagedSecret>, KeyError> {
-        let Some(staged) = self.read_staged().await? else {
+        let read = self.read_staged().await?;
+        self.pending(read, current)
+    }
+
+    /// `staged` if it waits to become the version after `current` (see [`KeyRing::staged_after`]).
+    fn pending(&self, staged: Option<StagedSecret>, current: u32) -> Result<Option<StagedSecret>, KeyError> {
+        let Some(staged) = staged else {
             return Ok(None);
         };
         let version = staged.held.version;
@@ -166,12 +172,13 @@ impl KeyRing {
                 self.key_path
             ))
         })?;
-        if let Some(staged) = self.staged_after(current.version).await? {
+        let existing = self.read_staged().await?;
+        // A stale copy (from a promotion that stopped before removing it) is overwritten.
+        let cas = existing.as_ref().map_or(0, |stale| stale.kv_version);
+        if let Some(staged) = self.pending(existing, current.version)? {
             return Ok((staged.report(), false));
         }
         let path = self.staged_path();
-        // A stale copy (from a promotion that stopped before removing it) is overwritten.
-        let cas = self.read_staged().await?.map_or(0, |stale| stale.kv_version);
         let kek = Kek::generate().map_err(|e| KeyError::Refused(e.to_string()))?;
         let version = current.version + 1;
         let data = KvData::from([
