@@ -397,3 +397,138 @@ async fn wallet_over_the_value_limit_is_left_behind_sqlite() {
         );
     }
 }
+
+// Rows that open under no key: a wallet overwritten with another wallet's ciphertext (it names
+// a KEK version, but is bound to another id) and a legacy-looking text nothing opens. No
+// rotation can move them, so they would block every destruction for good; `rotor quarantine`
+// sets them aside without touching them, and the receipt says what became unreadable.
+
+async fn rows_that_open_under_no_key_are_set_aside(kind: Kind) {
+    let (world, kek) = World::with_kek(kind).await;
+    let mut wallets = world.enroll_legacy(&kek, 12).await;
+    json_success(world.rotor().arg("rotate"));
+    let rows = world.rows().await;
+    let ids: Vec<String> = rows.keys().cloned().collect();
+    let (copied, garbage) = (ids[3].clone(), "zz-garbage".to_owned());
+    let db = world.db.connect().await;
+    db.put(&copied, &rows[&ids[4]]).await.unwrap();
+    db.put(&garbage, "bm90IGEgd2FsbGV0IGF0IGFsbCwganVzdCBzb21lIHRleHQgaGVyZQ==").await.unwrap();
+    wallets.remove(&copied);
+    let damaged = [
+        (copied.clone(), rows[&ids[4]].clone()),
+        (garbage.clone(), "bm90IGEgd2FsbGV0IGF0IGFsbCwganVzdCBzb21lIHRleHQgaGVyZQ==".into()),
+    ];
+
+    // The rotation cannot move them (exit 3): one row stays on v2, the other names no version.
+    let (out, _) = json(world.rotor().arg("rotate"));
+    assert_eq!(out.status.code(), Some(3));
+    let refused = |out: &std::process::Output, phrases: &[&str]| {
+        let (code, said) = failure(out);
+        assert_eq!(code, 1, "{said}");
+        for phrase in phrases.iter().chain(&["rotor quarantine --dry-run", "nothing was destroyed"]) {
+            assert!(said.contains(phrase), "{phrase:?} not in: {said}");
+        }
+    };
+    let destroy_v2 = || world.rotor().args(["destroy", "v2", "--dry-run"]).output().unwrap();
+    let still_named = "1 row(s) of table `wallets` still name it";
+    refused(&destroy_v2(), &[still_named]);
+
+    // A dry run names both, with why, and records nothing.
+    let found = json_success(world.rotor().args(["quarantine", "--dry-run"]));
+    let named = |found: &Value| -> Vec<(String, String, String)> {
+        found["set_aside"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let field = |f: &str| r[f].as_str().unwrap().to_owned();
+                (field("table"), field("id"), field("kek_version"))
+            })
+            .collect()
+    };
+    assert_eq!(
+        named(&found),
+        [
+            ("wallets".into(), copied.clone(), "2".into()),
+            ("wallets".into(), garbage.clone(), "legacy".into())
+        ],
+        "{found}"
+    );
+    assert_eq!((found["checked"].as_u64(), found["dry_run"].as_bool()), (Some(2), Some(true)), "{found}");
+    assert!(found["set_aside"].to_string().contains("opens under none"), "{found}");
+    assert!(found.get("ciphertext").is_none() && !found.to_string().contains("bm90IGEgd2FsbGV0"), "{found}");
+    assert_eq!(json_success(world.rotor().args(["quarantine", "--list"]))["rows"], json!([]));
+    refused(&destroy_v2(), &[still_named]);
+
+    // Set aside: v2 is free; the rows themselves are exactly as they were.
+    let found = json_success(world.rotor().arg("quarantine"));
+    assert_eq!(named(&found).len(), 2, "{found}");
+    let again = json_success(world.rotor().arg("quarantine"));
+    assert_eq!(
+        (again["set_aside"].as_array().unwrap().len(), again["already"].as_u64()),
+        (0, Some(2)),
+        "{again}"
+    );
+    let rows_now = world.rows().await;
+    for (id, ciphertext) in &damaged {
+        assert_eq!(&rows_now[id], ciphertext, "{id} was changed");
+    }
+    let keys = json_success(world.rotor().arg("keys"));
+    let v2 = keys["versions"].as_array().unwrap().iter().find(|v| v["version"] == 2).unwrap().clone();
+    assert_eq!(
+        (v2["rows"].clone(), v2["quarantined"].clone()),
+        (json!({}), json!({ "wallets": 1 })),
+        "{keys}"
+    );
+    assert_eq!(keys["unversioned_rows"], json!({ "wallets": { "legacy (set aside)": 1 } }), "{keys}");
+    json_success(world.rotor().args(["destroy", "v2", "--dry-run"]));
+
+    // A row that changes after it was set aside counts again, until it is set aside anew.
+    db.put(&garbage, "c3RpbGwgbm90IGEgd2FsbGV0LCBqdXN0IG90aGVyIHRleHQgaGVyZSE=").await.unwrap();
+    refused(&destroy_v2(), &["1 row(s) of table `wallets` name no KEK version (legacy)"]);
+    let listed = json_success(world.rotor().args(["quarantine", "--list"]));
+    let states: Vec<(&str, &str)> = listed["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [(copied.as_str(), "set-aside"), (garbage.as_str(), "changed")], "{listed}");
+    db.put(&garbage, &damaged[1].1).await.unwrap();
+    // Released, a row blocks again; an id that is not set aside is an error.
+    let released = json_success(world.rotor().args(["quarantine", "--release", &copied]));
+    assert_eq!(released["records"].as_u64(), Some(1), "{released}");
+    refused(&destroy_v2(), &[still_named]);
+    let out = world.rotor().args(["quarantine", "--release", "nobody"]).output().unwrap();
+    let (code, said) = failure(&out);
+    assert!(code == 1 && said.contains("no row \"nobody\" is set aside"), "{said}");
+    json_success(world.rotor().arg("quarantine"));
+
+    // Prune destroys v1 and v2; v2's receipt lists the row set aside, now unreadable for good.
+    let pruned = json_success(world.rotor().args(["prune", "--keep", "1"]));
+    assert_eq!(pruned["destroyed"], json!([1, 2]), "{pruned}");
+    let receipt = |version: u64| {
+        let versions = pruned["receipt"]["versions"].as_array().unwrap();
+        versions
+            .iter()
+            .find(|v| v["version"] == version)
+            .unwrap_or_else(|| panic!("no v{version}: {pruned}"))
+            .clone()
+    };
+    assert_eq!(receipt(1).get("quarantined"), None, "{pruned}");
+    assert_eq!(receipt(2)["quarantined"], json!({ "wallets": 1 }), "{pruned}");
+    let rows_now = world.rows().await;
+    assert_eq!(rows_now.len(), wallets.len() + 2, "rows appeared or vanished");
+    for (id, ciphertext) in &damaged {
+        assert_eq!(&rows_now[id], ciphertext, "{id} was changed");
+    }
+    let v3 = world.kek(3).await;
+    for (id, plaintext) in &wallets {
+        let opened = rotor_codec::open(&v3, id, &rows_now[id]).unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(opened.as_slice(), plaintext.as_slice(), "{id}");
+    }
+    let listed = json_success(world.rotor().args(["quarantine", "--list"]));
+    assert_eq!(listed["rows"].as_array().unwrap().len(), 2, "the records went: {listed}");
+}
+
+on_sqlite_and_postgres!(rows_that_open_under_no_key_are_set_aside);

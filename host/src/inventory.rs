@@ -57,8 +57,12 @@ impl KeyState {
 pub struct KeyVersion {
     /// Its number in Vault's version history.
     pub version: u32,
-    /// Rows naming it, per table (tables with none left out).
+    /// Rows naming it, per table (tables with none left out), not counting those set aside.
     pub rows: BTreeMap<String, u64>,
+    /// Rows naming it that are set aside (`rotor quarantine`: they open under no key), per
+    /// table; they do not keep the version from being destroyed.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub quarantined: BTreeMap<String, u64>,
     /// Where it stands.
     pub state: KeyState,
     /// When Vault stored it (RFC 3339); `None` once Vault no longer keeps its metadata.
@@ -73,6 +77,17 @@ pub struct KeyVersion {
 /// Reads the KEK's versions from Vault, the journal's rotations of it, and each table's rows
 /// per version.
 pub async fn inventory(app: &App) -> anyhow::Result<Inventory> {
+    survey(app, true).await
+}
+
+/// [`inventory`] without fingerprints, so that no key is read: what a metrics page shows every
+/// refresh. A version's state comes from where Vault keeps it (its KV version not destroyed, or
+/// rotor's archive entry) rather than from reading it.
+pub async fn states(app: &App) -> anyhow::Result<Inventory> {
+    survey(app, false).await
+}
+
+async fn survey(app: &App, read_keys: bool) -> anyhow::Result<Inventory> {
     let database = app.database();
     let mut ring = app.key_ring();
     let metadata = ring.metadata().await?;
@@ -100,28 +115,49 @@ pub async fn inventory(app: &App) -> anyhow::Result<Inventory> {
         tables.push(table.table);
     }
 
+    let mut quarantined: BTreeMap<u32, BTreeMap<String, u64>> = BTreeMap::new();
+    for (table, counts) in database.quarantined_counts_by_target().await? {
+        for (named, count) in counts {
+            match named.parse::<u32>() {
+                Ok(version) => {
+                    quarantined.entry(version).or_default().insert(table.clone(), count);
+                }
+                Err(_) => {
+                    unversioned_rows
+                        .entry(table.clone())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(format!("{named} (set aside)"), count);
+                }
+            }
+        }
+    }
+
     let in_kv = metadata.iter().flat_map(|m| m.versions.iter()).filter_map(|v| u32::try_from(v.version).ok());
     let staged = ring.staged().await?;
     let known: BTreeSet<u32> = in_kv
         .chain(archived.iter().copied())
         .chain(rows.keys().copied())
+        .chain(quarantined.keys().copied())
         .chain(staged.iter().map(|s| s.version))
         .collect();
     let rotations = database.rotations().await?;
     let mut versions = Vec::with_capacity(known.len());
     for version in known.into_iter().rev() {
         let meta = metadata.iter().flat_map(|m| m.versions.iter()).find(|v| v.version == u64::from(version));
-        let held = match meta {
-            Some(meta) if meta.destroyed && !archived.contains(&version) => None,
-            _ => ring.version(version).await?,
-        };
         let staged = staged.as_ref().filter(|s| s.version == version);
-        let state = match (&held, current == Some(u64::from(version))) {
-            (Some(_), _) if staged.is_some() => KeyState::Staged,
-            (Some(_), true) => KeyState::Current,
-            (Some(_), false) => KeyState::Archived,
-            (None, _) if rows.contains_key(&version) => KeyState::Missing,
-            (None, _) => KeyState::Destroyed,
+        let readable = !matches!(meta, Some(meta) if meta.destroyed && !archived.contains(&version));
+        let key = if readable && read_keys { ring.version(version).await? } else { None };
+        let held = match read_keys {
+            true => key.is_some(),
+            // Kept where a read would look: the KV version, the archive or the staged copy.
+            false => readable && (meta.is_some() || archived.contains(&version) || staged.is_some()),
+        };
+        let state = match (held, current == Some(u64::from(version))) {
+            (true, _) if staged.is_some() => KeyState::Staged,
+            (true, true) => KeyState::Current,
+            (true, false) => KeyState::Archived,
+            (false, _) if rows.contains_key(&version) => KeyState::Missing,
+            (false, _) => KeyState::Destroyed,
         };
         let created_by = rotations.iter().find(|r| r.to_version == i64::from(version)).map(|r| {
             let identity = r.vault_identity.as_ref().map(|v| format!(" as {v}")).unwrap_or_default();
@@ -130,10 +166,11 @@ pub async fn inventory(app: &App) -> anyhow::Result<Inventory> {
         versions.push(KeyVersion {
             version,
             rows: rows.remove(&version).unwrap_or_default(),
+            quarantined: quarantined.remove(&version).unwrap_or_default(),
             state,
             created_at: meta.map(|m| m.created_time.clone()).or_else(|| staged.map(|s| s.staged_at.clone())),
             created_by,
-            fingerprint: held.map(|held| fingerprint(&held.kek)),
+            fingerprint: key.map(|held| fingerprint(&held.kek)),
         });
     }
     Ok(Inventory { key_path: database.scope().key_path.clone(), tables, versions, unversioned_rows })
@@ -157,6 +194,11 @@ impl Inventory {
                 v.fingerprint.as_deref().unwrap_or("-"),
                 if rows.is_empty() { "none".to_owned() } else { rows.join(", ") }
             ));
+            if !v.quarantined.is_empty() {
+                let rows: Vec<String> =
+                    v.quarantined.iter().map(|(table, n)| format!("{table} {n}")).collect();
+                lines.push(format!("         set aside (rotor quarantine): {}", rows.join(", ")));
+            }
             if let Some(by) = &v.created_by {
                 lines.push(format!("         made by {by}"));
             }

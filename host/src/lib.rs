@@ -16,7 +16,7 @@
 //!   call came to, for the operator), [`bindings`].
 //! * command support: [`report`], [`metrics`], [`shutdown`], [`durations`], [`progress`].
 //! * commands: [`rotation`], [`validate`], [`abort`], [`audit`], [`status`], [`history`],
-//!   [`inventory`] (`rotor keys`), [`prune`],
+//!   [`inventory`] (`rotor keys`), [`prune`], [`quarantine`],
 //!   [`demo`] (with the OpenBao dev server and the legacy wallets it starts from), [`exporter`] (`rotor serve`), [`bench`].
 //! * front ends: [`cli`] (the `rotor` command line) and [`terminal`] (logging, usage errors and
 //!   exit codes, shared with `rotor-bench`).
@@ -52,6 +52,7 @@ pub mod metrics;
 pub mod plan;
 pub mod progress;
 pub mod prune;
+pub mod quarantine;
 pub mod report;
 pub mod rotation;
 pub mod shutdown;

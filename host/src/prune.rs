@@ -253,6 +253,9 @@ impl Pruned {
             for (version, count) in &self.in_use {
                 lines.push(format!("would refuse to destroy v{version}: {count} row(s) still use it"));
             }
+            if !self.in_use.is_empty() {
+                lines.push(crate::keyring::QUARANTINE_HINT.to_owned());
+            }
             return lines.join("\n");
         }
         let destroyed = if self.destroyed.is_empty() { "nothing".into() } else { list(&self.destroyed) };
@@ -263,6 +266,9 @@ impl Pruned {
         for (version, count) in &self.in_use {
             lines.push(format!("refused to destroy v{version}: {count} row(s) still use it"));
         }
+        if !self.in_use.is_empty() {
+            lines.push(crate::keyring::QUARANTINE_HINT.to_owned());
+        }
         let Some(receipt) = &self.receipt else { return lines.join("\n") };
         for destroyed in &receipt.versions {
             let rows: Vec<String> = destroyed.rows.iter().map(|(table, n)| format!("{table} {n}")).collect();
@@ -272,6 +278,15 @@ impl Pruned {
                 destroyed.fingerprint.as_deref().unwrap_or("unknown (no readable copy)"),
                 rows.join(", ")
             ));
+            if !destroyed.quarantined.is_empty() {
+                let rows: Vec<String> =
+                    destroyed.quarantined.iter().map(|(table, n)| format!("{table} {n}")).collect();
+                lines.push(format!(
+                    "v{}: rows set aside in quarantine that named it, now unreadable for good: {}",
+                    destroyed.version,
+                    rows.join(", ")
+                ));
+            }
         }
         match (&receipt.stored_at, &self.receipt_not_stored) {
             (Some(at), _) => lines.push(format!("receipt stored in Vault at {at}")),

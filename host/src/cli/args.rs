@@ -184,6 +184,25 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Set aside the rows that open under no KEK Vault holds, so that they stop blocking prune
+    /// and destroy.
+    ///
+    /// Tries every row of every table under the KEK that does not name the current version (a
+    /// rotation moves those that open). A row that opens under no key, such as a damaged
+    /// ciphertext or one copied from another row, is recorded with its exact ciphertext in
+    /// rotor's own table `rotor_quarantine`: prune and destroy stop counting it while it holds
+    /// that ciphertext, and a receipt lists it. The row itself is never changed or deleted.
+    Quarantine {
+        /// Record nothing: list the rows that would be set aside, and why each does not open.
+        #[arg(long, conflicts_with_all = ["list", "release"])]
+        dry_run: bool,
+        /// List the rows set aside under this KEK, and whether each still holds what was recorded.
+        #[arg(long, conflicts_with = "release")]
+        list: bool,
+        /// Count row ID again: prune and destroy wait for it once more.
+        #[arg(long, value_name = "ID")]
+        release: Option<String>,
+    },
     /// The unfinished rotation if there is one (progress, who runs it), and wallets per KEK
     /// version as the database counts them (no key is read).
     Status,

@@ -267,6 +267,24 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
                 (None, false) => Outcome::WalletsFailed,
             })
         }
+        Command::Quarantine { dry_run, list, release } => {
+            let app = open_app(global, true, PlanFlags::default()).await?;
+            match (list, release) {
+                (true, _) => {
+                    let listed = crate::quarantine::list(&app).await?;
+                    print(global.json, &listed, || listed.human());
+                }
+                (false, Some(id)) => {
+                    let released = crate::quarantine::release(&app, id).await?;
+                    print(global.json, &released, || released.human());
+                }
+                (false, None) => {
+                    let found = crate::quarantine::quarantine(&app, *dry_run).await?;
+                    print(global.json, &found, || found.human());
+                }
+            }
+            Ok(Outcome::Success)
+        }
         Command::Abort => host_only(global, metrics, true, crate::abort::abort, Aborted::human).await,
         Command::Status => host_only(global, metrics, false, crate::status::status, Status::human).await,
         Command::Keys => {

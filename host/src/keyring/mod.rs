@@ -438,14 +438,23 @@ impl KeyRing {
             for (named, &count) in counts.iter().filter(|(_, count)| **count > 0) {
                 if named == "legacy" || named == "not-text" {
                     return refuse(format!(
-                        "{count} row(s) of table `{table}` name no KEK version ({named}): any KEK may be theirs"
+                        "{count} row(s) of table `{table}` name no KEK version ({named}): any KEK may be \
+                         theirs. {QUARANTINE_HINT}"
                     ));
                 }
                 if *named == this_version {
-                    return refuse(format!("{count} row(s) of table `{table}` still name it"));
+                    return refuse(format!(
+                        "{count} row(s) of table `{table}` still name it. {QUARANTINE_HINT}"
+                    ));
                 }
             }
             rows.insert(table, 0);
+        }
+        let mut quarantined = BTreeMap::new();
+        for (table, counts) in database.quarantined_counts_by_target().await.map_err(db_error)? {
+            if let Some(&count) = counts.get(&this_version) {
+                quarantined.insert(table, count);
+            }
         }
         let in_kv = self
             .metadata()
@@ -460,7 +469,11 @@ impl KeyRing {
         }
         // Read before it is gone: the receipt names the key by its fingerprint.
         let fingerprint = self.version(version).await?.map(|held| fingerprint(&held.kek));
-        Ok(DestroyCheck { in_kv, archived, receipt: DestroyedKek { version, fingerprint, rows } })
+        Ok(DestroyCheck {
+            in_kv,
+            archived,
+            receipt: DestroyedKek { version, fingerprint, rows, quarantined },
+        })
     }
 
     /// Opens a stored wallet with the KEKs Vault has, as rotor's formats say: an envelope with
@@ -515,6 +528,11 @@ impl KeyRing {
         Ok(candidates)
     }
 }
+
+/// What a refusal to destroy because of rows says about the rows that cannot be moved.
+pub const QUARANTINE_HINT: &str = "`rotor rotate` moves the rows that open; `rotor quarantine --dry-run` \
+     lists those that open under no key, and `rotor quarantine` sets them aside so that they stop \
+     blocking this";
 
 /// What [`KeyRing::destroy`]'s checks found: where the version is kept, and the receipt's entry.
 struct DestroyCheck {

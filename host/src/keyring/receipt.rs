@@ -26,6 +26,10 @@ pub struct DestroyedKek {
     pub fingerprint: Option<String>,
     /// Rows naming it in each table under the KEK, counted just before it was destroyed: all 0.
     pub rows: BTreeMap<String, u64>,
+    /// Rows naming it that had been set aside (`rotor quarantine`: they opened under no key),
+    /// per table: with the version gone, they can never be opened.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quarantined: BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

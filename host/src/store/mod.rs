@@ -11,6 +11,7 @@ mod journal;
 mod lease;
 mod odd;
 mod postgres;
+mod quarantine;
 mod shared;
 mod sqlite;
 mod table;
@@ -23,6 +24,7 @@ use crate::plan::RunPlan;
 pub use self::journal::{NewRotation, RotationRecord, RotationStatus, Scope, now_rfc3339};
 pub use self::lease::{Checkpoint, ClaimedRange, LeaseHolder, RangeProgress, RunIdentity, unix_now};
 pub use self::odd::{OddRow, OddRows};
+pub use self::quarantine::{QuarantinedRow, named_version};
 pub(crate) use self::table::Scanned;
 pub use self::table::{
     BatchOutcome, QuotedNames, Replacement, ScanPage, TenantRows, WalletRow, WalletTable, check_tenant_name,
@@ -233,7 +235,7 @@ impl Database {
     }
 
     /// The same connections, reading and writing `table` instead (still in this scope).
-    fn with_table(&self, table: WalletTable) -> Database {
+    pub fn with_table(&self, table: WalletTable) -> Database {
         let backend = match &self.backend {
             Backend::Sqlite(store) => Backend::Sqlite(store.with_table(table)),
             Backend::Postgres(store) => Backend::Postgres(store.with_table(table)),
@@ -685,9 +687,10 @@ impl Database {
         Ok(sum_counts(self.version_counts_of_targets().await?.iter().map(|(_, counts)| counts)))
     }
 
-    /// [`Database::version_counts`] for each of [`Database::kek_targets`]: what destroying a
-    /// KEK version must check. A recorded table that is gone (or lost its ciphertext column)
-    /// is an error: rotor cannot tell whether rows moved elsewhere still need the version.
+    /// [`Database::version_counts`] for each of [`Database::kek_targets`], without the rows set
+    /// aside by `rotor quarantine` that still hold what was recorded: what destroying a KEK
+    /// version must check. A recorded table that is gone (or lost its ciphertext column) is an
+    /// error: rotor cannot tell whether rows moved elsewhere still need the version.
     pub async fn version_counts_by_target(
         &self,
     ) -> Result<Vec<(WalletTable, BTreeMap<String, u64>)>, StoreError> {
@@ -709,9 +712,52 @@ impl Database {
                     table.create_statement()
                 )));
             }
-            counts.push((table, database.version_counts().await?));
+            let mut found = database.version_counts().await?;
+            // Rows set aside (`rotor quarantine`) and unchanged since need no KEK version.
+            for (version, set_aside) in
+                dispatch!(database, s => s.quarantined_counts(&self.scope.key_path).await)?
+            {
+                if let Some(count) = found.get_mut(&version) {
+                    *count = count.saturating_sub(set_aside as u64);
+                }
+            }
+            found.retain(|_, count| *count > 0);
+            counts.push((table, found));
         }
         Ok(counts)
+    }
+
+    /// The rows of each of [`Database::kek_targets`] set aside under this KEK (`rotor
+    /// quarantine`) that still hold the ciphertext recorded, per version they name; tables
+    /// with none are left out.
+    pub async fn quarantined_counts_by_target(
+        &self,
+    ) -> Result<Vec<(String, BTreeMap<String, u64>)>, StoreError> {
+        let mut counts = Vec::new();
+        for table in self.kek_targets().await? {
+            let database = self.with_table(table.clone());
+            let found = dispatch!(database, s => s.quarantined_counts(&self.scope.key_path).await)?;
+            if !found.is_empty() {
+                counts.push((table.table, found.into_iter().map(|(v, n)| (v, n as u64)).collect()));
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Records `row` as set aside under this KEK: see [`QuarantinedRow`]. The application's
+    /// table is not touched.
+    pub async fn quarantine_row(&self, row: &QuarantinedRow) -> Result<(), StoreError> {
+        dispatch!(self, s => s.quarantine_row(&self.scope.key_path, row).await)
+    }
+
+    /// Every row set aside under this KEK.
+    pub async fn quarantined(&self) -> Result<Vec<QuarantinedRow>, StoreError> {
+        dispatch!(self, s => s.quarantined(&self.scope.key_path).await)
+    }
+
+    /// Takes row `id` out of this KEK's quarantine (in every table); how many records went.
+    pub async fn release_quarantined(&self, id: &str) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.release_quarantined(&self.scope.key_path, id).await)
     }
 
     /// [`Database::version_counts_by_target`], summed over the tables.

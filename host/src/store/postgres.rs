@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
+use super::quarantine::quarantine_queries;
 use super::shared::{Dialect, finish_batch, shared_queries};
 use super::{
     BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, NewRotation, OddRow, QuotedNames, RangeProgress,
@@ -136,12 +137,20 @@ impl PgStore {
     pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let QuotedNames { table, ciphertext: ct, .. } = self.table.quoted();
         let sql = format!(
-            "SELECT CASE WHEN {ct} IS NULL THEN 'null' WHEN {ct} LIKE 'rotor:v%' \
-             THEN split_part(substr({ct}, 8), ':', 1) ELSE 'legacy' END AS version, COUNT(*) \
-             FROM {table} WHERE {} GROUP BY 1",
+            "SELECT {} AS version, COUNT(*) FROM {table} WHERE {} GROUP BY 1",
+            Self::version_label(&ct),
             self.table.rows_sql(None)
         );
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+    }
+
+    /// What the ciphertext in `ct` names, as every count spells it: a version, `legacy` or
+    /// `null` (the column is text: `check_table` saw to it).
+    fn version_label(ct: &str) -> String {
+        format!(
+            "CASE WHEN {ct} IS NULL THEN 'null' WHEN {ct} LIKE 'rotor:v%' \
+             THEN split_part(substr({ct}, 8), ':', 1) ELSE 'legacy' END"
+        )
     }
 
     /// The column's type as information_schema names it (`text`, `character varying`, …).
@@ -208,4 +217,5 @@ impl PgStore {
     }
 
     shared_queries!(sqlx::Postgres);
+    quarantine_queries!();
 }

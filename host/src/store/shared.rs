@@ -21,7 +21,7 @@ pub(super) struct Dialect {
 }
 
 /// rotor's tables as `dialect` spells them: one schema for both databases.
-pub(super) fn schema(dialect: &Dialect) -> [String; 3] {
+pub(super) fn schema(dialect: &Dialect) -> [String; 4] {
     SCHEMA.map(|statement| {
         statement
             .replace("{serial_key}", dialect.serial_key)
@@ -32,7 +32,7 @@ pub(super) fn schema(dialect: &Dialect) -> [String; 3] {
 
 /// rotor's own tables, with `{int}`, `{small}` and `{serial_key}` where the databases spell
 /// types differently (see [`Dialect`]).
-const SCHEMA: [&str; 3] = [
+const SCHEMA: [&str; 4] = [
     "CREATE TABLE IF NOT EXISTS rotor_rotations (
         id {serial_key},
         from_version {int} NOT NULL,
@@ -89,6 +89,7 @@ const SCHEMA: [&str; 3] = [
         rotated {int} NOT NULL DEFAULT 0,
         PRIMARY KEY (rotation_id, seq)
     )",
+    super::quarantine::SCHEMA,
 ];
 
 /// Columns added to rotor's tables after they were first released: (table, column, the statement

@@ -10,6 +10,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
 
+use super::quarantine::quarantine_queries;
 use super::shared::{Dialect, finish_batch, shared_queries};
 use super::{
     BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, NewRotation, OddRow, QuotedNames, RangeProgress,
@@ -170,12 +171,21 @@ impl SqliteStore {
     pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let QuotedNames { table, ciphertext: ct, .. } = self.table.quoted();
         let sql = format!(
-            "SELECT CASE WHEN {ct} IS NULL THEN 'null' WHEN typeof({ct}) <> 'text' THEN 'not-text' \
-             WHEN {ct} LIKE 'rotor:v%' THEN substr({ct}, 8, instr(substr({ct}, 8), ':') - 1) \
-             ELSE 'legacy' END AS version, COUNT(*) FROM {table} WHERE {} GROUP BY 1",
+            "SELECT {} AS version, COUNT(*) FROM {table} WHERE {} GROUP BY 1",
+            Self::version_label(&ct),
             self.table.rows_sql(None)
         );
         Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+    }
+
+    /// What the ciphertext in `ct` names, as every count spells it: a version, `legacy`,
+    /// `null` or `not-text`.
+    fn version_label(ct: &str) -> String {
+        format!(
+            "CASE WHEN {ct} IS NULL THEN 'null' WHEN typeof({ct}) <> 'text' THEN 'not-text' \
+             WHEN {ct} LIKE 'rotor:v%' THEN substr({ct}, 8, instr(substr({ct}, 8), ':') - 1) \
+             ELSE 'legacy' END"
+        )
     }
 
     /// SQLite keeps a value of any type in any column: only text ids can be named by the
@@ -250,4 +260,5 @@ impl SqliteStore {
     }
 
     shared_queries!(Sqlite);
+    quarantine_queries!();
 }
