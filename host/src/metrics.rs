@@ -73,6 +73,17 @@ pub struct JournalFacts {
     pub last_finished: Option<(f64, f64)>,
 }
 
+/// One KEK version on a page: its state and the rows naming it in each table under the KEK.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VersionFacts {
+    /// The version.
+    pub version: u32,
+    /// `staged`, `current`, `archived`, `destroyed` or `missing` (see `rotor keys`).
+    pub state: String,
+    /// Rows naming it per table, rows set aside by `rotor quarantine` left out.
+    pub rows: BTreeMap<String, u64>,
+}
+
 /// Everything one metrics page shows; `None` where the source could not be read.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
@@ -82,6 +93,8 @@ pub struct Snapshot {
     pub kek: Option<(u64, f64)>,
     /// Wallets per KEK version (`legacy` for the seed's format).
     pub wallets: Option<BTreeMap<String, u64>>,
+    /// Every KEK version, as `rotor keys` lists it (without reading any key).
+    pub versions: Option<Vec<VersionFacts>>,
     /// The latest pass over every wallet (measured now or carried over).
     pub check: Option<WalletCheck>,
     /// Exit code of the command (or exporter refresh: 0 or 1) and when it ended.
@@ -162,8 +175,25 @@ pub async fn gather(app: &App, observed: Observed) -> Snapshot {
             None
         }
     };
+    let versions = match crate::inventory::states(app).await {
+        Ok(inventory) => Some(
+            inventory
+                .versions
+                .into_iter()
+                .map(|v| VersionFacts {
+                    version: v.version,
+                    state: v.state.as_str().to_owned(),
+                    rows: v.rows,
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!("metrics: cannot list the KEK's versions: {e:#}");
+            None
+        }
+    };
     let labels = scope_labels(app.settings());
-    Snapshot { journal, kek, wallets, check: observed.check, last_run: None, labels }
+    Snapshot { journal, kek, wallets, versions, check: observed.check, last_run: None, labels }
 }
 
 /// A family with one sample (labelled only with the page's [`Snapshot::labels`]), left out
@@ -246,6 +276,38 @@ impl Collector for Snapshot {
                 // The encoder escapes the label value (`\\`, `"`, newline).
                 ConstGauge::new(*count)
                     .encode(family.encode_family(&[("key_version", version.as_str())])?)?;
+            }
+        }
+        if let Some(versions) = self.versions.as_ref().filter(|v| !v.is_empty()) {
+            let mut family = e.encode_descriptor(
+                "rotor_kek_versions",
+                "Each KEK version Vault or a row knows of, labelled with its state (staged, current, archived, \
+                 destroyed, missing): always 1.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for v in versions {
+                let version = v.version.to_string();
+                ConstGauge::new(1).encode(
+                    family
+                        .encode_family(&[("key_version", version.as_str()), ("state", v.state.as_str())])?,
+                )?;
+            }
+            let mut family = e.encode_descriptor(
+                "rotor_kek_version_rows",
+                "Rows naming each KEK version, per table under the KEK (rows set aside by rotor quarantine \
+                 left out): a destroyable version has none.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for v in versions {
+                let version = v.version.to_string();
+                for (target, rows) in &v.rows {
+                    ConstGauge::new(*rows).encode(family.encode_family(&[
+                        ("key_version", version.as_str()),
+                        ("target", target.as_str()),
+                    ])?)?;
+                }
             }
         }
         single(
@@ -436,10 +498,27 @@ pub fn parse_page(page: &str) -> Snapshot {
         .filter(|s| s.name == "rotor_wallets")
         .filter_map(|s| Some((s.label("key_version")?.to_owned(), s.value as u64)))
         .collect();
-    // Every sample carries the page's labels; the wallet counts carry their version besides.
+    let mut versions: Vec<VersionFacts> = samples
+        .iter()
+        .filter(|s| s.name == "rotor_kek_versions")
+        .filter_map(|s| {
+            let version = s.label("key_version")?.parse().ok()?;
+            Some(VersionFacts { version, state: s.label("state")?.to_owned(), rows: BTreeMap::new() })
+        })
+        .collect();
+    for s in samples.iter().filter(|s| s.name == "rotor_kek_version_rows") {
+        let named = s.label("key_version").and_then(|v| v.parse::<u32>().ok());
+        if let (Some(v), Some(target)) =
+            (versions.iter_mut().find(|v| Some(v.version) == named), s.label("target"))
+        {
+            v.rows.insert(target.to_owned(), s.value as u64);
+        }
+    }
+    // Every sample carries the page's labels; some carry their own besides.
+    let own = ["key_version", "state", "target"];
     let labels = samples
         .first()
-        .map(|s| s.labels.iter().filter(|(key, _)| key != "key_version").cloned().collect())
+        .map(|s| s.labels.iter().filter(|(key, _)| !own.contains(&key.as_str())).cloned().collect())
         .unwrap_or_default();
     Snapshot {
         journal,
@@ -447,6 +526,7 @@ pub fn parse_page(page: &str) -> Snapshot {
             .zip(sample(page, "rotor_kek_age_seconds"))
             .map(|(v, a)| (v as u64, a)),
         wallets: (!wallets.is_empty()).then_some(wallets),
+        versions: (!versions.is_empty()).then_some(versions),
         check: previous_check(page),
         last_run: None,
         labels,
@@ -467,6 +547,14 @@ mod tests {
             }),
             kek: Some((4, 86_400.0)),
             wallets: Some(BTreeMap::from([("legacy".into(), 2), ("4".into(), 1000)])),
+            versions: Some(vec![
+                VersionFacts {
+                    version: 4,
+                    state: "current".into(),
+                    rows: BTreeMap::from([("wallets".into(), 990), ("api_tokens".into(), 10)]),
+                },
+                VersionFacts { version: 3, state: "archived".into(), rows: BTreeMap::new() },
+            ]),
             check: Some(WalletCheck { invalid: 2, at: 1_790_000_100.0 }),
             last_run: Some((3, 1_790_000_200.0)),
             labels: Vec::new(),
@@ -511,6 +599,10 @@ mod tests {
             "rotor_kek_age_seconds 86400.0",
             "rotor_wallets{key_version=\"4\"} 1000",
             "rotor_wallets{key_version=\"legacy\"} 2",
+            "rotor_kek_versions{key_version=\"4\",state=\"current\"} 1",
+            "rotor_kek_versions{key_version=\"3\",state=\"archived\"} 1",
+            "rotor_kek_version_rows{key_version=\"4\",target=\"api_tokens\"} 10",
+            "rotor_kek_version_rows{key_version=\"4\",target=\"wallets\"} 990",
             "rotor_invalid_wallets 2",
             "rotor_last_run_exit_code 3",
         ] {
@@ -537,7 +629,7 @@ mod tests {
 
     /// Every family a full page has, with its type and help text, exactly as rotor has always
     /// exposed them: dashboards and alerts name these.
-    const FAMILIES: [(&str, &str, &str); 12] = [
+    const FAMILIES: [(&str, &str, &str); 14] = [
         ("rotor_rotations_total", "counter", "Rotations recorded in rotor's journal, rollbacks included."),
         (
             "rotor_rotations_failed_total",
@@ -561,6 +653,18 @@ mod tests {
             "rotor_wallets",
             "gauge",
             "Wallets per KEK version their ciphertext names (\"legacy\": the seed's format, no version).",
+        ),
+        (
+            "rotor_kek_versions",
+            "gauge",
+            "Each KEK version Vault or a row knows of, labelled with its state (staged, current, archived, \
+             destroyed, missing): always 1.",
+        ),
+        (
+            "rotor_kek_version_rows",
+            "gauge",
+            "Rows naming each KEK version, per table under the KEK (rows set aside by rotor quarantine left \
+             out): a destroyable version has none.",
         ),
         (
             "rotor_invalid_wallets",
