@@ -240,7 +240,71 @@ async fn no_command_guesses_the_tenant(kind: Kind) {
     }
 }
 
+/// A second table whose tenant column has a name of its own, as an application's JWT signing
+/// keys would: `tenant-column` in each `[[target]]`, no `[tenants] column`.
+async fn each_target_names_its_own_tenant_column(kind: Kind) {
+    let tenants = Tenants::new(kind).await;
+    tenants
+        .world
+        .db
+        .execute("CREATE TABLE jwt_keys (key_id TEXT PRIMARY KEY, sealed TEXT NOT NULL, org TEXT)")
+        .await;
+    std::fs::write(
+        &tenants.config,
+        "[tenants]\nkey-path = \"ibn/{tenant}/encryption-key\"\nlist = [\"acme\", \"globex\", \"initech\"]\n\
+         [[target]]\ntable = \"wallets\"\ntenant-column = \"tenant\"\n\
+         [[target]]\ntable = \"jwt_keys\"\nid-column = \"key_id\"\nciphertext-column = \"sealed\"\n\
+         tenant-column = \"org\"\n",
+    )
+    .unwrap();
+    let jwt = |tenant: &str| {
+        WalletTable::new("jwt_keys", "key_id", "sealed").unwrap().for_tenant("org", tenant).unwrap()
+    };
+    let mut jwt_keys = BTreeMap::new();
+    for tenant in TENANTS {
+        let kek = Kek::from_hex(&tenants.world.kv_field(&key_path(tenant), "key").await).unwrap();
+        let (keys, mut rows) = legacy_wallets(&kek, 5);
+        for row in &mut rows {
+            row.id = format!("{tenant}-jwt-{}", row.id);
+        }
+        Database::connect(&tenants.world.db.url, jwt(tenant)).await.unwrap().put_many(&rows).await.unwrap();
+        let keys: Wallets =
+            keys.into_iter().map(|(id, plaintext)| (format!("{tenant}-jwt-{id}"), plaintext)).collect();
+        jwt_keys.insert(tenant, keys);
+    }
+    let jwt_rows = async |tenant: &str| -> BTreeMap<String, String> {
+        let db = Database::connect(&tenants.world.db.url, jwt(tenant)).await.unwrap();
+        db.scan(None, 1000).await.unwrap().into_iter().map(|row| (row.id, row.ciphertext)).collect()
+    };
+    let globex_before = (tenants.rows("globex").await, jwt_rows("globex").await);
+
+    // One rotation of acme moves acme's rows of both tables, and no other tenant's.
+    let rotated = json_success(tenants.rotor(Some("acme")).arg("rotate"));
+    assert_eq!((rotated["to_version"].as_u64(), rotated["total"].as_u64()), (Some(2), Some(20)), "{rotated}");
+    tenants.assert_opens_under("acme", 2).await;
+    let kek = tenants.kek("acme", 2).await;
+    let rows = jwt_rows("acme").await;
+    assert_eq!(rows.len(), 5);
+    for (id, plaintext) in &jwt_keys["acme"] {
+        assert!(rows[id].starts_with("rotor:v2:"), "{id}");
+        assert_eq!(rotor_codec::open(&kek, id, &rows[id]).unwrap().as_slice(), plaintext.as_slice(), "{id}");
+    }
+    assert_eq!(
+        (tenants.rows("globex").await, jwt_rows("globex").await),
+        globex_before,
+        "globex's rows changed"
+    );
+    assert_eq!(tenants.kek_version("globex").await, 1);
+    let keys = json_success(tenants.rotor(Some("acme")).arg("keys"));
+    assert_eq!(keys["versions"][0]["rows"], json!({ "wallets": PER_TENANT, "jwt_keys": 5 }), "{keys}");
+    // The journal records each table's own tenant column.
+    let history = json_success(tenants.rotor(Some("acme")).arg("history"));
+    let targets = history[0]["targets"].to_string();
+    assert!(targets.contains("tenant=acme") && targets.contains("org=acme"), "{history}");
+}
+
 on_sqlite_and_postgres!(
+    each_target_names_its_own_tenant_column,
     rotating_one_tenant_touches_no_other,
     a_row_moved_across_tenants_does_not_open,
     no_command_guesses_the_tenant,

@@ -49,7 +49,8 @@ pub struct TenantsSection {
     /// The KEK's path inside the KV mount, `{tenant}` standing for the tenant's name, e.g.
     /// `ibn/{tenant}/encryption-key`.
     pub key_path: Option<String>,
-    /// The column of every target that names each row's tenant.
+    /// The column that names each row's tenant, in every target that does not name its own
+    /// (`tenant-column` under `[[target]]`).
     pub column: Option<String>,
     /// Every tenant: what `rotor rotate --tenant all` rotates, and the only names `--tenant`
     /// accepts (a misspelt tenant would otherwise get a KEK of its own).
@@ -62,8 +63,16 @@ impl TenantsSection {
         self.key_path.is_some() || self.column.is_some() || !self.list.is_empty()
     }
 
-    fn check(&self) -> anyhow::Result<()> {
+    /// `targets`: rotor.toml's `[[target]]` list, whose `tenant-column`s stand in for `column`.
+    fn check(&self, targets: &[TargetSection]) -> anyhow::Result<()> {
         if !self.configured() {
+            if let Some(target) = targets.iter().find(|t| t.tenant_column.is_some()) {
+                bail!(
+                    "[[target]] {:?} names a `tenant-column`, but there is no [tenants] section to say whose \
+                     KEK each tenant has: add [tenants] (key-path, list), or remove tenant-column",
+                    target.table
+                );
+            }
             return Ok(());
         }
         match &self.key_path {
@@ -73,10 +82,24 @@ impl TenantsSection {
                  once, e.g. \"ibn/{{tenant}}/encryption-key\""
             ),
         }
-        let Some(column) = &self.column else {
-            bail!("[tenants] needs `column`: the column of every target that names each row's tenant");
-        };
-        crate::store::WalletTable::default().for_tenant(column, "t").context("[tenants] column")?;
+        let every_target_names_one = !targets.is_empty() && targets.iter().all(|t| t.tenant_column.is_some());
+        match &self.column {
+            Some(column) => {
+                crate::store::WalletTable::default().for_tenant(column, "t").context("[tenants] column")?;
+            }
+            None if every_target_names_one => {}
+            None => bail!(
+                "[tenants] needs `column`: the column that names each row's tenant (or a `tenant-column` in \
+                 every [[target]])"
+            ),
+        }
+        for target in targets {
+            if let Some(column) = &target.tenant_column {
+                crate::store::WalletTable::default()
+                    .for_tenant(column, "t")
+                    .with_context(|| format!("[[target]] {:?} tenant-column", target.table))?;
+            }
+        }
         if self.list.is_empty() {
             bail!("[tenants] needs `list`: every tenant's name, e.g. list = [\"acme\", \"globex\"]");
         }
@@ -109,6 +132,9 @@ pub struct TargetSection {
     /// Its ciphertext column (default `ciphertext`).
     #[serde(default = "default_ciphertext_column")]
     pub ciphertext_column: String,
+    /// With `[tenants]`: the column naming each row's tenant in this table, where it is not
+    /// `[tenants] column` (an application's tables seldom agree on one name).
+    pub tenant_column: Option<String>,
 }
 
 fn default_id_column() -> String {
@@ -373,7 +399,7 @@ fn check(file: ConfigFile) -> anyhow::Result<ConfigFile> {
             }
         }
     }
-    file.tenants.check()?;
+    file.tenants.check(&file.target)?;
     if file.tenants.configured() && file.vault.key_path.is_some() {
         bail!(
             "[vault] key-path and [tenants] key-path both name the KEK: with tenants, each has its own \
@@ -468,10 +494,27 @@ mod tests {
             (good.replace("\"globex\"", "\"glo'bex\""), "tenant name"),
             (good.replace("list = [\"acme\", \"globex\"]", "list = []"), "needs `list`"),
             (format!("{good}[vault]\nkey-path = \"ibn/kek\"\n"), "remove [vault] key-path"),
+            ("[[target]]\ntable = \"t\"\ntenant-column = \"org\"\n".to_owned(), "no [tenants] section"),
+            (format!("{good}[[target]]\ntable = \"t\"\ntenant-column = \"o'rg\"\n"), "tenant-column"),
+            (
+                good.replace("column = \"org\"\n", "")
+                    + "[[target]]\ntable = \"t\"\ntenant-column = \"org\"\n[[target]]\ntable = \"u\"\n",
+                "needs `column`",
+            ),
         ] {
             let error = format!("{:#}", parse(&text).unwrap_err());
             assert!(error.contains(named), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn each_target_may_name_its_own_tenant_column() {
+        let text = "[tenants]\nkey-path = \"ibn/{tenant}/kek\"\nlist = [\"acme\"]\n\
+                    [[target]]\ntable = \"wallets\"\ntenant-column = \"org\"\n\
+                    [[target]]\ntable = \"jwt_keys\"\ntenant-column = \"tenant_id\"\n";
+        let file = parse(text).unwrap();
+        let columns: Vec<_> = file.target.iter().map(|t| t.tenant_column.as_deref()).collect();
+        assert_eq!(columns, [Some("org"), Some("tenant_id")]);
     }
 
     #[test]

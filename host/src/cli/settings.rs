@@ -75,7 +75,8 @@ impl GlobalArgs {
                          pass --table too, or change the [[target]] entry"
                     );
                 }
-                let rest: anyhow::Result<Vec<WalletTable>> = rest.iter().map(|t| t.wallet_table()).collect();
+                let rest: anyhow::Result<Vec<_>> =
+                    rest.iter().map(|t| Ok((t.wallet_table()?, t.tenant_column.clone()))).collect();
                 (Some(first.clone()), rest?)
             }
             _ => (None, Vec::new()),
@@ -106,14 +107,25 @@ impl GlobalArgs {
                  key path is the template's; drop --key-path"
             );
         }
-        // Each target holds every tenant's rows: the tenant's are those its column names.
-        let for_tenant = |table: WalletTable| -> anyhow::Result<WalletTable> {
-            match (&tenant, &file.tenants.column) {
+        // Each target holds every tenant's rows: the tenant's are those its tenant column (its
+        // own `tenant-column`, else [tenants] column) names.
+        let for_tenant = |table: WalletTable, own_column: Option<String>| -> anyhow::Result<WalletTable> {
+            match (&tenant, own_column.as_ref().or(file.tenants.column.as_ref())) {
                 (Some(tenant), Some(column)) => Ok(table.for_tenant(column, tenant)?),
+                (Some(_), None) => anyhow::bail!(
+                    "table `{}` names no tenant column: set `tenant-column` in its [[target]] entry, or \
+                     `column` under [tenants]",
+                    table.table
+                ),
                 _ => Ok(table),
             }
         };
-        let more_targets = more_targets.into_iter().map(for_tenant).collect::<anyhow::Result<Vec<_>>>()?;
+        let more_targets = more_targets
+            .into_iter()
+            .map(|(table, column)| for_tenant(table, column))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // `--table` names a table of its own: [tenants] column is its tenant column.
+        let first_tenant_column = listed.as_ref().and_then(|t| t.tenant_column.clone());
         let component = self.component.clone().or_else(|| file.component.path.clone());
         let cache = match (&file.component.cache_dir, file.component.cache) {
             (_, false) => None,
@@ -128,7 +140,10 @@ impl GlobalArgs {
         }
         let settings = Settings {
             database_url,
-            table: for_tenant(WalletTable::new(&table, &id_column, &ciphertext_column)?)?,
+            table: for_tenant(
+                WalletTable::new(&table, &id_column, &ciphertext_column)?,
+                first_tenant_column,
+            )?,
             more_targets,
             kv_mount,
             key_path,
