@@ -36,8 +36,22 @@ pub struct AuditReport {
     pub errors: u64,
     /// Findings of level `warning`.
     pub warnings: u64,
+    /// With several targets, each one's figures (its wallets' ids are named `table/id` above).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<AuditedTable>,
     /// Wall-clock time of the audit, in milliseconds.
     pub duration_ms: u64,
+}
+
+/// One target's part of an audit of several.
+#[derive(Debug, Serialize)]
+pub struct AuditedTable {
+    /// The table.
+    pub table: String,
+    /// Wallets the audit read in it.
+    pub total: u64,
+    /// Those that do not open.
+    pub unopenable: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -74,6 +88,12 @@ impl AuditReport {
                 self.unopenable.len()
             ),
         ];
+        for table in &self.tables {
+            lines.push(format!(
+                "  {}: {} wallets, {} do not open",
+                table.table, table.total, table.unopenable
+            ));
+        }
         if let (Some(version), Some(age)) = (self.current_kek_version, self.kek_age_seconds) {
             lines.push(format!(
                 "current KEK v{version}, written {} ago",
@@ -94,18 +114,103 @@ impl AuditReport {
     }
 }
 
-/// Runs the audit component `app` loaded over every wallet and KEK.
+/// Runs the audit component `app` loaded over every wallet of every target, and every KEK.
+/// With several targets the component audits each in turn and the reports are added up; a
+/// finding it makes for each (about the KEK, say) is listed once.
 pub async fn run(app: &App, reporter: Reporter) -> anyhow::Result<AuditReport> {
     let started = Instant::now();
     let mut instance = app.audit_instance(reporter).await?;
+    let targets = app.database().targets();
+    let mut reports = Vec::with_capacity(targets.len());
+    for target in &targets {
+        if targets.len() > 1 {
+            let wallets = instance.state_mut().wallets_mut();
+            wallets.use_target(target.clone());
+            wallets.set_odd_rows(crate::store::OddRows::default());
+        }
+        let report = audit_table(app, &mut instance).await;
+        let report = match report {
+            Ok(report) => report,
+            Err(e) => {
+                instance.state().reporter().finish();
+                return Err(e);
+            }
+        };
+        reports.push((target.table().table.clone(), report));
+    }
+    instance.state().reporter().finish();
+    let mut merged = match reports.len() {
+        1 => reports.pop().map(|(_, report)| report).expect("one report"),
+        _ => merge(reports),
+    };
+    merged.component = app.component().origin.clone();
+    merged.component_sha256 = app.component().sha256.clone();
+    merged.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(merged)
+}
+
+/// The reports of each target as one: figures added up, wallets named `table/id`, findings
+/// listed once each.
+fn merge(reports: Vec<(String, AuditReport)>) -> AuditReport {
+    let mut merged = AuditReport {
+        component: String::new(),
+        component_sha256: String::new(),
+        total: 0,
+        key_versions: BTreeMap::new(),
+        unopenable: Vec::new(),
+        current_kek_version: None,
+        kek_age_seconds: None,
+        findings: Vec::new(),
+        errors: 0,
+        warnings: 0,
+        tables: Vec::new(),
+        duration_ms: 0,
+    };
+    for (table, report) in reports {
+        merged.total += report.total;
+        for (version, count) in report.key_versions {
+            *merged.key_versions.entry(version).or_default() += count;
+        }
+        merged.tables.push(AuditedTable {
+            table: table.clone(),
+            total: report.total,
+            unopenable: report.unopenable.len() as u64,
+        });
+        merged.unopenable.extend(
+            report
+                .unopenable
+                .into_iter()
+                .map(|f| Failure { id: format!("{table}/{}", f.id), reason: f.reason }),
+        );
+        merged.current_kek_version = merged.current_kek_version.or(report.current_kek_version);
+        merged.kek_age_seconds = merged.kek_age_seconds.or(report.kek_age_seconds);
+        for finding in report.findings {
+            let seen = merged.findings.iter().any(|f| {
+                f.level == finding.level && f.check == finding.check && f.message == finding.message
+            });
+            if !seen {
+                merged.findings.push(finding);
+            }
+        }
+    }
+    let count = |level: &str| merged.findings.iter().filter(|f| f.level == level).count() as u64;
+    merged.errors = count("error").max(u64::from(!merged.unopenable.is_empty()));
+    merged.warnings = count("warning");
+    merged
+}
+
+/// One run of the audit over the table the instance reads now.
+async fn audit_table(
+    app: &App,
+    instance: &mut crate::component::AuditInstance,
+) -> anyhow::Result<AuditReport> {
+    let started = Instant::now();
     let options = AuditOptions {
         batch_size: app.plan().batch_size.get(),
         now: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     let at = KeyLocation { key_path: app.settings().key_path.clone() };
-    let report = answer(instance.run(&at, options).await);
-    instance.state().reporter().finish();
-    let report = report?;
+    let report = answer(instance.run(&at, options).await)?;
     let findings: Vec<Finding> = report
         .findings
         .into_iter()
@@ -137,6 +242,7 @@ pub async fn run(app: &App, reporter: Reporter) -> anyhow::Result<AuditReport> {
         current_kek_version: report.current_version,
         kek_age_seconds: report.kek_age_seconds,
         findings,
+        tables: Vec::new(),
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }

@@ -388,6 +388,11 @@ impl AuditInstance {
         self.store.data()
     }
 
+    /// The same, to point the instance at another target between runs.
+    pub fn state_mut(&mut self) -> &mut RunState {
+        self.store.data_mut()
+    }
+
     exports! {
         /// `audit.run`: every check over every wallet and KEK.
         run [Run] => rotor_kek_audit.call_run(at: &audit::KeyLocation, options: AuditOptions) -> AuditReport;
