@@ -64,6 +64,8 @@ struct Chain {
     last: Option<Zeroizing<String>>,
     /// Rotation entries: (seq, journal id, the record as stored).
     rotations: Vec<(u64, i64, serde_json::Value)>,
+    /// The names (`<time>-v<N>…`) of the stored receipts that prune entries hold.
+    receipts: BTreeSet<String>,
     /// What does not hold: each names the entry.
     breaks: Vec<String>,
 }
@@ -136,7 +138,13 @@ impl<'a> Ledger<'a> {
 
     /// Reads every entry, in order, checking each link as it goes.
     async fn read(&self) -> Result<Chain, VaultError> {
-        let mut chain = Chain { len: 0, last: None, rotations: Vec::new(), breaks: Vec::new() };
+        let mut chain = Chain {
+            len: 0,
+            last: None,
+            rotations: Vec::new(),
+            receipts: BTreeSet::new(),
+            breaks: Vec::new(),
+        };
         loop {
             let seq = chain.len + 1;
             let Some(secret) = self.kv.read(&self.path(seq), None).await? else { return Ok(chain) };
@@ -160,13 +168,16 @@ impl<'a> Ledger<'a> {
                             seq - 1
                         ));
                     }
-                    if let Event::Rotation { rotation } = entry.event {
-                        match rotation.get("id").and_then(serde_json::Value::as_i64) {
-                            Some(id) => chain.rotations.push((seq, id, rotation)),
-                            None => {
-                                chain.breaks.push(format!("entry {seq} records a rotation without an id"))
+                    match entry.event {
+                        Event::Rotation { rotation } => {
+                            match rotation.get("id").and_then(serde_json::Value::as_i64) {
+                                Some(id) => chain.rotations.push((seq, id, rotation)),
+                                None => {
+                                    chain.breaks.push(format!("entry {seq} records a rotation without an id"))
+                                }
                             }
                         }
+                        Event::Prune { receipt } => chain.receipts.extend(receipt_name(&receipt)),
                     }
                 }
                 Err(e) => chain.breaks.push(format!("entry {seq} is not a rotor history entry ({e})")),
@@ -233,21 +244,48 @@ impl<'a> Ledger<'a> {
         database: &Database,
         receipt: Option<serde_json::Value>,
     ) -> anyhow::Result<usize> {
-        let mut closed = closed_rotations(database).await?;
+        let closed = closed_rotations(database).await?;
+        // Receipts stored in Vault whose entry an earlier prune could not append; not the one
+        // being appended now, which is stored there too.
+        let fresh = receipt.as_ref().and_then(receipt_name);
+        let stored: Vec<String> =
+            self.stored_receipts().await.into_iter().filter(|name| Some(name) != fresh.as_ref()).collect();
+        // What the chain may lack, oldest first: each rotation by when it closed, each receipt
+        // by when it was made (its name starts with that time, `:` spelt `-`).
+        let mut pending: Vec<(String, Missing)> = closed
+            .into_iter()
+            .map(|r| (r.finished_at.clone().unwrap_or_default().replace(':', "-"), Missing::Rotation(r)))
+            .chain(stored.into_iter().map(|name| (name.clone(), Missing::Receipt(name))))
+            .collect();
+        pending.sort_by(|a, b| a.0.cmp(&b.0));
         let mut receipt = receipt;
         let mut written = 0;
         for _ in 0..APPEND_ATTEMPTS {
             let mut chain = self.read().await?;
             let recorded: BTreeSet<i64> = chain.rotations.iter().map(|(_, id, _)| *id).collect();
-            closed.retain(|r| !recorded.contains(&r.id));
+            pending.retain(|(_, missing)| match missing {
+                Missing::Rotation(r) => !recorded.contains(&r.id),
+                Missing::Receipt(name) => !chain.receipts.contains(name),
+            });
             let mut raced = false;
-            while let Some(rotation) = closed.first() {
-                let event = Event::Rotation { rotation: serde_json::to_value(rotation)? };
+            while let Some((_, missing)) = pending.first() {
+                let event = match missing {
+                    Missing::Rotation(rotation) => {
+                        Event::Rotation { rotation: serde_json::to_value(rotation)? }
+                    }
+                    Missing::Receipt(name) => match self.stored_receipt(name).await? {
+                        Some(stored) => Event::Prune { receipt: stored },
+                        None => {
+                            pending.remove(0);
+                            continue;
+                        }
+                    },
+                };
                 if !self.append(&mut chain, event).await? {
                     raced = true;
                     break;
                 }
-                closed.remove(0);
+                pending.remove(0);
                 written += 1;
             }
             if raced {
@@ -267,6 +305,43 @@ impl<'a> Ledger<'a> {
             "other rotors kept appending to the history at {}-history/ while this one tried {APPEND_ATTEMPTS} times",
             self.key_path
         )
+    }
+
+    fn receipts_folder(&self) -> String {
+        format!("{}-receipts/", self.key_path)
+    }
+
+    /// The names of the receipts stored for this KEK, oldest first (their names start with
+    /// the time). A token whose policy predates listing them (or a Vault that cannot be
+    /// reached now) gets none: the backlog waits for a command that can list it.
+    async fn stored_receipts(&self) -> Vec<String> {
+        match self.kv.list(&self.receipts_folder()).await {
+            Ok(mut names) => {
+                names.sort();
+                names
+            }
+            Err(e) => {
+                tracing::debug!(
+                    "receipts not listed ({e}): any missing from the history stay missing for now"
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// The receipt stored as `name`, as prune printed it (with where it is stored).
+    async fn stored_receipt(&self, name: &str) -> anyhow::Result<Option<serde_json::Value>> {
+        let path = format!("{}{name}", self.receipts_folder());
+        let Some(secret) = self.kv.read(&path, None).await? else { return Ok(None) };
+        let text = secret.data.get("receipt").cloned().unwrap_or_default();
+        let mut receipt: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{path} holds no receipt ({e})"))?;
+        // Stored before it was known where; as printed, it says.
+        if let Some(key_path) = receipt.get("key_path").and_then(serde_json::Value::as_str) {
+            let stored_at = format!("{key_path}-receipts/{name}");
+            receipt["stored_at"] = serde_json::Value::String(stored_at);
+        }
+        Ok(Some(receipt))
     }
 
     /// Reads and checks the chain, and compares each rotation entry with `database`'s journal.
@@ -304,6 +379,20 @@ impl<'a> Ledger<'a> {
         let not_yet_recorded = journal.iter().map(|r| r.id).filter(|id| !seen.contains(id)).collect();
         Ok(Verdict { entries: chain.len, breaks, not_yet_recorded, unreadable: None })
     }
+}
+
+/// Something the chain may lack.
+enum Missing {
+    /// A closed rotation of the journal.
+    Rotation(RotationRecord),
+    /// A receipt stored in Vault, by name.
+    Receipt(String),
+}
+
+/// The name a receipt is stored under, from where it says it is stored.
+fn receipt_name(receipt: &serde_json::Value) -> Option<String> {
+    let stored_at = receipt.get("stored_at")?.as_str()?;
+    Some(stored_at.rsplit('/').next()?.to_owned())
 }
 
 /// The closed rotations of the database's KEK, oldest first.

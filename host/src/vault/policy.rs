@@ -237,6 +237,15 @@ const GRANTS: &[Grant] = &[
         app: &[],
     },
     Grant {
+        path: "{mount}/metadata/{key}-receipts/*",
+        why: "Listing the receipts: one whose history entry could not be written is appended to the \
+              history by the next command that writes it.",
+        writes: "",
+        runner: &["list"],
+        auditor: &["list"],
+        app: &[],
+    },
+    Grant {
         path: "{mount}/data/{key}-history/*",
         why: "The history chained in Vault (<key-path>-history/NNNNNNNN): each closed rotation and \
               each prune's receipt, holding the hash of the entry before; `rotor history` checks it \
