@@ -172,6 +172,23 @@ async fn prune_keeps_the_versions_another_table_still_names(kind: Kind) {
         assert_eq!(listed["fingerprint"].as_str(), fingerprint.as_deref(), "{keys}");
     }
 
+    // A metrics page says the same per version and per table, without reading a key.
+    let page = world.scratch.join("keys.prom");
+    json_success(world.rotor().arg("--metrics-file").arg(&page).arg("status"));
+    let samples = page_samples(&page);
+    let scope = r#"key_path="secret/ibn/encryption-key",table="wallets""#;
+    for (series, value) in [
+        (format!(r#"rotor_kek_versions{{{scope},key_version="3",state="current"}}"#), "1"),
+        (format!(r#"rotor_kek_versions{{{scope},key_version="2",state="archived"}}"#), "1"),
+        (format!(r#"rotor_kek_versions{{{scope},key_version="1",state="destroyed"}}"#), "1"),
+        (format!(r#"rotor_kek_version_rows{{{scope},key_version="3",target="wallets"}}"#), "40"),
+        (format!(r#"rotor_kek_version_rows{{{scope},key_version="2",target="api_tokens"}}"#), "12"),
+    ] {
+        assert_eq!(samples.get(&series).map(String::as_str), Some(value), "{series} in {samples:#?}");
+    }
+    let rows_series = samples.keys().filter(|k| k.starts_with("rotor_kek_version_rows")).count();
+    assert_eq!(rows_series, 2, "{samples:#?}");
+
     // Once the tokens move on, v2 is free; v3 still holds the wallets.
     let moved = json_success(world.rotor().args(TOKENS_FLAGS).arg("rotate"));
     assert_eq!(moved["to_version"].as_u64(), Some(4));
@@ -417,6 +434,36 @@ async fn a_receipt_vault_refuses_is_printed_and_fails_the_command(kind: Kind) {
     assert!(rotor_testkit::text(&out.stderr).contains("keep this output"));
     assert_eq!(archived_versions(&world).await, ["v2", "v3"]);
     assert_every_wallet_opens(&world, &wallets).await;
+
+    // A receipt stored, but whose history entry Vault refused (502), is appended by the next
+    // command that writes the history.
+    proxy.clear();
+    json_success(world.rotor().arg("rotate"));
+    let entries = |world: &World| {
+        let out = world.rotor().arg("history").output().unwrap();
+        rotor_testkit::text(&out.stdout)
+    };
+    assert!(entries(&world).contains("4 entries, chain intact"), "{}", entries(&world));
+    let failing =
+        proxy.fail(reqwest::Method::POST, "/v1/secret/data/ibn/encryption-key-history/", 502, Times::Always);
+    let (out, pruned) = json(world.rotor().env("VAULT_ADDR", proxy.addr()).args(["prune", "--keep", "2"]));
+    assert_eq!(out.status.code(), Some(0), "{pruned}");
+    assert!(proxy.hits(failing) >= 1);
+    assert_eq!(pruned["destroyed"], json!([2]), "{pruned}");
+    assert!(rotor_testkit::text(&out.stderr).contains("the receipt is not in the history in Vault"));
+    assert!(entries(&world).contains("4 entries, chain intact"));
+    proxy.clear();
+    json_success(world.rotor().arg("rotate"));
+    assert!(entries(&world).contains("6 entries, chain intact"), "{}", entries(&world));
+    // In the order they happened: the prune, then the rotation after it.
+    let (_, prune) = history_entry(&world, 5).await;
+    let (_, rotation) = history_entry(&world, 6).await;
+    assert_eq!(prune["event"]["receipt"], pruned["receipt"], "{prune}");
+    assert_eq!(rotation["event"]["kind"], json!("rotation"), "{rotation}");
+    // Appended once: another command that writes the history finds nothing missing.
+    let kept = json_success(world.rotor().args(["prune", "--keep", "3"]));
+    assert_eq!(kept["destroyed"], json!([]), "{kept}");
+    assert!(entries(&world).contains("6 entries, chain intact"), "{}", entries(&world));
 }
 
 on_sqlite_and_postgres!(a_receipt_vault_refuses_is_printed_and_fails_the_command);
@@ -541,6 +588,27 @@ async fn one_rotation_moves_every_target(kind: Kind) {
     let history = json_success(rotor().arg("history"));
     assert_eq!(history[0]["status"], json!("finished"), "{history}");
     assert_eq!(history[0]["failed"], json!(0), "{history}");
+    // An audit reads both tables too, each with its figures; a row of the second that does
+    // not open is named by table and id.
+    let audited = json_success(rotor().arg("audit"));
+    assert_eq!(audited["total"].as_u64(), Some(total), "{audited}");
+    assert_eq!(audited["key_versions"], json!({ "2": total }), "{audited}");
+    assert_eq!(
+        audited["tables"],
+        json!([
+            { "table": "wallets", "total": WALLETS * 5, "unopenable": 0 },
+            { "table": "jwt_keys", "total": JWT_KEYS, "unopenable": 0 },
+        ]),
+        "{audited}"
+    );
+    let jwt_before = jwt_db(&world).await.get("user-00001@IBNMSP").await.unwrap().unwrap();
+    let other = jwt_db(&world).await.get("user-00002@IBNMSP").await.unwrap().unwrap();
+    jwt_db(&world).await.put("user-00001@IBNMSP", &other).await.unwrap();
+    let (out, audited) = json(rotor().arg("audit"));
+    assert_eq!(out.status.code(), Some(3), "{audited}");
+    assert_eq!(audited["unopenable"][0]["id"], json!("jwt_keys/user-00001@IBNMSP"), "{audited}");
+    assert_eq!(audited["tables"][1]["unopenable"], json!(1), "{audited}");
+    jwt_db(&world).await.put("user-00001@IBNMSP", &jwt_before).await.unwrap();
 
     // An application instance that had not reloaded wrote one key under v1: prune keeps v1.
     let v1 = world.kek(1).await;
