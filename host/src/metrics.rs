@@ -13,7 +13,8 @@
 //! this process, so each page is a fresh [`Registry`] holding one snapshot. The crate only
 //! writes pages; [`parse_page`] reads back the few lines rotor needs from its own previous page.
 //!
-//! (Over 500 lines because of its unit tests, a third of the file: the code itself is ~460.)
+//! (Over 500 lines because of its unit tests, a third of the file: the code itself is ~530, one
+//! family per figure, each with the help text dashboards rely on.)
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -8,21 +8,6 @@
 
 use serde::Serialize;
 
-/// `rotor_quarantine`, the same on both databases. Rows are keyed by KEK (`key_path`), table
-/// and id: one KEK's quarantine says nothing about another's (tenants share tables).
-pub(super) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS rotor_quarantine (
-        key_path TEXT NOT NULL,
-        target_table TEXT NOT NULL,
-        row_id TEXT NOT NULL,
-        -- What the ciphertext names, as `rotor keys` counts it: a version number or 'legacy'.
-        kek_version TEXT NOT NULL,
-        ciphertext TEXT NOT NULL,
-        reason TEXT NOT NULL,
-        quarantined_at TEXT NOT NULL,
-        quarantined_by TEXT NOT NULL,
-        PRIMARY KEY (key_path, target_table, row_id)
-    )";
-
 /// One row set aside, as `rotor_quarantine` holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct QuarantinedRow {

@@ -89,7 +89,20 @@ const SCHEMA: [&str; 4] = [
         rotated {int} NOT NULL DEFAULT 0,
         PRIMARY KEY (rotation_id, seq)
     )",
-    super::quarantine::SCHEMA,
+    // Rows set aside by `rotor quarantine` (see `quarantine.rs`), keyed by KEK, table and id:
+    // one KEK's quarantine says nothing about another's (tenants share tables).
+    "CREATE TABLE IF NOT EXISTS rotor_quarantine (
+        key_path TEXT NOT NULL,
+        target_table TEXT NOT NULL,
+        row_id TEXT NOT NULL,
+        -- What the ciphertext names, as `rotor keys` counts it: a version number or 'legacy'.
+        kek_version TEXT NOT NULL,
+        ciphertext TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        quarantined_at TEXT NOT NULL,
+        quarantined_by TEXT NOT NULL,
+        PRIMARY KEY (key_path, target_table, row_id)
+    )",
 ];
 
 /// Columns added to rotor's tables after they were first released: (table, column, the statement
