@@ -132,18 +132,6 @@ impl PgStore {
         Ok(())
     }
 
-    /// Rows without a ciphertext get a label of their own (`null`): they are not legacy
-    /// wallets. (The column is text-like: `connect` checked.)
-    pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let QuotedNames { table, ciphertext: ct, .. } = self.table.quoted();
-        let sql = format!(
-            "SELECT {} AS version, COUNT(*) FROM {table} WHERE {} GROUP BY 1",
-            Self::version_label(&ct),
-            self.table.rows_sql(None)
-        );
-        Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
-    }
-
     /// What the ciphertext in `ct` names, as every count spells it: a version, `legacy` or
     /// `null` (the column is text: `check_table` saw to it).
     fn version_label(ct: &str) -> String {

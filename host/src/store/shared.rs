@@ -266,6 +266,19 @@ macro_rules! shared_queries {
             Ok(())
         }
 
+        /// Rows per what their ciphertext names (`version_label`: a version, `legacy`, or for
+        /// rows holding no text ciphertext a label of their own, since they are not legacy
+        /// wallets).
+        pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
+            let QuotedNames { table, ciphertext: ct, .. } = self.table.quoted();
+            let sql = format!(
+                "SELECT {} AS version, COUNT(*) FROM {table} WHERE {} GROUP BY 1",
+                Self::version_label(&ct),
+                self.table.rows_sql(None)
+            );
+            Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
+        }
+
         pub(super) async fn count(&self) -> Result<u64, StoreError> {
             let sql = format!("SELECT COUNT(*) FROM {} WHERE {}", self.table.quoted().table, self.table.rows_sql(None));
             let count: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&self.pool).await?;

@@ -166,18 +166,6 @@ impl SqliteStore {
         self.write_pairs(rows, &update, &matching, "").await
     }
 
-    /// Rows without a ciphertext (`null`) or with one of another type (`not-text`, a BLOB
-    /// most likely) get labels of their own: they are not legacy wallets.
-    pub(super) async fn version_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let QuotedNames { table, ciphertext: ct, .. } = self.table.quoted();
-        let sql = format!(
-            "SELECT {} AS version, COUNT(*) FROM {table} WHERE {} GROUP BY 1",
-            Self::version_label(&ct),
-            self.table.rows_sql(None)
-        );
-        Ok(sqlx::query_as(AssertSqlSafe(sql)).fetch_all(&self.pool).await?)
-    }
-
     /// What the ciphertext in `ct` names, as every count spells it: a version, `legacy`,
     /// `null` or `not-text`.
     fn version_label(ct: &str) -> String {
