@@ -798,3 +798,65 @@ async fn a_compromised_kek_is_retired(kind: Kind) {
 }
 
 on_sqlite_and_postgres!(a_compromised_kek_is_retired);
+
+// 8. A target that covers only some rows of its table (`filter`): a table shared with rows the
+//    KEK does not protect.
+
+async fn a_filtered_target_moves_only_its_rows(kind: Kind) {
+    let (world, kek) = World::with_kek(kind).await;
+    let wallets = world.enroll_legacy(&kek, WALLETS).await;
+    world
+        .db
+        .execute("CREATE TABLE secrets (id TEXT PRIMARY KEY, sealed TEXT NOT NULL, kind TEXT NOT NULL)")
+        .await;
+    let filtered =
+        WalletTable::new("secrets", "id", "sealed").unwrap().with_filter("kind", "api-token").unwrap();
+    let (tokens, rows) = legacy_wallets(&kek, TOKENS);
+    let tokens_db = Database::connect(&world.db.url, filtered.clone()).await.unwrap();
+    tokens_db.put_many(&rows).await.unwrap();
+    // Rows of another kind in the same table, holding no ciphertext at all.
+    world
+        .db
+        .execute("INSERT INTO secrets (id, sealed, kind) VALUES ('theme', 'dark', 'setting'), ('zz-motd', 'hello', 'setting')")
+        .await;
+    let config = world.scratch.join("rotor.toml");
+    std::fs::write(
+        &config,
+        "[[target]]\ntable = \"wallets\"\n[[target]]\ntable = \"secrets\"\nciphertext-column = \"sealed\"\n\
+         filter = { column = \"kind\", equals = \"api-token\" }\n",
+    )
+    .unwrap();
+    let rotor = || {
+        let mut command = world.rotor();
+        command.arg("--config").arg(&config);
+        command
+    };
+    let total = (WALLETS + TOKENS) as u64;
+
+    let validated = json_success(rotor().arg("validate"));
+    assert_eq!(
+        (validated["total"].as_u64(), validated["valid"].as_u64()),
+        (Some(total), Some(total)),
+        "{validated}"
+    );
+    let rotated = json_success(rotor().arg("rotate"));
+    assert_eq!((rotated["total"].as_u64(), rotated["failed"].as_u64()), (Some(total), Some(0)), "{rotated}");
+    assert_every_wallet_opens(&world, &wallets).await;
+    assert_table_opens_under(&world, &tokens_db, &tokens, 2).await;
+    // The other rows are exactly as they were, and counted nowhere.
+    let everything =
+        Database::connect(&world.db.url, WalletTable::new("secrets", "id", "sealed").unwrap()).await.unwrap();
+    assert_eq!(everything.get("theme").await.unwrap().as_deref(), Some("dark"));
+    assert_eq!(everything.get("zz-motd").await.unwrap().as_deref(), Some("hello"));
+    let keys = json_success(rotor().arg("keys"));
+    assert_eq!(keys["versions"][0]["rows"], json!({ "wallets": WALLETS, "secrets": TOKENS }), "{keys}");
+    assert_eq!(keys["unversioned_rows"], json!({}), "{keys}");
+    let history = json_success(rotor().arg("history"));
+    assert_eq!(history[0]["targets"], json!("wallets:id:ciphertext,secrets:id:sealed:where.kind=api-token"));
+    // Prune sees both targets: v1 goes, with both tables counted.
+    let pruned = json_success(rotor().args(["prune", "--keep", "1"]));
+    assert_eq!(pruned["receipt"]["versions"][0]["rows"], json!({ "wallets": 0, "secrets": 0 }), "{pruned}");
+    assert_eq!(everything.get("theme").await.unwrap().as_deref(), Some("dark"));
+}
+
+on_sqlite_and_postgres!(a_filtered_target_moves_only_its_rows);

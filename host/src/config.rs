@@ -135,6 +135,19 @@ pub struct TargetSection {
     /// With `[tenants]`: the column naming each row's tenant in this table, where it is not
     /// `[tenants] column` (an application's tables seldom agree on one name).
     pub tenant_column: Option<String>,
+    /// Only the rows whose column holds a value, e.g. `filter = { column = "kind", equals =
+    /// "api-token" }`: a table shared with rows this KEK does not protect.
+    pub filter: Option<FilterSection>,
+}
+
+/// A `[[target]]`'s `filter`: the rows it covers are those whose `column` equals `equals`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSection {
+    /// The column compared.
+    pub column: String,
+    /// The value it must hold (letters, digits, `_`, `-`, `.`).
+    pub equals: String,
 }
 
 fn default_id_column() -> String {
@@ -148,8 +161,12 @@ fn default_ciphertext_column() -> String {
 impl TargetSection {
     /// The table as rotor reads it; an identifier that is not plain SQL is an error.
     pub fn wallet_table(&self) -> anyhow::Result<crate::store::WalletTable> {
-        crate::store::WalletTable::new(&self.table, &self.id_column, &self.ciphertext_column)
-            .with_context(|| format!("[[target]] table {:?}", self.table))
+        let table = crate::store::WalletTable::new(&self.table, &self.id_column, &self.ciphertext_column);
+        let table = match (table, &self.filter) {
+            (Ok(table), Some(filter)) => table.with_filter(&filter.column, &filter.equals),
+            (table, _) => table,
+        };
+        table.with_context(|| format!("[[target]] table {:?}", self.table))
     }
 }
 
@@ -504,6 +521,22 @@ mod tests {
         ] {
             let error = format!("{:#}", parse(&text).unwrap_err());
             assert!(error.contains(named), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_target_may_cover_only_some_rows() {
+        let text =
+            "[[target]]\ntable = \"secrets\"\nfilter = { column = \"kind\", equals = \"api-token\" }\n";
+        let table = parse(text).unwrap().target[0].wallet_table().unwrap();
+        assert_eq!(table.rows_sql(None), "\"kind\" = 'api-token'");
+        for (bad, said) in [
+            (text.replace("api-token", "a'b"), "filter value"),
+            (text.replace("equals", "is"), "unknown field"),
+            (text.replace("\"kind\"", "\"ki nd\""), "filter column"),
+        ] {
+            let error = format!("{:#}", parse(&bad).unwrap_err());
+            assert!(error.contains(said), "{bad}: {error}");
         }
     }
 

@@ -124,8 +124,14 @@ impl GlobalArgs {
             .into_iter()
             .map(|(table, column)| for_tenant(table, column))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        // `--table` names a table of its own: [tenants] column is its tenant column.
+        // `--table` names a table of its own: [tenants] column is its tenant column, and it
+        // has no filter.
         let first_tenant_column = listed.as_ref().and_then(|t| t.tenant_column.clone());
+        let first_table = match listed.as_ref().and_then(|t| t.filter.as_ref()) {
+            Some(filter) => WalletTable::new(&table, &id_column, &ciphertext_column)?
+                .with_filter(&filter.column, &filter.equals)?,
+            None => WalletTable::new(&table, &id_column, &ciphertext_column)?,
+        };
         let component = self.component.clone().or_else(|| file.component.path.clone());
         let cache = match (&file.component.cache_dir, file.component.cache) {
             (_, false) => None,
@@ -140,10 +146,7 @@ impl GlobalArgs {
         }
         let settings = Settings {
             database_url,
-            table: for_tenant(
-                WalletTable::new(&table, &id_column, &ciphertext_column)?,
-                first_tenant_column,
-            )?,
+            table: for_tenant(first_table, first_tenant_column)?,
             more_targets,
             kv_mount,
             key_path,

@@ -125,9 +125,10 @@ impl Scope {
         Scope::new("secret", "ibn/encryption-key", vec![table])
     }
 
-    /// The targets as the journal records them: `table:id_column:ciphertext_column`, and
-    /// `:column=tenant` for one tenant's rows, comma separated. Identifiers and tenant names
-    /// hold none of `:`, `,` and `=` (see [`WalletTable::new`], [`WalletTable::for_tenant`]).
+    /// The targets as the journal records them: `table:id_column:ciphertext_column`, then
+    /// `:column=tenant` for one tenant's rows and `:where.column=value` for a target's filter,
+    /// comma separated. Identifiers, tenant names and filter values hold none of `:`, `,`, `=`
+    /// and (identifiers) `.` (see [`WalletTable::new`], `for_tenant`, `with_filter`).
     pub fn targets_text(&self) -> String {
         let spelled: Vec<String> = self
             .targets
@@ -135,7 +136,9 @@ impl Scope {
             .map(|t| {
                 let tenant =
                     t.tenant.as_ref().map(|r| format!(":{}={}", r.column, r.tenant)).unwrap_or_default();
-                format!("{}:{}:{}{tenant}", t.table, t.id_column, t.ciphertext_column)
+                let filter =
+                    t.filter.as_ref().map(|f| format!(":where.{}={}", f.column, f.value)).unwrap_or_default();
+                format!("{}:{}:{}{tenant}{filter}", t.table, t.id_column, t.ciphertext_column)
             })
             .collect();
         spelled.join(",")
@@ -146,12 +149,15 @@ impl Scope {
             .filter_map(|spelled| {
                 let mut names = spelled.split(':');
                 let (table, id, ciphertext) = (names.next()?, names.next()?, names.next()?);
-                let plain = WalletTable::new(table, id, ciphertext).ok()?;
-                match names.next().map(|rows| rows.split_once('=')) {
-                    None => Some(plain),
-                    Some(Some((column, tenant))) => plain.for_tenant(column, tenant).ok(),
-                    Some(None) => None,
+                let mut parsed = WalletTable::new(table, id, ciphertext).ok()?;
+                for limit in names {
+                    let (column, value) = limit.split_once('=')?;
+                    parsed = match column.strip_prefix("where.") {
+                        Some(column) => parsed.with_filter(column, value).ok()?,
+                        None => parsed.for_tenant(column, value).ok()?,
+                    };
                 }
+                Some(parsed)
             })
             .collect()
     }
@@ -166,9 +172,13 @@ impl Scope {
 fn describe_tables(tables: &[WalletTable]) -> String {
     let names: Vec<String> = tables
         .iter()
-        .map(|t| match &t.tenant {
-            Some(rows) => format!("`{}` (tenant {})", t.table, rows.tenant),
-            None => format!("`{}`", t.table),
+        .map(|t| {
+            let filter =
+                t.filter.as_ref().map(|f| format!(" where {} = {}", f.column, f.value)).unwrap_or_default();
+            match &t.tenant {
+                Some(rows) => format!("`{}`{filter} (tenant {})", t.table, rows.tenant),
+                None => format!("`{}`{filter}", t.table),
+            }
         })
         .collect();
     format!("table{} {}", if names.len() == 1 { "" } else { "s" }, names.join(", "))
@@ -311,6 +321,28 @@ mod tests {
         assert_eq!(id, 7);
         assert_eq!(theirs, "table `wallets` under KEK secret/ibn/encryption-key");
         assert_eq!(ours, "table `api_tokens` under KEK secret/ibn/encryption-key");
+    }
+
+    #[test]
+    fn a_filtered_target_is_recorded_with_its_filter() {
+        let tokens =
+            WalletTable::new("secrets", "id", "sealed").unwrap().with_filter("kind", "api-token").unwrap();
+        let acme = tokens.clone().for_tenant("org", "acme").unwrap();
+        let scope =
+            Scope::new("secret", "ibn/acme/encryption-key", vec![acme.clone(), WalletTable::default()]);
+        assert_eq!(
+            scope.targets_text(),
+            "secrets:id:sealed:org=acme:where.kind=api-token,wallets:id:ciphertext"
+        );
+        let recorded = record(Some(&scope.key_path), Some(&scope.targets_text()));
+        assert_eq!(recorded.target_tables(), vec![acme, WalletTable::default()]);
+        assert!(recorded.belongs_to(&scope));
+        let unfiltered =
+            Scope::new("secret", "ibn/acme/encryption-key", vec![tokens, WalletTable::default()]);
+        assert!(!recorded.belongs_to(&unfiltered), "a filtered target is not the whole table");
+        assert!(
+            recorded.describe_scope().starts_with("tables `secrets` where kind = api-token (tenant acme)")
+        );
     }
 
     #[test]

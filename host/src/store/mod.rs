@@ -27,7 +27,8 @@ pub use self::odd::{OddRow, OddRows};
 pub use self::quarantine::{QuarantinedRow, named_version};
 pub(crate) use self::table::Scanned;
 pub use self::table::{
-    BatchOutcome, QuotedNames, Replacement, ScanPage, TenantRows, WalletRow, WalletTable, check_tenant_name,
+    BatchOutcome, QuotedNames, Replacement, RowFilter, ScanPage, TenantRows, WalletRow, WalletTable,
+    check_tenant_name,
 };
 
 use self::journal::{foreign, unfinished};
@@ -290,6 +291,17 @@ impl Database {
                     });
                 }
             }
+        }
+        if let Some(filter) = &table.filter
+            && !columns.iter().any(|c| *c == filter.column)
+        {
+            return Err(StoreError::Config(format!(
+                "column `{}` not found in table `{}` (it has: {}): the `filter` of its [[target]] in \
+                 rotor.toml names it",
+                filter.column,
+                table.table,
+                columns.join(", ")
+            )));
         }
         if let Some(rows) = &table.tenant
             && !columns.iter().any(|c| *c == rows.column)

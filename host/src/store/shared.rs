@@ -382,9 +382,13 @@ macro_rules! shared_queries {
             );
             let done = sqlx::query(AssertSqlSafe(sql)).bind(id).bind(ciphertext).execute(&self.pool).await?;
             if done.rows_affected() == 0 {
-                let tenant = self.table.tenant.as_ref().map_or("", |t| t.tenant.as_str());
+                let whose = match (&self.table.tenant, &self.table.filter) {
+                    (Some(t), _) => format!("tenant {:?}'s", t.tenant),
+                    (None, Some(f)) => format!("one of this target's rows ({} = {})", f.column, f.value),
+                    (None, None) => "one rotor may write".to_owned(),
+                };
                 return Err(StoreError::Config(format!(
-                    "wallet {id:?} exists in table `{}` but is not tenant {tenant:?}'s: it was left as it is",
+                    "wallet {id:?} exists in table `{}` but is not {whose}: it was left as it is",
                     self.table.table
                 )));
             }

@@ -17,6 +17,18 @@ pub struct WalletTable {
     /// Only the rows of one tenant (`[tenants]` in rotor.toml): every query of this table reads
     /// and writes those rows alone.
     pub tenant: Option<TenantRows>,
+    /// Only the rows whose column holds a value (`filter` of a `[[target]]`), as for a tenant:
+    /// a table whose other rows are not under this KEK, or hold no ciphertext at all.
+    pub filter: Option<RowFilter>,
+}
+
+/// The rows a target covers: those whose `column` holds `value`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowFilter {
+    /// The column compared.
+    pub column: String,
+    /// The value it must hold.
+    pub value: String,
 }
 
 /// The rows of one tenant: those whose tenant column holds its name.
@@ -35,6 +47,7 @@ impl Default for WalletTable {
             id_column: "id".into(),
             ciphertext_column: "ciphertext".into(),
             tenant: None,
+            filter: None,
         }
     }
 }
@@ -82,7 +95,21 @@ impl WalletTable {
             id_column: id_column.into(),
             ciphertext_column: ciphertext_column.into(),
             tenant: None,
+            filter: None,
         })
+    }
+
+    /// The same table, limited to the rows whose `column` holds `value`. The value is spliced
+    /// into SQL and the journal as a literal, so it is held to a tenant name's characters.
+    pub fn with_filter(self, column: &str, value: &str) -> Result<Self, StoreError> {
+        check_identifier("filter column", column)?;
+        check_tenant_name(value).map_err(|_| {
+            StoreError::Config(format!(
+                "filter value {value:?} is not usable: letters, digits, `_`, `-` and `.` (a letter or \
+                 digit first), at most 63"
+            ))
+        })?;
+        Ok(WalletTable { filter: Some(RowFilter { column: column.into(), value: value.into() }), ..self })
     }
 
     /// The same table, limited to the rows whose `column` names `tenant`.
@@ -92,26 +119,30 @@ impl WalletTable {
         Ok(WalletTable { tenant: Some(TenantRows { column: column.into(), tenant: tenant.into() }), ..self })
     }
 
-    /// The SQL condition that keeps a query to this table's rows: always true without a
-    /// tenant, else `"column" = 'tenant'` on the table named `qualifier` (or unqualified). The
-    /// tenant's name was checked to hold no quote, so splicing it needs no escaping.
-    pub fn rows_sql(&self, qualifier: Option<&str>) -> String {
-        match &self.tenant {
-            None => "1 = 1".to_owned(),
-            Some(rows) => {
-                let prefix = qualifier.map(|q| format!("{q}.")).unwrap_or_default();
-                format!("{prefix}\"{}\" = '{}'", rows.column, rows.tenant)
-            }
-        }
+    /// The columns this table's rows are limited to, with the value each must hold: the
+    /// tenant's, then the filter's.
+    fn limits(&self) -> impl Iterator<Item = (&str, &str)> {
+        let tenant = self.tenant.iter().map(|t| (t.column.as_str(), t.tenant.as_str()));
+        tenant.chain(self.filter.iter().map(|f| (f.column.as_str(), f.value.as_str())))
     }
 
-    /// For an insert: the quoted tenant column and its value's literal (`, "tenant"` and
-    /// `, 'acme'`), or two empty strings without a tenant.
+    /// The SQL condition that keeps a query to this table's rows: always true without a
+    /// tenant or filter, else `"column" = 'value'` for each, on the table named `qualifier`
+    /// (or unqualified). Values were checked to hold no quote, so splicing them needs no
+    /// escaping.
+    pub fn rows_sql(&self, qualifier: Option<&str>) -> String {
+        let prefix = qualifier.map(|q| format!("{q}.")).unwrap_or_default();
+        let conditions: Vec<String> =
+            self.limits().map(|(column, value)| format!("{prefix}\"{column}\" = '{value}'")).collect();
+        if conditions.is_empty() { "1 = 1".to_owned() } else { conditions.join(" AND ") }
+    }
+
+    /// For an insert: the quoted tenant and filter columns and their values' literals
+    /// (`, "tenant"` and `, 'acme'`), or two empty strings without either.
     pub fn tenant_insert(&self) -> (String, String) {
-        match &self.tenant {
-            None => (String::new(), String::new()),
-            Some(rows) => (format!(", \"{}\"", rows.column), format!(", '{}'", rows.tenant)),
-        }
+        self.limits().fold((String::new(), String::new()), |(columns, values), (column, value)| {
+            (format!("{columns}, \"{column}\""), format!("{values}, '{value}'"))
+        })
     }
 
     /// The names as SQL may splice them: double-quoted, so that PostgreSQL keeps their case
@@ -216,5 +247,18 @@ mod tests {
             assert!(table.clone().for_tenant("org", bad).is_err(), "{bad:?} was accepted");
         }
         assert!(table.for_tenant("org\"", "acme").is_err(), "a column name with a quote was accepted");
+    }
+
+    #[test]
+    fn a_filter_is_one_more_condition_and_its_value_cannot_break_out() {
+        let tokens = WalletTable::default().with_filter("kind", "token").unwrap();
+        assert_eq!(tokens.rows_sql(None), "\"kind\" = 'token'");
+        let acme = tokens.clone().for_tenant("org", "acme").unwrap();
+        assert_eq!(acme.rows_sql(Some("t")), "t.\"org\" = 'acme' AND t.\"kind\" = 'token'");
+        assert_eq!(acme.tenant_insert(), (", \"org\", \"kind\"".to_owned(), ", 'acme', 'token'".to_owned()));
+        for bad in ["x' OR '1'='1", "", "a b"] {
+            assert!(WalletTable::default().with_filter("kind", bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(WalletTable::default().with_filter("ki nd", "token").is_err());
     }
 }
