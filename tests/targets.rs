@@ -860,3 +860,43 @@ async fn a_filtered_target_moves_only_its_rows(kind: Kind) {
 }
 
 on_sqlite_and_postgres!(a_filtered_target_moves_only_its_rows);
+
+// 9. A target whose application still reads the seed's layout (`format = "legacy"`) is written
+//    in it, while the others get rotor's envelope, in one rotation.
+
+async fn a_target_keeps_the_layout_its_application_reads(kind: Kind) {
+    let (world, kek) = World::with_kek(kind).await;
+    let wallets = world.enroll_legacy(&kek, WALLETS).await;
+    world.db.execute(&jwt_table().create_statement()).await;
+    let (jwt, rows) = legacy_wallets(&kek, TOKENS);
+    jwt_db(&world).await.put_many(&rows).await.unwrap();
+    let config = world.scratch.join("rotor.toml");
+    std::fs::write(&config, format!("{TWO_TARGETS}format = \"legacy\"\n")).unwrap();
+    let rotor = || {
+        let mut command = world.rotor();
+        command.arg("--config").arg(&config);
+        command
+    };
+    for version in [2u32, 3] {
+        let rotated = json_success(rotor().arg("rotate"));
+        assert_eq!(
+            (rotated["to_version"].as_u64(), rotated["failed"].as_u64()),
+            (Some(version.into()), Some(0))
+        );
+        assert_eq!(rotated["rotated"].as_u64(), Some((WALLETS + TOKENS) as u64), "{rotated}");
+        assert_table_opens_under(&world, &world.db.connect().await, &wallets, version).await;
+        let kek = world.kek(version).await;
+        for row in jwt_db(&world).await.scan(None, 1000).await.unwrap() {
+            assert_eq!(rotor_codec::inspect(&row.ciphertext), Ok(rotor_codec::Format::Legacy), "{}", row.id);
+            let opened = rotor_codec::open(&kek, &row.id, &row.ciphertext)
+                .unwrap_or_else(|e| panic!("{}: {e}", row.id));
+            assert_eq!(opened.as_slice(), jwt[&row.id].as_slice(), "{}", row.id);
+        }
+    }
+    let history = json_success(rotor().arg("history"));
+    assert_eq!(history[0]["targets"], json!("wallets:id:ciphertext,jwt_keys:kid:sealed_key:format.legacy"));
+    let validated = json_success(rotor().arg("validate"));
+    assert_eq!(validated["valid"].as_u64(), Some((WALLETS + TOKENS) as u64), "{validated}");
+}
+
+on_sqlite_and_postgres!(a_target_keeps_the_layout_its_application_reads);

@@ -138,6 +138,9 @@ pub struct TargetSection {
     /// Only the rows whose column holds a value, e.g. `filter = { column = "kind", equals =
     /// "api-token" }`: a table shared with rows this KEK does not protect.
     pub filter: Option<FilterSection>,
+    /// The layout this table's application reads, `envelope` or `legacy` (the seed's), when it
+    /// is not the one `--output-format` gives every other target.
+    pub format: Option<crate::store::TargetFormat>,
 }
 
 /// A `[[target]]`'s `filter`: the rows it covers are those whose `column` equals `equals`.
@@ -165,6 +168,10 @@ impl TargetSection {
         let table = match (table, &self.filter) {
             (Ok(table), Some(filter)) => table.with_filter(&filter.column, &filter.equals),
             (table, _) => table,
+        };
+        let table = match self.format {
+            Some(format) => table.map(|t| t.with_format(format)),
+            None => table,
         };
         table.with_context(|| format!("[[target]] table {:?}", self.table))
     }

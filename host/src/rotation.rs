@@ -118,6 +118,10 @@ async fn dry_run(app: &App, instance: &mut Instance, options: RotateOptions) -> 
         let table = target.table().table.clone();
         let odd = OddRows::default();
         instance.state_mut().wallets_mut().set_odd_rows(odd.clone());
+        let options = match target.table().format {
+            Some(format) => RotateOptions { output_format: output_format(format), ..options },
+            None => options,
+        };
         instance.state_mut().wallets_mut().use_target(target);
         let mut report = answer(instance.rotate(&app.key_location(), options).await)?;
         report.failed.extend(odd.entries().into_iter().map(WalletFailure::from));
@@ -197,11 +201,12 @@ async fn run_rotation(
     let mut walks = Vec::new();
     let mut done_before = 0;
     for (index, target) in database.targets().into_iter().enumerate() {
+        let target_plan = plan_for(&plan, target.table());
         let walk = Walk::new(WalkSpec {
             database: target,
             rotation: plan.rotation_id as i64,
             target: index,
-            skip_prefix: skip_prefix(&plan),
+            skip_prefix: skip_prefix(&target_plan),
             batch_size: run.batch_size.get(),
             identity: identity.clone(),
             claim_ttl: run.lease_ttl,
@@ -220,7 +225,7 @@ async fn run_rotation(
             worker.state_mut().wallets_mut().set_odd_rows(odd.clone());
         }
         tracing::debug!(elapsed = ?started.elapsed(), table = %walk.database.table().table, "walking");
-        match move_in_parallel(workers, &walk, &at, &plan, shutdown).await? {
+        match move_in_parallel(workers, &walk, &at, &target_plan, shutdown).await? {
             Walked::Done(back, moved) => {
                 workers = back;
                 walks.push(TargetWalk { walk: walk.clone(), odd, moved });
@@ -352,6 +357,21 @@ async fn check_plan(database: &Database, plan: &RotationPlan) -> anyhow::Result<
     }
 }
 
+/// `plan` as `table` is written: in the layout its `[[target]]` names, if it names one.
+fn plan_for(plan: &RotationPlan, table: &crate::store::WalletTable) -> RotationPlan {
+    match table.format {
+        Some(format) => RotationPlan { output_format: output_format(format), ..*plan },
+        None => *plan,
+    }
+}
+
+fn output_format(format: crate::store::TargetFormat) -> OutputFormat {
+    match format {
+        crate::store::TargetFormat::Envelope => OutputFormat::Envelope,
+        crate::store::TargetFormat::Legacy => OutputFormat::Legacy,
+    }
+}
+
 /// What the database may leave out: wallets whose prefix names the target already. Legacy
 /// output names no version, so every wallet is read and trial decryption tells.
 fn skip_prefix(plan: &RotationPlan) -> Option<String> {
@@ -462,12 +482,14 @@ async fn sweep_and_close(
             // the journal's count of wallets the rotation leaves on their old KEK.
             let swept_odd = OddRows::default();
             first.state_mut().wallets_mut().set_odd_rows(swept_odd.clone());
-            let swept = answer(first.move_wallets(&app.key_location(), *plan).await).with_context(|| {
-                format!(
-                    "sweeping table `{}` for wallets still on an old KEK",
-                    target.walk.database.table().table
-                )
-            })?;
+            let target_plan = plan_for(plan, target.walk.database.table());
+            let swept =
+                answer(first.move_wallets(&app.key_location(), target_plan).await).with_context(|| {
+                    format!(
+                        "sweeping table `{}` for wallets still on an old KEK",
+                        target.walk.database.table().table
+                    )
+                })?;
             if !swept.failed.is_empty() {
                 tracing::warn!(
                     table = %target.walk.database.table().table,

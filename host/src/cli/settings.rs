@@ -125,13 +125,16 @@ impl GlobalArgs {
             .map(|(table, column)| for_tenant(table, column))
             .collect::<anyhow::Result<Vec<_>>>()?;
         // `--table` names a table of its own: [tenants] column is its tenant column, and it
-        // has no filter.
+        // has neither filter nor format of its own.
         let first_tenant_column = listed.as_ref().and_then(|t| t.tenant_column.clone());
-        let first_table = match listed.as_ref().and_then(|t| t.filter.as_ref()) {
+        let mut first_table = match listed.as_ref().and_then(|t| t.filter.as_ref()) {
             Some(filter) => WalletTable::new(&table, &id_column, &ciphertext_column)?
                 .with_filter(&filter.column, &filter.equals)?,
             None => WalletTable::new(&table, &id_column, &ciphertext_column)?,
         };
+        if let Some(format) = listed.as_ref().and_then(|t| t.format) {
+            first_table = first_table.with_format(format);
+        }
         let component = self.component.clone().or_else(|| file.component.path.clone());
         let cache = match (&file.component.cache_dir, file.component.cache) {
             (_, false) => None,

@@ -126,7 +126,8 @@ impl Scope {
     }
 
     /// The targets as the journal records them: `table:id_column:ciphertext_column`, then
-    /// `:column=tenant` for one tenant's rows and `:where.column=value` for a target's filter,
+    /// `:column=tenant` for one tenant's rows, `:where.column=value` for a target's filter and
+    /// `:format.legacy` (or `.envelope`) for a target written in a layout of its own,
     /// comma separated. Identifiers, tenant names and filter values hold none of `:`, `,`, `=`
     /// and (identifiers) `.` (see [`WalletTable::new`], `for_tenant`, `with_filter`).
     pub fn targets_text(&self) -> String {
@@ -138,7 +139,8 @@ impl Scope {
                     t.tenant.as_ref().map(|r| format!(":{}={}", r.column, r.tenant)).unwrap_or_default();
                 let filter =
                     t.filter.as_ref().map(|f| format!(":where.{}={}", f.column, f.value)).unwrap_or_default();
-                format!("{}:{}:{}{tenant}{filter}", t.table, t.id_column, t.ciphertext_column)
+                let format = t.format.map(|f| format!(":format.{}", f.as_str())).unwrap_or_default();
+                format!("{}:{}:{}{tenant}{filter}{format}", t.table, t.id_column, t.ciphertext_column)
             })
             .collect();
         spelled.join(",")
@@ -151,6 +153,10 @@ impl Scope {
                 let (table, id, ciphertext) = (names.next()?, names.next()?, names.next()?);
                 let mut parsed = WalletTable::new(table, id, ciphertext).ok()?;
                 for limit in names {
+                    if let Some(format) = limit.strip_prefix("format.") {
+                        parsed = parsed.with_format(super::TargetFormat::parse(format)?);
+                        continue;
+                    }
                     let (column, value) = limit.split_once('=')?;
                     parsed = match column.strip_prefix("where.") {
                         Some(column) => parsed.with_filter(column, value).ok()?,
@@ -343,6 +349,12 @@ mod tests {
         assert!(
             recorded.describe_scope().starts_with("tables `secrets` where kind = api-token (tenant acme)")
         );
+        let legacy = WalletTable::default().with_format(super::super::TargetFormat::Legacy);
+        let legacy = Scope::new("secret", "ibn/k", vec![legacy]);
+        assert_eq!(legacy.targets_text(), "wallets:id:ciphertext:format.legacy");
+        let recorded = record(Some(&legacy.key_path), Some(&legacy.targets_text()));
+        let envelope = Scope::new("secret", "ibn/k", vec![WalletTable::default()]);
+        assert!(recorded.belongs_to(&legacy) && !recorded.belongs_to(&envelope));
     }
 
     #[test]

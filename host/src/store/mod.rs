@@ -27,8 +27,8 @@ pub use self::odd::{OddRow, OddRows};
 pub use self::quarantine::{QuarantinedRow, named_version};
 pub(crate) use self::table::Scanned;
 pub use self::table::{
-    BatchOutcome, QuotedNames, Replacement, RowFilter, ScanPage, TenantRows, WalletRow, WalletTable,
-    check_tenant_name,
+    BatchOutcome, QuotedNames, Replacement, RowFilter, ScanPage, TargetFormat, TenantRows, WalletRow,
+    WalletTable, check_tenant_name,
 };
 
 use self::journal::{foreign, unfinished};

@@ -20,6 +20,34 @@ pub struct WalletTable {
     /// Only the rows whose column holds a value (`filter` of a `[[target]]`), as for a tenant:
     /// a table whose other rows are not under this KEK, or hold no ciphertext at all.
     pub filter: Option<RowFilter>,
+    /// The layout this table's application reads (`format` of a `[[target]]`), where it is not
+    /// the one the rotation writes everywhere else (`--output-format`).
+    pub format: Option<TargetFormat>,
+}
+
+/// A ciphertext layout a table's application reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetFormat {
+    /// rotor's versioned envelope.
+    Envelope,
+    /// The seed's layout (base64 of iv, tag, ciphertext), for an application not updated yet.
+    Legacy,
+}
+
+impl TargetFormat {
+    /// As rotor.toml and the journal spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetFormat::Envelope => "envelope",
+            TargetFormat::Legacy => "legacy",
+        }
+    }
+
+    /// The layout `name` spells, if any.
+    pub fn parse(name: &str) -> Option<TargetFormat> {
+        [TargetFormat::Envelope, TargetFormat::Legacy].into_iter().find(|f| f.as_str() == name)
+    }
 }
 
 /// The rows a target covers: those whose `column` holds `value`.
@@ -48,6 +76,7 @@ impl Default for WalletTable {
             ciphertext_column: "ciphertext".into(),
             tenant: None,
             filter: None,
+            format: None,
         }
     }
 }
@@ -96,7 +125,13 @@ impl WalletTable {
             ciphertext_column: ciphertext_column.into(),
             tenant: None,
             filter: None,
+            format: None,
         })
+    }
+
+    /// The same table, written in `format` whatever layout a rotation writes elsewhere.
+    pub fn with_format(self, format: TargetFormat) -> Self {
+        WalletTable { format: Some(format), ..self }
     }
 
     /// The same table, limited to the rows whose `column` holds `value`. The value is spliced
