@@ -251,3 +251,53 @@ fn version_label(named: &str) -> String {
         Err(_) => named.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, version: &str) -> QuarantinedRow {
+        QuarantinedRow {
+            table: "wallets".into(),
+            id: id.into(),
+            kek_version: version.into(),
+            reason: "ciphertext does not open".into(),
+            quarantined_at: "2026-12-05T12:00:00Z".into(),
+            quarantined_by: "ops@host (pid 7)".into(),
+            ciphertext: "rotor:v2:secret-looking-bytes".into(),
+        }
+    }
+
+    #[test]
+    fn the_report_names_each_row_and_never_its_ciphertext() {
+        let found = Quarantined {
+            key_path: "secret/ibn/encryption-key".into(),
+            dry_run: true,
+            checked: 3,
+            set_aside: vec![row("w-1", "2"), row("w-2", "legacy")],
+            already: 1,
+            odd_rows: vec![OddEntry { id: "w-9".into(), reason: "its `ciphertext` is NULL".into() }],
+        };
+        let said = found.human();
+        for phrase in [
+            "tried 3 row(s) not on the current version; would set aside 2",
+            "(1 already set aside)",
+            "wallets/w-1 (names v2): ciphertext does not open",
+            "wallets/w-2 (names legacy)",
+            "not set aside: row w-9",
+            "dry run: nothing recorded",
+        ] {
+            assert!(said.contains(phrase), "{phrase:?} not in:\n{said}");
+        }
+        let json = serde_json::to_string(&found).unwrap();
+        assert!(!said.contains("secret-looking") && !json.contains("secret-looking"), "{json}");
+        let listed = Listed {
+            key_path: "secret/k".into(),
+            rows: vec![ListedRow { row: row("w-1", "2"), state: "changed" }],
+        };
+        assert!(
+            listed.human().contains("wallets/w-1 (names v2) changed, since 2026-12-05T12:00:00Z by ops@host")
+        );
+        assert!(!serde_json::to_string(&listed).unwrap().contains("secret-looking"));
+    }
+}

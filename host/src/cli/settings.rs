@@ -124,8 +124,8 @@ impl GlobalArgs {
             .into_iter()
             .map(|(table, column)| for_tenant(table, column))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        // `--table` names a table of its own: [tenants] column is its tenant column, and it
-        // has neither filter nor format of its own.
+        // The first [[target]]'s own tenant column, filter and layout; a table named by
+        // `--table` has none of these, and [tenants] column is its tenant column.
         let first_tenant_column = listed.as_ref().and_then(|t| t.tenant_column.clone());
         let mut first_table = match listed.as_ref().and_then(|t| t.filter.as_ref()) {
             Some(filter) => WalletTable::new(&table, &id_column, &ciphertext_column)?
