@@ -8,6 +8,8 @@
 //! ciphertext; the receipt of a destruction lists what was set aside. The application's row is
 //! never changed or deleted, and `--release` counts it again.
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 
 use crate::app::App;
@@ -55,8 +57,11 @@ pub async fn quarantine(app: &App, dry_run: bool) -> anyhow::Result<Quarantined>
             app.settings().key_path
         )
     })?;
-    let skip = format!("rotor:v{current}:");
+    let (skip, current) = (format!("rotor:v{current}:"), current.to_string());
     let recorded = database.quarantined().await?;
+    // Looked up once per row tried: a set, not a scan of every record.
+    let recorded: HashSet<(&str, &str, &str)> =
+        recorded.iter().map(|r| (r.table.as_str(), r.id.as_str(), r.ciphertext.as_str())).collect();
     let quarantined_by = RunIdentity::this_process(app.component().sha256.clone()).started_by;
     let odd = OddRows::default();
     let already = database.quarantined_counts_by_target().await?;
@@ -70,7 +75,7 @@ pub async fn quarantine(app: &App, dry_run: bool) -> anyhow::Result<Quarantined>
     };
     // The tables the destroy check counts, each checked to exist: a row there is what blocks it.
     for (table, counts) in database.version_counts_by_target().await? {
-        if counts.keys().all(|named| *named == current.to_string()) {
+        if counts.keys().all(|named| *named == current) {
             continue;
         }
         let target = database.with_table(table.clone());
@@ -79,10 +84,7 @@ pub async fn quarantine(app: &App, dry_run: bool) -> anyhow::Result<Quarantined>
             let page = target.checked_scan(after.as_deref(), None, PAGE, Some(&skip), &odd).await?;
             for row in &page.rows {
                 // Set aside already (and counted in `already`): nothing to try.
-                if recorded
-                    .iter()
-                    .any(|r| r.table == table.table && r.id == row.id && r.ciphertext == row.ciphertext)
-                {
+                if recorded.contains(&(table.table.as_str(), row.id.as_str(), row.ciphertext.as_str())) {
                     continue;
                 }
                 found.checked += 1;
