@@ -254,7 +254,9 @@ impl<'a> Ledger<'a> {
         // by when it was made (its name starts with that time, `:` spelt `-`).
         let mut pending: Vec<(String, Missing)> = closed
             .into_iter()
-            .map(|r| (r.finished_at.clone().unwrap_or_default().replace(':', "-"), Missing::Rotation(r)))
+            .map(|r| {
+                (r.finished_at.clone().unwrap_or_default().replace(':', "-"), Missing::Rotation(Box::new(r)))
+            })
             .chain(stored.into_iter().map(|name| (name.clone(), Missing::Receipt(name))))
             .collect();
         pending.sort_by(|a, b| a.0.cmp(&b.0));
@@ -384,7 +386,7 @@ impl<'a> Ledger<'a> {
 /// Something the chain may lack.
 enum Missing {
     /// A closed rotation of the journal.
-    Rotation(RotationRecord),
+    Rotation(Box<RotationRecord>),
     /// A receipt stored in Vault, by name.
     Receipt(String),
 }

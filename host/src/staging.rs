@@ -99,7 +99,7 @@ pub async fn unstage(app: &App) -> anyhow::Result<Unstaged> {
 
 /// The staged KEK, if one is.
 pub async fn staged(app: &App) -> anyhow::Result<Option<StagedKek>> {
-    Ok(app.key_ring().staged().await.context("reading the staged KEK")?)
+    app.key_ring().staged().await.context("reading the staged KEK")
 }
 
 /// Refuses `command` (a rotation that would store a KEK of its own) while a KEK is staged:

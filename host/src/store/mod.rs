@@ -293,7 +293,7 @@ impl Database {
             }
         }
         if let Some(filter) = &table.filter
-            && !columns.iter().any(|c| *c == filter.column)
+            && !columns.contains(&filter.column)
         {
             return Err(StoreError::Config(format!(
                 "column `{}` not found in table `{}` (it has: {}): the `filter` of its [[target]] in \
@@ -304,7 +304,7 @@ impl Database {
             )));
         }
         if let Some(rows) = &table.tenant
-            && !columns.iter().any(|c| *c == rows.column)
+            && !columns.contains(&rows.column)
         {
             return Err(StoreError::Config(format!(
                 "column `{}` not found in table `{}` (it has: {}): `column` under [tenants] in rotor.toml \
