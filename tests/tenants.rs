@@ -303,7 +303,108 @@ async fn each_target_names_its_own_tenant_column(kind: Kind) {
     assert!(targets.contains("tenant=acme") && targets.contains("org=acme"), "{history}");
 }
 
+/// `[tenants] derive-from`: each tenant's KEK versions derived from one root KEK with
+/// HKDF-SHA256 (a fresh salt per version, the tenant's name as context). Vault holds the root
+/// and, at each tenant's key path, only the records that derive its versions.
+async fn tenant_keks_derive_from_one_root(kind: Kind) {
+    const ROOT: &str = "ibn/tenant-root";
+    let tenants = Tenants::new(kind).await;
+    let file = std::fs::read_to_string(&tenants.config).unwrap();
+    std::fs::write(
+        &tenants.config,
+        file.replace("[tenants]\n", &format!("[tenants]\nderive-from = \"{ROOT}\"\n")),
+    )
+    .unwrap();
+    let vault = tenants.world.vault_client();
+    let record = async |tenant: &str, version: u32| {
+        let path = format!("{}-archive/v{version}", key_path(tenant));
+        let secret = vault.read(&path, None).await.unwrap().unwrap_or_else(|| panic!("no {path}"));
+        let field = |name: &str| secret.data.get(name).map(|v| v.as_str().to_owned());
+        assert_eq!(field("key"), None, "{path} holds a key: a derived KEK must never be stored");
+        assert_eq!(field("derive").as_deref(), Some("hkdf-sha256"), "{path}");
+        assert_eq!(field("root-path").as_deref(), Some(ROOT), "{path}");
+        let salt = hex::decode(field("salt").unwrap()).unwrap();
+        (field("root-version").unwrap().parse::<u32>().unwrap(), salt)
+    };
+    // The key a record stands for, derived here from the root's archived version.
+    let derived = async |tenant: &str, version: u32| -> Kek {
+        let (root_version, salt) = record(tenant, version).await;
+        let root = tenants.world.kv_field(&format!("{ROOT}-archive/v{root_version}"), "key").await;
+        let info = [b"rotor tenant KEK v1\0".as_slice(), tenant.as_bytes()].concat();
+        Kek::from_hex(&root).unwrap().derive(&salt, &info)
+    };
+    let opens_under = async |tenant: &str, version: u32, kek: &Kek| {
+        let rows = tenants.rows(tenant).await;
+        assert_eq!(rows.len(), PER_TENANT, "{tenant}");
+        for (id, plaintext) in &tenants.wallets[tenant] {
+            assert!(rows[id].starts_with(&format!("rotor:v{version}:")), "{id} is not on v{version}");
+            let opened = rotor_codec::open(kek, id, &rows[id]).unwrap_or_else(|e| panic!("{id}: {e}"));
+            assert_eq!(opened.as_slice(), plaintext.as_slice(), "{id}");
+        }
+    };
+    let before = all_rows(&tenants).await;
+
+    // acme's first derived version: the root's first version is stored with it.
+    let rotated = json_success(tenants.rotor(Some("acme")).arg("rotate"));
+    assert_eq!((rotated["to_version"].as_u64(), rotated["failed"].as_u64()), (Some(2), Some(0)), "{rotated}");
+    assert_eq!(record("acme", 2).await.0, 1);
+    assert_eq!(vault.read(ROOT, None).await.unwrap().unwrap().version, 1);
+    let acme_v2 = derived("acme", 2).await;
+    opens_under("acme", 2, &acme_v2).await;
+    for tenant in ["globex", "initech"] {
+        assert_eq!(tenants.rows(tenant).await, before[tenant], "{tenant}'s rows changed");
+        assert_eq!(tenants.kek_version(tenant).await, 1, "{tenant}'s KEK changed");
+    }
+    // rotor reads what it derived: status and open, through the host's key ring.
+    let status = json_success(tenants.rotor(Some("acme")).arg("status"));
+    assert_eq!(status["key_versions"], json!({ "2": PER_TENANT }), "{status}");
+    let id = "acme-user-00001@IBNMSP";
+    let out = tenants.rotor(Some("acme")).args(["open", id]).output().unwrap();
+    rotor_testkit::assert_success(&out);
+    assert_eq!(out.stdout, tenants.wallets["acme"][id].as_slice());
+
+    // globex derives from the same root version with a salt of its own: another key.
+    json_success(tenants.rotor(Some("globex")).arg("rotate"));
+    let globex_v2 = derived("globex", 2).await;
+    opens_under("globex", 2, &globex_v2).await;
+    assert_ne!(acme_v2, globex_v2);
+    assert_ne!(record("acme", 2).await.1, record("globex", 2).await.1, "two tenants drew one salt");
+    // Its row labelled acme's does not open as acme's: acme's KEKs are not globex's.
+    let moved = "globex-user-00002@IBNMSP";
+    tenants.world.db.execute(&format!("UPDATE wallets SET tenant = 'acme' WHERE id = '{moved}'")).await;
+    let out = tenants.rotor(Some("acme")).args(["open", moved]).output().unwrap();
+    assert!(!out.status.success() && out.stdout.is_empty(), "acme opened globex's wallet");
+    tenants.world.db.execute(&format!("UPDATE wallets SET tenant = 'globex' WHERE id = '{moved}'")).await;
+
+    // A new root, then every tenant under it: one root version for all three.
+    let (out, all) = json(tenants.rotor(Some("all")).args(["rotate", "--new-root"]));
+    rotor_testkit::assert_success(&out);
+    assert!(all["new_root"].as_str().unwrap().contains("stored v2 at ibn/tenant-root"), "{all}");
+    assert_eq!(vault.read(ROOT, None).await.unwrap().unwrap().version, 2);
+    let expected = [("acme", 3), ("globex", 3), ("initech", 2)];
+    for (tenant, version) in expected {
+        assert_eq!(all["tenants"][tenant]["to_version"], version, "{all}");
+        assert_eq!(record(tenant, version).await.0, 2, "{tenant} v{version}");
+        opens_under(tenant, version, &derived(tenant, version).await).await;
+    }
+
+    // Destroying a derived version destroys its record; the root stays for the others.
+    let pruned = json_success(tenants.rotor(Some("acme")).args(["prune", "--keep", "1"]));
+    assert_eq!(pruned["destroyed"], json!([1, 2]), "{pruned}");
+    assert!(vault.read(&format!("{}-archive/v2", key_path("acme")), None).await.unwrap().is_none());
+    assert_eq!(vault.read(ROOT, None).await.unwrap().unwrap().version, 2);
+    opens_under("globex", 3, &derived("globex", 3).await).await;
+
+    // Without derive-from, a derived version is refused by name, and nothing changes.
+    std::fs::write(&tenants.config, file).unwrap();
+    let rows = all_rows(&tenants).await;
+    let out = tenants.rotor(Some("acme")).args(["open", id]).output().unwrap();
+    assert_fails_saying(&out, 1, &["derived from the root KEK at ibn/tenant-root", "derive-from"]);
+    assert_eq!(all_rows(&tenants).await, rows);
+}
+
 on_sqlite_and_postgres!(
+    tenant_keks_derive_from_one_root,
     each_target_names_its_own_tenant_column,
     rotating_one_tenant_touches_no_other,
     a_row_moved_across_tenants_does_not_open,

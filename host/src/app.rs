@@ -12,12 +12,12 @@ use crate::component::{AuditInstance, AuditRuntime, ComponentSource, Instance, R
 use crate::component_cache::ComponentCache;
 use crate::grants::{Access, Grants};
 use crate::inspect::World;
-use crate::keyring::KeyRing;
+use crate::keyring::{Derivation, KeyRing};
 use crate::limits::Limits;
 use crate::plan::RunPlan;
 use crate::progress::Reporter;
 use crate::store::{Database, RunIdentity, Scope, WalletTable};
-use crate::vault::{KvBackend, KvSource};
+use crate::vault::{KvBackend, KvSource, VaultWrites};
 
 /// Where things are: the database, the wallet table, the KEK in Vault, the component, and the
 /// sandbox's rules.
@@ -50,6 +50,8 @@ pub struct Settings {
     /// The tenant whose KEK and rows these settings name (`--tenant`), if rotor.toml has
     /// `[tenants]`.
     pub tenant: Option<String>,
+    /// `[tenants] derive-from`: the root KEK's path, from which each tenant's KEKs are derived.
+    pub derive_from: Option<String>,
 }
 
 impl Settings {
@@ -57,6 +59,12 @@ impl Settings {
     pub fn scope(&self) -> Scope {
         let targets = std::iter::once(&self.table).chain(&self.more_targets).cloned().collect();
         Scope::new(&self.kv_mount, &self.key_path, targets)
+    }
+
+    /// Where this tenant's KEKs are derived from, if rotor.toml derives them.
+    pub fn derivation(&self) -> Option<Derivation> {
+        let (root_path, tenant) = (self.derive_from.clone()?, self.tenant.clone()?);
+        Some(Derivation { root_path, tenant })
     }
 }
 
@@ -195,7 +203,22 @@ impl App {
     /// The KEKs at the settings' key path, held by the host: for commands that read or change
     /// them without a component (`keys`, `status`, `destroy`, staging).
     pub fn key_ring(&self) -> KeyRing {
-        KeyRing::new(self.kv.clone(), &self.settings.key_path)
+        let ring = KeyRing::new(self.kv.clone(), &self.settings.key_path);
+        match self.settings.derivation() {
+            Some(derivation) => ring.with_derivation(derivation),
+            None => ring,
+        }
+    }
+
+    /// Fails, before anything changes, if the Vault token's policies do not allow `writes` at
+    /// the settings' KEK (and the root it is derived from); without Vault there is no one to ask.
+    pub async fn require_policies(&self, writes: VaultWrites) -> anyhow::Result<()> {
+        let Some(vault) = self.kv.vault() else {
+            return Ok(());
+        };
+        let settings = &self.settings;
+        crate::vault::require_policies(vault, &settings.key_path, settings.derive_from.as_deref(), writes)
+            .await
     }
 
     /// Where the KEK lives, in the form the component's exports take.
@@ -206,7 +229,7 @@ impl App {
     fn run_state(&self, grants: Grants, reporter: Reporter) -> RunState {
         let identity = RunIdentity::this_process(self.source.sha256.clone());
         RunState::new(
-            self.kv.clone(),
+            self.key_ring(),
             self.database.clone(),
             grants,
             identity,

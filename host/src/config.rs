@@ -55,6 +55,10 @@ pub struct TenantsSection {
     /// Every tenant: what `rotor rotate --tenant all` rotates, and the only names `--tenant`
     /// accepts (a misspelt tenant would otherwise get a KEK of its own).
     pub list: Vec<String>,
+    /// The root KEK's path, if each tenant's KEK versions are derived from it (HKDF-SHA256, the
+    /// tenant's name as context) rather than stored: the key path then holds each version's
+    /// derivation record, and Vault one root key for every tenant.
+    pub derive_from: Option<String>,
 }
 
 impl TenantsSection {
@@ -104,6 +108,18 @@ impl TenantsSection {
             bail!("[tenants] needs `list`: every tenant's name, e.g. list = [\"acme\", \"globex\"]");
         }
         let mut seen = std::collections::HashSet::new();
+        if let (Some(root), Some(template)) = (&self.derive_from, &self.key_path) {
+            let root = root.trim_matches('/');
+            if root.is_empty()
+                || root.contains("{tenant}")
+                || self.list.iter().any(|t| template.replace("{tenant}", t) == root)
+            {
+                bail!(
+                    "[tenants] derive-from names the root KEK every tenant's KEK is derived from: one path, \
+                     not a template and not a tenant's own key path, e.g. \"ibn/tenant-root-kek\""
+                );
+            }
+        }
         for tenant in &self.list {
             crate::store::check_tenant_name(tenant).context("[tenants] list")?;
             if tenant == "all" || !seen.insert(tenant) {
@@ -510,6 +526,8 @@ mod tests {
             "[tenants]\nkey-path = \"ibn/{tenant}/kek\"\ncolumn = \"org\"\nlist = [\"acme\", \"globex\"]\n";
         let file = parse(good).unwrap();
         assert_eq!(file.tenants.key_path_of("acme").as_deref(), Some("ibn/acme/kek"));
+        let derived = parse(&format!("{good}derive-from = \"ibn/tenant-root\"\n")).unwrap();
+        assert_eq!(derived.tenants.derive_from.as_deref(), Some("ibn/tenant-root"));
         for (text, named) in [
             (good.replace("{tenant}", "x"), "`{tenant}`"),
             (good.replace("column = \"org\"\n", ""), "needs `column`"),
@@ -525,6 +543,9 @@ mod tests {
                     + "[[target]]\ntable = \"t\"\ntenant-column = \"org\"\n[[target]]\ntable = \"u\"\n",
                 "needs `column`",
             ),
+            (format!("{good}derive-from = \"ibn/{{tenant}}/root\"\n"), "derive-from"),
+            (format!("{good}derive-from = \"ibn/acme/kek\"\n"), "not a tenant's own key path"),
+            (format!("{good}derive-from = \"/\"\n"), "derive-from"),
         ] {
             let error = format!("{:#}", parse(&text).unwrap_err());
             assert!(error.contains(named), "{text}: {error}");

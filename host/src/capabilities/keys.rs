@@ -516,7 +516,7 @@ impl key_reader::Host for KeysView<'_> {
         let version = name.strip_prefix('v').and_then(|v| v.parse().ok()).unwrap_or(0);
         match self.keys.ring.archived(&name).await {
             Ok(Some(kek)) => {
-                let held = HeldKek { version, kek, from_history: false, draft: false };
+                let held = HeldKek { version, kek, from_history: false, draft: false, derived: None };
                 Ok(self.push_kek(held)?.map(Some))
             }
             Ok(None) => Ok(Ok(None)),

@@ -58,7 +58,6 @@ use crate::keyring::KeyRing;
 use crate::limits::{GuestClock, Limits, MemoryCap, WallClock};
 use crate::progress::Reporter;
 use crate::store::{Database, OddRow, RunIdentity};
-use crate::vault::KvBackend;
 
 pub use journal::Journal;
 pub use keys::{Keys, SecretHandle};
@@ -80,10 +79,11 @@ pub struct RunState {
 }
 
 impl RunState {
-    /// An instance's reach: the KEKs in `kv` and the wallets in `database` within `grants` and
-    /// `limits`, acting as `identity`, its progress shown by `reporter`.
+    /// An instance's reach: the KEKs of `ring` (whose Vault also keeps the journal's history)
+    /// and the wallets in `database`, within `grants` and `limits`, acting as
+    /// `identity`, its progress shown by `reporter`.
     pub fn new(
-        kv: impl Into<KvBackend>,
+        ring: KeyRing,
         database: Database,
         grants: Grants,
         identity: RunIdentity,
@@ -91,7 +91,7 @@ impl RunState {
         limits: Limits,
         lease_ttl: Duration,
     ) -> Self {
-        let kv = kv.into();
+        let kv = ring.kv().clone();
         // Randomness (wasi:random) is all the component gets from WASI: no preopened
         // directories, no environment, no arguments, no network, no inherited stdio.
         let wasi = WasiCtx::builder().build();
@@ -103,7 +103,7 @@ impl RunState {
             wall: WallClock::new(&limits),
             journal: Journal::new(database.clone(), grants.journal_write, kv.vault().cloned()),
             wallets: WalletStore::new(database.clone(), grants.wallets.clone(), limits),
-            keys: Keys::new(KeyRing::new(kv, &grants.key_path), grants, database.clone()),
+            keys: Keys::new(ring, grants, database.clone()),
             report: Report::new(reporter),
             lease: Lease::new(database, identity, lease_ttl),
         }

@@ -329,7 +329,7 @@ pub struct ServeArgs {
     pub batch: BatchArgs,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 /// `--batch-size`, shared by the commands that walk the wallet table.
 pub struct BatchArgs {
     /// Wallets per batch (per transaction and per call into the component). Larger batches
@@ -349,7 +349,7 @@ pub struct ValidateArgs {
     pub workers: Option<std::num::NonZeroUsize>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 /// The flags of `rotor rotate` and `rotor rollback`: how the rotation runs.
 pub struct RotateArgs {
     #[command(flatten)]
@@ -407,7 +407,7 @@ impl RotateArgs {
 }
 
 /// `rotor rotate`: a rotation, and when to skip it.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 pub struct RotateCommand {
     #[command(flatten)]
     /// How the rotation runs.
@@ -437,6 +437,12 @@ pub struct RotateCommand {
     /// KEK is staged already, says so and changes nothing.
     #[arg(long, conflicts_with_all = ["dry_run", "resume", "reencrypt", "strict", "compromised"])]
     pub stage: bool,
+    /// First store a new version of the root KEK that tenants' KEKs are derived from ([tenants]
+    /// derive-from); this rotation and every later one, of any tenant, derives from it. With
+    /// `--tenant all`, one new root version, then every tenant moves under it: what to run
+    /// when the root may have leaked (add --reencrypt), before pruning the old tenant versions.
+    #[arg(long, conflicts_with_all = ["dry_run", "resume", "if_older_than", "scheduled"])]
+    pub new_root: bool,
 }
 
 /// A KEK version as an operator writes it: `v3` or `3` (at least 1).

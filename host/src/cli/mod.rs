@@ -141,7 +141,12 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
         Command::Policy { role } => {
             let settings = global.settings()?;
             let role = PolicyRole::from(*role);
-            let hcl = crate::vault::policy_hcl(role, &settings.kv_mount, &settings.key_path);
+            let hcl = crate::vault::policy_hcl(
+                role,
+                &settings.kv_mount,
+                &settings.key_path,
+                settings.derive_from.as_deref(),
+            );
             let printed = serde_json::json!({ "name": role.policy_name(), "policy": hcl });
             print(global.json, &printed, || hcl.trim_end().to_owned());
             Ok(Outcome::Success)
@@ -205,8 +210,8 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
         }
         Command::Destroy { version, dry_run } => {
             let app = open_app(global, true, PlanFlags::default()).await?;
-            if let Some(vault) = app.kv().vault().filter(|_| !dry_run) {
-                crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Prune).await?;
+            if !dry_run {
+                app.require_policies(VaultWrites::Prune).await?;
             }
             let destroyed = crate::prune::destroy(&app, *version, *dry_run).await?;
             metrics.observe(&app, Observed::default()).await;
@@ -226,9 +231,7 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
         }
         Command::Unstage => {
             let app = open_app(global, true, PlanFlags::default()).await?;
-            if let Some(vault) = app.kv().vault() {
-                crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Stage).await?;
-            }
+            app.require_policies(VaultWrites::Stage).await?;
             let unstaged = crate::staging::unstage(&app).await?;
             print(global.json, &unstaged, || unstaged.human());
             Ok(Outcome::Success)
@@ -254,8 +257,8 @@ async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::
         Command::Prune { keep, dry_run } => {
             let app = open_app(global, true, PlanFlags::default()).await?;
             // A dry run writes nothing to Vault, so it asks for no write policy.
-            if let Some(vault) = app.kv().vault().filter(|_| !dry_run) {
-                crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Prune).await?;
+            if !dry_run {
+                app.require_policies(VaultWrites::Prune).await?;
             }
             let instance = app.instance(Access::Prune, Reporter::silent()).await?;
             let pruned = crate::prune::prune(&app, instance, *keep, *dry_run).await?;
@@ -402,10 +405,5 @@ fn component_inspect(path: &std::path::Path) -> anyhow::Result<Inspection> {
 /// A rotation or rollback that will write to Vault checks first that the token's policies
 /// allow it, so that a read-only token is refused before anything is recorded.
 async fn require_vault_writes(app: &App, args: &RotateArgs, writes: VaultWrites) -> anyhow::Result<()> {
-    match app.kv().vault() {
-        Some(vault) if !args.dry_run => {
-            crate::vault::require_policies(vault, &app.settings().key_path, writes).await
-        }
-        _ => Ok(()),
-    }
+    if args.dry_run { Ok(()) } else { app.require_policies(writes).await }
 }

@@ -23,8 +23,43 @@ pub(super) async fn rotate(
     metrics: &Recorder,
     shutdown: &Shutdown,
 ) -> anyhow::Result<(Outcome, Shown)> {
-    let RotateCommand { rotate: args, if_older_than, scheduled, compromised, stage } = command;
-    let app = open_app(global, true, args.plan()).await?;
+    let app = open_app(global, true, command.rotate.plan()).await?;
+    let root = if command.new_root { Some(store_new_root(&app).await?) } else { None };
+    let (outcome, mut shown) = rotate_with(&app, global, command, metrics, shutdown).await?;
+    if let Some(root) = root {
+        shown.human = format!("{root}\n{}", shown.human);
+        if let Some(document) = shown.json.as_object_mut() {
+            document.insert("new_root".into(), serde_json::Value::String(root));
+        }
+    }
+    Ok((outcome, shown))
+}
+
+/// `--new-root`: stores the root's next version before anything else; what it says of it.
+async fn store_new_root(app: &App) -> anyhow::Result<String> {
+    let Some(root_path) = app.settings().derive_from.clone() else {
+        anyhow::bail!(
+            "--new-root: rotor.toml's [tenants] names no `derive-from` root KEK (tenants' KEKs are stored, \
+             not derived); nothing was changed"
+        );
+    };
+    let root = app.key_ring().new_root().await?;
+    Ok(format!(
+        "root KEK: stored v{} at {root_path} (fingerprint {}); rotations derive from it from now on",
+        root.version,
+        crate::keyring::fingerprint(&root.kek)
+    ))
+}
+
+/// [`rotate`] once the settings are read.
+async fn rotate_with(
+    app: &App,
+    global: &GlobalArgs,
+    command: &RotateCommand,
+    metrics: &Recorder,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(Outcome, Shown)> {
+    let RotateCommand { rotate: args, if_older_than, scheduled, compromised, stage, .. } = command;
     let if_older_than = match (if_older_than, *scheduled) {
         (Some(age), _) => Some((**age, "--if-older-than")),
         (None, true) => Some((
@@ -52,7 +87,7 @@ pub(super) async fn rotate(
             rotation.id
         );
     } else if let Some((min_age, source)) = if_older_than {
-        let age = crate::rotation::kek_age(&app).await?;
+        let age = crate::rotation::kek_age(app).await?;
         if age < min_age {
             let skipped = serde_json::json!({
                 "skipped": true,
@@ -64,39 +99,38 @@ pub(super) async fn rotate(
                 crate::durations::human(age),
                 crate::durations::human(min_age)
             );
-            metrics.observe(&app, Observed::default()).await;
+            metrics.observe(app, Observed::default()).await;
             return Ok((Outcome::Success, Shown::of(&skipped, human)));
         }
     }
     if *stage {
-        if let Some(vault) = app.kv().vault() {
-            crate::vault::require_policies(vault, &app.settings().key_path, VaultWrites::Stage).await?;
-        }
-        let staged = crate::staging::stage(&app).await?;
-        metrics.observe(&app, Observed::default()).await;
+        app.require_policies(VaultWrites::Stage).await?;
+        let staged = crate::staging::stage(app).await?;
+        metrics.observe(app, Observed::default()).await;
         return Ok((Outcome::Success, Shown::of(&staged, staged.human())));
     }
     if unfinished.is_none() && !args.resume && !args.dry_run {
-        crate::staging::refuse_while_staged(&app, "rotate").await?;
+        crate::staging::refuse_while_staged(app, "rotate").await?;
     }
     let access = if args.dry_run { Access::ReadOnly } else { Access::Rotate };
     let writes = if compromised.is_some() { VaultWrites::Prune } else { VaultWrites::Rotation };
-    require_vault_writes(&app, args, writes).await?;
+    require_vault_writes(app, args, writes).await?;
     let instance = app.instance(access, global.reporter("rotate")).await?;
     let mut request = args.request();
     // A leaked KEK may have exposed the data keys it wrapped: every row gets a new one.
     request.reencrypt |= compromised.is_some();
-    let report = crate::rotation::rotate(&app, instance, &request, None, shutdown).await?;
-    metrics.observe(&app, report.observed()).await;
+    let report = crate::rotation::rotate(app, instance, &request, None, shutdown).await?;
+    metrics.observe(app, report.observed()).await;
     let Some(leaked) = *compromised else {
         return Ok((report.outcome(), Shown::of(&report, report.human())));
     };
-    retire_compromised(&app, report, leaked).await
+    retire_compromised(app, report, leaked).await
 }
 
 /// `rotor rotate --tenant a,b` or `--tenant all`: each tenant's rotation in turn, as `rotor
 /// --tenant T rotate` runs it. One tenant's failure does not keep the others from rotating;
-/// all of them show in one document, `{"tenants": {NAME: report or {"error": …}}}`. After a
+/// all of them show in one document, `{"tenants": {NAME: report or {"error": …}}}` (and
+/// `"new_root"` with --new-root, which stores one root version for all first). After a
 /// signal, the tenants not yet begun are not rotated.
 pub(super) async fn rotate_tenants(
     global: &GlobalArgs,
@@ -113,6 +147,18 @@ pub(super) async fn rotate_tenants(
     let no_metrics = Recorder::new(None, Vec::new());
     let mut documents = serde_json::Map::new();
     let mut texts = Vec::new();
+    // One new root for all: each tenant's rotation then derives from it.
+    let mut command = command.clone();
+    let mut new_root = None;
+    if std::mem::take(&mut command.new_root) {
+        let mut first = global.clone();
+        first.tenant = tenants.first().cloned();
+        let app = open_app(&first, true, command.rotate.plan()).await?;
+        let root = store_new_root(&app).await?;
+        texts.push(root.clone());
+        new_root = Some(root);
+    }
+    let command = &command;
     let mut worst = Outcome::Success;
     for tenant in tenants {
         if shutdown.requested().is_some() {
@@ -138,7 +184,11 @@ pub(super) async fn rotate_tenants(
             }
         }
     }
-    Shown::of(&serde_json::json!({ "tenants": documents }), texts.join("\n\n")).print(global.json);
+    let mut document = serde_json::json!({ "tenants": documents });
+    if let Some(root) = new_root {
+        document["new_root"] = serde_json::Value::String(root);
+    }
+    Shown::of(&document, texts.join("\n\n")).print(global.json);
     Ok(worst)
 }
 

@@ -165,6 +165,7 @@ impl GlobalArgs {
             profile: loaded.profile.clone(),
             // Checked when the file was read.
             rotate_after: file.schedule.rotate_after().ok().flatten(),
+            derive_from: tenant.as_ref().and(file.tenants.derive_from.clone()),
             tenant,
         };
         Ok(Resolved { settings, sources, file: loaded.path })

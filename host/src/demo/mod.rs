@@ -135,6 +135,7 @@ async fn run_with_server(
         profile: configured.profile,
         rotate_after: configured.rotate_after,
         tenant: None,
+        derive_from: None,
     };
     let vault = VaultConfig::with_token(server.addr(), server.root_token());
     let app = App::open(settings, vault, true).await?;

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use rotor_codec::{DataKey, Kek, Plaintext};
 
+use super::DerivedFrom;
+
 /// One KEK version as the host holds it. `Debug` shows no key bytes: [`Kek`]'s own is redacted.
 #[derive(Clone, Debug)]
 pub struct HeldKek {
@@ -16,6 +18,8 @@ pub struct HeldKek {
     pub from_history: bool,
     /// Made for a dry run and never stored: no write may be under it.
     pub draft: bool,
+    /// The record Vault keeps in place of the key, if it is derived from a root KEK.
+    pub derived: Option<Arc<DerivedFrom>>,
 }
 
 /// A KEK version, as a component holds it: a handle in its instance's resource table.

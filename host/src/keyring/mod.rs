@@ -22,9 +22,11 @@ use zeroize::Zeroizing;
 
 use crate::store::Database;
 
+mod derive;
 mod handles;
 mod receipt;
 mod staged;
+pub use self::derive::{Derivation, DerivedFrom};
 pub use self::handles::{DataKeyHandle, HeldKek, KekHandle, SecretHandle};
 pub use self::receipt::{DestroyedKek, fingerprint};
 pub use self::staged::StagedKek;
@@ -80,6 +82,8 @@ pub struct KeyRing {
     /// last legacy wallet.
     legacy: Option<Vec<HeldKek>>,
     legacy_hit: usize,
+    /// Where new versions are derived from, if rotor.toml derives them (`derive.rs`).
+    derivation: Option<Derivation>,
 }
 
 /// Takes the KEK out of a secret's data.
@@ -107,7 +111,13 @@ impl KeyRing {
             given: None,
             legacy: None,
             legacy_hit: 0,
+            derivation: None,
         }
+    }
+
+    /// Where the KEKs are read and written.
+    pub fn kv(&self) -> &KvBackend {
+        &self.kv
     }
 
     /// The key path.
@@ -145,12 +155,8 @@ impl KeyRing {
                 self.key_path, secret.version
             ))
         })?;
-        let held = HeldKek {
-            version,
-            kek: Arc::new(kek_of(&self.key_path, secret)?),
-            from_history: false,
-            draft: false,
-        };
+        let (kek, derived) = self.kek_in(&self.key_path, secret).await?;
+        let held = HeldKek { version, kek, from_history: false, draft: false, derived };
         self.current = Some(version);
         self.versions.entry(version).or_insert_with(|| Some(held.clone()));
         Ok(Some(held))
@@ -172,19 +178,15 @@ impl KeyRing {
         }
         let archived = self.archive_path(version);
         let held = match self.read(&archived, None).await? {
-            Some(secret) => Some(HeldKek {
-                version,
-                kek: Arc::new(kek_of(&archived, secret)?),
-                from_history: false,
-                draft: false,
-            }),
+            Some(secret) => {
+                let (kek, derived) = self.kek_in(&archived, secret).await?;
+                Some(HeldKek { version, kek, from_history: false, draft: false, derived })
+            }
             None => match self.read(&self.key_path, Some(version.into())).await? {
-                Some(secret) => Some(HeldKek {
-                    version,
-                    kek: Arc::new(kek_of(&self.key_path, secret)?),
-                    from_history: true,
-                    draft: false,
-                }),
+                Some(secret) => {
+                    let (kek, derived) = self.kek_in(&self.key_path, secret).await?;
+                    Some(HeldKek { version, kek, from_history: true, draft: false, derived })
+                }
                 None => self.staged_version(version).await?,
             },
         };
@@ -215,7 +217,7 @@ impl KeyRing {
         }
         let path = format!("{}{name}", self.archive_folder());
         match self.read(&path, None).await? {
-            Some(secret) => Ok(Some(Arc::new(kek_of(&path, secret)?))),
+            Some(secret) => Ok(Some(self.kek_in(&path, secret).await?.0)),
             None => Ok(None),
         }
     }
@@ -231,7 +233,7 @@ impl KeyRing {
         let mut seed = Vec::with_capacity(stamps.len());
         for stamp in stamps {
             if let Some(kek) = self.archived(&stamp.to_string()).await? {
-                seed.push(HeldKek { version: 0, kek, from_history: false, draft: false });
+                seed.push(HeldKek { version: 0, kek, from_history: false, draft: false, derived: None });
             }
         }
         self.seed = Some(seed.clone());
@@ -251,17 +253,15 @@ impl KeyRing {
             return Err(KeyError::Refused(format!("KEK v{version} is a dry run's and is never stored")));
         }
         let path = self.archive_path(version);
-        let data = KvData::from([
-            (KEY_FIELD.to_owned(), held.kek.to_hex()),
-            ("kek_version".to_owned(), Zeroizing::new(version.to_string())),
-        ]);
+        let mut data = KeyRing::stored_form(&held);
+        data.insert("kek_version".to_owned(), Zeroizing::new(version.to_string()));
         match self.kv.write(&path, &data, Some(0)).await {
             Ok(_) => Ok(()),
             Err(VaultError::CasMismatch { .. }) => {
                 let stored = self.read(&path, None).await?;
                 let stored =
                     stored.ok_or_else(|| KeyError::Conflict(format!("{path} exists but cannot be read")))?;
-                if kek_of(&path, stored)? == *held.kek {
+                if self.kek_in(&path, stored).await?.0 == held.kek {
                     Ok(())
                 } else {
                     Err(KeyError::Conflict(format!(
@@ -284,13 +284,18 @@ impl KeyRing {
     ) -> Result<HeldKek, KeyError> {
         // Readers already take a staged key as the next version: that number is its.
         let staged = self.next_from_stage(expected_current, restore).await?;
-        let kek = match (restore, &staged) {
-            (_, Some(staged)) => staged.clone(),
-            (Some(version), None) => self.require(version).await?.kek,
-            (None, None) => Arc::new(Kek::generate().map_err(|e| KeyError::Refused(e.to_string()))?),
+        // A rollback stores the restored version's key, or its record: the same key either way.
+        let (kek, derived) = match (restore, &staged) {
+            (_, Some(staged)) => (staged.kek.clone(), staged.derived.clone()),
+            (Some(version), None) => {
+                let restored = self.require(version).await?;
+                (restored.kek, restored.derived)
+            }
+            (None, None) => self.fresh().await?,
         };
         let path = self.key_path.clone();
-        let data = KvData::from([(KEY_FIELD.to_owned(), kek.to_hex())]);
+        let held = HeldKek { version: 0, kek, from_history: false, draft: false, derived };
+        let data = KeyRing::stored_form(&held);
         let written = match self.kv.write(&path, &data, Some(expected_current.into())).await {
             Ok(version) => version,
             Err(VaultError::CasMismatch { .. }) => {
@@ -304,7 +309,7 @@ impl KeyRing {
         let version = u32::try_from(written).map_err(|_| {
             KeyError::Refused(format!("{path} reached version {written}, beyond rotor's range"))
         })?;
-        let held = HeldKek { version, kek, from_history: false, draft: false };
+        let held = HeldKek { version, ..held };
         self.versions.insert(version, Some(held.clone()));
         self.current = Some(version);
         self.legacy = None;
@@ -323,7 +328,7 @@ impl KeyRing {
             Some(version) => self.require(version).await?.kek,
             None => Arc::new(Kek::generate().map_err(|e| KeyError::Refused(e.to_string()))?),
         };
-        Ok(HeldKek { version: current + 1, kek, from_history: false, draft: true })
+        Ok(HeldKek { version: current + 1, kek, from_history: false, draft: true, derived: None })
     }
 
     /// Stores the operator's key (`migrate-kek`) as the first KEK; if the same key is current
@@ -332,6 +337,13 @@ impl KeyRing {
         let Some(given) = self.given.clone() else {
             return Err(KeyError::Denied("this command was given no KEK to import".into()));
         };
+        if let Some(derivation) = &self.derivation {
+            return Err(KeyError::Refused(format!(
+                "{}'s KEKs are derived from the root at {} ([tenants] derive-from): a key cannot be \
+                 imported as one of them. `rotor rotate` derives the first",
+                self.key_path, derivation.root_path
+            )));
+        }
         let path = self.key_path.clone();
         let data = KvData::from([(KEY_FIELD.to_owned(), given.to_hex())]);
         match self.kv.write(&path, &data, Some(0)).await {
@@ -340,7 +352,7 @@ impl KeyRing {
                     .map_err(|_| KeyError::Refused(format!("{path} reached version {written}")))?;
                 self.versions.insert(
                     version,
-                    Some(HeldKek { version, kek: given, from_history: false, draft: false }),
+                    Some(HeldKek { version, kek: given, from_history: false, draft: false, derived: None }),
                 );
                 self.current = Some(version);
                 Ok(version)

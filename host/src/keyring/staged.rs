@@ -10,14 +10,11 @@
 //! between that and the staged copy's removal leaves a copy whose version is no longer ahead of
 //! the current one, which every reader ignores.
 
-use std::sync::Arc;
-
-use rotor_codec::Kek;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use super::{HeldKek, KEY_FIELD, KeyError, KeyRing, fingerprint, kek_of};
-use crate::vault::{KvData, VaultError};
+use super::{HeldKek, KeyError, KeyRing, fingerprint};
+use crate::vault::VaultError;
 
 /// Field of the staged secret that names the version the key will have.
 const VERSION_FIELD: &str = "kek_version";
@@ -71,8 +68,8 @@ impl KeyRing {
                 },
             )?;
         let (kv_version, staged_at) = (secret.version, secret.created_time.clone());
-        let kek = Arc::new(kek_of(&path, secret)?);
-        let held = HeldKek { version, kek, from_history: false, draft: false };
+        let (kek, derived) = self.kek_in(&path, secret).await?;
+        let held = HeldKek { version, kek, from_history: false, draft: false, derived };
         Ok(Some(StagedSecret { kv_version, held, staged_at }))
     }
 
@@ -141,10 +138,10 @@ impl KeyRing {
         &self,
         expected_current: u32,
         restore: Option<u32>,
-    ) -> Result<Option<Arc<Kek>>, KeyError> {
+    ) -> Result<Option<HeldKek>, KeyError> {
         match (self.staged_after(expected_current).await?, restore) {
             (None, _) => Ok(None),
-            (Some(staged), None) => Ok(Some(staged.held.kek)),
+            (Some(staged), None) => Ok(Some(staged.held)),
             (Some(staged), Some(restore)) => Err(KeyError::Refused(format!(
                 "KEK v{} is staged, and readers already accept it as that version: a rollback to \
                  v{restore} cannot take its number. `rotor unstage` discards it first",
@@ -179,12 +176,16 @@ impl KeyRing {
             return Ok((staged.report(), false));
         }
         let path = self.staged_path();
-        let kek = Kek::generate().map_err(|e| KeyError::Refused(e.to_string()))?;
+        let (kek, derived) = self.fresh().await?;
         let version = current.version + 1;
-        let data = KvData::from([
-            (KEY_FIELD.to_owned(), kek.to_hex()),
-            (VERSION_FIELD.to_owned(), Zeroizing::new(version.to_string())),
-        ]);
+        let mut data = KeyRing::stored_form(&HeldKek {
+            version,
+            kek: kek.clone(),
+            from_history: false,
+            draft: false,
+            derived,
+        });
+        data.insert(VERSION_FIELD.to_owned(), Zeroizing::new(version.to_string()));
         match self.kv.write(&path, &data, Some(cas)).await {
             Ok(_) => {}
             Err(VaultError::CasMismatch { .. }) => {
@@ -195,7 +196,7 @@ impl KeyRing {
             }
             Err(e) => return Err(KeyError::vault(&path, e)),
         }
-        let staged = self.read_staged().await?.filter(|s| *s.held.kek == kek).ok_or_else(|| {
+        let staged = self.read_staged().await?.filter(|s| s.held.kek == kek).ok_or_else(|| {
             KeyError::Conflict(format!("{path} does not hold the key just staged (another rotor?)"))
         })?;
         tracing::info!(path, version, "staged the next KEK version");

@@ -32,7 +32,24 @@ impl VaultWrites {
 
     /// The API paths and capabilities, as the runner's [`GRANTS`] give them. An archive entry
     /// that does not exist yet stands for the whole archive folder.
-    fn needs(self, mount: &str, key_path: &str) -> Vec<(String, &'static [&'static str])> {
+    /// With `root` (`[tenants] derive-from`), the root and its archive too: a new version is
+    /// derived from the root's current one, which the first rotation stores.
+    fn needs(
+        self,
+        mount: &str,
+        key_path: &str,
+        root: Option<&str>,
+    ) -> Vec<(String, &'static [&'static str])> {
+        let mut needs = self.key_needs(mount, key_path);
+        if let Some(root) = root {
+            needs.push((format!("{mount}/data/{root}"), &["read", "create", "update"]));
+            needs.push((format!("{mount}/data/{root}-archive/v0"), &["read", "create", "update"]));
+        }
+        needs
+    }
+
+    /// [`VaultWrites::needs`] at the key path.
+    fn key_needs(self, mount: &str, key_path: &str) -> Vec<(String, &'static [&'static str])> {
         let archive_entry = format!("{key_path}-archive/v0");
         let staged = format!("{mount}/data/{key_path}-staged");
         if self == VaultWrites::Stage {
@@ -63,13 +80,15 @@ impl VaultWrites {
 
 /// Fails, naming the first path the token lacks a capability on, if its policies do not allow
 /// `writes`. A token that may not ask (no `sys/capabilities-self` grant) is let through: Vault
-/// then refuses the request itself, also naming the path.
+/// then refuses the request itself, also naming the path. `root`: the root KEK tenants' KEKs
+/// are derived from, if they are.
 pub async fn require_policies(
     vault: &VaultClient,
     key_path: &str,
+    root: Option<&str>,
     writes: VaultWrites,
 ) -> anyhow::Result<()> {
-    let needs = writes.needs(vault.mount(), key_path);
+    let needs = writes.needs(vault.mount(), key_path, root);
     let paths: Vec<String> = needs.iter().map(|(path, _)| path.clone()).collect();
     let Some(granted) = vault.capabilities(&paths).await? else {
         tracing::debug!("the Vault token may not read its own capabilities; skipping the policy check");
@@ -257,6 +276,24 @@ const GRANTS: &[Grant] = &[
         app: &[],
     },
     Grant {
+        path: "{mount}/data/{root}",
+        why: "The root KEK every tenant's KEK is derived from ([tenants] derive-from): a tenant's key \
+              path holds records naming a root version, not keys.",
+        writes: "the first rotation stores the root's first version, rotate --new-root the next.",
+        runner: &["read", "create", "update"],
+        auditor: &["read"],
+        app: &["read"],
+    },
+    Grant {
+        path: "{mount}/data/{root}-archive/*",
+        why: "Every root version (<root>-archive/v<N>): tenant versions derived from an older root \
+              still open after the KV history drops it.",
+        writes: "rotate adds entries (create-only, re-checked after a crash, hence update).",
+        runner: &["read", "create", "update"],
+        auditor: &["read"],
+        app: &["read"],
+    },
+    Grant {
         path: "auth/token/lookup-self",
         why: "rotor checks its token at start, renews it during long runs, and asks whether its \
               policy allows a command before the command changes anything.",
@@ -285,7 +322,8 @@ const GRANTS: &[Grant] = &[
 
 /// The HCL of `role`'s policy for KV v2 mounted at `mount` and the KEK at `key_path`: what
 /// `rotor policy` prints, for `bao policy write <name> -`.
-pub fn policy_hcl(role: PolicyRole, mount: &str, key_path: &str) -> String {
+/// With `root` (`[tenants] derive-from`), the root KEK's paths are granted too.
+pub fn policy_hcl(role: PolicyRole, mount: &str, key_path: &str, root: Option<&str>) -> String {
     let name = role.policy_name();
     let purpose = match role {
         PolicyRole::Runner => {
@@ -314,7 +352,8 @@ pub fn policy_hcl(role: PolicyRole, mount: &str, key_path: &str) -> String {
     hcl.push_str(&format!("#\n#   rotor policy {} | bao policy write {name} -\n", role.arg()));
     for grant in GRANTS {
         let capabilities = grant.capabilities(role);
-        if capabilities.is_empty() {
+        let root_needed = grant.path.contains("{root}");
+        if capabilities.is_empty() || (root_needed && root.is_none()) {
             continue;
         }
         hcl.push('\n');
@@ -324,7 +363,11 @@ pub fn policy_hcl(role: PolicyRole, mount: &str, key_path: &str) -> String {
                 hcl.push_str(&format!("# {line}\n"));
             }
         }
-        let path = grant.path.replace("{mount}", mount).replace("{key}", key_path);
+        let path = grant
+            .path
+            .replace("{mount}", mount)
+            .replace("{key}", key_path)
+            .replace("{root}", root.unwrap_or_default());
         let quoted: Vec<String> = capabilities.iter().map(|c| format!("\"{c}\"")).collect();
         hcl.push_str(&format!("path \"{path}\" {{\n  capabilities = [{}]\n}}\n", quoted.join(", ")));
     }
@@ -362,7 +405,7 @@ mod tests {
     #[test]
     fn rotation_needs_the_history_and_prune_also_destroy_delete_and_receipts() {
         let paths = |writes: VaultWrites| -> Vec<String> {
-            writes.needs("secret", "ibn/encryption-key").into_iter().map(|(path, _)| path).collect()
+            writes.needs("secret", "ibn/encryption-key", None).into_iter().map(|(path, _)| path).collect()
         };
         let rotation = paths(VaultWrites::Rotation);
         assert_eq!(
@@ -386,7 +429,7 @@ mod tests {
                 "secret/data/ibn/encryption-key-receipts/r0"
             ]
         );
-        let writes = VaultWrites::Prune.needs("secret", "k");
+        let writes = VaultWrites::Prune.needs("secret", "k", None);
         assert_eq!(writes[0].1, ["read", "create", "update"]);
         assert_eq!(writes.last().unwrap().1, ["create"]);
     }
@@ -394,7 +437,11 @@ mod tests {
     /// Whether `role`'s policy grants every one of `wanted` on the concrete API `path`.
     fn grants(role: PolicyRole, path: &str, wanted: &[&str]) -> bool {
         GRANTS.iter().any(|grant| {
-            let pattern = grant.path.replace("{mount}", "secret").replace("{key}", "ibn/encryption-key");
+            let pattern = grant
+                .path
+                .replace("{mount}", "secret")
+                .replace("{key}", "ibn/encryption-key")
+                .replace("{root}", "ibn/tenant-root");
             let matches = match pattern.strip_suffix('*') {
                 Some(prefix) => path.starts_with(prefix),
                 None => path == pattern,
@@ -406,7 +453,7 @@ mod tests {
     #[test]
     fn the_runner_policy_grants_everything_the_policy_check_asks_for() {
         for writes in [VaultWrites::Rotation, VaultWrites::Prune, VaultWrites::Stage] {
-            for (path, wanted) in writes.needs("secret", "ibn/encryption-key") {
+            for (path, wanted) in writes.needs("secret", "ibn/encryption-key", Some("ibn/tenant-root")) {
                 assert!(grants(PolicyRole::Runner, &path, wanted), "{writes:?}: {wanted:?} on {path}");
                 if wanted.iter().any(|c| !["read", "list"].contains(c)) {
                     assert!(!grants(PolicyRole::Auditor, &path, wanted), "the auditor may {wanted:?} {path}");
@@ -430,7 +477,7 @@ mod tests {
 
     #[test]
     fn a_policy_is_written_for_the_configured_mount_and_key_path() {
-        let runner = policy_hcl(PolicyRole::Runner, "kv", "team/kek");
+        let runner = policy_hcl(PolicyRole::Runner, "kv", "team/kek", None);
         assert!(runner.starts_with("# rotor-runner: "), "{runner}");
         assert!(runner.contains("#   rotor policy runner | bao policy write rotor-runner -\n"), "{runner}");
         assert!(
@@ -441,15 +488,24 @@ mod tests {
         assert!(runner.contains("path \"kv/destroy/team/kek\""), "{runner}");
         assert!(runner.contains("path \"kv/metadata/team/kek-archive/*\""), "{runner}");
         assert!(!runner.contains("secret/") && !runner.contains("ibn/"), "{runner}");
-        assert_eq!(runner.matches("path \"").count(), GRANTS.len());
+        let root_grants = GRANTS.iter().filter(|grant| grant.path.contains("{root}")).count();
+        assert_eq!(runner.matches("path \"").count(), GRANTS.len() - root_grants);
         assert_eq!(runner.matches('{').count(), runner.matches('}').count());
 
-        let app = policy_hcl(PolicyRole::App, "kv", "team/kek");
+        let app = policy_hcl(PolicyRole::App, "kv", "team/kek", None);
         assert_eq!(app.matches("\npath \"").count(), 3, "{app}");
         assert!(app.contains("path \"kv/data/team/kek-staged\""), "{app}");
         assert!(!app.contains("\"update\"") && !app.contains("\"list\""), "{app}");
         assert!(app.contains("kv/metadata/team/kek-archive/"), "the note on listing: {app}");
-        for hcl in [runner, app, policy_hcl(PolicyRole::Auditor, "secret", "ibn/encryption-key")] {
+        let derived = policy_hcl(PolicyRole::App, "kv", "team/{tenant}/kek", Some("team/root"));
+        assert!(
+            derived.contains("path \"kv/data/team/root\" {\n  capabilities = [\"read\"]\n}"),
+            "{derived}"
+        );
+        assert!(derived.contains("path \"kv/data/team/root-archive/*\""), "{derived}");
+        for hcl in
+            [runner, app, derived, policy_hcl(PolicyRole::Auditor, "secret", "ibn/encryption-key", None)]
+        {
             assert!(hcl.lines().all(|line| line.len() <= 100), "{hcl}");
         }
     }
