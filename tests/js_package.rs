@@ -182,6 +182,100 @@ async fn app_policy_reads_every_version_and_writes_nothing() {
     assert_eq!(report["invalid"], 0, "{report:#}");
 }
 
+/// Tenants whose KEKs rotor derives from one root (`[tenants] derive-from`): acme's application,
+/// with the token the policy `rotor --tenant acme policy app` prints, loads acme's KEKs with
+/// `{ tenant: 'acme' }` and derives each with Node's own HKDF: every acme wallet opens (legacy
+/// under the stored v1, envelopes under the derived v2), the derived v3 staged by `rotate
+/// --stage` loads, a wallet sealed in Node under v2 opens with `rotor open`, and nothing of
+/// globex's opens (bindings/js/test/derived.test.js).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_app_derives_its_keks_from_the_root() {
+    let _package = PACKAGE.lock().await;
+    build();
+    let world = World::new(Kind::Sqlite).await;
+    world.db.execute("ALTER TABLE wallets ADD COLUMN tenant TEXT").await;
+    let config = world.scratch.join("rotor.toml");
+    std::fs::write(
+        &config,
+        "[tenants]\nkey-path = \"ibn/{tenant}/encryption-key\"\ncolumn = \"tenant\"\n\
+         list = [\"acme\", \"globex\"]\nderive-from = \"ibn/tenant-root\"\n",
+    )
+    .unwrap();
+    let rotor = |tenant: &str| {
+        let mut rotor = world.rotor();
+        rotor.arg("--config").arg(&config).args(["--tenant", tenant]);
+        rotor
+    };
+    let store = async |tenant: &str| {
+        let table = rotor::store::WalletTable::default().for_tenant("tenant", tenant).unwrap();
+        rotor::store::Database::connect(&world.db.url, table).await.unwrap()
+    };
+    let mut fixture = serde_json::Map::new();
+    for tenant in ["acme", "globex"] {
+        let kek = Kek::generate().unwrap();
+        let out = rotor(tenant)
+            .args(["migrate-kek", "--from-env", "TENANT_KEK"])
+            .env("TENANT_KEK", kek.to_hex().as_str())
+            .output()
+            .unwrap();
+        assert_success(&out);
+        let db = store(tenant).await;
+        let mut plaintexts = BTreeMap::new();
+        for n in 0..3 {
+            let id = format!("{tenant}-{n}@IBNMSP");
+            let plaintext = fabric_identity(&id);
+            db.put(&id, &legacy_wallet(&kek, &plaintext)).await.unwrap();
+            plaintexts.insert(id, plaintext);
+        }
+        let mut wallets = Vec::new();
+        for round in 0..2 {
+            for row in db.scan(None, 100).await.unwrap() {
+                let plaintext = STANDARD.encode(&plaintexts[&row.id]);
+                wallets.push(
+                    json!({ "id": row.id, "ciphertext": row.ciphertext, "plaintext_base64": plaintext }),
+                );
+            }
+            if round == 0 {
+                let rotated = json_success(rotor(tenant).arg("rotate"));
+                assert_eq!(rotated["to_version"], 2, "{rotated}");
+            }
+        }
+        fixture.insert(tenant.to_owned(), Value::Array(wallets));
+    }
+    let staged = json_success(rotor("acme").args(["rotate", "--stage"]));
+    assert_eq!(staged["staged"]["version"], 3, "{staged}");
+    let fixture_file = world.scratch.join("tenants.json");
+    std::fs::write(&fixture_file, serde_json::to_vec(&fixture).unwrap()).unwrap();
+    let policy = rotor("acme").args(["policy", "app"]).output().unwrap();
+    assert_success(&policy);
+    let policy_file = world.scratch.join("rotor-acme-app.hcl");
+    std::fs::write(&policy_file, &policy.stdout).unwrap();
+    let sealed_by_node = world.scratch.join("sealed-by-node.json");
+    let env = [
+        ("ROTOR_JS_FIXTURE", fixture_file.as_path()),
+        ("ROTOR_APP_POLICY_FILE", policy_file.as_path()),
+        ("ROTOR_JS_OUT", sealed_by_node.as_path()),
+    ];
+    node_test(&world, "bindings/js", "test/derived.test.js", &env);
+
+    let sealed: Vec<Value> = serde_json::from_slice(&std::fs::read(&sealed_by_node).unwrap()).unwrap();
+    let acme = store("acme").await;
+    for wallet in &sealed {
+        let id = wallet["id"].as_str().unwrap();
+        acme.put(id, wallet["ciphertext"].as_str().unwrap()).await.unwrap();
+        let out = rotor("acme").args(["open", id]).output().unwrap();
+        assert_success(&out);
+        let expected = Zeroizing::new(STANDARD.decode(wallet["plaintext_base64"].as_str().unwrap()).unwrap());
+        assert_eq!(out.stdout, *expected, "{id}");
+    }
+    let validated = json_success(rotor("acme").arg("validate"));
+    assert_eq!(
+        (validated["total"].as_u64(), validated["invalid"].as_u64()),
+        (Some(4), Some(0)),
+        "{validated}"
+    );
+}
+
 /// KEKs v1 to v3 as rotor archived them.
 async fn archived_keks(world: &World) -> Vec<Kek> {
     let mut keks = Vec::new();

@@ -14,7 +14,7 @@ use rotor_codec::Kek;
 use rotor_testkit::{
     Kind, Wallets, World, assert_fails_saying, json, json_success, legacy_wallets, on_sqlite_and_postgres,
 };
-use serde_json::json;
+use serde_json::{Value, json};
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 const PER_TENANT: usize = 15;
@@ -381,6 +381,10 @@ async fn tenant_keks_derive_from_one_root(kind: Kind) {
     rotor_testkit::assert_success(&out);
     assert!(all["new_root"].as_str().unwrap().contains("stored v2 at ibn/tenant-root"), "{all}");
     assert_eq!(vault.read(ROOT, None).await.unwrap().unwrap().version, 2);
+    let keys = json_success(tenants.rotor(Some("acme")).arg("keys"));
+    let roots: Vec<_> =
+        keys["versions"].as_array().unwrap().iter().map(|v| v["derived_from"].clone()).collect();
+    assert_eq!(roots, [json!("ibn/tenant-root v2"), json!("ibn/tenant-root v1"), Value::Null], "{keys}");
     let expected = [("acme", 3), ("globex", 3), ("initech", 2)];
     for (tenant, version) in expected {
         assert_eq!(all["tenants"][tenant]["to_version"], version, "{all}");

@@ -72,6 +72,10 @@ pub struct KeyVersion {
     pub created_by: Option<String>,
     /// [`fingerprint`](crate::keyring::fingerprint) of the key; `None` if Vault no longer holds it.
     pub fingerprint: Option<String>,
+    /// The root version it is derived from (`[tenants] derive-from`), as `<root-path> v<N>`;
+    /// `None` for a stored key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub derived_from: Option<String>,
 }
 
 /// Reads the KEK's versions from Vault, the journal's rotations of it, and each table's rows
@@ -170,6 +174,10 @@ async fn survey(app: &App, read_keys: bool) -> anyhow::Result<Inventory> {
             state,
             created_at: meta.map(|m| m.created_time.clone()).or_else(|| staged.map(|s| s.staged_at.clone())),
             created_by,
+            derived_from: key
+                .as_ref()
+                .and_then(|held| held.derived.as_ref())
+                .map(|record| format!("{} v{}", record.root_path, record.root_version)),
             fingerprint: key.map(|held| fingerprint(&held.kek)),
         });
     }
@@ -201,6 +209,9 @@ impl Inventory {
             }
             if let Some(by) = &v.created_by {
                 lines.push(format!("         made by {by}"));
+            }
+            if let Some(root) = &v.derived_from {
+                lines.push(format!("         derived from the root KEK {root}"));
             }
         }
         for (table, counts) in &self.unversioned_rows {

@@ -1,3 +1,5 @@
+import { hkdfSync } from 'node:crypto';
+
 /**
  * Reads KEKs from Vault KV v2 with rotor's layout (relative to the KV mount):
  *
@@ -9,6 +11,14 @@
  * - `<key-path>-archive/<unix-ms>`, field `key`: the seed script's archives (legacy wallets only);
  * - `<key-path>-staged`, fields `key` and `kek_version`: a KEK `rotor rotate --stage` staged as
  *   the next version, which wallets may name once `rotor promote` runs.
+ *
+ * With `[tenants] derive-from` in rotor.toml, each of these holds, instead of `key`, the record
+ * that derives a tenant's KEK from a root KEK: `derive` (`hkdf-sha256`), `root-path`,
+ * `root-version` and `salt`. The key is HKDF-SHA256 of root version `root-version` (read from
+ * `<root-path>-archive/v<N>`, else the root's KV history), `salt`, and the context
+ * `rotor tenant KEK v1\0<tenant>`, the tenant being the one whose key path the record sits
+ * under: `keyPath` names it (the tenant's path from rotor.toml's template) and `tenant` names
+ * the tenant.
  *
  * Older versions are read by number (1 to the current one), so a token that may only `read`
  * (the policy `rotor policy app` prints, or one with `read` on `<key-path>` alone) loads every version it
@@ -26,6 +36,11 @@ export interface VaultOptions {
   mount?: string;
   /** Default: `ibn/encryption-key`, as rotor's `--key-path`. */
   keyPath?: string;
+  /**
+   * The tenant whose KEKs `keyPath` holds, when rotor.toml derives tenants' KEKs from a root
+   * (`[tenants] derive-from`): the context each of its keys is derived with. Needed only then.
+   */
+  tenant?: string;
   /** For tests or a proxy; default: the global `fetch`. */
   fetch?: typeof fetch;
   /**
@@ -73,11 +88,41 @@ interface KvData {
   data: { data: Record<string, unknown> | null; metadata: { version: number } };
 }
 
+/** A KEK version as a tenant's key path keeps it when it is derived from a root. */
+interface DerivedRecord {
+  rootPath: string;
+  rootVersion: number;
+  salt: Buffer;
+}
+
+/** The derivation record in `data`, `undefined` if it holds a key; throws if it is malformed. */
+function derivedRecord(where: string, data: Record<string, unknown>): DerivedRecord | undefined {
+  if (data.derive === undefined) return undefined;
+  const { derive, 'root-path': rootPath, 'root-version': rootVersion, salt } = data;
+  if (derive !== 'hkdf-sha256') {
+    throw new Error(`${where} derives its KEK by ${JSON.stringify(derive)}, which this package does not know`);
+  }
+  const wellFormed =
+    typeof rootPath === 'string' &&
+    rootPath.length > 0 &&
+    typeof rootVersion === 'string' &&
+    /^[1-9][0-9]*$/.test(rootVersion) &&
+    typeof salt === 'string' &&
+    /^[0-9a-fA-F]{64}$/.test(salt);
+  if (!wellFormed) {
+    throw new Error(`${where} is a derived KEK record, but \`root-path\`, \`root-version\` or \`salt\` is malformed`);
+  }
+  return { rootPath, rootVersion: Number(rootVersion), salt: Buffer.from(salt, 'hex') };
+}
+
 class Vault {
   readonly #addr: string;
   readonly #headers: Record<string, string>;
   readonly #fetch: typeof fetch;
   readonly mount: string;
+  readonly #tenant: string | undefined;
+  /** Root versions read so far, by `<root-path>@<version>`: every tenant version under one root shares it. */
+  readonly #roots = new Map<string, Promise<string>>();
 
   constructor(options: VaultOptions) {
     this.#addr = (options.addr ?? process.env.VAULT_ADDR ?? 'http://127.0.0.1:8200').replace(/\/+$/, '');
@@ -90,6 +135,7 @@ class Vault {
     if (namespace) this.#headers['X-Vault-Namespace'] = namespace;
     this.#fetch = options.fetch ?? fetch;
     this.mount = options.mount ?? 'secret';
+    this.#tenant = options.tenant;
   }
 
   /** The JSON body, or `undefined` on 404 (no such path or version). */
@@ -112,17 +158,62 @@ class Vault {
     return (await response.json()) as T;
   }
 
-  /** Field `key` of a KV v2 secret (optionally one version), `undefined` if there is none. */
+  /**
+   * The KEK a KV v2 secret (optionally one version) holds: its field `key`, or the key its
+   * derivation record derives. `undefined` if there is none.
+   */
   async key(path: string, version?: number): Promise<{ key: string; version: number } | undefined> {
     const query = version === undefined ? '' : `?version=${version}`;
     const secret = await this.get<KvData>(`data/${path}${query}`);
     // A deleted version answers 404 too; a destroyed one carries `data: null`.
-    const key = secret?.data.data?.key;
     if (secret === undefined || secret.data.data === null) return undefined;
-    if (typeof key !== 'string' || !/^[0-9a-fA-F]{64}$/.test(key)) {
-      throw new Error(`${this.mount}/${path} field \`key\` is not a KEK: it must be 64 hex characters`);
-    }
+    const key = await this.kekIn(`${this.mount}/${path}`, secret.data.data);
     return { key, version: secret.data.metadata.version };
+  }
+
+  /** The KEK in a secret's `data`, read from `where`: its `key`, or derived from the root. */
+  async kekIn(where: string, data: Record<string, unknown>): Promise<string> {
+    const record = derivedRecord(where, data);
+    if (record === undefined) {
+      const key = data.key;
+      if (typeof key !== 'string' || !/^[0-9a-fA-F]{64}$/.test(key)) {
+        throw new Error(`${where} field \`key\` is not a KEK: it must be 64 hex characters`);
+      }
+      return key;
+    }
+    if (this.#tenant === undefined) {
+      throw new Error(
+        `${where} is derived from the root KEK at ${this.mount}/${record.rootPath}: pass { tenant } (the tenant ` +
+          `whose key path this is) to derive it`,
+      );
+    }
+    const root = Buffer.from(await this.root(record.rootPath, record.rootVersion), 'hex');
+    const info = Buffer.concat([Buffer.from('rotor tenant KEK v1\0'), Buffer.from(this.#tenant, 'utf8')]);
+    const derived = Buffer.from(hkdfSync('sha256', root, record.salt, info, 32));
+    root.fill(0);
+    const hex = derived.toString('hex');
+    derived.fill(0);
+    return hex;
+  }
+
+  /** Root version `version` at `rootPath`: from its archive, else the root's KV history. */
+  root(rootPath: string, version: number): Promise<string> {
+    const cached = `${rootPath}@${version}`;
+    let reading = this.#roots.get(cached);
+    if (reading === undefined) {
+      reading = (async () => {
+        const found = (await this.key(`${rootPath}-archive/v${version}`)) ?? (await this.key(rootPath, version));
+        if (found === undefined) {
+          throw new Error(
+            `root KEK version ${version} is neither in ${this.mount}/${rootPath}-archive/v${version} nor in the ` +
+              `version history of ${this.mount}/${rootPath}`,
+          );
+        }
+        return found.key;
+      })();
+      this.#roots.set(cached, reading);
+    }
+    return reading;
   }
 }
 
@@ -256,15 +347,12 @@ async function loadStaged(
   }
   const data = secret?.data.data;
   if (!data) return {};
-  const { key, kek_version: version } = data;
-  const isKey = typeof key === 'string' && /^[0-9a-fA-F]{64}$/.test(key);
-  if (!isKey || typeof version !== 'string' || !/^[0-9]+$/.test(version)) {
-    throw new Error(
-      `${vault.mount}/${path} is not a staged KEK: it needs \`key\` (64 hex characters) and \`kek_version\``,
-    );
+  const version = data.kek_version;
+  if (typeof version !== 'string' || !/^[0-9]+$/.test(version)) {
+    throw new Error(`${vault.mount}/${path} is not a staged KEK: it needs \`kek_version\``);
   }
   const staged = Number(version);
   if (staged !== current + 1) return {};
-  keks.set(staged, key);
+  keks.set(staged, await vault.kekIn(`${vault.mount}/${path}`, data));
   return { staged };
 }

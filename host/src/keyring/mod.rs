@@ -333,17 +333,12 @@ impl KeyRing {
 
     /// Stores the operator's key (`migrate-kek`) as the first KEK; if the same key is current
     /// already, writes nothing. Returns its version.
+    /// With `[tenants] derive-from` too: the key the application already has is stored as it
+    /// is, since the legacy rows are under it; the versions rotations add are derived.
     pub async fn import_given(&mut self) -> Result<u32, KeyError> {
         let Some(given) = self.given.clone() else {
             return Err(KeyError::Denied("this command was given no KEK to import".into()));
         };
-        if let Some(derivation) = &self.derivation {
-            return Err(KeyError::Refused(format!(
-                "{}'s KEKs are derived from the root at {} ([tenants] derive-from): a key cannot be \
-                 imported as one of them. `rotor rotate` derives the first",
-                self.key_path, derivation.root_path
-            )));
-        }
         let path = self.key_path.clone();
         let data = KvData::from([(KEY_FIELD.to_owned(), given.to_hex())]);
         match self.kv.write(&path, &data, Some(0)).await {
