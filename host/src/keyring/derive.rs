@@ -114,11 +114,6 @@ impl KeyRing {
         self
     }
 
-    /// Whether new versions are derived from a root.
-    pub fn derives(&self) -> bool {
-        self.derivation.is_some()
-    }
-
     /// The root's own key ring.
     fn root_ring(&self, derivation: &Derivation) -> KeyRing {
         KeyRing::new(self.kv.clone(), &derivation.root_path)
