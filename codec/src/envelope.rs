@@ -224,6 +224,51 @@ impl<'a> EnvelopeHead<'a> {
     pub(crate) fn same_data(&self, other: &EnvelopeHead<'_>) -> bool {
         self.head[DATA_NONCE..] == other.head[DATA_NONCE..] && self.tail == other.tail
     }
+
+    /// The wrapped data key's nonce, ciphertext and tag.
+    pub(crate) fn wrap_parts(&self) -> Parts<'_> {
+        let h = &self.head;
+        Parts {
+            nonce: &h[WRAP_NONCE..WRAPPED_DEK],
+            ciphertext: &h[WRAPPED_DEK..WRAP_TAG],
+            tag: &h[WRAP_TAG..DATA_NONCE],
+        }
+    }
+
+    /// Checks what [`EnvelopeHead::parse`] left unread as [`Envelope::parse`] would: canonical
+    /// base64 (padding only at the end, no stray bits) of a payload no shorter than an
+    /// envelope's. Reading each character's class is far cheaper than decoding them all.
+    pub(crate) fn check_tail(&self) -> Result<(), CodecError> {
+        let tail = self.tail.as_bytes();
+        let not_base64 = CodecError::Malformed("payload is not valid base64");
+        if tail.len() % 4 != 0 || tail.is_empty() {
+            return Err(not_base64);
+        }
+        let (body, last) = tail.split_at(tail.len() - 4);
+        if !body.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/') {
+            return Err(not_base64);
+        }
+        let mut quantum = [0u8; 3];
+        let decoded = STANDARD.decode_slice(last, &mut quantum).map_err(|_| not_base64)?;
+        if HEAD_BYTES + body.len() / 4 * 3 + decoded < PAYLOAD_OVERHEAD {
+            return Err(CodecError::Malformed("payload is truncated"));
+        }
+        Ok(())
+    }
+
+    /// This envelope naming `kek_version`, its data key wrapped as `wrap`: the head encoded
+    /// again, the rest copied as text.
+    pub(crate) fn with_wrap(&self, kek_version: u32, wrap: Parts<'_>) -> String {
+        let mut head = self.head;
+        head[WRAP_NONCE..WRAPPED_DEK].copy_from_slice(wrap.nonce);
+        head[WRAPPED_DEK..WRAP_TAG].copy_from_slice(wrap.ciphertext);
+        head[WRAP_TAG..DATA_NONCE].copy_from_slice(wrap.tag);
+        let mut text = format!("{PREFIX}{kek_version}:");
+        text.reserve(HEAD_CHARS + self.tail.len());
+        STANDARD.encode_string(head, &mut text);
+        text.push_str(self.tail);
+        text
+    }
 }
 
 /// `rotor:v<K>:<payload>` split into K and the payload's base64, both envelope readers' first step.

@@ -15,7 +15,7 @@ use crate::Failure;
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-use rotor_codec::layout::{self, Stored};
+use rotor_codec::layout::{self, EnvelopeHeadParts, Stored};
 use rotor_codec::{CodecError, PREFIX};
 
 use crate::bindings::exports::rotor::kek::operations::{
@@ -26,9 +26,7 @@ use crate::bindings::rotor::kek::journal_types::RotationStatus;
 use crate::bindings::rotor::kek::keys;
 use crate::bindings::rotor::kek::types::{OutputFormat, WalletFailure};
 use crate::bindings::rotor::kek::wallet_store::{self, Replacement, Wallet};
-use crate::keyring::{
-    Keyring, OpenError, key_error, open_legacy, parts, seal_envelope, seal_legacy, unwrap_data_key,
-};
+use crate::keyring::{Keyring, OpenError, key_error, open_legacy, parts, seal_envelope, seal_legacy, sealed};
 use crate::{log, scan};
 
 /// How often a row that another writer keeps changing is re-read before it is reported.
@@ -286,7 +284,25 @@ fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, Fail
 fn reseal(keyring: &mut Keyring, wallet: &Wallet, plan: &RotationPlan) -> Result<Option<String>, OpenError> {
     let wallet_error = |e: CodecError| OpenError::Wallet(e.to_string());
     let (to, id) = (plan.to_version, wallet.id.as_str());
-    // Parsed once: the format, the re-wrap and the opening all read this.
+    // Re-wrap: the data key moves from the old KEK to the new one inside the host. Only the
+    // envelope's head is decoded and encoded again; the wallet's own ciphertext is checked and
+    // kept byte for byte, as text.
+    let rewraps = plan.output_format == OutputFormat::Envelope && !plan.reencrypt;
+    if rewraps && wallet.ciphertext.starts_with(PREFIX) {
+        let envelope = EnvelopeHeadParts::parse(&wallet.ciphertext).map_err(wallet_error)?;
+        let kek_version = envelope.kek_version();
+        if kek_version == to {
+            return Ok(None);
+        }
+        keyring.require_for_envelope(kek_version)?;
+        let dek = keyring
+            .get(kek_version)
+            .unwrap(&sealed(envelope.wrap()), &layout::wrap_aad(kek_version, id))
+            .ok_or_else(|| wallet_error(CodecError::Authentication))?;
+        let wrap = keyring.get(to).wrap(&dek, &layout::wrap_aad(to, id));
+        return envelope.rewrapped(to, parts(&wrap)).map(Some).map_err(wallet_error);
+    }
+    // Parsed once: the format and the opening both read this.
     let stored = Stored::parse(&wallet.ciphertext).map_err(wallet_error)?;
     if plan.output_format == OutputFormat::Legacy {
         // The layout names no version: a legacy wallet that opens under the new KEK is done.
@@ -298,25 +314,14 @@ fn reseal(keyring: &mut Keyring, wallet: &Wallet, plan: &RotationPlan) -> Result
         let (_, secret) = keyring.open_stored(id, &stored)?;
         return seal_legacy(keyring.get(to), &secret).map(Some).map_err(wallet_error);
     }
-    let resealed = match &stored {
-        Stored::Envelope(envelope) if envelope.kek_version() == to => return Ok(None),
-        // Re-wrap: the data key moves from the old KEK to the new one inside the host; the
-        // wallet's own ciphertext is kept byte for byte.
-        Stored::Envelope(envelope) if !plan.reencrypt => {
-            let kek_version = envelope.kek_version();
-            keyring.require_for_envelope(kek_version)?;
-            let dek = unwrap_data_key(keyring.get(kek_version), envelope, id)
-                .ok_or_else(|| wallet_error(CodecError::Authentication))?;
-            let wrap = keyring.get(to).wrap(&dek, &layout::wrap_aad(to, id));
-            layout::encode_envelope(to, parts(&wrap), envelope.data())
-        }
-        // Legacy rows have no data key to re-wrap; --reencrypt replaces data keys on purpose.
-        _ => {
-            let (_, secret) = keyring.open_stored(id, &stored)?;
-            seal_envelope(keyring.get(to), to, id, &secret)
-        }
-    };
-    resealed.map(Some).map_err(wallet_error)
+    if let Stored::Envelope(envelope) = &stored
+        && envelope.kek_version() == to
+    {
+        return Ok(None);
+    }
+    // Legacy rows have no data key to re-wrap; --reencrypt replaces data keys on purpose.
+    let (_, secret) = keyring.open_stored(id, &stored)?;
+    seal_envelope(keyring.get(to), to, id, &secret).map(Some).map_err(wallet_error)
 }
 
 /// Where a batch came from.
