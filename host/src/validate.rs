@@ -92,7 +92,7 @@ async fn open_in_parallel(
     };
     let reporter = first.state().reporter().clone();
     let total = database.count().await?;
-    let scan = SharedScan::new(database, batch_size.get(), reporter, total);
+    let scan = SharedScan::new(database, batch_size.get(), reporter, total, odd.clone());
     first.state_mut().wallets_mut().set_batches(Batches::Shared(scan.clone()));
     let mut others = JoinSet::new();
     for _ in 1..workers.get() {

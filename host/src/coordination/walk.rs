@@ -316,59 +316,79 @@ pub enum Batches {
 }
 
 impl Batches {
-    /// The next batch; odd rows met on the way are recorded in `odd`.
+    /// The next batch; odd rows met on the way are recorded in `odd` (a shared pass, in the
+    /// collection it was made with, which its workers share).
     pub async fn next(&mut self, odd: &OddRows) -> Result<Option<Vec<WalletRow>>, StoreError> {
         match self {
             Batches::Walk(batches) => batches.next(odd).await,
-            Batches::Shared(scan) => scan.next(odd).await,
+            Batches::Shared(scan) => scan.next().await,
         }
     }
 }
 
+/// Pages a [`SharedScan`] reads ahead of its workers. Two: the next page's round trip to the
+/// database overlaps the opening of the current ones, as in the native read-and-open baseline
+/// (on PostgreSQL, reading a page on demand left the workers waiting for every page).
+const READ_AHEAD: usize = 2;
+
 /// The whole table once, shared batch by batch by this process's workers, with nothing written
-/// anywhere: how `validate` spreads over instances.
+/// anywhere: how `validate` spreads over instances. A task of its own reads the pages in key
+/// order, up to [`READ_AHEAD`] ahead of the workers.
 pub struct SharedScan {
-    database: Database,
-    batch_size: u32,
-    /// The last id handed out; `None` inside once the table is done.
-    cursor: tokio::sync::Mutex<Option<Option<String>>>,
-    reporter: Reporter,
-    total: u64,
-    handed_out: AtomicU64,
+    pages: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Result<Vec<WalletRow>, StoreError>>>,
+    reader: JoinHandle<()>,
 }
 
 impl SharedScan {
-    /// A pass over the table starting at its first id; `total` is the row count the progress shows.
-    pub fn new(database: Database, batch_size: u32, reporter: Reporter, total: u64) -> Arc<SharedScan> {
-        Arc::new(SharedScan {
-            database,
-            batch_size: batch_size.max(1),
-            cursor: tokio::sync::Mutex::new(Some(None)),
-            reporter,
-            total,
-            handed_out: AtomicU64::new(0),
-        })
+    /// A pass over the table starting at its first id, recording the odd rows it meets in
+    /// `odd`; `total` is the row count the progress shows.
+    pub fn new(
+        database: Database,
+        batch_size: u32,
+        reporter: Reporter,
+        total: u64,
+        odd: OddRows,
+    ) -> Arc<SharedScan> {
+        let (pages, received) = tokio::sync::mpsc::channel(READ_AHEAD);
+        let batch_size = batch_size.max(1);
+        let reader = tokio::spawn(async move {
+            let (mut after, mut read) = (None::<String>, 0u64);
+            loop {
+                let page = match database.checked_scan(after.as_deref(), None, batch_size, None, &odd).await {
+                    Ok(page) => page,
+                    Err(error) => {
+                        let _ = pages.send(Err(error)).await;
+                        return;
+                    }
+                };
+                if page.fetched == 0 {
+                    return;
+                }
+                read += page.fetched as u64;
+                reporter.progress(read, total.max(read));
+                // Odd rows only: nothing to hand out, on to the next page.
+                if !page.rows.is_empty() && pages.send(Ok(page.rows)).await.is_err() {
+                    return; // Every worker is gone.
+                }
+                match page.last_id {
+                    Some(last) => after = Some(last),
+                    None => return,
+                }
+            }
+        });
+        Arc::new(SharedScan { pages: tokio::sync::Mutex::new(received), reader })
     }
 
-    /// The next batch of the table, `None` once it is done. The cursor is held while reading,
-    /// so batches never overlap; the other workers meanwhile open the batches they hold. Odd
-    /// rows are recorded in `odd`, and the pass goes on past them.
-    pub async fn next(&self, odd: &OddRows) -> Result<Option<Vec<WalletRow>>, StoreError> {
-        let mut cursor = self.cursor.lock().await;
-        loop {
-            let Some(after) = cursor.as_ref() else { return Ok(None) };
-            let page = self.database.checked_scan(after.as_deref(), None, self.batch_size, None, odd).await?;
-            *cursor = page.last_id.map(Some);
-            if page.fetched == 0 {
-                return Ok(None);
-            }
-            let fetched = page.fetched as u64;
-            let done = self.handed_out.fetch_add(fetched, Ordering::Relaxed) + fetched;
-            self.reporter.progress(done, self.total.max(done));
-            if !page.rows.is_empty() {
-                return Ok(Some(page.rows));
-            }
-        }
+    /// The next batch of the table, `None` once it is done (or after a read failed, which one
+    /// worker receives). Batches never overlap.
+    pub async fn next(&self) -> Result<Option<Vec<WalletRow>>, StoreError> {
+        self.pages.lock().await.recv().await.transpose()
+    }
+}
+
+impl Drop for SharedScan {
+    fn drop(&mut self) {
+        self.reader.abort();
     }
 }
 
