@@ -241,7 +241,7 @@ impl<'a> EnvelopeHead<'a> {
     pub(crate) fn check_tail(&self) -> Result<(), CodecError> {
         let tail = self.tail.as_bytes();
         let not_base64 = CodecError::Malformed("payload is not valid base64");
-        if tail.len() % 4 != 0 || tail.is_empty() {
+        if !tail.len().is_multiple_of(4) || tail.is_empty() {
             return Err(not_base64);
         }
         let (body, last) = tail.split_at(tail.len() - 4);
