@@ -150,12 +150,7 @@ impl Envelope {
     }
 
     pub(crate) fn wrap_parts(&self) -> Parts<'_> {
-        let p = &self.payload;
-        Parts {
-            nonce: &p[WRAP_NONCE..WRAPPED_DEK],
-            ciphertext: &p[WRAPPED_DEK..WRAP_TAG],
-            tag: &p[WRAP_TAG..DATA_NONCE],
-        }
+        wrap_parts_of(&self.payload)
     }
 
     pub(crate) fn data_parts(&self) -> Parts<'_> {
@@ -211,13 +206,7 @@ impl<'a> EnvelopeHead<'a> {
     }
 
     pub(crate) fn unwrap_dek(&self, kek: &Kek, id: &str) -> Result<DataKey, CodecError> {
-        let h = &self.head;
-        let wrapped = Parts {
-            nonce: &h[WRAP_NONCE..WRAPPED_DEK],
-            ciphertext: &h[WRAPPED_DEK..WRAP_TAG],
-            tag: &h[WRAP_TAG..DATA_NONCE],
-        };
-        kek.unwrap_detached(&wrap_aad(self.kek_version, id), wrapped)
+        kek.unwrap_detached(&wrap_aad(self.kek_version, id), self.wrap_parts())
     }
 
     /// Whether both envelopes hold the same data part, byte for byte.
@@ -227,12 +216,7 @@ impl<'a> EnvelopeHead<'a> {
 
     /// The wrapped data key's nonce, ciphertext and tag.
     pub(crate) fn wrap_parts(&self) -> Parts<'_> {
-        let h = &self.head;
-        Parts {
-            nonce: &h[WRAP_NONCE..WRAPPED_DEK],
-            ciphertext: &h[WRAPPED_DEK..WRAP_TAG],
-            tag: &h[WRAP_TAG..DATA_NONCE],
-        }
+        wrap_parts_of(&self.head)
     }
 
     /// Checks what [`EnvelopeHead::parse`] left unread as [`Envelope::parse`] would: canonical
@@ -268,6 +252,15 @@ impl<'a> EnvelopeHead<'a> {
         STANDARD.encode_string(head, &mut text);
         text.push_str(self.tail);
         text
+    }
+}
+
+/// The wrapped data key in a payload's first bytes (whole, or only its head).
+fn wrap_parts_of(payload: &[u8]) -> Parts<'_> {
+    Parts {
+        nonce: &payload[WRAP_NONCE..WRAPPED_DEK],
+        ciphertext: &payload[WRAPPED_DEK..WRAP_TAG],
+        tag: &payload[WRAP_TAG..DATA_NONCE],
     }
 }
 
