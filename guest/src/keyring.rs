@@ -86,14 +86,15 @@ pub(crate) fn open_legacy(kek: &Kek, legacy: &LegacyParts) -> Option<Secret> {
     kek.open(&sealed(legacy.parts()), b"")
 }
 
-/// The data key of an envelope, unwrapped under `kek`.
-pub(crate) fn unwrap_data_key(kek: &Kek, envelope: &EnvelopeParts, id: &str) -> Option<DataKey> {
-    kek.unwrap(&sealed(envelope.wrap()), &layout::wrap_aad(envelope.kek_version(), id))
+/// The data key an envelope naming `kek_version` wraps as `wrap`, unwrapped under `kek`.
+pub(crate) fn unwrap_data_key(kek: &Kek, kek_version: u32, wrap: Parts<'_>, id: &str) -> Option<DataKey> {
+    kek.unwrap(&sealed(wrap), &layout::wrap_aad(kek_version, id))
 }
 
 /// Opens an envelope under `kek`; a wallet error if it does not open.
 pub(crate) fn open_envelope(kek: &Kek, envelope: &EnvelopeParts, id: &str) -> Result<Secret, OpenError> {
-    let dek = unwrap_data_key(kek, envelope, id).ok_or_else(|| wallet_error(CodecError::Authentication))?;
+    let dek = unwrap_data_key(kek, envelope.kek_version(), envelope.wrap(), id)
+        .ok_or_else(|| wallet_error(CodecError::Authentication))?;
     dek.open(&sealed(envelope.data()), &layout::data_aad(id))
         .ok_or_else(|| wallet_error(CodecError::Authentication))
 }

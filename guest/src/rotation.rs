@@ -26,7 +26,9 @@ use crate::bindings::rotor::kek::journal_types::RotationStatus;
 use crate::bindings::rotor::kek::keys;
 use crate::bindings::rotor::kek::types::{OutputFormat, WalletFailure};
 use crate::bindings::rotor::kek::wallet_store::{self, Replacement, Wallet};
-use crate::keyring::{Keyring, OpenError, key_error, open_legacy, parts, seal_envelope, seal_legacy, sealed};
+use crate::keyring::{
+    Keyring, OpenError, key_error, open_legacy, parts, seal_envelope, seal_legacy, unwrap_data_key,
+};
 use crate::{log, scan};
 
 /// How often a row that another writer keeps changing is re-read before it is reported.
@@ -295,9 +297,7 @@ fn reseal(keyring: &mut Keyring, wallet: &Wallet, plan: &RotationPlan) -> Result
             return Ok(None);
         }
         keyring.require_for_envelope(kek_version)?;
-        let dek = keyring
-            .get(kek_version)
-            .unwrap(&sealed(envelope.wrap()), &layout::wrap_aad(kek_version, id))
+        let dek = unwrap_data_key(keyring.get(kek_version), kek_version, envelope.wrap(), id)
             .ok_or_else(|| wallet_error(CodecError::Authentication))?;
         let wrap = keyring.get(to).wrap(&dek, &layout::wrap_aad(to, id));
         return envelope.rewrapped(to, parts(&wrap)).map(Some).map_err(wallet_error);

@@ -105,6 +105,16 @@ impl DerivedFrom {
 /// A KEK as rotor reads or makes it: the key, and the record that derives it if it is derived.
 pub(super) type Keyed = (Arc<Kek>, Option<Arc<DerivedFrom>>);
 
+impl HeldKek {
+    /// What Vault keeps of this KEK: its record if it is derived, else its key.
+    pub(super) fn stored_form(&self) -> KvData {
+        match &self.derived {
+            Some(record) => record.to_data(),
+            None => KvData::from([(KEY_FIELD.to_owned(), self.kek.to_hex())]),
+        }
+    }
+}
+
 impl KeyRing {
     /// These KEKs derived from a root (`[tenants] derive-from`): versions rotor writes from
     /// now on are records, and every derived record must name this root. Versions stored as
@@ -156,6 +166,17 @@ impl KeyRing {
     /// [`KeyRing::version`]: a root holds keys, never records, and reading it so would make
     /// reading a record recursive.)
     async fn root_version(&self, derivation: &Derivation, version: u32) -> Result<Arc<Kek>, KeyError> {
+        // Every tenant version under one root version derives from the same key: read it once.
+        if let Some(kek) = self.root_keys.lock().unwrap_or_else(|e| e.into_inner()).get(&version) {
+            return Ok(kek.clone());
+        }
+        let kek = self.read_root_version(derivation, version).await?;
+        self.root_keys.lock().unwrap_or_else(|e| e.into_inner()).insert(version, kek.clone());
+        Ok(kek)
+    }
+
+    /// [`KeyRing::root_version`] from Vault.
+    async fn read_root_version(&self, derivation: &Derivation, version: u32) -> Result<Arc<Kek>, KeyError> {
         let root = self.root_ring(derivation);
         let archived = root.archive_path(version);
         if let Some(secret) = root.read(&archived, None).await? {
@@ -189,14 +210,6 @@ impl KeyRing {
             DerivedFrom { root_path: derivation.root_path.clone(), root_version: root.version, salt };
         let kek = root.kek.derive(&record.salt, &derivation.info());
         Ok((Arc::new(kek), Some(Arc::new(record))))
-    }
-
-    /// What Vault keeps of `held`: its record if it is derived, else its key.
-    pub(super) fn stored_form(held: &HeldKek) -> KvData {
-        match &held.derived {
-            Some(record) => record.to_data(),
-            None => KvData::from([(KEY_FIELD.to_owned(), held.kek.to_hex())]),
-        }
     }
 
     /// Stores a new root KEK after version `after` (check-and-set), none for the first, and

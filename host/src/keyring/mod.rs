@@ -84,6 +84,9 @@ pub struct KeyRing {
     legacy_hit: usize,
     /// Where new versions are derived from, if rotor.toml derives them (`derive.rs`).
     derivation: Option<Derivation>,
+    /// Root versions read so far, for derived versions (`derive.rs`). Behind a lock because
+    /// records are read through `&self`.
+    root_keys: std::sync::Mutex<BTreeMap<u32, Arc<Kek>>>,
 }
 
 /// Takes the KEK out of a secret's data.
@@ -112,6 +115,7 @@ impl KeyRing {
             legacy: None,
             legacy_hit: 0,
             derivation: None,
+            root_keys: std::sync::Mutex::default(),
         }
     }
 
@@ -253,7 +257,7 @@ impl KeyRing {
             return Err(KeyError::Refused(format!("KEK v{version} is a dry run's and is never stored")));
         }
         let path = self.archive_path(version);
-        let mut data = KeyRing::stored_form(&held);
+        let mut data = held.stored_form();
         data.insert("kek_version".to_owned(), Zeroizing::new(version.to_string()));
         match self.kv.write(&path, &data, Some(0)).await {
             Ok(_) => Ok(()),
@@ -295,7 +299,7 @@ impl KeyRing {
         };
         let path = self.key_path.clone();
         let held = HeldKek { version: 0, kek, from_history: false, draft: false, derived };
-        let data = KeyRing::stored_form(&held);
+        let data = held.stored_form();
         let written = match self.kv.write(&path, &data, Some(expected_current.into())).await {
             Ok(version) => version,
             Err(VaultError::CasMismatch { .. }) => {

@@ -178,13 +178,8 @@ impl KeyRing {
         let path = self.staged_path();
         let (kek, derived) = self.fresh().await?;
         let version = current.version + 1;
-        let mut data = KeyRing::stored_form(&HeldKek {
-            version,
-            kek: kek.clone(),
-            from_history: false,
-            draft: false,
-            derived,
-        });
+        let held = HeldKek { version, kek: kek.clone(), from_history: false, draft: false, derived };
+        let mut data = held.stored_form();
         data.insert(VERSION_FIELD.to_owned(), Zeroizing::new(version.to_string()));
         match self.kv.write(&path, &data, Some(cas)).await {
             Ok(_) => {}
