@@ -12,7 +12,7 @@ pub mod output;
 pub mod world;
 
 pub use database::{Kind, TestDb, new_rotation, postgres_admin_url, unique};
-pub use openbao::{FileServer, TlsDevServer, Vault};
+pub use openbao::{FileServer, PluginDevServer, TlsDevServer, Vault};
 pub use output::{
     assert_fails_saying, assert_ran, assert_says, assert_success, failure, json, json_success, text,
 };

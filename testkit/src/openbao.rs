@@ -1,6 +1,7 @@
 //! The OpenBao servers tests start besides rotor's own dev server ([`DevServer`]): a dev server
-//! speaking HTTPS with a CA of its own, and a file-backed server that keeps its data across a
-//! crash and comes back sealed. Both run on rotor's [`BaoProcess`].
+//! speaking HTTPS with a CA of its own, a dev server with a plugin folder, and a file-backed
+//! server (with a plugin folder too) that keeps its data across a crash and comes back sealed.
+//! All run on rotor's [`BaoProcess`].
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,17 @@ pub trait Vault {
     fn addr(&self) -> &str;
     /// A token allowed everything.
     fn root_token(&self) -> &str;
+
+    /// Runs the `bao` CLI against this server with the root token, as an operator would.
+    fn bao(&self, args: &[&str]) -> std::process::Output {
+        let bao = rotor::demo::openbao::find_bao().expect("the bao binary");
+        std::process::Command::new(bao)
+            .args(args)
+            .env("BAO_ADDR", self.addr())
+            .env("BAO_TOKEN", self.root_token())
+            .output()
+            .expect("running bao")
+    }
 }
 
 impl Vault for DevServer {
@@ -73,6 +85,57 @@ impl Vault for TlsDevServer {
     }
 }
 
+/// A dev server that runs external plugins from a folder of its own ([`PluginDevServer::plugin_dir`]),
+/// named by `plugin_directory` in a configuration file beside `-dev`. Dropping it kills the
+/// server (and with it, the plugins it launched).
+pub struct PluginDevServer {
+    process: BaoProcess,
+    addr: String,
+}
+
+impl PluginDevServer {
+    /// Starts the server on a free loopback port and waits until it reports healthy; on failure
+    /// the error includes the end of its log.
+    pub async fn start() -> anyhow::Result<PluginDevServer> {
+        let process = BaoProcess::start("rotor-bao-plugins", |port, dir| {
+            let plugins = dir.join("plugins");
+            fs::create_dir_all(&plugins)?;
+            let config = dir.join("plugins.hcl");
+            fs::write(&config, format!("plugin_directory = {:?}\n", plugins.display().to_string()))?;
+            let mut args = dev_server_args(port);
+            args.push(format!("-config={}", config.display()));
+            Ok(args)
+        })?;
+        let addr = format!("http://127.0.0.1:{}", process.port());
+        let mut server = PluginDevServer { process, addr };
+        if let Err(e) = server.process.wait_for_health(&server.addr, |status| status == StatusCode::OK).await
+        {
+            return Err(server.process.failure("OpenBao dev server with plugins", &e));
+        }
+        Ok(server)
+    }
+
+    /// The folder OpenBao runs registered plugins from.
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.process.dir().join("plugins")
+    }
+
+    /// The server's log so far (the plugins' stderr goes there too).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.process.dir().join("bao.log")).unwrap_or_default()
+    }
+}
+
+impl Vault for PluginDevServer {
+    fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn root_token(&self) -> &str {
+        DEV_ROOT_TOKEN
+    }
+}
+
 /// A `bao server` with persistent storage in a folder of its own, initialised with a single
 /// unseal key and KV v2 at `secret/`. Unlike a dev server it keeps its data when killed and
 /// restarted, and comes back sealed, as a production server does. Dropping it kills the server
@@ -112,6 +175,16 @@ impl FileServer {
             return Err(self.process.failure("restarted OpenBao server", &e));
         }
         Ok(())
+    }
+
+    /// The folder the server runs registered plugins from (`plugin_directory`).
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.process.dir().join("plugins")
+    }
+
+    /// The server's log so far (the plugins' stderr goes there too).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.process.dir().join("bao.log")).unwrap_or_default()
     }
 
     /// Unseals the server with its key and waits until it serves requests as the active node.
@@ -183,6 +256,8 @@ impl Vault for FileServer {
 fn write_file_config(port: u16, dir: &Path) -> anyhow::Result<Vec<String>> {
     let data = dir.join("data");
     fs::create_dir_all(&data)?;
+    let plugins = dir.join("plugins");
+    fs::create_dir_all(&plugins)?;
     let cluster = port + 1;
     let config = format!(
         r#"storage "raft" {{
@@ -196,6 +271,7 @@ listener "tcp" {{
 }}
 api_addr     = "http://127.0.0.1:{port}"
 cluster_addr = "http://127.0.0.1:{cluster}"
+plugin_directory = {plugins:?}
 "#
     );
     let path = dir.join("config.hcl");

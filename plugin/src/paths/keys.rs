@@ -1,0 +1,52 @@
+//! `rotor/keys` and `rotor/keys/import`: the mount's KEK versions.
+
+use rotor_codec::Kek;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{Mount, only};
+use crate::keyring::{KeyRing, Origin};
+use crate::request::{Failure, Operation, Outcome, Request};
+
+/// `read rotor/keys` lists the versions; `write rotor/keys` makes v1 in a mount that has none.
+/// Later versions come with rotations, which move the rows onto them.
+pub(super) async fn ring(mount: &Mount, request: &Request) -> Outcome {
+    only(request, &[Operation::Read, Operation::Create, Operation::Update], "read and write")?;
+    if request.operation == Operation::Read {
+        return Ok(Some(KeyRing::load(&mount.storage).await?.summary()));
+    }
+    request.only_fields(&[])?;
+    let _turn = mount.ring_writes.lock().await;
+    let mut ring = KeyRing::load(&mount.storage).await?;
+    if let Some((latest, _)) = ring.latest() {
+        return Err(Failure::BadRequest(format!(
+            "the key ring already holds v{latest}; a new version comes with a rotation, which moves \
+             the rows onto it"
+        )));
+    }
+    let kek = Kek::generate().map_err(|e| anyhow::anyhow!("generating a KEK: {e}"))?;
+    let version = ring.add(&mount.storage, None, kek, Origin::Generated).await?;
+    Ok(Some(json!({ "version": version })))
+}
+
+/// Whether the ring holds any version, for the `create` capability on `rotor/keys`.
+pub(super) async fn exist(mount: &Mount) -> Result<bool, Failure> {
+    Ok(KeyRing::load(&mount.storage).await?.latest().is_some())
+}
+
+/// `write rotor/keys/import key=<64 hex> [version=N]`: an application's existing KEK, as the next
+/// version or as the version its envelopes already name. The key is never echoed.
+pub(super) async fn import(mount: &Mount, request: &Request) -> Outcome {
+    only(request, &[Operation::Create, Operation::Update], "write")?;
+    request.only_fields(&["key", "version"])?;
+    let key = Zeroizing::new(request.required_text("key")?.trim().to_owned());
+    let kek = Kek::from_hex(&key).map_err(|e| Failure::BadRequest(format!("field \"key\": {e}")))?;
+    let version = request.number("version")?;
+    let _turn = mount.ring_writes.lock().await;
+    let mut ring = KeyRing::load(&mount.storage).await?;
+    if let Some(held) = ring.version_of(&kek) {
+        return Err(Failure::BadRequest(format!("this KEK is already v{held} of the key ring")));
+    }
+    let version = ring.add(&mount.storage, version, kek, Origin::Imported).await?;
+    Ok(Some(json!({ "version": version })))
+}

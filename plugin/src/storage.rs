@@ -1,0 +1,63 @@
+//! The mount's storage: OpenBao's barrier-encrypted key-value store, reached over the broker
+//! connection OpenBao offers in `Setup`. Values are JSON documents.
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::Channel;
+use zeroize::Zeroizing;
+
+use crate::proto::backend::{StorageEntry, StorageGetArgs, StoragePutArgs};
+use crate::proto::pb::storage_client::StorageClient;
+
+/// The mount's storage.
+#[derive(Clone)]
+pub struct Storage {
+    client: StorageClient<Channel>,
+}
+
+impl Storage {
+    /// Storage over a connection to OpenBao's storage server.
+    pub fn new(channel: Channel) -> Storage {
+        Storage { client: StorageClient::new(channel) }
+    }
+
+    /// Reads the document at `key`, if there is one. The raw bytes are wiped once parsed,
+    /// since documents hold key material.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
+        let reply = self
+            .client
+            .clone()
+            .get(StorageGetArgs { key: key.to_owned() })
+            .await
+            .with_context(|| format!("reading {key:?} from the mount's storage"))?
+            .into_inner();
+        if !reply.err.is_empty() {
+            bail!("reading {key:?} from the mount's storage: {}", reply.err);
+        }
+        let Some(entry) = reply.entry else { return Ok(None) };
+        let value = Zeroizing::new(entry.value);
+        let document = serde_json::from_slice(&value)
+            .with_context(|| format!("the mount's storage entry {key:?} is not rotor's"))?;
+        Ok(Some(document))
+    }
+
+    /// Writes `document` at `key`.
+    pub async fn put<T: Serialize>(&self, key: &str, document: &T) -> anyhow::Result<()> {
+        // The message owns the only copy; tonic encodes it and drops it (not wiped: see
+        // SECURITY in docs/PLUGIN.md).
+        let value = serde_json::to_vec(document).context("encoding a storage entry")?;
+        let entry = StorageEntry { key: key.to_owned(), value, seal_wrap: false };
+        let reply = self
+            .client
+            .clone()
+            .put(StoragePutArgs { entry: Some(entry) })
+            .await
+            .with_context(|| format!("writing {key:?} to the mount's storage"))?
+            .into_inner();
+        if !reply.err.is_empty() {
+            bail!("writing {key:?} to the mount's storage: {}", reply.err);
+        }
+        Ok(())
+    }
+}
