@@ -62,6 +62,11 @@ async fn refused(
     reply["errors"].to_string()
 }
 
+/// The root token's write to `path` is refused as a bad request; the error text.
+async fn bad_request(server: &impl Vault, path: &str, body: Value) -> String {
+    refused(server, server.root_token(), Method::POST, path, body, StatusCode::BAD_REQUEST).await
+}
+
 /// Registers the plugin in `plugin_dir` by its digest and mounts it at `rotor/`, as the
 /// operator's guide says.
 fn register_and_mount(server: &impl Vault, plugin_dir: &Path) {
@@ -121,52 +126,19 @@ async fn applications_seal_and_open_wallets_through_the_mount_with_the_kek_insid
     // An application's existing KEK, imported as the version its envelopes already name.
     let kek = Kek::generate().unwrap();
     let hex_key = kek.to_hex().to_string();
-    let empty = refused(
-        &server,
-        server.root_token(),
-        Method::POST,
-        "rotor/encrypt/w-0",
-        json!({"plaintext": "AA=="}),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let empty = bad_request(&server, "rotor/encrypt/w-0", json!({"plaintext": "AA=="})).await;
     assert_says(&empty, &["key ring is empty", "rotor/keys/import"]);
-    let bad = refused(
-        &server,
-        server.root_token(),
-        Method::POST,
-        "rotor/keys/import",
-        json!({"key": "abc"}),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let bad = bad_request(&server, "rotor/keys/import", json!({"key": "abc"})).await;
     assert_says(&bad, &["\\\"key\\\"", "invalid KEK"]);
     let imported =
         ok(&server, Method::POST, "rotor/keys/import", json!({"key": hex_key, "version": "3"})).await;
     assert_eq!(imported["version"], 3);
-    let again = refused(
-        &server,
-        server.root_token(),
-        Method::POST,
-        "rotor/keys/import",
-        json!({"key": hex_key}),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let again = bad_request(&server, "rotor/keys/import", json!({"key": hex_key})).await;
     assert_says(&again, &["already v3"]);
-    let older = refused(
-        &server,
-        server.root_token(),
-        Method::POST,
-        "rotor/keys/import",
-        json!({"key": "11".repeat(32), "version": 2}),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let older =
+        bad_request(&server, "rotor/keys/import", json!({"key": "11".repeat(32), "version": 2})).await;
     assert_says(&older, &["up to v3"]);
-    let first =
-        refused(&server, server.root_token(), Method::POST, "rotor/keys", json!({}), StatusCode::BAD_REQUEST)
-            .await;
+    let first = bad_request(&server, "rotor/keys", json!({})).await;
     assert_says(&first, &["already holds v3", "rotation"]);
 
     // The ring shows versions, never a key: not through the API, not through the CLI.
@@ -218,15 +190,7 @@ async fn applications_seal_and_open_wallets_through_the_mount_with_the_kek_insid
 
     // The id is bound: a ciphertext moved onto another wallet does not open, one by one or in a
     // batch, where the other items still do.
-    let moved = refused(
-        &server,
-        server.root_token(),
-        Method::POST,
-        "rotor/decrypt/wallet-1",
-        json!({"ciphertext": sealed[0]}),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let moved = bad_request(&server, "rotor/decrypt/wallet-1", json!({"ciphertext": sealed[0]})).await;
     assert_says(&moved, &["wallet-1", "does not decrypt"]);
     let mixed = json!({"batch_input": [
         {"id": "wallet-0", "ciphertext": sealed[0]},
@@ -239,15 +203,8 @@ async fn applications_seal_and_open_wallets_through_the_mount_with_the_kek_insid
     assert_says(results[1]["error"].as_str().unwrap(), &["does not decrypt"]);
     assert!(results[2]["error"].is_string(), "{}", results[2]);
     assert_eq!(results[3]["plaintext"], b64(&wallets[4].1));
-    let unknown = refused(
-        &server,
-        server.root_token(),
-        Method::POST,
-        "rotor/decrypt/wallet-0",
-        json!({"ciphertext": sealed[0], "extra": 1}),
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
+    let unknown =
+        bad_request(&server, "rotor/decrypt/wallet-0", json!({"ciphertext": sealed[0], "extra": 1})).await;
     assert_says(&unknown, &["unknown field", "extra"]);
     let (status, _) =
         call(&server, server.root_token(), Method::GET, "rotor/nothing-here", Value::Null).await;
@@ -315,7 +272,22 @@ path "rotor/decrypt/*" { capabilities = ["update"] }"#,
     let keys_after = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
     assert_eq!(keys_after, keys, "a refused call changed the key ring");
 
-    // A reloaded plugin (a new process) finds the ring in the mount's storage.
+    // An upgrade as docs/PLUGIN.md tells it: a new binary beside the old one, registered under
+    // the same name with its own digest, then reloaded. The ring is in the mount's storage, so
+    // the new process opens what the old one sealed.
+    let dir = server.plugin_dir();
+    std::fs::copy(PLUGIN, dir.join("rotor-plugin-next")).unwrap();
+    let sha = sha256_of(&dir.join("rotor-plugin-next"));
+    let register = [
+        "plugin",
+        "register",
+        &format!("-sha256={sha}"),
+        "-command=rotor-plugin-next",
+        "secret",
+        "rotor-plugin",
+    ];
+    succeeded("register the upgrade", &server.bao(&register));
+    let before = plugin_pid(&dir.join("rotor-plugin")).expect("the old binary runs");
     succeeded("reload", &server.bao(&["plugin", "reload", "-plugin=rotor-plugin"]));
     for ((id, wallet), ciphertext) in wallets.iter().zip(&sealed).step_by(7) {
         let reply =
@@ -323,6 +295,13 @@ path "rotor/decrypt/*" { capabilities = ["update"] }"#,
                 .await;
         assert_eq!(reply["plaintext"], b64(wallet));
     }
+    assert!(plugin_pid(&dir.join("rotor-plugin-next")).is_some(), "the upgraded binary does not run");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert!(
+        plugin_pid(&dir.join("rotor-plugin")).is_none_or(|pid| pid != before),
+        "the old process still runs"
+    );
+    assert_eq!(ok(&server, Method::GET, "rotor/keys", Value::Null).await, keys);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -343,9 +322,10 @@ async fn a_new_mount_makes_its_first_kek_inside_openbao() {
     assert_eq!(other["latest_version"], Value::Null);
 }
 
-/// The pid of the plugin process OpenBao runs from `plugin_dir`, if one runs.
-fn plugin_pid(plugin_dir: &Path) -> Option<u32> {
-    let out = Command::new("pgrep").arg("-f").arg(plugin_dir.join("rotor-plugin")).output().expect("pgrep");
+/// The pid of a process running `binary`, if one runs.
+fn plugin_pid(binary: &Path) -> Option<u32> {
+    // -x: the whole command line is the binary's path (OpenBao passes no arguments).
+    let out = Command::new("pgrep").arg("-fx").arg(binary).output().expect("pgrep");
     String::from_utf8_lossy(&out.stdout).lines().next().map(|pid| pid.trim().parse().expect("a pid"))
 }
 
@@ -360,18 +340,19 @@ async fn the_key_ring_survives_a_killed_plugin_and_a_crashed_openbao() {
             .clone();
 
     // kill -9 of the plugin: OpenBao starts it again on the next request.
-    let pid = plugin_pid(&server.plugin_dir()).expect("the plugin runs");
+    let pid = plugin_pid(&server.plugin_dir().join("rotor-plugin")).expect("the plugin runs");
     succeeded("kill", &Command::new("kill").args(["-9", &pid.to_string()]).output().unwrap());
     let opened = ok(&server, Method::POST, "rotor/decrypt/w-1", json!({"ciphertext": sealed})).await;
     assert_eq!(opened["plaintext"], "d2FsbGV0");
-    let again = plugin_pid(&server.plugin_dir()).expect("OpenBao started the plugin again");
+    let again =
+        plugin_pid(&server.plugin_dir().join("rotor-plugin")).expect("OpenBao started the plugin again");
     assert_ne!(again, pid);
 
     // OpenBao killed, restarted and unsealed: the ring is in its storage, the old plugin
     // process is gone (it stops when OpenBao does), and the mount opens what it sealed.
     server.kill().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    assert_eq!(plugin_pid(&server.plugin_dir()), None, "the plugin outlived OpenBao");
+    assert_eq!(plugin_pid(&server.plugin_dir().join("rotor-plugin")), None, "the plugin outlived OpenBao");
     server.restart().await.unwrap();
     server.unseal().await.unwrap();
     let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
