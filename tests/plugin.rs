@@ -309,6 +309,11 @@ async fn a_new_mount_makes_its_first_kek_inside_openbao() {
     let server = registered_and_mounted().await;
     let made = ok(&server, Method::POST, "rotor/keys", json!({})).await;
     assert_eq!(made["version"], 1);
+    // The plugin's log lines reach OpenBao's log at their own level (hclog JSON on stderr).
+    let log = server.log();
+    let added = log.lines().find(|line| line.contains("KEK version added to the mount's key ring"));
+    let added = added.unwrap_or_else(|| panic!("the plugin's line is not in OpenBao's log:\n{log}"));
+    assert_says(added, &["[INFO]", "rotor-plugin", "version=1", "origin=Generated"]);
     let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
     assert_eq!(keys["versions"]["1"]["origin"], "generated");
     let reply = ok(&server, Method::POST, "rotor/encrypt/w", json!({"plaintext": "aGVsbG8="})).await;

@@ -7,7 +7,7 @@
 //! (`rotor/encrypt/<id>`, `rotor/decrypt/<id>`), so that the KEK never leaves the OpenBao
 //! process tree. docs/PLUGIN.md is the operator's guide.
 //!
-//! The layers, from the wire up: [`handshake`] and [`mtls`] (go-plugin's launch protocol),
+//! The layers, from the wire up: [`handshake`], [`mtls`] and [`log`] (go-plugin's launch protocol),
 //! [`proto`] (the messages), [`broker`] and [`storage`] (what OpenBao serves back), [`server`]
 //! and [`backend`] (the services OpenBao calls), [`request`], [`keyring`] and [`paths`] (the
 //! mount's API).
@@ -17,6 +17,7 @@ mod backend;
 mod broker;
 mod handshake;
 mod keyring;
+mod log;
 mod mtls;
 mod paths;
 mod proto;
@@ -29,8 +30,8 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // stderr is OpenBao's log of the plugin; stdout carries only the handshake.
     tracing_subscriber::fmt()
+        .event_format(log::HclogJson)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ROTOR_PLUGIN_LOG").unwrap_or_else(|_| "info".into()),
         )
