@@ -1,7 +1,10 @@
 //! A request to the mount and what it comes to, in OpenBao's terms (JSON in, JSON out), apart
 //! from the gRPC messages that carry them.
 
+use std::fmt;
+
 use serde_json::{Map, Value};
+use zeroize::Zeroize as _;
 
 use crate::proto::backend::{self as pb, ErrType, ProtoError};
 
@@ -37,8 +40,8 @@ impl Operation {
     }
 }
 
-/// One request: its operation, its path below the mount and its JSON data.
-#[derive(Debug)]
+/// One request: its operation, its path below the mount and its JSON data. Its data holds
+/// keys and wallets: `Debug` shows only the field names, and dropping it wipes every string.
 pub struct Request {
     /// What it asks for.
     pub operation: Operation,
@@ -49,16 +52,17 @@ pub struct Request {
 }
 
 impl Request {
-    /// Reads the request out of its gRPC message.
-    pub fn from_proto(request: pb::Request) -> Result<Request, Failure> {
+    /// Reads the request out of its gRPC message, wiping the message's JSON text.
+    pub fn from_proto(mut request: pb::Request) -> Result<Request, Failure> {
         let data = match request.data.trim() {
-            "" | "null" => Map::new(),
+            "" | "null" => Ok(Map::new()),
             text => match serde_json::from_str(text) {
-                Ok(Value::Object(fields)) => fields,
-                _ => return Err(Failure::BadRequest("the request's data is not a JSON object".to_owned())),
+                Ok(Value::Object(fields)) => Ok(fields),
+                _ => Err(Failure::BadRequest("the request's data is not a JSON object".to_owned())),
             },
         };
-        Ok(Request { operation: Operation::parse(&request.operation), path: request.path, data })
+        request.data.zeroize();
+        Ok(Request { operation: Operation::parse(&request.operation), path: request.path, data: data? })
     }
 
     /// A string field, if present.
@@ -99,6 +103,30 @@ impl Request {
             ))),
             None => Ok(()),
         }
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("operation", &self.operation)
+            .field("path", &self.path)
+            .field("fields", &self.data.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        fn wipe(value: &mut Value) {
+            match value {
+                Value::String(text) => text.zeroize(),
+                Value::Array(items) => items.iter_mut().for_each(wipe),
+                Value::Object(fields) => fields.values_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        self.data.values_mut().for_each(wipe);
     }
 }
 
@@ -188,6 +216,12 @@ mod tests {
         let unknown = r.only_fields(&["key", "version"]).unwrap_err().to_string();
         assert!(unknown.contains("unknown field") && unknown.contains("key, version"), "{unknown}");
         assert!(request("null").data.is_empty());
+        let secret = request(r#"{"key":"00112233","batch_input":[{"plaintext":"c2VjcmV0"}]}"#);
+        let shown = format!("{secret:?}");
+        assert!(
+            shown.contains("batch_input") && !shown.contains("00112233") && !shown.contains("c2VjcmV0"),
+            "{shown}"
+        );
         assert!(Request::from_proto(pb::Request { data: "[1]".to_owned(), ..Default::default() }).is_err());
     }
 
