@@ -331,9 +331,15 @@ impl Batches {
 /// (on PostgreSQL, reading a page on demand left the workers waiting for every page).
 const READ_AHEAD: usize = 2;
 
+/// The fewest rows a [`SharedScan`] reads per round trip, whatever the batch size: what the
+/// native read-and-open baseline reads. Each page is handed out in batches of the batch size,
+/// so the component still sees batches of the size the plan says; only the round trips to the
+/// database get fewer (four times fewer at the default 250).
+const MIN_SCAN_PAGE: u32 = 1000;
+
 /// The whole table once, shared batch by batch by this process's workers, with nothing written
-/// anywhere: how `validate` spreads over instances. A task of its own reads the pages in key
-/// order, up to [`READ_AHEAD`] ahead of the workers.
+/// anywhere: how `validate` spreads over instances. A task of its own reads pages of at least
+/// [`MIN_SCAN_PAGE`] rows in key order, up to [`READ_AHEAD`] pages ahead of the workers.
 pub struct SharedScan {
     pages: tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Result<Vec<WalletRow>, StoreError>>>,
     reader: JoinHandle<()>,
@@ -349,12 +355,14 @@ impl SharedScan {
         total: u64,
         odd: OddRows,
     ) -> Arc<SharedScan> {
-        let (pages, received) = tokio::sync::mpsc::channel(READ_AHEAD);
         let batch_size = batch_size.max(1);
+        let page_size = batch_size.max(MIN_SCAN_PAGE);
+        let batches_per_page = page_size.div_ceil(batch_size) as usize;
+        let (pages, received) = tokio::sync::mpsc::channel(READ_AHEAD * batches_per_page);
         let reader = tokio::spawn(async move {
             let (mut after, mut read) = (None::<String>, 0u64);
             loop {
-                let page = match database.checked_scan(after.as_deref(), None, batch_size, None, &odd).await {
+                let page = match database.checked_scan(after.as_deref(), None, page_size, None, &odd).await {
                     Ok(page) => page,
                     Err(error) => {
                         let _ = pages.send(Err(error)).await;
@@ -366,9 +374,14 @@ impl SharedScan {
                 }
                 read += page.fetched as u64;
                 reporter.progress(read, total.max(read));
-                // Odd rows only: nothing to hand out, on to the next page.
-                if !page.rows.is_empty() && pages.send(Ok(page.rows)).await.is_err() {
-                    return; // Every worker is gone.
+                // In batches of the plan's size; a page of odd rows only hands out nothing.
+                let mut rows = page.rows;
+                while !rows.is_empty() {
+                    let rest = rows.split_off(rows.len().min(batch_size as usize));
+                    if pages.send(Ok(rows)).await.is_err() {
+                        return; // Every worker is gone.
+                    }
+                    rows = rest;
                 }
                 match page.last_id {
                     Some(last) => after = Some(last),
