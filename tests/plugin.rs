@@ -340,6 +340,15 @@ async fn a_new_mount_makes_its_first_kek_inside_openbao() {
     succeeded("enable", &server.bao(&["secrets", "enable", "-path=rotor-staging", "rotor-plugin"]));
     let other = ok(&server, Method::GET, "rotor-staging/keys", Value::Null).await;
     assert_eq!(other["latest_version"], Value::Null);
+    // The last version number: imported, then nothing above it, and no panic in the plugin.
+    let last =
+        ok(&server, Method::POST, "rotor/keys/import", json!({"key": "33".repeat(32), "version": u32::MAX}))
+            .await;
+    assert_eq!(last["version"], u32::MAX);
+    let above = bad_request(&server, "rotor/keys/import", json!({"key": "44".repeat(32)})).await;
+    assert_says(&above, &["last version number"]);
+    let sealed = ok(&server, Method::POST, "rotor/encrypt/w", json!({"plaintext": "aGVsbG8="})).await;
+    assert!(sealed["ciphertext"].as_str().unwrap().starts_with(&format!("rotor:v{}:", u32::MAX)), "{sealed}");
 }
 
 /// The pid of a process running `binary`, if one runs.

@@ -112,7 +112,13 @@ impl KeyRing {
         origin: Origin,
     ) -> Result<u32, Failure> {
         let latest = self.latest().map_or(0, |(v, _)| v);
-        let version = version.unwrap_or(latest + 1);
+        let next = latest.checked_add(1).ok_or_else(|| {
+            Failure::BadRequest(format!("the key ring holds v{latest}, the last version number there is"))
+        });
+        let version = match version {
+            Some(version) => version,
+            None => next?,
+        };
         if version <= latest {
             return Err(Failure::BadRequest(format!(
                 "the key ring already holds versions up to v{latest}; a version must be above it \

@@ -100,8 +100,10 @@ fn accept(listener: UnixListener, acceptor: TlsAcceptor) -> mpsc::Receiver<io::R
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
                 Err(error) => {
-                    let _ = tx.send(Err(error)).await;
-                    return;
+                    // Out of file descriptors, say: passing, so wait and go on rather than stop.
+                    tracing::warn!("accepting a connection: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
                 }
             };
             let (acceptor, tx) = (acceptor.clone(), tx.clone());

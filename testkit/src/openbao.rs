@@ -182,11 +182,6 @@ impl FileServer {
         self.process.dir().join("plugins")
     }
 
-    /// The server's log so far (the plugins' stderr goes there too).
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.process.dir().join("bao.log")).unwrap_or_default()
-    }
-
     /// Unseals the server with its key and waits until it serves requests as the active node.
     pub async fn unseal(&mut self) -> anyhow::Result<()> {
         let key = self.unseal_key.clone();
