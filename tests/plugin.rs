@@ -63,6 +63,15 @@ async fn eventually_ok(server: &impl Vault, path: &str, body: Value) -> Value {
     }
 }
 
+/// Waits until `done` holds, for at most 10 s: for what OpenBao does in the background.
+async fn within_10s(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "waited 10 s for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// The call is refused with `status`; the error text OpenBao gives.
 async fn refused(
     server: &impl Vault,
@@ -311,11 +320,11 @@ path "rotor/decrypt/*" { capabilities = ["update"] }"#,
         assert_eq!(reply["plaintext"], b64(wallet));
     }
     assert!(plugin_pid(&dir.join("rotor-plugin-next")).is_some(), "the upgraded binary does not run");
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    assert!(
-        plugin_pid(&dir.join("rotor-plugin")).is_none_or(|pid| pid != before),
-        "the old process still runs"
-    );
+    // OpenBao asks the old process to stop and kills it 2 s later if it has not.
+    within_10s(&format!("the old binary (pid {before}) to stop"), || {
+        plugin_pid(&dir.join("rotor-plugin")).is_none()
+    })
+    .await;
     assert_eq!(ok(&server, Method::GET, "rotor/keys", Value::Null).await, keys);
 }
 
@@ -324,11 +333,14 @@ async fn a_new_mount_makes_its_first_kek_inside_openbao() {
     let server = registered_and_mounted().await;
     let made = ok(&server, Method::POST, "rotor/keys", json!({})).await;
     assert_eq!(made["version"], 1);
-    // The plugin's log lines reach OpenBao's log at their own level (hclog JSON on stderr).
-    let log = server.log();
-    let added = log.lines().find(|line| line.contains("KEK version added to the mount's key ring"));
-    let added = added.unwrap_or_else(|| panic!("the plugin's line is not in OpenBao's log:\n{log}"));
-    assert_says(added, &["[INFO]", "rotor-plugin", "version=1", "origin=Generated"]);
+    // The plugin's log lines reach OpenBao's log at their own level (hclog JSON on stderr),
+    // once OpenBao has copied them from the plugin's stderr.
+    let added = || {
+        let log = server.log();
+        log.lines().find(|line| line.contains("KEK version added to the mount's key ring")).map(str::to_owned)
+    };
+    within_10s("the plugin's line in OpenBao's log", || added().is_some()).await;
+    assert_says(&added().unwrap(), &["[INFO]", "rotor-plugin", "version=1", "origin=Generated"]);
     let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
     assert_eq!(keys["versions"]["1"]["origin"], "generated");
     let reply = ok(&server, Method::POST, "rotor/encrypt/w", json!({"plaintext": "aGVsbG8="})).await;
@@ -381,8 +393,8 @@ async fn the_key_ring_survives_a_killed_plugin_and_a_crashed_openbao() {
     // OpenBao killed, restarted and unsealed: the ring is in its storage, the old plugin
     // process is gone (it stops when OpenBao does), and the mount opens what it sealed.
     server.kill().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    assert_eq!(plugin_pid(&server.plugin_dir().join("rotor-plugin")), None, "the plugin outlived OpenBao");
+    let orphan = server.plugin_dir().join("rotor-plugin");
+    within_10s("the plugin to stop once OpenBao is gone", || plugin_pid(&orphan).is_none()).await;
     server.restart().await.unwrap();
     server.unseal().await.unwrap();
     let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
