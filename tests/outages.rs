@@ -232,7 +232,13 @@ async fn postgres_backends_terminated_mid_rotation() {
     let report = json_success(world.rotor().arg("validate"));
     assert_eq!(report["invalid"], 0, "{report:#}");
     let status = json_success(world.rotor().arg("status"));
-    assert_eq!(status["unfinished"].is_object(), stopped, "{status:#}");
+    // A rotor that finished leaves nothing unfinished. One that stopped usually does; but a
+    // connection cut after the rotation's last commit stops rotor with the error it met (it
+    // cannot know that the commit landed) and leaves nothing to resume: `status` tells which,
+    // and every wallet must be on v2 either way (below).
+    if !stopped {
+        assert!(status["unfinished"].is_null(), "{status:#}");
+    }
     if status["unfinished"].is_object() {
         let report = json_success(world.rotor().arg("rotate"));
         assert_eq!(report["rotation_id"], status["unfinished"]["id"], "resumed: {report:#}");
