@@ -223,9 +223,9 @@ impl<'a> Ledger<'a> {
 
     /// [`Ledger::catch_up`] after a command whose work is done: a failure is logged, not
     /// returned, and the next command that writes the chain appends what is missing. Nothing
-    /// is written for a KEK from the environment, which has no Vault.
+    /// is written for a KEK from the environment, which has nowhere to write.
     pub async fn extend(&self, database: &Database) {
-        if self.kv.vault().is_none() {
+        if !self.kv.writable() {
             return;
         }
         match self.catch_up(database).await {

@@ -1,5 +1,6 @@
-//! What serves the component's `kv` import: Vault, or — for the seed's env fallback — a KEK
-//! from an environment variable, served read-only from memory.
+//! What serves the component's `kv` import: Vault; for the seed's env fallback, a KEK from an
+//! environment variable, served read-only from memory; or a [`KvStore`] of the embedding
+//! program's own (the OpenBao plugin keeps KV v2's versions in its mount's storage).
 //!
 //! The seed's service fell back to `WALLET_ENCRYPTION_KEY` when Vault had no key. rotor honours
 //! that only to read (`validate`, `open`), and never to rotate: a rotation must store its new
@@ -10,6 +11,8 @@
 //! when it is the only credential and Vault rejects it, read-only commands say so and use the
 //! variable; the others refuse, naming the file.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::bail;
@@ -33,6 +36,31 @@ pub enum KvSource {
     /// Vault with only a `~/.vault-token` to log in, for a read-only command while
     /// `WALLET_ENCRYPTION_KEY` is set: if Vault rejects that token, the variable's KEK is used.
     VaultElseEnv(VaultConfig, PendingEnvKek),
+    /// A store the embedding program supplies, used as it is.
+    Store(Arc<dyn KvStore>),
+}
+
+/// What [`KvStore`]'s operations return.
+pub type KvFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, VaultError>> + Send + 'a>>;
+
+/// KV v2's operations, as [`VaultClient`] offers them, for a program that embeds rotor and keeps
+/// secrets elsewhere: the OpenBao plugin keeps them in its mount's storage, so that the KEK
+/// never leaves OpenBao. Each operation means what the [`VaultClient`] method of the same name
+/// does: versions numbered from 1, check-and-set with `Some(0)` for "only if absent", destroyed
+/// versions read as absent, `list` naming a folder's entries (sub-folders with a trailing `/`).
+pub trait KvStore: Send + Sync + std::fmt::Debug {
+    /// See [`VaultClient::read`].
+    fn read<'a>(&'a self, path: &'a str, version: Option<u64>) -> KvFuture<'a, Option<KvSecret>>;
+    /// See [`VaultClient::write`]; a lost check-and-set is [`VaultError::CasMismatch`].
+    fn write<'a>(&'a self, path: &'a str, data: &'a KvData, cas: Option<u64>) -> KvFuture<'a, u64>;
+    /// See [`VaultClient::list`].
+    fn list<'a>(&'a self, folder: &'a str) -> KvFuture<'a, Vec<String>>;
+    /// See [`VaultClient::metadata`].
+    fn metadata<'a>(&'a self, path: &'a str) -> KvFuture<'a, Option<KvMetadata>>;
+    /// See [`VaultClient::destroy_versions`].
+    fn destroy_versions<'a>(&'a self, path: &'a str, versions: &'a [u64]) -> KvFuture<'a, ()>;
+    /// See [`VaultClient::delete_all`].
+    fn delete_all<'a>(&'a self, path: &'a str) -> KvFuture<'a, ()>;
 }
 
 /// The seed's KEK, checked only if it comes to be used. `Debug` shows the variable's name only.
@@ -108,7 +136,7 @@ impl KvSource {
     pub fn vault_config_mut(&mut self) -> Option<&mut VaultConfig> {
         match self {
             KvSource::Vault(config) | KvSource::VaultElseEnv(config, _) => Some(config),
-            KvSource::EnvKek(_) => None,
+            KvSource::EnvKek(_) | KvSource::Store(_) => None,
         }
     }
 
@@ -123,6 +151,7 @@ impl KvSource {
                 Ok(KvBackend::Vault(client))
             }
             KvSource::EnvKek(kek) => Ok(KvBackend::EnvKek(Arc::new(kek))),
+            KvSource::Store(store) => Ok(KvBackend::Store(store)),
             KvSource::VaultElseEnv(config, fallback) => {
                 let client = VaultClient::new(config)?;
                 match client.check().await {
@@ -223,6 +252,8 @@ pub enum KvBackend {
     Vault(VaultClient),
     /// The seed's KEK from the environment: `<key-path>` version 1, every write refused.
     EnvKek(Arc<EnvKek>),
+    /// A store the embedding program supplies (see [`KvStore`]).
+    Store(Arc<dyn KvStore>),
 }
 
 impl From<VaultClient> for KvBackend {
@@ -236,8 +267,13 @@ impl KvBackend {
     pub fn vault(&self) -> Option<&VaultClient> {
         match self {
             KvBackend::Vault(client) => Some(client),
-            KvBackend::EnvKek(_) => None,
+            KvBackend::EnvKek(_) | KvBackend::Store(_) => None,
         }
+    }
+
+    /// Whether writes can be stored: false only for the environment's KEK.
+    pub fn writable(&self) -> bool {
+        !matches!(self, KvBackend::EnvKek(_))
     }
 
     /// See [`VaultClient::read`].
@@ -245,6 +281,7 @@ impl KvBackend {
         match self {
             KvBackend::Vault(client) => client.read(path, version).await,
             KvBackend::EnvKek(kek) => Ok(kek.read(path, version)),
+            KvBackend::Store(store) => store.read(path, version).await,
         }
     }
 
@@ -253,6 +290,7 @@ impl KvBackend {
         match self {
             KvBackend::Vault(client) => client.write(path, data, cas).await,
             KvBackend::EnvKek(kek) => kek.refuse(path),
+            KvBackend::Store(store) => store.write(path, data, cas).await,
         }
     }
 
@@ -261,6 +299,7 @@ impl KvBackend {
         match self {
             KvBackend::Vault(client) => client.list(path).await,
             KvBackend::EnvKek(_) => Ok(Vec::new()),
+            KvBackend::Store(store) => store.list(path).await,
         }
     }
 
@@ -269,6 +308,7 @@ impl KvBackend {
         match self {
             KvBackend::Vault(client) => client.metadata(path).await,
             KvBackend::EnvKek(_) => Ok(None),
+            KvBackend::Store(store) => store.metadata(path).await,
         }
     }
 
@@ -277,6 +317,7 @@ impl KvBackend {
         match self {
             KvBackend::Vault(client) => client.destroy_versions(path, versions).await,
             KvBackend::EnvKek(kek) => kek.refuse(path),
+            KvBackend::Store(store) => store.destroy_versions(path, versions).await,
         }
     }
 
@@ -285,6 +326,7 @@ impl KvBackend {
         match self {
             KvBackend::Vault(client) => client.delete_all(path).await,
             KvBackend::EnvKek(kek) => kek.refuse(path),
+            KvBackend::Store(store) => store.delete_all(path).await,
         }
     }
 }

@@ -147,6 +147,15 @@ pub enum VaultError {
         /// What the error message quotes of the answer.
         answer: String,
     },
+    /// A [`KvStore`](super::KvStore) the embedding program supplies failed (the OpenBao
+    /// plugin's: its mount's storage).
+    #[error("the key store failed on {path}: {reason}")]
+    Store {
+        /// The secret's path.
+        path: String,
+        /// What failed, quoting no secret.
+        reason: String,
+    },
     /// Invalid settings, rejected before any request is sent.
     #[error("invalid Vault configuration: {0}")]
     Config(String),

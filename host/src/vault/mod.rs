@@ -35,7 +35,7 @@ mod retry;
 mod transport;
 
 pub use auth::TokenStats;
-pub use backend::{EnvKek, KekUse, KvBackend, KvSource, PendingEnvKek, kek_from_var};
+pub use backend::{EnvKek, KekUse, KvBackend, KvFuture, KvSource, KvStore, PendingEnvKek, kek_from_var};
 pub use client::VaultClient;
 pub use config::{AppRole, VaultAuth, VaultConfig};
 pub use error::VaultError;
