@@ -78,6 +78,15 @@ fn main() {
         .package("pb")
         .method(
             method(
+                "list",
+                "List",
+                &format!("{backend}::StorageListArgs"),
+                &format!("{backend}::StorageListReply"),
+            )
+            .build(),
+        )
+        .method(
+            method(
                 "get",
                 "Get",
                 &format!("{backend}::StorageGetArgs"),

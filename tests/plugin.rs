@@ -2,12 +2,14 @@
 //! `rotor-plugin` binary, registered by its sha256, as a secrets engine. Every check goes
 //! through OpenBao's own HTTP API or its CLI, as an operator or an application would.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use reqwest::{Method, StatusCode};
+use rotor::store::WalletRow;
 use rotor_codec::Kek;
-use rotor_testkit::{FileServer, PluginDevServer, Vault, assert_says};
+use rotor_testkit::{FileServer, Kind, PluginDevServer, TestDb, Vault, Wallets, assert_says, legacy_wallets};
 use serde_json::{Value, json};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_rotor-plugin");
@@ -413,4 +415,354 @@ fn run_by_hand_it_says_what_it_is() {
     assert_eq!(out.status.code(), Some(2));
     assert_says(&String::from_utf8_lossy(&out.stderr), &["OpenBao plugin", "bao plugin register"]);
     assert!(out.stdout.is_empty(), "nothing but a handshake may go to stdout");
+}
+
+/// Every row's ciphertext, by id.
+async fn rows_of(db: &TestDb) -> BTreeMap<String, String> {
+    let database = db.connect().await;
+    let mut rows = BTreeMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let batch = database.scan(after.as_deref(), 1000).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        after = Some(last.id.clone());
+        rows.extend(batch.into_iter().map(|row| (row.id, row.ciphertext)));
+    }
+    rows
+}
+
+/// `count` legacy wallets under `kek` in `db`, and one row that holds no wallet (`broken-1`).
+async fn seed(db: &TestDb, kek: &Kek, count: usize) -> Wallets {
+    let (wallets, mut rows) = legacy_wallets(kek, count);
+    rows.push(WalletRow { id: "broken-1".into(), ciphertext: "not a wallet at all".into() });
+    db.connect().await.put_many(&rows).await.unwrap();
+    wallets
+}
+
+/// The database URL with a password in it (PostgreSQL here trusts local connections, so it is
+/// ignored), to show that the mount never gives it back.
+fn with_password(url: &str) -> String {
+    match url.strip_prefix("postgres://postgres@") {
+        Some(rest) => format!("postgres://postgres:{DB_PASSWORD}@{rest}"),
+        None => url.to_owned(),
+    }
+}
+
+const DB_PASSWORD: &str = "pw-never-shown-4471";
+
+/// Reads `rotor/status` until the mount's rotation is no longer running (60 s at most).
+async fn rotation_done(server: &impl Vault) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let status = ok(server, Method::GET, "rotor/status", Value::Null).await;
+        if status["last_run"]["state"] != "running" {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "the rotation still runs after 60 s: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Decrypts every row through the mount, in batches (OpenBao's listener refuses JSON of 1000
+/// strings or more), and compares it with the wallet it holds.
+async fn every_wallet_decrypts(server: &impl Vault, rows: &BTreeMap<String, String>, wallets: &Wallets) {
+    let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
+    let wallets: Vec<(&String, &Vec<u8>)> = wallets.iter().collect();
+    for chunk in wallets.chunks(200) {
+        let batch: Vec<Value> =
+            chunk.iter().map(|(id, _)| json!({"id": id, "ciphertext": rows[*id]})).collect();
+        let reply = ok(server, Method::POST, "rotor/decrypt", json!({"batch_input": batch})).await;
+        let results = reply["batch_results"].as_array().unwrap();
+        assert_eq!(results.len(), chunk.len());
+        for (result, (id, wallet)) in results.iter().zip(chunk) {
+            assert!(result.get("error").is_none(), "{id}: {result}");
+            assert_eq!(
+                (result["id"].as_str(), &result["plaintext"]),
+                (Some(id.as_str()), &json!(b64(wallet)))
+            );
+        }
+    }
+}
+
+async fn the_mount_rotates_an_applications_wallets(kind: Kind) {
+    let server = registered_and_mounted().await;
+    let db = TestDb::new(kind).await;
+    let kek = Kek::generate().unwrap();
+    let wallets = seed(&db, &kek, 120).await;
+    let before = rows_of(&db).await;
+
+    // Nothing runs before the mount knows its database; a bad setting is refused, not stored.
+    let unset = refused(
+        &server,
+        server.root_token(),
+        Method::GET,
+        "rotor/status",
+        Value::Null,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_says(&unset, &["rotor/config", "database_url"]);
+    let scheme = bad_request(&server, "rotor/config", json!({"database_url": "mysql://db/app"})).await;
+    assert_says(&scheme, &["postgres://", "sqlite:"]);
+    let url = with_password(&db.url);
+    let table =
+        bad_request(&server, "rotor/config", json!({"database_url": url, "table": "no_such_table"})).await;
+    assert_says(&table, &["no_such_table"]);
+    assert!(!table.contains(DB_PASSWORD), "an error quoted the database password: {table}");
+    let (status, _) = call(&server, server.root_token(), Method::GET, "rotor/config", Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a refused setting was stored");
+
+    // The application's KEK, imported as v1 (legacy rows name no version: they are v1's).
+    ok(&server, Method::POST, "rotor/keys/import", json!({"key": kek.to_hex().to_string()})).await;
+    let stored = ok(
+        &server,
+        Method::POST,
+        "rotor/config",
+        json!({"database_url": url, "batch_size": "25", "workers": "2"}),
+    )
+    .await;
+    assert_eq!(stored["config"]["batch_size"], 25);
+    let shown = ok(&server, Method::GET, "rotor/config", Value::Null).await;
+    assert_eq!((shown["table"].as_str(), shown["workers"].as_u64()), (Some("wallets"), Some(2)));
+    assert!(shown.get("database_url").is_none(), "{shown}");
+    if kind == Kind::Postgres {
+        assert_says(&shown["database"].to_string(), &["postgres://postgres:***@"]);
+    }
+
+    // validate → rotate → status, as the CLI's commands of the same names.
+    let validated = ok(&server, Method::POST, "rotor/validate", json!({})).await;
+    assert_eq!(
+        (validated["total"].as_u64(), validated["valid"].as_u64()),
+        (Some(121), Some(120)),
+        "{validated}"
+    );
+    assert_eq!(validated["invalid_ids"], json!(["broken-1"]));
+    let started = ok(&server, Method::POST, "rotor/rotate", json!({})).await;
+    assert_eq!(
+        (started["started"].clone(), started["resuming_rotation"].clone()),
+        (json!(true), Value::Null)
+    );
+    let status = rotation_done(&server).await;
+    let report = &status["last_run"]["report"];
+    assert_eq!(status["last_run"]["state"], "finished", "{status}");
+    assert_eq!(
+        (report["from_version"].as_u64(), report["to_version"].as_u64(), report["rotated"].as_u64()),
+        (Some(1), Some(2), Some(120)),
+        "{report}"
+    );
+    assert_eq!(report["failed_ids"], json!(["broken-1"]));
+    assert_eq!((status["current_kek_version"].as_u64(), &status["unfinished"]), (Some(2), &Value::Null));
+    assert_eq!(status["key_versions"]["2"], 120, "{status}");
+
+    // One new KEK version, made inside the plugin; every wallet moved to it and decrypts byte
+    // for byte through the mount; the odd row is as it was.
+    let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
+    assert_eq!(keys["latest_version"], 2);
+    assert_eq!(
+        (keys["versions"]["1"]["origin"].as_str(), keys["versions"]["2"]["origin"].as_str()),
+        (Some("imported"), Some("rotation"))
+    );
+    assert_eq!(keys["versions"].as_object().unwrap().len(), 2);
+    let after = rows_of(&db).await;
+    assert_eq!(after["broken-1"], before["broken-1"]);
+    for id in wallets.keys() {
+        assert!(after[id].starts_with("rotor:v2:"), "{id} was not moved to v2");
+    }
+    every_wallet_decrypts(&server, &after, &wallets).await;
+    let history = ok(&server, Method::GET, "rotor/history", Value::Null).await;
+    assert_eq!(history["rotations"].as_array().map(Vec::len), Some(1), "{history}");
+    let log = server.log();
+    assert!(!log.contains(DB_PASSWORD), "the database password appeared in OpenBao's log");
+    assert!(!log.to_lowercase().contains(&kek.to_hex().to_string()), "the KEK appeared in OpenBao's log");
+
+    // ACL policies per path: an application decrypts and cannot rotate; an auditor reads the
+    // status and nothing else; an operator rotates.
+    let policies = [
+        (
+            "rotor-app",
+            r#"path "rotor/decrypt/*" { capabilities = ["update"] }
+path "rotor/decrypt" { capabilities = ["update"] }"#,
+        ),
+        ("rotor-auditor", r#"path "rotor/status" { capabilities = ["read"] }"#),
+        (
+            "rotor-operator",
+            r#"path "rotor/rotate" { capabilities = ["create", "update"] }
+path "rotor/status" { capabilities = ["read"] }"#,
+        ),
+    ];
+    let mut tokens = Vec::new();
+    for (name, hcl) in policies {
+        ok(&server, Method::PUT, &format!("sys/policies/acl/{name}"), json!({"policy": hcl})).await;
+        let (_, reply) = call(
+            &server,
+            server.root_token(),
+            Method::POST,
+            "auth/token/create",
+            json!({"policies": [name]}),
+        )
+        .await;
+        tokens.push(reply["auth"]["client_token"].as_str().unwrap().to_owned());
+    }
+    let (app, auditor, operator) = (&tokens[0], &tokens[1], &tokens[2]);
+    let id = wallets.keys().next().unwrap();
+    let (status, reply) =
+        call(&server, app, Method::POST, &format!("rotor/decrypt/{id}"), json!({"ciphertext": after[id]}))
+            .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    for (token, method, path) in [
+        (app, Method::POST, "rotor/rotate"),
+        (app, Method::GET, "rotor/status"),
+        (app, Method::GET, "rotor/config"),
+        (auditor, Method::POST, "rotor/rotate"),
+        (auditor, Method::POST, "rotor/validate"),
+        (auditor, Method::GET, "rotor/config"),
+        (auditor, Method::POST, "rotor/decrypt"),
+        (operator, Method::POST, "rotor/config"),
+    ] {
+        refused(&server, token, method, path, json!({}), StatusCode::FORBIDDEN).await;
+    }
+    let (status, reply) = call(&server, auditor, Method::GET, "rotor/status", Value::Null).await;
+    assert_eq!((status, reply["data"]["current_kek_version"].clone()), (StatusCode::OK, json!(2)));
+    assert_eq!(
+        ok(&server, Method::GET, "rotor/keys", Value::Null).await,
+        keys,
+        "a refused call changed the ring"
+    );
+
+    // The operator's second rotation re-wraps every wallet onto v3.
+    let (status, reply) = call(&server, operator, Method::POST, "rotor/rotate", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let status = rotation_done(&server).await;
+    assert_eq!(status["last_run"]["report"]["to_version"], 3, "{status}");
+    let after = rows_of(&db).await;
+    every_wallet_decrypts(&server, &after, &wallets).await;
+    assert!(wallets.keys().all(|id| after[id].starts_with("rotor:v3:")));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mount_rotates_an_applications_wallets_in_sqlite() {
+    the_mount_rotates_an_applications_wallets(Kind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mount_rotates_an_applications_wallets_in_postgres() {
+    the_mount_rotates_an_applications_wallets(Kind::Postgres).await;
+}
+
+/// The root token's read of `path` succeeds within 10 s, retried as for [`eventually_ok`].
+async fn eventually_read(server: &impl Vault, path: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, reply) = call(server, server.root_token(), Method::GET, path, Value::Null).await;
+        if status.is_success() {
+            return reply["data"].clone();
+        }
+        assert!(status.is_server_error(), "{path}: {status} {reply}");
+        assert!(std::time::Instant::now() < deadline, "{path} still fails: {status} {reply}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits (30 s at most) until at least `least` rows hold an envelope of `prefix` such as
+/// `rotor:v2:`; how many do.
+async fn moved(db: &TestDb, prefix: &str, least: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let count = rows_of(db).await.values().filter(|c| c.starts_with(prefix)).count();
+        if count >= least {
+            return count;
+        }
+        assert!(std::time::Instant::now() < deadline, "only {count} rows moved to {prefix} in 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// After a resumed rotation: every wallet is on `version`, opens byte for byte through the
+/// mount, and the ring holds the versions 1 to `version` and no other.
+async fn nothing_lost(server: &impl Vault, db: &TestDb, wallets: &Wallets, version: u32, before: &Value) {
+    let status = rotation_done(server).await;
+    assert_eq!(status["last_run"]["state"], "finished", "{status}");
+    assert_eq!(status["last_run"]["report"]["to_version"], version, "{status}");
+    assert_eq!(status["unfinished"], Value::Null);
+    let rows = rows_of(db).await;
+    let prefix = format!("rotor:v{version}:");
+    let behind: Vec<&String> = wallets.keys().filter(|id| !rows[*id].starts_with(&prefix)).collect();
+    assert!(
+        behind.is_empty(),
+        "{} wallets not on v{version}: {:?}",
+        behind.len(),
+        &behind[..behind.len().min(5)]
+    );
+    assert_eq!(rows["broken-1"], "not a wallet at all");
+    every_wallet_decrypts(server, &rows, wallets).await;
+    let keys = ok(server, Method::GET, "rotor/keys", Value::Null).await;
+    let versions: Vec<&String> = keys["versions"].as_object().unwrap().keys().collect();
+    let expected: Vec<String> = (1..=version).map(|v| v.to_string()).collect();
+    assert_eq!(versions, expected.iter().collect::<Vec<_>>(), "one new KEK version per rotation: {keys}");
+    for v in 1..version {
+        assert_eq!(keys["versions"][v.to_string()], before["versions"][v.to_string()], "v{v} changed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotation_killed_with_the_plugin_or_with_openbao_resumes_and_loses_nothing() {
+    let mut server = FileServer::start().await.expect("a file-backed OpenBao");
+    register_and_mount(&server, &server.plugin_dir());
+    let binary = server.plugin_dir().join("rotor-plugin");
+    let db = TestDb::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    let wallets = seed(&db, &kek, 4000).await;
+    ok(&server, Method::POST, "rotor/keys/import", json!({"key": kek.to_hex().to_string()})).await;
+    // One wallet per batch, one worker: the rotation takes long enough to be caught half-way.
+    ok(&server, Method::POST, "rotor/config", json!({"database_url": db.url, "batch_size": 1, "workers": 1}))
+        .await;
+
+    // kill -9 of the plugin once some wallets moved: OpenBao starts it again, the journal
+    // shows the rotation unfinished, and rotor/rotate resumes it.
+    let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
+    ok(&server, Method::POST, "rotor/rotate", json!({})).await;
+    moved(&db, "rotor:v2:", 20).await;
+    let pid = plugin_pid(&binary).expect("the plugin runs");
+    succeeded("kill", &Command::new("kill").args(["-9", &pid.to_string()]).output().unwrap());
+    let at_kill = moved(&db, "rotor:v2:", 0).await;
+    assert!(at_kill < wallets.len(), "the rotation was over before the kill");
+    let status = eventually_read(&server, "rotor/status").await;
+    let unfinished = status["unfinished"]["id"].clone();
+    assert!(unfinished.is_number(), "the journal lost the unfinished rotation: {status}");
+    assert_eq!(status["last_run"]["state"], "idle", "a new process: {status}");
+    let resumed = eventually_ok(&server, "rotor/rotate", json!({})).await;
+    assert_eq!(resumed["resuming_rotation"], unfinished);
+    nothing_lost(&server, &db, &wallets, 2, &keys).await;
+
+    // OpenBao itself killed half-way through the next rotation, restarted and unsealed.
+    let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
+    ok(&server, Method::POST, "rotor/rotate", json!({})).await;
+    moved(&db, "rotor:v3:", 20).await;
+    server.kill().await.unwrap();
+    within_10s("the plugin to stop once OpenBao is gone", || plugin_pid(&binary).is_none()).await;
+    let at_kill = moved(&db, "rotor:v3:", 0).await;
+    assert!(at_kill < wallets.len(), "the rotation was over before the kill");
+    server.restart().await.unwrap();
+    server.unseal().await.unwrap();
+    let status = eventually_read(&server, "rotor/status").await;
+    assert!(status["unfinished"]["id"].is_number(), "{status}");
+    let resumed = eventually_ok(&server, "rotor/rotate", json!({})).await;
+    assert_eq!(resumed["resuming_rotation"], status["unfinished"]["id"]);
+    nothing_lost(&server, &db, &wallets, 3, &keys).await;
+
+    // `bao plugin reload` half-way through a rotation, as an upgrade does: OpenBao's cleanup
+    // stops the rotation at a batch's end, the new process resumes it.
+    let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
+    ok(&server, Method::POST, "rotor/rotate", json!({})).await;
+    moved(&db, "rotor:v4:", 20).await;
+    let pid = plugin_pid(&binary).expect("the plugin runs");
+    succeeded("reload", &server.bao(&["plugin", "reload", "-plugin=rotor-plugin"]));
+    let at_reload = moved(&db, "rotor:v4:", 0).await;
+    assert!(at_reload < wallets.len(), "the rotation was over before the reload");
+    let status = eventually_read(&server, "rotor/status").await;
+    assert!(status["unfinished"]["id"].is_number(), "{status}");
+    assert_ne!(plugin_pid(&binary), Some(pid), "the reload kept the old process");
+    let resumed = eventually_ok(&server, "rotor/rotate", json!({})).await;
+    assert_eq!(resumed["resuming_rotation"], status["unfinished"]["id"]);
+    nothing_lost(&server, &db, &wallets, 4, &keys).await;
 }

@@ -100,6 +100,9 @@ impl crate::proto::pb::backend_server::Backend for Backend {
     }
 
     async fn cleanup(&self, _call: Call<Empty>) -> Result<Answer<Empty>, Status> {
+        if let Some(mount) = self.mount.get() {
+            mount.stop().await;
+        }
         tracing::info!("cleaned up");
         Ok(Answer::new(Empty {}))
     }

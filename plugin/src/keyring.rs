@@ -1,20 +1,30 @@
 //! The mount's KEK versions, kept in its own storage like Transit's key ring: inside OpenBao's
-//! barrier, never returned by any path.
+//! barrier, never returned by any path. They are the versions of one KV v2 secret of the
+//! mount's [`MountKv`], [`KEK_PATH`], which rotor's host library reads and adds to when the
+//! mount rotates, as it would Vault's `secret/ibn/encryption-key`.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use anyhow::Context;
+use rotor::vault::KvData;
 use rotor_codec::Kek;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroizing;
 
+use rotor::vault::KvStore as _;
+
+use crate::kv::MountKv;
 use crate::request::Failure;
-use crate::storage::Storage;
 
-/// Where the ring is stored.
-const RING: &str = "keys/ring";
+/// The KEK's path in the mount's KV: the key path of every rotation the mount runs.
+pub const KEK_PATH: &str = "kek";
+
+/// The field holding a version's key (hex), as rotor's host library writes it.
+const KEY_FIELD: &str = "key";
+
+/// The field recording how a version came to be; absent in the versions rotations store.
+const ORIGIN_FIELD: &str = "origin";
 
 /// How a version came to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,23 +34,26 @@ pub enum Origin {
     Generated,
     /// Given through `keys/import`: an application's existing KEK.
     Imported,
+    /// Stored by a rotation (`rotor/rotate`).
+    Rotation,
 }
 
-/// One version as stored: the key as hex, wiped when the document is dropped.
-#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
-struct StoredVersion {
-    #[zeroize(skip)]
-    version: u32,
-    key: String,
-    #[zeroize(skip)]
-    created: String,
-    #[zeroize(skip)]
-    origin: Origin,
-}
+impl Origin {
+    fn name(self) -> &'static str {
+        match self {
+            Origin::Generated => "generated",
+            Origin::Imported => "imported",
+            Origin::Rotation => "rotation",
+        }
+    }
 
-#[derive(Serialize, Deserialize, Default)]
-struct StoredRing {
-    versions: Vec<StoredVersion>,
+    fn of(data: &KvData) -> Origin {
+        match data.get(ORIGIN_FIELD).map(|o| o.as_str()) {
+            Some("generated") => Origin::Generated,
+            Some("imported") => Origin::Imported,
+            _ => Origin::Rotation,
+        }
+    }
 }
 
 /// A KEK version held in memory.
@@ -50,7 +63,7 @@ struct Held {
     origin: Origin,
 }
 
-/// The mount's KEK versions, by number.
+/// The mount's KEK versions, by number: those not destroyed by a prune.
 #[derive(Default)]
 pub struct KeyRing {
     versions: BTreeMap<u32, Held>,
@@ -58,33 +71,25 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// Reads the ring from the mount's storage; an empty ring when none is stored yet.
-    pub async fn load(storage: &Storage) -> anyhow::Result<KeyRing> {
-        let stored: StoredRing = storage.get(RING).await?.unwrap_or_default();
+    pub async fn load(kv: &MountKv) -> anyhow::Result<KeyRing> {
         let mut ring = KeyRing::default();
-        for version in &stored.versions {
-            let kek = Kek::from_hex(&version.key)
+        for readable in kv.readable_versions(KEK_PATH).await? {
+            let version = u32::try_from(readable.version)
+                .with_context(|| format!("KEK v{} is beyond rotor's range", readable.version))?;
+            let key = readable.data.get(KEY_FIELD).with_context(|| format!("KEK v{version} has no key"))?;
+            let kek = Kek::from_hex(key)
                 .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("KEK v{} in the mount's storage", version.version))?;
-            ring.versions.insert(
-                version.version,
-                Held { kek, created: version.created.clone(), origin: version.origin },
-            );
+                .with_context(|| format!("KEK v{version} in the mount's storage"))?;
+            let origin = Origin::of(&readable.data);
+            ring.versions.insert(version, Held { kek, created: readable.created_time, origin });
         }
         Ok(ring)
     }
 
-    async fn save(&self, storage: &Storage) -> anyhow::Result<()> {
-        let versions = self
-            .versions
-            .iter()
-            .map(|(&version, held)| StoredVersion {
-                version,
-                key: held.kek.to_hex().to_string(),
-                created: held.created.clone(),
-                origin: held.origin,
-            })
-            .collect();
-        storage.put(RING, &StoredRing { versions }).await
+    /// Whether the mount holds no readable KEK version, without decoding any key.
+    pub async fn is_empty(kv: &MountKv) -> anyhow::Result<bool> {
+        let metadata = kv.metadata(KEK_PATH).await?;
+        Ok(metadata.is_none_or(|m| m.versions.iter().all(|v| v.destroyed)))
     }
 
     /// The newest version, which encrypts.
@@ -102,35 +107,15 @@ impl KeyRing {
         self.versions.iter().find(|(_, held)| held.kek == *kek).map(|(&version, _)| version)
     }
 
-    /// Adds `kek` as `version` (the next one when `None`) and stores the ring. Versions only
+    /// Adds `kek` as `version` (the next one when `None`) to the stored ring. Versions only
     /// grow: an envelope names its version, so a number once used must keep meaning one key.
-    pub async fn add(
-        &mut self,
-        storage: &Storage,
-        version: Option<u32>,
-        kek: Kek,
-        origin: Origin,
-    ) -> Result<u32, Failure> {
-        let latest = self.latest().map_or(0, |(v, _)| v);
-        let next = latest.checked_add(1).ok_or_else(|| {
-            Failure::BadRequest(format!("the key ring holds v{latest}, the last version number there is"))
-        });
-        let version = match version {
-            Some(version) => version,
-            None => next?,
-        };
-        if version <= latest {
-            return Err(Failure::BadRequest(format!(
-                "the key ring already holds versions up to v{latest}; a version must be above it \
-                 (import an application's versions oldest first)"
-            )));
-        }
-        let created = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        self.versions.insert(version, Held { kek, created, origin });
-        if let Err(error) = self.save(storage).await {
-            self.versions.remove(&version);
-            return Err(error.into());
-        }
+    pub async fn add(kv: &MountKv, version: Option<u32>, kek: &Kek, origin: Origin) -> Result<u32, Failure> {
+        let data = KvData::from([
+            (KEY_FIELD.to_owned(), kek.to_hex()),
+            (ORIGIN_FIELD.to_owned(), Zeroizing::new(origin.name().to_owned())),
+        ]);
+        let written = kv.write_as(KEK_PATH, version.map(u64::from), u32::MAX.into(), &data).await?;
+        let version = u32::try_from(written).expect("write_as keeps to the highest version given");
         tracing::info!(version, ?origin, "KEK version added to the mount's key ring");
         Ok(version)
     }

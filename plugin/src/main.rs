@@ -15,13 +15,16 @@
 
 mod backend;
 mod broker;
+mod config;
 mod handshake;
 mod keyring;
+mod kv;
 mod log;
 mod mtls;
 mod paths;
 mod proto;
 mod request;
+mod runner;
 mod server;
 mod storage;
 

@@ -94,6 +94,20 @@ impl Request {
         }
     }
 
+    /// A true-or-false field, `false` when absent; OpenBao's CLI sends `reencrypt=true` as a string.
+    pub fn flag(&self, field: &str) -> Result<bool, Failure> {
+        match self.data.get(field) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(flag)) => Ok(*flag),
+            Some(Value::String(text)) => match text.trim() {
+                "true" | "1" => Ok(true),
+                "false" | "0" => Ok(false),
+                _ => Err(Failure::BadRequest(format!("field {field:?} must be true or false"))),
+            },
+            Some(_) => Err(Failure::BadRequest(format!("field {field:?} must be true or false"))),
+        }
+    }
+
     /// Refuses fields the path does not know, so that a misspelt field is not silently ignored.
     pub fn only_fields(&self, known: &[&str]) -> Result<(), Failure> {
         match self.data.keys().find(|field| !known.contains(&field.as_str())) {

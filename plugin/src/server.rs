@@ -77,11 +77,13 @@ async fn until(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|&stopped| stopped).await;
 }
 
-/// A plugin outliving OpenBao (killed, say) would hold its socket and memory for nothing.
+/// A plugin outliving OpenBao (killed, say) would hold its socket and memory for nothing, and
+/// go on moving wallets that no one can follow: it looks every 200 ms (a system call), so a
+/// rotation stops within a few batches of OpenBao's death.
 async fn stop_when_orphaned(stop: watch::Sender<bool>) {
     let parent = std::os::unix::process::parent_id();
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         if std::os::unix::process::parent_id() != parent {
             // Stop first: the log line after it goes to a pipe whose reader died with OpenBao.
             let _ = stop.send(true);

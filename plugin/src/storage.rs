@@ -7,7 +7,9 @@ use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 use zeroize::Zeroizing;
 
-use crate::proto::backend::{StorageEntry, StorageGetArgs, StoragePutArgs};
+use crate::proto::backend::{
+    StorageDeleteArgs, StorageEntry, StorageGetArgs, StorageListArgs, StoragePutArgs,
+};
 use crate::proto::pb::storage_client::StorageClient;
 
 /// The mount's storage.
@@ -59,5 +61,36 @@ impl Storage {
             bail!("writing {key:?} to the mount's storage: {}", reply.err);
         }
         Ok(())
+    }
+
+    /// Removes the entry at `key`; nothing to do when there is none.
+    pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        let reply = self
+            .client
+            .clone()
+            .delete(StorageDeleteArgs { key: key.to_owned() })
+            .await
+            .with_context(|| format!("deleting {key:?} from the mount's storage"))?
+            .into_inner();
+        if !reply.err.is_empty() {
+            bail!("deleting {key:?} from the mount's storage: {}", reply.err);
+        }
+        Ok(())
+    }
+
+    /// The keys directly under `folder` (which ends in `/`), relative to it; sub-folders end in
+    /// `/`.
+    pub async fn list(&self, folder: &str) -> anyhow::Result<Vec<String>> {
+        let reply = self
+            .client
+            .clone()
+            .list(StorageListArgs { prefix: folder.to_owned() })
+            .await
+            .with_context(|| format!("listing {folder:?} in the mount's storage"))?
+            .into_inner();
+        if !reply.err.is_empty() {
+            bail!("listing {folder:?} in the mount's storage: {}", reply.err);
+        }
+        Ok(reply.keys)
     }
 }

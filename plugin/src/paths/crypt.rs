@@ -19,7 +19,7 @@ const MAX_BATCH: usize = 10_000;
 pub(super) async fn encrypt_one(mount: &Mount, request: &Request, id: &str) -> Outcome {
     only(request, &[Operation::Create, Operation::Update], "write")?;
     request.only_fields(&["plaintext"])?;
-    let ring = KeyRing::load(&mount.storage).await?;
+    let ring = KeyRing::load(&mount.kv).await?;
     let (version, kek) = latest(&ring)?;
     let ciphertext = seal(kek, version, id, request.required_text("plaintext")?)?;
     Ok(Some(json!({ "ciphertext": ciphertext, "key_version": version })))
@@ -29,7 +29,7 @@ pub(super) async fn encrypt_one(mount: &Mount, request: &Request, id: &str) -> O
 pub(super) async fn decrypt_one(mount: &Mount, request: &Request, id: &str) -> Outcome {
     only(request, &[Operation::Create, Operation::Update], "write")?;
     request.only_fields(&["ciphertext"])?;
-    let ring = KeyRing::load(&mount.storage).await?;
+    let ring = KeyRing::load(&mount.kv).await?;
     let plaintext = open(&ring, id, request.required_text("ciphertext")?)?;
     Ok(Some(json!({ "plaintext": *plaintext })))
 }
@@ -39,7 +39,7 @@ pub(super) async fn decrypt_one(mount: &Mount, request: &Request, id: &str) -> O
 pub(super) async fn encrypt_batch(mount: &Mount, request: &Request) -> Outcome {
     only(request, &[Operation::Create, Operation::Update], "write")?;
     let items = batch(request)?;
-    let ring = KeyRing::load(&mount.storage).await?;
+    let ring = KeyRing::load(&mount.kv).await?;
     let (version, kek) = latest(&ring)?;
     let results: Vec<Value> = items
         .iter()
@@ -59,7 +59,7 @@ pub(super) async fn encrypt_batch(mount: &Mount, request: &Request) -> Outcome {
 pub(super) async fn decrypt_batch(mount: &Mount, request: &Request) -> Outcome {
     only(request, &[Operation::Create, Operation::Update], "write")?;
     let items = batch(request)?;
-    let ring = KeyRing::load(&mount.storage).await?;
+    let ring = KeyRing::load(&mount.kv).await?;
     let results: Vec<Value> = items
         .iter()
         .map(|item| {

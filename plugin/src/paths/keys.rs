@@ -13,11 +13,11 @@ use crate::request::{Failure, Operation, Outcome, Request};
 pub(super) async fn ring(mount: &Mount, request: &Request) -> Outcome {
     only(request, &[Operation::Read, Operation::Create, Operation::Update], "read and write")?;
     if request.operation == Operation::Read {
-        return Ok(Some(KeyRing::load(&mount.storage).await?.summary()));
+        return Ok(Some(KeyRing::load(&mount.kv).await?.summary()));
     }
     request.only_fields(&[])?;
     let _turn = mount.ring_writes.lock().await;
-    let mut ring = KeyRing::load(&mount.storage).await?;
+    let ring = KeyRing::load(&mount.kv).await?;
     if let Some((latest, _)) = ring.latest() {
         return Err(Failure::BadRequest(format!(
             "the key ring already holds v{latest}; a new version comes with a rotation, which moves \
@@ -25,13 +25,13 @@ pub(super) async fn ring(mount: &Mount, request: &Request) -> Outcome {
         )));
     }
     let kek = Kek::generate().map_err(|e| anyhow::anyhow!("generating a KEK: {e}"))?;
-    let version = ring.add(&mount.storage, None, kek, Origin::Generated).await?;
+    let version = KeyRing::add(&mount.kv, None, &kek, Origin::Generated).await?;
     Ok(Some(json!({ "version": version })))
 }
 
 /// Whether the ring holds any version, for the `create` capability on `rotor/keys`.
 pub(super) async fn exist(mount: &Mount) -> Result<bool, Failure> {
-    Ok(KeyRing::load(&mount.storage).await?.latest().is_some())
+    Ok(!KeyRing::is_empty(&mount.kv).await?)
 }
 
 /// `write rotor/keys/import key=<64 hex> [version=N]`: an application's existing KEK, as the next
@@ -43,10 +43,10 @@ pub(super) async fn import(mount: &Mount, request: &Request) -> Outcome {
     let kek = Kek::from_hex(&key).map_err(|e| Failure::BadRequest(format!("field \"key\": {e}")))?;
     let version = request.number("version")?;
     let _turn = mount.ring_writes.lock().await;
-    let mut ring = KeyRing::load(&mount.storage).await?;
+    let ring = KeyRing::load(&mount.kv).await?;
     if let Some(held) = ring.version_of(&kek) {
         return Err(Failure::BadRequest(format!("this KEK is already v{held} of the key ring")));
     }
-    let version = ring.add(&mount.storage, version, kek, Origin::Imported).await?;
+    let version = KeyRing::add(&mount.kv, version, &kek, Origin::Imported).await?;
     Ok(Some(json!({ "version": version })))
 }

@@ -2,25 +2,39 @@
 //! Each path is a function from a [`Request`] to an [`Outcome`]; ACL policies on these paths
 //! decide who may call which, as for any mount.
 
+mod config;
 mod crypt;
 mod keys;
+mod run;
+
+use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
+use crate::kv::MountKv;
 use crate::request::{Failure, Operation, Outcome, Request};
+use crate::runner::Runner;
 use crate::storage::Storage;
 
-/// One mounted instance of the plugin: its storage, and the lock that keeps its writes to the
-/// key ring in turn (OpenBao runs one plugin process per mount, so a process-wide lock does).
+/// One mounted instance of the plugin: its KV, the runner of its rotations, and the lock that
+/// keeps the plugin's own changes to the key ring in turn (OpenBao runs one plugin process per
+/// mount, so a process-wide lock does).
 pub struct Mount {
-    storage: Storage,
+    kv: Arc<MountKv>,
+    runner: Runner,
     ring_writes: Mutex<()>,
 }
 
 impl Mount {
     /// The mount over its storage.
     pub fn new(storage: Storage) -> Mount {
-        Mount { storage, ring_writes: Mutex::new(()) }
+        let kv = Arc::new(MountKv::new(storage));
+        Mount { runner: Runner::new(kv.clone()), kv, ring_writes: Mutex::new(()) }
+    }
+
+    /// Stops what runs in the background, for OpenBao's cleanup.
+    pub async fn stop(&self) {
+        self.runner.stop().await;
     }
 
     /// Answers one request.
@@ -32,6 +46,11 @@ impl Mount {
             (_, Operation::Other(op)) if op == "rollback" => Ok(None),
             (["keys"], _) => keys::ring(self, &request).await,
             (["keys", "import"], _) => keys::import(self, &request).await,
+            (["config"], _) => config::config(self, &request).await,
+            (["rotate"], _) => run::rotate(self, &request).await,
+            (["validate"], _) => run::validate(self, &request).await,
+            (["status"], _) => run::status(self, &request).await,
+            (["history"], _) => run::history(self, &request).await,
             (["encrypt"], _) => crypt::encrypt_batch(self, &request).await,
             (["encrypt", id], _) => crypt::encrypt_one(self, &request, id).await,
             (["decrypt"], _) => crypt::decrypt_batch(self, &request).await,
@@ -45,6 +64,7 @@ impl Mount {
     pub async fn exists(&self, path: &str) -> Result<Option<bool>, Failure> {
         match path {
             "keys" => Ok(Some(keys::exist(self).await?)),
+            "config" => Ok(Some(config::exist(self).await?)),
             _ => Ok(None),
         }
     }

@@ -257,3 +257,23 @@ pub struct StorageDeleteReply {
     #[prost(string, tag = "1")]
     pub err: String,
 }
+
+/// `pb.StorageListArgs`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StorageListArgs {
+    /// The folder, ending in `/`.
+    #[prost(string, tag = "1")]
+    pub prefix: String,
+}
+
+/// `pb.StorageListReply`: the keys directly under the prefix, relative to it; sub-folders end
+/// in `/`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StorageListReply {
+    /// The keys.
+    #[prost(string, repeated, tag = "1")]
+    pub keys: Vec<String>,
+    /// The error, if any.
+    #[prost(string, tag = "2")]
+    pub err: String,
+}

@@ -1,0 +1,225 @@
+//! The mount's settings (`rotor/config`): the database and table its rotations move, how they
+//! spread the work, and the component they run, pinned by its sha256. Stored in the mount's
+//! storage, inside OpenBao's barrier; the database URL may carry a password, so it is never
+//! returned whole, never logged and wiped when dropped.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use rotor::app::{SandboxSettings, Settings};
+use rotor::plan::{BatchSize, RunPlan};
+use rotor::store::{WalletTable, redact_url};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::keyring::KEK_PATH;
+use crate::request::{Failure, Request};
+use crate::storage::Storage;
+
+/// Where the settings are stored.
+const CONFIG: &str = "config";
+
+/// The settings as stored. `Debug` leaves the database URL out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+pub struct MountConfig {
+    database_url: String,
+    #[zeroize(skip)]
+    table: String,
+    #[zeroize(skip)]
+    id_column: String,
+    #[zeroize(skip)]
+    ciphertext_column: String,
+    #[zeroize(skip)]
+    batch_size: u32,
+    #[zeroize(skip)]
+    workers: Option<u32>,
+    /// A component file in the plugin directory, run instead of the built-in one.
+    #[zeroize(skip)]
+    component: Option<String>,
+    /// The sha256 a component must have to run.
+    #[zeroize(skip)]
+    component_sha256: Option<String>,
+}
+
+impl std::fmt::Debug for MountConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MountConfig")
+            .field("table", &self.table)
+            .field("component", &self.component)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fields `rotor/config` takes.
+pub const FIELDS: &[&str] = &[
+    "database_url",
+    "table",
+    "id_column",
+    "ciphertext_column",
+    "batch_size",
+    "workers",
+    "component",
+    "component_sha256",
+];
+
+impl MountConfig {
+    /// The stored settings, if the mount was configured.
+    pub async fn load(storage: &Storage) -> anyhow::Result<Option<MountConfig>> {
+        storage.get(CONFIG).await
+    }
+
+    /// Stores these settings.
+    pub async fn store(&self, storage: &Storage) -> anyhow::Result<()> {
+        storage.put(CONFIG, self).await
+    }
+
+    /// The settings a write to `rotor/config` asks for, over the stored ones (`before`): a field
+    /// left out keeps its value, and a first write needs `database_url`.
+    pub fn from_request(request: &Request, before: Option<&MountConfig>) -> Result<MountConfig, Failure> {
+        request.only_fields(FIELDS)?;
+        let text = |field: &str, default: &str, was: Option<&String>| -> Result<String, Failure> {
+            Ok(request.text(field)?.map_or_else(|| was.map_or(default, String::as_str), str::trim).to_owned())
+        };
+        let database_url = match (request.text("database_url")?, before) {
+            (Some(url), _) => url.trim().to_owned(),
+            (None, Some(before)) => before.database_url.clone(),
+            (None, None) => {
+                return Err(Failure::BadRequest(
+                    "field \"database_url\" is required: postgres://USER:PASSWORD@HOST/DB or sqlite:PATH"
+                        .into(),
+                ));
+            }
+        };
+        if !["postgres://", "postgresql://", "sqlite:"].iter().any(|scheme| database_url.starts_with(scheme))
+        {
+            return Err(Failure::BadRequest(
+                "field \"database_url\": rotor reads postgres://… (or postgresql://…) and sqlite:… URLs"
+                    .into(),
+            ));
+        }
+        let defaults = WalletTable::default();
+        let table = text("table", &defaults.table, before.map(|b| &b.table))?;
+        let id_column = text("id_column", &defaults.id_column, before.map(|b| &b.id_column))?;
+        let ciphertext_column =
+            text("ciphertext_column", &defaults.ciphertext_column, before.map(|b| &b.ciphertext_column))?;
+        WalletTable::new(&table, &id_column, &ciphertext_column)
+            .map_err(|e| Failure::BadRequest(format!("the wallet table: {e}")))?;
+        let batch_size = match request.number("batch_size")? {
+            Some(size) => {
+                BatchSize::new(size).map_err(|e| Failure::BadRequest(format!("field \"batch_size\": {e}")))?
+            }
+            None => before
+                .map_or(Ok(BatchSize::DEFAULT), |b| BatchSize::new(b.batch_size))
+                .map_err(Failure::BadRequest)?,
+        };
+        let workers = match request.number("workers")? {
+            Some(0) => return Err(Failure::BadRequest("field \"workers\" must be 1 or more".into())),
+            Some(workers) => Some(workers),
+            None => before.and_then(|b| b.workers),
+        };
+        let component = match request.text("component")? {
+            Some("") => None,
+            Some(name) => Some(component_name(name)?),
+            None => before.and_then(|b| b.component.clone()),
+        };
+        let component_sha256 = match request.text("component_sha256")? {
+            Some("") => None,
+            Some(digest) => Some(digest_text(digest)?),
+            None => before.and_then(|b| b.component_sha256.clone()),
+        };
+        if component.is_some() && component_sha256.is_none() {
+            return Err(Failure::BadRequest(
+                "field \"component_sha256\" is required with \"component\": the plugin runs a component \
+                 only if its digest is pinned (sha256sum FILE)"
+                    .into(),
+            ));
+        }
+        Ok(MountConfig {
+            database_url,
+            table,
+            id_column,
+            ciphertext_column,
+            batch_size: batch_size.get(),
+            workers,
+            component,
+            component_sha256,
+        })
+    }
+
+    /// What `read rotor/config` shows: everything but the database URL's password.
+    pub fn shown(&self) -> Value {
+        json!({
+            "database": redact_url(&self.database_url),
+            "table": self.table,
+            "id_column": self.id_column,
+            "ciphertext_column": self.ciphertext_column,
+            "batch_size": self.batch_size,
+            "workers": self.workers,
+            "component": self.component,
+            "component_sha256": self.component_sha256,
+        })
+    }
+
+    /// The component file these settings name, in `plugin_dir`, with the digest it must have.
+    pub fn component_in(&self, plugin_dir: &Path) -> Option<(PathBuf, &str)> {
+        let file = plugin_dir.join(self.component.as_ref()?);
+        Some((file, self.component_sha256.as_deref().unwrap_or_default()))
+    }
+
+    /// rotor's settings for a run on this mount: the mount's KEK, this database and table, the
+    /// component (checked against its pinned digest by the caller).
+    pub fn settings(&self, component: Option<PathBuf>) -> Result<Settings, Failure> {
+        let table = WalletTable::new(&self.table, &self.id_column, &self.ciphertext_column)
+            .map_err(|e| Failure::BadRequest(format!("the wallet table: {e}")))?;
+        let batch_size = BatchSize::new(self.batch_size).map_err(Failure::BadRequest)?;
+        let workers = self.workers.and_then(|w| NonZeroUsize::new(w as usize));
+        let sandbox = SandboxSettings {
+            pinned: self.component_sha256.iter().cloned().collect(),
+            // Compiled components are not kept on disk: OpenBao's plugin directory is not the
+            // plugin's to write, and the plugin keeps one compiled component in memory.
+            cache: None,
+            ..SandboxSettings::default()
+        };
+        let plan = RunPlan::resolve(Some(batch_size), workers, None, &sandbox.limits);
+        Ok(Settings {
+            database_url: self.database_url.clone(),
+            table,
+            more_targets: Vec::new(),
+            kv_mount: "rotor-plugin".to_owned(),
+            key_path: KEK_PATH.to_owned(),
+            component,
+            sandbox,
+            vault_defaults: Default::default(),
+            plan,
+            profile: None,
+            rotate_after: None,
+            tenant: None,
+            derive_from: None,
+        })
+    }
+}
+
+/// A component's file name: a plain name in the plugin directory.
+fn component_name(name: &str) -> Result<String, Failure> {
+    let name = name.trim();
+    let plain = !name.is_empty() && !name.contains('/') && name != "." && name != "..";
+    if !plain {
+        return Err(Failure::BadRequest(format!(
+            "field \"component\": {name:?} is not a file name; put the component in OpenBao's plugin \
+             directory and name the file"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+/// A sha256 digest as 64 lowercase hex characters.
+fn digest_text(digest: &str) -> Result<String, Failure> {
+    let digest = digest.trim().to_ascii_lowercase();
+    if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Failure::BadRequest(
+            "field \"component_sha256\" must be a sha256 digest: 64 hex characters".into(),
+        ));
+    }
+    Ok(digest)
+}

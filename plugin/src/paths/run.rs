@@ -1,0 +1,57 @@
+//! `rotor/rotate`, `rotor/validate`, `rotor/status` and `rotor/history`: the `rotor` CLI's
+//! commands of the same names, run inside the mount on its settings (`rotor/config`) and its
+//! key ring.
+
+use rotor::answer::answer;
+use rotor::grants::Access;
+use rotor::progress::Reporter;
+use serde_json::json;
+
+use super::{Mount, only};
+use crate::request::{Failure, Operation, Outcome, Request};
+
+/// `write rotor/rotate [reencrypt=true]`: starts a rotation, or resumes the unfinished one, and
+/// returns at once; `rotor/status` follows it.
+pub(super) async fn rotate(mount: &Mount, request: &Request) -> Outcome {
+    only(request, &[Operation::Create, Operation::Update], "write")?;
+    request.only_fields(&["reencrypt"])?;
+    Ok(Some(mount.runner.rotate(request.flag("reencrypt")?).await?))
+}
+
+/// `write rotor/validate`: opens every wallet and reports them by KEK version, naming those that
+/// do not open. Changes nothing.
+pub(super) async fn validate(mount: &Mount, request: &Request) -> Outcome {
+    only(request, &[Operation::Create, Operation::Update], "write")?;
+    request.only_fields(&[])?;
+    let app = mount.runner.app().await?;
+    let checked = async {
+        let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
+        rotor::validate::validate(&app, &mut instance).await
+    };
+    let report = checked.await.map_err(Failure::Internal)?;
+    Ok(Some(serde_json::to_value(&report).map_err(anyhow::Error::from)?))
+}
+
+/// `read rotor/status`: the wallets by KEK version, the unfinished rotation if any, and what
+/// the last rotation run by this plugin process came to.
+pub(super) async fn status(mount: &Mount, request: &Request) -> Outcome {
+    only(request, &[Operation::Read], "read")?;
+    let app = mount.runner.app().await?;
+    let status = rotor::status::status(&app).await.map_err(Failure::Internal)?;
+    let mut shown = serde_json::to_value(&status).map_err(anyhow::Error::from)?;
+    shown["last_run"] = mount.runner.last_run();
+    Ok(Some(shown))
+}
+
+/// `read rotor/history`: every rotation, as the journal keeps it.
+pub(super) async fn history(mount: &Mount, request: &Request) -> Outcome {
+    only(request, &[Operation::Read], "read")?;
+    let app = mount.runner.app().await?;
+    let lines = async {
+        let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
+        let entries = answer(instance.history(&app.key_location()).await)?;
+        rotor::history::history_lines(&app, entries).await
+    };
+    let lines = lines.await.map_err(Failure::Internal)?;
+    Ok(Some(json!({ "rotations": lines })))
+}

@@ -1,0 +1,268 @@
+//! The mount's rotations, run by rotor's host library: the same [`App`], component, journal and
+//! crash-safe walk as the `rotor` CLI, with the mount's KV v2 ([`MountKv`]) in place of Vault's.
+//!
+//! A rotation runs in a task of its own: `rotor/rotate` returns once it has started and
+//! `rotor/status` follows it. What the task came to is kept in memory for `status`; what
+//! outlives the process (a kill, a reload, OpenBao restarting) is the journal in the database,
+//! from which the next `rotor/rotate` resumes, as `rotor rotate` does.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex as SyncMutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use rotor::app::App;
+use rotor::bindings::types::OutputFormat;
+use rotor::component::ComponentSource;
+use rotor::grants::Access;
+use rotor::progress::Reporter;
+use rotor::rotation::RotateRequest;
+use rotor::shutdown::{Shutdown, Signal};
+use rotor::vault::{KvSource, KvStore};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, oneshot};
+
+use crate::config::MountConfig;
+use crate::kv::MountKv;
+use crate::request::Failure;
+
+/// How long OpenBao's cleanup waits for a rotation to stop at a batch's end.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+/// Where a rotation run by this process stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum RunState {
+    /// None started since the plugin process started.
+    #[default]
+    Idle,
+    /// Moving wallets.
+    Running,
+    /// Done; the report says how it went.
+    Finished,
+    /// Stopped by an error, which is kept; `rotor/rotate` resumes it.
+    Failed,
+    /// Stopped because OpenBao stopped the plugin; `rotor/rotate` resumes it.
+    Stopped,
+}
+
+/// The last rotation this process ran, as `rotor/status` shows it.
+#[derive(Clone, Debug, Default, Serialize)]
+struct RunRecord {
+    state: RunState,
+    started: Option<String>,
+    finished: Option<String>,
+    report: Option<Value>,
+    error: Option<String>,
+}
+
+/// The host library opened for the stored settings.
+struct Opened {
+    config: MountConfig,
+    app: Arc<App>,
+}
+
+/// Runs the mount's rotations and the commands around them.
+pub struct Runner {
+    kv: Arc<MountKv>,
+    opened: Mutex<Option<Opened>>,
+    run: Arc<SyncMutex<RunRecord>>,
+    /// Says when the running rotation's thread is done.
+    task: SyncMutex<Option<oneshot::Receiver<()>>>,
+    shutdown: Shutdown,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// An error of the host library, for the operator: the message names the fix (and, from
+/// rotor's own errors, never a secret or a password).
+fn refused(error: anyhow::Error) -> Failure {
+    Failure::BadRequest(format!("{error:#}"))
+}
+
+impl Runner {
+    /// A runner over the mount's KV.
+    pub fn new(kv: Arc<MountKv>) -> Runner {
+        Runner {
+            kv,
+            opened: Mutex::new(None),
+            run: Arc::default(),
+            task: SyncMutex::new(None),
+            shutdown: Shutdown::new(),
+        }
+    }
+
+    /// Opens the host library for `config`: checks the component against its pinned digest,
+    /// compiles it, connects to the database and checks the table, creating rotor's journal
+    /// tables. An error says what is wrong with the settings.
+    pub async fn open(&self, config: &MountConfig) -> Result<App, Failure> {
+        let component = match config.component_in(&plugin_dir()?) {
+            Some((file, pinned)) => Some(pinned_component(file, pinned).await?),
+            None => None,
+        };
+        let settings = config.settings(component)?;
+        let kv: Arc<dyn KvStore> = self.kv.clone();
+        App::open(settings, KvSource::Store(kv), true).await.map_err(refused)
+    }
+
+    /// Checks `config` by opening it, then stores it: a mount is never left with settings that
+    /// cannot run.
+    pub async fn configure(&self, config: MountConfig) -> Result<(), Failure> {
+        let mut opened = self.opened.lock().await;
+        let app = Arc::new(self.open(&config).await?);
+        config.store(self.kv.storage()).await?;
+        *opened = Some(Opened { config, app });
+        Ok(())
+    }
+
+    /// The host library for the stored settings, opened once and again when they change.
+    pub async fn app(&self) -> Result<Arc<App>, Failure> {
+        let config = MountConfig::load(self.kv.storage()).await?.ok_or_else(|| {
+            Failure::BadRequest(
+                "the mount has no database to work on yet: write rotor/config database_url=… first".into(),
+            )
+        })?;
+        let mut opened = self.opened.lock().await;
+        if let Some(opened) = opened.as_ref().filter(|opened| opened.config == config) {
+            return Ok(opened.app.clone());
+        }
+        let app = Arc::new(self.open(&config).await?);
+        *opened = Some(Opened { config, app: app.clone() });
+        Ok(app)
+    }
+
+    /// Starts a rotation (or resumes the unfinished one) in a task of its own; what it says at
+    /// once: whether it resumes.
+    pub async fn rotate(&self, reencrypt: bool) -> Result<Value, Failure> {
+        let app = self.app().await?;
+        if self.shutdown.requested().is_some() {
+            return Err(Failure::BadRequest(
+                "the plugin is stopping; try again once OpenBao restarted it".into(),
+            ));
+        }
+        {
+            let mut run = self.run.lock().unwrap_or_else(PoisonError::into_inner);
+            if run.state == RunState::Running {
+                return Err(Failure::BadRequest(format!(
+                    "a rotation is running since {}: follow it at rotor/status",
+                    run.started.as_deref().unwrap_or("now")
+                )));
+            }
+            *run = RunRecord { state: RunState::Running, started: Some(now()), ..RunRecord::default() };
+        }
+        let prepared = async {
+            let unfinished = app.database().our_unfinished_rotation().await?;
+            let instance = app.instance(Access::Rotate, Reporter::silent()).await?;
+            anyhow::Ok((unfinished, instance))
+        };
+        let (unfinished, instance) = match prepared.await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                self.record(RunState::Failed, None, Some(format!("{error:#}")));
+                return Err(refused(error));
+            }
+        };
+        let request = RotateRequest {
+            dry_run: false,
+            reencrypt,
+            resume: false,
+            strict: false,
+            output_format: OutputFormat::Envelope,
+        };
+        let (run, shutdown) = (self.run.clone(), self.shutdown.clone());
+        let (finished, task) = oneshot::channel();
+        let rotation = move || async move {
+            let outcome = rotor::rotation::rotate(&app, instance, &request, None, &shutdown).await;
+            let (state, report, error) = match outcome {
+                Ok(report) => (RunState::Finished, serde_json::to_value(&report).ok(), None),
+                Err(_) if shutdown.requested().is_some() => {
+                    (RunState::Stopped, None, Some("stopped with the plugin; rotor/rotate resumes it".into()))
+                }
+                Err(error) => (RunState::Failed, None, Some(format!("{error:#}"))),
+            };
+            match &error {
+                None => tracing::info!("rotation finished"),
+                Some(error) => tracing::warn!("rotation stopped: {error}"),
+            }
+            let mut run = run.lock().unwrap_or_else(PoisonError::into_inner);
+            *run = RunRecord { state, finished: Some(now()), report, error, started: run.started.take() };
+        };
+        // The rotation's future holds its component instance across awaits, which is not
+        // `Sync`, so the future is not `Send` and cannot be a tokio task: a thread of its own
+        // makes and drives it on this runtime (its I/O, timers and the workers it spawns), as
+        // `rotor rotate`'s main thread does.
+        let runtime = tokio::runtime::Handle::current();
+        let spawned = std::thread::Builder::new().name("rotor-rotation".into()).spawn(move || {
+            runtime.block_on(rotation());
+            let _ = finished.send(());
+        });
+        if let Err(error) = spawned {
+            let error = format!("starting the rotation's thread: {error}");
+            self.record(RunState::Failed, None, Some(error.clone()));
+            return Err(Failure::Internal(anyhow::anyhow!(error)));
+        }
+        *self.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+        tracing::info!(resuming = ?unfinished.as_ref().map(|r| r.id), "rotation started");
+        Ok(json!({
+            "started": true,
+            "resuming_rotation": unfinished.map(|r| r.id),
+            "status": "read rotor/status to follow it",
+        }))
+    }
+
+    fn record(&self, state: RunState, report: Option<Value>, error: Option<String>) {
+        let mut run = self.run.lock().unwrap_or_else(PoisonError::into_inner);
+        run.state = state;
+        run.finished = Some(now());
+        run.report = report;
+        run.error = error;
+    }
+
+    /// The last rotation this process ran, as JSON.
+    pub fn last_run(&self) -> Value {
+        let run = self.run.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        serde_json::to_value(run).unwrap_or(Value::Null)
+    }
+
+    /// Asks a running rotation to stop at the end of its batch, and waits for it a while: what
+    /// OpenBao's cleanup (a reload, an unmount, a shutdown) needs before it stops the process.
+    pub async fn stop(&self) {
+        self.shutdown.trigger(Signal::Terminate);
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(task) = task
+            && tokio::time::timeout(STOP_WAIT, task).await.is_err()
+        {
+            tracing::warn!(
+                "the rotation did not stop within {STOP_WAIT:?}; the next rotor/rotate resumes it"
+            );
+        }
+    }
+}
+
+/// OpenBao's plugin directory: where OpenBao started this binary from.
+fn plugin_dir() -> Result<PathBuf, Failure> {
+    let exe = std::env::current_exe().map_err(|e| anyhow::anyhow!("finding the plugin's own path: {e}"))?;
+    exe.parent()
+        .map(PathBuf::from)
+        .ok_or_else(|| Failure::Internal(anyhow::anyhow!("the plugin binary has no folder")))
+}
+
+/// `file`, if its sha256 is `pinned`: a component whose digest is not pinned never runs.
+async fn pinned_component(file: PathBuf, pinned: &str) -> Result<PathBuf, Failure> {
+    let read = file.clone();
+    let source = tokio::task::spawn_blocking(move || ComponentSource::from_file(&read))
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the component: {e}"))?
+        .map_err(refused)?;
+    if source.sha256 != pinned {
+        return Err(Failure::BadRequest(format!(
+            "component {} has sha256 {}, not the {pinned} pinned in rotor/config: refusing to run it; \
+             check the file, then write rotor/config component_sha256=<its digest> if it is the one to run",
+            file.display(),
+            source.sha256
+        )));
+    }
+    Ok(file)
+}
