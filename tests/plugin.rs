@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use reqwest::{Method, StatusCode};
+use rotor::component::ComponentSource;
 use rotor::store::WalletRow;
 use rotor_codec::Kek;
 use rotor_testkit::{FileServer, Kind, PluginDevServer, TestDb, Vault, Wallets, assert_says, legacy_wallets};
@@ -765,4 +766,66 @@ async fn a_rotation_killed_with_the_plugin_or_with_openbao_resumes_and_loses_not
     let resumed = eventually_ok(&server, "rotor/rotate", json!({})).await;
     assert_eq!(resumed["resuming_rotation"], status["unfinished"]["id"]);
     nothing_lost(&server, &db, &wallets, 4, &keys).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_runs_in_the_mount_only_with_its_digest_pinned() {
+    let server = registered_and_mounted().await;
+    let db = TestDb::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    seed(&db, &kek, 10).await;
+    ok(&server, Method::POST, "rotor/keys/import", json!({"key": kek.to_hex().to_string()})).await;
+    // rotor's own component with a custom section added: a different file, and digest, that
+    // does the same work, so that the report shows which one ran.
+    let builtin = ComponentSource::builtin();
+    let mut bytes = builtin.bytes().to_vec();
+    bytes.extend_from_slice(&[0x00, 0x06, 0x04, b't', b'e', b's', b't', 0x01]);
+    let component = server.plugin_dir().join("rotation.wasm");
+    std::fs::write(&component, &bytes).unwrap();
+    let digest = sha256_of(&component);
+    assert_ne!(digest, builtin.sha256);
+    let config = |fields: Value| {
+        let mut body = json!({"database_url": db.url, "component": "rotation.wasm"});
+        body.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+        body
+    };
+
+    let unpinned = bad_request(&server, "rotor/config", config(json!({}))).await;
+    assert_says(&unpinned, &["component_sha256", "pinned"]);
+    let wrong = "ab".repeat(32);
+    let mismatch = bad_request(&server, "rotor/config", config(json!({"component_sha256": wrong}))).await;
+    assert_says(&mismatch, &["rotation.wasm", &digest, &wrong, "refusing to run it"]);
+    let outside = bad_request(
+        &server,
+        "rotor/config",
+        config(json!({"component": "../rotor-plugin", "component_sha256": digest})),
+    )
+    .await;
+    assert_says(&outside, &["not a file name", "plugin directory"]);
+    let (status, _) = call(&server, server.root_token(), Method::GET, "rotor/config", Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a refused component was stored");
+
+    // Pinned, it runs: the rotation's report names its digest.
+    ok(&server, Method::POST, "rotor/config", config(json!({"component_sha256": digest}))).await;
+    let shown = ok(&server, Method::GET, "rotor/config", Value::Null).await;
+    assert_eq!(
+        (shown["component"].as_str(), shown["component_sha256"].as_str()),
+        (Some("rotation.wasm"), Some(digest.as_str()))
+    );
+    ok(&server, Method::POST, "rotor/rotate", json!({})).await;
+    let status = rotation_done(&server).await;
+    assert_eq!(status["last_run"]["report"]["component_sha256"], digest, "{status}");
+    assert_eq!(status["last_run"]["report"]["rotated"], 10, "{status}");
+
+    // The file swapped on disk (here for rotor's own, unmodified): once the plugin restarts and
+    // reads it again, it refuses to run it, naming both digests; no rotation starts.
+    std::fs::write(&component, builtin.bytes()).unwrap();
+    succeeded("reload", &server.bao(&["plugin", "reload", "-plugin=rotor-plugin"]));
+    let before = rows_of(&db).await;
+    let (status, reply) = call(&server, server.root_token(), Method::POST, "rotor/rotate", json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert_says(&reply["errors"].to_string(), &[&builtin.sha256, &digest, "refusing to run it"]);
+    assert_eq!(rows_of(&db).await, before, "a refused component changed rows");
+    let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
+    assert_eq!(keys["latest_version"], 2, "a refused component made a KEK version");
 }
