@@ -21,6 +21,7 @@ use rotor::{coordination, progress, store, vault};
 
 pub mod chart;
 mod native;
+mod plugin;
 mod raw;
 mod report;
 pub mod transit;
@@ -39,11 +40,12 @@ use sqlx::{AssertSqlSafe, Connection};
 
 use crate::store::{Database, WalletRow, WalletTable, create_sqlite_database, redact_url};
 use crate::vault::{VaultClient, VaultConfig};
-use rotor::demo::openbao::DevServer;
 use rotor::demo::wallets::fabric_identity;
 use rotor::plan::default_workers;
 
 pub use report::{BenchReport, Measurement, Setup};
+
+use crate::plugin::OpenBao;
 
 /// What to measure, and how (`rotor bench --help`).
 #[derive(Debug, Args)]
@@ -101,8 +103,9 @@ pub async fn run(args: &BenchArgs, command_line: String, verbose: u8) -> anyhow:
     let sizes = args.sizes();
     let workers = args.workers.unwrap_or_else(default_workers).get();
     let rotor = rotor_binary()?;
+    let plugin = plugin::plugin_binary(&rotor)?;
     let dir = TempDir::new()?;
-    let vault = DevServer::start().await.context("starting an OpenBao dev server for the bench")?;
+    let vault = OpenBao::start(&plugin).await.context("starting an OpenBao dev server for the bench")?;
     let postgres = PostgresServer::connect(&args.postgres_url).await?;
     let bench = Bench {
         rotor: &rotor,
@@ -121,6 +124,14 @@ pub async fn run(args: &BenchArgs, command_line: String, verbose: u8) -> anyhow:
             bench.database_setups(&mut report, n, Store::Sqlite, &sqlite).await?;
             let pg_url = postgres.create_database(n).await?;
             bench.database_setups(&mut report, n, Store::Postgres, &pg_url).await?;
+            postgres.drop_database(n).await?;
+            for store in [Store::Sqlite, Store::Postgres] {
+                let url = match store {
+                    Store::Sqlite => bench.sqlite_database_named(&format!("bench-plugin-{n}.db")).await?,
+                    Store::Postgres => postgres.create_database(n).await?,
+                };
+                bench.plugin_setups(&mut report, n, store, &url).await?;
+            }
             postgres.drop_database(n).await?;
             bench.transit(&mut report, n).await?;
         }
@@ -153,7 +164,7 @@ impl Store {
 
 struct Bench<'a> {
     rotor: &'a Path,
-    vault: &'a DevServer,
+    vault: &'a OpenBao,
     dir: &'a Path,
     workers: usize,
     batch_size: u32,
@@ -167,8 +178,52 @@ impl Bench<'_> {
 
     /// A fresh SQLite file with an empty wallet table.
     async fn sqlite_database(&self, n: u64) -> anyhow::Result<String> {
-        let path = self.dir.join(format!("bench-{n}.db"));
-        Ok(create_sqlite_database(&path, &WalletTable::default()).await?)
+        self.sqlite_database_named(&format!("bench-{n}.db")).await
+    }
+
+    /// A fresh SQLite file `name` with an empty wallet table.
+    async fn sqlite_database_named(&self, name: &str) -> anyhow::Result<String> {
+        Ok(create_sqlite_database(&self.dir.join(name), &WalletTable::default()).await?)
+    }
+
+    /// A rotation through the OpenBao plugin beside the CLI's, on the same `n` rows: the CLI
+    /// moves fresh legacy rows onto the envelope, then re-wraps them (the figure compared);
+    /// the plugin, given that KEK, re-wraps them once more.
+    async fn plugin_setups(
+        &self,
+        report: &mut BenchReport,
+        n: u64,
+        store: Store,
+        url: &str,
+    ) -> anyhow::Result<()> {
+        let name = format!("{}-{n}", store.name().to_lowercase());
+        let key_path = format!("bench/plugin-{name}/encryption-key");
+        let kek = Kek::generate()?;
+        self.store_first_kek(&key_path, &kek).await?;
+        enroll_legacy(&Database::connect(url, WalletTable::default()).await?, &kek, n).await?;
+        let (workers, batch) = (self.workers.to_string(), self.batch_size.to_string());
+        let args = ["rotate", "--workers", &workers, "--batch-size", &batch];
+        let first: Reported = self.rotor(url, &key_path, &args).await?;
+        check_moved(&first, n, "the CLI's first rotation, before the plugin's")?;
+        settle(url, store).await?;
+        let cli: Reported = self.rotor(url, &key_path, &args).await?;
+        check_moved(&cli, n, "the CLI's re-wrap beside the plugin's")?;
+        report.record_run(Setup::RotateBesidePlugin, store.name(), n, cli.rotated, &cli);
+        let (version, current) = self.current_kek(&key_path).await?;
+        settle(url, store).await?;
+        let mount = format!("rotor-{name}");
+        let run = self.vault.rotate(&mount, url, (version, &current), self.workers, self.batch_size).await?;
+        if run.rotated != n || run.failed != 0 {
+            bail!("the plugin's re-wrap moved {} of {n} wallets ({} failed)", run.rotated, run.failed);
+        }
+        tracing::info!(
+            store = store.name(),
+            wallets = n,
+            wall_seconds = run.wall.as_secs_f64(),
+            "plugin rotation seen done"
+        );
+        report.record(Setup::PluginRotate, store.name(), n, run.rotated, run.took, run.peak_rss_bytes);
+        Ok(())
     }
 
     /// Every per-database measurement at size `n`, in an order that keeps each one's input
@@ -399,6 +454,20 @@ fn check_moved(reported: &Reported, n: u64, what: &str) -> anyhow::Result<()> {
             reported.rotated,
             reported.failed
         );
+    }
+    Ok(())
+}
+
+/// On PostgreSQL, clears the dead row versions the previous rotation left (each rewrite of a
+/// row leaves one), so that two rotations compared start from the same table rather than the
+/// second paying for the first's garbage, or for an autovacuum running beside it.
+async fn settle(url: &str, store: Store) -> anyhow::Result<()> {
+    if store == Store::Postgres {
+        let mut connection = sqlx::PgConnection::connect(url).await?;
+        sqlx::query("VACUUM ANALYZE wallets")
+            .execute(&mut connection)
+            .await
+            .context("vacuuming the wallets")?;
     }
     Ok(())
 }

@@ -4,7 +4,8 @@
 //!
 //! It runs `rotor bench` as operators type it: the `rotor` binary next to rotor-bench, which
 //! hands over to rotor-bench. Cargo builds that `rotor` for `cargo test --workspace`; with
-//! `cargo test -p rotor-bench` alone, build it first (`cargo build --release -p rotor`).
+//! `cargo test -p rotor-bench` alone, build it first (`cargo build --release -p rotor -p rotor-plugin`:
+//! the bench also measures rotations through the OpenBao plugin).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -46,6 +47,10 @@ async fn bench_measures_every_setup_and_cleans_up() {
         "| rotor validate | SQLite |",
         "| OpenBao Transit rewrap, wallets | OpenBao |",
         "| OpenBao Transit rewrap, data keys | OpenBao |",
+        "| rotor rotate (re-wrap), CLI beside the plugin | SQLite |",
+        "| rotor/rotate in the OpenBao plugin | SQLite |",
+        "| rotor/rotate in the OpenBao plugin | PostgreSQL |",
+        "rotation through the OpenBao plugin >= 0.8x the CLI's, same rows, PostgreSQL",
         "a command on 10 wallets starts in",
     ] {
         assert!(table.contains(row), "no {row:?} in:\n{table}");
@@ -57,14 +62,15 @@ async fn bench_measures_every_setup_and_cleans_up() {
 
     let json: Value = serde_json::from_slice(&std::fs::read(out_dir.join("bench.json")).unwrap()).unwrap();
     let measurements = json["report"]["measurements"].as_array().unwrap();
-    // SQLite: 10 setups; PostgreSQL: the same but the sandbox ceiling; Transit: 2.
-    assert_eq!(measurements.len(), 10 + 9 + 2, "{json:#}");
+    // SQLite: 10 setups; PostgreSQL: the same but the sandbox ceiling; Transit: 2; the CLI
+    // and the plugin on the same rows, in each database: 4.
+    assert_eq!(measurements.len(), 10 + 9 + 2 + 4, "{json:#}");
     for m in measurements {
         assert_eq!(m["size"], 2000, "{m}");
         assert_eq!(m["handled"].as_u64().unwrap() % 2000, 0, "every wallet handled: {m}");
         assert!(m["per_second"].as_f64().unwrap() > 0.0, "{m}");
     }
-    for setup in ["rotate", "rotate-legacy", "validate"] {
+    for setup in ["rotate", "rotate-legacy", "validate", "plugin-rotate"] {
         let runs = measurements.iter().filter(|m| m["setup"] == setup);
         assert!(
             runs.clone().count() == 2 && runs.into_iter().all(|m| m["peak_rss_mib"].as_f64().unwrap() > 1.0),
