@@ -10,7 +10,10 @@ use reqwest::{Method, StatusCode};
 use rotor::component::ComponentSource;
 use rotor::store::WalletRow;
 use rotor_codec::Kek;
-use rotor_testkit::{FileServer, Kind, PluginDevServer, TestDb, Vault, Wallets, assert_says, legacy_wallets};
+use rotor_testkit::{
+    FileServer, Kind, PluginDevServer, TestDb, Vault, Wallets, assert_fails_saying, assert_says,
+    legacy_wallets, rotor_binary,
+};
 use serde_json::{Value, json};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_rotor-plugin");
@@ -92,6 +95,20 @@ async fn refused(
 /// The root token's write to `path` is refused as a bad request; the error text.
 async fn bad_request(server: &impl Vault, path: &str, body: Value) -> String {
     refused(server, server.root_token(), Method::POST, path, body, StatusCode::BAD_REQUEST).await
+}
+
+/// Stores each `(name, hcl)` ACL policy and makes a token with it alone; the tokens, in order.
+async fn tokens_with(server: &impl Vault, policies: &[(&str, &str)]) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for (name, hcl) in policies {
+        ok(server, Method::PUT, &format!("sys/policies/acl/{name}"), json!({"policy": hcl})).await;
+        let token = json!({"policies": [name]});
+        let (status, reply) =
+            call(server, server.root_token(), Method::POST, "auth/token/create", token).await;
+        assert!(status.is_success(), "{reply}");
+        tokens.push(reply["auth"]["client_token"].as_str().unwrap().to_owned());
+    }
+    tokens
 }
 
 /// Registers the plugin in `plugin_dir` by its digest and mounts it at `rotor/`, as the
@@ -247,20 +264,7 @@ path "rotor/decrypt/*" { capabilities = ["update"] }"#,
         ),
         ("rotor-auditor", r#"path "rotor/keys" { capabilities = ["read"] }"#),
     ];
-    let mut tokens = Vec::new();
-    for (name, hcl) in policies {
-        ok(&server, Method::PUT, &format!("sys/policies/acl/{name}"), json!({"policy": hcl})).await;
-        let (status, reply) = call(
-            &server,
-            server.root_token(),
-            Method::POST,
-            "auth/token/create",
-            json!({"policies": [name]}),
-        )
-        .await;
-        assert!(status.is_success(), "{reply}");
-        tokens.push(reply["auth"]["client_token"].as_str().unwrap().to_owned());
-    }
+    let tokens = tokens_with(&server, &policies).await;
     let (app, auditor) = (&tokens[0], &tokens[1]);
     let (status, reply) =
         call(&server, app, Method::POST, "rotor/decrypt/wallet-9", json!({"ciphertext": sealed[9]})).await;
@@ -418,20 +422,6 @@ fn run_by_hand_it_says_what_it_is() {
     assert!(out.stdout.is_empty(), "nothing but a handshake may go to stdout");
 }
 
-/// Every row's ciphertext, by id.
-async fn rows_of(db: &TestDb) -> BTreeMap<String, String> {
-    let database = db.connect().await;
-    let mut rows = BTreeMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let batch = database.scan(after.as_deref(), 1000).await.unwrap();
-        let Some(last) = batch.last() else { break };
-        after = Some(last.id.clone());
-        rows.extend(batch.into_iter().map(|row| (row.id, row.ciphertext)));
-    }
-    rows
-}
-
 /// `count` legacy wallets under `kek` in `db`, and one row that holds no wallet (`broken-1`).
 async fn seed(db: &TestDb, kek: &Kek, count: usize) -> Wallets {
     let (wallets, mut rows) = legacy_wallets(kek, count);
@@ -490,7 +480,7 @@ async fn the_mount_rotates_an_applications_wallets(kind: Kind) {
     let db = TestDb::new(kind).await;
     let kek = Kek::generate().unwrap();
     let wallets = seed(&db, &kek, 120).await;
-    let before = rows_of(&db).await;
+    let before = db.rows().await;
 
     // Nothing runs before the mount knows its database; a bad setting is refused, not stored.
     let unset = refused(
@@ -564,7 +554,7 @@ async fn the_mount_rotates_an_applications_wallets(kind: Kind) {
         (Some("imported"), Some("rotation"))
     );
     assert_eq!(keys["versions"].as_object().unwrap().len(), 2);
-    let after = rows_of(&db).await;
+    let after = db.rows().await;
     assert_eq!(after["broken-1"], before["broken-1"]);
     for id in wallets.keys() {
         assert!(after[id].starts_with("rotor:v2:"), "{id} was not moved to v2");
@@ -591,19 +581,7 @@ path "rotor/decrypt" { capabilities = ["update"] }"#,
 path "rotor/status" { capabilities = ["read"] }"#,
         ),
     ];
-    let mut tokens = Vec::new();
-    for (name, hcl) in policies {
-        ok(&server, Method::PUT, &format!("sys/policies/acl/{name}"), json!({"policy": hcl})).await;
-        let (_, reply) = call(
-            &server,
-            server.root_token(),
-            Method::POST,
-            "auth/token/create",
-            json!({"policies": [name]}),
-        )
-        .await;
-        tokens.push(reply["auth"]["client_token"].as_str().unwrap().to_owned());
-    }
+    let tokens = tokens_with(&server, &policies).await;
     let (app, auditor, operator) = (&tokens[0], &tokens[1], &tokens[2]);
     let id = wallets.keys().next().unwrap();
     let (status, reply) =
@@ -635,7 +613,7 @@ path "rotor/status" { capabilities = ["read"] }"#,
     assert_eq!(status, StatusCode::OK, "{reply}");
     let status = rotation_done(&server).await;
     assert_eq!(status["last_run"]["report"]["to_version"], 3, "{status}");
-    let after = rows_of(&db).await;
+    let after = db.rows().await;
     every_wallet_decrypts(&server, &after, &wallets).await;
     assert!(wallets.keys().all(|id| after[id].starts_with("rotor:v3:")));
 }
@@ -669,7 +647,7 @@ async fn eventually_read(server: &impl Vault, path: &str) -> Value {
 async fn moved(db: &TestDb, prefix: &str, least: usize) -> usize {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let count = rows_of(db).await.values().filter(|c| c.starts_with(prefix)).count();
+        let count = db.rows().await.values().filter(|c| c.starts_with(prefix)).count();
         if count >= least {
             return count;
         }
@@ -685,7 +663,7 @@ async fn nothing_lost(server: &impl Vault, db: &TestDb, wallets: &Wallets, versi
     assert_eq!(status["last_run"]["state"], "finished", "{status}");
     assert_eq!(status["last_run"]["report"]["to_version"], version, "{status}");
     assert_eq!(status["unfinished"], Value::Null);
-    let rows = rows_of(db).await;
+    let rows = db.rows().await;
     let prefix = format!("rotor:v{version}:");
     let behind: Vec<&String> = wallets.keys().filter(|id| !rows[*id].starts_with(&prefix)).collect();
     assert!(
@@ -821,11 +799,75 @@ async fn a_component_runs_in_the_mount_only_with_its_digest_pinned() {
     // reads it again, it refuses to run it, naming both digests; no rotation starts.
     std::fs::write(&component, builtin.bytes()).unwrap();
     succeeded("reload", &server.bao(&["plugin", "reload", "-plugin=rotor-plugin"]));
-    let before = rows_of(&db).await;
+    let before = db.rows().await;
     let (status, reply) = call(&server, server.root_token(), Method::POST, "rotor/rotate", json!({})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
     assert_says(&reply["errors"].to_string(), &[&builtin.sha256, &digest, "refusing to run it"]);
-    assert_eq!(rows_of(&db).await, before, "a refused component changed rows");
+    assert_eq!(db.rows().await, before, "a refused component changed rows");
     let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
     assert_eq!(keys["latest_version"], 2, "a refused component made a KEK version");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_drives_the_mount_with_via_plugin() {
+    let server = registered_and_mounted().await;
+    let db = TestDb::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    let wallets = seed(&db, &kek, 50).await;
+    ok(&server, Method::POST, "rotor/keys/import", json!({"key": kek.to_hex().to_string()})).await;
+    ok(&server, Method::POST, "rotor/config", json!({"database_url": db.url})).await;
+    let rotor = |token: &str, args: &[&str]| {
+        let mut command = Command::new(rotor_binary());
+        command
+            .args(["--via-plugin", "rotor/"])
+            .args(args)
+            .env("VAULT_ADDR", server.addr())
+            .env("VAULT_TOKEN", token)
+            .env_remove("DATABASE_URL")
+            .env_remove("ROTOR_CONFIG");
+        command.output().unwrap()
+    };
+    let root = server.root_token();
+
+    // validate: the odd row named, exit 3 as `rotor validate` gives when wallets do not open.
+    let out = rotor(root, &["--json", "validate"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["valid"].as_u64(), report["invalid_ids"].clone()),
+        (Some(50), json!(["broken-1"])),
+        "{report}"
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // rotate follows the mount's rotation to its end and shows its report.
+    let out = rotor(root, &["rotate"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_says(&said, &["inside OpenBao", "v1 → v2", "50 wallets moved", "not moved: broken-1"]);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    let rows = db.rows().await;
+    every_wallet_decrypts(&server, &rows, &wallets).await;
+    assert!(wallets.keys().all(|id| rows[id].starts_with("rotor:v2:")));
+    let out = rotor(root, &["--json", "status"]);
+    assert!(out.status.success());
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((status["current_kek_version"].as_u64(), &status["unfinished"]), (Some(2), &Value::Null));
+    let out = rotor(root, &["history"]);
+    assert_says(&String::from_utf8_lossy(&out.stdout), &["#1 v1 → v2 finished", "50 moved, 1 failed"]);
+
+    // What the mount does not take is refused, naming it; nothing changes.
+    let out = rotor(root, &["rotate", "--dry-run", "--workers", "3"]);
+    assert_fails_saying(&out, 1, &["--reencrypt only", "--dry-run", "--workers"]);
+    let out = rotor(root, &["abort"]);
+    assert_fails_saying(&out, 1, &["validate, rotate, status and history"]);
+    let out = rotor(root, &["--database-url", "sqlite:other.db", "status"]);
+    assert_fails_saying(&out, 1, &["rotor/config names the database"]);
+
+    // An application's token may not rotate through the CLI either.
+    let app =
+        &tokens_with(&server, &[("rotor-app", r#"path "rotor/decrypt/*" { capabilities = ["update"] }"#)])
+            .await[0];
+    let out = rotor(app, &["rotate"]);
+    assert_fails_saying(&out, 1, &["permission denied", "rotor/rotate"]);
+    assert_eq!(db.rows().await, rows, "a refused rotation changed rows");
+    assert_eq!(ok(&server, Method::GET, "rotor/keys", Value::Null).await["latest_version"], 2);
 }

@@ -147,10 +147,10 @@ impl MountConfig {
         })
     }
 
-    /// What `read rotor/config` shows: everything but the database URL's password.
+    /// What `read rotor/config` shows: everything but the database URL's password and query.
     pub fn shown(&self) -> Value {
         json!({
-            "database": redact_url(&self.database_url),
+            "database": shown_url(&self.database_url),
             "table": self.table,
             "id_column": self.id_column,
             "ciphertext_column": self.ciphertext_column,
@@ -200,6 +200,15 @@ impl MountConfig {
     }
 }
 
+/// The database URL with its password replaced by `***`, and its query (which may carry
+/// `password=` or a key file's path) by `?…`.
+fn shown_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{}?…", redact_url(base)),
+        None => redact_url(url),
+    }
+}
+
 /// A component's file name: a plain name in the plugin directory.
 fn component_name(name: &str) -> Result<String, Failure> {
     let name = name.trim();
@@ -222,4 +231,32 @@ fn digest_text(digest: &str) -> Result<String, Failure> {
         ));
     }
     Ok(digest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shown_url_keeps_no_password() {
+        assert_eq!(shown_url("postgres://rotor:hunter2@db:5432/app"), "postgres://rotor:***@db:5432/app");
+        assert_eq!(shown_url("postgres://db/app?user=rotor&password=hunter2"), "postgres://db/app?…");
+        assert_eq!(shown_url("sqlite:/var/lib/app/wallets.db"), "sqlite:/var/lib/app/wallets.db");
+    }
+
+    #[test]
+    fn debug_leaves_the_database_url_out() {
+        let config = MountConfig {
+            database_url: "postgres://rotor:hunter2@db/app".into(),
+            table: "wallets".into(),
+            id_column: "id".into(),
+            ciphertext_column: "ciphertext".into(),
+            batch_size: 250,
+            workers: None,
+            component: None,
+            component_sha256: None,
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("wallets"), "{shown}");
+    }
 }

@@ -110,6 +110,13 @@ impl Runner {
     /// Checks `config` by opening it, then stores it: a mount is never left with settings that
     /// cannot run.
     pub async fn configure(&self, config: MountConfig) -> Result<(), Failure> {
+        // A rotation keeps the settings it began with; new ones would not reach it, so that an
+        // operator could believe it moved to another database.
+        if self.run.lock().unwrap_or_else(PoisonError::into_inner).state == RunState::Running {
+            return Err(Failure::BadRequest(
+                "a rotation is running: write rotor/config once rotor/status shows it done".into(),
+            ));
+        }
         let mut opened = self.opened.lock().await;
         let app = Arc::new(self.open(&config).await?);
         config.store(self.kv.storage()).await?;

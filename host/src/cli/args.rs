@@ -93,6 +93,11 @@ pub struct GlobalArgs {
     /// existing scripts keep working.
     #[arg(long, global = true, hide = true)]
     pub no_cross_check: bool,
+    /// Have the rotor-plugin secrets engine mounted at MOUNT in OpenBao run validate, rotate,
+    /// status or history (docs/PLUGIN.md): its rotor/config names the database and its KEK never
+    /// leaves OpenBao. VAULT_ADDR and the token are read as for Vault KV.
+    #[arg(long, env = "ROTOR_VIA_PLUGIN", global = true, value_name = "MOUNT")]
+    pub via_plugin: Option<String>,
     /// Print exactly one JSON document on stdout (errors too: {"error": "..."}).
     #[arg(long, global = true)]
     pub json: bool,

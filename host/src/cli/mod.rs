@@ -8,6 +8,7 @@ mod args;
 mod output;
 mod rotate;
 mod settings;
+mod via_plugin;
 
 pub use args::{
     BatchArgs, Cli, Command, ComponentCommand, ConfigCommand, GlobalArgs, OutputFormat, RollbackArgs,
@@ -100,6 +101,9 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<Outcome> {
 
 async fn execute(cli: &Cli, metrics: &Recorder, shutdown: &Shutdown) -> anyhow::Result<Outcome> {
     let global = &cli.global;
+    if let Some(mount) = &global.via_plugin {
+        return via_plugin::run(global, mount, &cli.command, shutdown).await;
+    }
     match &cli.command {
         Command::Demo(args) => {
             let output = crate::demo::DemoOutput { json: global.json, progress: global.shows_progress() };

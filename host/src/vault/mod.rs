@@ -30,6 +30,7 @@ mod config;
 mod error;
 mod identity;
 mod kv;
+mod logical;
 mod policy;
 mod retry;
 mod transport;
