@@ -7,16 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use reqwest::Method;
-use rotor::demo::openbao::{BaoProcess, DEV_ROOT_TOKEN, dev_server_args};
+use rotor::demo::openbao::DevServer;
 use rotor_codec::Kek;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-/// How often the bench reads `rotor/status` while the plugin rotates. Each read counts the rows
-/// per KEK version, a scan of the table that competes with the rotation (read every 20 ms, it
-/// halved the rate on PostgreSQL), so the bench looks seldom and takes the rotation's own time;
-/// the wall time it logs is late by at most this.
-const POLL: Duration = Duration::from_millis(500);
+/// How often the bench reads `rotor/status` while the plugin rotates (cheap while a rotation
+/// runs: no count of the rows); the wall time it logs is late by at most this.
+const POLL: Duration = Duration::from_millis(100);
 
 /// The longest a rotation through the plugin may take before the bench gives up.
 const PATIENCE: Duration = Duration::from_secs(3600);
@@ -24,8 +22,7 @@ const PATIENCE: Duration = Duration::from_secs(3600);
 /// A `bao server -dev` whose plugin directory holds `rotor-plugin`, registered. Dropping it
 /// kills the server and with it the plugin.
 pub struct OpenBao {
-    process: BaoProcess,
-    addr: String,
+    server: DevServer,
     http: reqwest::Client,
 }
 
@@ -60,32 +57,13 @@ impl OpenBao {
     /// Starts the server, copies `plugin` into its plugin directory and registers it by its
     /// sha256 as the secrets engine `rotor-plugin`.
     pub async fn start(plugin: &Path) -> anyhow::Result<OpenBao> {
-        let process = BaoProcess::start("rotor-bench-bao", |port, dir| {
-            let plugins = dir.join("plugins");
-            std::fs::create_dir_all(&plugins)?;
-            let config = dir.join("plugins.hcl");
-            std::fs::write(&config, format!("plugin_directory = {:?}\n", plugins.display().to_string()))?;
-            let mut args = dev_server_args(port);
-            args.push(format!("-config={}", config.display()));
-            Ok(args)
-        })?;
-        let addr = format!("http://127.0.0.1:{}", process.port());
-        let mut server = OpenBao { process, addr, http: reqwest::Client::new() };
-        let healthy =
-            server.process.wait_for_health(&server.addr, |status| status == reqwest::StatusCode::OK);
-        if let Err(e) = healthy.await {
-            return Err(server.process.failure("OpenBao dev server with a plugin directory", &e));
-        }
-        let installed = server.process.dir().join("plugins").join("rotor-plugin");
+        let server = OpenBao { server: DevServer::start_with_plugins().await?, http: reqwest::Client::new() };
+        let installed = server.server.plugin_dir().join("rotor-plugin");
         std::fs::copy(plugin, &installed).with_context(|| format!("copying {}", plugin.display()))?;
-        let bytes = std::fs::read(&installed)?;
-        let sha256 = hex::encode(sha2::Sha256::digest(&bytes));
+        let sha256 = hex::encode(sha2::Sha256::digest(std::fs::read(&installed)?));
+        let registration = json!({"sha256": sha256, "command": "rotor-plugin"});
         server
-            .call(
-                Method::POST,
-                "sys/plugins/catalog/secret/rotor-plugin",
-                json!({"sha256": sha256, "command": "rotor-plugin"}),
-            )
+            .call(Method::POST, "sys/plugins/catalog/secret/rotor-plugin", registration)
             .await
             .context("registering rotor-plugin")?;
         Ok(server)
@@ -93,25 +71,25 @@ impl OpenBao {
 
     /// Base URL, e.g. `http://127.0.0.1:43117`.
     pub fn addr(&self) -> &str {
-        &self.addr
+        self.server.addr()
     }
 
     /// The root token.
     pub fn root_token(&self) -> &str {
-        DEV_ROOT_TOKEN
+        self.server.root_token()
     }
 
     /// Kills the server and waits for it to exit.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        self.process.kill().await.context("cannot stop the bench's OpenBao server")
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.server.stop().await
     }
 
     /// One call as root; its `data`, or an error with what OpenBao said.
     async fn call(&self, method: Method, path: &str, body: Value) -> anyhow::Result<Value> {
         let mut request = self
             .http
-            .request(method.clone(), format!("{}/v1/{path}", self.addr))
-            .header("X-Vault-Token", DEV_ROOT_TOKEN);
+            .request(method.clone(), format!("{}/v1/{path}", self.addr()))
+            .header("X-Vault-Token", self.root_token());
         if method != Method::GET {
             request = request.json(&body);
         }

@@ -2,6 +2,7 @@
 //! on the server `ROTOR_TEST_PG_URL` names; each holds an empty `wallets` table and is removed
 //! when dropped.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -84,6 +85,20 @@ impl TestDb {
     /// rotor's store on this database's `wallets` table.
     pub async fn connect(&self) -> Database {
         Database::connect(&self.url, WalletTable::default()).await.unwrap()
+    }
+
+    /// Every row's ciphertext, by id.
+    pub async fn rows(&self) -> BTreeMap<String, String> {
+        let db = self.connect().await;
+        let mut rows = BTreeMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let batch = db.scan(after.as_deref(), 1000).await.unwrap();
+            let Some(last) = batch.last() else { break };
+            after = Some(last.id.clone());
+            rows.extend(batch.into_iter().map(|row| (row.id, row.ciphertext)));
+        }
+        rows
     }
 
     /// Runs one statement as the application would, outside rotor's store (creating or

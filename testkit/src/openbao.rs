@@ -86,53 +86,36 @@ impl Vault for TlsDevServer {
 }
 
 /// A dev server that runs external plugins from a folder of its own ([`PluginDevServer::plugin_dir`]),
-/// named by `plugin_directory` in a configuration file beside `-dev`. Dropping it kills the
-/// server (and with it, the plugins it launched).
-pub struct PluginDevServer {
-    process: BaoProcess,
-    addr: String,
-}
+/// named by `plugin_directory` in a configuration file beside `-dev`: rotor's
+/// [`DevServer::start_with_plugins`]. Dropping it kills the server (and with it, the plugins it
+/// launched).
+pub struct PluginDevServer(DevServer);
 
 impl PluginDevServer {
     /// Starts the server on a free loopback port and waits until it reports healthy; on failure
     /// the error includes the end of its log.
     pub async fn start() -> anyhow::Result<PluginDevServer> {
-        let process = BaoProcess::start("rotor-bao-plugins", |port, dir| {
-            let plugins = dir.join("plugins");
-            fs::create_dir_all(&plugins)?;
-            let config = dir.join("plugins.hcl");
-            fs::write(&config, format!("plugin_directory = {:?}\n", plugins.display().to_string()))?;
-            let mut args = dev_server_args(port);
-            args.push(format!("-config={}", config.display()));
-            Ok(args)
-        })?;
-        let addr = format!("http://127.0.0.1:{}", process.port());
-        let mut server = PluginDevServer { process, addr };
-        if let Err(e) = server.process.wait_for_health(&server.addr, |status| status == StatusCode::OK).await
-        {
-            return Err(server.process.failure("OpenBao dev server with plugins", &e));
-        }
-        Ok(server)
+        DevServer::start_with_plugins().await.map(PluginDevServer)
     }
 
     /// The folder OpenBao runs registered plugins from.
     pub fn plugin_dir(&self) -> PathBuf {
-        self.process.dir().join("plugins")
+        self.0.plugin_dir()
     }
 
     /// The server's log so far (the plugins' stderr goes there too).
     pub fn log(&self) -> String {
-        fs::read_to_string(self.process.dir().join("bao.log")).unwrap_or_default()
+        self.0.log()
     }
 }
 
 impl Vault for PluginDevServer {
     fn addr(&self) -> &str {
-        &self.addr
+        self.0.addr()
     }
 
     fn root_token(&self) -> &str {
-        DEV_ROOT_TOKEN
+        self.0.root_token()
     }
 }
 

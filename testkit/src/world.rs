@@ -153,16 +153,7 @@ impl<V: Vault> World<V> {
 
     /// Every row's ciphertext, by id.
     pub async fn rows(&self) -> BTreeMap<String, String> {
-        let db = self.db.connect().await;
-        let mut rows = BTreeMap::new();
-        let mut after: Option<String> = None;
-        loop {
-            let batch = db.scan(after.as_deref(), 1000).await.unwrap();
-            let Some(last) = batch.last() else { break };
-            after = Some(last.id.clone());
-            rows.extend(batch.into_iter().map(|row| (row.id, row.ciphertext)));
-        }
-        rows
+        self.db.rows().await
     }
 
     /// A Vault client logged in as root.

@@ -204,14 +204,45 @@ impl DevServer {
     /// waits until it reports healthy; on failure the error includes the end of its log.
     pub async fn start() -> anyhow::Result<DevServer> {
         let process = BaoProcess::start("rotor-bao", |port, _| Ok(dev_server_args(port)))?;
+        DevServer::healthy(process, "OpenBao dev server").await
+    }
+
+    /// As [`DevServer::start`], with a configuration file naming a `plugin_directory`
+    /// ([`DevServer::plugin_dir`]), from which OpenBao runs the external plugins registered
+    /// with it (`rotor-plugin`).
+    pub async fn start_with_plugins() -> anyhow::Result<DevServer> {
+        let process = BaoProcess::start("rotor-bao-plugins", |port, dir| {
+            let plugins = dir.join("plugins");
+            fs::create_dir_all(&plugins)?;
+            let config = dir.join("plugins.hcl");
+            fs::write(&config, format!("plugin_directory = {:?}\n", plugins.display().to_string()))?;
+            let mut args = dev_server_args(port);
+            args.push(format!("-config={}", config.display()));
+            Ok(args)
+        })?;
+        DevServer::healthy(process, "OpenBao dev server with a plugin directory").await
+    }
+
+    async fn healthy(process: BaoProcess, what: &str) -> anyhow::Result<DevServer> {
         let addr = format!("http://127.0.0.1:{}", process.port());
         let mut server = DevServer { process, addr };
         let healthy =
             server.process.wait_for_health(&server.addr, |status| status == reqwest::StatusCode::OK);
         if let Err(e) = healthy.await {
-            return Err(server.process.failure("OpenBao dev server", &e));
+            return Err(server.process.failure(what, &e));
         }
         Ok(server)
+    }
+
+    /// The folder OpenBao runs registered plugins from (for a server started with
+    /// [`DevServer::start_with_plugins`]).
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.process.dir().join("plugins")
+    }
+
+    /// The server's log so far (its plugins' stderr goes there too).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.process.dir().join("bao.log")).unwrap_or_default()
     }
 
     /// Base URL, e.g. `http://127.0.0.1:43117`.
