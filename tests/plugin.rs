@@ -616,6 +616,50 @@ path "rotor/status" { capabilities = ["read"] }"#,
     let after = db.rows().await;
     every_wallet_decrypts(&server, &after, &wallets).await;
     assert!(wallets.keys().all(|id| after[id].starts_with("rotor:v3:")));
+
+    // A rollback (to the version before the last rotation's, v2) stores v4 with v2's key and
+    // moves every wallet onto it.
+    let started = ok(&server, Method::POST, "rotor/rollback", json!({})).await;
+    assert_eq!(started["restores_version"], 2, "{started}");
+    let status = rotation_done(&server).await;
+    let report = &status["last_run"]["report"];
+    assert_eq!(
+        (report["to_version"].as_u64(), report["restored_version"].as_u64()),
+        (Some(4), Some(2)),
+        "{report}"
+    );
+    let after = db.rows().await;
+    assert!(wallets.keys().all(|id| after[id].starts_with("rotor:v4:")));
+    every_wallet_decrypts(&server, &after, &wallets).await;
+
+    // prune: a dry run destroys nothing; then v1 to v3, which no row uses, are destroyed with a
+    // receipt in the mount; the auditor may not prune.
+    refused(&server, auditor, Method::POST, "rotor/prune", json!({"keep": 1}), StatusCode::FORBIDDEN).await;
+    let missing = bad_request(&server, "rotor/prune", json!({})).await;
+    assert_says(&missing, &["\\\"keep\\\" is required"]);
+    // The odd row names no KEK version: any old KEK may be its, so nothing is destroyed while
+    // it is there.
+    let refused_prune = bad_request(&server, "rotor/prune", json!({"keep": 1})).await;
+    assert_says(&refused_prune, &["legacy wallet(s) name no KEK version", "nothing was destroyed"]);
+    assert_eq!(
+        ok(&server, Method::GET, "rotor/keys", Value::Null).await["versions"].as_object().unwrap().len(),
+        4
+    );
+    db.execute("DELETE FROM wallets WHERE id = 'broken-1'").await;
+    let after = db.rows().await;
+    let rehearsed = ok(&server, Method::POST, "rotor/prune", json!({"keep": 1, "dry_run": true})).await;
+    assert_eq!(rehearsed["destroyed"], json!([]), "{rehearsed}");
+    assert_eq!(
+        ok(&server, Method::GET, "rotor/keys", Value::Null).await["versions"].as_object().unwrap().len(),
+        4
+    );
+    let pruned = ok(&server, Method::POST, "rotor/prune", json!({"keep": 1})).await;
+    assert_eq!(pruned["destroyed"], json!([1, 2, 3]), "{pruned}");
+    assert!(pruned["receipt"]["stored_at"].is_string(), "{pruned}");
+    let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
+    assert_eq!(keys["versions"].as_object().unwrap().keys().collect::<Vec<_>>(), ["4"], "{keys}");
+    every_wallet_decrypts(&server, &after, &wallets).await;
+    assert_eq!(db.rows().await, after, "prune changed rows");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -860,7 +904,12 @@ async fn the_cli_drives_the_mount_with_via_plugin() {
     let out = rotor(root, &["abort"]);
     assert_fails_saying(&out, 1, &["validate, rotate, status and history"]);
     let out = rotor(root, &["--database-url", "sqlite:other.db", "status"]);
-    assert_fails_saying(&out, 1, &["rotor/config names the database"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_says(
+        &String::from_utf8_lossy(&out.stderr),
+        &["ignores --database-url", "rotor/config names the database"],
+    );
+    assert_says(&String::from_utf8_lossy(&out.stdout), &["current KEK in the mount: v2"]);
 
     // An application's token may not rotate through the CLI either.
     let app =

@@ -112,7 +112,7 @@ impl Runner {
     pub async fn configure(&self, config: MountConfig) -> Result<(), Failure> {
         // A rotation keeps the settings it began with; new ones would not reach it, so that an
         // operator could believe it moved to another database.
-        if self.run.lock().unwrap_or_else(PoisonError::into_inner).state == RunState::Running {
+        if self.is_running() {
             return Err(Failure::BadRequest(
                 "a rotation is running: write rotor/config once rotor/status shows it done".into(),
             ));
@@ -140,9 +140,10 @@ impl Runner {
         Ok(app)
     }
 
-    /// Starts a rotation (or resumes the unfinished one) in a task of its own; what it says at
-    /// once: whether it resumes.
-    pub async fn rotate(&self, reencrypt: bool) -> Result<Value, Failure> {
+    /// Starts a rotation (or resumes the unfinished one) in a thread of its own; with `restore`,
+    /// a rollback: the next KEK version holds the key of version `restore` again. What it says
+    /// at once: whether it resumes.
+    pub async fn rotate(&self, reencrypt: bool, restore: Option<u32>) -> Result<Value, Failure> {
         let app = self.app().await?;
         if self.shutdown.requested().is_some() {
             return Err(Failure::BadRequest(
@@ -181,7 +182,7 @@ impl Runner {
         let (run, shutdown) = (self.run.clone(), self.shutdown.clone());
         let (finished, task) = oneshot::channel();
         let rotation = move || async move {
-            let outcome = rotor::rotation::rotate(&app, instance, &request, None, &shutdown).await;
+            let outcome = rotor::rotation::rotate(&app, instance, &request, restore, &shutdown).await;
             let (state, report, error) = match outcome {
                 Ok(report) => (RunState::Finished, serde_json::to_value(&report).ok(), None),
                 Err(_) if shutdown.requested().is_some() => {
@@ -225,6 +226,11 @@ impl Runner {
         run.finished = Some(now());
         run.report = report;
         run.error = error;
+    }
+
+    /// Whether a rotation started by this process is running.
+    pub fn is_running(&self) -> bool {
+        self.run.lock().unwrap_or_else(PoisonError::into_inner).state == RunState::Running
     }
 
     /// The last rotation this process ran, as JSON.

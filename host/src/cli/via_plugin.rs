@@ -30,10 +30,20 @@ pub(super) async fn run(
     if mount.is_empty() {
         bail!("--via-plugin needs the mount's path, e.g. `--via-plugin rotor`");
     }
-    if global.database_url.is_some() || global.tenant.is_some() || global.component.is_some() {
-        bail!(
-            "--via-plugin: the mount's rotor/config names the database and the component, and it has \
-             no tenants; leave --database-url, --tenant and --component out (or write rotor/config)"
+    // Often exported for the application, so a warning rather than a refusal.
+    let ignored: Vec<&str> = [
+        ("--database-url (DATABASE_URL)", global.database_url.is_some()),
+        ("--tenant (ROTOR_TENANT)", global.tenant.is_some()),
+        ("--component (ROTOR_COMPONENT)", global.component.is_some()),
+    ]
+    .iter()
+    .filter(|(_, given)| *given)
+    .map(|(what, _)| *what)
+    .collect();
+    if !ignored.is_empty() {
+        tracing::warn!(
+            "--via-plugin ignores {}: the mount's rotor/config names the database and the component",
+            ignored.join(", ")
         );
     }
     let client = VaultClient::new(VaultConfig::from_env("secret")?)?;

@@ -48,6 +48,8 @@ impl Mount {
             (["keys", "import"], _) => keys::import(self, &request).await,
             (["config"], _) => config::config(self, &request).await,
             (["rotate"], _) => run::rotate(self, &request).await,
+            (["rollback"], _) => run::rollback(self, &request).await,
+            (["prune"], _) => run::prune(self, &request).await,
             (["validate"], _) => run::validate(self, &request).await,
             (["status"], _) => run::status(self, &request).await,
             (["history"], _) => run::history(self, &request).await,

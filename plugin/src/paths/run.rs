@@ -15,7 +15,48 @@ use crate::request::{Failure, Operation, Outcome, Request};
 pub(super) async fn rotate(mount: &Mount, request: &Request) -> Outcome {
     only(request, &[Operation::Create, Operation::Update], "write")?;
     request.only_fields(&["reencrypt"])?;
-    Ok(Some(mount.runner.rotate(request.flag("reencrypt")?).await?))
+    Ok(Some(mount.runner.rotate(request.flag("reencrypt")?, None).await?))
+}
+
+/// `write rotor/rollback [version=N]`: as `rotor/rotate`, onto a new KEK version that holds
+/// the key of version N again (default: the version before the last rotation's).
+pub(super) async fn rollback(mount: &Mount, request: &Request) -> Outcome {
+    only(request, &[Operation::Create, Operation::Update], "write")?;
+    request.only_fields(&["version"])?;
+    let to = match request.number("version")? {
+        Some(version) => version,
+        None => {
+            let app = mount.runner.app().await?;
+            rotor::rotation::previous_kek(&app).await.map_err(|e| Failure::BadRequest(format!("{e:#}")))?
+        }
+    };
+    let mut started = mount.runner.rotate(false, Some(to)).await?;
+    started["restores_version"] = json!(to);
+    Ok(Some(started))
+}
+
+/// `write rotor/prune keep=N [dry_run=true]`: destroys the KEK versions older than the newest N
+/// that no row uses, after the host's checks, and keeps a receipt in the mount's storage; with
+/// `dry_run`, says what it would destroy and destroys nothing.
+pub(super) async fn prune(mount: &Mount, request: &Request) -> Outcome {
+    only(request, &[Operation::Create, Operation::Update], "write")?;
+    request.only_fields(&["keep", "dry_run"])?;
+    let keep = request.number("keep")?.ok_or_else(|| {
+        Failure::BadRequest("field \"keep\" is required: how many of the newest versions to keep".into())
+    })?;
+    let dry_run = request.flag("dry_run")?;
+    if mount.runner.is_running() {
+        return Err(Failure::BadRequest(
+            "a rotation is running: prune once rotor/status shows it done".into(),
+        ));
+    }
+    let app = mount.runner.app().await?;
+    let pruned = async {
+        let instance = app.instance(Access::Prune, Reporter::silent()).await?;
+        rotor::prune::prune(&app, instance, keep, dry_run).await
+    };
+    let pruned = pruned.await.map_err(|e| Failure::BadRequest(format!("{e:#}")))?;
+    Ok(Some(serde_json::to_value(&pruned).map_err(anyhow::Error::from)?))
 }
 
 /// `write rotor/validate`: opens every wallet and reports them by KEK version, naming those that
