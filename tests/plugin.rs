@@ -899,8 +899,10 @@ async fn the_cli_drives_the_mount_with_via_plugin() {
     assert_says(&String::from_utf8_lossy(&out.stdout), &["#1 v1 → v2 finished", "50 moved, 1 failed"]);
 
     // What the mount does not take is refused, naming it; nothing changes.
-    let out = rotor(root, &["rotate", "--dry-run", "--workers", "3"]);
-    assert_fails_saying(&out, 1, &["--reencrypt only", "--dry-run", "--workers"]);
+    let out = rotor(root, &["rotate", "--dry-run", "--workers", "3", "--output-format", "legacy"]);
+    assert_fails_saying(&out, 1, &["--reencrypt only", "--dry-run", "--workers", "--output-format legacy"]);
+    let out = rotor(root, &["validate", "--workers", "3"]);
+    assert_fails_saying(&out, 1, &["rotor/config sets the workers"]);
     let out = rotor(root, &["abort"]);
     assert_fails_saying(&out, 1, &["validate, rotate, status and history"]);
     let out = rotor(root, &["--database-url", "sqlite:other.db", "status"]);

@@ -1,8 +1,8 @@
 //! The mount's rotations, run by rotor's host library: the same [`App`], component, journal and
 //! crash-safe walk as the `rotor` CLI, with the mount's KV v2 ([`MountKv`]) in place of Vault's.
 //!
-//! A rotation runs in a task of its own: `rotor/rotate` returns once it has started and
-//! `rotor/status` follows it. What the task came to is kept in memory for `status`; what
+//! A rotation runs in a thread of its own: `rotor/rotate` returns once it has started and
+//! `rotor/status` follows it. What it came to is kept in memory for `status`; what
 //! outlives the process (a kill, a reload, OpenBao restarting) is the journal in the database,
 //! from which the next `rotor/rotate` resumes, as `rotor rotate` does.
 

@@ -12,7 +12,7 @@ use crate::report::Outcome;
 use crate::shutdown::{Interrupted, Shutdown};
 use crate::vault::{VaultClient, VaultConfig};
 
-use super::args::{Command, GlobalArgs, RotateCommand};
+use super::args::{Command, GlobalArgs, OutputFormat, RotateCommand};
 use super::output::print;
 
 /// How often a rotation through the mount is looked at (the mount answers from its journal
@@ -49,7 +49,12 @@ pub(super) async fn run(
     let client = VaultClient::new(VaultConfig::from_env("secret")?)?;
     let at = |path: &str| format!("{mount}/{path}");
     match command {
-        Command::Validate(_) => {
+        Command::Validate(args) => {
+            if args.workers.is_some() {
+                bail!(
+                    "--via-plugin validate: the mount's rotor/config sets the workers; leave --workers out"
+                );
+            }
             let report = client.logical_write(&at("validate"), &json!({})).await?;
             let invalid = report["invalid"].as_u64().unwrap_or(0);
             print(global.json, &report, || validated(&report));
@@ -111,6 +116,8 @@ fn refuse_local_flags(command: &RotateCommand) -> anyhow::Result<()> {
         ("--resume", args.resume),
         ("--strict", args.strict),
         ("--workers", args.workers.is_some()),
+        ("--output-format legacy", args.output_format != OutputFormat::Envelope),
+        ("--lease-seconds", args.lease_seconds != 60),
         ("--if-older-than", command.if_older_than.is_some()),
         ("--scheduled", command.scheduled),
         ("--compromised", command.compromised.is_some()),
@@ -190,7 +197,10 @@ fn rotated(report: &Value) -> String {
 }
 
 fn status_lines(status: &Value) -> String {
-    let mut lines = vec![format!("wallets: {}", versions(&status["key_versions"]))];
+    let mut lines = vec![match &status["key_versions"] {
+        Value::Null => "wallets: counted once the running rotation is done".to_owned(),
+        counts => format!("wallets: {}", versions(counts)),
+    }];
     if let Some(version) = status["current_kek_version"].as_u64() {
         lines.push(format!("current KEK in the mount: v{version}"));
     }
