@@ -113,11 +113,8 @@ impl MountConfig {
                 .map_or(Ok(BatchSize::DEFAULT), |b| BatchSize::new(b.batch_size))
                 .map_err(Failure::BadRequest)?,
         };
-        let workers = match request.number("workers")? {
-            Some(0) => return Err(Failure::BadRequest("field \"workers\" must be 1 or more".into())),
-            Some(workers) => Some(workers),
-            None => before.and_then(|b| b.workers),
-        };
+        // `number` takes 1 and up only.
+        let workers = request.number("workers")?.or_else(|| before.and_then(|b| b.workers));
         let component = match request.text("component")? {
             Some("") => None,
             Some(name) => Some(component_name(name)?),

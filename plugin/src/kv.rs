@@ -30,6 +30,17 @@ struct StoredVersion {
     data: BTreeMap<String, String>,
 }
 
+impl StoredVersion {
+    /// This version as `version` of a secret, its values copied into wiped-on-drop strings.
+    fn secret(&self, version: u64) -> KvSecret {
+        KvSecret {
+            version,
+            created_time: self.created_time.clone(),
+            data: self.data.iter().map(|(k, v)| (k.clone(), Zeroizing::new(v.clone()))).collect(),
+        }
+    }
+}
+
 impl Drop for StoredVersion {
     fn drop(&mut self) {
         self.data.values_mut().for_each(Zeroize::zeroize);
@@ -58,16 +69,6 @@ impl StoredSecret {
         let data = data.iter().map(|(name, value)| (name.clone(), value.as_str().to_owned())).collect();
         self.versions.insert(version, StoredVersion { created_time: now, destroyed: false, data });
     }
-}
-
-/// A version that is still readable: number, creation time and fields.
-pub struct Readable {
-    /// The version number.
-    pub version: u64,
-    /// When it was written (RFC 3339).
-    pub created_time: String,
-    /// Its fields, wiped on drop.
-    pub data: KvData,
 }
 
 /// KV v2 in the mount's storage.
@@ -111,17 +112,13 @@ impl MountKv {
     }
 
     /// Every readable version of `path`, oldest first (none if there is no such secret).
-    pub async fn readable_versions(&self, path: &str) -> Result<Vec<Readable>, VaultError> {
+    pub async fn readable_versions(&self, path: &str) -> Result<Vec<KvSecret>, VaultError> {
         let Some(secret) = self.load(path).await? else { return Ok(Vec::new()) };
         Ok(secret
             .versions
             .iter()
             .filter(|(_, stored)| !stored.destroyed)
-            .map(|(&version, stored)| Readable {
-                version,
-                created_time: stored.created_time.clone(),
-                data: stored.data.iter().map(|(k, v)| (k.clone(), Zeroizing::new(v.clone()))).collect(),
-            })
+            .map(|(&version, stored)| stored.secret(version))
             .collect())
     }
 
@@ -173,11 +170,11 @@ impl KvStore for MountKv {
         Box::pin(async move {
             let Some(secret) = self.load(path).await? else { return Ok(None) };
             let version = version.unwrap_or_else(|| secret.current_version());
-            Ok(secret.versions.get(&version).filter(|stored| !stored.destroyed).map(|stored| KvSecret {
-                version,
-                created_time: stored.created_time.clone(),
-                data: stored.data.iter().map(|(k, v)| (k.clone(), Zeroizing::new(v.clone()))).collect(),
-            }))
+            Ok(secret
+                .versions
+                .get(&version)
+                .filter(|stored| !stored.destroyed)
+                .map(|stored| stored.secret(version)))
         })
     }
 
