@@ -23,6 +23,36 @@ fn sha256_of(path: &Path) -> String {
     hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("reading the plugin")))
 }
 
+/// rotor's own component with a custom section of `padding` bytes appended: another file, and
+/// digest, that does the same work, so that a report shows which one ran.
+fn builtin_with_custom_section(padding: usize) -> Vec<u8> {
+    let mut section = vec![4, b't', b'e', b's', b't'];
+    section.resize(section.len() + padding.max(1), 0x01);
+    let mut bytes = ComponentSource::builtin().bytes().to_vec();
+    bytes.push(0x00);
+    // The section's size, LEB128.
+    let mut size = section.len();
+    loop {
+        let byte = (size & 0x7f) as u8;
+        size >>= 7;
+        bytes.push(if size == 0 { byte } else { byte | 0x80 });
+        if size == 0 {
+            break;
+        }
+    }
+    bytes.extend_from_slice(&section);
+    bytes
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
+}
+
 fn succeeded(what: &str, out: &std::process::Output) {
     assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
 }
@@ -95,6 +125,11 @@ async fn refused(
 /// The root token's write to `path` is refused as a bad request; the error text.
 async fn bad_request(server: &impl Vault, path: &str, body: Value) -> String {
     refused(server, server.root_token(), Method::POST, path, body, StatusCode::BAD_REQUEST).await
+}
+
+/// The root token's `method` on `path` is refused as a bad request; the error text.
+async fn bad_request_to(server: &impl Vault, method: Method, path: &str) -> String {
+    refused(server, server.root_token(), method, path, Value::Null, StatusCode::BAD_REQUEST).await
 }
 
 /// Stores each `(name, hcl)` ACL policy and makes a token with it alone; the tokens, in order.
@@ -457,7 +492,6 @@ async fn rotation_done(server: &impl Vault) -> Value {
 /// Decrypts every row through the mount, in batches (OpenBao's listener refuses JSON of 1000
 /// strings or more), and compares it with the wallet it holds.
 async fn every_wallet_decrypts(server: &impl Vault, rows: &BTreeMap<String, String>, wallets: &Wallets) {
-    let b64 = |bytes: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes);
     let wallets: Vec<(&String, &Vec<u8>)> = wallets.iter().collect();
     for chunk in wallets.chunks(200) {
         let batch: Vec<Value> =
@@ -774,7 +808,11 @@ async fn a_rotation_killed_with_the_plugin_or_with_openbao_resumes_and_loses_not
     nothing_lost(&server, &db, &wallets, 3, &keys).await;
 
     // `bao plugin reload` half-way through a rotation, as an upgrade does: OpenBao's cleanup
-    // stops the rotation at a batch's end, the new process resumes it.
+    // stops the rotation at a batch's end, the new process resumes it, here with new rotation
+    // logic uploaded meanwhile and pinned once the reload stopped the rotation.
+    let upgraded = builtin_with_custom_section(1);
+    let digest = sha256_hex(&upgraded);
+    ok(&server, Method::POST, "rotor/components/rotation-v2", json!({"wasm": b64(&upgraded)})).await;
     let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
     ok(&server, Method::POST, "rotor/rotate", json!({})).await;
     moved(&db, "rotor:v4:", 20).await;
@@ -785,9 +823,13 @@ async fn a_rotation_killed_with_the_plugin_or_with_openbao_resumes_and_loses_not
     let status = eventually_read(&server, "rotor/status").await;
     assert!(status["unfinished"]["id"].is_number(), "{status}");
     assert_ne!(plugin_pid(&binary), Some(pid), "the reload kept the old process");
+    let pinned = json!({"component": "components/rotation-v2", "component_sha256": digest});
+    eventually_ok(&server, "rotor/config", pinned).await;
     let resumed = eventually_ok(&server, "rotor/rotate", json!({})).await;
     assert_eq!(resumed["resuming_rotation"], status["unfinished"]["id"]);
     nothing_lost(&server, &db, &wallets, 4, &keys).await;
+    let status = ok(&server, Method::GET, "rotor/status", Value::Null).await;
+    assert_eq!(status["last_run"]["report"]["component_sha256"], digest, "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -797,11 +839,8 @@ async fn a_component_runs_in_the_mount_only_with_its_digest_pinned() {
     let kek = Kek::generate().unwrap();
     seed(&db, &kek, 10).await;
     ok(&server, Method::POST, "rotor/keys/import", json!({"key": kek.to_hex().to_string()})).await;
-    // rotor's own component with a custom section added: a different file, and digest, that
-    // does the same work, so that the report shows which one ran.
     let builtin = ComponentSource::builtin();
-    let mut bytes = builtin.bytes().to_vec();
-    bytes.extend_from_slice(&[0x00, 0x06, 0x04, b't', b'e', b's', b't', 0x01]);
+    let bytes = builtin_with_custom_section(1);
     let component = server.plugin_dir().join("rotation.wasm");
     std::fs::write(&component, &bytes).unwrap();
     let digest = sha256_of(&component);
@@ -850,6 +889,135 @@ async fn a_component_runs_in_the_mount_only_with_its_digest_pinned() {
     assert_eq!(db.rows().await, before, "a refused component changed rows");
     let keys = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
     assert_eq!(keys["latest_version"], 2, "a refused component made a KEK version");
+}
+
+/// A platform team's component uploaded to the mount: refused unless its digest is pinned, run
+/// within the mount's own limits, kept across a plugin reload, deleted only once `rotor/config`
+/// no longer runs it. A hostile one that computes forever is stopped by the mount's limit, and
+/// no row or KEK version changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_uploaded_to_the_mount_runs_pinned_and_within_the_mounts_limits() {
+    let server = registered_and_mounted().await;
+    let db = TestDb::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    let wallets = seed(&db, &kek, 10).await;
+    ok(&server, Method::POST, "rotor/keys/import", json!({"key": kek.to_hex().to_string()})).await;
+    ok(&server, Method::POST, "rotor/config", json!({"database_url": db.url})).await;
+    let list = Method::from_bytes(b"LIST").unwrap();
+
+    // Three storage entries' worth, so that it is split and put together again.
+    let upgraded = builtin_with_custom_section(1_200_000);
+    let digest = sha256_hex(&upgraded);
+    let path = "rotor/components/rotation-v2";
+
+    // Refused uploads store nothing.
+    let wrong = "ab".repeat(32);
+    let damaged = bad_request(&server, path, json!({"wasm": b64(&upgraded), "sha256": wrong})).await;
+    assert_says(&damaged, &[&digest, &wrong, "nothing was stored"]);
+    let script = bad_request(&server, path, json!({"wasm": b64(b"#!/bin/sh\necho hi\n")})).await;
+    assert_says(&script, &["components/rotation-v2", "not a WebAssembly component"]);
+    let not_base64 = bad_request(&server, path, json!({"wasm": "%%%"})).await;
+    assert_says(&not_base64, &["wasm", "must be the component in base64"]);
+    let (status, _) = call(&server, server.root_token(), Method::GET, path, Value::Null).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "a refused upload was stored");
+
+    let stored = ok(&server, Method::POST, path, json!({"wasm": b64(&upgraded), "sha256": digest})).await;
+    assert_eq!(
+        (stored["sha256"].as_str(), stored["size"].as_u64()),
+        (Some(digest.as_str()), Some(upgraded.len() as u64))
+    );
+    let listed = ok(&server, list.clone(), "rotor/components", Value::Null).await;
+    assert_eq!(listed["keys"], json!(["rotation-v2"]));
+    let shown = ok(&server, Method::GET, path, Value::Null).await;
+    assert_eq!((shown["sha256"].as_str(), &shown["configured"]), (Some(digest.as_str()), &json!(false)));
+
+    // Named without its digest, with another's, or not uploaded: refused, the settings unchanged.
+    let unpinned = bad_request(&server, "rotor/config", json!({"component": "components/rotation-v2"})).await;
+    assert_says(&unpinned, &["component_sha256", "pinned"]);
+    let builtin = ComponentSource::builtin().sha256;
+    let other = json!({"component": "components/rotation-v2", "component_sha256": builtin});
+    assert_says(
+        &bad_request(&server, "rotor/config", other).await,
+        &[&digest, &builtin, "refusing to run it"],
+    );
+    let missing = json!({"component": "components/missing", "component_sha256": digest});
+    assert_says(
+        &bad_request(&server, "rotor/config", missing).await,
+        &["no component was uploaded", "components/missing"],
+    );
+    assert!(ok(&server, Method::GET, "rotor/config", Value::Null).await["component"].is_null());
+
+    // Pinned, it rotates: the report carries its digest, and every wallet decrypts.
+    let pinned = json!({"component": "components/rotation-v2", "component_sha256": digest});
+    ok(&server, Method::POST, "rotor/config", pinned).await;
+    ok(&server, Method::POST, "rotor/rotate", json!({})).await;
+    let status = rotation_done(&server).await;
+    assert_eq!(status["last_run"]["report"]["component_sha256"], digest, "{status}");
+    assert_eq!(status["last_run"]["report"]["rotated"], 10, "{status}");
+    every_wallet_decrypts(&server, &db.rows().await, &wallets).await;
+
+    // A new plugin process reads it back from the mount's storage and runs it.
+    succeeded("reload", &server.bao(&["plugin", "reload", "-plugin=rotor-plugin"]));
+    let validated = eventually_ok(&server, "rotor/validate", json!({})).await;
+    assert_eq!(validated["valid"], 10, "{validated}");
+    let delete = bad_request_to(&server, Method::DELETE, path).await;
+    assert_says(&delete, &["rotor/config runs components/rotation-v2"]);
+
+    // A hostile component that computes forever, under the mount's limit of 2 s without a host
+    // call: stopped, the limit named as rotor/config's field, nothing changed.
+    let hostile = rotor_testkit::build_components("tests/hostile", Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .join("hostile_rotator.wasm");
+    let hostile_bytes = std::fs::read(&hostile).unwrap();
+    let hostile_digest = sha256_hex(&hostile_bytes);
+    ok(&server, Method::POST, "rotor/components/hostile", json!({"wasm": b64(&hostile_bytes)})).await;
+    let run_hostile = |limits: Value| {
+        let mut body = json!({"component": "components/hostile", "component_sha256": hostile_digest});
+        body.as_object_mut().unwrap().extend(limits.as_object().unwrap().clone());
+        body
+    };
+    let zero = bad_request(&server, "rotor/config", run_hostile(json!({"call_seconds": 0}))).await;
+    assert_says(&zero, &["call_seconds", "from 1 up"]);
+    let small = bad_request(&server, "rotor/config", run_hostile(json!({"memory_mib": 8}))).await;
+    assert_says(&small, &["memory_mib", "must be at least 16"]);
+    assert!(!small.contains("rotor.toml"), "{small}");
+    ok(&server, Method::POST, "rotor/config", run_hostile(json!({"call_seconds": "2"}))).await;
+    let shown = ok(&server, Method::GET, "rotor/config", Value::Null).await;
+    assert_eq!(
+        (&shown["limits"]["call_seconds"], &shown["limits"]["cpu_seconds"]),
+        (&json!(2), &json!(3600))
+    );
+
+    let (rows, ring) = (db.rows().await, ok(&server, Method::GET, "rotor/keys", Value::Null).await);
+    let started = std::time::Instant::now();
+    let (status, reply) = call(&server, server.root_token(), Method::POST, "rotor/validate", json!({})).await;
+    let elapsed = started.elapsed();
+    // An error-shaped response, which OpenBao answers with 400 whatever the plugin's error type.
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    let said = reply["errors"].to_string();
+    assert_says(
+        &said,
+        &["the component was stopped", "without calling the host", "call_seconds in rotor/config"],
+    );
+    assert!(!said.contains("rotor.toml"), "{said}");
+    eprintln!("the mount's 2 s budget stopped the loop after {elapsed:.2?} (the whole request)");
+    assert!(elapsed < std::time::Duration::from_secs(2 + 8), "stopped only after {elapsed:?}");
+    assert_eq!(db.rows().await, rows, "a stopped component changed rows");
+    assert_eq!(ok(&server, Method::GET, "rotor/keys", Value::Null).await, ring);
+
+    // Back to the built-in component (and default limits), the uploads can go.
+    let builtin_again = json!({"component": "", "component_sha256": "", "call_seconds": 60});
+    ok(&server, Method::POST, "rotor/config", builtin_again).await;
+    for name in ["rotation-v2", "hostile"] {
+        let path = format!("rotor/components/{name}");
+        let (status, reply) = call(&server, server.root_token(), Method::DELETE, &path, Value::Null).await;
+        assert!(status.is_success(), "{path}: {status} {reply}");
+        let (status, _) = call(&server, server.root_token(), Method::GET, &path, Value::Null).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path} is still there");
+    }
+    let (status, reply) = call(&server, server.root_token(), list, "rotor/components", Value::Null).await;
+    assert!(status == StatusCode::NOT_FOUND || reply["data"]["keys"] == json!([]), "{status} {reply}");
+    let validated = ok(&server, Method::POST, "rotor/validate", json!({})).await;
+    assert_eq!(validated["valid"], 10, "{validated}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

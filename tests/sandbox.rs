@@ -10,50 +10,24 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rotor_codec::Kek;
 use rotor_testkit::{
-    Kind, Wallets, World, assert_every_wallet_opens, assert_fails_saying, assert_success, failure, json,
-    json_success, on_sqlite_and_postgres, text,
+    Kind, Wallets, World, assert_every_wallet_opens, assert_fails_saying, assert_success, build_components,
+    failure, json, json_success, on_sqlite_and_postgres, text,
 };
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-/// Builds a component workspace for wasm32-wasip2 (once per test process) and returns the
-/// folder its .wasm files land in.
-fn build_components(workspace: &str) -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(workspace).join("Cargo.toml");
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-components");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "--manifest-path"])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .output()
-        .expect("running cargo to build test components");
-    assert!(
-        out.status.success(),
-        "building {} failed (scripts/setup adds the wasm32-wasip2 target):\n{}",
-        manifest.display(),
-        text(&out.stderr)
-    );
-    target_dir.join("wasm32-wasip2").join("release")
-}
-
 fn hostile(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| build_components("tests/hostile")).join(name)
+    build_components("tests/hostile", Path::new(env!("CARGO_TARGET_TMPDIR"))).join(name)
 }
 
 fn guarded_rotation() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| build_components("examples/guarded-rotation")).join("guarded_rotation.wasm")
+    build_components("examples/guarded-rotation", Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .join("guarded_rotation.wasm")
 }
 
 fn sha256_of(path: &Path) -> String {

@@ -1,14 +1,15 @@
 //! What every command sets up: the compiled component, a checked Vault client and a checked
 //! database, and a way to start a component instance with the grants the command needs.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::bindings::operations::KeyLocation;
 use crate::capabilities::RunState;
-use crate::component::{AuditInstance, AuditRuntime, ComponentSource, Instance, Runtime, Sandbox};
+use crate::component::{
+    AuditInstance, AuditRuntime, ComponentChoice, ComponentSource, Instance, Runtime, Sandbox,
+};
 use crate::component_cache::ComponentCache;
 use crate::grants::{Access, Grants};
 use crate::inspect::World;
@@ -35,8 +36,8 @@ pub struct Settings {
     pub kv_mount: String,
     /// The KEK's path inside `kv_mount`.
     pub key_path: String,
-    /// A component file to run instead of the built-in one.
-    pub component: Option<PathBuf>,
+    /// A component to run instead of the built-in one.
+    pub component: Option<ComponentChoice>,
     /// Which components may run, and within which limits.
     pub sandbox: SandboxSettings,
     /// rotor.toml's Vault address, namespace and CA, for what the environment leaves unset.
@@ -142,11 +143,11 @@ impl App {
     }
 
     async fn open_for(world: World, settings: Settings, kv: KvSource, migrate: bool) -> anyhow::Result<App> {
-        let component_path = settings.component.clone();
+        let choice = settings.component.clone();
         let sandbox_settings = settings.sandbox.clone();
         let compile = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-            let source = match component_path {
-                Some(path) => ComponentSource::from_file(&path)?,
+            let source = match choice {
+                Some(choice) => choice.load()?,
                 None => ComponentSource::builtin_for(world),
             };
             sandbox_settings.admit(&source)?;

@@ -3,7 +3,8 @@
 //! call, a memory cap, and the grants the imports check.
 
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
@@ -32,6 +33,51 @@ use zeroize::Zeroizing;
 static BUILTIN_ROTATOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rotor_guest.wasm"));
 /// The shipped audit component, built from `audit/`.
 static BUILTIN_AUDITOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/rotor_audit.wasm"));
+
+/// Which component a command runs instead of the built-in one.
+#[derive(Clone)]
+pub enum ComponentChoice {
+    /// A component file (`--component PATH`, `[component] path` in rotor.toml).
+    File(PathBuf),
+    /// A component already in memory, e.g. one uploaded to rotor's OpenBao mount.
+    Bytes {
+        /// What errors and reports call it.
+        origin: String,
+        /// The component.
+        bytes: Arc<[u8]>,
+    },
+}
+
+impl ComponentChoice {
+    /// Reads the component.
+    pub fn load(&self) -> anyhow::Result<ComponentSource> {
+        match self {
+            ComponentChoice::File(path) => ComponentSource::from_file(path),
+            ComponentChoice::Bytes { origin, bytes } => {
+                ComponentSource::from_bytes(bytes.to_vec(), origin.clone())
+            }
+        }
+    }
+
+    /// What errors and reports call it: the file's path, or the origin given.
+    pub fn origin(&self) -> String {
+        match self {
+            ComponentChoice::File(path) => path.display().to_string(),
+            ComponentChoice::Bytes { origin, .. } => origin.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ComponentChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ComponentChoice::File(path) => f.debug_tuple("File").field(path).finish(),
+            ComponentChoice::Bytes { origin, bytes } => {
+                f.debug_struct("Bytes").field("origin", origin).field("len", &bytes.len()).finish()
+            }
+        }
+    }
+}
 
 /// The component bytes a run uses, where they came from, and their digest.
 pub struct ComponentSource {
@@ -67,21 +113,25 @@ impl ComponentSource {
         let bytes = std::fs::read(path).with_context(|| {
             format!("cannot read component file {} (check --component or ROTOR_COMPONENT)", path.display())
         })?;
+        ComponentSource::from_bytes(bytes, path.display().to_string())
+    }
+
+    /// A component held in memory (one uploaded to rotor's OpenBao mount, say); `origin` names
+    /// it in errors and reports.
+    pub fn from_bytes(bytes: Vec<u8>, origin: String) -> anyhow::Result<ComponentSource> {
         // A component starts with the wasm magic and layer 1; a core module has layer 0.
         match bytes.get(..8) {
             Some([0x00, b'a', b's', b'm', _, _, 0x01, 0x00]) => {}
             Some([0x00, b'a', b's', b'm', ..]) => bail!(
-                "{} is a core WebAssembly module, not a component: build it for wasm32-wasip2 \
-                 (or wrap it with `wasm-tools component new`)",
-                path.display()
+                "{origin} is a core WebAssembly module, not a component: build it for wasm32-wasip2 \
+                 (or wrap it with `wasm-tools component new`)"
             ),
             _ => bail!(
-                "{} is not a WebAssembly component (no \\0asm header): point --component at a component \
-                 built for wasm32-wasip2, or leave it unset for the built-in one",
-                path.display()
+                "{origin} is not a WebAssembly component (no \\0asm header): use a component built for \
+                 wasm32-wasip2, or leave the component unset for the built-in one"
             ),
         }
-        Ok(ComponentSource::new(Cow::Owned(bytes), path.display().to_string(), false))
+        Ok(ComponentSource::new(Cow::Owned(bytes), origin, false))
     }
 
     fn new(bytes: Cow<'static, [u8]>, origin: String, builtin: bool) -> ComponentSource {

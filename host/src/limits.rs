@@ -114,7 +114,6 @@ pub enum LimitExceeded {
         /// The run's `call-seconds`.
         limit: Duration,
     },
-    /// A memory grow asked for more than `memory-mib`.
     #[error(
         "the component ran for {elapsed:.1?} of real time, over this run's limit of {limit:?} (time \
          in host calls counts); if the work is genuine, raise limits.wall-seconds in rotor.toml"

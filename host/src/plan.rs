@@ -107,6 +107,10 @@ impl RunPlan {
         }
     }
 
+    /// Most workers a plan should have: each holds two of the pool's 64 connections (see
+    /// [`RunPlan::connections`]), so more would only wait for one.
+    pub const MAX_WORKERS: usize = 31;
+
     /// Database connections this plan needs: each worker writes one batch while reading the
     /// next, plus a few for claims and the journal. Connections open only when needed.
     pub fn connections(&self) -> u32 {

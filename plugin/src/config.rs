@@ -1,18 +1,21 @@
 //! The mount's settings (`rotor/config`): the database and table its rotations move, how they
-//! spread the work, and the component they run, pinned by its sha256. Stored in the mount's
+//! spread the work, the component they run, pinned by its sha256, and the limits it runs
+//! within. Stored in the mount's
 //! storage, inside OpenBao's barrier; the database URL may carry a password, so it is never
 //! returned whole, never logged and wiped when dropped.
 
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
 
 use rotor::app::{SandboxSettings, Settings};
+use rotor::component::ComponentChoice;
+use rotor::limits::Limits;
 use rotor::plan::{BatchSize, RunPlan};
 use rotor::store::{WalletTable, redact_url};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+use crate::components;
 use crate::keyring::KEK_PATH;
 use crate::request::{Failure, Request};
 use crate::storage::Storage;
@@ -34,13 +37,39 @@ pub struct MountConfig {
     batch_size: u32,
     #[zeroize(skip)]
     workers: Option<u32>,
-    /// A component file in the plugin directory, run instead of the built-in one.
+    /// The component run instead of the built-in one: a file in the plugin directory, or
+    /// `components/NAME` for one uploaded to the mount.
     #[zeroize(skip)]
     component: Option<String>,
     /// The sha256 a component must have to run.
     #[zeroize(skip)]
     component_sha256: Option<String>,
+    /// What the component may consume; rotor's defaults unless set (and in settings stored
+    /// before the mount took limits).
+    #[zeroize(skip)]
+    #[serde(default)]
+    limits: Limits,
 }
+
+/// The component a mount's settings name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Component<'a> {
+    /// A file in OpenBao's plugin directory.
+    File(&'a str),
+    /// One uploaded to `rotor/components/NAME`.
+    Uploaded(&'a str),
+}
+
+/// The sandbox limits `rotor/config` takes, as it names them and as rotor.toml's `[limits]` does.
+const LIMITS: [(&str, &str); 7] = [
+    ("cpu_seconds", "cpu-seconds"),
+    ("call_seconds", "call-seconds"),
+    ("wall_seconds", "wall-seconds"),
+    ("call_wall_seconds", "call-wall-seconds"),
+    ("memory_mib", "memory-mib"),
+    ("max_batch_rows", "max-batch-rows"),
+    ("max_value_kib", "max-value-kib"),
+];
 
 impl std::fmt::Debug for MountConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,6 +90,13 @@ pub const FIELDS: &[&str] = &[
     "workers",
     "component",
     "component_sha256",
+    "cpu_seconds",
+    "call_seconds",
+    "wall_seconds",
+    "call_wall_seconds",
+    "memory_mib",
+    "max_batch_rows",
+    "max_value_kib",
 ];
 
 impl MountConfig {
@@ -81,23 +117,19 @@ impl MountConfig {
         let text = |field: &str, default: &str, was: Option<&String>| -> Result<String, Failure> {
             Ok(request.text(field)?.map_or_else(|| was.map_or(default, String::as_str), str::trim).to_owned())
         };
-        let database_url = match (request.text("database_url")?, before) {
+        // Wiped however this ends: a refused request must not leave the password behind.
+        let mut database_url = Zeroizing::new(match (request.text("database_url")?, before) {
             (Some(url), _) => url.trim().to_owned(),
             (None, Some(before)) => before.database_url.clone(),
             (None, None) => {
                 return Err(Failure::BadRequest(
-                    "field \"database_url\" is required: postgres://USER:PASSWORD@HOST/DB or sqlite:PATH"
+                    "field \"database_url\" is required: postgres://USER:PASSWORD@HOST/DB or \
+                     sqlite:///ABSOLUTE/PATH"
                         .into(),
                 ));
             }
-        };
-        if !["postgres://", "postgresql://", "sqlite:"].iter().any(|scheme| database_url.starts_with(scheme))
-        {
-            return Err(Failure::BadRequest(
-                "field \"database_url\": rotor reads postgres://… (or postgresql://…) and sqlite:… URLs"
-                    .into(),
-            ));
-        }
+        });
+        check_url(&database_url)?;
         let defaults = WalletTable::default();
         let table = text("table", &defaults.table, before.map(|b| &b.table))?;
         let id_column = text("id_column", &defaults.id_column, before.map(|b| &b.id_column))?;
@@ -115,6 +147,14 @@ impl MountConfig {
         };
         // `number` takes 1 and up only.
         let workers = request.number("workers")?.or_else(|| before.and_then(|b| b.workers));
+        if let Some(workers) = workers.filter(|&w| w as usize > RunPlan::MAX_WORKERS) {
+            return Err(Failure::BadRequest(format!(
+                "field \"workers\": {workers} is more than the {} a rotation can keep busy (each holds two \
+                 of its 64 database connections)",
+                RunPlan::MAX_WORKERS
+            )));
+        }
+        let limits = limits_from(request, before.map_or_else(Limits::default, |b| b.limits))?;
         let component = match request.text("component")? {
             Some("") => None,
             Some(name) => Some(component_name(name)?),
@@ -133,7 +173,7 @@ impl MountConfig {
             ));
         }
         Ok(MountConfig {
-            database_url,
+            database_url: std::mem::take(&mut *database_url),
             table,
             id_column,
             ciphertext_column,
@@ -141,6 +181,7 @@ impl MountConfig {
             workers,
             component,
             component_sha256,
+            limits,
         })
     }
 
@@ -155,18 +196,31 @@ impl MountConfig {
             "workers": self.workers,
             "component": self.component,
             "component_sha256": self.component_sha256,
+            "limits": shown_limits(&self.limits),
         })
     }
 
-    /// The component file these settings name, in `plugin_dir`, with the digest it must have.
-    pub fn component_in(&self, plugin_dir: &Path) -> Option<(PathBuf, &str)> {
-        let file = plugin_dir.join(self.component.as_ref()?);
-        Some((file, self.component_sha256.as_deref().unwrap_or_default()))
+    /// The component these settings name, with the digest it must have to run.
+    pub fn component(&self) -> Option<(Component<'_>, &str)> {
+        let name = self.component.as_deref()?;
+        let component = match name.strip_prefix(components::FOLDER) {
+            Some(uploaded) => Component::Uploaded(uploaded),
+            None => Component::File(name),
+        };
+        Some((component, self.component_sha256.as_deref().unwrap_or_default()))
+    }
+
+    /// The name of the uploaded component these settings run, if they run one.
+    pub fn uploaded_component(&self) -> Option<&str> {
+        match self.component()? {
+            (Component::Uploaded(name), _) => Some(name),
+            (Component::File(_), _) => None,
+        }
     }
 
     /// rotor's settings for a run on this mount: the mount's KEK, this database and table, the
     /// component (checked against its pinned digest by the caller).
-    pub fn settings(&self, component: Option<PathBuf>) -> Result<Settings, Failure> {
+    pub fn settings(&self, component: Option<ComponentChoice>) -> Result<Settings, Failure> {
         let table = WalletTable::new(&self.table, &self.id_column, &self.ciphertext_column)
             .map_err(|e| Failure::BadRequest(format!("the wallet table: {e}")))?;
         let batch_size = BatchSize::new(self.batch_size).map_err(Failure::BadRequest)?;
@@ -176,6 +230,7 @@ impl MountConfig {
             // Compiled components are not kept on disk: OpenBao's plugin directory is not the
             // plugin's to write, and the plugin keeps one compiled component in memory.
             cache: None,
+            limits: self.limits,
             ..SandboxSettings::default()
         };
         let plan = RunPlan::resolve(Some(batch_size), workers, None, &sandbox.limits);
@@ -206,17 +261,90 @@ fn shown_url(url: &str) -> String {
     }
 }
 
-/// A component's file name: a plain name in the plugin directory.
+/// A component's name: a plain file name in the plugin directory, or `components/NAME` for one
+/// uploaded to the mount.
 fn component_name(name: &str) -> Result<String, Failure> {
     let name = name.trim();
+    if let Some(uploaded) = name.strip_prefix(components::FOLDER) {
+        components::check_name(uploaded)
+            .map_err(|e| Failure::BadRequest(format!("field \"component\": {e}")))?;
+        return Ok(name.to_owned());
+    }
     let plain = !name.is_empty() && !name.contains('/') && name != "." && name != "..";
     if !plain {
         return Err(Failure::BadRequest(format!(
             "field \"component\": {name:?} is not a file name; put the component in OpenBao's plugin \
-             directory and name the file"
+             directory and name the file, or upload it to rotor/components/NAME and name it \
+             components/NAME"
         )));
     }
     Ok(name.to_owned())
+}
+
+/// Refuses a database URL rotor cannot open from inside OpenBao: another scheme, or a SQLite
+/// path that would be taken relative to wherever OpenBao happened to start.
+fn check_url(url: &str) -> Result<(), Failure> {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        if !path.starts_with('/') {
+            return Err(Failure::BadRequest(format!(
+                "field \"database_url\": {path:?} is not an absolute path; OpenBao would resolve it \
+                 against its own working directory: write sqlite:///ABSOLUTE/PATH"
+            )));
+        }
+        return Ok(());
+    }
+    if ["postgres://", "postgresql://"].iter().any(|scheme| url.starts_with(scheme)) {
+        return Ok(());
+    }
+    Err(Failure::BadRequest(
+        "field \"database_url\": rotor reads postgres://… (or postgresql://…) and sqlite:… URLs".into(),
+    ))
+}
+
+/// The limits a request sets over `limits`, checked as rotor.toml's are.
+fn limits_from(request: &Request, mut limits: Limits) -> Result<Limits, Failure> {
+    for (field, _) in LIMITS {
+        // `number` takes 1 and up only.
+        let Some(value) = request.number(field)? else { continue };
+        match field {
+            "cpu_seconds" => limits.cpu_seconds = value.into(),
+            "call_seconds" => limits.call_seconds = value.into(),
+            "wall_seconds" => limits.wall_seconds = value.into(),
+            "call_wall_seconds" => limits.call_wall_seconds = value.into(),
+            "memory_mib" => limits.memory_mib = value.into(),
+            "max_batch_rows" => limits.max_batch_rows = value,
+            "max_value_kib" => limits.max_value_kib = value.into(),
+            _ => unreachable!("LIMITS names {field}"),
+        }
+    }
+    limits.check().map_err(|e| Failure::BadRequest(in_mount_words(&e)))?;
+    Ok(limits)
+}
+
+fn shown_limits(limits: &Limits) -> Value {
+    json!({
+        "cpu_seconds": limits.cpu_seconds,
+        "call_seconds": limits.call_seconds,
+        "wall_seconds": limits.wall_seconds,
+        "call_wall_seconds": limits.call_wall_seconds,
+        "memory_mib": limits.memory_mib,
+        "max_batch_rows": limits.max_batch_rows,
+        "max_value_kib": limits.max_value_kib,
+    })
+}
+
+/// rotor's words for a limit (`limits.call-seconds`, set in rotor.toml) as the mount's: the
+/// field of `rotor/config` that sets it.
+pub fn in_mount_words(message: &str) -> String {
+    let mut message = message.to_owned();
+    for (field, setting) in LIMITS {
+        message = message
+            .replace(&format!("limits.{setting} in rotor.toml"), &format!("{field} in rotor/config"))
+            .replace(&format!("limits.{setting}"), &format!("field \"{field}\""));
+    }
+    message
 }
 
 /// A sha256 digest as 64 lowercase hex characters.
@@ -242,6 +370,31 @@ mod tests {
     }
 
     #[test]
+    fn a_sqlite_path_must_be_absolute() {
+        for good in
+            ["sqlite:///var/lib/w.db", "sqlite:/var/lib/w.db", "sqlite:///w.db?mode=rwc", "postgres://db/app"]
+        {
+            assert!(check_url(good).is_ok(), "{good}");
+        }
+        for bad in ["sqlite:w.db", "sqlite://w.db", "sqlite::memory:", "mysql://db/app"] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn limit_messages_name_the_mounts_field() {
+        let said = in_mount_words(
+            "the component computed for 2.1s without calling the host; if the work is genuine, raise \
+             limits.call-seconds in rotor.toml",
+        );
+        assert!(said.ends_with("raise call_seconds in rotor/config"), "{said}");
+        assert_eq!(
+            in_mount_words("limits.memory-mib must be at least 16"),
+            "field \"memory_mib\" must be at least 16"
+        );
+    }
+
+    #[test]
     fn debug_leaves_the_database_url_out() {
         let config = MountConfig {
             database_url: "postgres://rotor:hunter2@db/app".into(),
@@ -252,6 +405,7 @@ mod tests {
             workers: None,
             component: None,
             component_sha256: None,
+            limits: Limits::default(),
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2") && shown.contains("wallets"), "{shown}");

@@ -8,7 +8,6 @@
 //! destroyed version keeps its number with its data wiped, as in KV v2.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
 
 use rotor::vault::{KvData, KvFuture, KvMetadata, KvSecret, KvStore, KvVersionMeta, VaultError};
 use serde::{Deserialize, Serialize};
@@ -17,6 +16,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::request::Failure;
 use crate::storage::Storage;
+use crate::timestamp::now;
 
 /// Where secrets live in the mount's storage.
 const PREFIX: &str = "kv/";
@@ -81,10 +81,6 @@ impl std::fmt::Debug for MountKv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("MountKv")
     }
-}
-
-fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
 fn failed(path: &str, error: anyhow::Error) -> VaultError {

@@ -15,6 +15,7 @@
 
 mod backend;
 mod broker;
+mod components;
 mod config;
 mod handshake;
 mod keyring;
@@ -27,6 +28,7 @@ mod request;
 mod runner;
 mod server;
 mod storage;
+mod timestamp;
 
 use std::process::ExitCode;
 

@@ -8,11 +8,11 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as SyncMutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rotor::app::App;
 use rotor::bindings::types::OutputFormat;
-use rotor::component::ComponentSource;
+use rotor::component::{ComponentChoice, ComponentSource};
 use rotor::grants::Access;
 use rotor::progress::Reporter;
 use rotor::rotation::RotateRequest;
@@ -22,9 +22,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, oneshot};
 
-use crate::config::MountConfig;
+use crate::components;
+use crate::config::{Component, MountConfig, in_mount_words};
 use crate::kv::MountKv;
 use crate::request::Failure;
+use crate::timestamp::now;
 
 /// How long OpenBao's cleanup waits for a rotation to stop at a batch's end.
 const STOP_WAIT: Duration = Duration::from_secs(10);
@@ -72,14 +74,16 @@ pub struct Runner {
     shutdown: Shutdown,
 }
 
-fn now() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
 /// An error of the host library, for the operator: the message names the fix (and, from
 /// rotor's own errors, never a secret or a password).
-fn refused(error: anyhow::Error) -> Failure {
-    Failure::BadRequest(format!("{error:#}"))
+pub fn refused(error: anyhow::Error) -> Failure {
+    Failure::BadRequest(in_mount_words(&format!("{error:#}")))
+}
+
+/// A command of the host library that failed: logged as the plugin's own failure, its message
+/// naming the limit to raise as `rotor/config`'s field, not rotor.toml's.
+pub fn host_failure(error: anyhow::Error) -> Failure {
+    Failure::Internal(anyhow::anyhow!(in_mount_words(&format!("{error:#}"))))
 }
 
 impl Runner {
@@ -98,8 +102,15 @@ impl Runner {
     /// compiles it, connects to the database and checks the table, creating rotor's journal
     /// tables. An error says what is wrong with the settings.
     pub async fn open(&self, config: &MountConfig) -> Result<App, Failure> {
-        let component = match config.component_in(&plugin_dir()?) {
-            Some((file, pinned)) => Some(pinned_component(file, pinned).await?),
+        let component = match config.component() {
+            Some((Component::File(name), pinned)) => {
+                Some(pinned_file(plugin_dir()?.join(name), pinned).await?)
+            }
+            Some((Component::Uploaded(name), pinned)) => {
+                let (choice, uploaded) = components::load(self.kv.storage(), name).await?;
+                refuse_unpinned(&choice.origin(), &uploaded.sha256, pinned)?;
+                Some(choice)
+            }
             None => None,
         };
         let settings = config.settings(component)?;
@@ -168,7 +179,7 @@ impl Runner {
         let (unfinished, instance) = match prepared.await {
             Ok(prepared) => prepared,
             Err(error) => {
-                self.record(RunState::Failed, None, Some(format!("{error:#}")));
+                self.record(RunState::Failed, None, Some(in_mount_words(&format!("{error:#}"))));
                 return Err(refused(error));
             }
         };
@@ -188,7 +199,7 @@ impl Runner {
                 Err(_) if shutdown.requested().is_some() => {
                     (RunState::Stopped, None, Some("stopped with the plugin; rotor/rotate resumes it".into()))
                 }
-                Err(error) => (RunState::Failed, None, Some(format!("{error:#}"))),
+                Err(error) => (RunState::Failed, None, Some(in_mount_words(&format!("{error:#}")))),
             };
             match &error {
                 None => tracing::info!("rotation finished"),
@@ -263,19 +274,23 @@ fn plugin_dir() -> Result<PathBuf, Failure> {
 }
 
 /// `file`, if its sha256 is `pinned`: a component whose digest is not pinned never runs.
-async fn pinned_component(file: PathBuf, pinned: &str) -> Result<PathBuf, Failure> {
+async fn pinned_file(file: PathBuf, pinned: &str) -> Result<ComponentChoice, Failure> {
     let read = file.clone();
     let source = tokio::task::spawn_blocking(move || ComponentSource::from_file(&read))
         .await
         .map_err(|e| anyhow::anyhow!("reading the component: {e}"))?
         .map_err(refused)?;
-    if source.sha256 != pinned {
-        return Err(Failure::BadRequest(format!(
-            "component {} has sha256 {}, not the {pinned} pinned in rotor/config: refusing to run it; \
-             check the file, then write rotor/config component_sha256=<its digest> if it is the one to run",
-            file.display(),
-            source.sha256
-        )));
+    refuse_unpinned(&file.display().to_string(), &source.sha256, pinned)?;
+    Ok(ComponentChoice::File(file))
+}
+
+/// Refuses component `origin` unless its digest is the one `rotor/config` pins.
+fn refuse_unpinned(origin: &str, sha256: &str, pinned: &str) -> Result<(), Failure> {
+    if sha256 == pinned {
+        return Ok(());
     }
-    Ok(file)
+    Err(Failure::BadRequest(format!(
+        "component {origin} has sha256 {sha256}, not the {pinned} pinned in rotor/config: refusing to run \
+         it; check it, then write rotor/config component_sha256=<its digest> if it is the one to run"
+    )))
 }

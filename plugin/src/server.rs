@@ -58,7 +58,11 @@ pub async fn serve(launch: Launch) -> anyhow::Result<()> {
     stdout.flush().await?;
 
     let server = Server::builder()
-        .add_service(BackendServer::new(Backend::new(broker.clone())))
+        // A component uploaded to rotor/components/NAME arrives as one request.
+        .add_service(
+            BackendServer::new(Backend::new(broker.clone()))
+                .max_decoding_message_size(crate::components::MAX_REQUEST_BYTES),
+        )
         .add_service(GRPCBrokerServer::new(BrokerStream { broker, stopped: stopped.clone() }))
         .add_service(GRPCControllerServer::new(Controller { stop: stop.clone() }))
         .add_service(GRPCStdioServer::new(Stdio { stopped: stopped.clone() }))

@@ -27,18 +27,8 @@ impl Storage {
     /// Reads the document at `key`, if there is one. The raw bytes are wiped once parsed,
     /// since documents hold key material.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> anyhow::Result<Option<T>> {
-        let reply = self
-            .client
-            .clone()
-            .get(StorageGetArgs { key: key.to_owned() })
-            .await
-            .with_context(|| format!("reading {key:?} from the mount's storage"))?
-            .into_inner();
-        if !reply.err.is_empty() {
-            bail!("reading {key:?} from the mount's storage: {}", reply.err);
-        }
-        let Some(entry) = reply.entry else { return Ok(None) };
-        let value = Zeroizing::new(entry.value);
+        let Some(value) = self.get_bytes(key).await? else { return Ok(None) };
+        let value = Zeroizing::new(value);
         let document = serde_json::from_slice(&value)
             .with_context(|| format!("the mount's storage entry {key:?} is not rotor's"))?;
         Ok(Some(document))
@@ -49,6 +39,26 @@ impl Storage {
         // The message owns the only copy; tonic encodes it and drops it (not wiped: see
         // SECURITY in docs/PLUGIN.md).
         let value = serde_json::to_vec(document).context("encoding a storage entry")?;
+        self.put_bytes(key, value).await
+    }
+
+    /// Reads the bytes at `key`, if there are any.
+    pub async fn get_bytes(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let reply = self
+            .client
+            .clone()
+            .get(StorageGetArgs { key: key.to_owned() })
+            .await
+            .with_context(|| format!("reading {key:?} from the mount's storage"))?
+            .into_inner();
+        if !reply.err.is_empty() {
+            bail!("reading {key:?} from the mount's storage: {}", reply.err);
+        }
+        Ok(reply.entry.map(|entry| entry.value))
+    }
+
+    /// Writes `value` at `key`.
+    pub async fn put_bytes(&self, key: &str, value: Vec<u8>) -> anyhow::Result<()> {
         let entry = StorageEntry { key: key.to_owned(), value, seal_wrap: false };
         let reply = self
             .client

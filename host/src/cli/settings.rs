@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::app::{App, SandboxSettings, Settings};
-use crate::component::ComponentSource;
+use crate::component::{ComponentChoice, ComponentSource};
 use crate::component_cache::ComponentCache;
 use crate::config::Loaded;
 use crate::plan::RunPlan;
@@ -135,7 +135,8 @@ impl GlobalArgs {
         if let Some(format) = listed.as_ref().and_then(|t| t.format) {
             first_table = first_table.with_format(format);
         }
-        let component = self.component.clone().or_else(|| file.component.path.clone());
+        let component =
+            self.component.clone().or_else(|| file.component.path.clone()).map(ComponentChoice::File);
         let cache = match (&file.component.cache_dir, file.component.cache) {
             (_, false) => None,
             (Some(dir), true) => Some(ComponentCache::at(dir)),
@@ -289,17 +290,17 @@ pub(super) fn config_check(global: &GlobalArgs) -> anyhow::Result<serde_json::Va
         }
     };
     let component = match &settings.component {
-        Some(path) => match ComponentSource::from_file(path) {
+        Some(choice) => match choice.load() {
             Ok(source) => {
                 if let Err(e) = settings.sandbox.admit(&source) {
                     problems.push(e.to_string());
                 }
                 let pinned = settings.sandbox.pinned.contains(&source.sha256);
-                serde_json::json!({ "path": path, "sha256": source.sha256, "pinned": pinned })
+                serde_json::json!({ "path": choice.origin(), "sha256": source.sha256, "pinned": pinned })
             }
             Err(e) => {
                 problems.push(format!("{e:#}"));
-                serde_json::json!({ "path": path })
+                serde_json::json!({ "path": choice.origin() })
             }
         },
         None => serde_json::json!({ "path": "built-in", "sha256": ComponentSource::builtin().sha256 }),

@@ -2,6 +2,7 @@
 //! Each path is a function from a [`Request`] to an [`Outcome`]; ACL policies on these paths
 //! decide who may call which, as for any mount.
 
+mod components;
 mod config;
 mod crypt;
 mod keys;
@@ -47,6 +48,8 @@ impl Mount {
             (["keys"], _) => keys::ring(self, &request).await,
             (["keys", "import"], _) => keys::import(self, &request).await,
             (["config"], _) => config::config(self, &request).await,
+            (["components"] | ["components", ""], _) => components::list(self, &request).await,
+            (["components", name], _) => components::component(self, &request, name).await,
             (["rotate"], _) => run::rotate(self, &request).await,
             (["rollback"], _) => run::rollback(self, &request).await,
             (["prune"], _) => run::prune(self, &request).await,
@@ -64,9 +67,12 @@ impl Mount {
     /// Whether a write to `path` would create what it names, for OpenBao's `create` versus
     /// `update` capabilities; `None` for paths without the distinction.
     pub async fn exists(&self, path: &str) -> Result<Option<bool>, Failure> {
-        match path {
-            "keys" => Ok(Some(keys::exist(self).await?)),
-            "config" => Ok(Some(config::exist(self).await?)),
+        match path.split_once('/') {
+            None if path == "keys" => Ok(Some(keys::exist(self).await?)),
+            None if path == "config" => Ok(Some(config::exist(self).await?)),
+            Some(("components", name)) if !name.is_empty() && !name.contains('/') => {
+                Ok(Some(components::exist(self, name).await?))
+            }
             _ => Ok(None),
         }
     }

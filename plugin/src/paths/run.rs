@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{Mount, only};
 use crate::request::{Failure, Operation, Outcome, Request};
+use crate::runner::{host_failure, refused};
 
 /// `write rotor/rotate [reencrypt=true]`: starts a rotation, or resumes the unfinished one, and
 /// returns at once; `rotor/status` follows it.
@@ -27,7 +28,7 @@ pub(super) async fn rollback(mount: &Mount, request: &Request) -> Outcome {
         Some(version) => version,
         None => {
             let app = mount.runner.app().await?;
-            rotor::rotation::previous_kek(&app).await.map_err(|e| Failure::BadRequest(format!("{e:#}")))?
+            rotor::rotation::previous_kek(&app).await.map_err(refused)?
         }
     };
     let mut started = mount.runner.rotate(false, Some(to)).await?;
@@ -55,7 +56,7 @@ pub(super) async fn prune(mount: &Mount, request: &Request) -> Outcome {
         let instance = app.instance(Access::Prune, Reporter::silent()).await?;
         rotor::prune::prune(&app, instance, keep, dry_run).await
     };
-    let pruned = pruned.await.map_err(|e| Failure::BadRequest(format!("{e:#}")))?;
+    let pruned = pruned.await.map_err(refused)?;
     Ok(Some(serde_json::to_value(&pruned).map_err(anyhow::Error::from)?))
 }
 
@@ -69,7 +70,7 @@ pub(super) async fn validate(mount: &Mount, request: &Request) -> Outcome {
         let mut instance = app.instance(Access::ReadOnly, Reporter::silent()).await?;
         rotor::validate::validate(&app, &mut instance).await
     };
-    let report = checked.await.map_err(Failure::Internal)?;
+    let report = checked.await.map_err(host_failure)?;
     Ok(Some(serde_json::to_value(&report).map_err(anyhow::Error::from)?))
 }
 
@@ -91,7 +92,7 @@ pub(super) async fn status(mount: &Mount, request: &Request) -> Outcome {
             };
             anyhow::Ok((unfinished, walk))
         };
-        let (unfinished, walk) = progress.await.map_err(Failure::Internal)?;
+        let (unfinished, walk) = progress.await.map_err(host_failure)?;
         return Ok(Some(json!({
             "last_run": last_run,
             "unfinished": unfinished,
@@ -100,7 +101,7 @@ pub(super) async fn status(mount: &Mount, request: &Request) -> Outcome {
             "note": "wallets per KEK version are counted once the rotation is done",
         })));
     }
-    let status = rotor::status::status(&app).await.map_err(Failure::Internal)?;
+    let status = rotor::status::status(&app).await.map_err(host_failure)?;
     let mut shown = serde_json::to_value(&status).map_err(anyhow::Error::from)?;
     shown["last_run"] = last_run;
     Ok(Some(shown))
@@ -115,6 +116,6 @@ pub(super) async fn history(mount: &Mount, request: &Request) -> Outcome {
         let entries = answer(instance.history(&app.key_location()).await)?;
         rotor::history::history_lines(&app, entries).await
     };
-    let lines = lines.await.map_err(Failure::Internal)?;
+    let lines = lines.await.map_err(host_failure)?;
     Ok(Some(json!({ "rotations": lines })))
 }
