@@ -1020,6 +1020,164 @@ async fn a_component_uploaded_to_the_mount_runs_pinned_and_within_the_mounts_lim
     assert_eq!(validated["valid"], 10, "{validated}");
 }
 
+/// The seed's KV v2 path (`secret/ibn/encryption-key`, field `key`), read at `?version=N`.
+async fn seed_path_key(server: &impl Vault, version: u64) -> Option<Kek> {
+    let path = format!("secret/data/ibn/encryption-key?version={version}");
+    let (status, reply) = call(server, server.root_token(), Method::GET, &path, Value::Null).await;
+    if status == StatusCode::NOT_FOUND {
+        return None;
+    }
+    assert!(status.is_success(), "{path}: {status} {reply}");
+    reply["data"]["data"]["key"].as_str().map(|key| Kek::from_hex(key).expect("a KEK in hex"))
+}
+
+/// Every row opens as an application reading the seed's path opens it: the key of the version
+/// its envelope names, read from the path, then rotor's codec.
+async fn every_wallet_opens_from_the_seed_path(server: &impl Vault, db: &TestDb, wallets: &Wallets) {
+    let rows = db.rows().await;
+    let mut keys = BTreeMap::new();
+    for (id, wallet) in wallets.iter() {
+        let ciphertext = &rows[id];
+        let version: u64 = ciphertext
+            .strip_prefix("rotor:v")
+            .and_then(|rest| rest.split(':').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{id} is not in rotor's envelope: {ciphertext:.20}"));
+        if let std::collections::btree_map::Entry::Vacant(slot) = keys.entry(version) {
+            let kek = seed_path_key(server, version).await;
+            slot.insert(kek.unwrap_or_else(|| panic!("no v{version} at the seed path")));
+        }
+        let opened =
+            rotor_codec::open(&keys[&version], id, ciphertext).expect("opens with the seed path's key");
+        assert_eq!(&*opened, wallet.as_slice(), "{id}");
+    }
+}
+
+/// The seed path's versions: (current version, destroyed versions).
+async fn seed_path_versions(server: &impl Vault) -> (u64, Vec<u64>) {
+    let metadata = ok(server, Method::GET, "secret/metadata/ibn/encryption-key", Value::Null).await;
+    let mut destroyed: Vec<u64> = metadata["versions"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v["destroyed"] == json!(true))
+        .map(|(n, _)| n.parse().unwrap())
+        .collect();
+    destroyed.sort_unstable();
+    (metadata["current_version"].as_u64().unwrap(), destroyed)
+}
+
+/// Applications that read the seed's KV v2 path keep working while the mount owns the key ring:
+/// every version the ring gains (rotation, rollback) reaches the path under the same number
+/// before any wallet moves onto it, a prune destroys it there too, and a path holding another
+/// key is refused, not overwritten. A mirror that cannot write stops the rotation before any
+/// wallet moves; once it can, the next rotation brings the path in step and finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mount_keeps_the_seeds_kv_path_in_step_for_applications_that_read_it() {
+    let server = registered_and_mounted().await;
+    let db = TestDb::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    let wallets = seed(&db, &kek, 30).await;
+    let hex = kek.to_hex().to_string();
+    ok(&server, Method::POST, "secret/data/ibn/encryption-key", json!({"data": {"key": hex}})).await;
+    ok(&server, Method::POST, "rotor/keys/import", json!({"key": hex})).await;
+    let path_policy = |writes: bool| {
+        let data = if writes { r#"["create", "read", "update"]"# } else { r#"["read"]"# };
+        format!(
+            r#"path "secret/data/ibn/encryption-key" {{ capabilities = {data} }}
+               path "secret/metadata/ibn/encryption-key" {{ capabilities = ["read"] }}
+               path "secret/destroy/ibn/encryption-key" {{ capabilities = ["update"] }}"#
+        )
+    };
+    let [token] =
+        <[String; 1]>::try_from(tokens_with(&server, &[("seed-path", &path_policy(true))]).await).unwrap();
+
+    // Refused, and nothing written: no credential; a path holding another key.
+    let no_credential = json!({"database_url": db.url, "mirror_address": server.addr()});
+    assert_says(
+        &bad_request(&server, "rotor/config", no_credential).await,
+        &["needs a credential", "mirror_token"],
+    );
+    let other = Kek::generate().unwrap();
+    ok(&server, Method::POST, "secret/data/team-b/kek", json!({"data": {"key": other.to_hex().to_string()}}))
+        .await;
+    let elsewhere = json!({
+        "database_url": db.url, "mirror_address": server.addr(), "mirror_token": server.root_token(),
+        "mirror_path": "team-b/kek",
+    });
+    let refused = bad_request(&server, "rotor/config", elsewhere).await;
+    assert_says(&refused, &["secret/team-b/kek", "v1 holds another key", "nothing was written"]);
+    let team_b = ok(&server, Method::GET, "secret/metadata/team-b/kek", Value::Null).await;
+    assert_eq!(team_b["current_version"], 1, "{team_b}");
+
+    let mirrored = json!({"database_url": db.url, "mirror_address": server.addr(), "mirror_token": token});
+    ok(&server, Method::POST, "rotor/config", mirrored).await;
+    let shown = ok(&server, Method::GET, "rotor/config", Value::Null).await;
+    assert_eq!(
+        shown["mirror"],
+        json!({"address": server.addr(), "mount": "secret", "path": "ibn/encryption-key", "auth": "token"})
+    );
+    assert!(!shown.to_string().contains(&token), "the mirror's token was shown: {shown}");
+
+    // A rotation: v2 reaches the path, and every wallet opens from it.
+    ok(&server, Method::POST, "rotor/rotate", json!({})).await;
+    let status = rotation_done(&server).await;
+    assert_eq!(status["last_run"]["state"], "finished", "{status}");
+    assert_eq!(seed_path_versions(&server).await, (2, vec![]));
+    every_wallet_opens_from_the_seed_path(&server, &db, &wallets).await;
+    assert_eq!(seed_path_key(&server, 1).await.as_ref(), Some(&kek), "v1 was rewritten");
+
+    // A rollback: v3 holds v1's key, there too; a prune destroys v1 and v2 there too.
+    ok(&server, Method::POST, "rotor/rollback", json!({})).await;
+    rotation_done(&server).await;
+    assert_eq!(seed_path_key(&server, 3).await.as_ref(), Some(&kek));
+    every_wallet_opens_from_the_seed_path(&server, &db, &wallets).await;
+    // The row that holds no wallet would keep any version from being pruned.
+    db.execute("DELETE FROM wallets WHERE id = 'broken-1'").await;
+    ok(&server, Method::POST, "rotor/prune", json!({"keep": 1})).await;
+    assert_eq!(seed_path_versions(&server).await, (3, vec![1, 2]));
+    every_wallet_opens_from_the_seed_path(&server, &db, &wallets).await;
+
+    // The mirror may read but no longer write: the rotation stores v4 in the ring, cannot bring
+    // it to the path, and stops before any wallet moves.
+    ok(&server, Method::PUT, "sys/policies/acl/seed-path", json!({"policy": path_policy(false)})).await;
+    let rows = db.rows().await;
+    ok(&server, Method::POST, "rotor/rotate", json!({})).await;
+    let status = rotation_done(&server).await;
+    assert_eq!(status["last_run"]["state"], "failed", "{status}");
+    assert_says(&status["last_run"]["error"].to_string(), &["secret/ibn/encryption-key", "in step"]);
+    assert_eq!(db.rows().await, rows, "wallets moved onto a version the seed path lacks");
+    assert_eq!(seed_path_versions(&server).await, (3, vec![1, 2]));
+
+    // Allowed to write again, the next rotation brings the path in step first, then finishes.
+    ok(&server, Method::PUT, "sys/policies/acl/seed-path", json!({"policy": path_policy(true)})).await;
+    ok(&server, Method::POST, "rotor/rotate", json!({})).await;
+    let status = rotation_done(&server).await;
+    assert_eq!(status["last_run"]["state"], "finished", "{status}");
+    let ring = ok(&server, Method::GET, "rotor/keys", Value::Null).await;
+    let latest = ring["latest_version"].as_u64().unwrap();
+    assert_eq!(latest, 4, "the rotation that resumed made a version of its own: {ring}");
+    assert_eq!(seed_path_versions(&server).await.0, latest);
+    every_wallet_opens_from_the_seed_path(&server, &db, &wallets).await;
+    assert!(db.rows().await.values().all(|c| c.starts_with(&format!("rotor:v{latest}:"))));
+
+    // As an AppRole instead of a token: the new credential replaces the old one.
+    ok(&server, Method::POST, "sys/auth/approle", json!({"type": "approle"})).await;
+    ok(&server, Method::POST, "auth/approle/role/mirror", json!({"token_policies": ["seed-path"]})).await;
+    let role_id = ok(&server, Method::GET, "auth/approle/role/mirror/role-id", Value::Null).await;
+    let secret_id = ok(&server, Method::POST, "auth/approle/role/mirror/secret-id", json!({})).await;
+    let approle = json!({"mirror_role_id": role_id["role_id"], "mirror_secret_id": secret_id["secret_id"]});
+    ok(&server, Method::POST, "rotor/config", approle).await;
+    let shown = ok(&server, Method::GET, "rotor/config", Value::Null).await;
+    assert_eq!(shown["mirror"]["auth"], "approle", "{shown}");
+    let secret_id = secret_id["secret_id"].as_str().unwrap();
+    assert!(!shown.to_string().contains(secret_id), "the secret id was shown: {shown}");
+    ok(&server, Method::POST, "rotor/rotate", json!({})).await;
+    assert_eq!(rotation_done(&server).await["last_run"]["state"], "finished");
+    assert_eq!(seed_path_versions(&server).await, (5, vec![1, 2]));
+    every_wallet_opens_from_the_seed_path(&server, &db, &wallets).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_drives_the_mount_with_via_plugin() {
     let server = registered_and_mounted().await;

@@ -17,6 +17,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::components;
 use crate::keyring::KEK_PATH;
+use crate::mirror::{self, MirrorSettings};
 use crate::request::{Failure, Request};
 use crate::storage::Storage;
 
@@ -49,6 +50,9 @@ pub struct MountConfig {
     #[zeroize(skip)]
     #[serde(default)]
     limits: Limits,
+    /// The seed's KV v2 path, kept in step with the key ring, if applications read it.
+    #[serde(default)]
+    mirror: Option<MirrorSettings>,
 }
 
 /// The component a mount's settings name.
@@ -113,7 +117,7 @@ impl MountConfig {
     /// The settings a write to `rotor/config` asks for, over the stored ones (`before`): a field
     /// left out keeps its value, and a first write needs `database_url`.
     pub fn from_request(request: &Request, before: Option<&MountConfig>) -> Result<MountConfig, Failure> {
-        request.only_fields(FIELDS)?;
+        request.only_fields(&[FIELDS, mirror::FIELDS].concat())?;
         let text = |field: &str, default: &str, was: Option<&String>| -> Result<String, Failure> {
             Ok(request.text(field)?.map_or_else(|| was.map_or(default, String::as_str), str::trim).to_owned())
         };
@@ -155,6 +159,7 @@ impl MountConfig {
             )));
         }
         let limits = limits_from(request, before.map_or_else(Limits::default, |b| b.limits))?;
+        let mirror = MirrorSettings::from_request(request, before.and_then(|b| b.mirror.as_ref()))?;
         let component = match request.text("component")? {
             Some("") => None,
             Some(name) => Some(component_name(name)?),
@@ -182,6 +187,7 @@ impl MountConfig {
             component,
             component_sha256,
             limits,
+            mirror,
         })
     }
 
@@ -197,7 +203,13 @@ impl MountConfig {
             "component": self.component,
             "component_sha256": self.component_sha256,
             "limits": shown_limits(&self.limits),
+            "mirror": self.mirror.as_ref().map(MirrorSettings::shown),
         })
+    }
+
+    /// The seed's KV v2 path to keep in step with the key ring, if the mount keeps one.
+    pub fn mirror(&self) -> Option<&MirrorSettings> {
+        self.mirror.as_ref()
     }
 
     /// The component these settings name, with the digest it must have to run.
@@ -406,6 +418,7 @@ mod tests {
             component: None,
             component_sha256: None,
             limits: Limits::default(),
+            mirror: None,
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2") && shown.contains("wallets"), "{shown}");

@@ -21,7 +21,7 @@ use crate::request::Failure;
 pub const KEK_PATH: &str = "kek";
 
 /// The field holding a version's key (hex), as rotor's host library writes it.
-const KEY_FIELD: &str = "key";
+pub const KEY_FIELD: &str = "key";
 
 /// The field recording how a version came to be; absent in the versions rotations store.
 const ORIGIN_FIELD: &str = "origin";

@@ -21,6 +21,7 @@ mod handshake;
 mod keyring;
 mod kv;
 mod log;
+mod mirror;
 mod mtls;
 mod paths;
 mod proto;

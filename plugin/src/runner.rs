@@ -25,6 +25,7 @@ use tokio::sync::{Mutex, oneshot};
 use crate::components;
 use crate::config::{Component, MountConfig, in_mount_words};
 use crate::kv::MountKv;
+use crate::mirror::{Mirror, MirrorSettings, MirroredKv};
 use crate::request::Failure;
 use crate::timestamp::now;
 
@@ -64,10 +65,15 @@ struct Opened {
     app: Arc<App>,
 }
 
+/// The mirror of the seed's path for the stored settings, kept so that this process's syncs
+/// take turns.
+type Following = Option<(MirrorSettings, Arc<Mirror>)>;
+
 /// Runs the mount's rotations and the commands around them.
 pub struct Runner {
     kv: Arc<MountKv>,
     opened: Mutex<Option<Opened>>,
+    following: Mutex<Following>,
     run: Arc<SyncMutex<RunRecord>>,
     /// Says when the running rotation's thread is done.
     task: SyncMutex<Option<oneshot::Receiver<()>>>,
@@ -92,6 +98,7 @@ impl Runner {
         Runner {
             kv,
             opened: Mutex::new(None),
+            following: Mutex::new(None),
             run: Arc::default(),
             task: SyncMutex::new(None),
             shutdown: Shutdown::new(),
@@ -114,8 +121,38 @@ impl Runner {
             None => None,
         };
         let settings = config.settings(component)?;
-        let kv: Arc<dyn KvStore> = self.kv.clone();
+        let kv: Arc<dyn KvStore> = match config.mirror() {
+            Some(settings) => {
+                let mirror = self.mirror(settings).await?;
+                mirror.check().await?;
+                mirror.sync(&self.kv).await?;
+                Arc::new(MirroredKv::new(self.kv.clone(), mirror))
+            }
+            None => self.kv.clone(),
+        };
         App::open(settings, KvSource::Store(kv), true).await.map_err(refused)
+    }
+
+    /// The mirror for `settings`: the one this process has if the settings are the same.
+    async fn mirror(&self, settings: &MirrorSettings) -> Result<Arc<Mirror>, Failure> {
+        let mut following = self.following.lock().await;
+        if let Some((_, mirror)) = following.as_ref().filter(|(kept, _)| kept == settings) {
+            return Ok(mirror.clone());
+        }
+        let mirror = Arc::new(settings.mirror()?);
+        *following = Some((settings.clone(), mirror.clone()));
+        Ok(mirror)
+    }
+
+    /// Brings the seed's KV v2 path in step with the key ring, if the stored settings keep one:
+    /// after the ring changed outside a rotation (`rotor/keys`, `rotor/keys/import`), and
+    /// before every rotation.
+    pub async fn follow(&self) -> Result<(), Failure> {
+        let Some(config) = MountConfig::load(self.kv.storage()).await? else { return Ok(()) };
+        if let Some(settings) = config.mirror() {
+            self.mirror(settings).await?.sync(&self.kv).await?;
+        }
+        Ok(())
     }
 
     /// Checks `config` by opening it, then stores it: a mount is never left with settings that
@@ -156,6 +193,9 @@ impl Runner {
     /// at once: whether it resumes.
     pub async fn rotate(&self, reencrypt: bool, restore: Option<u32>) -> Result<Value, Failure> {
         let app = self.app().await?;
+        // No wallet moves onto a version applications reading the seed's path cannot find: a
+        // version stored before a failed sync (or a crash) reaches the path first.
+        self.follow().await?;
         if self.shutdown.requested().is_some() {
             return Err(Failure::BadRequest(
                 "the plugin is stopping; try again once OpenBao restarted it".into(),

@@ -26,7 +26,7 @@ pub(super) async fn ring(mount: &Mount, request: &Request) -> Outcome {
     }
     let kek = Kek::generate().map_err(|e| anyhow::anyhow!("generating a KEK: {e}"))?;
     let version = KeyRing::add(&mount.kv, None, &kek, Origin::Generated).await?;
-    Ok(Some(json!({ "version": version })))
+    followed(mount, version).await
 }
 
 /// Whether the ring holds any version, for the `create` capability on `rotor/keys`.
@@ -48,5 +48,18 @@ pub(super) async fn import(mount: &Mount, request: &Request) -> Outcome {
         return Err(Failure::BadRequest(format!("this KEK is already v{held} of the key ring")));
     }
     let version = KeyRing::add(&mount.kv, version, &kek, Origin::Imported).await?;
+    followed(mount, version).await
+}
+
+/// The reply for a version added, once the seed's KV v2 path (if the mount keeps it in step)
+/// has it too. If it could not follow, the version is still the ring's; the error says so, and
+/// the next rotation brings the path in step before it moves any wallet.
+async fn followed(mount: &Mount, version: u32) -> Outcome {
+    if let Err(failure) = mount.runner.follow().await {
+        return Err(Failure::BadRequest(format!(
+            "v{version} is stored in the key ring, but {failure}; rotor/rotate (or a write to rotor/config) \
+             brings the path in step before any wallet moves"
+        )));
+    }
     Ok(Some(json!({ "version": version })))
 }
