@@ -905,8 +905,8 @@ async fn a_component_uploaded_to_the_mount_runs_pinned_and_within_the_mounts_lim
     ok(&server, Method::POST, "rotor/config", json!({"database_url": db.url})).await;
     let list = Method::from_bytes(b"LIST").unwrap();
 
-    // Three storage entries' worth, so that it is split and put together again.
-    let upgraded = builtin_with_custom_section(1_200_000);
+    // Near the 16 MiB the mount takes: 30-odd storage entries, split and put together again.
+    let upgraded = builtin_with_custom_section(15 << 20);
     let digest = sha256_hex(&upgraded);
     let path = "rotor/components/rotation-v2";
 
@@ -918,6 +918,10 @@ async fn a_component_uploaded_to_the_mount_runs_pinned_and_within_the_mounts_lim
     assert_says(&script, &["components/rotation-v2", "not a WebAssembly component"]);
     let not_base64 = bad_request(&server, path, json!({"wasm": "%%%"})).await;
     assert_says(&not_base64, &["wasm", "must be the component in base64"]);
+    // Past 16 MiB: the request reaches the plugin (OpenBao takes 32 MiB), which refuses it.
+    let huge = builtin_with_custom_section(16 << 20);
+    let too_big = bad_request(&server, path, json!({"wasm": b64(&huge)})).await;
+    assert_says(&too_big, &[&huge.len().to_string(), "over the 16777216 the mount takes"]);
     let (status, _) = call(&server, server.root_token(), Method::GET, path, Value::Null).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "a refused upload was stored");
 
