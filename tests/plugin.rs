@@ -891,18 +891,25 @@ async fn a_component_runs_in_the_mount_only_with_its_digest_pinned() {
     assert_eq!(keys["latest_version"], 2, "a refused component made a KEK version");
 }
 
+/// A mounted plugin over a SQLite table of `count` legacy wallets and `broken-1`: their KEK
+/// imported as v1, the mount configured for the table.
+async fn mounted_over_wallets(count: usize) -> (PluginDevServer, TestDb, Wallets) {
+    let server = registered_and_mounted().await;
+    let db = TestDb::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    let wallets = seed(&db, &kek, count).await;
+    ok(&server, Method::POST, "rotor/keys/import", json!({"key": kek.to_hex().to_string()})).await;
+    ok(&server, Method::POST, "rotor/config", json!({"database_url": db.url})).await;
+    (server, db, wallets)
+}
+
 /// A platform team's component uploaded to the mount: refused unless its digest is pinned, run
 /// within the mount's own limits, kept across a plugin reload, deleted only once `rotor/config`
 /// no longer runs it. A hostile one that computes forever is stopped by the mount's limit, and
 /// no row or KEK version changes.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_component_uploaded_to_the_mount_runs_pinned_and_within_the_mounts_limits() {
-    let server = registered_and_mounted().await;
-    let db = TestDb::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    let wallets = seed(&db, &kek, 10).await;
-    ok(&server, Method::POST, "rotor/keys/import", json!({"key": kek.to_hex().to_string()})).await;
-    ok(&server, Method::POST, "rotor/config", json!({"database_url": db.url})).await;
+    let (server, db, wallets) = mounted_over_wallets(10).await;
     let list = Method::from_bytes(b"LIST").unwrap();
 
     // Near the 16 MiB the mount takes: 30-odd storage entries, split and put together again.
@@ -1184,12 +1191,7 @@ async fn the_mount_keeps_the_seeds_kv_path_in_step_for_applications_that_read_it
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_drives_the_mount_with_via_plugin() {
-    let server = registered_and_mounted().await;
-    let db = TestDb::new(Kind::Sqlite).await;
-    let kek = Kek::generate().unwrap();
-    let wallets = seed(&db, &kek, 50).await;
-    ok(&server, Method::POST, "rotor/keys/import", json!({"key": kek.to_hex().to_string()})).await;
-    ok(&server, Method::POST, "rotor/config", json!({"database_url": db.url})).await;
+    let (server, db, wallets) = mounted_over_wallets(50).await;
     let rotor = |token: &str, args: &[&str]| {
         let mut command = Command::new(rotor_binary());
         command
