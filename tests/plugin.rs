@@ -973,6 +973,11 @@ async fn a_component_uploaded_to_the_mount_runs_pinned_and_within_the_mounts_lim
     assert_eq!(validated["valid"], 10, "{validated}");
     let delete = bad_request_to(&server, Method::DELETE, path).await;
     assert_says(&delete, &["rotor/config runs components/rotation-v2"]);
+    // Nor is it replaced under the running mount.
+    let other = builtin_with_custom_section(2);
+    let replaced = bad_request(&server, path, json!({"wasm": b64(&other)})).await;
+    assert_says(&replaced, &[&digest, &sha256_hex(&other), "under another name", "nothing was stored"]);
+    assert_eq!(ok(&server, Method::GET, path, Value::Null).await["sha256"], digest);
 
     // A hostile component that computes forever, under the mount's limit of 2 s without a host
     // call: stopped, the limit named as rotor/config's field, nothing changed.
@@ -1116,8 +1121,8 @@ async fn the_mount_keeps_the_seeds_kv_path_in_step_for_applications_that_read_it
         "database_url": db.url, "mirror_address": server.addr(), "mirror_token": server.root_token(),
         "mirror_path": "team-b/kek",
     });
-    let refused = bad_request(&server, "rotor/config", elsewhere).await;
-    assert_says(&refused, &["secret/team-b/kek", "v1 holds another key", "nothing was written"]);
+    let other_key = bad_request(&server, "rotor/config", elsewhere).await;
+    assert_says(&other_key, &["secret/team-b/kek", "v1 holds another key", "nothing was written"]);
     let team_b = ok(&server, Method::GET, "secret/metadata/team-b/kek", Value::Null).await;
     assert_eq!(team_b["current_version"], 1, "{team_b}");
 
@@ -1129,6 +1134,32 @@ async fn the_mount_keeps_the_seeds_kv_path_in_step_for_applications_that_read_it
         json!({"address": server.addr(), "mount": "secret", "path": "ibn/encryption-key", "auth": "token"})
     );
     assert!(!shown.to_string().contains(&token), "the mirror's token was shown: {shown}");
+    // An operator whose policy keeps the mirror's fields to the mount's owner, as docs/PLUGIN.md
+    // shows, may tune the mount but not point the mirror elsewhere.
+    let fields = [
+        "mirror_address",
+        "mirror_token",
+        "mirror_role_id",
+        "mirror_secret_id",
+        "mirror_mount",
+        "mirror_path",
+    ];
+    let denied: Vec<String> = fields.iter().map(|field| format!("\"{field}\" = []")).collect();
+    let hcl = format!(
+        r#"path "rotor/config" {{ capabilities = ["read", "create", "update"] denied_parameters = {{ {} }} }}"#,
+        denied.join(" ")
+    );
+    let [operator] =
+        <[String; 1]>::try_from(tokens_with(&server, &[("config-operator", &hcl)]).await).unwrap();
+    let elsewhere = json!({"mirror_address": "https://bao.example", "mirror_token": "t"});
+    refused(&server, &operator, Method::POST, "rotor/config", elsewhere, StatusCode::FORBIDDEN).await;
+    let (status, reply) =
+        call(&server, &operator, Method::POST, "rotor/config", json!({"batch_size": 100})).await;
+    assert!(status.is_success(), "{status} {reply}");
+    assert_eq!(
+        ok(&server, Method::GET, "rotor/config", Value::Null).await["mirror"]["path"],
+        "ibn/encryption-key"
+    );
 
     // A rotation: v2 reaches the path, and every wallet opens from it.
     ok(&server, Method::POST, "rotor/rotate", json!({})).await;
@@ -1159,6 +1190,10 @@ async fn the_mount_keeps_the_seeds_kv_path_in_step_for_applications_that_read_it
     assert_says(&status["last_run"]["error"].to_string(), &["secret/ibn/encryption-key", "in step"]);
     assert_eq!(db.rows().await, rows, "wallets moved onto a version the seed path lacks");
     assert_eq!(seed_path_versions(&server).await, (3, vec![1, 2]));
+    // Nor does the mount seal an application's wallet under v4 meanwhile.
+    let sealing = json!({"plaintext": b64(b"a new wallet")});
+    let not_yet = bad_request(&server, "rotor/encrypt/wallet-new", sealing.clone()).await;
+    assert_says(&not_yet, &["v4 has not reached secret/ibn/encryption-key", "could not open"]);
 
     // Allowed to write again, the next rotation brings the path in step first, then finishes.
     ok(&server, Method::PUT, "sys/policies/acl/seed-path", json!({"policy": path_policy(true)})).await;
@@ -1170,6 +1205,8 @@ async fn the_mount_keeps_the_seeds_kv_path_in_step_for_applications_that_read_it
     assert_eq!(latest, 4, "the rotation that resumed made a version of its own: {ring}");
     assert_eq!(seed_path_versions(&server).await.0, latest);
     every_wallet_opens_from_the_seed_path(&server, &db, &wallets).await;
+    let sealed = ok(&server, Method::POST, "rotor/encrypt/wallet-new", sealing).await;
+    assert_eq!(sealed["key_version"], 4, "{sealed}");
     assert!(db.rows().await.values().all(|c| c.starts_with(&format!("rotor:v{latest}:"))));
 
     // As an AppRole instead of a token: the new credential replaces the old one.
@@ -1187,6 +1224,25 @@ async fn the_mount_keeps_the_seeds_kv_path_in_step_for_applications_that_read_it
     assert_eq!(rotation_done(&server).await["last_run"]["state"], "finished");
     assert_eq!(seed_path_versions(&server).await, (5, vec![1, 2]));
     every_wallet_opens_from_the_seed_path(&server, &db, &wallets).await;
+
+    // The stored credential never goes to another address, and keys never in clear text
+    // beyond loopback.
+    let moved = bad_request(&server, "rotor/config", json!({"mirror_address": "https://bao.example"})).await;
+    assert_says(&moved, &["needs a credential for this address"]);
+    let clear = json!({"mirror_address": "http://10.0.0.9:8200", "mirror_token": "t"});
+    assert_says(&bad_request(&server, "rotor/config", clear).await, &["clear text", "https://"]);
+    // A path whose v1 the ring can no longer compare (pruned) is left alone, not destroyed.
+    let team_c = json!({"data": {"key": other.to_hex().to_string()}});
+    ok(&server, Method::POST, "secret/data/team-c/kek", team_c).await;
+    let team_c_config = json!({"mirror_path": "team-c/kek", "mirror_token": server.root_token()});
+    let pointed = bad_request(&server, "rotor/config", team_c_config).await;
+    assert_says(&pointed, &["secret/team-c/kek", "v1 is not a key the ring holds or the mirror wrote"]);
+    let team_c = ok(&server, Method::GET, "secret/data/team-c/kek", Value::Null).await;
+    assert_eq!(team_c["data"]["key"], other.to_hex().to_string(), "another team's key was touched");
+    assert_eq!(
+        ok(&server, Method::GET, "rotor/config", Value::Null).await["mirror"]["path"],
+        "ibn/encryption-key"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

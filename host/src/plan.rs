@@ -68,9 +68,11 @@ impl fmt::Display for BatchSize {
 /// to take over from a rotor that died on another host without much wait.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
-/// One worker per core: the component's crypto runs on every core while the database writes.
+/// One worker per core, up to [`RunPlan::MAX_WORKERS`]: the component's crypto runs on every
+/// core while the database writes.
 pub fn default_workers() -> NonZeroUsize {
-    std::thread::available_parallelism().unwrap_or(NonZeroUsize::new(2).expect("2 is not 0"))
+    let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::new(2).expect("2 is not 0"));
+    cores.min(NonZeroUsize::new(RunPlan::MAX_WORKERS).expect("MAX_WORKERS is not 0"))
 }
 
 /// How a command spreads its work, resolved once.

@@ -67,12 +67,14 @@ fn chunks_folder(name: &str, sha256: &str) -> String {
 
 /// Stores `bytes` as component `name`, replacing any component of that name, and says what was
 /// stored. `bytes` must be a WebAssembly component of at most [`MAX_BYTES`], with the sha256
-/// `expected` if the uploader gave one.
+/// `expected` if the uploader gave one, and the digest `pinned` if `rotor/config` runs `name`:
+/// the component a mount runs is never replaced under it.
 pub async fn put(
     storage: &Storage,
     name: &str,
     bytes: Vec<u8>,
     expected: Option<&str>,
+    pinned: Option<&str>,
     uploaded: String,
 ) -> Result<Uploaded, Failure> {
     check_name(name)?;
@@ -90,6 +92,15 @@ pub async fn put(
         return Err(Failure::BadRequest(format!(
             "the upload has sha256 {}, not the {expected} given: it was damaged on the way or is \
              another file; nothing was stored",
+            source.sha256
+        )));
+    }
+    if let Some(pinned) = pinned
+        && pinned != source.sha256
+    {
+        return Err(Failure::BadRequest(format!(
+            "rotor/config runs {FOLDER}{name} pinned at sha256 {pinned}; this upload has {}. Upload it \
+             under another name, pin that in rotor/config, then delete this one; nothing was stored",
             source.sha256
         )));
     }
@@ -185,9 +196,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_largest_upload_fits_a_request() {
-        let base64 = MAX_BYTES.div_ceil(3) * 4;
-        assert!(base64 < MAX_REQUEST_BYTES && MAX_REQUEST_BYTES < 32 << 20);
-    }
+    // The largest upload, in base64, fits the plugin's request limit, which stays under
+    // OpenBao's default 32 MiB request size.
+    const _: () = assert!(MAX_BYTES.div_ceil(3) * 4 < MAX_REQUEST_BYTES && MAX_REQUEST_BYTES < 32 << 20);
 }

@@ -222,10 +222,10 @@ impl MountConfig {
         Some((component, self.component_sha256.as_deref().unwrap_or_default()))
     }
 
-    /// The name of the uploaded component these settings run, if they run one.
-    pub fn uploaded_component(&self) -> Option<&str> {
+    /// The uploaded component these settings run, if they run one: its name and pinned digest.
+    pub fn uploaded_component(&self) -> Option<(&str, &str)> {
         match self.component()? {
-            (Component::Uploaded(name), _) => Some(name),
+            (Component::Uploaded(name), pinned) => Some((name, pinned)),
             (Component::File(_), _) => None,
         }
     }

@@ -121,26 +121,32 @@ impl Runner {
             None => None,
         };
         let settings = config.settings(component)?;
-        let kv: Arc<dyn KvStore> = match config.mirror() {
-            Some(settings) => {
-                let mirror = self.mirror(settings).await?;
-                mirror.check().await?;
-                mirror.sync(&self.kv).await?;
-                Arc::new(MirroredKv::new(self.kv.clone(), mirror))
-            }
+        // The mirror is checked first (address, credential) but brings the path in step only
+        // once the rest of the settings proved good, and is kept only then.
+        let mirror = match config.mirror() {
+            Some(settings) => Some((settings, self.checked_mirror(settings).await?)),
+            None => None,
+        };
+        let kv: Arc<dyn KvStore> = match &mirror {
+            Some((_, mirror)) => Arc::new(MirroredKv::new(self.kv.clone(), mirror.clone())),
             None => self.kv.clone(),
         };
-        App::open(settings, KvSource::Store(kv), true).await.map_err(refused)
+        let app = App::open(settings, KvSource::Store(kv), true).await.map_err(refused)?;
+        if let Some((settings, mirror)) = mirror {
+            mirror.sync(&self.kv).await?;
+            *self.following.lock().await = Some((settings.clone(), mirror));
+        }
+        Ok(app)
     }
 
-    /// The mirror for `settings`: the one this process has if the settings are the same.
-    async fn mirror(&self, settings: &MirrorSettings) -> Result<Arc<Mirror>, Failure> {
-        let mut following = self.following.lock().await;
-        if let Some((_, mirror)) = following.as_ref().filter(|(kept, _)| kept == settings) {
+    /// The mirror for `settings`, its address and credential checked: the one this process
+    /// keeps if the settings are the same, else a new one (kept by the caller once it worked).
+    async fn checked_mirror(&self, settings: &MirrorSettings) -> Result<Arc<Mirror>, Failure> {
+        if let Some((_, mirror)) = self.following.lock().await.as_ref().filter(|(kept, _)| kept == settings) {
             return Ok(mirror.clone());
         }
         let mirror = Arc::new(settings.mirror()?);
-        *following = Some((settings.clone(), mirror.clone()));
+        mirror.check().await?;
         Ok(mirror)
     }
 
@@ -150,7 +156,9 @@ impl Runner {
     pub async fn follow(&self) -> Result<(), Failure> {
         let Some(config) = MountConfig::load(self.kv.storage()).await? else { return Ok(()) };
         if let Some(settings) = config.mirror() {
-            self.mirror(settings).await?.sync(&self.kv).await?;
+            let mirror = self.checked_mirror(settings).await?;
+            mirror.sync(&self.kv).await?;
+            *self.following.lock().await = Some((settings.clone(), mirror));
         }
         Ok(())
     }
@@ -316,10 +324,15 @@ fn plugin_dir() -> Result<PathBuf, Failure> {
 /// `file`, if its sha256 is `pinned`: a component whose digest is not pinned never runs.
 async fn pinned_file(file: PathBuf, pinned: &str) -> Result<ComponentChoice, Failure> {
     let read = file.clone();
-    let source = tokio::task::spawn_blocking(move || ComponentSource::from_file(&read))
-        .await
-        .map_err(|e| anyhow::anyhow!("reading the component: {e}"))?
-        .map_err(refused)?;
+    let source = tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::read(&read).map_err(|e| {
+            anyhow::anyhow!("cannot read component {} in OpenBao's plugin directory: {e}", read.display())
+        })?;
+        ComponentSource::from_bytes(bytes, read.display().to_string())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("reading the component: {e}"))?
+    .map_err(refused)?;
     refuse_unpinned(&file.display().to_string(), &source.sha256, pinned)?;
     Ok(ComponentChoice::File(file))
 }

@@ -28,8 +28,19 @@ pub(super) async fn component(mount: &Mount, request: &Request, name: &str) -> O
     )?;
     components::check_name(name)?;
     let storage = mount.kv.storage();
+    // In turn with rotor/config, so that what it runs cannot change between the check and the
+    // write.
+    let _turn = match request.operation {
+        Operation::Read => None,
+        _ => Some(mount.settings_writes.lock().await),
+    };
     let configured = MountConfig::load(storage).await?;
-    let runs_it = configured.as_ref().and_then(MountConfig::uploaded_component) == Some(name);
+    let pinned = configured
+        .as_ref()
+        .and_then(MountConfig::uploaded_component)
+        .filter(|(uploaded, _)| *uploaded == name)
+        .map(|(_, digest)| digest.to_owned());
+    let runs_it = pinned.is_some();
     match request.operation {
         Operation::Read => Ok(components::record(storage, name).await?.map(|record| {
             json!({
@@ -57,7 +68,7 @@ pub(super) async fn component(mount: &Mount, request: &Request, name: &str) -> O
                 Failure::BadRequest(format!("field \"wasm\" must be the component in base64: {e}"))
             })?;
             let expected = request.text("sha256")?.map(str::trim);
-            let record = components::put(storage, name, bytes, expected, now()).await?;
+            let record = components::put(storage, name, bytes, expected, pinned.as_deref(), now()).await?;
             tracing::info!(component = name, sha256 = %record.sha256, size = record.size, "component uploaded");
             Ok(Some(json!({
                 "name": name,

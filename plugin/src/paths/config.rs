@@ -11,10 +11,12 @@ use crate::request::{Failure, Operation, Outcome, Request};
 /// the database with them and stores them only if that works.
 pub(super) async fn config(mount: &Mount, request: &Request) -> Outcome {
     only(request, &[Operation::Read, Operation::Create, Operation::Update], "read and write")?;
-    let before = MountConfig::load(mount.kv.storage()).await?;
     if request.operation == Operation::Read {
-        return Ok(before.map(|config| config.shown()));
+        return Ok(MountConfig::load(mount.kv.storage()).await?.map(|config| config.shown()));
     }
+    // In turn with uploads and deletes of components, which check what the settings run.
+    let _turn = mount.settings_writes.lock().await;
+    let before = MountConfig::load(mount.kv.storage()).await?;
     let config = MountConfig::from_request(request, before.as_ref())?;
     let shown = config.shown();
     mount.runner.configure(config).await?;

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use super::{Mount, only};
+use crate::config::MountConfig;
 use crate::keyring::KeyRing;
+use crate::mirror;
 use crate::request::{Failure, Operation, Outcome, Request};
 
 /// The most items one batch request may carry; larger batches are refused, not truncated.
@@ -21,8 +23,24 @@ pub(super) async fn encrypt_one(mount: &Mount, request: &Request, id: &str) -> O
     request.only_fields(&["plaintext"])?;
     let ring = KeyRing::load(&mount.kv).await?;
     let (version, kek) = latest(&ring)?;
+    sealable(mount, version).await?;
     let ciphertext = seal(kek, version, id, request.required_text("plaintext")?)?;
     Ok(Some(json!({ "ciphertext": ciphertext, "key_version": version })))
+}
+
+/// Refuses to seal under `version` while the seed's KV v2 path, if the mount keeps it in step,
+/// lacks it: applications reading the path could not open the ciphertext.
+async fn sealable(mount: &Mount, version: u32) -> Result<(), Failure> {
+    let config = MountConfig::load(mount.kv.storage()).await?;
+    let Some(settings) = config.as_ref().and_then(MountConfig::mirror) else { return Ok(()) };
+    if mirror::holds(mount.kv.storage(), settings, version).await? {
+        return Ok(());
+    }
+    Err(Failure::BadRequest(format!(
+        "v{version} has not reached {} yet, so applications reading it could not open this \
+         ciphertext: rotor/rotate or a write to rotor/config brings the path in step first",
+        settings.place()
+    )))
 }
 
 /// `write rotor/decrypt/<id> ciphertext=rotor:v…` → `plaintext` (base64).
@@ -41,6 +59,7 @@ pub(super) async fn encrypt_batch(mount: &Mount, request: &Request) -> Outcome {
     let items = batch(request)?;
     let ring = KeyRing::load(&mount.kv).await?;
     let (version, kek) = latest(&ring)?;
+    sealable(mount, version).await?;
     let results: Vec<Value> = items
         .iter()
         .map(|item| {

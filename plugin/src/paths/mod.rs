@@ -17,20 +17,26 @@ use crate::request::{Failure, Operation, Outcome, Request};
 use crate::runner::Runner;
 use crate::storage::Storage;
 
-/// One mounted instance of the plugin: its KV, the runner of its rotations, and the lock that
-/// keeps the plugin's own changes to the key ring in turn (OpenBao runs one plugin process per
-/// mount, so a process-wide lock does).
+/// One mounted instance of the plugin: its KV, the runner of its rotations, and the locks that
+/// keep the plugin's own changes to the key ring, and to its settings and uploaded components,
+/// in turn (OpenBao runs one plugin process per mount, so process-wide locks do).
 pub struct Mount {
     kv: Arc<MountKv>,
     runner: Runner,
     ring_writes: Mutex<()>,
+    settings_writes: Mutex<()>,
 }
 
 impl Mount {
     /// The mount over its storage.
     pub fn new(storage: Storage) -> Mount {
         let kv = Arc::new(MountKv::new(storage));
-        Mount { runner: Runner::new(kv.clone()), kv, ring_writes: Mutex::new(()) }
+        Mount {
+            runner: Runner::new(kv.clone()),
+            kv,
+            ring_writes: Mutex::new(()),
+            settings_writes: Mutex::new(()),
+        }
     }
 
     /// Stops what runs in the background, for OpenBao's cleanup.
