@@ -136,7 +136,7 @@ impl MirrorSettings {
         };
         check_address(&address)?;
         // A stored credential is sent only where it was given for.
-        let before = before.filter(|before| before.address == address);
+        let credentials = before.filter(|before| before.address == address);
         let secret = |field: &str, was: Option<&Option<String>>| -> Result<Option<String>, Failure> {
             Ok(match request.text(field)? {
                 Some(value) => Some(value.trim().to_owned()).filter(|v| !v.is_empty()),
@@ -145,9 +145,9 @@ impl MirrorSettings {
         };
         let mut settings = MirrorSettings {
             address,
-            token: secret("mirror_token", before.map(|b| &b.token))?,
-            role_id: secret("mirror_role_id", before.map(|b| &b.role_id))?,
-            secret_id: secret("mirror_secret_id", before.map(|b| &b.secret_id))?,
+            token: secret("mirror_token", credentials.map(|b| &b.token))?,
+            role_id: secret("mirror_role_id", credentials.map(|b| &b.role_id))?,
+            secret_id: secret("mirror_secret_id", credentials.map(|b| &b.secret_id))?,
             mount: text("mirror_mount")?
                 .or_else(|| before.map(|b| b.mount.clone()))
                 .unwrap_or_else(|| SEED_MOUNT.to_owned()),
@@ -470,6 +470,10 @@ mod tests {
         assert!(moved.unwrap_err().to_string().contains("never sent to another"));
         let same = settings(json!({"mirror_path": "app/kek"}), Some(&stored)).unwrap().unwrap();
         assert_eq!((same.token.as_deref(), same.path.as_str()), (Some("s.first"), "app/kek"));
+        // A new address with its credential keeps the other fields.
+        let again = json!({"mirror_address": "https://b.example", "mirror_token": "s.second"});
+        let moved = settings(again, Some(&same)).unwrap().unwrap();
+        assert_eq!((moved.token.as_deref(), moved.path.as_str()), (Some("s.second"), "app/kek"));
         // A new credential of the other kind replaces the stored one.
         let approle = json!({"mirror_role_id": "r", "mirror_secret_id": "s"});
         let switched = settings(approle, Some(&stored)).unwrap().unwrap();
