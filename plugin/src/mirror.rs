@@ -431,20 +431,9 @@ impl KvStore for MirroredKv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::backend as pb;
-
-    fn request(data: Value) -> Request {
-        Request::from_proto(pb::Request {
-            operation: "update".to_owned(),
-            path: "config".to_owned(),
-            data: data.to_string(),
-            ..Default::default()
-        })
-        .unwrap()
-    }
 
     fn settings(data: Value, before: Option<&MirrorSettings>) -> Result<Option<MirrorSettings>, Failure> {
-        MirrorSettings::from_request(&request(data), before)
+        MirrorSettings::from_request(&Request::update("config", &data.to_string()), before)
     }
 
     #[test]

@@ -204,17 +204,25 @@ pub fn reply(outcome: Outcome) -> pb::HandleRequestReply {
 }
 
 #[cfg(test)]
+impl Request {
+    /// A write of `data` (JSON text) to `path`, as OpenBao sends it: for unit tests.
+    pub fn update(path: &str, data: &str) -> Request {
+        let request = pb::Request {
+            operation: "update".to_owned(),
+            path: path.to_owned(),
+            data: data.to_owned(),
+            ..Default::default()
+        };
+        Request::from_proto(request).expect("the test's data is a JSON object")
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     fn request(data: &str) -> Request {
-        Request::from_proto(pb::Request {
-            operation: "update".to_owned(),
-            path: "keys/import".to_owned(),
-            data: data.to_owned(),
-            ..Default::default()
-        })
-        .unwrap()
+        Request::update("keys/import", data)
     }
 
     #[test]
