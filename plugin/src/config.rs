@@ -84,7 +84,7 @@ impl std::fmt::Debug for MountConfig {
     }
 }
 
-/// The fields `rotor/config` takes.
+/// The fields `rotor/config` takes besides the limits (`LIMITS`) and the mirror's.
 pub const FIELDS: &[&str] = &[
     "database_url",
     "table",
@@ -94,13 +94,6 @@ pub const FIELDS: &[&str] = &[
     "workers",
     "component",
     "component_sha256",
-    "cpu_seconds",
-    "call_seconds",
-    "wall_seconds",
-    "call_wall_seconds",
-    "memory_mib",
-    "max_batch_rows",
-    "max_value_kib",
 ];
 
 impl MountConfig {
@@ -117,7 +110,7 @@ impl MountConfig {
     /// The settings a write to `rotor/config` asks for, over the stored ones (`before`): a field
     /// left out keeps its value, and a first write needs `database_url`.
     pub fn from_request(request: &Request, before: Option<&MountConfig>) -> Result<MountConfig, Failure> {
-        request.only_fields(&[FIELDS, mirror::FIELDS].concat())?;
+        request.only_fields(&[FIELDS, &LIMITS.map(|(field, _)| field), mirror::FIELDS].concat())?;
         let text = |field: &str, default: &str, was: Option<&String>| -> Result<String, Failure> {
             Ok(request.text(field)?.map_or_else(|| was.map_or(default, String::as_str), str::trim).to_owned())
         };
@@ -316,35 +309,24 @@ fn check_url(url: &str) -> Result<(), Failure> {
 }
 
 /// The limits a request sets over `limits`, checked as rotor.toml's are.
-fn limits_from(request: &Request, mut limits: Limits) -> Result<Limits, Failure> {
-    for (field, _) in LIMITS {
+fn limits_from(request: &Request, limits: Limits) -> Result<Limits, Failure> {
+    // Set through rotor.toml's own names, so that `Limits` stays the one list of the fields.
+    let mut stored = serde_json::to_value(limits).map_err(anyhow::Error::from)?;
+    for (field, setting) in LIMITS {
         // `number` takes 1 and up only.
-        let Some(value) = request.number(field)? else { continue };
-        match field {
-            "cpu_seconds" => limits.cpu_seconds = value.into(),
-            "call_seconds" => limits.call_seconds = value.into(),
-            "wall_seconds" => limits.wall_seconds = value.into(),
-            "call_wall_seconds" => limits.call_wall_seconds = value.into(),
-            "memory_mib" => limits.memory_mib = value.into(),
-            "max_batch_rows" => limits.max_batch_rows = value,
-            "max_value_kib" => limits.max_value_kib = value.into(),
-            _ => unreachable!("LIMITS names {field}"),
+        if let Some(value) = request.number(field)? {
+            stored[setting] = value.into();
         }
     }
+    let limits: Limits = serde_json::from_value(stored).map_err(anyhow::Error::from)?;
     limits.check().map_err(|e| Failure::BadRequest(in_mount_words(&e)))?;
     Ok(limits)
 }
 
+/// The limits under the names `rotor/config` takes.
 fn shown_limits(limits: &Limits) -> Value {
-    json!({
-        "cpu_seconds": limits.cpu_seconds,
-        "call_seconds": limits.call_seconds,
-        "wall_seconds": limits.wall_seconds,
-        "call_wall_seconds": limits.call_wall_seconds,
-        "memory_mib": limits.memory_mib,
-        "max_batch_rows": limits.max_batch_rows,
-        "max_value_kib": limits.max_value_kib,
-    })
+    let stored = serde_json::to_value(limits).unwrap_or_default();
+    LIMITS.iter().map(|(field, setting)| ((*field).to_owned(), stored[setting].clone())).collect()
 }
 
 /// rotor's words for a limit (`limits.call-seconds`, set in rotor.toml) as the mount's: the
@@ -391,6 +373,24 @@ mod tests {
         for bad in ["sqlite:w.db", "sqlite://w.db", "sqlite::memory:", "mysql://db/app"] {
             assert!(check_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn limits_are_set_and_shown_under_the_mounts_names() {
+        let request = Request::update("config", r#"{"call_seconds":"2","max_batch_rows":500}"#);
+        let limits = limits_from(&request, Limits::default()).unwrap();
+        assert_eq!((limits.call_seconds, limits.max_batch_rows), (2, 500));
+        assert_eq!(limits.cpu_seconds, Limits::default().cpu_seconds);
+        let shown = shown_limits(&limits);
+        assert_eq!((&shown["call_seconds"], &shown["max_batch_rows"]), (&json!(2), &json!(500)));
+        assert_eq!(shown.as_object().unwrap().len(), LIMITS.len());
+        let small = Request::update("config", r#"{"memory_mib":8}"#);
+        assert!(
+            limits_from(&small, limits)
+                .unwrap_err()
+                .to_string()
+                .contains("\"memory_mib\" must be at least 16")
+        );
     }
 
     #[test]
