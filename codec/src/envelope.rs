@@ -181,6 +181,20 @@ impl Envelope {
 pub(crate) const HEAD_CHARS: usize = DATA_NONCE.div_ceil(3) * 4;
 const HEAD_BYTES: usize = HEAD_CHARS / 4 * 3;
 
+/// 1 for each byte that is not a symbol of standard base64 (its padding `=` included).
+const NOT_BASE64: [u8; 256] = {
+    let mut table = [1; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let c = byte as u8;
+        if c.is_ascii_alphanumeric() || c == b'+' || c == b'/' {
+            table[byte] = 0;
+        }
+        byte += 1;
+    }
+    table
+};
+
 /// An envelope read only as far as its wrapped data key; the rest stays base64 text, unread.
 pub(crate) struct EnvelopeHead<'a> {
     pub(crate) kek_version: u32,
@@ -229,7 +243,9 @@ impl<'a> EnvelopeHead<'a> {
             return Err(not_base64);
         }
         let (body, last) = tail.split_at(tail.len() - 4);
-        if !body.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/') {
+        // One table load and one OR per character, no branch: in wasm, the short-circuiting
+        // test of each character's class took a third of a re-wrap's CPU.
+        if body.iter().fold(0, |bad, &b| bad | NOT_BASE64[usize::from(b)]) != 0 {
             return Err(not_base64);
         }
         let mut quantum = [0u8; 3];
@@ -396,6 +412,14 @@ mod tests {
     }
 
     const NONCES: EnvelopeNonces = EnvelopeNonces { wrap: [1; NONCE_LEN], data: [2; NONCE_LEN] };
+
+    #[test]
+    fn the_base64_table_names_exactly_the_standard_alphabet() {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for byte in 0..=255u8 {
+            assert_eq!(NOT_BASE64[usize::from(byte)] == 0, alphabet.contains(&byte), "byte {byte}");
+        }
+    }
 
     #[test]
     fn seal_open_round_trip_names_version() {

@@ -225,6 +225,15 @@ mod tests {
                     if sealed.ends_with('=') { "B" } else { "=" }
                 ),
             ];
+            // And any character that is not base64 inside the tail (one byte long, so that
+            // only the character class is wrong).
+            let inside = sealed.len() - 8;
+            let mut spoilt = spoilt.to_vec();
+            if inside > sealed.find(':').unwrap() + 3 + 84 {
+                for c in ['=', '-', '_', ' ', '.', '\0', '\x7f', '`', '{'] {
+                    spoilt.push(alloc::format!("{}{c}{}", &sealed[..inside], &sealed[inside + 1..]));
+                }
+            }
             for bad in spoilt {
                 let (whole, head) = (EnvelopeParts::parse(&bad).err(), EnvelopeHeadParts::parse(&bad).err());
                 assert!(whole.is_some() == head.is_some(), "{len}: {bad}: {whole:?} / {head:?}");
