@@ -163,7 +163,8 @@ async fn a_batch_replaces_only_rows_that_still_hold_what_was_read(kind: Kind) {
     let dek = DataKey::from_bytes([3; KEY_LEN]);
     let nonces = EnvelopeNonces { wrap: [4; NONCE_LEN], data: [5; NONCE_LEN] };
     let sealed = |id: &str, wallet: &[u8]| seal_with(&old_kek, 1, id, wallet, &dek, nonces);
-    let ids = ["untouched", "same-key", "fresh-key", "legacy", "relabelled", "deleted", "reencrypted", "raced"];
+    let ids =
+        ["untouched", "same-key", "fresh-key", "legacy", "relabelled", "deleted", "reencrypted", "raced"];
     for id in ids {
         db.put(id, &sealed(id, format!("wallet {id}").as_bytes())).await.unwrap();
     }
@@ -171,7 +172,14 @@ async fn a_batch_replaces_only_rows_that_still_hold_what_was_read(kind: Kind) {
     let rewrap = |id: &str| rewrap_with(&old_kek, &new_kek, 2, id, &read[id], [6; NONCE_LEN]).unwrap();
     let reencrypt = |id: &str| {
         let again = EnvelopeNonces { wrap: [7; NONCE_LEN], data: [8; NONCE_LEN] };
-        seal_with(&new_kek, 2, id, format!("wallet {id}").as_bytes(), &DataKey::from_bytes([9; KEY_LEN]), again)
+        seal_with(
+            &new_kek,
+            2,
+            id,
+            format!("wallet {id}").as_bytes(),
+            &DataKey::from_bytes([9; KEY_LEN]),
+            again,
+        )
     };
 
     // What the application does between the rotation's read and its write. `same-key` is sealed
@@ -208,7 +216,8 @@ async fn a_batch_replaces_only_rows_that_still_hold_what_was_read(kind: Kind) {
     let after = db_handle.rows().await;
     assert_eq!(after["untouched"], rewrap("untouched"));
     assert_eq!(after["reencrypted"], reencrypt("reencrypted"));
-    for (id, written) in [("same-key", &same_key), ("fresh-key", &fresh), ("legacy", &legacy), ("relabelled", &relabelled)]
+    for (id, written) in
+        [("same-key", &same_key), ("fresh-key", &fresh), ("legacy", &legacy), ("relabelled", &relabelled)]
     {
         assert_eq!(&after[id], written, "{id} is not as the application left it");
     }

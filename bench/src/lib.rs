@@ -319,7 +319,12 @@ impl Bench<'_> {
     /// The database's plain rewrite of every row, twice: in the bench's batches and in 1000-row
     /// ones, each from a settled table. The rows end as they began (see [`raw::rewrite`]);
     /// returns the rows of one pass and the faster pass's time.
-    async fn raw_rewrite(&self, database: &Database, url: &str, store: Store) -> anyhow::Result<(u64, Duration)> {
+    async fn raw_rewrite(
+        &self,
+        database: &Database,
+        url: &str,
+        store: Store,
+    ) -> anyhow::Result<(u64, Duration)> {
         settle(url, store).await?;
         let (rows, first) = raw::rewrite(database, self.batch_size).await?;
         settle(url, store).await?;

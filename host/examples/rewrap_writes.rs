@@ -42,8 +42,15 @@ fn rewrapped(rows: &[WalletRow], version: u32) -> Vec<Replacement> {
         .map(|row| Replacement {
             id: row.id.clone(),
             expected: row.ciphertext.clone(),
-            replacement: rewrap_with(&kek(version), &kek(version + 1), version + 1, &row.id, &row.ciphertext, [4; NONCE_LEN])
-                .unwrap(),
+            replacement: rewrap_with(
+                &kek(version),
+                &kek(version + 1),
+                version + 1,
+                &row.id,
+                &row.ciphertext,
+                [4; NONCE_LEN],
+            )
+            .unwrap(),
         })
         .collect()
 }
@@ -121,7 +128,11 @@ async fn measure(label: &str, db: &Database, url: &str, count: usize) {
         let batches: Vec<Vec<Replacement>> = replacements.chunks(batch).map(<[_]>::to_vec).collect();
         let head_only = version % 2 == 1;
         let rate = pass(db, url, &batches, head_only).await;
-        if head_only { head.push(rate) } else { whole.push(rate) }
+        if head_only {
+            head.push(rate)
+        } else {
+            whole.push(rate)
+        }
         for (row, done) in rows.iter_mut().zip(replacements) {
             row.ciphertext = done.replacement;
         }
