@@ -53,7 +53,7 @@ pub struct BenchArgs {
     /// Sizes to measure, comma-separated, e.g. 10000,100000,1000000 [default: 1000000].
     #[arg(long, value_delimiter = ',', value_name = "N,…", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub wallets: Vec<u64>,
-    /// 100,000 wallets only: a run of about two minutes rather than ten.
+    /// 100,000 wallets only: a run of about four minutes rather than twenty.
     #[arg(long, conflicts_with = "wallets")]
     pub quick: bool,
     /// Also write the table as bench.md, the figures as bench.json and a chart as bench.png in

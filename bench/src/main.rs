@@ -22,8 +22,8 @@ SIGINT/SIGTERM.";
 /// OpenBao Transit, in one run; print a table (and with --out, Markdown, JSON and a PNG chart).
 ///
 /// Starts an OpenBao dev server, and creates SQLite files and a PostgreSQL database (on
-/// --postgres-url), removed afterwards. 1,000,000 wallets take about ten minutes on 2 cores;
-/// --quick (100,000) about two; `--wallets 2000` is a smoke check.
+/// --postgres-url), removed afterwards. 1,000,000 wallets take about twenty minutes on 2
+/// cores; --quick (100,000) about four; `--wallets 2000` is a smoke check.
 #[derive(Debug, Parser)]
 #[command(name = "rotor-bench", version, after_help = AFTER_HELP, max_term_width = 100)]
 struct Cli {

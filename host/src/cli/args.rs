@@ -283,8 +283,8 @@ pub enum Command {
     /// a PNG chart).
     ///
     /// Starts an OpenBao dev server, and creates SQLite files and a PostgreSQL database (on
-    /// --postgres-url), removed afterwards. 1,000,000 wallets take about ten minutes on 2 cores;
-    /// --quick (100,000) about two; `--wallets 2000` is a smoke check.
+    /// --postgres-url), removed afterwards. 1,000,000 wallets take about twenty minutes on 2
+    /// cores; --quick (100,000) about four; `--wallets 2000` is a smoke check.
     ///
     /// `rotor bench --help` describes the options. The bench is a binary of its own,
     /// rotor-bench, which `rotor bench` runs from rotor's folder so that rotor carries none of its
