@@ -151,7 +151,7 @@ on_sqlite_and_postgres!(writer_during_rotation);
 /// rotation read: every row an application wrote, relabelled, deleted or re-sealed since the
 /// read is a conflict left exactly as the application left it, and the rest of the batch is
 /// written. (Comparing only the head a re-wrap changes was measured slower on both databases:
-/// `cargo run --release --example rewrap_writes`.)
+/// `cargo run --release --example write_paths`.)
 async fn a_batch_replaces_only_rows_that_still_hold_what_was_read(kind: Kind) {
     use rotor::store::Replacement;
     use rotor_codec::{DataKey, EnvelopeNonces, KEY_LEN, NONCE_LEN, rewrap_with, seal_with};
