@@ -44,11 +44,15 @@ async fn kill_at_random_instants(kind: Kind) {
     assert_success(&world.rotor().args(["rotate", "--batch-size", "25"]).output().unwrap());
     let started = Instant::now();
     assert_success(&world.rotor().args(["rotate", "--batch-size", "25"]).output().unwrap());
-    let window_ms = (started.elapsed().as_millis() as u64).max(20);
+    let mut window_ms = (started.elapsed().as_millis() as u64).max(20);
     eprintln!("one whole re-wrap rotation of 600 wallets took {window_ms} ms: kills land in that window");
 
-    let mut interrupted = 0;
-    for trial in 0..trials {
+    // A machine that speeds up after the window was measured (a neighbour's build ends) lets
+    // rotations finish before their kill: each that does shortens the window, and trials go on,
+    // up to three times the number asked for, until half that number landed mid-rotation.
+    let (mut interrupted, mut trial) = (0, 0);
+    while trial < trials || (interrupted < trials / 2 && trial < 3 * trials) {
+        trial += 1;
         let mut rotor = world
             .rotor()
             .args(["rotate", "--batch-size", "25"])
@@ -62,6 +66,9 @@ async fn kill_at_random_instants(kind: Kind) {
         rotor.kill().unwrap(); // SIGKILL: no clean-up of any kind
         rotor.wait().unwrap();
         interrupted += u32::from(!finished_on_its_own);
+        if finished_on_its_own {
+            window_ms = (window_ms * 3 / 4).max(20);
+        }
 
         // Whatever the instant, every wallet opens: nothing is ever half-written.
         let report = json_success(world.rotor().arg("validate"));
@@ -73,10 +80,10 @@ async fn kill_at_random_instants(kind: Kind) {
             assert_eq!(unfinished["status"], "running", "trial {trial}: {status:#}");
         }
     }
-    eprintln!("{trials} trials, {interrupted} killed mid-rotation");
+    eprintln!("{trial} trials, {interrupted} killed mid-rotation (window at the end: {window_ms} ms)");
     assert!(
         interrupted >= trials / 2,
-        "too few kills landed mid-rotation ({interrupted} of {trials}) to prove anything"
+        "too few kills landed mid-rotation ({interrupted} of {trial}) to prove anything"
     );
 
     // The next rotate finishes the interrupted rotation at once: a dead holder's lease is taken over.
