@@ -121,7 +121,7 @@ fn rewrapped(rows: &[WalletRow], version: u32) -> Vec<Replacement> {
 }
 
 /// The head-only compare-and-swap on PostgreSQL; on SQLite the same as a multi-row VALUES
-/// statement (built in [`pass`]).
+/// statement (built in [`cas_pass`]).
 const HEAD_POSTGRES: &str = "UPDATE wallets AS w SET ciphertext = v.head || substr(w.ciphertext, length(v.expected) + 1) \
      FROM UNNEST($1::text[], $2::text[], $3::text[]) AS v(id, expected, head) \
      WHERE w.id = v.id AND left(w.ciphertext, length(v.expected)) = v.expected RETURNING w.id";
