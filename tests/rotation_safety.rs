@@ -234,6 +234,50 @@ async fn a_batch_replaces_only_rows_that_still_hold_what_was_read(kind: Kind) {
 
 on_sqlite_and_postgres!(a_batch_replaces_only_rows_that_still_hold_what_was_read);
 
+/// Which rows a batch replaced is read from the database's count where it can be: a batch of
+/// several statements whose last holds the one conflict, and a batch naming a row twice, still
+/// report exactly the rows left as they were.
+async fn a_long_batch_names_its_one_conflict_and_a_row_named_twice_counts_once(kind: Kind) {
+    use rotor::store::{Replacement, WalletRow};
+
+    let db_handle = rotor_testkit::TestDb::new(kind).await;
+    let db = db_handle.connect().await;
+    db.migrate().await.unwrap();
+    let rows: Vec<WalletRow> =
+        (0..2500).map(|i| WalletRow { id: format!("w{i:05}"), ciphertext: format!("read {i}") }).collect();
+    db.put_many(&rows).await.unwrap();
+    db.put("w02400", "the application's").await.unwrap();
+    let batch: Vec<Replacement> = rows
+        .iter()
+        .map(|r| Replacement {
+            id: r.id.clone(),
+            expected: r.ciphertext.clone(),
+            replacement: format!("moved {}", r.id),
+        })
+        .collect();
+    let outcome = db.replace_batch(&batch, None).await.unwrap();
+    assert_eq!(outcome.conflicts, ["w02400"], "{:?}", outcome.replaced);
+    assert_eq!(outcome.replaced, 2499);
+    let after = db_handle.rows().await;
+    assert_eq!(after["w02400"], "the application's");
+    assert!(
+        rows.iter().filter(|r| r.id != "w02400").all(|r| after[&r.id] == format!("moved {}", r.id)),
+        "a row outside the conflict was not written"
+    );
+
+    let named_twice = ["one", "two"].map(|to| Replacement {
+        id: "w00007".into(),
+        expected: "moved w00007".into(),
+        replacement: to.into(),
+    });
+    let outcome = db.replace_batch(&named_twice, None).await.unwrap();
+    assert_eq!((outcome.replaced, outcome.conflicts.len()), (1, 0), "{:?}", outcome.conflicts);
+    let written = &db_handle.rows().await["w00007"];
+    assert!(written == "one" || written == "two", "{written}");
+}
+
+on_sqlite_and_postgres!(a_long_batch_names_its_one_conflict_and_a_row_named_twice_counts_once);
+
 /// Two rotors started together share one rotation: one stores the new KEK, both move wallets.
 /// (Small batches keep the rotation going long enough for the second to find it running.)
 async fn two_rotors_at_once(kind: Kind) {
