@@ -22,8 +22,8 @@ pub(crate) fn decode(text: &str) -> Result<Vec<u8>, CodecError> {
     Ok(raw)
 }
 
-pub(crate) fn open(kek: &Kek, text: &str) -> Result<Plaintext, CodecError> {
-    let raw = decode(text)?;
+/// Opens what [`decode`] returned.
+pub(crate) fn open_decoded(kek: &Kek, raw: &[u8]) -> Result<Plaintext, CodecError> {
     let (iv, rest) = raw.split_at(NONCE_LEN);
     let (tag, ciphertext) = rest.split_at(TAG_LEN);
     let mut plaintext = Zeroizing::new(ciphertext.to_vec());
@@ -65,7 +65,7 @@ pub fn seal_legacy(kek: &Kek, plaintext: &[u8]) -> Result<String, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Format, KEY_LEN, inspect};
+    use crate::{Format, KEY_LEN, inspect, open};
 
     #[test]
     fn round_trip_and_layout() {
@@ -75,8 +75,8 @@ mod tests {
         assert_eq!(&raw[..NONCE_LEN], &[4; NONCE_LEN]);
         assert_eq!(raw.len(), LEGACY_OVERHEAD + 6);
         assert_eq!(inspect(&sealed), Ok(Format::Legacy));
-        assert_eq!(open(&kek, &sealed).unwrap().as_slice(), b"wallet");
-        assert_eq!(open(&Kek::from_bytes([5; KEY_LEN]), &sealed), Err(CodecError::Authentication));
+        assert_eq!(open(&kek, "any", &sealed).unwrap().as_slice(), b"wallet");
+        assert_eq!(open(&Kek::from_bytes([5; KEY_LEN]), "any", &sealed), Err(CodecError::Authentication));
     }
 
     #[test]

@@ -71,6 +71,30 @@ mod tests {
             Some(Err(CodecError::Authentication))
         );
     }
+
+    #[test]
+    fn a_decoded_ciphertext_opens_as_inspect_and_open_say_and_can_be_tried_with_several_keys() {
+        let (wrong, right) = (Kek::from_bytes([1; KEY_LEN]), Kek::from_bytes([2; KEY_LEN]));
+        let legacy = seal_legacy_with(&right, b"legacy wallet", [3; NONCE_LEN]);
+        let decoded = Decoded::parse(&legacy).unwrap();
+        assert_eq!(decoded.format(), Format::Legacy);
+        assert_eq!(decoded.open(&wrong, "any"), Err(CodecError::Authentication));
+        assert_eq!(decoded.open(&right, "any").unwrap().as_slice(), b"legacy wallet");
+
+        let nonces = EnvelopeNonces { wrap: [4; NONCE_LEN], data: [5; NONCE_LEN] };
+        let envelope = seal_with(&right, 7, "w", b"wallet", &DataKey::from_bytes([6; KEY_LEN]), nonces);
+        let decoded = Decoded::parse(&envelope).unwrap();
+        assert_eq!(decoded.format(), inspect(&envelope).unwrap());
+        assert_eq!(decoded.format(), Format::Envelope { kek_version: 7 });
+        assert_eq!(decoded.open(&right, "x"), Err(CodecError::Authentication), "the id is bound");
+        assert_eq!(decoded.open(&right, "w").unwrap().as_slice(), b"wallet");
+        assert_eq!(alloc::format!("{decoded:?}"), "Decoded(Envelope { kek_version: 7 })");
+
+        for malformed in ["rotor:v7:!!!", "not base64 at all", "AAAA"] {
+            assert_eq!(Decoded::parse(malformed).map(|d| d.format()), inspect(malformed), "{malformed}");
+            assert!(Decoded::parse(malformed).is_err(), "{malformed}");
+        }
+    }
 }
 #[cfg(feature = "getrandom")]
 pub use legacy::seal_legacy;
@@ -108,14 +132,55 @@ impl Format {
     }
 }
 
+/// A stored ciphertext decoded once, to be opened with whichever KEK its format calls for: what
+/// to use where [`inspect`] and [`open`] would each decode it (the host's check of every write
+/// does both, and tries a legacy row with several keys).
+pub struct Decoded(Stored);
+
+enum Stored {
+    Envelope(envelope::Envelope),
+    /// `iv ‖ tag ‖ ciphertext`.
+    Legacy(alloc::vec::Vec<u8>),
+}
+
+impl Decoded {
+    /// Checks the structure (prefix, base64, lengths) as [`inspect`] does, not authenticity.
+    pub fn parse(ciphertext: &str) -> Result<Decoded, CodecError> {
+        Ok(Decoded(if ciphertext.starts_with("rotor:") {
+            Stored::Envelope(envelope::Envelope::parse(ciphertext)?)
+        } else {
+            Stored::Legacy(legacy::decode(ciphertext)?)
+        }))
+    }
+
+    /// Its format and the KEK version it names.
+    pub fn format(&self) -> Format {
+        match &self.0 {
+            Stored::Envelope(envelope) => Format::Envelope { kek_version: envelope.kek_version },
+            Stored::Legacy(_) => Format::Legacy,
+        }
+    }
+
+    /// Opens it with `kek`, for wallet `id` (envelopes bind it; legacy ciphertexts do not).
+    pub fn open(&self, kek: &Kek, id: &str) -> Result<Plaintext, CodecError> {
+        match &self.0 {
+            Stored::Envelope(envelope) => envelope.open(kek, id),
+            Stored::Legacy(raw) => legacy::open_decoded(kek, raw),
+        }
+    }
+}
+
+impl core::fmt::Debug for Decoded {
+    // Ciphertext is not secret, but long: the format says what matters.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("Decoded").field(&self.format()).finish()
+    }
+}
+
 /// Tells which format a stored ciphertext claims to be, and which KEK version it names,
 /// checking its structure (prefix, base64, lengths) but not its authenticity.
 pub fn inspect(ciphertext: &str) -> Result<Format, CodecError> {
-    if ciphertext.starts_with("rotor:") {
-        envelope::Envelope::parse(ciphertext).map(|e| Format::Envelope { kek_version: e.kek_version })
-    } else {
-        legacy::decode(ciphertext).map(|_| Format::Legacy)
-    }
+    Decoded::parse(ciphertext).map(|decoded| decoded.format())
 }
 
 /// Whether `new` is `old` re-wrapped: both envelopes, the same data part byte for byte, and the
@@ -148,9 +213,5 @@ pub fn rewrap_versions(old: &str, new: &str) -> Option<(u32, u32)> {
 /// Opens a wallet in either format with the given KEK. `id` must be the row's id: envelopes
 /// bind it; legacy ciphertexts do not.
 pub fn open(kek: &Kek, id: &str, ciphertext: &str) -> Result<Plaintext, CodecError> {
-    if ciphertext.starts_with("rotor:") {
-        envelope::Envelope::parse(ciphertext)?.open(kek, id)
-    } else {
-        legacy::open(kek, ciphertext)
-    }
+    Decoded::parse(ciphertext)?.open(kek, id)
 }

@@ -7,7 +7,7 @@
 //! the operator gave) — and only then one transaction that also renews the run's hold on the
 //! rotation (its lease or its key range). A component whose write fails the check is stopped.
 
-use rotor_codec::Format;
+use rotor_codec::{Decoded, Format};
 
 use crate::bindings::auditor::wallet_reader;
 use crate::bindings::{wallet_store, wallet_types};
@@ -183,11 +183,12 @@ async fn check_row(
     let Some(current) = ring.current_version().await.map_err(host_failure)? else {
         return Ok(Err("Vault has no current KEK".into()));
     };
-    let format = match rotor_codec::inspect(new) {
-        Ok(format) => format,
+    // Decoded once for both the format's check and the opening.
+    let decoded = match Decoded::parse(new) {
+        Ok(decoded) => decoded,
         Err(e) => return Ok(Err(format!("the new ciphertext is not in a format rotor reads ({e})"))),
     };
-    if let Format::Envelope { kek_version } = format
+    if let Format::Envelope { kek_version } = decoded.format()
         && kek_version != current
     {
         return Ok(Err(format!(
@@ -198,7 +199,7 @@ async fn check_row(
     let Some(held) = held else {
         return Ok(Err(format!("Vault does not have the current KEK v{current}")));
     };
-    let after = match rotor_codec::open(&held.kek, id, new) {
+    let after = match decoded.open(&held.kek, id) {
         Ok(after) => after,
         Err(e) => {
             return Ok(Err(format!(

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rotor_codec::{Format, Kek, Plaintext};
+use rotor_codec::{Decoded, Format, Kek, Plaintext};
 use zeroize::Zeroizing;
 
 use crate::store::Database;
@@ -492,14 +492,15 @@ impl KeyRing {
     /// archive newest first, the seed's archives). The format and the plaintext, or why not.
     pub async fn open_row(&mut self, id: &str, ciphertext: &str) -> Result<(Format, Plaintext), KeyError> {
         let unopenable = |why: String| KeyError::Refused(why);
-        let format = rotor_codec::inspect(ciphertext).map_err(|e| unopenable(e.to_string()))?;
+        // Decoded once, however many keys a legacy row is tried with.
+        let decoded = Decoded::parse(ciphertext).map_err(|e| unopenable(e.to_string()))?;
+        let format = decoded.format();
         match format {
             Format::Envelope { kek_version } => {
                 let held = self.version(kek_version).await?.ok_or_else(|| {
                     unopenable(format!("it names KEK version {kek_version}, which Vault does not have"))
                 })?;
-                let plaintext =
-                    rotor_codec::open(&held.kek, id, ciphertext).map_err(|e| unopenable(e.to_string()))?;
+                let plaintext = decoded.open(&held.kek, id).map_err(|e| unopenable(e.to_string()))?;
                 Ok((format, plaintext))
             }
             Format::Legacy => {
@@ -510,7 +511,7 @@ impl KeyRing {
                 // Legacy wallets are mostly under one key: the last one that opened goes first.
                 let order = std::iter::once(self.legacy_hit).chain(0..candidates.len());
                 for index in order.filter(|&i| i < candidates.len()) {
-                    if let Ok(plaintext) = rotor_codec::open(&candidates[index].kek, id, ciphertext) {
+                    if let Ok(plaintext) = decoded.open(&candidates[index].kek, id) {
                         self.legacy_hit = index;
                         return Ok((format, plaintext));
                     }

@@ -4,7 +4,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use rotor_codec::{Format, Kek};
+use rotor_codec::{Decoded, Format, Kek};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
@@ -119,23 +119,25 @@ fn seal(kek: &Kek, version: u32, id: &str, plaintext_b64: &str) -> Result<String
 /// Opens an envelope under the version it names; the plaintext comes back as base64.
 fn open(ring: &KeyRing, id: &str, ciphertext: &str) -> Result<Zeroizing<String>, Failure> {
     let id = check_id(id)?;
-    let version = match rotor_codec::inspect(ciphertext) {
-        Ok(Format::Envelope { kek_version }) => kek_version,
-        Ok(Format::Legacy) => {
+    let decoded =
+        Decoded::parse(ciphertext).map_err(|e| Failure::BadRequest(format!("\"ciphertext\": {e}")))?;
+    let version = match decoded.format() {
+        Format::Envelope { kek_version } => kek_version,
+        Format::Legacy => {
             return Err(Failure::BadRequest(
                 "this is a legacy ciphertext, which names no KEK version; only rotor envelopes \
                  (rotor:v<N>:…) decrypt here"
                     .to_owned(),
             ));
         }
-        Err(e) => return Err(Failure::BadRequest(format!("\"ciphertext\": {e}"))),
     };
     let kek = ring.get(version).ok_or_else(|| {
         Failure::BadRequest(format!(
             "the ciphertext names KEK v{version}, which this mount's key ring does not hold"
         ))
     })?;
-    let plaintext = rotor_codec::open(kek, id, ciphertext)
+    let plaintext = decoded
+        .open(kek, id)
         .map_err(|e| Failure::BadRequest(format!("the ciphertext for id {id:?} does not decrypt: {e}")))?;
     Ok(Zeroizing::new(STANDARD.encode(&*plaintext)))
 }
