@@ -26,7 +26,11 @@ pub struct Series {
 type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
 
 const WIDTH: u32 = 1200;
+/// The height with up to about twenty series; more make it taller (see [`chart_height`]).
 const HEIGHT: u32 = 700;
+/// The legend's first row, below the title, and the space between rows.
+const LEGEND_TOP: u32 = 30;
+const LEGEND_ROW: u32 = 28;
 /// The legend gets its own column right of the plot, so it never hides a line whatever the data.
 const LEGEND_MIN_WIDTH: u32 = 200;
 const LEGEND_MAX_WIDTH: u32 = 420;
@@ -47,7 +51,17 @@ const PALETTE: [u32; 12] = [
     0x000000, 0x393b79,
 ];
 
-/// Writes the chart to `path` as PNG (about 1200x700), titled `title`.
+/// The chart's height for `rows` legend rows: every row below the title, with a margin under
+/// the last. A fixed height put the 25th and 26th of the bench's 26 series off the bottom.
+fn chart_height(rows: usize) -> u32 {
+    // Room above the legend: the top margin, the title and the space plotters leaves under it.
+    const TITLE_ROOM: u32 = 12 + 2 * TITLE_SIZE;
+    let rows = u32::try_from(rows).unwrap_or(u32::MAX / LEGEND_ROW);
+    HEIGHT.max(TITLE_ROOM + LEGEND_TOP + rows * LEGEND_ROW + LEGEND_ROW / 2)
+}
+
+/// Writes the chart to `path` as PNG (1200 wide, 700 high or taller for many series), titled
+/// `title`.
 ///
 /// The x axis (N) is logarithmic and ticked at the measured sizes (plus powers of ten where
 /// there is room); the y axis is linear from zero so that heights compare honestly. Points need
@@ -59,7 +73,7 @@ const PALETTE: [u32; 12] = [
 /// without points are left out of the legend.
 ///
 /// Series are coloured by their position in `series` (twelve colours, three marker shapes) and
-/// listed in that order in a legend column right of the plot, which has room for about twenty.
+/// listed in that order in a legend column right of the plot, as tall as they need.
 ///
 /// # Errors
 ///
@@ -71,9 +85,10 @@ pub fn render_png(path: &Path, title: &str, series: &[Series]) -> Result<()> {
     // Drawing into memory and encoding here, rather than letting plotters write the file,
     // spares the `image` crate (most of plotters' build time) and never leaves a half-drawn
     // file behind when drawing fails.
-    let mut pixels = vec![0u8; WIDTH as usize * HEIGHT as usize * 3];
-    draw(&BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area(), title, series)?;
-    let png = encode_png(&pixels).context("encoding the chart as PNG")?;
+    let height = chart_height(series.iter().filter(|s| !s.points.is_empty()).count());
+    let mut pixels = vec![0u8; WIDTH as usize * height as usize * 3];
+    draw(&BitMapBackend::with_buffer(&mut pixels, (WIDTH, height)).into_drawing_area(), title, series)?;
+    let png = encode_png(&pixels, height).context("encoding the chart as PNG")?;
     std::fs::write(path, png).with_context(|| format!("writing chart {}", path.display()))
 }
 
@@ -106,9 +121,9 @@ fn draw(root: &Area, title: &str, series: &[Series]) -> Result<()> {
 /// Encodes the RGB `pixels` drawn by plotters as an 8-bit RGB PNG, in memory: the file is
 /// then written in one call whose every error surfaces (a dropped buffered writer would hide
 /// a failed final flush).
-fn encode_png(pixels: &[u8]) -> Result<Vec<u8>> {
+fn encode_png(pixels: &[u8], height: u32) -> Result<Vec<u8>> {
     let mut png = Vec::new();
-    let mut encoder = png::Encoder::new(&mut png, WIDTH, HEIGHT);
+    let mut encoder = png::Encoder::new(&mut png, WIDTH, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header()?;
@@ -202,12 +217,10 @@ fn draw_chart(area: &Area, drawn: &[(usize, &Series)]) -> Result<()> {
 /// One row per series: a sample of its line and marker, then its name (shortened with an
 /// ellipsis if it would not fit in the widest legend column).
 fn draw_legend(area: &Area, drawn: &[(usize, &Series)], width: u32) -> Result<()> {
-    const TOP: i32 = 30;
-    const ROW: i32 = 28;
     let font = (FONT_FAMILY, LABEL_SIZE).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
     let text_room = width.saturating_sub(LEGEND_TEXT_X + LEGEND_RIGHT_PAD);
     for (row, &(i, s)) in drawn.iter().enumerate() {
-        let y = TOP + row as i32 * ROW;
+        let y = (LEGEND_TOP + row as u32 * LEGEND_ROW) as i32;
         let style = series_style(i);
         area.draw(&PathElement::new(vec![(5, y), (40, y)], style.stroke_width(2)))?;
         draw_marker(area, i, (22, y), style.filled())?;
@@ -335,6 +348,32 @@ mod tests {
         assert!(bytes.len() > min_bytes, "suspiciously small PNG: {} bytes", bytes.len());
         let reader = png::Decoder::new(std::io::Cursor::new(&bytes)).read_info().expect("PNG decodes");
         assert_eq!((reader.info().width, reader.info().height), (WIDTH, HEIGHT));
+    }
+
+    /// The legend of as many series as the bench draws, and more, ends above the bottom edge:
+    /// the lowest ink in the legend column is a margin away from it.
+    #[test]
+    fn a_long_legend_makes_the_chart_taller_and_fits() {
+        let out = TempPng::new("thirty");
+        let data: Vec<Series> = (0..30)
+            .map(|i| series(&format!("setup number {i}"), &[(100_000, 1_000.0 * f64::from(i + 1))]))
+            .collect();
+        render_png(&out.0, "thirty series", &data).expect("chart renders");
+        let bytes = std::fs::read(&out.0).unwrap();
+        let mut reader = png::Decoder::new(std::io::Cursor::new(&bytes)).read_info().unwrap();
+        let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+        reader.next_frame(&mut pixels).unwrap();
+        let height = chart_height(30);
+        assert!(height > HEIGHT);
+        assert_eq!((reader.info().width, reader.info().height), (WIDTH, height));
+        // The legend column: its last 150 pixels of width, which no plot reaches.
+        let row_bytes = WIDTH as usize * 3;
+        let inked = |y: usize| {
+            pixels[y * row_bytes..][..row_bytes][(WIDTH as usize - 150) * 3..].iter().any(|&b| b < 128)
+        };
+        let lowest = (0..height as usize).rev().find(|&y| inked(y)).expect("a legend was drawn");
+        assert!(lowest + 10 < height as usize, "legend ink at row {lowest} of {height}");
+        assert!(lowest > HEIGHT as usize - 50, "the thirtieth row is not drawn (lowest ink {lowest})");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use clap::Parser;
 use rotor::report::print_json;
 use rotor::shutdown::{Interrupted, Shutdown};
 use rotor::terminal::{LogFormat, fail, init_logging, usage_error};
-use rotor_bench::BenchArgs;
+use rotor_bench::{BenchArgs, BenchReport};
 
 const AFTER_HELP: &str = "\
 It measures the `rotor` binary in its own folder (cargo builds both into target/release/:
@@ -29,6 +29,10 @@ SIGINT/SIGTERM.";
 struct Cli {
     #[command(flatten)]
     bench: BenchArgs,
+    /// Measure nothing: draw bench.md and bench.png in DIR again from the bench.json a run
+    /// wrote there with --out (after a change to how the table or the chart is drawn).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["wallets", "quick", "out"])]
+    redraw: Option<std::path::PathBuf>,
     /// Print the report as one JSON document on stdout (errors too: {"error": "..."}).
     #[arg(long)]
     json: bool,
@@ -65,6 +69,12 @@ fn main() -> ExitCode {
 /// Runs the bench, writes --out, prints the report. A signal stops it at once: what it started
 /// (OpenBao, the temporary folder) goes with it.
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(dir) = &cli.redraw {
+        let report = BenchReport::read(dir)?;
+        report.write(dir)?;
+        eprintln!("bench: drew {} again from its bench.json", dir.display());
+        return Ok(());
+    }
     let shutdown = Shutdown::on_signals().context("listening for signals")?;
     // As typed, `rotor bench …` when `rotor bench` ran it: the report says how to reproduce it.
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");

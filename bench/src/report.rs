@@ -6,12 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::chart::{Series, render_png};
 
 /// What was measured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Setup {
     /// The first `rotor rotate`, from the seed's legacy layout: every wallet opened and sealed
@@ -66,7 +66,7 @@ impl Setup {
 }
 
 /// One figure.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Measurement {
     pub setup: Setup,
     /// SQLite, PostgreSQL or OpenBao.
@@ -81,7 +81,7 @@ pub struct Measurement {
     pub peak_rss_mib: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Startup {
     /// `rotor validate` on a 10-wallet SQLite database, component cached: fastest of five.
     pub command_ms: f64,
@@ -91,7 +91,7 @@ pub struct Startup {
     pub vault_reads: u32,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,
@@ -148,7 +148,7 @@ pub struct Verdict {
     pub met: Option<bool>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BenchReport {
     pub command: String,
     pub date: String,
@@ -386,6 +386,17 @@ impl BenchReport {
         rows
     }
 
+    /// The report a run wrote into `dir` (its bench.json), to draw its table and chart again.
+    pub fn read(dir: &Path) -> anyhow::Result<BenchReport> {
+        let path = dir.join("bench.json");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let mut json: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        serde_json::from_value(json["report"].take()).with_context(|| {
+            format!("{} holds no bench report (its \"report\" field) this rotor-bench reads", path.display())
+        })
+    }
+
     /// Writes bench.md, bench.json and bench.png into `dir`.
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -468,6 +479,24 @@ mod tests {
         assert!(md.contains("| rotor rotate (re-wrap) | SQLite | 40,000 |"), "{md}");
         assert!(md.contains("| OpenBao Transit rewrap, wallets | OpenBao | 10,000 |"), "{md}");
         assert!(md.contains("**missed**"), "{md}");
+    }
+
+    /// `--redraw`: what a run wrote reads back as the same report, so the table drawn again is
+    /// the one the run printed; a folder without a report says so.
+    #[test]
+    fn a_written_report_reads_back_the_same() {
+        let dir = std::env::temp_dir().join(format!("rotor-bench-redraw-{}", std::process::id()));
+        let written = report();
+        written.write(&dir).unwrap();
+        let read = BenchReport::read(&dir).unwrap();
+        assert_eq!(read.markdown(), written.markdown());
+        assert_eq!(read.measurements.len(), written.measurements.len());
+        std::fs::write(dir.join("bench.json"), "{\"targets\": []}").unwrap();
+        let error = format!("{:#}", BenchReport::read(&dir).unwrap_err());
+        assert!(error.contains("bench.json holds no bench report"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let error = format!("{:#}", BenchReport::read(&dir).unwrap_err());
+        assert!(error.contains("reading") && error.contains("bench.json"), "{error}");
     }
 
     #[test]
