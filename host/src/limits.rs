@@ -155,7 +155,7 @@ pub enum LimitExceeded {
 /// A reading of a monotonic clock cheap enough to take at every switch between guest and host.
 ///
 /// On Linux it is `CLOCK_MONOTONIC_COARSE`: a value the kernel updates at each of its ticks (1
-/// to 4 ms apart), read from memory, where `Instant` reads the CPU's time-stamp counter. With
+/// to 10 ms apart, as the kernel was built), read from memory, where `Instant` reads the CPU's time-stamp counter. With
 /// three readings per host call, the precise clock took 5% of `rotor validate`'s CPU. The
 /// limits are whole seconds, checked at each 100 ms epoch, so the resolution costs nothing
 /// there; and the guest's many short stretches still add up right, since a kernel tick falls

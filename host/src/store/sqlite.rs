@@ -167,7 +167,8 @@ impl SqliteStore {
                 continue;
             }
             // Some rows changed since they were read: the replaced ones are those that hold
-            // their replacement now, a fresh ciphertext no other writer could have written.
+            // their replacement now. A replacement is a fresh ciphertext; were another writer
+            // to have put the very same one there, the row holds what it should either way.
             let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {table}.{idc} FROM {table} JOIN ("));
             query.push_values(chunk, |mut values, row| {
                 values.push_bind(&row.id).push_bind(&row.replacement);
