@@ -56,8 +56,8 @@ const PALETTE: [u32; 12] = [
 fn chart_height(rows: usize) -> u32 {
     // Room above the legend: the top margin, the title and the space plotters leaves under it.
     const TITLE_ROOM: u32 = 12 + 2 * TITLE_SIZE;
-    let rows = u32::try_from(rows).unwrap_or(u32::MAX / LEGEND_ROW);
-    HEIGHT.max(TITLE_ROOM + LEGEND_TOP + rows * LEGEND_ROW + LEGEND_ROW / 2)
+    let rows = u32::try_from(rows).unwrap_or(u32::MAX);
+    HEIGHT.max(rows.saturating_mul(LEGEND_ROW).saturating_add(TITLE_ROOM + LEGEND_TOP + LEGEND_ROW / 2))
 }
 
 /// Writes the chart to `path` as PNG (1200 wide, 700 high or taller for many series), titled
@@ -85,22 +85,23 @@ pub fn render_png(path: &Path, title: &str, series: &[Series]) -> Result<()> {
     // Drawing into memory and encoding here, rather than letting plotters write the file,
     // spares the `image` crate (most of plotters' build time) and never leaves a half-drawn
     // file behind when drawing fails.
-    let height = chart_height(series.iter().filter(|s| !s.points.is_empty()).count());
-    let mut pixels = vec![0u8; WIDTH as usize * height as usize * 3];
-    draw(&BitMapBackend::with_buffer(&mut pixels, (WIDTH, height)).into_drawing_area(), title, series)?;
-    let png = encode_png(&pixels, height).context("encoding the chart as PNG")?;
-    std::fs::write(path, png).with_context(|| format!("writing chart {}", path.display()))
-}
-
-fn draw(root: &Area, title: &str, series: &[Series]) -> Result<()> {
-    root.fill(&WHITE)?;
-    // The top margin matters: plotters' ab_glyph text sits a little above its anchor, so a
-    // title anchored at the very top edge would lose the tops of its letters.
-    let body = root.margin(12, 0, 0, 0).titled(title, (FONT_FAMILY, TITLE_SIZE))?;
     // A series keeps the colour and marker of its position in `series` even when one before it
     // is empty, so the same call site colours a setup the same way in every chart.
     let drawn: Vec<(usize, &Series)> =
         series.iter().enumerate().filter(|(_, s)| !s.points.is_empty()).collect();
+    let height = chart_height(drawn.len());
+    let mut pixels = vec![0u8; WIDTH as usize * height as usize * 3];
+    draw(&BitMapBackend::with_buffer(&mut pixels, (WIDTH, height)).into_drawing_area(), title, &drawn)?;
+    let png = encode_png(&pixels, height).context("encoding the chart as PNG")?;
+    std::fs::write(path, png).with_context(|| format!("writing chart {}", path.display()))
+}
+
+/// Draws the series that have points (`drawn`, each with its position in the caller's list).
+fn draw(root: &Area, title: &str, drawn: &[(usize, &Series)]) -> Result<()> {
+    root.fill(&WHITE)?;
+    // The top margin matters: plotters' ab_glyph text sits a little above its anchor, so a
+    // title anchored at the very top edge would lose the tops of its letters.
+    let body = root.margin(12, 0, 0, 0).titled(title, (FONT_FAMILY, TITLE_SIZE))?;
     if drawn.is_empty() {
         let (w, h) = body.dim_in_pixel();
         body.draw(&Text::new(
@@ -112,7 +113,7 @@ fn draw(root: &Area, title: &str, series: &[Series]) -> Result<()> {
                 .pos(Pos::new(HPos::Center, VPos::Center)),
         ))?;
     } else {
-        draw_chart(&body, &drawn)?;
+        draw_chart(&body, drawn)?;
     }
     root.present()?;
     Ok(())

@@ -9,9 +9,9 @@
 //! bytes, but the database then cuts and joins strings instead of comparing and copying them:
 //! on PostgreSQL it is the slower one; on SQLite, with both forms counting the rows they change
 //! rather than returning their ids, it came out 5 to 9% faster (BENCHMARKS.md says why rotor
-//! has not taken it). Passes alternate between the two on the same
-//! envelopes, each moving every wallet to the next KEK version in batches of rotor's default
-//! size, one transaction per batch; the median of three each.
+//! has not taken it). Passes alternate between the two on the same envelopes, each moving every
+//! wallet to the next KEK version in batches of rotor's default size, one transaction per
+//! batch; the median of three each.
 //!
 //! `cargo run --release --example write_paths -- [ROWS] [POSTGRES_ADMIN_URL]`
 //! (defaults: 20000 rows of 1800 bytes, then envelopes of a 1.3 KB wallet;
