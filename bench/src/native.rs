@@ -1,9 +1,9 @@
 //! The bench's native baselines. [`rotate`]: the rotation's work with rotor's crypto core
 //! (`rotor-codec`) compiled into this process instead of running in the sandbox, over the same
-//! walk (key ranges, read-ahead, one worker per core), the same batches and the same
-//! compare-and-swap writes; what it saves is the cost of the sandbox (copying batches across the
-//! component boundary, calls into the host for each key operation, the host's check of every
-//! write). [`read_and_open`]: what `rotor validate` does, as the plainest program would.
+//! walk (key ranges, read-ahead, one worker per core), the same batches, the same
+//! compare-and-swap writes and the same final sweep; what it saves is the cost of the sandbox
+//! (copying batches across the component boundary, calls into the host for each key operation,
+//! the host's check of every write). [`read_and_open`]: what `rotor validate` does, as the plainest program would.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,8 +23,9 @@ pub struct NativeKeys {
 }
 
 /// Moves every wallet from `keys.from` to `keys.to` as `rotor rotate` would (re-wrapping the
-/// data key, or with `reencrypt` opening and sealing afresh), journal included. Returns the
-/// wallets moved and the time taken.
+/// data key, or with `reencrypt` opening and sealing afresh), journal included: the walk over
+/// claimed key ranges, then, under the rotation lease, the sweep of the whole table for wallets
+/// still on the old KEK that closes every rotation. Returns the wallets moved and the time taken.
 pub async fn rotate(
     database: &Database,
     keys: NativeKeys,
@@ -62,32 +63,45 @@ pub async fn rotate(
     let mut running = JoinSet::new();
     for _ in 0..workers.max(1) {
         let (database, keys) = (database.clone(), keys.clone());
-        let mut batches = WorkerBatches::ranges(walk.clone());
-        running.spawn(async move {
-            let mut moved = 0u64;
-            // The bench's own rows are all wallets: nothing odd to report.
-            let odd = crate::store::OddRows::default();
-            while let Some(rows) = batches.next(&odd).await? {
-                let replacements = rows
-                    .into_iter()
-                    .map(|row| {
-                        let replacement = reseal(&keys, reencrypt, &row.id, &row.ciphertext)
-                            .with_context(|| format!("wallet {}", row.id))?;
-                        Ok(Replacement { id: row.id, expected: row.ciphertext, replacement })
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                let outcome = database.replace_batch(&replacements, batches.checkpoint()).await?;
-                moved += u64::from(outcome.replaced);
-            }
-            anyhow::Ok(moved)
-        });
+        let batches = WorkerBatches::ranges(walk.clone());
+        running.spawn(async move { move_all(&database, &keys, reencrypt, batches).await });
     }
     let mut moved = 0;
     while let Some(joined) = running.join_next().await {
         moved += joined.context("a native worker panicked")??;
     }
+    // rotor's sweep: every row read again, by the database, for wallets an application wrote
+    // under the old KEK meanwhile (the bench's have none), under the rotation lease.
+    database.acquire_lease(&identity, claim_ttl).await?;
+    moved += move_all(database, &keys, reencrypt, WorkerBatches::sweep(walk.clone())).await?;
     database.finish_rotation(rotation.id, 0).await?;
+    database.release_lease(&identity.lease_token).await?;
     Ok((moved, started.elapsed()))
+}
+
+/// Moves every batch `batches` hands out; returns the wallets replaced.
+async fn move_all(
+    database: &Database,
+    keys: &NativeKeys,
+    reencrypt: bool,
+    mut batches: WorkerBatches,
+) -> anyhow::Result<u64> {
+    let mut moved = 0u64;
+    // The bench's own rows are all wallets: nothing odd to report.
+    let odd = crate::store::OddRows::default();
+    while let Some(rows) = batches.next(&odd).await? {
+        let replacements = rows
+            .into_iter()
+            .map(|row| {
+                let replacement = reseal(keys, reencrypt, &row.id, &row.ciphertext)
+                    .with_context(|| format!("wallet {}", row.id))?;
+                Ok(Replacement { id: row.id, expected: row.ciphertext, replacement })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let outcome = database.replace_batch(&replacements, batches.checkpoint()).await?;
+        moved += u64::from(outcome.replaced);
+    }
+    Ok(moved)
 }
 
 fn reseal(keys: &NativeKeys, reencrypt: bool, id: &str, ciphertext: &str) -> anyhow::Result<String> {
