@@ -91,6 +91,20 @@ pub(crate) fn unwrap_data_key(kek: &Kek, kek_version: u32, wrap: Parts<'_>, id: 
     kek.unwrap(&sealed(wrap), &layout::wrap_aad(kek_version, id))
 }
 
+/// The data key an envelope naming `from_version` wraps as `wrap` under `from`, wrapped for
+/// wallet `id` under `to` (version `to_version`) instead, in one call to the host; `None` if
+/// it does not unwrap.
+pub(crate) fn rewrap_data_key(
+    from: &Kek,
+    from_version: u32,
+    wrap: Parts<'_>,
+    to: &Kek,
+    to_version: u32,
+    id: &str,
+) -> Option<Sealed> {
+    from.rewrap(&sealed(wrap), &layout::wrap_aad(from_version, id), to, &layout::wrap_aad(to_version, id))
+}
+
 /// Opens an envelope under `kek`; a wallet error if it does not open.
 pub(crate) fn open_envelope(kek: &Kek, envelope: &EnvelopeParts, id: &str) -> Result<Secret, OpenError> {
     let dek = unwrap_data_key(kek, envelope.kek_version(), envelope.wrap(), id)

@@ -27,7 +27,7 @@ use crate::bindings::rotor::kek::keys;
 use crate::bindings::rotor::kek::types::{OutputFormat, WalletFailure};
 use crate::bindings::rotor::kek::wallet_store::{self, Replacement, Wallet};
 use crate::keyring::{
-    Keyring, OpenError, key_error, open_legacy, parts, seal_envelope, seal_legacy, unwrap_data_key,
+    Keyring, OpenError, key_error, open_legacy, parts, rewrap_data_key, seal_envelope, seal_legacy,
 };
 use crate::{log, scan};
 
@@ -297,9 +297,9 @@ fn reseal(keyring: &mut Keyring, wallet: &Wallet, plan: &RotationPlan) -> Result
             return Ok(None);
         }
         keyring.require_for_envelope(kek_version)?;
-        let dek = unwrap_data_key(keyring.get(kek_version), kek_version, envelope.wrap(), id)
-            .ok_or_else(|| wallet_error(CodecError::Authentication))?;
-        let wrap = keyring.get(to).wrap(&dek, &layout::wrap_aad(to, id));
+        let wrap =
+            rewrap_data_key(keyring.get(kek_version), kek_version, envelope.wrap(), keyring.get(to), to, id)
+                .ok_or_else(|| wallet_error(CodecError::Authentication))?;
         return envelope.rewrapped(to, parts(&wrap)).map(Some).map_err(wallet_error);
     }
     // Parsed once: the format and the opening both read this.

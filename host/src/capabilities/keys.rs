@@ -338,6 +338,22 @@ impl key_types::HostKek for KeysView<'_> {
         }
     }
 
+    fn rewrap(
+        &mut self,
+        kek: Resource<KekHandle>,
+        wrapped: key_types::Sealed,
+        aad: Vec<u8>,
+        to: Resource<KekHandle>,
+        to_aad: Vec<u8>,
+    ) -> wasmtime::Result<Option<key_types::Sealed>> {
+        // The data key lives only in this frame (zeroized on drop), never in the table.
+        let Ok(key) = self.kek(&kek)?.kek.unwrap_detached(&aad, parts(&wrapped)) else {
+            return Ok(None);
+        };
+        let to = &self.kek(&to)?.kek;
+        seal_fresh(|nonce| to.wrap_detached(nonce, &to_aad, &key)).map(Some)
+    }
+
     fn seal(
         &mut self,
         kek: Resource<KekHandle>,
@@ -593,8 +609,34 @@ mod tests {
         assert!(!first.ciphertext.windows(4).any(|w| w == [0xab; 4]), "the KEK shows in the wrap");
         let unwrapped = HostKek::unwrap(&mut view, borrow(&kek), first.clone(), b"aad".to_vec()).unwrap();
         assert!(unwrapped.is_some());
-        let wrong_aad = HostKek::unwrap(&mut view, borrow(&kek), first, b"other".to_vec()).unwrap();
+        let wrong_aad = HostKek::unwrap(&mut view, borrow(&kek), first.clone(), b"other".to_vec()).unwrap();
         assert!(wrong_aad.is_none(), "a wrap opens only with its associated data");
+
+        // A re-wrap is an unwrap and a wrap: a fresh nonce, the new associated data, the same
+        // data key, and no handle left behind.
+        let handles = view.keys.handles;
+        let moved = HostKek::rewrap(
+            &mut view,
+            borrow(&kek),
+            first.clone(),
+            b"aad".to_vec(),
+            borrow(&kek),
+            b"new".to_vec(),
+        )
+        .unwrap()
+        .expect("the wrap verifies");
+        assert_eq!(view.keys.handles, handles, "a re-wrap leaves no handle behind");
+        assert_ne!(moved.nonce, first.nonce, "a re-wrap draws a fresh nonce");
+        let moved_key = view.kek(&kek).unwrap().kek.unwrap_detached(b"new", parts(&moved)).unwrap();
+        assert!(
+            moved_key == *view.table.get(&dek).unwrap().key(),
+            "the re-wrap holds the data key it was given"
+        );
+        let old_aad = HostKek::unwrap(&mut view, borrow(&kek), moved, b"aad".to_vec()).unwrap();
+        assert!(old_aad.is_none(), "a re-wrap binds the new associated data, not the old");
+        let refused =
+            HostKek::rewrap(&mut view, borrow(&kek), first, b"other".to_vec(), borrow(&kek), b"new".to_vec());
+        assert!(refused.unwrap().is_none(), "a wrap that does not verify is not re-wrapped");
 
         // A secret sealed under the data key opens to the same length; its bytes never leave.
         let secret = view.push_secret(Zeroizing::new(b"wallet bytes".to_vec())).unwrap().unwrap();
