@@ -3,7 +3,8 @@
 //! walk (key ranges, read-ahead, one worker per core), the same batches, the same
 //! compare-and-swap writes and the same final sweep; what it saves is the cost of the sandbox
 //! (copying batches across the component boundary, calls into the host for each key operation,
-//! the host's check of every write). [`read_and_open`]: what `rotor validate` does, as the plainest program would.
+//! the host's check of every write). [`read_and_open`]: what `rotor validate` does, as the
+//! plainest program would.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -204,7 +204,7 @@ const fn splat(byte: u8) -> u64 {
 const HIGH_BITS: u64 = splat(0x80);
 
 /// For eight bytes in a u64, each below 0x80: the high bit of each byte that lies in
-/// `lo..=hi` (`lo` at least 1). Below 0x80, neither sum carries into the next byte.
+/// `lo..=hi` (`hi` below 0x80 too). Below 0x80, neither sum carries into the next byte.
 const fn in_range(bytes: u64, lo: u8, hi: u8) -> u64 {
     bytes.wrapping_add(splat(0x80 - lo)) & !bytes.wrapping_add(splat(0x7f - hi)) & HIGH_BITS
 }
