@@ -15,7 +15,7 @@ use crate::Failure;
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-use rotor_codec::layout::{self, EnvelopeHeadParts, Stored};
+use rotor_codec::layout::{EnvelopeHeadParts, Stored};
 use rotor_codec::{CodecError, PREFIX};
 
 use crate::bindings::exports::rotor::kek::operations::{
