@@ -102,6 +102,8 @@ fn reads(keys: &str, wallets: &str, journal: &str) -> Vec<(String, &'static [&'s
     vec![
         (function("key-types", "[method]data-key.seal"), SEALED),
         (function("key-types", "[method]kek.wrap"), SEALED),
+        // A re-wrap answers as a wrap does: the host's nonce, the wrapped key and its tag.
+        (function("key-types", "[method]kek.rewrap"), SEALED),
         (function("key-types", "[method]kek.seal"), SEALED),
         (function(keys, "metadata"), KEY_METADATA),
         (function(keys, "archive-entries"), ARCHIVE),
