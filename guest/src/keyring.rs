@@ -86,11 +86,6 @@ pub(crate) fn open_legacy(kek: &Kek, legacy: &LegacyParts) -> Option<Secret> {
     kek.open(&sealed(legacy.parts()), b"")
 }
 
-/// The data key an envelope naming `kek_version` wraps as `wrap`, unwrapped under `kek`.
-pub(crate) fn unwrap_data_key(kek: &Kek, kek_version: u32, wrap: Parts<'_>, id: &str) -> Option<DataKey> {
-    kek.unwrap(&sealed(wrap), &layout::wrap_aad(kek_version, id))
-}
-
 /// The data key an envelope naming `from_version` wraps as `wrap` under `from`, wrapped for
 /// wallet `id` under `to` (version `to_version`) instead, in one call to the host; `None` if
 /// it does not unwrap.
@@ -107,9 +102,9 @@ pub(crate) fn rewrap_data_key(
 
 /// Opens an envelope under `kek`; a wallet error if it does not open.
 pub(crate) fn open_envelope(kek: &Kek, envelope: &EnvelopeParts, id: &str) -> Result<Secret, OpenError> {
-    let dek = unwrap_data_key(kek, envelope.kek_version(), envelope.wrap(), id)
-        .ok_or_else(|| wallet_error(CodecError::Authentication))?;
-    dek.open(&sealed(envelope.data()), &layout::data_aad(id))
+    // One call into the host: the data key never becomes a handle here.
+    let wrap_aad = layout::wrap_aad(envelope.kek_version(), id);
+    kek.open_envelope(&sealed(envelope.wrap()), &wrap_aad, &sealed(envelope.data()), &layout::data_aad(id))
         .ok_or_else(|| wallet_error(CodecError::Authentication))
 }
 

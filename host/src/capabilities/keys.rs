@@ -354,6 +354,24 @@ impl key_types::HostKek for KeysView<'_> {
         seal_fresh(|nonce| to.wrap_detached(nonce, &to_aad, &key)).map(Some)
     }
 
+    fn open_envelope(
+        &mut self,
+        kek: Resource<KekHandle>,
+        wrapped: key_types::Sealed,
+        aad: Vec<u8>,
+        data: key_types::Sealed,
+        data_aad: Vec<u8>,
+    ) -> wasmtime::Result<Option<Resource<SecretHandle>>> {
+        // As in `rewrap`, the data key lives only in this frame.
+        let Ok(key) = self.kek(&kek)?.kek.unwrap_detached(&aad, parts(&wrapped)) else {
+            return Ok(None);
+        };
+        match key.open_detached(&data_aad, parts(&data)) {
+            Ok(plaintext) => self.push_secret(plaintext),
+            Err(_) => Ok(None),
+        }
+    }
+
     fn seal(
         &mut self,
         kek: Resource<KekHandle>,
@@ -641,6 +659,36 @@ mod tests {
         // A secret sealed under the data key opens to the same length; its bytes never leave.
         let secret = view.push_secret(Zeroizing::new(b"wallet bytes".to_vec())).unwrap().unwrap();
         let sealed = HostDataKey::seal(&mut view, borrow(&dek), borrow(&secret), b"id".to_vec()).unwrap();
+
+        // An envelope (the data key's wrap and the sealed wallet) opens in one call, to a
+        // secret handle only; a wrong associated data on either layer opens nothing.
+        let wrap = HostKek::wrap(&mut view, borrow(&kek), borrow(&dek), b"aad".to_vec()).unwrap();
+        let handles = view.keys.handles;
+        let opened = HostKek::open_envelope(
+            &mut view,
+            borrow(&kek),
+            wrap.clone(),
+            b"aad".to_vec(),
+            sealed.clone(),
+            b"id".to_vec(),
+        )
+        .unwrap()
+        .expect("the envelope opens");
+        assert_eq!(view.keys.handles, handles + 1, "one handle, the secret's, and no data key's");
+        assert_eq!(view.table.get(&opened).unwrap().bytes(), b"wallet bytes");
+        HostSecret::drop(&mut view, opened).unwrap();
+        for (wrap_aad, data_aad) in [(&b"other"[..], &b"id"[..]), (b"aad", b"other")] {
+            let refused = HostKek::open_envelope(
+                &mut view,
+                borrow(&kek),
+                wrap.clone(),
+                wrap_aad.to_vec(),
+                sealed.clone(),
+                data_aad.to_vec(),
+            );
+            assert!(refused.unwrap().is_none(), "opened with {wrap_aad:?} / {data_aad:?}");
+        }
+        assert_eq!(view.keys.handles, handles, "a refused envelope leaves no handle behind");
         assert_ne!(sealed.ciphertext, b"wallet bytes");
         let opened = HostDataKey::open(&mut view, borrow(&dek), sealed, b"id".to_vec()).unwrap().unwrap();
         assert_eq!(HostSecret::len(&mut view, borrow(&opened)).unwrap(), 12);
