@@ -193,6 +193,17 @@ impl KeysView<'_> {
         Ok(self.table.get(handle)?.held())
     }
 
+    /// The data key `wrapped` holds under KEK `kek`, binding `aad`; `None` if it does not
+    /// verify. What `unwrap`, `rewrap` and `open-envelope` all begin with.
+    fn unwrap_under(
+        &self,
+        kek: &Resource<KekHandle>,
+        wrapped: &key_types::Sealed,
+        aad: &[u8],
+    ) -> wasmtime::Result<Option<DataKey>> {
+        Ok(self.kek(kek)?.kek.unwrap_detached(aad, parts(wrapped)).ok())
+    }
+
     async fn current(
         &mut self,
         key_path: String,
@@ -332,9 +343,9 @@ impl key_types::HostKek for KeysView<'_> {
         wrapped: key_types::Sealed,
         aad: Vec<u8>,
     ) -> wasmtime::Result<Option<Resource<DataKeyHandle>>> {
-        match self.kek(&kek)?.kek.unwrap_detached(&aad, parts(&wrapped)) {
-            Ok(key) => self.push(DataKeyHandle::new(key)),
-            Err(_) => Ok(None),
+        match self.unwrap_under(&kek, &wrapped, &aad)? {
+            Some(key) => self.push(DataKeyHandle::new(key)),
+            None => Ok(None),
         }
     }
 
@@ -347,7 +358,7 @@ impl key_types::HostKek for KeysView<'_> {
         to_aad: Vec<u8>,
     ) -> wasmtime::Result<Option<key_types::Sealed>> {
         // The data key lives only in this frame (zeroized on drop), never in the table.
-        let Ok(key) = self.kek(&kek)?.kek.unwrap_detached(&aad, parts(&wrapped)) else {
+        let Some(key) = self.unwrap_under(&kek, &wrapped, &aad)? else {
             return Ok(None);
         };
         let to = &self.kek(&to)?.kek;
@@ -363,7 +374,7 @@ impl key_types::HostKek for KeysView<'_> {
         data_aad: Vec<u8>,
     ) -> wasmtime::Result<Option<Resource<SecretHandle>>> {
         // As in `rewrap`, the data key lives only in this frame.
-        let Ok(key) = self.kek(&kek)?.kek.unwrap_detached(&aad, parts(&wrapped)) else {
+        let Some(key) = self.unwrap_under(&kek, &wrapped, &aad)? else {
             return Ok(None);
         };
         match key.open_detached(&data_aad, parts(&data)) {
@@ -664,29 +675,18 @@ mod tests {
         // secret handle only; a wrong associated data on either layer opens nothing.
         let wrap = HostKek::wrap(&mut view, borrow(&kek), borrow(&dek), b"aad".to_vec()).unwrap();
         let handles = view.keys.handles;
-        let opened = HostKek::open_envelope(
-            &mut view,
-            borrow(&kek),
-            wrap.clone(),
-            b"aad".to_vec(),
-            sealed.clone(),
-            b"id".to_vec(),
-        )
-        .unwrap()
-        .expect("the envelope opens");
+        let open_envelope = |view: &mut KeysView<'_>, wrap_aad: &[u8], data_aad: &[u8]| {
+            let (wrapped, data) = (wrap.clone(), sealed.clone());
+            HostKek::open_envelope(view, borrow(&kek), wrapped, wrap_aad.to_vec(), data, data_aad.to_vec())
+                .unwrap()
+        };
+        let opened = open_envelope(&mut view, b"aad", b"id").expect("the envelope opens");
         assert_eq!(view.keys.handles, handles + 1, "one handle, the secret's, and no data key's");
         assert_eq!(view.table.get(&opened).unwrap().bytes(), b"wallet bytes");
         HostSecret::drop(&mut view, opened).unwrap();
         for (wrap_aad, data_aad) in [(&b"other"[..], &b"id"[..]), (b"aad", b"other")] {
-            let refused = HostKek::open_envelope(
-                &mut view,
-                borrow(&kek),
-                wrap.clone(),
-                wrap_aad.to_vec(),
-                sealed.clone(),
-                data_aad.to_vec(),
-            );
-            assert!(refused.unwrap().is_none(), "opened with {wrap_aad:?} / {data_aad:?}");
+            let refused = open_envelope(&mut view, wrap_aad, data_aad);
+            assert!(refused.is_none(), "opened with {wrap_aad:?} / {data_aad:?}");
         }
         assert_eq!(view.keys.handles, handles, "a refused envelope leaves no handle behind");
         assert_ne!(sealed.ciphertext, b"wallet bytes");
