@@ -235,6 +235,83 @@ async fn a_batch_replaces_only_rows_that_still_hold_what_was_read(kind: Kind) {
 
 on_sqlite_and_postgres!(a_batch_replaces_only_rows_that_still_hold_what_was_read);
 
+/// The final sweep shares the walk's key ranges out among the workers of the process holding
+/// the lease: together they meet every row still on the old KEK exactly once, odd rows are
+/// recorded rather than handed out, rows on the new KEK are left to the database, and every
+/// worker takes a part.
+async fn the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once(kind: Kind) {
+    use rotor::coordination::{SweepParts, Walk, WalkSpec, WorkerBatches};
+    use rotor::progress::Reporter;
+    use rotor::store::{OddRows, RunIdentity, WalletRow};
+
+    let db_handle = rotor_testkit::TestDb::new(kind).await;
+    let db = db_handle.connect().await;
+    db.migrate().await.unwrap();
+    // 2000 wallets: eight key ranges of 256. Every seventh was written under the old KEK
+    // behind the walk; the rest are on v2 already.
+    let rows: Vec<WalletRow> = (0..2000)
+        .map(|n| WalletRow {
+            id: format!("w{n:04}"),
+            ciphertext: format!("rotor:v{}:wallet-{n}", if n % 7 == 0 { 1 } else { 2 }),
+        })
+        .collect();
+    db.put_many(&rows).await.unwrap();
+    // One odd row: a value that is no text (SQLite keeps a BLOB in a TEXT column; PostgreSQL
+    // cannot, so there it is a NULL).
+    match kind {
+        Kind::Sqlite => db_handle.execute("UPDATE wallets SET ciphertext = X'00ff' WHERE id = 'w0500'").await,
+        Kind::Postgres => {
+            db_handle.execute("ALTER TABLE wallets ALTER COLUMN ciphertext DROP NOT NULL").await;
+            db_handle.execute("UPDATE wallets SET ciphertext = NULL WHERE id = 'w0500'").await;
+        }
+    }
+    let identity = RunIdentity::this_process("sweep test".into());
+    let rotation =
+        db.begin_rotation(&rotor_testkit::new_rotation(2000, "envelope", None), &identity).await.unwrap();
+    db.set_rotation_target(rotation.id, 2).await.unwrap();
+    let ranges = db.range_bounds(rotation.id, 0).await.unwrap();
+    assert!(ranges.len() >= 4, "the walk was planned in {} range(s)", ranges.len());
+    let walk = Walk::new(WalkSpec {
+        database: db.clone(),
+        rotation: rotation.id,
+        target: 0,
+        skip_prefix: Some("rotor:v2:".into()),
+        batch_size: 16,
+        identity,
+        claim_ttl: Duration::from_secs(60),
+        reporter: Reporter::silent(),
+        total: 2000,
+        done_before: 0,
+    });
+
+    let parts = SweepParts::of(&walk).await.unwrap();
+    let odd = OddRows::default();
+    let sweep = |mut batches: WorkerBatches| {
+        let odd = odd.clone();
+        async move {
+            let mut met = Vec::new();
+            while let Some(batch) = batches.next(&odd).await.unwrap() {
+                met.extend(batch.into_iter().map(|row| row.id));
+            }
+            met
+        }
+    };
+    let (first, second) = tokio::join!(
+        sweep(WorkerBatches::sweep(walk.clone(), parts.clone())),
+        sweep(WorkerBatches::sweep(walk.clone(), parts.clone())),
+    );
+    assert!(!first.is_empty() && !second.is_empty(), "one worker swept alone: {first:?} {second:?}");
+    let mut met = [first, second].concat();
+    met.sort();
+    let left_behind: Vec<String> =
+        (0..2000).filter(|n| n % 7 == 0 && *n != 500).map(|n| format!("w{n:04}")).collect();
+    assert_eq!(met, left_behind, "the sweep missed a row left behind, met one twice or met one on v2");
+    let odd = odd.entries();
+    assert_eq!(odd.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(), ["w0500"], "{odd:?}");
+}
+
+on_sqlite_and_postgres!(the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once);
+
 /// Which rows a batch replaced is read from the database's count where it can be: a batch of
 /// several statements whose last holds the one conflict, and a batch naming a row twice, still
 /// report exactly the rows left as they were.

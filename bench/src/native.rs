@@ -13,7 +13,7 @@ use anyhow::Context;
 use rotor_codec::Kek;
 use tokio::task::JoinSet;
 
-use crate::coordination::{Walk, WalkSpec, WorkerBatches};
+use crate::coordination::{SweepParts, Walk, WalkSpec, WorkerBatches};
 use crate::progress::Reporter;
 use crate::store::{Database, NewRotation, Replacement, RunIdentity};
 
@@ -61,23 +61,41 @@ pub async fn rotate(
         done_before: 0,
     });
     let keys = Arc::new(keys);
+    let mut moved =
+        in_parallel(database, &keys, reencrypt, workers, || WorkerBatches::ranges(walk.clone())).await?;
+    // rotor's sweep: every row read again, by the database, for wallets an application wrote
+    // under the old KEK meanwhile (the bench's have none), under the rotation lease, the
+    // walk's ranges shared out among the workers.
+    database.acquire_lease(&identity, claim_ttl).await?;
+    let parts = SweepParts::of(&walk).await?;
+    moved += in_parallel(database, &keys, reencrypt, workers, || {
+        WorkerBatches::sweep(walk.clone(), parts.clone())
+    })
+    .await?;
+    database.finish_rotation(rotation.id, 0).await?;
+    database.release_lease(&identity.lease_token).await?;
+    Ok((moved, started.elapsed()))
+}
+
+/// [`move_all`] in `workers` tasks at once, each over the batches `batches` makes for it;
+/// returns the wallets replaced.
+async fn in_parallel(
+    database: &Database,
+    keys: &Arc<NativeKeys>,
+    reencrypt: bool,
+    workers: usize,
+    batches: impl Fn() -> WorkerBatches,
+) -> anyhow::Result<u64> {
     let mut running = JoinSet::new();
     for _ in 0..workers.max(1) {
-        let (database, keys) = (database.clone(), keys.clone());
-        let batches = WorkerBatches::ranges(walk.clone());
+        let (database, keys, batches) = (database.clone(), keys.clone(), batches());
         running.spawn(async move { move_all(&database, &keys, reencrypt, batches).await });
     }
     let mut moved = 0;
     while let Some(joined) = running.join_next().await {
         moved += joined.context("a native worker panicked")??;
     }
-    // rotor's sweep: every row read again, by the database, for wallets an application wrote
-    // under the old KEK meanwhile (the bench's have none), under the rotation lease.
-    database.acquire_lease(&identity, claim_ttl).await?;
-    moved += move_all(database, &keys, reencrypt, WorkerBatches::sweep(walk.clone())).await?;
-    database.finish_rotation(rotation.id, 0).await?;
-    database.release_lease(&identity.lease_token).await?;
-    Ok((moved, started.elapsed()))
+    Ok(moved)
 }
 
 /// Moves every batch `batches` hands out; returns the wallets replaced.

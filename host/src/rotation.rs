@@ -23,7 +23,7 @@ use crate::app::App;
 use crate::bindings::operations::{MoveReport, RotateOptions, RotateReport, RotationPlan};
 use crate::bindings::types::{OutputFormat, WalletFailure};
 use crate::component::Instance;
-use crate::coordination::{Batches, Walk, WalkSpec, WorkerBatches};
+use crate::coordination::{Batches, Lease, SweepParts, Walk, WalkSpec, WorkerBatches};
 use crate::grants::Access;
 use crate::ledger::Ledger;
 use crate::progress::Reporter;
@@ -225,7 +225,9 @@ async fn run_rotation(
             worker.state_mut().wallets_mut().set_odd_rows(odd.clone());
         }
         tracing::debug!(elapsed = ?started.elapsed(), table = %walk.database.table().table, "walking");
-        match move_in_parallel(workers, &walk, &at, &target_plan, shutdown).await? {
+        match move_in_parallel(workers, || WorkerBatches::ranges(walk.clone()), &at, &target_plan, shutdown)
+            .await?
+        {
             Walked::Done(back, moved) => {
                 workers = back;
                 walks.push(TargetWalk { walk: walk.clone(), odd, moved });
@@ -239,14 +241,13 @@ async fn run_rotation(
         }
         done_before += walk.handed_out();
     }
-    let mut first = workers.swap_remove(0);
-    drop(workers);
-    first.state().reporter().finish();
+    reporter.finish();
     tracing::debug!(elapsed = ?started.elapsed(), handed_out = done_before, "walk done; sweeping");
 
-    let closed = tokio::select! {
-        swept = sweep_and_close(app, &mut first, &mut walks, &plan) => swept?,
-        signal = shutdown.wait() => {
+    let lease = Lease::new(database.clone(), identity, run.lease_ttl);
+    let closed = match sweep_and_close(app, workers, &lease, &mut walks, &plan, shutdown).await? {
+        Swept::Closed(closed) => closed,
+        Swept::Stopped(signal) => {
             for target in &walks {
                 target.walk.give_back().await;
             }
@@ -404,11 +405,12 @@ enum Walked {
     Stopped(Signal),
 }
 
-/// Runs `move-wallets` in every worker at once over the walk's ranges. If one worker fails, or
-/// a signal arrives, the others are stopped: their batches in flight roll back.
+/// Runs `move-wallets` in every worker at once, each over the batches `batches` makes for it
+/// (the walk's ranges, or the sweep's parts). If one worker fails, or a signal arrives, the
+/// others are stopped: their batches in flight roll back.
 async fn move_in_parallel(
     workers: Vec<Instance>,
-    walk: &std::sync::Arc<Walk>,
+    batches: impl Fn() -> WorkerBatches,
     at: &crate::bindings::operations::KeyLocation,
     plan: &RotationPlan,
     shutdown: &Shutdown,
@@ -416,7 +418,7 @@ async fn move_in_parallel(
     let count = workers.len();
     let mut running = JoinSet::new();
     for (index, mut worker) in workers.into_iter().enumerate() {
-        worker.state_mut().wallets_mut().set_batches(Batches::Walk(WorkerBatches::ranges(walk.clone())));
+        worker.state_mut().wallets_mut().set_batches(Batches::Walk(batches()));
         let (at, plan) = (at.clone(), *plan);
         running.spawn(async move {
             let moved = worker.move_wallets(&at, plan).await;
@@ -446,68 +448,91 @@ async fn move_in_parallel(
     Ok(Walked::Done(workers.ok_or_else(|| anyhow!("a rotation worker did not report"))?, total))
 }
 
+/// How the final sweep ended.
+enum Swept {
+    /// The rotation is closed; `false` if another process closed it first.
+    Closed(bool),
+    /// A signal stopped it: the sweep's batches in flight were rolled back.
+    Stopped(Signal),
+}
+
 /// Once every range is done: takes the rotation lease (waiting while another process holds
-/// it), sweeps each target for wallets still on an old KEK, adding what it moves and meets to
-/// the target's own, and closes the rotation. `false` if another process closed it first.
+/// it), sweeps each target for wallets still on an old KEK with all of `workers` (the target's
+/// key ranges shared out among them), adding what they move and meet to the target's own, and
+/// closes the rotation.
 async fn sweep_and_close(
     app: &App,
-    first: &mut Instance,
+    mut workers: Vec<Instance>,
+    lease: &Lease,
     walks: &mut [TargetWalk],
     plan: &RotationPlan,
-) -> anyhow::Result<bool> {
+    shutdown: &Shutdown,
+) -> anyhow::Result<Swept> {
     let database = app.database();
     let id = plan.rotation_id as i64;
     let still_running =
         || async { Ok::<_, StoreError>(database.unfinished_rotation().await?.is_some_and(|r| r.id == id)) };
     loop {
         if !still_running().await? {
-            return Ok(false);
+            return Ok(Swept::Closed(false));
         }
-        match first.state().lease().acquire().await {
+        match lease.acquire().await {
             Ok(()) => break,
             // Another process is sweeping, or setting up the next rotation already.
-            Err(StoreError::LeaseHeld { .. }) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(StoreError::LeaseHeld { .. }) => tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                signal = shutdown.wait() => return Ok(Swept::Stopped(signal)),
+            },
             Err(e) => return Err(e.into()),
         }
     }
-    let closed = async {
+    let swept = async {
         if !still_running().await? {
-            return Ok(false);
+            return Ok(Swept::Closed(false));
         }
         let mut left_behind = 0;
         for target in walks.iter_mut() {
-            let batches = WorkerBatches::sweep(target.walk.clone());
-            first.state_mut().wallets_mut().set_batches(Batches::Walk(batches));
+            let table = target.walk.database.table().table.clone();
+            let parts = SweepParts::of(&target.walk).await?;
             // The sweep meets every row still left behind, odd ones included: its own list is
             // the journal's count of wallets the rotation leaves on their old KEK.
             let swept_odd = OddRows::default();
-            first.state_mut().wallets_mut().set_odd_rows(swept_odd.clone());
+            for worker in &mut workers {
+                worker.state_mut().wallets_mut().set_odd_rows(swept_odd.clone());
+            }
             let target_plan = plan_for(plan, target.walk.database.table());
-            let swept =
-                answer(first.move_wallets(&app.key_location(), target_plan).await).with_context(|| {
-                    format!(
-                        "sweeping table `{}` for wallets still on an old KEK",
-                        target.walk.database.table().table
-                    )
-                })?;
-            if !swept.failed.is_empty() {
+            let sweepers = || WorkerBatches::sweep(target.walk.clone(), parts.clone());
+            let swept = move_in_parallel(workers, sweepers, &app.key_location(), &target_plan, shutdown)
+                .await
+                .with_context(|| format!("sweeping table `{table}` for wallets still on an old KEK"))?;
+            let moved = match swept {
+                Walked::Done(back, moved) => {
+                    workers = back;
+                    moved
+                }
+                Walked::Stopped(signal) => return Ok(Swept::Stopped(signal)),
+            };
+            if !moved.failed.is_empty() {
                 tracing::warn!(
-                    table = %target.walk.database.table().table,
-                    failed = swept.failed.len(),
+                    %table,
+                    failed = moved.failed.len(),
                     "wallets could not be moved and were left untouched on their old KEK"
                 );
             }
-            left_behind += swept.failed.len() as i64 + swept_odd.rows() as i64;
+            left_behind += moved.failed.len() as i64 + swept_odd.rows() as i64;
             target.odd.absorb(&swept_odd);
-            target.moved.add(swept);
-            first.state().lease().renew().await?;
+            target.moved.rotated += moved.rotated;
+            target.moved.failed.extend(moved.failed);
+            lease.renew().await?;
         }
         database.finish_rotation(id, left_behind).await?;
-        anyhow::Ok(true)
+        anyhow::Ok(Swept::Closed(true))
     }
     .await;
-    release_lease(first).await;
-    closed
+    if let Err(e) = lease.release().await {
+        tracing::warn!("could not release the rotation lease (it will expire): {e}");
+    }
+    swept
 }
 
 async fn release_lease(instance: &Instance) {

@@ -5,13 +5,14 @@
 //! batches, reading the next batch while the component works on the current one. A claim lasts
 //! as long as its holder keeps writing; one whose holder died runs out and passes to the next
 //! worker, which goes on after the last batch the dead one committed. Once every range is done,
-//! one worker sweeps the whole table for wallets an application wrote under the old KEK after
-//! the walk had passed them. A rotation of several tables walks them one after another, each
+//! the process holding the rotation lease sweeps the whole table for wallets an application
+//! wrote under the old KEK after the walk had passed them, its workers taking the walk's ranges
+//! in turn ([`SweepParts`]). A rotation of several tables walks them one after another, each
 //! with a [`Walk`] of its own over that table's ranges.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -157,9 +158,38 @@ impl Drop for Current {
 enum Pass {
     /// Ranges claimed in rotor's tables.
     Ranges,
-    /// The whole table once, unclaimed: the final sweep, by one worker holding the rotation
-    /// lease. `true` once it is done.
-    Sweep(bool),
+    /// The final sweep's parts, unclaimed: this process holds the rotation lease.
+    Sweep(Arc<SweepParts>),
+}
+
+/// A key range of the final sweep: after this id (`None`: from the start), up to that one
+/// included (`None`: to the end).
+type Part = (Option<String>, Option<String>);
+
+/// The final sweep of one table, cut into the walk's key ranges so that each of this process's
+/// workers scans a part at a time: on PostgreSQL the sweep is a scan of every row version the
+/// walk just wrote, about a tenth of a re-wrap, and one worker left the other core idle.
+pub struct SweepParts(Mutex<VecDeque<Part>>);
+
+impl SweepParts {
+    /// The parts of `walk`'s table: its key ranges, if they still cut the whole id space
+    /// (from the start, each after the one before, to the end), or else the table as one part.
+    pub async fn of(walk: &Walk) -> Result<Arc<SweepParts>, StoreError> {
+        let ranges = walk.database.range_bounds(walk.rotation, walk.target).await?;
+        Ok(Arc::new(SweepParts::covering(ranges)))
+    }
+
+    fn covering(ranges: Vec<Part>) -> SweepParts {
+        let contiguous = ranges.first().is_some_and(|(after, _)| after.is_none())
+            && ranges.last().is_some_and(|(_, upto)| upto.is_none())
+            && ranges.windows(2).all(|pair| pair[0].1.is_some() && pair[0].1 == pair[1].0);
+        let parts = if contiguous { ranges } else { vec![(None, None)] };
+        SweepParts(Mutex::new(parts.into()))
+    }
+
+    fn take(&self) -> Option<Part> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front()
+    }
 }
 
 /// One worker's share of the walk: what its `next-batch` calls return.
@@ -178,9 +208,9 @@ impl WorkerBatches {
         WorkerBatches { walk, pass: Pass::Ranges, current: None, handed_out: HashMap::new() }
     }
 
-    /// The final sweep over the whole table.
-    pub fn sweep(walk: Arc<Walk>) -> WorkerBatches {
-        WorkerBatches { walk, pass: Pass::Sweep(false), current: None, handed_out: HashMap::new() }
+    /// A worker of the final sweep, taking `parts` in turn with this process's other sweepers.
+    pub fn sweep(walk: Arc<Walk>, parts: Arc<SweepParts>) -> WorkerBatches {
+        WorkerBatches { walk, pass: Pass::Sweep(parts), current: None, handed_out: HashMap::new() }
     }
 
     /// The next batch, `None` once there is nothing left for this worker. Odd rows (see
@@ -244,13 +274,15 @@ impl WorkerBatches {
     }
 
     async fn start_range(&mut self) -> Result<Option<Current>, StoreError> {
-        let range = match self.pass {
+        let range = match &self.pass {
             Pass::Ranges => match self.walk.claim().await? {
                 Some(range) => range,
                 None => return Ok(None),
             },
-            Pass::Sweep(true) => return Ok(None),
-            Pass::Sweep(false) => ClaimedRange { seq: -1, after_id: None, upto_id: None, cursor: None },
+            Pass::Sweep(parts) => match parts.take() {
+                Some((after_id, upto_id)) => ClaimedRange { seq: -1, after_id, upto_id, cursor: None },
+                None => return Ok(None),
+            },
         };
         let cursor = range.cursor.clone();
         Ok(Some(Current { range, cursor, exhausted: false, ahead: None, renewed: Instant::now() }))
@@ -258,7 +290,7 @@ impl WorkerBatches {
 
     async fn end_range(&mut self) -> Result<(), StoreError> {
         let Some(current) = self.current.take() else { return Ok(()) };
-        match &mut self.pass {
+        match &self.pass {
             Pass::Ranges => {
                 let walk = &self.walk;
                 walk.database
@@ -267,10 +299,7 @@ impl WorkerBatches {
                 walk.range_done.notify_waiters();
                 Ok(())
             }
-            Pass::Sweep(done) => {
-                *done = true;
-                Ok(())
-            }
+            Pass::Sweep(_) => Ok(()),
         }
     }
 
@@ -416,5 +445,37 @@ pub async fn find_odd_rows(database: &Database, batch_size: u32) -> Result<OddRo
             return Ok(odd);
         }
         after = page.last_id;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(after: Option<&str>, upto: Option<&str>) -> Part {
+        (after.map(str::to_owned), upto.map(str::to_owned))
+    }
+
+    fn taken(parts: SweepParts) -> Vec<Part> {
+        std::iter::from_fn(|| parts.take()).collect()
+    }
+
+    #[test]
+    fn the_sweep_takes_the_walks_ranges_only_where_they_cut_the_whole_id_space() {
+        let whole = vec![part(None, None)];
+        let ranges = vec![part(None, Some("b")), part(Some("b"), Some("m")), part(Some("m"), None)];
+        assert_eq!(taken(SweepParts::covering(ranges.clone())), ranges);
+        assert_eq!(taken(SweepParts::covering(whole.clone())), whole);
+        // Anything that could leave ids out of every part sweeps the table whole instead.
+        for broken in [
+            vec![],
+            vec![part(Some("a"), Some("b")), part(Some("b"), None)],
+            vec![part(None, Some("b")), part(Some("b"), Some("m"))],
+            vec![part(None, Some("b")), part(Some("c"), None)],
+            vec![part(None, None), part(None, None)],
+            vec![part(None, Some("m")), part(Some("b"), None), part(None, None)],
+        ] {
+            assert_eq!(taken(SweepParts::covering(broken.clone())), whole, "{broken:?}");
+        }
     }
 }

@@ -616,6 +616,16 @@ impl Database {
         dispatch!(self, s => s.ranges_left(rotation, target).await)
     }
 
+    /// The key ranges of `rotation`'s target number `target`, in order: (after, upto) each, as
+    /// [`ClaimedRange`] spells them.
+    pub async fn range_bounds(
+        &self,
+        rotation: i64,
+        target: usize,
+    ) -> Result<Vec<(Option<String>, Option<String>)>, StoreError> {
+        dispatch!(self, s => s.range_bounds(rotation, target).await)
+    }
+
     /// How far the walk of `rotation` is, and who is on it.
     pub async fn range_progress(&self, rotation: i64) -> Result<RangeProgress, StoreError> {
         match dispatch!(self, s => s.range_progress(rotation, unix_now()).await) {

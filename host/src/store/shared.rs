@@ -597,6 +597,23 @@ macro_rules! shared_queries {
             Ok(left as u64)
         }
 
+        pub(super) async fn range_bounds(
+            &self,
+            rotation: i64,
+            target: usize,
+        ) -> Result<Vec<(Option<String>, Option<String>)>, StoreError> {
+            let (first, end) = super::shared::target_seqs(target);
+            Ok(sqlx::query_as(
+                "SELECT after_id, upto_id FROM rotor_ranges WHERE rotation_id = $1 AND seq >= $2 AND seq < $3 \
+                 ORDER BY seq",
+            )
+            .bind(rotation)
+            .bind(first)
+            .bind(end)
+            .fetch_all(&self.pool)
+            .await?)
+        }
+
         pub(super) async fn range_rotated(&self, rotation: i64) -> Result<i64, StoreError> {
             Ok(sqlx::query_scalar(
                 "SELECT CAST(COALESCE(SUM(rotated), 0) AS BIGINT) FROM rotor_ranges WHERE rotation_id = $1",
