@@ -284,7 +284,7 @@ async fn the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once(
         done_before: 0,
     });
 
-    let parts = SweepParts::of(&walk).await.unwrap();
+    let parts = SweepParts::of(&walk, 2).await.unwrap();
     let odd = OddRows::default();
     let sweep = |mut batches: WorkerBatches| {
         let odd = odd.clone();

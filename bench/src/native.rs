@@ -65,10 +65,11 @@ pub async fn rotate(
         in_parallel(database, &keys, reencrypt, workers, || WorkerBatches::ranges(walk.clone())).await?;
     // rotor's sweep: every row read again, by the database, for wallets an application wrote
     // under the old KEK meanwhile (the bench's have none), under the rotation lease, the
-    // walk's ranges shared out among the workers.
+    // walk's ranges shared out among as many workers as rotor's sweep has.
     database.acquire_lease(&identity, claim_ttl).await?;
-    let parts = SweepParts::of(&walk).await?;
-    moved += in_parallel(database, &keys, reencrypt, workers, || {
+    let sweepers = database.sweepers(workers);
+    let parts = SweepParts::of(&walk, sweepers).await?;
+    moved += in_parallel(database, &keys, reencrypt, sweepers, || {
         WorkerBatches::sweep(walk.clone(), parts.clone())
     })
     .await?;

@@ -457,9 +457,9 @@ enum Swept {
 }
 
 /// Once every range is done: takes the rotation lease (waiting while another process holds
-/// it), sweeps each target for wallets still on an old KEK with all of `workers` (the target's
-/// key ranges shared out among them), adding what they move and meet to the target's own, and
-/// closes the rotation.
+/// it), sweeps each target for wallets still on an old KEK with as many of `workers` as its
+/// database scans best with (the target's key ranges shared out among them), adding what they
+/// move and meet to the target's own, and closes the rotation.
 async fn sweep_and_close(
     app: &App,
     mut workers: Vec<Instance>,
@@ -493,7 +493,7 @@ async fn sweep_and_close(
         let mut left_behind = 0;
         for target in walks.iter_mut() {
             let table = target.walk.database.table().table.clone();
-            let parts = SweepParts::of(&target.walk).await?;
+
             // The sweep meets every row still left behind, odd ones included: its own list is
             // the journal's count of wallets the rotation leaves on their old KEK.
             let swept_odd = OddRows::default();
@@ -501,13 +501,17 @@ async fn sweep_and_close(
                 worker.state_mut().wallets_mut().set_odd_rows(swept_odd.clone());
             }
             let target_plan = plan_for(plan, target.walk.database.table());
-            let sweepers = || WorkerBatches::sweep(target.walk.clone(), parts.clone());
-            let swept = move_in_parallel(workers, sweepers, &app.key_location(), &target_plan, shutdown)
+            let sweepers = target.walk.database.sweepers(workers.len()).min(workers.len());
+            let parts = SweepParts::of(&target.walk, sweepers).await?;
+            let resting = workers.split_off(sweepers);
+            let batches = || WorkerBatches::sweep(target.walk.clone(), parts.clone());
+            let swept = move_in_parallel(workers, batches, &app.key_location(), &target_plan, shutdown)
                 .await
                 .with_context(|| format!("sweeping table `{table}` for wallets still on an old KEK"))?;
             let moved = match swept {
                 Walked::Done(back, moved) => {
                     workers = back;
+                    workers.extend(resting);
                     moved
                 }
                 Walked::Stopped(signal) => return Ok(Swept::Stopped(signal)),

@@ -172,10 +172,14 @@ type Part = (Option<String>, Option<String>);
 pub struct SweepParts(Mutex<VecDeque<Part>>);
 
 impl SweepParts {
-    /// The parts of `walk`'s table: its key ranges, if they still cut the whole id space
-    /// (from the start, each after the one before, to the end), or else the table as one part.
-    pub async fn of(walk: &Walk) -> Result<Arc<SweepParts>, StoreError> {
-        let ranges = walk.database.range_bounds(walk.rotation, walk.target).await?;
+    /// The parts of `walk`'s table for `sweepers` workers: its key ranges, if they still cut
+    /// the whole id space (from the start, each after the one before, to the end), or else the
+    /// table as one part, as it is for a lone sweeper (one query walks it, not one per range).
+    pub async fn of(walk: &Walk, sweepers: usize) -> Result<Arc<SweepParts>, StoreError> {
+        let ranges = match sweepers {
+            0 | 1 => Vec::new(),
+            _ => walk.database.range_bounds(walk.rotation, walk.target).await?,
+        };
         Ok(Arc::new(SweepParts::covering(ranges)))
     }
 
