@@ -6,8 +6,8 @@
 //! as long as its holder keeps writing; one whose holder died runs out and passes to the next
 //! worker, which goes on after the last batch the dead one committed. Once every range is done,
 //! the process holding the rotation lease sweeps the whole table for wallets an application
-//! wrote under the old KEK after the walk had passed them, its workers taking the walk's ranges
-//! in turn ([`SweepParts`]). A rotation of several tables walks them one after another, each
+//! wrote under the old KEK after the walk had passed them; on PostgreSQL its workers take the
+//! walk's ranges in turn ([`SweepParts`], `Database::sweepers`). A rotation of several tables walks them one after another, each
 //! with a [`Walk`] of its own over that table's ranges.
 
 use std::collections::{HashMap, VecDeque};
@@ -166,9 +166,9 @@ enum Pass {
 /// included (`None`: to the end).
 type Part = (Option<String>, Option<String>);
 
-/// The final sweep of one table, cut into the walk's key ranges so that each of this process's
-/// workers scans a part at a time: on PostgreSQL the sweep is a scan of every row version the
-/// walk just wrote, about a tenth of a re-wrap, and one worker left the other core idle.
+/// The final sweep of one table, cut into the walk's key ranges so that each of the process's
+/// sweepers scans a part at a time: on PostgreSQL the sweep is the server's scan of every row
+/// version the walk just wrote, about a tenth of a re-wrap, and one sweeper left a core idle.
 pub struct SweepParts(Mutex<VecDeque<Part>>);
 
 impl SweepParts {
