@@ -493,7 +493,6 @@ async fn sweep_and_close(
         let mut left_behind = 0;
         for target in walks.iter_mut() {
             let table = target.walk.database.table().table.clone();
-
             // The sweep meets every row still left behind, odd ones included: its own list is
             // the journal's count of wallets the rotation leaves on their old KEK.
             let swept_odd = OddRows::default();
