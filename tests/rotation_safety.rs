@@ -235,10 +235,10 @@ async fn a_batch_replaces_only_rows_that_still_hold_what_was_read(kind: Kind) {
 
 on_sqlite_and_postgres!(a_batch_replaces_only_rows_that_still_hold_what_was_read);
 
-/// The final sweep shares the walk's key ranges out among the workers of the process holding
-/// the lease: together they meet every row still on the old KEK exactly once, odd rows are
-/// recorded rather than handed out, rows on the new KEK are left to the database, and every
-/// worker takes a part.
+/// The final sweep, shared out among two workers by the walk's key ranges (as on PostgreSQL)
+/// or by one alone over the table whole (as on SQLite), on either database: it meets every row
+/// still on the old KEK exactly once, odd rows are recorded rather than handed out, rows on the
+/// new KEK are left to the database, and each of two sweepers takes a part.
 async fn the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once(kind: Kind) {
     use rotor::coordination::{SweepParts, Walk, WalkSpec, WorkerBatches};
     use rotor::progress::Reporter;
@@ -286,19 +286,16 @@ async fn the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once(
 
     let parts = SweepParts::of(&walk, 2).await.unwrap();
     let odd = OddRows::default();
-    let sweep = |mut batches: WorkerBatches| {
-        let odd = odd.clone();
-        async move {
-            let mut met = Vec::new();
-            while let Some(batch) = batches.next(&odd).await.unwrap() {
-                met.extend(batch.into_iter().map(|row| row.id));
-            }
-            met
+    let sweep = |mut batches: WorkerBatches, odd: OddRows| async move {
+        let mut met = Vec::new();
+        while let Some(batch) = batches.next(&odd).await.unwrap() {
+            met.extend(batch.into_iter().map(|row| row.id));
         }
+        met
     };
     let (first, second) = tokio::join!(
-        sweep(WorkerBatches::sweep(walk.clone(), parts.clone())),
-        sweep(WorkerBatches::sweep(walk.clone(), parts.clone())),
+        sweep(WorkerBatches::sweep(walk.clone(), parts.clone()), odd.clone()),
+        sweep(WorkerBatches::sweep(walk.clone(), parts.clone()), odd.clone()),
     );
     assert!(!first.is_empty() && !second.is_empty(), "one worker swept alone: {first:?} {second:?}");
     let mut met = [first, second].concat();
@@ -306,8 +303,14 @@ async fn the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once(
     let left_behind: Vec<String> =
         (0..2000).filter(|n| n % 7 == 0 && *n != 500).map(|n| format!("w{n:04}")).collect();
     assert_eq!(met, left_behind, "the sweep missed a row left behind, met one twice or met one on v2");
-    let odd = odd.entries();
-    assert_eq!(odd.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(), ["w0500"], "{odd:?}");
+    let odd_ids = |odd: &OddRows| odd.entries().into_iter().map(|row| row.id).collect::<Vec<_>>();
+    assert_eq!(odd_ids(&odd), ["w0500"]);
+
+    let lone = OddRows::default();
+    let whole = SweepParts::of(&walk, 1).await.unwrap();
+    let alone = sweep(WorkerBatches::sweep(walk.clone(), whole), lone.clone()).await;
+    assert_eq!(alone, left_behind, "a lone sweeper missed a row left behind or met one on v2");
+    assert_eq!(odd_ids(&lone), ["w0500"]);
 }
 
 on_sqlite_and_postgres!(the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once);
