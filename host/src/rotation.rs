@@ -162,7 +162,7 @@ async fn run_rotation(
     // meanwhile is answered once it is done.
     let set_up = first.start_rotation(&at, options).await;
     // Whatever set-up did, other rotors may join or take over at once.
-    release_lease(&first).await;
+    release_lease(first.state().lease()).await;
     let plan = answer(set_up)?;
     if let Some(signal) = shutdown.requested() {
         return Err(stopped(signal, &plan).into());
@@ -500,7 +500,7 @@ async fn sweep_and_close(
                 worker.state_mut().wallets_mut().set_odd_rows(swept_odd.clone());
             }
             let target_plan = plan_for(plan, target.walk.database.table());
-            let sweepers = target.walk.database.sweepers(workers.len()).min(workers.len());
+            let sweepers = target.walk.database.sweepers(workers.len());
             let parts = SweepParts::of(&target.walk, sweepers).await?;
             let resting = workers.split_off(sweepers);
             let batches = || WorkerBatches::sweep(target.walk.clone(), parts.clone());
@@ -532,14 +532,12 @@ async fn sweep_and_close(
         anyhow::Ok(Swept::Closed(true))
     }
     .await;
-    if let Err(e) = lease.release().await {
-        tracing::warn!("could not release the rotation lease (it will expire): {e}");
-    }
+    release_lease(lease).await;
     swept
 }
 
-async fn release_lease(instance: &Instance) {
-    if let Err(e) = instance.state().lease().release().await {
+async fn release_lease(lease: &Lease) {
+    if let Err(e) = lease.release().await {
         tracing::warn!("could not release the rotation lease (it will expire): {e}");
     }
 }

@@ -7,8 +7,8 @@
 //! worker, which goes on after the last batch the dead one committed. Once every range is done,
 //! the process holding the rotation lease sweeps the whole table for wallets an application
 //! wrote under the old KEK after the walk had passed them; on PostgreSQL its workers take the
-//! walk's ranges in turn ([`SweepParts`], `Database::sweepers`). A rotation of several tables walks them one after another, each
-//! with a [`Walk`] of its own over that table's ranges.
+//! walk's ranges in turn ([`SweepParts`], `Database::sweepers`). A rotation of several tables
+//! walks them one after another, each with a [`Walk`] of its own over that table's ranges.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

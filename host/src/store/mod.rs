@@ -622,10 +622,11 @@ impl Database {
     /// wallets, in alternating `--quick` runs of the bench). SQLite scans in this process: a
     /// second sweeper was no faster there (0.09 to 0.14 s either way) and raised the command's
     /// peak RSS by 3 to 5 MiB, so one sweeps, the whole table in one query.
+    /// Never more than `workers`.
     pub fn sweepers(&self, workers: usize) -> usize {
         match self.backend {
-            Backend::Sqlite(_) => 1,
-            Backend::Postgres(_) => workers.max(1),
+            Backend::Sqlite(_) => workers.min(1),
+            Backend::Postgres(_) => workers,
         }
     }
 
