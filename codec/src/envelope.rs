@@ -263,6 +263,11 @@ impl<'a> EnvelopeHead<'a> {
         self.head[DATA_NONCE..] == other.head[DATA_NONCE..] && self.tail == other.tail
     }
 
+    /// Characters after the head: the wallet's own ciphertext, base64.
+    pub(crate) fn tail_len(&self) -> usize {
+        self.tail.len()
+    }
+
     /// The wrapped data key's nonce, ciphertext and tag.
     pub(crate) fn wrap_parts(&self) -> Parts<'_> {
         wrap_parts_of(&self.head)

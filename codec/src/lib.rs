@@ -44,6 +44,10 @@ mod tests {
         let old = seal_with(&old_kek, 1, "w", b"wallet", &DataKey::from_bytes([5; KEY_LEN]), nonces);
         let moved = rewrap_with(&old_kek, &new_kek, 2, "w", &old, [6; NONCE_LEN]).unwrap();
         assert_eq!(rewrap_versions(&old, &moved), Some((1, 2)));
+        let (old_head, new_head) = rewrap_heads(&old, &moved).unwrap();
+        assert_eq!((old_head, new_head), ("rotor:v1:".len() + 84, "rotor:v2:".len() + 84));
+        assert_eq!(old[old_head..], moved[new_head..], "what follows the heads is the wallet's, unchanged");
+        assert_ne!(old[..old_head], moved[..new_head]);
         assert_eq!(same_rewrapped(&old_kek, &new_kek, "w", &old, &moved), Some(Ok(true)));
         // The same data part beside the wrap of another data key: not the same wallet.
         let other = seal_with(&new_kek, 2, "w", b"wallet", &DataKey::from_bytes([7; KEY_LEN]), nonces);
@@ -61,6 +65,8 @@ mod tests {
             EnvelopeNonces { data: [8; NONCE_LEN], ..nonces },
         );
         assert_eq!(same_rewrapped(&old_kek, &new_kek, "w", &old, &reencrypted), None);
+        assert_eq!(rewrap_heads(&old, &reencrypted), None);
+        assert_eq!(rewrap_heads(&old, &seal_legacy_with(&new_kek, b"wallet", [9; NONCE_LEN])), None);
         // A wrap under a key that is not the one named does not unwrap.
         assert_eq!(
             same_rewrapped(&new_kek, &new_kek, "w", &old, &moved),
@@ -208,6 +214,17 @@ pub fn same_rewrapped(
 pub fn rewrap_versions(old: &str, new: &str) -> Option<(u32, u32)> {
     let (old, new) = (envelope::EnvelopeHead::parse(old).ok()?, envelope::EnvelopeHead::parse(new).ok()?);
     old.same_data(&new).then_some((old.kek_version, new.kek_version))
+}
+
+/// The lengths of two envelopes' heads, if `new` is `old` re-wrapped as [`rewrap_versions`]
+/// recognises it: each head is the `rotor:v<K>:` prefix and the base64 of the wrapped data key
+/// and the nonces, the part a re-wrap changes. What follows the heads, the wallet's own
+/// ciphertext under that data key, is the same in both, so a store may compare and write the
+/// heads alone.
+pub fn rewrap_heads(old: &str, new: &str) -> Option<(usize, usize)> {
+    let (old_head, new_head) =
+        (envelope::EnvelopeHead::parse(old).ok()?, envelope::EnvelopeHead::parse(new).ok()?);
+    old_head.same_data(&new_head).then(|| (old.len() - old_head.tail_len(), new.len() - new_head.tail_len()))
 }
 
 /// Opens a wallet in either format with the given KEK. `id` must be the row's id: envelopes

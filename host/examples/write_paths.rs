@@ -8,8 +8,8 @@
 //! the condition that the row still starts with the old head. The second sends a tenth of the
 //! bytes, but the database then cuts and joins strings instead of comparing and copying them:
 //! on PostgreSQL it is the slower one; on SQLite, with both forms counting the rows they change
-//! rather than returning their ids, it came out 5 to 9% faster (BENCHMARKS.md says why rotor
-//! has not taken it). Passes alternate between the two on the same envelopes, each moving every
+//! rather than returning their ids, it came out 5 to 9% faster, and rotor's SQLite store uses
+//! it for re-wraps (`Span::Head` in the store; BENCHMARKS.md). Passes alternate between the two on the same envelopes, each moving every
 //! wallet to the next KEK version in batches of rotor's default size, one transaction per
 //! batch; the median of three each.
 //!

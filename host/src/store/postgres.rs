@@ -97,23 +97,54 @@ impl PgStore {
         checkpoint: Option<Checkpoint<'_>>,
     ) -> Result<BatchOutcome, StoreError> {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
-        let column = |f: fn(&Replacement) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-        // The compare-and-swap is the `w.{ct} = v.expected` condition.
-        let sql = format!(
-            "UPDATE {table} AS w SET {ct} = v.replacement \
-             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS v(id, expected, replacement) \
-             WHERE w.{idc} = v.id AND w.{ct} = v.expected AND {} RETURNING w.{idc}",
-            self.table.rows_sql(Some("w"))
-        );
+        let only = self.table.rows_sql(Some("w"));
+        let current = format!("w.{ct}");
         let mut tx = self.pool.begin().await?;
-        let replaced: HashSet<String> = sqlx::query_scalar(AssertSqlSafe(sql.as_str()))
-            .bind(column(|r| &r.id))
-            .bind(column(|r| &r.expected))
-            .bind(column(|r| &r.replacement))
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
+        let mut replaced = HashSet::with_capacity(rows.len());
+        // Re-wraps are compared and written whole: PostgreSQL cuts and joins a head onto the
+        // rest of a row at a higher cost than sending it (BENCHMARKS.md).
+        for (span, swaps) in Replacement::by_span(rows, false) {
+            if swaps.is_empty() {
+                continue;
+            }
+            let ids: Vec<&str> = swaps.iter().map(|swap| swap.id).collect();
+            let replacements: Vec<&str> = swaps.iter().map(|swap| swap.replacement).collect();
+            // The compare-and-swap is the `holds` condition. No RETURNING: each returned id is
+            // a message of its own to read and decode. As on SQLite, a count equal to the
+            // group's length means every row of it was replaced (a row changes at most once
+            // per statement, so its ids were distinct too).
+            let sql = format!(
+                "UPDATE {table} AS w SET {ct} = {} \
+                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS v(id, expected, replacement) \
+                 WHERE w.{idc} = v.id AND {} AND {only}",
+                span.written(&current, "v.expected", "v.replacement"),
+                span.holds(&current, "v.expected"),
+            );
+            let written = sqlx::query(AssertSqlSafe(sql))
+                .bind(&ids)
+                .bind(swaps.iter().map(|swap| swap.expected).collect::<Vec<&str>>())
+                .bind(&replacements)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if written == swaps.len() as u64 {
+                replaced.extend(swaps.iter().map(|swap| swap.id.to_owned()));
+                continue;
+            }
+            // Some rows changed since they were read: the replaced ones are those that hold
+            // their replacement now (a fresh ciphertext, or head, no other writer puts there).
+            let sql = format!(
+                "SELECT w.{idc} FROM {table} AS w JOIN UNNEST($1::text[], $2::text[]) AS v(id, replacement) \
+                 ON w.{idc} = v.id AND {} WHERE {only}",
+                span.holds(&current, "v.replacement"),
+            );
+            let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
+                .bind(&ids)
+                .bind(&replacements)
+                .fetch_all(&mut *tx)
+                .await?;
+            replaced.extend(ids);
+        }
         finish_batch!(tx, rows, replaced, checkpoint)
     }
 

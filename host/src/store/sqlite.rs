@@ -143,42 +143,44 @@ impl SqliteStore {
         checkpoint: Option<Checkpoint<'_>>,
     ) -> Result<BatchOutcome, StoreError> {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
+        let current = format!("{table}.{ct}");
+        let only = self.table.rows_sql(Some(&table));
         let _writing = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await?;
         let mut replaced = HashSet::with_capacity(rows.len());
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            // One statement per chunk: the compare-and-swap is the `{ct} = v.column2` condition.
-            // No RETURNING: sqlx hands each returned row across from its SQLite thread on its
-            // own, which cost more than the write. A chunk is almost always written whole, and
-            // as one row changes at most once, a count equal to the chunk's length means every
-            // row of it was replaced (and its ids were distinct).
-            let mut query =
-                QueryBuilder::<Sqlite>::new(format!("UPDATE {table} SET {ct} = v.column3 FROM ("));
-            query.push_values(chunk, |mut values, row| {
-                values.push_bind(&row.id).push_bind(&row.expected).push_bind(&row.replacement);
-            });
-            query.push(format!(
-                ") AS v WHERE {table}.{idc} = v.column1 AND {table}.{ct} = v.column2 AND {}",
-                self.table.rows_sql(Some(&table))
-            ));
-            let written = query.build().execute(&mut *tx).await?.rows_affected();
-            if written == chunk.len() as u64 {
-                replaced.extend(chunk.iter().map(|row| row.id.clone()));
-                continue;
+        for (span, swaps) in Replacement::by_span(rows, true) {
+            let (holds, value) =
+                (span.holds(&current, "v.column2"), span.written(&current, "v.column2", "v.column3"));
+            for chunk in swaps.chunks(ROWS_PER_STATEMENT) {
+                // One statement per chunk: the compare-and-swap is the `holds` condition.
+                // No RETURNING: sqlx hands each returned row across from its SQLite thread on
+                // its own, which cost more than the write. A chunk is almost always written
+                // whole, and as one row changes at most once, a count equal to the chunk's
+                // length means every row of it was replaced (and its ids were distinct).
+                let mut query =
+                    QueryBuilder::<Sqlite>::new(format!("UPDATE {table} SET {ct} = {value} FROM ("));
+                query.push_values(chunk, |mut values, swap| {
+                    values.push_bind(swap.id).push_bind(swap.expected).push_bind(swap.replacement);
+                });
+                query.push(format!(") AS v WHERE {table}.{idc} = v.column1 AND {holds} AND {only}"));
+                let written = query.build().execute(&mut *tx).await?.rows_affected();
+                if written == chunk.len() as u64 {
+                    replaced.extend(chunk.iter().map(|swap| swap.id.to_owned()));
+                    continue;
+                }
+                // Some rows changed since they were read: the replaced ones are those that
+                // hold their replacement now. A replacement is a fresh ciphertext (a re-wrap's
+                // head, a fresh wrap of its data key); were another writer to have put the
+                // very same one there, the row holds what it should either way.
+                let mut query =
+                    QueryBuilder::<Sqlite>::new(format!("SELECT {table}.{idc} FROM {table} JOIN ("));
+                query.push_values(chunk, |mut values, swap| {
+                    values.push_bind(swap.id).push_bind(swap.replacement);
+                });
+                query.push(format!(") AS v ON {table}.{idc} = v.column1 AND {holds} WHERE {only}"));
+                let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
+                replaced.extend(ids);
             }
-            // Some rows changed since they were read: the replaced ones are those that hold
-            // their replacement now. A replacement is a fresh ciphertext; were another writer
-            // to have put the very same one there, the row holds what it should either way.
-            let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT {table}.{idc} FROM {table} JOIN ("));
-            query.push_values(chunk, |mut values, row| {
-                values.push_bind(&row.id).push_bind(&row.replacement);
-            });
-            query.push(format!(
-                ") AS v ON {table}.{idc} = v.column1 AND {table}.{ct} = v.column2 WHERE {}",
-                self.table.rows_sql(Some(&table))
-            ));
-            let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
-            replaced.extend(ids);
         }
         finish_batch!(tx, rows, replaced, checkpoint)
     }

@@ -256,6 +256,76 @@ pub struct Replacement {
     pub replacement: String,
 }
 
+/// How much of a row a batch's statement compares and writes for one [`Replacement`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Span {
+    /// The whole ciphertext: compared with `expected`, replaced by `replacement`.
+    Whole,
+    /// A re-wrap's head only (see [`rotor_codec::rewrap_heads`]): compared with the row's
+    /// ciphertext up to its length, replaced by the new head, and the rest of the row kept as
+    /// the database holds it. The wallet's own ciphertext, nearly all of an envelope, is then
+    /// neither sent nor compared. A row whose head is as read holds the data key the host
+    /// checked, so what follows it is a wallet under that key, and opens after the write as it
+    /// opened before.
+    Head,
+}
+
+impl Span {
+    /// SQL (either dialect) that is true while `current` still holds `expected`.
+    pub(crate) fn holds(self, current: &str, expected: &str) -> String {
+        match self {
+            Span::Whole => format!("{current} = {expected}"),
+            Span::Head => format!("substr({current}, 1, length({expected})) = {expected}"),
+        }
+    }
+
+    /// SQL (either dialect) for the value written over `current`, which holds `expected`.
+    pub(crate) fn written(self, current: &str, expected: &str, replacement: &str) -> String {
+        match self {
+            Span::Whole => replacement.to_owned(),
+            Span::Head => format!("{replacement} || substr({current}, length({expected}) + 1)"),
+        }
+    }
+}
+
+/// One replacement as a statement binds it: what of it [`Span`] says is compared and written.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Swap<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) expected: &'a str,
+    pub(crate) replacement: &'a str,
+}
+
+impl Replacement {
+    /// What a statement compares and writes for this replacement: the heads of a re-wrap,
+    /// otherwise the whole ciphertexts.
+    pub(crate) fn swap(&self) -> (Span, Swap<'_>) {
+        let id = self.id.as_str();
+        match rotor_codec::rewrap_heads(&self.expected, &self.replacement) {
+            Some((old, new)) => (
+                Span::Head,
+                Swap { id, expected: &self.expected[..old], replacement: &self.replacement[..new] },
+            ),
+            None => (Span::Whole, Swap { id, expected: &self.expected, replacement: &self.replacement }),
+        }
+    }
+
+    /// `rows` grouped by [`Span`], each group in the order given, for a statement each: with
+    /// `heads`, re-wraps apart from the rest; without, all of them whole.
+    pub(crate) fn by_span(rows: &[Replacement], heads: bool) -> [(Span, Vec<Swap<'_>>); 2] {
+        let (mut head_swaps, mut wholes) = (Vec::new(), Vec::new());
+        for row in rows {
+            match heads.then(|| row.swap()) {
+                Some((Span::Head, swap)) => head_swaps.push(swap),
+                _ => {
+                    wholes.push(Swap { id: &row.id, expected: &row.expected, replacement: &row.replacement })
+                }
+            }
+        }
+        [(Span::Head, head_swaps), (Span::Whole, wholes)]
+    }
+}
+
 /// What an atomic batch did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
