@@ -440,9 +440,7 @@ on_sqlite_and_postgres!(abort_closes_a_rotation_that_cannot_finish);
 async fn abort_refuses_a_live_walker(kind: Kind) {
     let (world, expected) = world_with_wallets(kind).await;
     let mut frozen = rotate_and_freeze(&world, &[]).await;
-    if kind == Kind::Sqlite {
-        outside_a_write(&world, &frozen).await;
-    }
+    stopped_holding_a_range(&world, &frozen, kind).await;
     let (out, refused) = json(world.rotor().arg("abort"));
     assert_eq!(out.status.code(), Some(1), "{refused:#}");
     let error = refused["error"].as_str().unwrap();
@@ -467,23 +465,42 @@ async fn abort_refuses_a_live_walker(kind: Kind) {
     assert_every_wallet_opens(&world, &expected).await;
 }
 
-/// A walker frozen inside a batch's transaction holds SQLite's one write lock, and every other
-/// rotor then waits for the database rather than meeting the walker's claim: thaw and freeze
-/// it again until it is frozen between two batches.
-async fn outside_a_write(world: &World, frozen: &Child) {
+/// Lets a frozen walker run a moment at a time until it is stopped where `rotor abort` can
+/// meet it: holding a key range (stopped in the instant between finishing one range and
+/// claiming the next it holds none, and abort rightly finds no live walker), and on SQLite
+/// outside a batch's transaction (inside one it holds SQLite's one write lock, and every other
+/// rotor waits for the database rather than meeting the walker's claim).
+async fn stopped_holding_a_range(world: &World, frozen: &Child, kind: Kind) {
     use sqlx::sqlite::SqliteConnectOptions;
-    let options: SqliteConnectOptions = world.db.url.parse().unwrap();
-    let mut db = sqlx::SqliteConnection::connect_with(&options.busy_timeout(Duration::ZERO)).await.unwrap();
+    let db = world.db.connect().await;
+    let rotation = db.unfinished_rotation().await.unwrap().expect("the rotation is unfinished").id;
+    let mut sqlite = match kind {
+        Kind::Sqlite => {
+            let options: SqliteConnectOptions = world.db.url.parse().unwrap();
+            Some(sqlx::SqliteConnection::connect_with(&options.busy_timeout(Duration::ZERO)).await.unwrap())
+        }
+        _ => None,
+    };
     for _ in 0..1000 {
-        if sqlx::query("BEGIN IMMEDIATE").execute(&mut db).await.is_ok() {
-            sqlx::query("ROLLBACK").execute(&mut db).await.unwrap();
+        let holding = !db.range_progress(rotation).await.unwrap().holders.is_empty();
+        let outside = match &mut sqlite {
+            Some(db) => {
+                let free = sqlx::query("BEGIN IMMEDIATE").execute(&mut *db).await.is_ok();
+                if free {
+                    sqlx::query("ROLLBACK").execute(&mut *db).await.unwrap();
+                }
+                free
+            }
+            None => true,
+        };
+        if holding && outside {
             return;
         }
         signal(frozen, "CONT");
         tokio::time::sleep(Duration::from_millis(1)).await;
         signal(frozen, "STOP");
     }
-    panic!("the walker was frozen inside a write every time");
+    panic!("the walker was never frozen holding a key range outside a write");
 }
 
 on_sqlite_and_postgres!(abort_refuses_a_live_walker);

@@ -291,8 +291,11 @@ impl Span {
 /// One replacement as a statement binds it: what of it [`Span`] says is compared and written.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Swap<'a> {
+    /// The wallet's id.
     pub(crate) id: &'a str,
+    /// What the row must still hold: all of it, or its head.
     pub(crate) expected: &'a str,
+    /// What is written in its place.
     pub(crate) replacement: &'a str,
 }
 
