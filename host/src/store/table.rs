@@ -300,16 +300,20 @@ pub(crate) struct Swap<'a> {
 }
 
 impl Replacement {
+    /// This replacement compared and written whole.
+    fn whole(&self) -> Swap<'_> {
+        Swap { id: &self.id, expected: &self.expected, replacement: &self.replacement }
+    }
+
     /// What a statement compares and writes for this replacement: the heads of a re-wrap,
     /// otherwise the whole ciphertexts.
     pub(crate) fn swap(&self) -> (Span, Swap<'_>) {
-        let id = self.id.as_str();
         match rotor_codec::rewrap_heads(&self.expected, &self.replacement) {
             Some((old, new)) => (
                 Span::Head,
-                Swap { id, expected: &self.expected[..old], replacement: &self.replacement[..new] },
+                Swap { id: &self.id, expected: &self.expected[..old], replacement: &self.replacement[..new] },
             ),
-            None => (Span::Whole, Swap { id, expected: &self.expected, replacement: &self.replacement }),
+            None => (Span::Whole, self.whole()),
         }
     }
 
@@ -320,9 +324,7 @@ impl Replacement {
         for row in rows {
             match heads.then(|| row.swap()) {
                 Some((Span::Head, swap)) => head_swaps.push(swap),
-                _ => {
-                    wholes.push(Swap { id: &row.id, expected: &row.expected, replacement: &row.replacement })
-                }
+                _ => wholes.push(row.whole()),
             }
         }
         [(Span::Head, head_swaps), (Span::Whole, wholes)]
