@@ -208,10 +208,20 @@ async fn a_batch_replaces_only_rows_that_still_hold_what_was_read(kind: Kind) {
 
     let mut rows: Vec<Replacement> = ids[..6]
         .iter()
-        .map(|&id| Replacement { id: id.into(), expected: read[id].clone(), replacement: rewrap(id) })
+        .map(|&id| Replacement {
+            id: id.into(),
+            expected: read[id].clone(),
+            replacement: rewrap(id),
+            read_at: None,
+        })
         .collect();
     for id in ["reencrypted", "raced"] {
-        rows.push(Replacement { id: id.into(), expected: read[id].clone(), replacement: reencrypt(id) });
+        rows.push(Replacement {
+            id: id.into(),
+            expected: read[id].clone(),
+            replacement: reencrypt(id),
+            read_at: None,
+        });
     }
     let outcome = db.replace_batch(&rows, None).await.unwrap();
     let mut conflicts = outcome.conflicts.clone();
@@ -326,6 +336,84 @@ async fn the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once(
 
 on_sqlite_and_postgres!(the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once);
 
+/// A walk's batch is written back only over rows still as the walk read them. PostgreSQL
+/// compares the version each row was read at, so a row the application wrote since is a
+/// conflict even if it wrote back the very bytes that were there (a write rotor cannot tell
+/// from none on SQLite, which compares the bytes and replaces it). A wallet the batch did not
+/// hand out, or one named twice, gets no replacement at all.
+async fn a_walks_batch_is_compared_with_the_rows_as_the_walk_read_them(kind: Kind) {
+    use rotor::coordination::{SweepParts, Walk, WalkSpec, WorkerBatches};
+    use rotor::progress::Reporter;
+    use rotor::store::{OddRows, RunIdentity, WalletRow};
+
+    let db_handle = rotor_testkit::TestDb::new(kind).await;
+    let db = db_handle.connect().await;
+    db.migrate().await.unwrap();
+    let rows: Vec<WalletRow> = ["rewritten-alike", "changed", "changed-back", "untouched"]
+        .into_iter()
+        .map(|id| WalletRow { id: id.into(), ciphertext: format!("rotor:v1:{id}") })
+        .collect();
+    db.put_many(&rows).await.unwrap();
+    let identity = RunIdentity::this_process("compare test".into());
+    let rotation =
+        db.begin_rotation(&rotor_testkit::new_rotation(4, "envelope", None), &identity).await.unwrap();
+    db.set_rotation_target(rotation.id, 2).await.unwrap();
+    let walk = Walk::new(WalkSpec {
+        database: db.clone(),
+        rotation: rotation.id,
+        target: 0,
+        skip_prefix: Some("rotor:v2:".into()),
+        batch_size: 16,
+        identity,
+        claim_ttl: Duration::from_secs(60),
+        reporter: Reporter::silent(),
+        total: 4,
+        done_before: 0,
+    });
+    let mut batches = WorkerBatches::sweep(walk.clone(), SweepParts::of(&walk, 1).await.unwrap());
+    let batch = batches.next(&OddRows::default()).await.unwrap().expect("a batch");
+    assert_eq!(batch.len(), 4, "{batch:?}");
+
+    // The application, between the walk's read and its write.
+    db.put("rewritten-alike", "rotor:v1:rewritten-alike").await.unwrap();
+    db.put("changed", "the application's").await.unwrap();
+    db.put("changed-back", "for a moment").await.unwrap();
+    db.put("changed-back", "rotor:v1:changed-back").await.unwrap();
+
+    let mut replacements = Vec::new();
+    for row in batch {
+        let replacement = batches.replacement(row.id.clone(), format!("rotor:v2:{}", row.id)).unwrap();
+        assert_eq!(replacement.expected, row.ciphertext);
+        assert_eq!(replacement.read_at.is_some(), kind == Kind::Postgres, "{replacement:?}");
+        replacements.push(replacement);
+    }
+    assert_eq!(batches.replacement("untouched".into(), "twice".into()).unwrap_err(), "untouched");
+    assert_eq!(batches.replacement("never-read".into(), "x".into()).unwrap_err(), "never-read");
+
+    let outcome = db.replace_batch(&replacements, None).await.unwrap();
+    let mut conflicts = outcome.conflicts.clone();
+    conflicts.sort();
+    let after = db_handle.rows().await;
+    assert_eq!(after["untouched"], "rotor:v2:untouched");
+    assert_eq!(after["changed"], "the application's");
+    match kind {
+        Kind::Postgres => {
+            assert_eq!(conflicts, ["changed", "changed-back", "rewritten-alike"], "{outcome:?}");
+            assert_eq!(outcome.replaced, 1);
+            assert_eq!(after["rewritten-alike"], "rotor:v1:rewritten-alike");
+            assert_eq!(after["changed-back"], "rotor:v1:changed-back");
+        }
+        Kind::Sqlite => {
+            assert_eq!(conflicts, ["changed"], "{outcome:?}");
+            assert_eq!(outcome.replaced, 3);
+            assert_eq!(after["rewritten-alike"], "rotor:v2:rewritten-alike");
+            assert_eq!(after["changed-back"], "rotor:v2:changed-back");
+        }
+    }
+}
+
+on_sqlite_and_postgres!(a_walks_batch_is_compared_with_the_rows_as_the_walk_read_them);
+
 /// Which rows a batch replaced is read from the database's count where it can be: a batch of
 /// several statements whose last holds the one conflict, and a batch naming a row twice, still
 /// report exactly the rows left as they were.
@@ -345,6 +433,7 @@ async fn a_long_batch_names_its_one_conflict_and_a_row_named_twice_counts_once(k
             id: r.id.clone(),
             expected: r.ciphertext.clone(),
             replacement: format!("moved {}", r.id),
+            read_at: None,
         })
         .collect();
     let outcome = db.replace_batch(&batch, None).await.unwrap();
@@ -361,6 +450,7 @@ async fn a_long_batch_names_its_one_conflict_and_a_row_named_twice_counts_once(k
         id: "w00007".into(),
         expected: "moved w00007".into(),
         replacement: to.into(),
+        read_at: None,
     });
     let outcome = db.replace_batch(&named_twice, None).await.unwrap();
     assert_eq!((outcome.replaced, outcome.conflicts.len()), (1, 0), "{:?}", outcome.conflicts);

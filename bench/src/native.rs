@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::coordination::{SweepParts, Walk, WalkSpec, WorkerBatches};
 use crate::progress::Reporter;
-use crate::store::{Database, NewRotation, Replacement, RunIdentity};
+use crate::store::{Database, NewRotation, RunIdentity};
 
 /// Keys of one native rotation: every wallet is on `from`, and moves to `to`.
 pub struct NativeKeys {
@@ -110,12 +110,15 @@ async fn move_all(
     // The bench's own rows are all wallets: nothing odd to report.
     let odd = crate::store::OddRows::default();
     while let Some(rows) = batches.next(&odd).await? {
+        // Compared as rotor's host compares a component's batch: with what the walk handed out.
         let replacements = rows
             .into_iter()
             .map(|row| {
                 let replacement = reseal(keys, reencrypt, &row.id, &row.ciphertext)
                     .with_context(|| format!("wallet {}", row.id))?;
-                Ok(Replacement { id: row.id, expected: row.ciphertext, replacement })
+                batches
+                    .replacement(row.id, replacement)
+                    .map_err(|id| anyhow::anyhow!("wallet {id} was handed out twice in one batch"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let outcome = database.replace_batch(&replacements, batches.checkpoint()).await?;

@@ -49,6 +49,7 @@ async fn multi_row(db: &Database, count: usize, pass: u8) -> f64 {
                 id: format!("w{i:08}"),
                 expected: ciphertext(i, pass - 1),
                 replacement: ciphertext(i, pass),
+                read_at: None,
             })
             .collect();
         let outcome = db.replace_batch(&batch, None).await.unwrap();
@@ -118,6 +119,7 @@ fn rewrapped(rows: &[WalletRow], version: u32) -> Vec<Replacement> {
                 [4; NONCE_LEN],
             )
             .unwrap(),
+            read_at: None,
         })
         .collect()
 }

@@ -357,6 +357,16 @@ impl wallet_store::Host for WalletStoreView<'_> {
         if let Err(denied) = self.store.check_write("replace-batch", None) {
             return Ok(Err(denied));
         }
+        // The component says what each row holds; the host compares it with the row as it is.
+        let rows = rows
+            .into_iter()
+            .map(|r| Replacement {
+                id: r.id,
+                expected: r.expected,
+                replacement: r.replacement,
+                read_at: None,
+            })
+            .collect();
         self.write_replacements(rows).await
     }
 
@@ -374,13 +384,15 @@ impl wallet_store::Host for WalletStoreView<'_> {
         };
         let mut replacements = Vec::with_capacity(rows.len());
         for (id, replacement) in rows {
-            let Some(expected) = batches.take_handed_out(&id) else {
-                return Ok(Err(wallet_store::Error::Denied(format!(
-                    "replace-current-batch: wallet {id:?} is not in the batch handed out last (or is named twice); \
-                     nothing of the batch was written"
-                ))));
-            };
-            replacements.push(wallet_store::Replacement { id, expected, replacement });
+            match batches.replacement(id, replacement) {
+                Ok(row) => replacements.push(row),
+                Err(id) => {
+                    return Ok(Err(wallet_store::Error::Denied(format!(
+                        "replace-current-batch: wallet {id:?} is not in the batch handed out last (or is named \
+                         twice); nothing of the batch was written"
+                    ))));
+                }
+            }
         }
         self.write_replacements(replacements).await
     }
@@ -407,7 +419,7 @@ impl WalletStoreView<'_> {
     /// on its old KEK and the rest of the batch is written.
     async fn write_replacements(
         &mut self,
-        rows: Vec<wallet_store::Replacement>,
+        rows: Vec<Replacement>,
     ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
         let store = &mut *self.store;
         let (max_rows, max_bytes) = (store.limits.max_batch_rows as usize, store.limits.max_value_bytes());
@@ -442,10 +454,6 @@ impl WalletStoreView<'_> {
             total = store.checked,
             "batch checked by the host: every row opens, under the current KEK, to what it held"
         );
-        let rows: Vec<Replacement> = rows
-            .into_iter()
-            .map(|r| Replacement { id: r.id, expected: r.expected, replacement: r.replacement })
-            .collect();
         // A walk's batches go back to the table they came from (a rotation of several tables
         // walks each in turn); anything else writes this instance's table.
         let (database, checkpoint) = match &store.batches {

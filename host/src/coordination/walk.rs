@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 
 use crate::progress::Reporter;
 use crate::store::{
-    Checkpoint, ClaimedRange, Database, OddRows, RunIdentity, ScanPage, StoreError, WalletRow, unix_now,
+    Checkpoint, ClaimedRange, Database, OddRows, Replacement, RowVersion, RunIdentity, ScanPage, StoreError,
+    WalletRow, unix_now,
 };
 
 /// How long a worker with nothing to claim waits before looking again, while other workers
@@ -201,9 +202,10 @@ pub struct WorkerBatches {
     walk: Arc<Walk>,
     pass: Pass,
     current: Option<Current>,
-    /// The ciphertexts of the batch handed out last, by id: what `replace-current-batch`
-    /// compares with, so the component need not send them back.
-    handed_out: HashMap<String, String>,
+    /// The ciphertexts of the batch handed out last, by id, with the version each row was read
+    /// at: what `replace-current-batch` compares with, so the component need not send them
+    /// back.
+    handed_out: HashMap<String, (String, Option<RowVersion>)>,
 }
 
 impl WorkerBatches {
@@ -272,7 +274,9 @@ impl WorkerBatches {
             if rows.is_empty() {
                 continue;
             }
-            self.handed_out.extend(rows.iter().map(|row| (row.id.clone(), row.ciphertext.clone())));
+            let mut versions = page.versions.into_iter();
+            self.handed_out
+                .extend(rows.iter().map(|row| (row.id.clone(), (row.ciphertext.clone(), versions.next()))));
             return Ok(Some(rows));
         }
     }
@@ -312,9 +316,14 @@ impl WorkerBatches {
         &self.walk.database
     }
 
-    /// The ciphertext handed out for `id` in the current batch; each is given back once.
-    pub fn take_handed_out(&mut self, id: &str) -> Option<String> {
-        self.handed_out.remove(id)
+    /// `id`'s replacement by `replacement`, compared with what the current batch handed out
+    /// for it; each id is replaced once. `Err(id)` if the batch handed out no such wallet (or
+    /// its replacement was taken already).
+    pub fn replacement(&mut self, id: String, replacement: String) -> Result<Replacement, String> {
+        match self.handed_out.remove(&id) {
+            Some((expected, read_at)) => Ok(Replacement { id, expected, replacement, read_at }),
+            None => Err(id),
+        }
     }
 
     /// What a batch written now records: its range's progress and claim, or for the sweep the

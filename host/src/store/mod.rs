@@ -27,8 +27,8 @@ pub use self::odd::{OddRow, OddRows};
 pub use self::quarantine::{QuarantinedRow, named_version};
 pub(crate) use self::table::Scanned;
 pub use self::table::{
-    BatchOutcome, QuotedNames, Replacement, RowFilter, ScanPage, TargetFormat, TenantRows, WalletRow,
-    WalletTable, check_tenant_name,
+    BatchOutcome, QuotedNames, Replacement, RowFilter, RowVersion, ScanPage, TargetFormat, TenantRows,
+    WalletRow, WalletTable, check_tenant_name,
 };
 
 use self::journal::{foreign, unfinished};
@@ -361,12 +361,20 @@ impl Database {
             rows: Vec::with_capacity(scanned.len()),
             last_id: scanned.last().map(|row| row.id.clone()),
             fetched: scanned.len(),
+            versions: Vec::new(),
         };
         for row in scanned {
             match row.ciphertext {
-                Ok(ciphertext) => page.rows.push(WalletRow { id: row.id, ciphertext }),
+                Ok(ciphertext) => {
+                    page.rows.push(WalletRow { id: row.id, ciphertext });
+                    page.versions.extend(row.version);
+                }
                 Err(odd_row) => odd.record(odd_row),
             }
+        }
+        // A version for every row or none: a database either numbers them or does not.
+        if page.versions.len() != page.rows.len() {
+            page.versions.clear();
         }
         Ok(page)
     }

@@ -9,10 +9,11 @@ use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::quarantine::quarantine_queries;
 use super::shared::{Dialect, finish_batch, shared_queries};
+use super::table::Swap;
 use super::{
     BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, NewRotation, OddRow, QuotedNames, RangeProgress,
-    Replacement, RotationRecord, RotationStatus, RunIdentity, Scanned, StoreError, WalletRow, WalletTable,
-    redact_url,
+    Replacement, RotationRecord, RotationStatus, RowVersion, RunIdentity, Scanned, StoreError, WalletRow,
+    WalletTable, redact_url,
 };
 
 /// Held for the migration's transaction; the key is arbitrary but fixed ("rotor" in ASCII).
@@ -99,11 +100,27 @@ impl PgStore {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let only = self.table.rows_sql(Some("w"));
         let current = format!("w.{ct}");
+        // A row rotor read itself is compared by the version it was read at, bound as text
+        // (the only way into an `xid`); any other by its whole ciphertext. Both are exact, and
+        // the version is 4 bytes where an envelope is about 2 KB to send and compare: cutting
+        // the compare to the envelope's head, as SQLite does, cost PostgreSQL more than it
+        // saved (BENCHMARKS.md).
+        let versions: Vec<String> =
+            rows.iter().map(|row| row.read_at.map(|v| v.0.to_string()).unwrap_or_default()).collect();
+        let (mut by_version, mut whole) = (Vec::new(), Vec::new());
+        for (row, version) in rows.iter().zip(&versions) {
+            match row.read_at {
+                Some(_) => {
+                    by_version.push(Swap { id: &row.id, expected: version, replacement: &row.replacement })
+                }
+                None => whole.push(row.whole()),
+            }
+        }
+        let groups =
+            [("w.xmin = v.expected::xid".to_owned(), by_version), (format!("{current} = v.expected"), whole)];
         let mut tx = self.pool.begin().await?;
         let mut replaced = HashSet::with_capacity(rows.len());
-        // Re-wraps are compared and written whole: PostgreSQL cuts and joins a head onto the
-        // rest of a row at a higher cost than sending it (BENCHMARKS.md).
-        for (span, swaps) in Replacement::by_span(rows, false) {
+        for (holds, swaps) in groups {
             if swaps.is_empty() {
                 continue;
             }
@@ -114,11 +131,9 @@ impl PgStore {
             // group's length means every row of it was replaced (a row changes at most once
             // per statement, so its ids were distinct too).
             let sql = format!(
-                "UPDATE {table} AS w SET {ct} = {} \
+                "UPDATE {table} AS w SET {ct} = v.replacement \
                  FROM UNNEST($1::text[], $2::text[], $3::text[]) AS v(id, expected, replacement) \
-                 WHERE w.{idc} = v.id AND {} AND {only}",
-                span.written(&current, "v.expected", "v.replacement"),
-                span.holds(&current, "v.expected"),
+                 WHERE w.{idc} = v.id AND {holds} AND {only}",
             );
             let written = sqlx::query(AssertSqlSafe(sql))
                 .bind(&ids)
@@ -132,11 +147,10 @@ impl PgStore {
                 continue;
             }
             // Some rows changed since they were read: the replaced ones are those that hold
-            // their replacement now (a fresh ciphertext, or head, no other writer puts there).
+            // their replacement now (a fresh ciphertext no other writer puts there).
             let sql = format!(
                 "SELECT w.{idc} FROM {table} AS w JOIN UNNEST($1::text[], $2::text[]) AS v(id, replacement) \
-                 ON w.{idc} = v.id AND {} WHERE {only}",
-                span.holds(&current, "v.replacement"),
+                 ON w.{idc} = v.id AND {current} = v.replacement WHERE {only}",
             );
             let ids: Vec<String> = sqlx::query_scalar(AssertSqlSafe(sql))
                 .bind(&ids)
@@ -193,16 +207,20 @@ impl PgStore {
         format!("{ct} IS NULL")
     }
 
+    /// The row's version too (see [`RowVersion`]): `xid` has no cast to a number but through
+    /// its text.
     fn checked_columns(names: &QuotedNames) -> String {
-        format!("{}, {}", names.id, names.ciphertext)
+        format!("{}, {}, xmin::text::int8", names.id, names.ciphertext)
     }
 
     fn decode_checked(&self, row: &sqlx::postgres::PgRow) -> Result<Scanned, sqlx::Error> {
         let id: String = row.try_get(0)?;
         let ciphertext: Option<String> = row.try_get(1)?;
+        let version: i64 = row.try_get(2)?;
         let column = &self.table.ciphertext_column;
         let ciphertext = ciphertext.ok_or_else(|| OddRow::null_ciphertext(id.clone(), column));
-        Ok(Scanned { id, ciphertext })
+        // An xid is 32 bits: anything else is no version rotor can compare, so none is kept.
+        Ok(Scanned { id, ciphertext, version: u32::try_from(version).ok().map(RowVersion) })
     }
 
     /// ("null", rows) for the rows whose id is NULL.

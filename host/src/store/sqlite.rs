@@ -148,7 +148,7 @@ impl SqliteStore {
         let _writing = self.write_gate.lock().await;
         let mut tx = self.pool.begin().await?;
         let mut replaced = HashSet::with_capacity(rows.len());
-        for (span, swaps) in Replacement::by_span(rows, true) {
+        for (span, swaps) in Replacement::by_span(rows) {
             let (holds, value) =
                 (span.holds(&current, "v.column2"), span.written(&current, "v.column2", "v.column3"));
             for chunk in swaps.chunks(ROWS_PER_STATEMENT) {
@@ -236,7 +236,7 @@ impl SqliteStore {
             ("null", _) => Err(OddRow::null_ciphertext(id.clone(), column)),
             (other, _) => Err(OddRow::not_text_ciphertext(id.clone(), column, other, row.try_get(3)?)),
         };
-        Ok(Scanned { id, ciphertext })
+        Ok(Scanned { id, ciphertext, version: None })
     }
 
     /// (type, rows) for each type of id other than text.

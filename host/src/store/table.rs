@@ -231,7 +231,18 @@ impl fmt::Debug for WalletRow {
 pub(crate) struct Scanned {
     pub id: String,
     pub ciphertext: Result<String, OddRow>,
+    /// The version the row was read at, where the database numbers them.
+    pub version: Option<RowVersion>,
 }
+
+/// The version a row was read at, as PostgreSQL numbers it: the id of the transaction that
+/// wrote it (`xmin`). Every write of a row makes a new version with the writer's id, so a row
+/// still at the version it was read at holds what was read, and comparing the number is an
+/// exact compare-and-swap that sends 4 bytes instead of a whole ciphertext. (Ids wrap around
+/// after 2^32 transactions; a row rewritten exactly that many transactions later between one
+/// batch's read and write is not a case a compare can meet.) SQLite numbers no versions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowVersion(pub(crate) u32);
 
 /// One page of [`Database::checked_scan`]: the wallets a component may be handed, and how far
 /// the page reached. The odd rows it met went to the run's [`OddRows`].
@@ -243,6 +254,9 @@ pub struct ScanPage {
     pub last_id: Option<String>,
     /// Rows read, odd or not: fewer than the limit means the table (or range) is exhausted.
     pub fetched: usize,
+    /// The version each of `rows` was read at, in the same order; empty where the database
+    /// numbers no versions.
+    pub versions: Vec<RowVersion>,
 }
 
 /// Replace `id`'s ciphertext with `replacement` only if it still is `expected`.
@@ -254,6 +268,10 @@ pub struct Replacement {
     pub expected: String,
     /// The ciphertext to write.
     pub replacement: String,
+    /// The version the row was read at, when `expected` was read from the database by rotor
+    /// itself (a walk's batch; never a component's word): the row must still be at it, which
+    /// PostgreSQL compares instead of `expected`.
+    pub read_at: Option<RowVersion>,
 }
 
 /// How much of a row a batch's statement compares and writes for one [`Replacement`].
@@ -301,7 +319,7 @@ pub(crate) struct Swap<'a> {
 
 impl Replacement {
     /// This replacement compared and written whole.
-    fn whole(&self) -> Swap<'_> {
+    pub(crate) fn whole(&self) -> Swap<'_> {
         Swap { id: &self.id, expected: &self.expected, replacement: &self.replacement }
     }
 
@@ -317,17 +335,16 @@ impl Replacement {
         }
     }
 
-    /// `rows` grouped by [`Span`], each group in the order given, for a statement each: with
-    /// `heads`, re-wraps apart from the rest; without, all of them whole.
-    pub(crate) fn by_span(rows: &[Replacement], heads: bool) -> [(Span, Vec<Swap<'_>>); 2] {
-        let (mut head_swaps, mut wholes) = (Vec::new(), Vec::new());
+    /// `rows` grouped by [`Span`], each group in the order given, for a statement each.
+    pub(crate) fn by_span(rows: &[Replacement]) -> [(Span, Vec<Swap<'_>>); 2] {
+        let (mut heads, mut wholes) = (Vec::new(), Vec::new());
         for row in rows {
-            match heads.then(|| row.swap()) {
-                Some((Span::Head, swap)) => head_swaps.push(swap),
-                _ => wholes.push(row.whole()),
+            match row.swap() {
+                (Span::Head, swap) => heads.push(swap),
+                (Span::Whole, swap) => wholes.push(swap),
             }
         }
-        [(Span::Head, head_swaps), (Span::Whole, wholes)]
+        [(Span::Head, heads), (Span::Whole, wholes)]
     }
 }
 
