@@ -87,6 +87,60 @@ async fn database_unreachable() {
     assert!(stderr.contains("the file does not exist") && stderr.contains("DATABASE_URL"), "{stderr}");
 }
 
+/// A SQLite database in UTF-16: refused by name before any row is read or written, and the
+/// wallet in it left as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_utf16_sqlite_database_is_refused() {
+    use sqlx::{ConnectOptions, Connection};
+
+    let world = World::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    world.migrate_kek(&kek);
+    let path = world.scratch.join("utf16.db");
+    let mut db = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .pragma("encoding", "'UTF-16le'")
+        .connect()
+        .await
+        .unwrap();
+    let wallet = rotor_codec::seal_legacy(&kek, b"a wallet").unwrap();
+    sqlx::query("CREATE TABLE wallets (id TEXT PRIMARY KEY, ciphertext TEXT NOT NULL)")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO wallets VALUES ('w1', ?)").bind(&wallet).execute(&mut db).await.unwrap();
+    let encoding: String = sqlx::query_scalar("PRAGMA encoding").fetch_one(&mut db).await.unwrap();
+    assert_eq!(encoding, "UTF-16le");
+    db.close().await.unwrap();
+
+    for command in ["validate", "rotate"] {
+        let out = world
+            .rotor()
+            .arg(command)
+            .env("DATABASE_URL", format!("sqlite://{}", path.display()))
+            .output()
+            .unwrap();
+        let (code, stderr) = failure(&out);
+        eprintln!("rotor {command}: {stderr}");
+        assert_eq!(code, 1);
+        assert_says(&stderr, &["its text encoding is UTF-16le", "UTF-8, only", "DATABASE_URL"]);
+    }
+    let mut db = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).connect().await.unwrap();
+    let held: String = sqlx::query_scalar("SELECT ciphertext FROM wallets WHERE id = 'w1'")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(held, wallet, "the wallet changed");
+    let tables: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'rotor%'")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(tables, 0, "rotor wrote its tables into a database it refused");
+    let kek_versions = world.vault_client().metadata("ibn/encryption-key").await.unwrap().unwrap();
+    assert_eq!(kek_versions.current_version, 1, "a KEK was made for a database rotor refused");
+}
+
 /// A component file that is missing, or is not WebAssembly at all.
 #[tokio::test(flavor = "multi_thread")]
 async fn component_missing_or_not_a_component() {

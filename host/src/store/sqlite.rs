@@ -88,6 +88,18 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| connect_error(e.to_string()))?;
+        // rotor reads ciphertexts out as UTF-8 bytes and cuts a re-wrapped row's head as bytes
+        // (`Span::written`): in a UTF-16 database both would be wrong, so it is refused here.
+        let encoding: String = sqlx::query_scalar("PRAGMA encoding")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
+        if encoding != "UTF-8" {
+            return Err(connect_error(format!(
+                "its text encoding is {encoding}; rotor reads and writes wallets in SQLite's default \
+                 encoding, UTF-8, only"
+            )));
+        }
         Ok(SqliteStore { pool, url: url.to_owned(), table, write_gate: Default::default() })
     }
 
