@@ -505,6 +505,42 @@ async fn stopped_holding_a_range(world: &World, frozen: &Child, kind: Kind) {
 
 on_sqlite_and_postgres!(abort_refuses_a_live_walker);
 
+/// Closing a rotation as aborted looks for live walkers in the same statement: a range claimed
+/// after `rotor abort` last looked (a walker that was between two ranges then) keeps the
+/// rotation open with its ranges, its journal and its claim as they were; a claim that ran
+/// out does not, and once the walker gives its range back the rotation closes.
+async fn abort_looks_for_walkers_as_it_closes(kind: Kind) {
+    let world = World::new(kind).await;
+    let rotation = begin_rotation(&world, None).await;
+    let db: Database = world.db.connect().await;
+    db.set_rotation_target(rotation.id, 2).await.unwrap();
+    let ranges = db.range_progress(rotation.id).await.unwrap().ranges;
+    assert!(ranges >= 1, "{ranges} range(s)");
+
+    let walker = RunIdentity::this_process("a walker between two ranges".into());
+    let later = rotor::store::unix_now() + 60;
+    let claimed = db.claim_range(rotation.id, 0, &walker, later).await.unwrap().expect("a free range");
+    assert!(!db.abort_rotation(rotation.id).await.unwrap(), "closed under a live claim");
+    let journal = db.unfinished_rotation().await.unwrap().expect("still running");
+    assert_eq!(journal.id, rotation.id);
+    let progress = db.range_progress(rotation.id).await.unwrap();
+    assert_eq!((progress.ranges, progress.holders.clone()), (ranges, vec![walker.started_by.clone()]));
+
+    // Run out (its holder gone without a word): no obstacle.
+    let gone = RunIdentity::this_process("a walker whose claim ran out".into());
+    db.release_claims(rotation.id, &walker.lease_token).await.unwrap();
+    let stale = db.claim_range(rotation.id, 0, &gone, rotor::store::unix_now() - 1).await.unwrap();
+    assert_eq!(stale.map(|r| r.seq), Some(claimed.seq));
+    assert!(db.abort_rotation(rotation.id).await.unwrap(), "a claim that ran out kept it open");
+    assert!(db.unfinished_rotation().await.unwrap().is_none());
+    let closed = db.rotations().await.unwrap().into_iter().find(|r| r.id == rotation.id).unwrap();
+    assert_eq!(closed.status, rotor::store::RotationStatus::Aborted);
+    assert_eq!(db.range_progress(rotation.id).await.unwrap().ranges, 0, "its ranges were kept");
+    assert!(!db.abort_rotation(rotation.id).await.unwrap(), "closed twice");
+}
+
+on_sqlite_and_postgres!(abort_looks_for_walkers_as_it_closes);
+
 // 11. Usage errors honour --json; rollback takes no schedule.
 
 #[tokio::test(flavor = "multi_thread")]

@@ -93,7 +93,19 @@ async fn close(app: &App, who: &RunIdentity, rotation: &RotationRecord) -> anyho
     // Every table the rotation moves: a KEK any of them names must stay readable.
     let key_versions = database.version_counts_summed().await?;
     require_keks_in_vault(app, &key_versions).await?;
-    database.abort_rotation(rotation.id).await?;
+    if !database.abort_rotation(rotation.id).await? {
+        let walking = database.range_progress(rotation.id).await?.holders;
+        bail!(
+            "rotation #{} {}: nothing was changed; run `rotor status`, then `rotor abort` again if it is \
+             still unfinished",
+            rotation.id,
+            if walking.is_empty() {
+                "was closed by another process meanwhile".to_owned()
+            } else {
+                format!("was claimed by {} meanwhile (stop it first)", walking.join("; "))
+            },
+        );
+    }
     let closed = database
         .rotations()
         .await?

@@ -662,15 +662,18 @@ impl Database {
     /// dropped, in one transaction. A no-op if another process closed it already.
     pub async fn finish_rotation(&self, id: i64, failed: i64) -> Result<(), StoreError> {
         let finished_at = now_rfc3339();
-        dispatch!(self, s => s.close_rotation(id, RotationStatus::Finished, failed, &finished_at).await)
+        dispatch!(self, s => s.close_rotation(id, RotationStatus::Finished, failed, &finished_at, None).await)?;
+        Ok(())
     }
 
     /// Closes an unfinished rotation as aborted (`rotor abort`), the same way as
     /// [`Database::finish_rotation`]; its wallets stay where they are. Call it holding the
-    /// rotation lease, with no live claim on its ranges.
-    pub async fn abort_rotation(&self, id: i64) -> Result<(), StoreError> {
+    /// rotation lease. `false`, changing nothing, if a range of it is claimed by a live
+    /// walker at this instant (or it is no longer running): the look for walkers and the close
+    /// are one statement, so a walker between two ranges at an earlier look is not missed.
+    pub async fn abort_rotation(&self, id: i64) -> Result<bool, StoreError> {
         let finished_at = now_rfc3339();
-        dispatch!(self, s => s.close_rotation(id, RotationStatus::Aborted, 0, &finished_at).await)
+        dispatch!(self, s => s.close_rotation(id, RotationStatus::Aborted, 0, &finished_at, Some(unix_now())).await)
     }
 
     /// Gives back every key range `token` holds, keeping how far each was walked, so that the

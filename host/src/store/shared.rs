@@ -649,23 +649,35 @@ macro_rules! shared_queries {
             status: RotationStatus,
             failed: i64,
             finished_at: &str,
-        ) -> Result<(), StoreError> {
-            let mut tx = self.pool.begin().await?;
-            sqlx::query(
+            unclaimed_at: Option<i64>,
+        ) -> Result<bool, StoreError> {
+            // With `unclaimed_at`, a range claimed and not run out at that instant keeps the
+            // rotation open: the check and the close are one statement, so a walker that claims
+            // a range after an earlier look found none is seen here, not closed under.
+            let unclaimed = match unclaimed_at {
+                Some(_) => " AND NOT EXISTS (SELECT 1 FROM rotor_ranges WHERE rotation_id = $6 \
+                            AND state = 'claimed' AND expires_at >= $7)",
+                None => "",
+            };
+            let sql = format!(
                 "UPDATE rotor_rotations SET status = $5, running = NULL, failed = $1, finished_at = $2, \
                  rotated = rotated + (SELECT CAST(COALESCE(SUM(rotated), 0) AS BIGINT) FROM rotor_ranges \
-                 WHERE rotation_id = $3) WHERE id = $4 AND status = 'running'",
-            )
-            .bind(failed)
-            .bind(finished_at)
-            .bind(id)
-            .bind(id)
-            .bind(status.as_str())
-            .execute(&mut *tx)
-            .await?;
+                 WHERE rotation_id = $3) WHERE id = $4 AND status = 'running'{unclaimed}"
+            );
+            let mut tx = self.pool.begin().await?;
+            let mut close =
+                sqlx::query(AssertSqlSafe(sql)).bind(failed).bind(finished_at).bind(id).bind(id).bind(status.as_str());
+            if let Some(now) = unclaimed_at {
+                close = close.bind(id).bind(now);
+            }
+            if close.execute(&mut *tx).await?.rows_affected() == 0 {
+                return Ok(false);
+            }
+            // A batch of a walker that still holds a claim checks it in its own transaction
+            // (`CHECKPOINT_RANGE`): with the ranges gone, none commits after this.
             sqlx::query("DELETE FROM rotor_ranges WHERE rotation_id = $1").bind(id).execute(&mut *tx).await?;
             tx.commit().await?;
-            Ok(())
+            Ok(true)
         }
 
         pub(super) async fn rotations(&self) -> Result<Vec<RotationRecord>, StoreError> {
