@@ -261,9 +261,8 @@ on_sqlite_and_postgres!(a_batch_replaces_only_rows_that_still_hold_what_was_read
 /// still on the old KEK exactly once, odd rows are recorded rather than handed out, rows on the
 /// new KEK are left to the database, and each of two sweepers takes a part.
 async fn the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once(kind: Kind) {
-    use rotor::coordination::{SweepParts, Walk, WalkSpec, WorkerBatches};
-    use rotor::progress::Reporter;
-    use rotor::store::{OddRows, RunIdentity, WalletRow};
+    use rotor::coordination::{SweepParts, WorkerBatches};
+    use rotor::store::{OddRows, WalletRow};
 
     let db_handle = rotor_testkit::TestDb::new(kind).await;
     let db = db_handle.connect().await;
@@ -286,24 +285,9 @@ async fn the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once(
             db_handle.execute("UPDATE wallets SET ciphertext = NULL WHERE id = 'w0500'").await;
         }
     }
-    let identity = RunIdentity::this_process("sweep test".into());
-    let rotation =
-        db.begin_rotation(&rotor_testkit::new_rotation(2000, "envelope", None), &identity).await.unwrap();
-    db.set_rotation_target(rotation.id, 2).await.unwrap();
-    let ranges = db.range_bounds(rotation.id, 0).await.unwrap();
+    let (rotation, walk) = walk_to_v2(&db, 2000, "sweep test").await;
+    let ranges = db.range_bounds(rotation, 0).await.unwrap();
     assert!(ranges.len() >= 4, "the walk was planned in {} range(s)", ranges.len());
-    let walk = Walk::new(WalkSpec {
-        database: db.clone(),
-        rotation: rotation.id,
-        target: 0,
-        skip_prefix: Some("rotor:v2:".into()),
-        batch_size: 16,
-        identity,
-        claim_ttl: Duration::from_secs(60),
-        reporter: Reporter::silent(),
-        total: 2000,
-        done_before: 0,
-    });
 
     let parts = SweepParts::of(&walk, 2).await.unwrap();
     let odd = OddRows::default();
@@ -336,27 +320,20 @@ async fn the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once(
 
 on_sqlite_and_postgres!(the_sweep_shares_the_walks_ranges_and_meets_every_row_left_behind_once);
 
-/// A walk's batch is written back only over rows still as the walk read them. PostgreSQL
-/// compares the version each row was read at, so a row the application wrote since is a
-/// conflict even if it wrote back the very bytes that were there (a write rotor cannot tell
-/// from none on SQLite, which compares the bytes and replaces it). A wallet the batch did not
-/// hand out, or one named twice, gets no replacement at all.
-async fn a_walks_batch_is_compared_with_the_rows_as_the_walk_read_them(kind: Kind) {
-    use rotor::coordination::{SweepParts, Walk, WalkSpec, WorkerBatches};
+/// A rotation to KEK v2 of `total` wallets begun by `who`, its key ranges planned, and its walk
+/// in batches of 16 (rows already on v2 left to the database): the rotation's id and the walk.
+async fn walk_to_v2(
+    db: &rotor::store::Database,
+    total: i64,
+    who: &str,
+) -> (i64, std::sync::Arc<rotor::coordination::Walk>) {
+    use rotor::coordination::{Walk, WalkSpec};
     use rotor::progress::Reporter;
-    use rotor::store::{OddRows, RunIdentity, WalletRow};
+    use rotor::store::RunIdentity;
 
-    let db_handle = rotor_testkit::TestDb::new(kind).await;
-    let db = db_handle.connect().await;
-    db.migrate().await.unwrap();
-    let rows: Vec<WalletRow> = ["rewritten-alike", "changed", "changed-back", "untouched"]
-        .into_iter()
-        .map(|id| WalletRow { id: id.into(), ciphertext: format!("rotor:v1:{id}") })
-        .collect();
-    db.put_many(&rows).await.unwrap();
-    let identity = RunIdentity::this_process("compare test".into());
+    let identity = RunIdentity::this_process(who.into());
     let rotation =
-        db.begin_rotation(&rotor_testkit::new_rotation(4, "envelope", None), &identity).await.unwrap();
+        db.begin_rotation(&rotor_testkit::new_rotation(total, "envelope", None), &identity).await.unwrap();
     db.set_rotation_target(rotation.id, 2).await.unwrap();
     let walk = Walk::new(WalkSpec {
         database: db.clone(),
@@ -367,9 +344,30 @@ async fn a_walks_batch_is_compared_with_the_rows_as_the_walk_read_them(kind: Kin
         identity,
         claim_ttl: Duration::from_secs(60),
         reporter: Reporter::silent(),
-        total: 4,
+        total: total as u64,
         done_before: 0,
     });
+    (rotation.id, walk)
+}
+
+/// A walk's batch is written back only over rows still as the walk read them. PostgreSQL
+/// compares the version each row was read at, so a row the application wrote since is a
+/// conflict even if it wrote back the very bytes that were there (a write rotor cannot tell
+/// from none on SQLite, which compares the bytes and replaces it). A wallet the batch did not
+/// hand out, or one named twice, gets no replacement at all.
+async fn a_walks_batch_is_compared_with_the_rows_as_the_walk_read_them(kind: Kind) {
+    use rotor::coordination::{SweepParts, WorkerBatches};
+    use rotor::store::{OddRows, WalletRow};
+
+    let db_handle = rotor_testkit::TestDb::new(kind).await;
+    let db = db_handle.connect().await;
+    db.migrate().await.unwrap();
+    let rows: Vec<WalletRow> = ["rewritten-alike", "changed", "changed-back", "untouched"]
+        .into_iter()
+        .map(|id| WalletRow { id: id.into(), ciphertext: format!("rotor:v1:{id}") })
+        .collect();
+    db.put_many(&rows).await.unwrap();
+    let (_, walk) = walk_to_v2(&db, 4, "compare test").await;
     let mut batches = WorkerBatches::sweep(walk.clone(), SweepParts::of(&walk, 1).await.unwrap());
     let batch = batches.next(&OddRows::default()).await.unwrap().expect("a batch");
     assert_eq!(batch.len(), 4, "{batch:?}");

@@ -94,16 +94,17 @@ async fn close(app: &App, who: &RunIdentity, rotation: &RotationRecord) -> anyho
     let key_versions = database.version_counts_summed().await?;
     require_keks_in_vault(app, &key_versions).await?;
     if !database.abort_rotation(rotation.id).await? {
+        let running = database.unfinished_rotation().await?.is_some_and(|r| r.id == rotation.id);
         let walking = database.range_progress(rotation.id).await?.holders;
+        let why = match (running, walking.is_empty()) {
+            (false, _) => "was closed by another process meanwhile".to_owned(),
+            (true, true) => "had a key range claimed as it was being closed".to_owned(),
+            (true, false) => format!("was claimed by {} meanwhile (stop it first)", walking.join("; ")),
+        };
         bail!(
-            "rotation #{} {}: nothing was changed; run `rotor status`, then `rotor abort` again if it is \
-             still unfinished",
+            "rotation #{} {why}: nothing was changed; run `rotor status`, then `rotor abort` again if it \
+             is still unfinished",
             rotation.id,
-            if walking.is_empty() {
-                "was closed by another process meanwhile".to_owned()
-            } else {
-                format!("was claimed by {} meanwhile (stop it first)", walking.join("; "))
-            },
         );
     }
     let closed = database

@@ -239,8 +239,9 @@ pub(crate) struct Scanned {
 /// wrote it (`xmin`). Every write of a row makes a new version with the writer's id, so a row
 /// still at the version it was read at holds what was read, and comparing the number is an
 /// exact compare-and-swap that sends 4 bytes instead of a whole ciphertext. (Ids wrap around
-/// after 2^32 transactions; a row rewritten exactly that many transactions later between one
-/// batch's read and write is not a case a compare can meet.) SQLite numbers no versions.
+/// after 2^32 transactions: only a write by a transaction numbered exactly 2^32 after the one
+/// read, between a batch's read and its write milliseconds later, would pass unseen.) SQLite
+/// numbers no versions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowVersion(pub(crate) u32);
 
