@@ -3,6 +3,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -25,6 +27,10 @@ const ROWS_PER_STATEMENT: usize = 1000;
 /// makes the thread stop and be woken several times per page of a walk; a page of rotor's
 /// batch size and more now comes through in one go, at most a few MiB.
 const ROW_BUFFER: usize = 1024;
+
+/// Bytes of rows written between two checkpoints of the write-ahead log: about SQLite's own
+/// default of 1000 pages.
+const CHECKPOINT_EVERY_BYTES: u64 = 4 << 20;
 
 /// SQLite serializes writers itself.
 const MIGRATION_LOCK: Option<&str> = None;
@@ -66,7 +72,26 @@ pub struct SqliteStore {
     /// SQLite lets one transaction write at a time and makes the others sleep and poll for the
     /// lock; this process's workers queue here instead, and each write starts the moment the
     /// previous one commits.
-    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    write_gate: Arc<tokio::sync::Mutex<()>>,
+    /// When the write-ahead log's pages are next copied into the database file.
+    checkpoints: Arc<WalCheckpoints>,
+}
+
+/// Checkpoints of the write-ahead log, mostly off the writers' path. SQLite's own
+/// (`wal_autocheckpoint`) runs inside the commit that fills the log past 1000 pages, and so
+/// inside this process's write gate: a rotation's writers waited on the copy of 4 MB and its
+/// fsyncs (a third of the time its commits held the gate). Here a background task on a
+/// connection of its own copies the log in two passes: the first beside the writers (SQLite
+/// lets them commit through a PASSIVE checkpoint), the second, of what they added meanwhile,
+/// behind the gate, so that the log is copied whole and the next write starts it over (a log
+/// checkpointed only beside writers is never whole, and grew to the size of every page the
+/// rotation wrote).
+#[derive(Debug, Default)]
+struct WalCheckpoints {
+    /// Bytes of rows written since the last checkpoint began.
+    written: AtomicU64,
+    /// A checkpoint is running: the next waits for it to end.
+    running: AtomicBool,
 }
 
 impl SqliteStore {
@@ -82,6 +107,9 @@ impl SqliteStore {
             // file of its own per statement (strace: 190 writes of 4 KiB per batch, and a
             // file created and unlinked each time). Kept in memory, they are freed with it.
             .pragma("temp_store", "memory")
+            // Checkpoints run beside the writes (`WalCheckpoints`); other connections to the
+            // file keep their own setting, and the last one to close checkpoints the rest.
+            .pragma("wal_autocheckpoint", "0")
             .row_buffer_size(ROW_BUFFER);
         if !options.get_filename().exists() {
             return Err(connect_error(
@@ -105,7 +133,39 @@ impl SqliteStore {
                  encoding, UTF-8, only"
             )));
         }
-        Ok(SqliteStore { pool, url: url.to_owned(), table, write_gate: Default::default() })
+        Ok(SqliteStore {
+            pool,
+            url: url.to_owned(),
+            table,
+            write_gate: Default::default(),
+            checkpoints: Default::default(),
+        })
+    }
+
+    /// Counts `bytes` of rows committed, and starts a checkpoint in the background once enough
+    /// are in the write-ahead log and none is running. A failed checkpoint is logged: the log
+    /// only grows until the next one.
+    fn wrote(&self, bytes: usize) {
+        let checkpoints = &self.checkpoints;
+        let written = checkpoints.written.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+        if written < CHECKPOINT_EVERY_BYTES || checkpoints.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        checkpoints.written.store(0, Ordering::Relaxed);
+        let (pool, gate, checkpoints) =
+            (self.pool.clone(), Arc::clone(&self.write_gate), Arc::clone(checkpoints));
+        tokio::spawn(async move {
+            let passes = async {
+                let mut connection = pool.acquire().await?;
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *connection).await?;
+                let _writing = gate.lock().await;
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&mut *connection).await
+            };
+            if let Err(e) = passes.await {
+                tracing::warn!("checkpointing SQLite's write-ahead log failed (the next batches retry): {e}");
+            }
+            checkpoints.running.store(false, Ordering::Release);
+        });
     }
 
     pub(super) async fn columns(&self) -> Result<Vec<String>, StoreError> {
@@ -125,20 +185,23 @@ impl SqliteStore {
             " ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct} WHERE {}",
             self.table.rows_sql(Some(&table))
         );
-        self.write_pairs(rows, &insert, &upsert, &tenant).await
+        self.write_pairs(rows, &insert, &upsert, &tenant, false).await
     }
 
     /// Runs `head VALUES (id, ciphertext<extra>), … tail` over `rows`, a statement per chunk,
-    /// all in one transaction. `extra` is spliced after each pair: a tenant's literal, or
-    /// nothing.
+    /// all in one transaction, `gated` behind this process's other writers. `extra` is spliced
+    /// after each pair: a tenant's literal, or nothing.
     async fn write_pairs(
         &self,
         rows: &[WalletRow],
         head: &str,
         tail: &str,
         extra: &str,
+        gated: bool,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.pool.acquire().await?;
+        let _writing = if gated { Some(self.write_gate.lock().await) } else { None };
+        let mut tx = connection.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::<Sqlite>::new(head);
             query.push_values(chunk, |mut values, row| {
@@ -151,6 +214,7 @@ impl SqliteStore {
             query.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        self.wrote(rows.iter().map(|row| row.ciphertext.len()).sum());
         Ok(())
     }
 
@@ -162,8 +226,11 @@ impl SqliteStore {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let current = format!("{table}.{ct}");
         let only = self.table.rows_sql(Some(&table));
+        // The connection is taken before the gate, so that the gate is held for the
+        // transaction alone.
+        let mut connection = self.pool.acquire().await?;
         let _writing = self.write_gate.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = connection.begin().await?;
         let mut replaced = HashSet::with_capacity(rows.len());
         for (span, swaps) in Replacement::by_span(rows) {
             let (holds, value) =
@@ -199,7 +266,10 @@ impl SqliteStore {
                 replaced.extend(ids);
             }
         }
-        finish_batch!(tx, rows, replaced, checkpoint)
+        let outcome = finish_batch!(tx, rows, replaced, checkpoint);
+        // A re-wrap writes a head, but SQLite writes the row's pages whole.
+        self.wrote(rows.iter().map(|row| row.expected.len().max(row.replacement.len())).sum());
+        outcome
     }
 
     pub(super) async fn overwrite_batch(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
@@ -207,8 +277,7 @@ impl SqliteStore {
         let update = format!("UPDATE {table} SET {ct} = v.column2 FROM (");
         let matching =
             format!(") AS v WHERE {table}.{idc} = v.column1 AND {}", self.table.rows_sql(Some(&table)));
-        let _writing = self.write_gate.lock().await;
-        self.write_pairs(rows, &update, &matching, "").await
+        self.write_pairs(rows, &update, &matching, "", true).await
     }
 
     /// What the ciphertext in `ct` names, as every count spells it: a version, `legacy`,
