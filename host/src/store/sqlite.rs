@@ -185,22 +185,23 @@ impl SqliteStore {
             " ON CONFLICT ({idc}) DO UPDATE SET {ct} = excluded.{ct} WHERE {}",
             self.table.rows_sql(Some(&table))
         );
-        self.write_pairs(rows, &insert, &upsert, &tenant, false).await
+        self.write_pairs(rows, &insert, &upsert, &tenant).await
     }
 
     /// Runs `head VALUES (id, ciphertext<extra>), … tail` over `rows`, a statement per chunk,
-    /// all in one transaction, `gated` behind this process's other writers. `extra` is spliced
-    /// after each pair: a tenant's literal, or nothing.
+    /// all in one transaction, behind this process's other writers. `extra` is spliced after
+    /// each pair: a tenant's literal, or nothing.
     async fn write_pairs(
         &self,
         rows: &[WalletRow],
         head: &str,
         tail: &str,
         extra: &str,
-        gated: bool,
     ) -> Result<(), StoreError> {
         let mut connection = self.pool.acquire().await?;
-        let _writing = if gated { Some(self.write_gate.lock().await) } else { None };
+        // Behind the gate, as every batch is: a checkpoint's last pass holds it so that the
+        // log is copied whole before the next write (`WalCheckpoints`).
+        let _writing = self.write_gate.lock().await;
         let mut tx = connection.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::<Sqlite>::new(head);
@@ -277,7 +278,7 @@ impl SqliteStore {
         let update = format!("UPDATE {table} SET {ct} = v.column2 FROM (");
         let matching =
             format!(") AS v WHERE {table}.{idc} = v.column1 AND {}", self.table.rows_sql(Some(&table)));
-        self.write_pairs(rows, &update, &matching, "", true).await
+        self.write_pairs(rows, &update, &matching, "").await
     }
 
     /// What the ciphertext in `ct` names, as every count spells it: a version, `legacy`,
