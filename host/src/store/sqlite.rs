@@ -71,7 +71,9 @@ pub struct SqliteStore {
     table: WalletTable,
     /// SQLite lets one transaction write at a time and makes the others sleep and poll for the
     /// lock; this process's workers queue here instead, and each write starts the moment the
-    /// previous one commits.
+    /// previous one commits. Taken only by a task that holds its pool connection already, never
+    /// the other way round: whoever holds the gate never waits for a connection, so a full pool
+    /// cannot deadlock it.
     write_gate: Arc<tokio::sync::Mutex<()>>,
     /// When the write-ahead log's pages are next copied into the database file.
     checkpoints: Arc<WalCheckpoints>,
@@ -90,7 +92,7 @@ pub struct SqliteStore {
 struct WalCheckpoints {
     /// Bytes of rows written since the last checkpoint began.
     written: AtomicU64,
-    /// A checkpoint is running: the next waits for it to end.
+    /// A checkpoint is running: no other starts until it ends.
     running: AtomicBool,
 }
 
@@ -227,8 +229,8 @@ impl SqliteStore {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let current = format!("{table}.{ct}");
         let only = self.table.rows_sql(Some(&table));
-        // The connection is taken before the gate, so that the gate is held for the
-        // transaction alone.
+        // The connection is taken before the gate (see `write_gate`), so that the gate is
+        // held for the transaction alone.
         let mut connection = self.pool.acquire().await?;
         let _writing = self.write_gate.lock().await;
         let mut tx = connection.begin().await?;
