@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -72,8 +73,8 @@ pub struct SqliteStore {
     /// SQLite lets one transaction write at a time and makes the others sleep and poll for the
     /// lock; this process's workers queue here instead, and each write starts the moment the
     /// previous one commits. Taken only by a task that holds its pool connection already, never
-    /// the other way round: whoever holds the gate never waits for a connection, so a full pool
-    /// cannot deadlock it.
+    /// the other way round (`SqliteStore::writer`): whoever holds the gate never waits for a
+    /// connection, so a full pool cannot deadlock it.
     write_gate: Arc<tokio::sync::Mutex<()>>,
     /// When the write-ahead log's pages are next copied into the database file.
     checkpoints: Arc<WalCheckpoints>,
@@ -144,6 +145,14 @@ impl SqliteStore {
         })
     }
 
+    /// A connection to write on, and then this process's turn to write: in that order, so that
+    /// the gate's holder never waits for a connection and the gate is held for the transaction
+    /// alone.
+    async fn writer(&self) -> Result<(PoolConnection<Sqlite>, tokio::sync::MutexGuard<'_, ()>), StoreError> {
+        let connection = self.pool.acquire().await?;
+        Ok((connection, self.write_gate.lock().await))
+    }
+
     /// Counts `bytes` of rows committed, and starts a checkpoint in the background once enough
     /// are in the write-ahead log and none is running. A failed checkpoint is logged: the log
     /// only grows until the next one.
@@ -200,10 +209,9 @@ impl SqliteStore {
         tail: &str,
         extra: &str,
     ) -> Result<(), StoreError> {
-        let mut connection = self.pool.acquire().await?;
         // Behind the gate, as every batch is: a checkpoint's last pass holds it so that the
         // log is copied whole before the next write (`WalCheckpoints`).
-        let _writing = self.write_gate.lock().await;
+        let (mut connection, _writing) = self.writer().await?;
         let mut tx = connection.begin().await?;
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut query = QueryBuilder::<Sqlite>::new(head);
@@ -229,10 +237,7 @@ impl SqliteStore {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let current = format!("{table}.{ct}");
         let only = self.table.rows_sql(Some(&table));
-        // The connection is taken before the gate (see `write_gate`), so that the gate is
-        // held for the transaction alone.
-        let mut connection = self.pool.acquire().await?;
-        let _writing = self.write_gate.lock().await;
+        let (mut connection, _writing) = self.writer().await?;
         let mut tx = connection.begin().await?;
         let mut replaced = HashSet::with_capacity(rows.len());
         for (span, swaps) in Replacement::by_span(rows) {
