@@ -687,8 +687,8 @@ async fn sqlites_write_ahead_log_stays_small_through_a_rotations_worth_of_batche
             .collect()
     };
     let mut largest = 0;
-    for (pass, rows) in [('a', rows_of('a')), ('b', rows_of('b')), ('c', rows_of('c'))] {
-        for batch in rows.chunks(250) {
+    for pass in ['a', 'b', 'c'] {
+        for batch in rows_of(pass).chunks(250) {
             if pass == 'a' {
                 db.put_many(batch).await.unwrap();
             } else {
