@@ -122,6 +122,8 @@ fn no_function_a_rotator_imports_returns_key_bytes_or_plaintext() {
         ("wallet-store.next-batch".to_owned(), WALLET),
         ("wallet-store.replace-batch".to_owned(), conflicts),
         ("wallet-store.replace-current-batch".to_owned(), conflicts),
+        ("wallet-store.submit-current-batch".to_owned(), conflicts),
+        ("wallet-store.settle-batches".to_owned(), conflicts),
         ("journal.begin".to_owned(), ROTATION),
         ("journal.resume".to_owned(), ROTATION),
     ]);

@@ -412,6 +412,102 @@ async fn a_walks_batch_is_compared_with_the_rows_as_the_walk_read_them(kind: Kin
 
 on_sqlite_and_postgres!(a_walks_batch_is_compared_with_the_rows_as_the_walk_read_them);
 
+/// A worker's writes are submitted to land behind it, one at a time and in order. An
+/// application rewrites the first wallet of every batch between the walk's read and the write:
+/// each conflict comes back with the next submission and is retried at once, under the
+/// checkpoint of the batch handed out last; at a key range's end an empty batch is handed out
+/// so that the last write's conflict is collected and retried while the range is still the
+/// worker's. Every wallet ends on v2, replaced once, and the key ranges count every one of them.
+/// A worker dropped with a write in flight leaves nothing landing once the walk's writes are
+/// settled.
+async fn submitted_writes_land_in_order_and_their_conflicts_count_in_their_range(kind: Kind) {
+    use rotor::coordination::WorkerBatches;
+    use rotor::store::{BatchOutcome, OddRows, Replacement, RotationStatus, WalletRow};
+
+    let db_handle = rotor_testkit::TestDb::new(kind).await;
+    let db = db_handle.connect().await;
+    db.migrate().await.unwrap();
+    let total = 600;
+    let rows: Vec<WalletRow> = (0..total)
+        .map(|n| WalletRow { id: format!("w{n:04}"), ciphertext: format!("rotor:v1:wallet-{n}") })
+        .collect();
+    db.put_many(&rows).await.unwrap();
+    let (rotation, walk) = walk_to_v2(&db, total as i64, "submit test").await;
+    let ranges = db.range_bounds(rotation, 0).await.unwrap().len();
+    assert!(ranges >= 2, "the walk was planned in {ranges} range(s)");
+
+    let mut batches = WorkerBatches::ranges(walk.clone());
+    let odd = OddRows::default();
+    let (mut replaced, mut empty, mut handed_out, mut rewritten) = (0u32, 0, 0, Vec::new());
+    while let Some(batch) = batches.next(&odd).await.unwrap() {
+        handed_out += batch.len();
+        if batch.is_empty() {
+            empty += 1;
+        }
+        // The application, between the walk's read and its write.
+        if let Some(first) = batch.first() {
+            db.put(&first.id, &format!("rotor:v1:the-application's-{}", first.id)).await.unwrap();
+            rewritten.push(first.id.clone());
+        }
+        let replacements = batch
+            .iter()
+            .map(|row| batches.replacement(row.id.clone(), format!("rotor:v2:{}", row.id)).unwrap())
+            .collect();
+        let earlier = batches.submit(replacements).await.unwrap();
+        replaced += earlier.replaced;
+        for id in earlier.conflicts {
+            let now = db.get(&id).await.unwrap().expect("the row is there");
+            assert!(now.starts_with("rotor:v1:the-application's-"), "{id}: {now}");
+            let retry =
+                Replacement { replacement: format!("rotor:v2:{id}"), id, expected: now, read_at: None };
+            let outcome = batches.write(&[retry]).await.unwrap();
+            assert_eq!(outcome, BatchOutcome { replaced: 1, conflicts: Vec::new() });
+            replaced += 1;
+        }
+    }
+    assert_eq!(batches.settle_all().await.unwrap(), BatchOutcome::default(), "left to collect at the end");
+    assert_eq!(handed_out, total, "a wallet was handed out twice or not at all");
+    assert_eq!(empty, ranges, "one empty batch per range, for its last write's conflict");
+    assert_eq!(replaced as usize, total, "rows replaced, retries included");
+    let after = db_handle.rows().await;
+    assert!(after.iter().all(|(id, ct)| *ct == format!("rotor:v2:{id}")), "a wallet was not moved");
+    let progress = db.range_progress(rotation).await.unwrap();
+    assert_eq!((progress.ranges, progress.done), (ranges as u64, ranges as u64));
+    let recorded = db.rotations().await.unwrap().into_iter().find(|r| r.id == rotation).unwrap();
+    assert_eq!(recorded.status, RotationStatus::Running);
+    assert_eq!(
+        recorded.rotated,
+        total as i64,
+        "the ranges did not count every row ({} retried)",
+        rewritten.len()
+    );
+
+    // A worker stopped with a write in flight: once the walk's writes are settled, the table
+    // stays as it is.
+    db.finish_rotation(rotation, 0).await.unwrap();
+    let rows: Vec<WalletRow> = (0..64)
+        .map(|n| WalletRow { id: format!("x{n:04}"), ciphertext: format!("rotor:v1:x-{n}") })
+        .collect();
+    db.put_many(&rows).await.unwrap();
+    let (_, walk) = walk_to_v2(&db, 64, "stopped worker").await;
+    let mut batches = WorkerBatches::ranges(walk.clone());
+    let batch = batches.next(&odd).await.unwrap().expect("a batch");
+    let replacements = batch
+        .iter()
+        .map(|row| batches.replacement(row.id.clone(), format!("rotor:v2:{}", row.id)).unwrap())
+        .collect();
+    batches.submit(replacements).await.unwrap();
+    drop(batches);
+    walk.writes_settled().await;
+    let settled = db_handle.rows().await;
+    let moved = batch.iter().filter(|row| settled[&row.id].starts_with("rotor:v2:")).count();
+    assert!(moved == 0 || moved == batch.len(), "{moved} of {} rows of one batch were written", batch.len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(db_handle.rows().await, settled, "a write landed after the walk's writes were settled");
+}
+
+on_sqlite_and_postgres!(submitted_writes_land_in_order_and_their_conflicts_count_in_their_range);
+
 /// Which rows a batch replaced is read from the database's count where it can be: a batch of
 /// several statements whose last holds the one conflict, and a batch naming a row twice, still
 /// report exactly the rows left as they were.

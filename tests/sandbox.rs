@@ -528,6 +528,9 @@ async fn migrate_kek_is_not_reported_done_unless_vault_holds_the_key_given(kind:
 
 on_sqlite_and_postgres!(migrate_kek_is_not_reported_done_unless_vault_holds_the_key_given);
 
+/// `hostile-rotator`'s plain `rotate` submits garbage for its whole batch with
+/// `submit-current-batch`, to be written while it goes on, and never collects the outcome:
+/// the host checks a submitted batch before it is queued, not when it lands.
 async fn garbage_from_a_rotation_component_is_refused_by_the_hosts_check(kind: Kind) {
     let (world, _, _) = world_with_wallets_on(kind, 25).await;
     let before = Snapshot::take(&world).await;

@@ -61,18 +61,15 @@ pub async fn rotate(
         done_before: 0,
     });
     let keys = Arc::new(keys);
-    let mut moved =
-        in_parallel(database, &keys, reencrypt, workers, || WorkerBatches::ranges(walk.clone())).await?;
+    let mut moved = in_parallel(&keys, reencrypt, workers, || WorkerBatches::ranges(walk.clone())).await?;
     // rotor's sweep: every row read again, by the database, for wallets an application wrote
     // under the old KEK meanwhile (the bench's have none), under the rotation lease, the
     // walk's ranges shared out among as many workers as rotor's sweep has.
     database.acquire_lease(&identity, claim_ttl).await?;
     let sweepers = database.sweepers(workers);
     let parts = SweepParts::of(&walk, sweepers).await?;
-    moved += in_parallel(database, &keys, reencrypt, sweepers, || {
-        WorkerBatches::sweep(walk.clone(), parts.clone())
-    })
-    .await?;
+    moved +=
+        in_parallel(&keys, reencrypt, sweepers, || WorkerBatches::sweep(walk.clone(), parts.clone())).await?;
     database.finish_rotation(rotation.id, 0).await?;
     database.release_lease(&identity.lease_token).await?;
     Ok((moved, started.elapsed()))
@@ -81,7 +78,6 @@ pub async fn rotate(
 /// [`move_all`] in `workers` tasks at once, each over the batches `batches` makes for it;
 /// returns the wallets replaced.
 async fn in_parallel(
-    database: &Database,
     keys: &Arc<NativeKeys>,
     reencrypt: bool,
     workers: usize,
@@ -89,8 +85,8 @@ async fn in_parallel(
 ) -> anyhow::Result<u64> {
     let mut running = JoinSet::new();
     for _ in 0..workers.max(1) {
-        let (database, keys, batches) = (database.clone(), keys.clone(), batches());
-        running.spawn(async move { move_all(&database, &keys, reencrypt, batches).await });
+        let (keys, batches) = (keys.clone(), batches());
+        running.spawn(async move { move_all(&keys, reencrypt, batches).await });
     }
     let mut moved = 0;
     while let Some(joined) = running.join_next().await {
@@ -100,12 +96,7 @@ async fn in_parallel(
 }
 
 /// Moves every batch `batches` hands out; returns the wallets replaced.
-async fn move_all(
-    database: &Database,
-    keys: &NativeKeys,
-    reencrypt: bool,
-    mut batches: WorkerBatches,
-) -> anyhow::Result<u64> {
+async fn move_all(keys: &NativeKeys, reencrypt: bool, mut batches: WorkerBatches) -> anyhow::Result<u64> {
     let mut moved = 0u64;
     // The bench's own rows are all wallets: nothing odd to report.
     let odd = crate::store::OddRows::default();
@@ -121,9 +112,10 @@ async fn move_all(
                     .map_err(|id| anyhow::anyhow!("wallet {id} was handed out twice in one batch"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let outcome = database.replace_batch(&replacements, batches.checkpoint()).await?;
-        moved += u64::from(outcome.replaced);
+        // Written while the next batch is resealed, as rotor's workers submit theirs.
+        moved += u64::from(batches.submit(replacements).await?.replaced);
     }
+    moved += u64::from(batches.settle_all().await?.replaced);
     Ok(moved)
 }
 

@@ -25,7 +25,7 @@ use crate::bindings::rotor::kek::journal::{self, Rotation};
 use crate::bindings::rotor::kek::journal_types::RotationStatus;
 use crate::bindings::rotor::kek::keys;
 use crate::bindings::rotor::kek::types::{OutputFormat, WalletFailure};
-use crate::bindings::rotor::kek::wallet_store::{self, Replacement, Wallet};
+use crate::bindings::rotor::kek::wallet_store::{self, BatchOutcome, Replacement, Wallet};
 use crate::keyring::{
     Keyring, OpenError, key_error, open_legacy, parts, rewrap_data_key, seal_envelope, seal_legacy,
 };
@@ -99,15 +99,24 @@ fn keyring_for(key_path: &str) -> Result<Keyring, Failure> {
     }
 }
 
-/// Step 5 for one worker: the batches the host hands out, until there are none.
+/// Step 5 for one worker: the batches the host hands out, until there are none. Each batch is
+/// submitted to be written while the next one is resealed; the outcome of a write comes back
+/// with the next submission (or from `settle-batches` at the end), and its conflicts are
+/// retried then.
 pub(crate) fn move_wallets(at: &KeyLocation, plan: &RotationPlan) -> Result<MoveReport, Failure> {
     let mut keyring = keyring_for(&at.key_path)?;
     let mut tally = Tally::default();
     let walked = (|| {
         while let Some(batch) = wallet_store::next_batch().map_err(scan::store_error)? {
-            tally.move_batch(&mut keyring, plan, batch, Source::HandedOut)?;
+            tally.seen += batch.len() as u64;
+            let replacements = tally.plan(&mut keyring, batch, plan)?;
+            let rows: Vec<(String, String)> =
+                replacements.into_iter().map(|r| (r.id, r.replacement)).collect();
+            let earlier = wallet_store::submit_current_batch(&rows).map_err(scan::store_error)?;
+            tally.settled(&mut keyring, plan, earlier)?;
         }
-        Ok::<_, Failure>(())
+        let last = wallet_store::settle_batches().map_err(scan::store_error)?;
+        tally.settled(&mut keyring, plan, last)
     })();
     KEYRING.set(Some(keyring));
     walked?;
@@ -324,15 +333,13 @@ fn reseal(keyring: &mut Keyring, wallet: &Wallet, plan: &RotationPlan) -> Result
     seal_envelope(keyring.get(to), to, id, &secret).map(Some).map_err(wallet_error)
 }
 
-/// Where a batch came from.
+/// Where a batch of this instance's own walk comes from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Source {
-    /// This instance's own walk of the table.
+    /// The walk of the table.
     Walk,
     /// The sweep after the walk.
     Sweep,
-    /// The host's `next-batch`.
-    HandedOut,
 }
 
 #[derive(Default)]
@@ -373,10 +380,9 @@ impl Tally {
         Ok(replacements)
     }
 
-    /// Moves one batch in one atomic write; rows another writer changed meanwhile are read
-    /// again and retried. In the sweep, wallets this walk already failed are not tried again.
-    /// A batch from `next-batch` is written back by id and replacement only: the host holds
-    /// the ciphertexts it handed out.
+    /// Moves one batch of this instance's own walk in one atomic write; rows another writer
+    /// changed meanwhile are read again and retried. In the sweep, wallets this walk already
+    /// failed are not tried again.
     fn move_batch(
         &mut self,
         keyring: &mut Keyring,
@@ -384,37 +390,61 @@ impl Tally {
         batch: Vec<Wallet>,
         source: Source,
     ) -> Result<(), Failure> {
-        let mut pending: Vec<Wallet> =
-            batch.into_iter().filter(|w| !self.failed_ids.contains(&w.id)).collect();
+        let pending: Vec<Wallet> = batch.into_iter().filter(|w| !self.failed_ids.contains(&w.id)).collect();
         if source != Source::Sweep {
             self.seen += pending.len() as u64;
         }
-        for attempt in 1..=MAX_ATTEMPTS {
+        self.write_from(keyring, plan, pending, 1)
+    }
+
+    /// Tallies what submitted writes did, and moves their conflicting rows again (their first
+    /// attempt was the submission).
+    fn settled(
+        &mut self,
+        keyring: &mut Keyring,
+        plan: &RotationPlan,
+        outcome: BatchOutcome,
+    ) -> Result<(), Failure> {
+        self.rotated += u64::from(outcome.replaced);
+        let pending = self.read_again(outcome.conflicts, 1)?;
+        self.write_from(keyring, plan, pending, 2)
+    }
+
+    /// Reseals and writes `pending`, as attempt `first` and on, until nothing conflicts or the
+    /// attempts run out.
+    fn write_from(
+        &mut self,
+        keyring: &mut Keyring,
+        plan: &RotationPlan,
+        mut pending: Vec<Wallet>,
+        first: u32,
+    ) -> Result<(), Failure> {
+        for attempt in first..=MAX_ATTEMPTS {
             let replacements = self.plan(keyring, std::mem::take(&mut pending), plan)?;
             if replacements.is_empty() {
                 break;
             }
-            let outcome = if attempt == 1 && source == Source::HandedOut {
-                let rows: Vec<(String, String)> =
-                    replacements.into_iter().map(|r| (r.id, r.replacement)).collect();
-                wallet_store::replace_current_batch(&rows)
-            } else {
-                wallet_store::replace_batch(&replacements)
-            };
-            let outcome = outcome.map_err(scan::store_error)?;
+            let outcome = wallet_store::replace_batch(&replacements).map_err(scan::store_error)?;
             self.rotated += u64::from(outcome.replaced);
-            // A conflicting row was written by someone else since it was read: read it again
-            // and move what it holds now (deleted rows are simply gone).
-            for id in outcome.conflicts {
-                if attempt == MAX_ATTEMPTS {
-                    let reason = format!("changed by another writer on each of {MAX_ATTEMPTS} attempts");
-                    self.fail(id, reason);
-                } else if let Some(ciphertext) = wallet_store::get(&id).map_err(scan::store_error)? {
-                    pending.push(Wallet { id, ciphertext });
-                }
-            }
+            pending = self.read_again(outcome.conflicts, attempt)?;
         }
         Ok(())
+    }
+
+    /// Rows that conflicted on attempt `attempt`: written by someone else since they were
+    /// read, so read again to move what they hold now (deleted rows are simply gone), or
+    /// failed once the attempts are spent.
+    fn read_again(&mut self, conflicts: Vec<String>, attempt: u32) -> Result<Vec<Wallet>, Failure> {
+        let mut pending = Vec::new();
+        for id in conflicts {
+            if attempt >= MAX_ATTEMPTS {
+                let reason = format!("changed by another writer on each of {MAX_ATTEMPTS} attempts");
+                self.fail(id, reason);
+            } else if let Some(ciphertext) = wallet_store::get(&id).map_err(scan::store_error)? {
+                pending.push(Wallet { id, ciphertext });
+            }
+        }
+        Ok(pending)
     }
 }
 

@@ -27,7 +27,7 @@ pub enum Access {
 pub enum WalletWrites {
     /// None.
     None,
-    /// A rotation's batches (`replace-batch`, `replace-current-batch`).
+    /// A rotation's batches (`replace-batch`, `replace-current-batch`, `submit-current-batch`).
     Batches,
     /// This one wallet (`put`).
     One(String),

@@ -225,8 +225,15 @@ async fn run_rotation(
             worker.state_mut().wallets_mut().set_odd_rows(odd.clone());
         }
         tracing::debug!(elapsed = ?started.elapsed(), table = %walk.database.table().table, "walking");
-        match move_in_parallel(workers, || WorkerBatches::ranges(walk.clone()), &at, &target_plan, shutdown)
-            .await?
+        match move_in_parallel(
+            workers,
+            &walk,
+            || WorkerBatches::ranges(walk.clone()),
+            &at,
+            &target_plan,
+            shutdown,
+        )
+        .await?
         {
             Walked::Done(back, moved) => {
                 workers = back;
@@ -405,11 +412,13 @@ enum Walked {
     Stopped(Signal),
 }
 
-/// Runs `move-wallets` in every worker at once, each over the batches `batches` makes for it
-/// (the walk's ranges, or the sweep's parts). If one worker fails, or a signal arrives, the
-/// others are stopped: their batches in flight roll back.
+/// Runs `move-wallets` in every worker at once, each over the batches `walk` hands it (its
+/// ranges, or the sweep's parts, as `batches` makes them). If one worker fails, or a signal
+/// arrives, the others are stopped: their batches in flight roll back, and no write of theirs
+/// lands after this returns.
 async fn move_in_parallel(
     workers: Vec<Instance>,
+    walk: &Walk,
     batches: impl Fn() -> WorkerBatches,
     at: &crate::bindings::operations::KeyLocation,
     plan: &RotationPlan,
@@ -418,10 +427,17 @@ async fn move_in_parallel(
     let count = workers.len();
     let mut running = JoinSet::new();
     for (index, mut worker) in workers.into_iter().enumerate() {
-        worker.state_mut().wallets_mut().set_batches(Batches::Walk(batches()));
+        worker.state_mut().wallets_mut().set_batches(Batches::Walk(Box::new(batches())));
         let (at, plan) = (at.clone(), *plan);
         running.spawn(async move {
-            let moved = worker.move_wallets(&at, plan).await;
+            let mut moved = worker.move_wallets(&at, plan).await;
+            // A worker is done once its last write has landed, whether or not its component
+            // collected it.
+            if let Err(e) = worker.state_mut().wallets_mut().settle_writes().await
+                && matches!(moved, Ok(Ok(_)))
+            {
+                moved = Err(anyhow::Error::new(e).context("the worker's last batch was not written"));
+            }
             (index, worker, moved)
         });
     }
@@ -434,18 +450,37 @@ async fn move_in_parallel(
                 None => break,
             },
             signal = shutdown.wait() => {
-                running.abort_all();
-                // Wait until every worker is gone, so that no batch commits after this returns.
-                while running.join_next().await.is_some() {}
+                stop_all(running, walk).await;
                 return Ok(Walked::Stopped(signal));
             }
         };
-        let (index, worker, moved) = joined.context("a rotation worker panicked")?;
-        total.add(answer(moved).with_context(|| format!("rotation worker {index} failed"))?);
-        back[index] = Some(worker);
+        let moved = match joined {
+            Ok((index, worker, moved)) => answer(moved)
+                .with_context(|| format!("rotation worker {index} failed"))
+                .map(|m| (index, worker, m)),
+            Err(e) => Err(anyhow::Error::new(e).context("a rotation worker panicked")),
+        };
+        match moved {
+            Ok((index, worker, moved)) => {
+                total.add(moved);
+                back[index] = Some(worker);
+            }
+            Err(e) => {
+                stop_all(running, walk).await;
+                return Err(e);
+            }
+        }
     }
     let workers: Option<Vec<Instance>> = back.into_iter().collect();
     Ok(Walked::Done(workers.ok_or_else(|| anyhow!("a rotation worker did not report"))?, total))
+}
+
+/// Stops every worker still `running`, then waits for every write they left running: none
+/// commits after this returns.
+async fn stop_all<T: 'static>(mut running: JoinSet<T>, walk: &Walk) {
+    running.abort_all();
+    while running.join_next().await.is_some() {}
+    walk.writes_settled().await;
 }
 
 /// How the final sweep ended.
@@ -504,9 +539,10 @@ async fn sweep_and_close(
             let parts = SweepParts::of(&target.walk, sweepers).await?;
             let resting = workers.split_off(sweepers);
             let batches = || WorkerBatches::sweep(target.walk.clone(), parts.clone());
-            let swept = move_in_parallel(workers, batches, &app.key_location(), &target_plan, shutdown)
-                .await
-                .with_context(|| format!("sweeping table `{table}` for wallets still on an old KEK"))?;
+            let swept =
+                move_in_parallel(workers, &target.walk, batches, &app.key_location(), &target_plan, shutdown)
+                    .await
+                    .with_context(|| format!("sweeping table `{table}` for wallets still on an old KEK"))?;
             let moved = match swept {
                 Walked::Done(back, moved) => {
                     workers = back;

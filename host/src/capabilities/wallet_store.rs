@@ -12,11 +12,11 @@ use rotor_codec::{Decoded, Format};
 use crate::bindings::auditor::wallet_reader;
 use crate::bindings::{wallet_store, wallet_types};
 use crate::capabilities::keys::Keys;
-use crate::coordination::{Batches, Lease};
+use crate::coordination::{Batches, Lease, WorkerBatches};
 use crate::grants::WalletWrites;
 use crate::keyring::KeyRing;
 use crate::limits::Limits;
-use crate::store::{Database, OddRow, OddRows, Replacement, StoreError, WalletRow};
+use crate::store::{BatchOutcome, Database, OddRow, OddRows, Replacement, StoreError, WalletRow};
 
 /// Why the host refused a write. The component that asked for it is stopped, and nothing of
 /// the batch was written.
@@ -95,6 +95,25 @@ impl WalletStore {
     /// How many rows the host checked and wrote so far.
     pub fn checked(&self) -> u64 {
         self.checked
+    }
+
+    /// This instance's share of a rotation's walk, which `action` needs.
+    fn walk_batches(&mut self, action: &str) -> Result<&mut WorkerBatches, wallet_store::Error> {
+        match &mut self.batches {
+            Some(Batches::Walk(batches)) => Ok(batches.as_mut()),
+            _ => Err(wallet_store::Error::Denied(format!(
+                "{action}: this instance was handed no batch (use replace-batch)"
+            ))),
+        }
+    }
+
+    /// Waits for the write this worker submitted last to land, if there is one: what the host
+    /// does once the component's `move-wallets` has returned, whether or not it collected it.
+    pub async fn settle_writes(&mut self) -> Result<(), StoreError> {
+        match &mut self.batches {
+            Some(Batches::Walk(batches)) => batches.settle().await,
+            _ => Ok(()),
+        }
     }
 
     fn check_write(&self, action: &str, id: Option<&str>) -> Result<(), wallet_store::Error> {
@@ -374,27 +393,35 @@ impl wallet_store::Host for WalletStoreView<'_> {
         &mut self,
         rows: Vec<(String, String)>,
     ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
-        if let Err(denied) = self.store.check_write("replace-current-batch", None) {
-            return Ok(Err(denied));
-        }
-        let Some(Batches::Walk(batches)) = &mut self.store.batches else {
-            return Ok(Err(wallet_store::Error::Denied(
-                "replace-current-batch: this instance was handed no batch (use replace-batch)".into(),
-            )));
-        };
-        let mut replacements = Vec::with_capacity(rows.len());
-        for (id, replacement) in rows {
-            match batches.replacement(id, replacement) {
-                Ok(row) => replacements.push(row),
-                Err(id) => {
-                    return Ok(Err(wallet_store::Error::Denied(format!(
-                        "replace-current-batch: wallet {id:?} is not in the batch handed out last (or is named \
-                         twice); nothing of the batch was written"
-                    ))));
+        let submitted = self.submit("replace-current-batch", rows).await?;
+        Ok(match (submitted, &mut self.store.batches) {
+            (Ok(earlier), Some(Batches::Walk(batches))) => match batches.settle_all().await {
+                Ok(mut outcome) => {
+                    outcome.absorb(earlier);
+                    Ok(to_wit_outcome(outcome))
                 }
+                Err(e) => Err(store_error(e)),
+            },
+            (submitted, _) => submitted.map(to_wit_outcome),
+        })
+    }
+
+    async fn submit_current_batch(
+        &mut self,
+        rows: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
+        Ok(self.submit("submit-current-batch", rows).await?.map(to_wit_outcome))
+    }
+
+    async fn settle_batches(
+        &mut self,
+    ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
+        Ok(match &mut self.store.batches {
+            Some(Batches::Walk(batches)) => {
+                batches.settle_all().await.map(to_wit_outcome).map_err(store_error)
             }
-        }
-        self.write_replacements(replacements).await
+            _ => Ok(wallet_store::BatchOutcome { replaced: 0, conflicts: Vec::new() }),
+        })
     }
 
     async fn next_batch(
@@ -413,14 +440,71 @@ impl wallet_store::Host for WalletStoreView<'_> {
 }
 
 impl WalletStoreView<'_> {
-    /// Both replace functions: sizes checked, each row checked, then one transaction. A
-    /// replacement over `limits.max-value-kib` is left out of the batch (neither replaced nor a
-    /// conflict, which the component would retry) and its row reported as odd: the wallet stays
-    /// on its old KEK and the rest of the batch is written.
+    /// `submit-current-batch` (and the first half of `replace-current-batch`): the rows matched
+    /// with the batch handed out last, checked as every write is, and handed to the walk to
+    /// write; answers the outcome of the earlier writes not reported yet.
+    async fn submit(
+        &mut self,
+        action: &str,
+        rows: Vec<(String, String)>,
+    ) -> wasmtime::Result<Result<BatchOutcome, wallet_store::Error>> {
+        if let Err(denied) = self.store.check_write(action, None) {
+            return Ok(Err(denied));
+        }
+        let batches = match self.store.walk_batches(action) {
+            Ok(batches) => batches,
+            Err(denied) => return Ok(Err(denied)),
+        };
+        let mut replacements = Vec::with_capacity(rows.len());
+        for (id, replacement) in rows {
+            match batches.replacement(id, replacement) {
+                Ok(row) => replacements.push(row),
+                Err(id) => {
+                    return Ok(Err(wallet_store::Error::Denied(format!(
+                        "{action}: wallet {id:?} is not in the batch handed out last (or is named twice); \
+                         nothing of the batch was written"
+                    ))));
+                }
+            }
+        }
+        let replacements = match self.checked(replacements).await? {
+            Ok(replacements) => replacements,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        Ok(match self.store.walk_batches(action) {
+            Ok(batches) => batches.submit(replacements).await.map_err(store_error),
+            Err(denied) => Err(denied),
+        })
+    }
+
+    /// `replace-batch`: the rows checked, then written at once, after the worker's write in
+    /// flight if it is one of a walk's workers.
     async fn write_replacements(
         &mut self,
         rows: Vec<Replacement>,
     ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
+        let rows = match self.checked(rows).await? {
+            Ok(rows) => rows,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        // A walk's batches go back to the table they came from (a rotation of several tables
+        // walks each in turn); anything else writes this instance's table.
+        let written = match &mut self.store.batches {
+            Some(Batches::Walk(batches)) => batches.write(&rows).await,
+            _ => self.store.database.replace_batch(&rows, self.lease.checkpoint()).await,
+        };
+        Ok(written.map(to_wit_outcome).map_err(store_error))
+    }
+
+    /// What every replace function checks before anything is written: sizes, then each row. A
+    /// replacement over `limits.max-value-kib` is left out of the batch (neither replaced nor a
+    /// conflict, which the component would retry) and its row reported as odd: the wallet stays
+    /// on its old KEK and the rest of the batch is written. A row that fails the host's check
+    /// stops the component (the `Err`).
+    async fn checked(
+        &mut self,
+        rows: Vec<Replacement>,
+    ) -> wasmtime::Result<Result<Vec<Replacement>, wallet_store::Error>> {
         let store = &mut *self.store;
         let (max_rows, max_bytes) = (store.limits.max_batch_rows as usize, store.limits.max_value_bytes());
         if rows.len() > max_rows {
@@ -454,21 +538,12 @@ impl WalletStoreView<'_> {
             total = store.checked,
             "batch checked by the host: every row opens, under the current KEK, to what it held"
         );
-        // A walk's batches go back to the table they came from (a rotation of several tables
-        // walks each in turn); anything else writes this instance's table.
-        let (database, checkpoint) = match &store.batches {
-            Some(Batches::Walk(batches)) => (batches.database(), batches.checkpoint()),
-            _ => (&store.database, self.lease.checkpoint()),
-        };
-        Ok(database
-            .replace_batch(&rows, checkpoint)
-            .await
-            .map(|outcome| wallet_store::BatchOutcome {
-                replaced: outcome.replaced,
-                conflicts: outcome.conflicts,
-            })
-            .map_err(store_error))
+        Ok(Ok(rows))
     }
+}
+
+fn to_wit_outcome(outcome: BatchOutcome) -> wallet_store::BatchOutcome {
+    wallet_store::BatchOutcome { replaced: outcome.replaced, conflicts: outcome.conflicts }
 }
 
 // The auditor's read-only interface.

@@ -9,6 +9,11 @@
 //! wrote under the old KEK after the walk had passed them; on PostgreSQL its workers take the
 //! walk's ranges in turn ([`SweepParts`], `Database::sweepers`). A rotation of several tables
 //! walks them one after another, each with a [`Walk`] of its own over that table's ranges.
+//!
+//! A worker's writes are pipelined too: [`WorkerBatches::submit`] writes a batch on a task of
+//! its own while the component reseals the next one. One write per worker is in flight at a
+//! time, and it lands before the next one starts, before its key range is marked done and
+//! before any other write of the worker, so the range's checkpoints keep their order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +24,8 @@ use tokio::task::JoinHandle;
 
 use crate::progress::Reporter;
 use crate::store::{
-    Checkpoint, ClaimedRange, Database, OddRows, Replacement, RowVersion, RunIdentity, ScanPage, StoreError,
-    WalletRow, unix_now,
+    BatchOutcome, Checkpoint, ClaimedRange, Database, OddRows, Replacement, RowVersion, RunIdentity,
+    ScanPage, StoreError, WalletRow, unix_now,
 };
 
 /// How long a worker with nothing to claim waits before looking again, while other workers
@@ -59,6 +64,9 @@ pub struct Walk {
     handed_out: AtomicU64,
     /// Wakes this process's idle workers when one of its ranges is done: the walk may be over.
     range_done: tokio::sync::Notify,
+    /// Held shared by every write a worker submitted while it runs: [`Walk::writes_settled`]
+    /// takes it whole.
+    writes: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl std::ops::Deref for Walk {
@@ -73,7 +81,19 @@ impl Walk {
     /// A walk as `spec` says (a batch holds at least one wallet).
     pub fn new(spec: WalkSpec) -> Arc<Walk> {
         let spec = WalkSpec { batch_size: spec.batch_size.max(1), ..spec };
-        Arc::new(Walk { spec, handed_out: AtomicU64::new(0), range_done: tokio::sync::Notify::new() })
+        Arc::new(Walk {
+            spec,
+            handed_out: AtomicU64::new(0),
+            range_done: tokio::sync::Notify::new(),
+            writes: Arc::default(),
+        })
+    }
+
+    /// Waits until no write submitted by this walk's workers is running. Dropping a worker's
+    /// batches cancels its write in flight; this is how a caller that stopped its workers
+    /// knows that none of their writes lands after it goes on.
+    pub async fn writes_settled(&self) {
+        drop(self.writes.write().await);
     }
 
     /// Gives back this process's key ranges (keeping how far each was walked) and the rotation
@@ -145,6 +165,9 @@ struct Current {
     exhausted: bool,
     ahead: Option<JoinHandle<Result<ScanPage, StoreError>>>,
     renewed: Instant,
+    /// An empty batch was handed out at the range's end for the conflicts of its last writes
+    /// (see `wallet-store.next-batch`); the range is done at the next call either way.
+    collecting: bool,
 }
 
 impl Drop for Current {
@@ -197,6 +220,9 @@ impl SweepParts {
     }
 }
 
+/// A batch's write on a task of its own, holding its walk's `writes` lock shared.
+type Write = JoinHandle<Result<BatchOutcome, StoreError>>;
+
 /// One worker's share of the walk: what its `next-batch` calls return.
 pub struct WorkerBatches {
     walk: Arc<Walk>,
@@ -206,21 +232,39 @@ pub struct WorkerBatches {
     /// at: what `replace-current-batch` compares with, so the component need not send them
     /// back.
     handed_out: HashMap<String, (String, Option<RowVersion>)>,
+    /// The write [`WorkerBatches::submit`] started last, if it may still be running.
+    writing: Option<Write>,
+    /// What landed writes did that the worker was not told yet.
+    unreported: BatchOutcome,
 }
 
 impl WorkerBatches {
     /// A worker of the walk over claimed ranges.
     pub fn ranges(walk: Arc<Walk>) -> WorkerBatches {
-        WorkerBatches { walk, pass: Pass::Ranges, current: None, handed_out: HashMap::new() }
+        WorkerBatches::new(walk, Pass::Ranges)
     }
 
     /// A worker of the final sweep, taking `parts` in turn with this process's other sweepers.
     pub fn sweep(walk: Arc<Walk>, parts: Arc<SweepParts>) -> WorkerBatches {
-        WorkerBatches { walk, pass: Pass::Sweep(parts), current: None, handed_out: HashMap::new() }
+        WorkerBatches::new(walk, Pass::Sweep(parts))
+    }
+
+    fn new(walk: Arc<Walk>, pass: Pass) -> WorkerBatches {
+        WorkerBatches {
+            walk,
+            pass,
+            current: None,
+            handed_out: HashMap::new(),
+            writing: None,
+            unreported: BatchOutcome::default(),
+        }
     }
 
     /// The next batch, `None` once there is nothing left for this worker. Odd rows (see
-    /// [`OddRows`]) are not handed out but recorded in `odd`; the walk goes on past them.
+    /// [`OddRows`]) are not handed out but recorded in `odd`; the walk goes on past them. At
+    /// a range's end the worker's write in flight lands first; if its writes there met
+    /// conflicts not yet reported, an empty batch is handed out once, so that the worker
+    /// collects and retries them while their range's checkpoint is still its own.
     pub async fn next(&mut self, odd: &OddRows) -> Result<Option<Vec<WalletRow>>, StoreError> {
         self.handed_out.clear();
         loop {
@@ -228,7 +272,10 @@ impl WorkerBatches {
                 Some(current) => current,
                 None => match self.start_range().await? {
                     Some(range) => self.current.insert(range),
-                    None => return Ok(None),
+                    None => {
+                        self.settle().await?;
+                        return Ok(None);
+                    }
                 },
             };
             let page = match (current.exhausted, current.ahead.take()) {
@@ -245,7 +292,9 @@ impl WorkerBatches {
                 }
             };
             if page.fetched == 0 {
-                self.end_range().await?;
+                if self.range_end().await? {
+                    return Ok(Some(Vec::new()));
+                }
                 continue;
             }
             // The cursor passes odd rows too: a page of odd rows only is no end of the range.
@@ -293,7 +342,77 @@ impl WorkerBatches {
             },
         };
         let cursor = range.cursor.clone();
-        Ok(Some(Current { range, cursor, exhausted: false, ahead: None, renewed: Instant::now() }))
+        Ok(Some(Current {
+            range,
+            cursor,
+            exhausted: false,
+            ahead: None,
+            renewed: Instant::now(),
+            collecting: false,
+        }))
+    }
+
+    /// The current range was read to its end: its writes land, and it is done, unless they met
+    /// conflicts to collect first (`true`: hand out an empty batch).
+    async fn range_end(&mut self) -> Result<bool, StoreError> {
+        self.settle().await?;
+        if let Some(current) = &mut self.current
+            && !current.collecting
+            && !self.unreported.conflicts.is_empty()
+        {
+            current.collecting = true;
+            return Ok(true);
+        }
+        self.end_range().await?;
+        Ok(false)
+    }
+
+    /// Starts writing `rows`, replacements of the batch handed out last (see
+    /// [`WorkerBatches::replacement`]), with that batch's checkpoint, on a task of its own once
+    /// the write before it has landed. Returns the outcome of the earlier writes not reported
+    /// yet; an earlier write that failed is the error, and then `rows` are not written.
+    pub async fn submit(&mut self, rows: Vec<Replacement>) -> Result<BatchOutcome, StoreError> {
+        self.settle().await?;
+        if !rows.is_empty() {
+            let (walk, mark) = (self.walk.clone(), self.mark());
+            let shared = walk.writes.clone().read_owned().await;
+            self.writing = Some(tokio::spawn(async move {
+                let _writing = shared;
+                walk.database.replace_batch(&rows, mark.as_ref().map(|mark| mark.checkpoint(&walk))).await
+            }));
+        }
+        Ok(std::mem::take(&mut self.unreported))
+    }
+
+    /// Waits for the write in flight, if any, keeping its outcome to report.
+    pub async fn settle(&mut self) -> Result<(), StoreError> {
+        if let Some(write) = self.writing.take() {
+            let outcome =
+                write.await.map_err(|e| StoreError::Config(format!("writing a batch failed: {e}")))??;
+            self.unreported.absorb(outcome);
+        }
+        Ok(())
+    }
+
+    /// Waits for the write in flight, if any, and returns what every landed write not reported
+    /// yet did.
+    pub async fn settle_all(&mut self) -> Result<BatchOutcome, StoreError> {
+        self.settle().await?;
+        Ok(std::mem::take(&mut self.unreported))
+    }
+
+    /// What a batch written now records (see [`Mark`]); `None` between ranges.
+    fn mark(&self) -> Option<Mark> {
+        let current = self.current.as_ref()?;
+        Some(Mark {
+            range: match self.pass {
+                Pass::Ranges => {
+                    Some((current.range.seq, current.cursor.as_deref().unwrap_or_default().to_owned()))
+                }
+                Pass::Sweep(_) => None,
+            },
+            expires_at: self.walk.expiry(),
+        })
     }
 
     async fn end_range(&mut self) -> Result<(), StoreError> {
@@ -326,25 +445,50 @@ impl WorkerBatches {
         }
     }
 
-    /// What a batch written now records: its range's progress and claim, or for the sweep the
-    /// rotation's progress and lease (held by the sweeping process, under the walk's identity).
-    pub fn checkpoint(&self) -> Option<Checkpoint<'_>> {
-        let current = self.current.as_ref()?;
-        let walk = &self.walk;
-        Some(match self.pass {
-            Pass::Ranges => Checkpoint::Range {
+    /// Writes `rows` now, once the write in flight has landed (its outcome is kept to report),
+    /// with the checkpoint of the batch handed out last: a worker's retries of conflicting rows.
+    pub async fn write(&mut self, rows: &[Replacement]) -> Result<BatchOutcome, StoreError> {
+        self.settle().await?;
+        let mark = self.mark();
+        self.walk.database.replace_batch(rows, mark.as_ref().map(|mark| mark.checkpoint(&self.walk))).await
+    }
+}
+
+impl Drop for WorkerBatches {
+    /// A worker stopped with a write in flight: the write is cancelled (its transaction rolls
+    /// back unless it was committing); [`Walk::writes_settled`] waits for it to be gone.
+    fn drop(&mut self) {
+        if let Some(write) = self.writing.take() {
+            write.abort();
+        }
+    }
+}
+
+/// What a batch records with its rows, taken when it is submitted and owned by the task that
+/// writes it: its range's progress and claim, or for the sweep the rotation's progress and
+/// lease (held by the sweeping process, under the walk's identity).
+struct Mark {
+    /// The key range's number and the batch's last id; `None` for the sweep.
+    range: Option<(i64, String)>,
+    expires_at: i64,
+}
+
+impl Mark {
+    fn checkpoint<'a>(&'a self, walk: &'a Walk) -> Checkpoint<'a> {
+        match &self.range {
+            Some((seq, cursor)) => Checkpoint::Range {
                 rotation: walk.rotation,
-                seq: current.range.seq,
+                seq: *seq,
                 token: &walk.identity.lease_token,
-                cursor: current.cursor.as_deref().unwrap_or_default(),
-                expires_at: walk.expiry(),
+                cursor,
+                expires_at: self.expires_at,
             },
-            Pass::Sweep(_) => Checkpoint::Rotation {
+            None => Checkpoint::Rotation {
                 rotation: walk.rotation,
                 lease_token: &walk.identity.lease_token,
-                lease_expires_at: walk.expiry(),
+                lease_expires_at: self.expires_at,
             },
-        })
+        }
     }
 }
 
@@ -352,7 +496,7 @@ impl WorkerBatches {
 /// pass over the table shared by several instances.
 pub enum Batches {
     /// This worker's share of a rotation's walk: the key ranges it claims, one after another.
-    Walk(WorkerBatches),
+    Walk(Box<WorkerBatches>),
     /// Batches of a read-only pass shared with the other workers of this process.
     Shared(Arc<SharedScan>),
 }

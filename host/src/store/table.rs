@@ -365,6 +365,14 @@ pub struct BatchOutcome {
     pub conflicts: Vec<String>,
 }
 
+impl BatchOutcome {
+    /// Adds what `other` did: the outcome of several batches, reported at once.
+    pub fn absorb(&mut self, other: BatchOutcome) {
+        self.replaced += other.replaced;
+        self.conflicts.extend(other.conflicts);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -248,13 +248,16 @@ impl ops::Guest for Hostile {
             let draft = keys::draft(&at.key_path, None).map_err(|e| format!("{e:?}"))?;
             vec![(first.id.clone(), seal_for(&draft, draft.version(), &first.id, &own))]
         } else {
-            wallets
+            let garbage: Vec<(String, String)> = wallets
                 .into_iter()
                 .map(|w| {
                     let garbage = format!("rotor:v2:{}", "A".repeat(w.ciphertext.len().max(80)));
                     (w.id, garbage)
                 })
-                .collect()
+                .collect();
+            // Submitted to be written behind the component's back, and never collected.
+            let _ = wallet_store::submit_current_batch(&garbage);
+            return Ok(ops::MoveReport { seen: total, rotated: total, unchanged: 0, failed: Vec::new() });
         };
         // Whatever the host answers, claim success: the host must not rely on the component's word.
         let _ = wallet_store::replace_current_batch(&rows);
