@@ -116,6 +116,15 @@ impl WalletStore {
         }
     }
 
+    /// [`WalletStore::settle_writes`], then what the landed writes did that the component was
+    /// not told yet (nothing, for an instance that is no walk's worker).
+    async fn settle_all(&mut self) -> Result<BatchOutcome, StoreError> {
+        match &mut self.batches {
+            Some(Batches::Walk(batches)) => batches.settle_all().await,
+            _ => Ok(BatchOutcome::default()),
+        }
+    }
+
     fn check_write(&self, action: &str, id: Option<&str>) -> Result<(), wallet_store::Error> {
         let allowed = match (&self.writes, id) {
             (WalletWrites::Batches, None) => true,
@@ -393,17 +402,15 @@ impl wallet_store::Host for WalletStoreView<'_> {
         &mut self,
         rows: Vec<(String, String)>,
     ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
-        let submitted = self.submit("replace-current-batch", rows).await?;
-        Ok(match (submitted, &mut self.store.batches) {
-            (Ok(earlier), Some(Batches::Walk(batches))) => match batches.settle_all().await {
-                Ok(mut outcome) => {
-                    outcome.absorb(earlier);
-                    Ok(to_wit_outcome(outcome))
-                }
-                Err(e) => Err(store_error(e)),
-            },
-            (submitted, _) => submitted.map(to_wit_outcome),
-        })
+        let earlier = match self.submit("replace-current-batch", rows).await? {
+            Ok(earlier) => earlier,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let settled = self.store.settle_all().await.map(|mut outcome| {
+            outcome.absorb(earlier);
+            to_wit_outcome(outcome)
+        });
+        Ok(settled.map_err(store_error))
     }
 
     async fn submit_current_batch(
@@ -416,12 +423,7 @@ impl wallet_store::Host for WalletStoreView<'_> {
     async fn settle_batches(
         &mut self,
     ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
-        Ok(match &mut self.store.batches {
-            Some(Batches::Walk(batches)) => {
-                batches.settle_all().await.map(to_wit_outcome).map_err(store_error)
-            }
-            _ => Ok(wallet_store::BatchOutcome { replaced: 0, conflicts: Vec::new() }),
-        })
+        Ok(self.store.settle_all().await.map(to_wit_outcome).map_err(store_error))
     }
 
     async fn next_batch(

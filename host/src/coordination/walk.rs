@@ -430,11 +430,6 @@ impl WorkerBatches {
         }
     }
 
-    /// The table this worker's batches come from, which their replacements are written to.
-    pub fn database(&self) -> &Database {
-        &self.walk.database
-    }
-
     /// `id`'s replacement by `replacement`, compared with what the current batch handed out
     /// for it; each id is replaced once. `Err(id)` if the batch handed out no such wallet (or
     /// its replacement was taken already).
