@@ -107,7 +107,7 @@ async fn interrupted_legacy_rotation(world: &World, first: &Kek, done: usize) ->
         .map(|(id, ciphertext)| {
             let plaintext = rotor_codec::open(first, &id, &ciphertext).unwrap();
             let replacement = rotor_codec::seal_legacy(&second, &plaintext).unwrap();
-            Replacement { id, expected: ciphertext, replacement, read_at: None }
+            Replacement { id, expected: ciphertext, replacement, read_at: None, heads: None }
         })
         .collect();
     assert_eq!(db.replace_batch(&rows, None).await.unwrap().replaced as usize, done);

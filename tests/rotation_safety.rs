@@ -213,6 +213,7 @@ async fn a_batch_replaces_only_rows_that_still_hold_what_was_read(kind: Kind) {
             expected: read[id].clone(),
             replacement: rewrap(id),
             read_at: None,
+            heads: None,
         })
         .collect();
     for id in ["reencrypted", "raced"] {
@@ -221,6 +222,7 @@ async fn a_batch_replaces_only_rows_that_still_hold_what_was_read(kind: Kind) {
             expected: read[id].clone(),
             replacement: reencrypt(id),
             read_at: None,
+            heads: None,
         });
     }
     let outcome = db.replace_batch(&rows, None).await.unwrap();
@@ -412,6 +414,93 @@ async fn a_walks_batch_is_compared_with_the_rows_as_the_walk_read_them(kind: Kin
 
 on_sqlite_and_postgres!(a_walks_batch_is_compared_with_the_rows_as_the_walk_read_them);
 
+/// A re-wrap handed back as its new head alone is joined to the rest of the row as the walk
+/// read it, and written so: every wallet opens under the new KEK to what it held. A head for a
+/// row that is no envelope, a whole envelope given as a head, a head keeping another data
+/// nonce, and a second head for the same wallet are refused.
+async fn a_rewrap_given_as_its_head_is_joined_to_the_row_the_walk_read(kind: Kind) {
+    use rotor::coordination::{NotRewrapped, SweepParts, WorkerBatches};
+    use rotor::store::{OddRows, WalletRow};
+    use std::collections::BTreeMap;
+
+    let db_handle = rotor_testkit::TestDb::new(kind).await;
+    let db = db_handle.connect().await;
+    db.migrate().await.unwrap();
+    let (old, new) = (Kek::generate().unwrap(), Kek::generate().unwrap());
+    let plaintexts: BTreeMap<String, Vec<u8>> = (0..6)
+        .map(|i| (format!("w{i}"), format!("wallet {i} {}", "x".repeat(i * 300)).into_bytes()))
+        .collect();
+    // Each wallet's data nonce its own, so no two heads hold the same first bytes of one.
+    let mut rows: Vec<WalletRow> = plaintexts
+        .iter()
+        .zip(1u8..)
+        .map(|((id, plaintext), n)| {
+            let nonces = rotor_codec::EnvelopeNonces { wrap: [n; 12], data: [n; 12] };
+            let dek = rotor_codec::DataKey::from_bytes([n; 32]);
+            WalletRow {
+                id: id.clone(),
+                ciphertext: rotor_codec::seal_with(&old, 1, id, plaintext, &dek, nonces),
+            }
+        })
+        .collect();
+    rows[5].ciphertext = rotor_codec::seal_legacy(&old, &plaintexts["w5"]).unwrap();
+    db.put_many(&rows).await.unwrap();
+    let (_, walk) = walk_to_v2(&db, rows.len() as i64, "head test").await;
+    let mut batches = WorkerBatches::sweep(walk.clone(), SweepParts::of(&walk, 1).await.unwrap());
+    let batch = batches.next(&OddRows::default()).await.unwrap().expect("a batch");
+    assert_eq!(batch.len(), 6, "{batch:?}");
+    let read: BTreeMap<String, String> = batch.into_iter().map(|row| (row.id, row.ciphertext)).collect();
+    let head_of = |id: &str| rotor_codec::rewrap_head(&old, &new, 2, id, &read[id]).unwrap();
+
+    let mut replacements = Vec::new();
+    for id in ["w0", "w1", "w2"] {
+        let head = head_of(id);
+        let replacement = batches.rewrapped(id.into(), &head).unwrap();
+        let (old_head, new_head) = replacement.heads.expect("joined by the walk");
+        assert_eq!(new_head, head.len());
+        assert_eq!(replacement.replacement, format!("{head}{}", &read[id][old_head..]));
+        assert_eq!(replacement.compared(), (&read[id][..old_head], head.as_str()));
+        replacements.push(replacement);
+    }
+    // w3: a whole envelope is not a head; w4: a head beside another data nonce (w0's); w5: legacy.
+    let whole = rotor_codec::rewrap(&old, &new, 2, "w3", &read["w3"]).unwrap();
+    let refused = [
+        ("w3", whole.as_str()),
+        ("w4", &head_of("w0")),
+        ("w5", &head_of("w1")),
+        ("w0", &head_of("w0")),
+        ("never-read", &head_of("w1")),
+    ]
+    .map(|(id, head)| batches.rewrapped(id.into(), head).map(|r| r.id));
+    let expected_refusals = [
+        Err(NotRewrapped::NotAHead("w3".into())),
+        Err(NotRewrapped::NotAHead("w4".into())),
+        Err(NotRewrapped::NotAHead("w5".into())),
+        Err(NotRewrapped::NotHandedOut("w0".into())),
+        Err(NotRewrapped::NotHandedOut("never-read".into())),
+    ];
+    assert_eq!(refused, expected_refusals);
+
+    let outcome = db.replace_batch(&replacements, None).await.unwrap();
+    assert_eq!((outcome.replaced, outcome.conflicts.len()), (3, 0));
+    let after = db_handle.rows().await;
+    for (id, plaintext) in &plaintexts {
+        let (kek, version) =
+            if ["w0", "w1", "w2"].contains(&id.as_str()) { (&new, Some(2)) } else { (&old, None) };
+        assert_eq!(&*rotor_codec::open(kek, id, &after[id]).unwrap(), plaintext, "{id}");
+        assert_eq!(
+            rotor_codec::inspect(&after[id]).unwrap().kek_version().filter(|_| version.is_some()),
+            version,
+            "{id}"
+        );
+        if version.is_none() {
+            assert_eq!(after[id], read[id], "{id} untouched");
+        }
+    }
+}
+
+on_sqlite_and_postgres!(a_rewrap_given_as_its_head_is_joined_to_the_row_the_walk_read);
+
 /// A worker's writes are submitted to land behind it, one at a time and in order. An
 /// application rewrites the first wallet of every batch between the walk's read and the write:
 /// each conflict comes back with the next submission and is retried at once, under the
@@ -458,8 +547,13 @@ async fn submitted_writes_land_in_order_and_their_conflicts_count_in_their_range
         for id in earlier.conflicts {
             let now = db.get(&id).await.unwrap().expect("the row is there");
             assert!(now.starts_with("rotor:v1:the-application's-"), "{id}: {now}");
-            let retry =
-                Replacement { replacement: format!("rotor:v2:{id}"), id, expected: now, read_at: None };
+            let retry = Replacement {
+                replacement: format!("rotor:v2:{id}"),
+                id,
+                expected: now,
+                read_at: None,
+                heads: None,
+            };
             let outcome = batches.write(&[retry]).await.unwrap();
             assert_eq!(outcome, BatchOutcome { replaced: 1, conflicts: Vec::new() });
             replaced += 1;
@@ -528,6 +622,7 @@ async fn a_long_batch_names_its_one_conflict_and_a_row_named_twice_counts_once(k
             expected: r.ciphertext.clone(),
             replacement: format!("moved {}", r.id),
             read_at: None,
+            heads: None,
         })
         .collect();
     let outcome = db.replace_batch(&batch, None).await.unwrap();
@@ -545,6 +640,7 @@ async fn a_long_batch_names_its_one_conflict_and_a_row_named_twice_counts_once(k
         expected: "moved w00007".into(),
         replacement: to.into(),
         read_at: None,
+        heads: None,
     });
     let outcome = db.replace_batch(&named_twice, None).await.unwrap();
     assert_eq!((outcome.replaced, outcome.conflicts.len()), (1, 0), "{:?}", outcome.conflicts);

@@ -549,6 +549,39 @@ async fn garbage_from_a_rotation_component_is_refused_by_the_hosts_check(kind: K
 
 on_sqlite_and_postgres!(garbage_from_a_rotation_component_is_refused_by_the_hosts_check);
 
+/// Over envelopes, `hostile-rotator`'s plain `rotate` submits each wallet's new head alone,
+/// every one an honest re-wrap but the first wallet's: it holds the second wallet's data key,
+/// bound to the first wallet's id and laid out beside the first wallet's own data, so it
+/// unwraps and the rest of the row would be kept. The host compares the two data keys, refuses
+/// the batch, and stops the component.
+async fn a_new_head_holding_another_wallets_data_key_is_refused(kind: Kind) {
+    let (world, kek, wallets) = world_with_wallets_on(kind, 25).await;
+    let envelopes: Vec<rotor::store::WalletRow> = wallets
+        .iter()
+        .map(|(id, plaintext)| rotor::store::WalletRow {
+            id: id.clone(),
+            ciphertext: rotor_codec::seal(&kek, 1, id, plaintext).unwrap(),
+        })
+        .collect();
+    world.db.connect().await.put_many(&envelopes).await.unwrap();
+    let before = Snapshot::take(&world).await;
+    assert!(before.rows.values().all(|ciphertext| ciphertext.starts_with("rotor:v1:")));
+    let out = run_hostile(&world, &["rotate"], "hostile_rotator.wasm", None);
+    assert_fails_saying(
+        &out,
+        1,
+        &[
+            "the component was stopped: write refused for wallet \"user-00000@IBNMSP\"",
+            "the new ciphertext opens to a different wallet than the row holds",
+            "nothing of the batch was written",
+        ],
+    );
+    before.assert_unchanged(&world).await;
+    assert_every_wallet_opens(&world, &wallets).await;
+}
+
+on_sqlite_and_postgres!(a_new_head_holding_another_wallets_data_key_is_refused);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_audit_cannot_run_a_component_that_imports_writes() {
     let (world, _, _) = world_with_wallets(10).await;

@@ -13,7 +13,7 @@ use anyhow::Context;
 use rotor_codec::Kek;
 use tokio::task::JoinSet;
 
-use crate::coordination::{SweepParts, Walk, WalkSpec, WorkerBatches};
+use crate::coordination::{NotRewrapped, SweepParts, Walk, WalkSpec, WorkerBatches};
 use crate::progress::Reporter;
 use crate::store::{Database, NewRotation, RunIdentity};
 
@@ -102,14 +102,24 @@ async fn move_all(keys: &NativeKeys, reencrypt: bool, mut batches: WorkerBatches
     let odd = crate::store::OddRows::default();
     while let Some(rows) = batches.next(&odd).await? {
         // Compared as rotor's host compares a component's batch: with what the walk handed out.
+        // A re-wrap hands back its new head alone, joined to the rest of the row as the host
+        // joins a component's.
         let replacements = rows
             .into_iter()
             .map(|row| {
-                let replacement = reseal(keys, reencrypt, &row.id, &row.ciphertext)
-                    .with_context(|| format!("wallet {}", row.id))?;
-                batches
-                    .replacement(row.id, replacement)
-                    .map_err(|id| anyhow::anyhow!("wallet {id} was handed out twice in one batch"))
+                let ((_, old), (to, new)) = (&keys.from, &keys.to);
+                let (id, ciphertext) = (row.id, row.ciphertext.as_str());
+                let in_batch = if reencrypt {
+                    let plaintext =
+                        rotor_codec::open(old, &id, ciphertext).with_context(|| format!("wallet {id}"))?;
+                    let sealed = rotor_codec::seal(new, *to, &id, &plaintext)?;
+                    batches.replacement(id, sealed).map_err(NotRewrapped::NotHandedOut)
+                } else {
+                    let head = rotor_codec::rewrap_head(old, new, *to, &id, ciphertext)
+                        .with_context(|| format!("wallet {id}"))?;
+                    batches.rewrapped(id, &head)
+                };
+                in_batch.map_err(|refused| anyhow::anyhow!("the walk refused a replacement: {refused:?}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         // Written while the next batch is resealed, as rotor's workers submit theirs.
@@ -117,16 +127,6 @@ async fn move_all(keys: &NativeKeys, reencrypt: bool, mut batches: WorkerBatches
     }
     moved += u64::from(batches.settle_all().await?.replaced);
     Ok(moved)
-}
-
-fn reseal(keys: &NativeKeys, reencrypt: bool, id: &str, ciphertext: &str) -> anyhow::Result<String> {
-    let ((_, old), (to, new)) = (&keys.from, &keys.to);
-    Ok(if reencrypt {
-        let plaintext = rotor_codec::open(old, id, ciphertext)?;
-        rotor_codec::seal(new, *to, id, &plaintext)?
-    } else {
-        rotor_codec::rewrap(old, new, *to, id, ciphertext)?
-    })
 }
 
 /// The plain read-and-open baseline of `rotor validate`: every row read in keyset pages of

@@ -260,7 +260,12 @@ impl<'a> EnvelopeHead<'a> {
 
     /// Whether both envelopes hold the same data part, byte for byte.
     pub(crate) fn same_data(&self, other: &EnvelopeHead<'_>) -> bool {
-        self.head[DATA_NONCE..] == other.head[DATA_NONCE..] && self.tail == other.tail
+        self.same_data_in_head(other) && self.tail == other.tail
+    }
+
+    /// Whether both heads hold the same first bytes of the data part (of its nonce).
+    pub(crate) fn same_data_in_head(&self, other: &EnvelopeHead<'_>) -> bool {
+        self.head[DATA_NONCE..] == other.head[DATA_NONCE..]
     }
 
     /// Characters after the head: the wallet's own ciphertext, base64.
@@ -296,19 +301,42 @@ impl<'a> EnvelopeHead<'a> {
         Ok(())
     }
 
-    /// This envelope naming `kek_version`, its data key wrapped as `wrap`: the head encoded
-    /// again, the rest copied as text.
-    pub(crate) fn with_wrap(&self, kek_version: u32, wrap: Parts<'_>) -> String {
+    /// Characters before the tail: the `rotor:v<K>:` prefix and the head's base64.
+    pub(crate) fn head_len(&self) -> usize {
+        format_version_len(self.kek_version) + HEAD_CHARS
+    }
+
+    /// This envelope's head naming `kek_version`, its data key wrapped as `wrap`, with room
+    /// for `extra` more characters.
+    fn head_with_wrap(&self, kek_version: u32, wrap: Parts<'_>, extra: usize) -> String {
         let mut head = self.head;
         head[WRAP_NONCE..WRAPPED_DEK].copy_from_slice(wrap.nonce);
         head[WRAPPED_DEK..WRAP_TAG].copy_from_slice(wrap.ciphertext);
         head[WRAP_TAG..DATA_NONCE].copy_from_slice(wrap.tag);
         let mut text = format!("{PREFIX}{kek_version}:");
-        text.reserve(HEAD_CHARS + self.tail.len());
+        text.reserve(HEAD_CHARS + extra);
         STANDARD.encode_string(head, &mut text);
+        text
+    }
+
+    /// The head alone of [`EnvelopeHead::with_wrap`]: what a re-wrap changes, for a store
+    /// that keeps the rest of the row as it is.
+    pub(crate) fn new_head(&self, kek_version: u32, wrap: Parts<'_>) -> String {
+        self.head_with_wrap(kek_version, wrap, 0)
+    }
+
+    /// This envelope naming `kek_version`, its data key wrapped as `wrap`: the head encoded
+    /// again, the rest copied as text.
+    pub(crate) fn with_wrap(&self, kek_version: u32, wrap: Parts<'_>) -> String {
+        let mut text = self.head_with_wrap(kek_version, wrap, self.tail.len());
         text.push_str(self.tail);
         text
     }
+}
+
+/// Characters of `rotor:v<K>:` for version `kek_version`.
+fn format_version_len(kek_version: u32) -> usize {
+    PREFIX.len() + kek_version.checked_ilog10().unwrap_or(0) as usize + 1 + ":".len()
 }
 
 /// The wrapped data key in a payload's first bytes (whole, or only its head).
@@ -318,6 +346,13 @@ fn wrap_parts_of(payload: &[u8]) -> Parts<'_> {
         ciphertext: &payload[WRAPPED_DEK..WRAP_TAG],
         tag: &payload[WRAP_TAG..DATA_NONCE],
     }
+}
+
+/// The wrapped data key as [`wrap_into`] lays it out on its own (nonce ‖ wrapped ‖ tag).
+fn wrap_parts_of_wrap(wrap: &[u8]) -> Parts<'_> {
+    let (nonce, rest) = wrap.split_at(NONCE_LEN);
+    let (ciphertext, tag) = rest.split_at(KEY_LEN);
+    Parts { nonce, ciphertext, tag }
 }
 
 /// `rotor:v<K>:<payload>` split into K and the payload's base64, both envelope readers' first step.
@@ -428,6 +463,38 @@ pub fn rewrap_with(
     wrap_into(&mut payload, new_kek, new_version, id, &dek, wrap_nonce);
     payload.extend_from_slice(&p[DATA_NONCE..]);
     Ok(encode(new_version, &payload))
+}
+
+/// [`rewrap_with`], returning the new envelope's head alone: the `rotor:v<K>:` prefix and the
+/// base64 up to the wallet's own ciphertext, which a re-wrap keeps (see [`crate::rewrap_head_lengths`]).
+/// Decodes only the head and checks the rest as [`rewrap_with`] would, without decoding it.
+pub fn rewrap_head_with(
+    old_kek: &Kek,
+    new_kek: &Kek,
+    new_version: u32,
+    id: &str,
+    ciphertext: &str,
+    wrap_nonce: [u8; NONCE_LEN],
+) -> Result<String, CodecError> {
+    assert!(new_version >= 1, "KEK versions start at 1");
+    let head = EnvelopeHead::parse(ciphertext)?;
+    head.check_tail()?;
+    let dek = head.unwrap_dek(old_kek, id)?;
+    let mut wrap = Vec::with_capacity(DATA_NONCE - WRAP_NONCE);
+    wrap_into(&mut wrap, new_kek, new_version, id, &dek, wrap_nonce);
+    Ok(head.new_head(new_version, wrap_parts_of_wrap(&wrap)))
+}
+
+/// [`rewrap_head_with`] under a fresh nonce.
+#[cfg(feature = "getrandom")]
+pub fn rewrap_head(
+    old_kek: &Kek,
+    new_kek: &Kek,
+    new_version: u32,
+    id: &str,
+    ciphertext: &str,
+) -> Result<String, CodecError> {
+    rewrap_head_with(old_kek, new_kek, new_version, id, ciphertext, random_nonce()?)
 }
 
 /// Moves an envelope to another KEK by re-wrapping its data key under a fresh nonce.

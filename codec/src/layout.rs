@@ -69,6 +69,25 @@ impl<'a> EnvelopeHeadParts<'a> {
     /// The envelope naming `kek_version`, with `wrap` as its wrapped data key and the same
     /// wallet ciphertext; refuses pieces of the wrong length.
     pub fn rewrapped(&self, kek_version: u32, wrap: Parts<'_>) -> Result<String, CodecError> {
+        Self::check_wrap(kek_version, wrap)?;
+        Ok(self.0.with_wrap(kek_version, wrap))
+    }
+
+    /// The head alone of [`EnvelopeHeadParts::rewrapped`]: what replaces this envelope's first
+    /// [`EnvelopeHeadParts::head_len`] characters, the rest being kept (see
+    /// [`crate::rewrap_head_lengths`]).
+    pub fn rewrapped_head(&self, kek_version: u32, wrap: Parts<'_>) -> Result<String, CodecError> {
+        Self::check_wrap(kek_version, wrap)?;
+        Ok(self.0.new_head(kek_version, wrap))
+    }
+
+    /// Characters of this envelope's head: its `rotor:v<K>:` prefix and the base64 up to the
+    /// wallet's own ciphertext.
+    pub fn head_len(&self) -> usize {
+        self.0.head_len()
+    }
+
+    fn check_wrap(kek_version: u32, wrap: Parts<'_>) -> Result<(), CodecError> {
         if kek_version == 0 {
             return Err(CodecError::Malformed("KEK versions start at 1"));
         }
@@ -76,7 +95,7 @@ impl<'a> EnvelopeHeadParts<'a> {
         if wrap.ciphertext.len() != KEY_LEN {
             return Err(CodecError::Malformed("a wrapped data key is 32 bytes"));
         }
-        Ok(self.0.with_wrap(kek_version, wrap))
+        Ok(())
     }
 }
 
@@ -211,6 +230,19 @@ mod tests {
             let wrap = Parts { nonce: &nonce, ciphertext: &wrapped, tag: &tag };
             let expected = crate::rewrap_with(&old, &new, 4, "w-1", &sealed, nonce).unwrap();
             assert_eq!(head.rewrapped(4, wrap).unwrap(), expected, "{len}");
+            // The head alone, joined to the rest of the old envelope, is that same envelope.
+            let new_head = head.rewrapped_head(4, wrap).unwrap();
+            assert_eq!(new_head, expected[..new_head.len()], "{len}");
+            assert_eq!(alloc::format!("{new_head}{}", &sealed[head.head_len()..]), expected, "{len}");
+            assert_eq!(
+                crate::rewrap_head_lengths(&sealed, &new_head),
+                Some((head.head_len(), new_head.len()))
+            );
+            assert_eq!(crate::rewrap_head_with(&old, &new, 4, "w-1", &sealed, nonce).unwrap(), new_head);
+            assert_eq!(
+                crate::same_rewrapped(&old, &new, "w-1", &sealed[..head.head_len()], &new_head),
+                Some(Ok(true))
+            );
             assert_eq!(open(&new, "w-1", &expected).unwrap().as_slice(), wallet.as_slice());
             // Every way to spoil the payload after the head: both parsers refuse it.
             let cut = sealed.len() - 4;

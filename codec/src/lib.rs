@@ -24,14 +24,16 @@ pub mod layout;
 mod legacy;
 mod primitive;
 
-pub use envelope::{DataKey, EnvelopeNonces, PAYLOAD_OVERHEAD, PREFIX, rewrap_with, seal_with};
+pub use envelope::{
+    DataKey, EnvelopeNonces, PAYLOAD_OVERHEAD, PREFIX, rewrap_head_with, rewrap_with, seal_with,
+};
 pub use error::CodecError;
 pub use kek::{KEY_LEN, Kek};
 pub use legacy::{LEGACY_OVERHEAD, seal_legacy_with};
 pub use primitive::Detached;
 
 #[cfg(feature = "getrandom")]
-pub use envelope::{rewrap, seal};
+pub use envelope::{rewrap, rewrap_head, seal};
 
 #[cfg(test)]
 mod tests {
@@ -76,6 +78,50 @@ mod tests {
             same_rewrapped(&old_kek, &new_kek, "x", &old, &moved),
             Some(Err(CodecError::Authentication))
         );
+    }
+
+    #[test]
+    fn a_rewrap_given_as_its_head_alone_is_recognised_and_nothing_else_is() {
+        let (old_kek, new_kek) = (Kek::from_bytes([1; KEY_LEN]), Kek::from_bytes([2; KEY_LEN]));
+        let nonces = EnvelopeNonces { wrap: [3; NONCE_LEN], data: [4; NONCE_LEN] };
+        let old = seal_with(&old_kek, 9, "w", b"wallet", &DataKey::from_bytes([5; KEY_LEN]), nonces);
+        // v9 to v10: the prefix grows by a character, so the heads differ in length.
+        let head = rewrap_head_with(&old_kek, &new_kek, 10, "w", &old, [6; NONCE_LEN]).unwrap();
+        let whole = rewrap_with(&old_kek, &new_kek, 10, "w", &old, [6; NONCE_LEN]).unwrap();
+        let (old_len, new_len) = rewrap_head_lengths(&old, &head).unwrap();
+        assert_eq!((old_len, new_len), ("rotor:v9:".len() + 84, "rotor:v10:".len() + 84));
+        assert_eq!(alloc::format!("{head}{}", &old[old_len..]), whole);
+        assert_eq!(open(&new_kek, "w", &whole).unwrap().as_slice(), b"wallet");
+        assert_eq!(same_rewrapped(&old_kek, &new_kek, "w", &old[..old_len], &head), Some(Ok(true)));
+        // Another wallet's data key under the same head layout: recognised as a head, and
+        // the data keys then differ.
+        let other = seal_with(&old_kek, 9, "w", b"other", &DataKey::from_bytes([7; KEY_LEN]), nonces);
+        let other_head = rewrap_head_with(&old_kek, &new_kek, 10, "w", &other, [6; NONCE_LEN]).unwrap();
+        assert_eq!(rewrap_head_lengths(&old, &other_head), Some((old_len, new_len)));
+        assert_eq!(same_rewrapped(&old_kek, &new_kek, "w", &old[..old_len], &other_head), Some(Ok(false)));
+        // Not a head alone, not the same data nonce, not an envelope: none is a head re-wrap.
+        let moved_nonce = seal_with(
+            &old_kek,
+            9,
+            "w",
+            b"wallet",
+            &DataKey::from_bytes([5; KEY_LEN]),
+            EnvelopeNonces { data: [8; NONCE_LEN], ..nonces },
+        );
+        let moved_nonce =
+            rewrap_head_with(&old_kek, &new_kek, 10, "w", &moved_nonce, [6; NONCE_LEN]).unwrap();
+        let legacy = seal_legacy_with(&old_kek, b"wallet", [9; NONCE_LEN]);
+        let refused = [
+            (old.as_str(), whole.as_str()),
+            (old.as_str(), &whole[..new_len + 4]),
+            (old.as_str(), &head[..new_len - 4]),
+            (old.as_str(), moved_nonce.as_str()),
+            (legacy.as_str(), head.as_str()),
+            (old.as_str(), legacy.as_str()),
+        ];
+        for (old, new) in refused {
+            assert_eq!(rewrap_head_lengths(old, new), None, "{new}");
+        }
     }
 
     #[test]
@@ -225,6 +271,18 @@ pub fn rewrap_heads(old: &str, new: &str) -> Option<(usize, usize)> {
     let (old_head, new_head) =
         (envelope::EnvelopeHead::parse(old).ok()?, envelope::EnvelopeHead::parse(new).ok()?);
     old_head.same_data(&new_head).then(|| (old.len() - old_head.tail_len(), new.len() - new_head.tail_len()))
+}
+
+/// Where the heads end when `old` is re-wrapped as `new_head` alone (what [`rewrap_head`]
+/// makes): `old` an envelope, `new_head` exactly an envelope's head and no more, holding the
+/// same part of `old`'s data (the first bytes of its nonce) as `old`'s head. The envelope this
+/// re-wrap makes is `new_head` followed by `old[old_head..]`, byte for byte the wallet's own
+/// ciphertext, so a checker compares the two heads (see [`same_rewrapped`], which takes heads
+/// alone too) and never that rest. `None` if either is not so.
+pub fn rewrap_head_lengths(old: &str, new_head: &str) -> Option<(usize, usize)> {
+    let (old, new) =
+        (envelope::EnvelopeHead::parse(old).ok()?, envelope::EnvelopeHead::parse(new_head).ok()?);
+    (new.tail_len() == 0 && old.same_data_in_head(&new)).then(|| (old.head_len(), new_head.len()))
 }
 
 /// Opens a wallet in either format with the given KEK. `id` must be the row's id: envelopes

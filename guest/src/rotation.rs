@@ -25,7 +25,7 @@ use crate::bindings::rotor::kek::journal::{self, Rotation};
 use crate::bindings::rotor::kek::journal_types::RotationStatus;
 use crate::bindings::rotor::kek::keys;
 use crate::bindings::rotor::kek::types::{OutputFormat, WalletFailure};
-use crate::bindings::rotor::kek::wallet_store::{self, BatchOutcome, Replacement, Wallet};
+use crate::bindings::rotor::kek::wallet_store::{self, BatchOutcome, Replacement, Rewrite, Wallet};
 use crate::keyring::{
     Keyring, OpenError, key_error, open_legacy, parts, rewrap_data_key, seal_envelope, seal_legacy,
 };
@@ -109,9 +109,12 @@ pub(crate) fn move_wallets(at: &KeyLocation, plan: &RotationPlan) -> Result<Move
     let walked = (|| {
         while let Some(batch) = wallet_store::next_batch().map_err(scan::store_error)? {
             tally.seen += batch.len() as u64;
-            let replacements = tally.plan(&mut keyring, batch, plan)?;
-            let rows: Vec<(String, String)> =
-                replacements.into_iter().map(|r| (r.id, r.replacement)).collect();
+            // A re-wrap's head alone crosses back: the host keeps the rest of the row.
+            let rows: Vec<(String, Rewrite)> = tally
+                .plan(&mut keyring, batch, plan)?
+                .into_iter()
+                .map(|(wallet, resealed)| (wallet.id, resealed.into_rewrite()))
+                .collect();
             let earlier = wallet_store::submit_current_batch(&rows).map_err(scan::store_error)?;
             tally.settled(&mut keyring, plan, earlier)?;
         }
@@ -290,14 +293,48 @@ fn resume_target(keyring: &mut Keyring, rotation: &Rotation) -> Result<u32, Fail
     Ok(to)
 }
 
+/// A wallet's new ciphertext, as [`reseal`] makes it.
+enum Resealed {
+    /// The whole of it.
+    Whole(String),
+    /// A re-wrap: the envelope's new head, in place of the first `old_head` characters of the
+    /// wallet's ciphertext, whose rest it keeps.
+    Head { head: String, old_head: usize },
+}
+
+impl Resealed {
+    /// As `submit-current-batch` takes it.
+    fn into_rewrite(self) -> Rewrite {
+        match self {
+            Resealed::Whole(whole) => Rewrite::Whole(whole),
+            Resealed::Head { head, .. } => Rewrite::Head(head),
+        }
+    }
+
+    /// The whole new ciphertext of a wallet whose ciphertext is `old`.
+    fn into_whole(self, old: &str) -> String {
+        match self {
+            Resealed::Whole(whole) => whole,
+            Resealed::Head { mut head, old_head } => {
+                head.push_str(&old[old_head..]);
+                head
+            }
+        }
+    }
+}
+
 /// What one wallet becomes under `plan`'s KEK (loaded in `keyring`): `None` if it is there
 /// already.
-fn reseal(keyring: &mut Keyring, wallet: &Wallet, plan: &RotationPlan) -> Result<Option<String>, OpenError> {
+fn reseal(
+    keyring: &mut Keyring,
+    wallet: &Wallet,
+    plan: &RotationPlan,
+) -> Result<Option<Resealed>, OpenError> {
     let wallet_error = |e: CodecError| OpenError::Wallet(e.to_string());
     let (to, id) = (plan.to_version, wallet.id.as_str());
     // Re-wrap: the data key moves from the old KEK to the new one inside the host. Only the
     // envelope's head is decoded and encoded again; the wallet's own ciphertext is checked and
-    // kept byte for byte, as text.
+    // kept where it is.
     let rewraps = plan.output_format == OutputFormat::Envelope && !plan.reencrypt;
     if rewraps && wallet.ciphertext.starts_with(PREFIX) {
         let envelope = EnvelopeHeadParts::parse(&wallet.ciphertext).map_err(wallet_error)?;
@@ -309,7 +346,8 @@ fn reseal(keyring: &mut Keyring, wallet: &Wallet, plan: &RotationPlan) -> Result
         let wrap =
             rewrap_data_key(keyring.get(kek_version), kek_version, envelope.wrap(), keyring.get(to), to, id)
                 .ok_or_else(|| wallet_error(CodecError::Authentication))?;
-        return envelope.rewrapped(to, parts(&wrap)).map(Some).map_err(wallet_error);
+        let head = envelope.rewrapped_head(to, parts(&wrap)).map_err(wallet_error)?;
+        return Ok(Some(Resealed::Head { head, old_head: envelope.head_len() }));
     }
     // Parsed once: the format and the opening both read this.
     let stored = Stored::parse(&wallet.ciphertext).map_err(wallet_error)?;
@@ -321,7 +359,9 @@ fn reseal(keyring: &mut Keyring, wallet: &Wallet, plan: &RotationPlan) -> Result
             return Ok(None);
         }
         let (_, secret) = keyring.open_stored(id, &stored)?;
-        return seal_legacy(keyring.get(to), &secret).map(Some).map_err(wallet_error);
+        return seal_legacy(keyring.get(to), &secret)
+            .map(|new| Some(Resealed::Whole(new)))
+            .map_err(wallet_error);
     }
     if let Stored::Envelope(envelope) = &stored
         && envelope.kek_version() == to
@@ -330,7 +370,9 @@ fn reseal(keyring: &mut Keyring, wallet: &Wallet, plan: &RotationPlan) -> Result
     }
     // Legacy rows have no data key to re-wrap; --reencrypt replaces data keys on purpose.
     let (_, secret) = keyring.open_stored(id, &stored)?;
-    seal_envelope(keyring.get(to), to, id, &secret).map(Some).map_err(wallet_error)
+    seal_envelope(keyring.get(to), to, id, &secret)
+        .map(|new| Some(Resealed::Whole(new)))
+        .map_err(wallet_error)
 }
 
 /// Where a batch of this instance's own walk comes from.
@@ -357,21 +399,19 @@ impl Tally {
         self.failed.push(WalletFailure { id, reason });
     }
 
-    /// Reseals `wallets`, returning the replacements to write. Wallets that do not open are
-    /// tallied as failed; a Vault failure stops everything.
+    /// Reseals `wallets`, returning each to write with what it becomes. Wallets that do not
+    /// open are tallied as failed; a Vault failure stops everything.
     fn plan(
         &mut self,
         keyring: &mut Keyring,
         wallets: Vec<Wallet>,
         plan: &RotationPlan,
-    ) -> Result<Vec<Replacement>, Failure> {
+    ) -> Result<Vec<(Wallet, Resealed)>, Failure> {
         keyring.require(plan.to_version)?;
         let mut replacements = Vec::with_capacity(wallets.len());
         for wallet in wallets {
             match reseal(keyring, &wallet, plan) {
-                Ok(Some(replacement)) => {
-                    replacements.push(Replacement { id: wallet.id, expected: wallet.ciphertext, replacement })
-                }
+                Ok(Some(resealed)) => replacements.push((wallet, resealed)),
                 Ok(None) => self.unchanged += 1,
                 Err(OpenError::Wallet(reason)) => self.fail(wallet.id, reason),
                 Err(OpenError::Fatal(reason)) => return Err(reason),
@@ -420,7 +460,15 @@ impl Tally {
         first: u32,
     ) -> Result<(), Failure> {
         for attempt in first..=MAX_ATTEMPTS {
-            let replacements = self.plan(keyring, std::mem::take(&mut pending), plan)?;
+            let replacements: Vec<Replacement> = self
+                .plan(keyring, std::mem::take(&mut pending), plan)?
+                .into_iter()
+                .map(|(wallet, resealed)| Replacement {
+                    replacement: resealed.into_whole(&wallet.ciphertext),
+                    id: wallet.id,
+                    expected: wallet.ciphertext,
+                })
+                .collect();
             if replacements.is_empty() {
                 break;
             }

@@ -50,6 +50,7 @@ async fn multi_row(db: &Database, count: usize, pass: u8) -> f64 {
                 expected: ciphertext(i, pass - 1),
                 replacement: ciphertext(i, pass),
                 read_at: None,
+                heads: None,
             })
             .collect();
         let outcome = db.replace_batch(&batch, None).await.unwrap();
@@ -120,6 +121,7 @@ fn rewrapped(rows: &[WalletRow], version: u32) -> Vec<Replacement> {
             )
             .unwrap(),
             read_at: None,
+            heads: None,
         })
         .collect()
 }

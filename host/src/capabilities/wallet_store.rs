@@ -10,9 +10,10 @@
 use rotor_codec::{Decoded, Format};
 
 use crate::bindings::auditor::wallet_reader;
-use crate::bindings::{wallet_store, wallet_types};
+use crate::bindings::wallet_store::{self, Rewrite};
+use crate::bindings::wallet_types;
 use crate::capabilities::keys::Keys;
-use crate::coordination::{Batches, Lease, WorkerBatches};
+use crate::coordination::{Batches, Lease, NotRewrapped, WorkerBatches};
 use crate::grants::WalletWrites;
 use crate::keyring::KeyRing;
 use crate::limits::Limits;
@@ -144,17 +145,15 @@ impl WalletStore {
     }
 }
 
-/// Checks a replacement of `expected` by `new`: for a re-wrap (both envelopes, the same data
-/// part byte for byte) by unwrapping both data keys, which is enough and touches only the
-/// wrapped key; for anything else by opening both rows and comparing the wallets.
-async fn check_replacement(
-    ring: &mut KeyRing,
-    id: &str,
-    expected: &str,
-    new: &str,
-) -> wasmtime::Result<Result<(), String>> {
+/// Checks a replacement: for a re-wrap (both envelopes, the same data part byte for byte) by
+/// unwrapping both data keys, which is enough and touches only the wrapped key (and only the
+/// heads are read of a re-wrap the host joined itself); for anything else by opening both rows
+/// and comparing the wallets.
+async fn check_replacement(ring: &mut KeyRing, row: &Replacement) -> wasmtime::Result<Result<(), String>> {
     let host_failure = |e: crate::keyring::KeyError| wasmtime::Error::msg(format!("checking a write: {e}"));
-    if let Some((from, to)) = rotor_codec::rewrap_versions(expected, new) {
+    let id = row.id.as_str();
+    let (old_head, new_head) = row.compared();
+    if let Some((from, to)) = rotor_codec::rewrap_versions(old_head, new_head) {
         let Some(current) = ring.current_version().await.map_err(host_failure)? else {
             return Ok(Err("Vault has no current KEK".into()));
         };
@@ -170,7 +169,7 @@ async fn check_replacement(
                 "Vault does not have KEK v{from} or v{to}, so the host cannot confirm that the re-wrap holds the same wallet"
             )));
         };
-        match rotor_codec::same_rewrapped(&old.kek, &target.kek, id, expected, new) {
+        match rotor_codec::same_rewrapped(&old.kek, &target.kek, id, old_head, new_head) {
             Some(Ok(true)) => return Ok(Ok(())),
             Some(Ok(false)) => {
                 return Ok(Err("the new ciphertext opens to a different wallet than the row holds".into()));
@@ -183,7 +182,7 @@ async fn check_replacement(
             None => {}
         }
     }
-    let before = match ring.open_row(id, expected).await {
+    let before = match ring.open_row(id, &row.expected).await {
         Ok((_, plaintext)) => Ok(plaintext),
         // Vault failing says nothing about the row: the run stops as for any outage.
         Err(e @ (crate::keyring::KeyError::Unavailable(_) | crate::keyring::KeyError::Denied(_))) => {
@@ -195,7 +194,7 @@ async fn check_replacement(
         )),
     };
     let before = before.as_ref().map(|p| p.as_slice()).map_err(Clone::clone);
-    check_row(ring, id, before, new).await
+    check_row(ring, id, before, &row.replacement).await
 }
 
 /// Checks that `new` opens, under the current KEK, to `before` (what the row held, or what
@@ -393,6 +392,7 @@ impl wallet_store::Host for WalletStoreView<'_> {
                 expected: r.expected,
                 replacement: r.replacement,
                 read_at: None,
+                heads: None,
             })
             .collect();
         self.write_replacements(rows).await
@@ -402,6 +402,7 @@ impl wallet_store::Host for WalletStoreView<'_> {
         &mut self,
         rows: Vec<(String, String)>,
     ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
+        let rows = rows.into_iter().map(|(id, whole)| (id, Rewrite::Whole(whole))).collect();
         let earlier = match self.submit("replace-current-batch", rows).await? {
             Ok(earlier) => earlier,
             Err(refused) => return Ok(Err(refused)),
@@ -415,7 +416,7 @@ impl wallet_store::Host for WalletStoreView<'_> {
 
     async fn submit_current_batch(
         &mut self,
-        rows: Vec<(String, String)>,
+        rows: Vec<(String, Rewrite)>,
     ) -> wasmtime::Result<Result<wallet_store::BatchOutcome, wallet_store::Error>> {
         Ok(self.submit("submit-current-batch", rows).await?.map(to_wit_outcome))
     }
@@ -448,7 +449,7 @@ impl WalletStoreView<'_> {
     async fn submit(
         &mut self,
         action: &str,
-        rows: Vec<(String, String)>,
+        rows: Vec<(String, Rewrite)>,
     ) -> wasmtime::Result<Result<BatchOutcome, wallet_store::Error>> {
         if let Err(denied) = self.store.check_write(action, None) {
             return Ok(Err(denied));
@@ -458,16 +459,27 @@ impl WalletStoreView<'_> {
             Err(denied) => return Ok(Err(denied)),
         };
         let mut replacements = Vec::with_capacity(rows.len());
-        for (id, replacement) in rows {
-            match batches.replacement(id, replacement) {
-                Ok(row) => replacements.push(row),
-                Err(id) => {
-                    return Ok(Err(wallet_store::Error::Denied(format!(
-                        "{action}: wallet {id:?} is not in the batch handed out last (or is named twice); \
-                         nothing of the batch was written"
-                    ))));
+        for (id, rewrite) in rows {
+            let row = match rewrite {
+                Rewrite::Whole(whole) => batches.replacement(id, whole).map_err(NotRewrapped::NotHandedOut),
+                Rewrite::Head(head) => batches.rewrapped(id, &head),
+            };
+            let why = match row {
+                Ok(row) => {
+                    replacements.push(row);
+                    continue;
                 }
-            }
+                Err(NotRewrapped::NotHandedOut(id)) => {
+                    format!("wallet {id:?} is not in the batch handed out last (or is named twice)")
+                }
+                Err(NotRewrapped::NotAHead(id)) => format!(
+                    "the head given for wallet {id:?} is not exactly an envelope head that keeps its row's \
+                     data (or the row is not an envelope)"
+                ),
+            };
+            return Ok(Err(wallet_store::Error::Denied(format!(
+                "{action}: {why}; nothing of the batch was written"
+            ))));
         }
         let replacements = match self.checked(replacements).await? {
             Ok(replacements) => replacements,
@@ -527,8 +539,7 @@ impl WalletStoreView<'_> {
         // A row that fails the check stops the run: nothing of the batch is written, and a
         // component that produced it is not trusted with the next one.
         for row in &rows {
-            let checked =
-                check_replacement(self.keys.ring_mut(), &row.id, &row.expected, &row.replacement).await?;
+            let checked = check_replacement(self.keys.ring_mut(), row).await?;
             if let Err(reason) = checked {
                 tracing::error!(id = %row.id, "write refused: {reason}");
                 return Err(wasmtime::Error::new(WriteRefused { id: row.id.clone(), reason }));

@@ -7,4 +7,4 @@ mod lease;
 mod walk;
 
 pub use lease::Lease;
-pub use walk::{Batches, SharedScan, SweepParts, Walk, WalkSpec, WorkerBatches, find_odd_rows};
+pub use walk::{Batches, NotRewrapped, SharedScan, SweepParts, Walk, WalkSpec, WorkerBatches, find_odd_rows};

@@ -435,9 +435,19 @@ impl WorkerBatches {
     /// its replacement was taken already).
     pub fn replacement(&mut self, id: String, replacement: String) -> Result<Replacement, String> {
         match self.handed_out.remove(&id) {
-            Some((expected, read_at)) => Ok(Replacement { id, expected, replacement, read_at }),
+            Some((expected, read_at)) => Ok(Replacement { id, expected, replacement, read_at, heads: None }),
             None => Err(id),
         }
+    }
+
+    /// `id`'s re-wrap, given as the new head alone (see [`rotor_codec::rewrap_head_lengths`]),
+    /// joined to the rest of what the current batch handed out for it; each id is replaced
+    /// once, as by [`WorkerBatches::replacement`].
+    pub fn rewrapped(&mut self, id: String, head: &str) -> Result<Replacement, NotRewrapped> {
+        let Some((expected, read_at)) = self.handed_out.remove(&id) else {
+            return Err(NotRewrapped::NotHandedOut(id));
+        };
+        Replacement::joined(id, expected, head, read_at).map_err(NotRewrapped::NotAHead)
     }
 
     /// Writes `rows` now, once the write in flight has landed (its outcome is kept to report),
@@ -447,6 +457,16 @@ impl WorkerBatches {
         let mark = self.mark();
         self.walk.database.replace_batch(rows, mark.as_ref().map(|mark| mark.checkpoint(&self.walk))).await
     }
+}
+
+/// Why [`WorkerBatches::rewrapped`] refused a head.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotRewrapped {
+    /// The batch handed out last has no such wallet, or its replacement was taken already.
+    NotHandedOut(String),
+    /// The wallet's row is not an envelope, or what was given is not exactly the head of one
+    /// that keeps the row's data.
+    NotAHead(String),
 }
 
 impl Drop for WorkerBatches {

@@ -273,6 +273,11 @@ pub struct Replacement {
     /// itself (a walk's batch; never a component's word): the row must still be at it, which
     /// PostgreSQL compares instead of `expected`.
     pub read_at: Option<RowVersion>,
+    /// Where the heads end, (in `expected`, in `replacement`), when the host made
+    /// `replacement` itself from a re-wrap's new head and the rest of `expected` (see
+    /// [`rotor_codec::rewrap_head_lengths`]): what follows the heads is then the same text by
+    /// construction, and only the heads need checking, comparing and writing.
+    pub heads: Option<(usize, usize)>,
 }
 
 /// How much of a row SQLite's batch statement compares and writes for one [`Replacement`]
@@ -331,10 +336,37 @@ impl Replacement {
         Swap { id: &self.id, expected: &self.expected, replacement: &self.replacement }
     }
 
+    /// `id`'s re-wrap given as its new head alone: `head` in place of the head of `expected`,
+    /// the rest kept (see [`Replacement::heads`]). `Err(id)` unless `expected` is an envelope
+    /// and `head` exactly the head of one that keeps its data
+    /// ([`rotor_codec::rewrap_head_lengths`]).
+    pub(crate) fn joined(
+        id: String,
+        expected: String,
+        head: &str,
+        read_at: Option<RowVersion>,
+    ) -> Result<Replacement, String> {
+        let Some(heads) = rotor_codec::rewrap_head_lengths(&expected, head) else { return Err(id) };
+        let mut replacement = String::with_capacity(head.len() + expected.len() - heads.0);
+        replacement.push_str(head);
+        replacement.push_str(&expected[heads.0..]);
+        Ok(Replacement { id, expected, replacement, read_at, heads: Some(heads) })
+    }
+
+    /// What the host's check compares: the two heads of a replacement the host joined (what
+    /// follows them is the same text), else the two ciphertexts whole.
+    pub fn compared(&self) -> (&str, &str) {
+        match self.heads {
+            Some((old, new)) => (&self.expected[..old], &self.replacement[..new]),
+            None => (&self.expected, &self.replacement),
+        }
+    }
+
     /// What a statement compares and writes for this replacement: the heads of a re-wrap,
     /// otherwise the whole ciphertexts.
     pub(crate) fn swap(&self) -> (Span, Swap<'_>) {
-        match rotor_codec::rewrap_heads(&self.expected, &self.replacement) {
+        let heads = self.heads.or_else(|| rotor_codec::rewrap_heads(&self.expected, &self.replacement));
+        match heads {
             Some((old, new)) => (
                 Span::Head,
                 Swap { id: &self.id, expected: &self.expected[..old], replacement: &self.replacement[..new] },

@@ -10,7 +10,7 @@
 //! | seal-wallet   | the same KEK operations, writes another wallet, then seals another wallet's plaintext as its own |
 //! | import-kek    | stores no key, tries to store one of its own, and claims success |
 //! | start-rotation| records a rotation but stores no KEK (the plan carries `--reencrypt` and `--output-format` to the workers) |
-//! | move-wallets  | by plan: garbage over every wallet; with `--reencrypt` another wallet's plaintext over the first; with `--output-format legacy` the first wallet under a key that is never stored |
+//! | move-wallets  | by plan: garbage over every wallet (over envelopes, new heads, the first holding the second wallet's data key); with `--reencrypt` another wallet's plaintext over the first; with `--output-format legacy` the first wallet under a key that is never stored |
 //! | prune         | by `keep`: 1 calls `report.progress` forever, 2 `wallet-store.count` forever, 3 forges log lines, 4 shows all it can of a KEK and a wallet, 5 destroys every KEK version it can |
 
 mod bindings {
@@ -131,6 +131,23 @@ fn seal_for(kek: &Kek, version: u32, id: &str, secret: &Secret) -> String {
     format!("rotor:v{version}:{}", base64(&payload))
 }
 
+/// A re-wrap's head for wallet `id`, laid out beside the data of `layout` (`id`'s envelope),
+/// holding the data key of `source`'s envelope re-wrapped under `kek` for `id`.
+fn head_for(kek: &Kek, source: &wallet_store::Wallet, id: &str, layout: &str) -> Option<String> {
+    let aad = |version: &str, id: &str| -> Option<Vec<u8>> {
+        Some([b"rotor/dek/v1".as_slice(), &version.parse::<u32>().ok()?.to_be_bytes(), id.as_bytes()].concat())
+    };
+    let (version, payload) = source.ciphertext.strip_prefix("rotor:v")?.split_once(':')?;
+    let p = decode_base64(&payload[..84]);
+    let wrap = Sealed { nonce: p[1..13].to_vec(), ciphertext: p[13..45].to_vec(), tag: p[45..61].to_vec() };
+    let version_now = kek.version().to_string();
+    let moved = kek.rewrap(&wrap, &aad(version, &source.id)?, kek, &aad(&version_now, id)?)?;
+    let (_, own) = layout.strip_prefix("rotor:v")?.split_once(':')?;
+    let data_nonce_start = &decode_base64(&own[..84])[61..63];
+    let head = [&[1u8][..], &moved.nonce, &moved.ciphertext, &moved.tag, data_nonce_start].concat();
+    Some(format!("rotor:v{version_now}:{}", base64(&head)))
+}
+
 /// Every KEK operation this component's command should not have, tried in turn: what the host
 /// answered to each, or which one it let through.
 fn try_kek_operations(key_path: &str) -> Result<Vec<String>, Failure> {
@@ -247,12 +264,32 @@ impl ops::Guest for Hostile {
             let own = open(&current, &first.id, &first.ciphertext).ok_or(String::from("could not open"))?;
             let draft = keys::draft(&at.key_path, None).map_err(|e| format!("{e:?}"))?;
             vec![(first.id.clone(), seal_for(&draft, draft.version(), &first.id, &own))]
+        } else if wallets.first().is_some_and(|w| w.ciphertext.starts_with("rotor:v")) {
+            // Envelopes: every wallet's new head is an honest re-wrap under the current KEK but
+            // the first one's, which wraps the second wallet's data key, bound to the first
+            // wallet's id and laid out beside the first wallet's own data: it unwraps, and the
+            // first wallet's ciphertext after it is kept, so only the host's comparison of the
+            // two data keys tells it from a re-wrap.
+            let current = keys::current(&at.key_path).map_err(|e| format!("{e:?}"))?.ok_or(String::from("no KEK"))?;
+            let (first, second) = (wallets.first().ok_or(String::from("no batch"))?, wallets.get(1).ok_or(String::from("one wallet"))?);
+            let rows = wallets
+                .iter()
+                .map(|w| {
+                    let source = if w.id == first.id { second } else { w };
+                    let head = head_for(&current, source, &w.id, &w.ciphertext).ok_or(format!("could not re-wrap {}", w.id))?;
+                    Ok((w.id.clone(), wallet_store::Rewrite::Head(head)))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            // Waits for the outcome: the host refuses the batch when it is submitted.
+            let _ = wallet_store::submit_current_batch(&rows);
+            let _ = wallet_store::settle_batches();
+            return Ok(ops::MoveReport { seen: total, rotated: total, unchanged: 0, failed: Vec::new() });
         } else {
-            let garbage: Vec<(String, String)> = wallets
+            let garbage: Vec<(String, wallet_store::Rewrite)> = wallets
                 .into_iter()
                 .map(|w| {
                     let garbage = format!("rotor:v2:{}", "A".repeat(w.ciphertext.len().max(80)));
-                    (w.id, garbage)
+                    (w.id, wallet_store::Rewrite::Whole(garbage))
                 })
                 .collect();
             // Submitted to be written behind the component's back, and never collected.
