@@ -234,6 +234,8 @@ fn all_base64_symbols(text: &[u8]) -> bool {
 pub(crate) struct EnvelopeHead<'a> {
     pub(crate) kek_version: u32,
     head: [u8; HEAD_BYTES],
+    /// Characters before `tail`: the `rotor:v<K>:` prefix and the head's base64.
+    head_len: usize,
     tail: &'a str,
 }
 
@@ -251,7 +253,7 @@ impl<'a> EnvelopeHead<'a> {
         if decoded != HEAD_BYTES || head[0] != LAYOUT_V1 {
             return Err(CodecError::Malformed("unknown payload layout byte"));
         }
-        Ok(EnvelopeHead { kek_version, head, tail })
+        Ok(EnvelopeHead { kek_version, head, head_len: text.len() - tail.len(), tail })
     }
 
     pub(crate) fn unwrap_dek(&self, kek: &Kek, id: &str) -> Result<DataKey, CodecError> {
@@ -303,7 +305,7 @@ impl<'a> EnvelopeHead<'a> {
 
     /// Characters before the tail: the `rotor:v<K>:` prefix and the head's base64.
     pub(crate) fn head_len(&self) -> usize {
-        format_version_len(self.kek_version) + HEAD_CHARS
+        self.head_len
     }
 
     /// This envelope's head naming `kek_version`, its data key wrapped as `wrap`, with room
@@ -332,11 +334,6 @@ impl<'a> EnvelopeHead<'a> {
         text.push_str(self.tail);
         text
     }
-}
-
-/// Characters of `rotor:v<K>:` for version `kek_version`.
-fn format_version_len(kek_version: u32) -> usize {
-    PREFIX.len() + kek_version.checked_ilog10().unwrap_or(0) as usize + 1 + ":".len()
 }
 
 /// The wrapped data key in a payload's first bytes (whole, or only its head).
@@ -454,15 +451,10 @@ pub fn rewrap_with(
     ciphertext: &str,
     wrap_nonce: [u8; NONCE_LEN],
 ) -> Result<String, CodecError> {
-    assert!(new_version >= 1, "KEK versions start at 1");
-    let envelope = Envelope::parse(ciphertext)?;
-    let dek = envelope.unwrap_dek(old_kek, id)?;
-    let p = &envelope.payload;
-    let mut payload = Vec::with_capacity(p.len());
-    payload.push(LAYOUT_V1);
-    wrap_into(&mut payload, new_kek, new_version, id, &dek, wrap_nonce);
-    payload.extend_from_slice(&p[DATA_NONCE..]);
-    Ok(encode(new_version, &payload))
+    let (mut text, old_head_len) = rewrapped_head(old_kek, new_kek, new_version, id, ciphertext, wrap_nonce)?;
+    // The rest is the wallet's own ciphertext, already checked as base64: copied, not decoded.
+    text.push_str(&ciphertext[old_head_len..]);
+    Ok(text)
 }
 
 /// [`rewrap_with`], returning the new envelope's head alone: the `rotor:v<K>:` prefix and the
@@ -476,13 +468,25 @@ pub fn rewrap_head_with(
     ciphertext: &str,
     wrap_nonce: [u8; NONCE_LEN],
 ) -> Result<String, CodecError> {
+    rewrapped_head(old_kek, new_kek, new_version, id, ciphertext, wrap_nonce).map(|(head, _)| head)
+}
+
+/// The new head of a re-wrap and the length of the old one, which the re-wrap replaces.
+fn rewrapped_head(
+    old_kek: &Kek,
+    new_kek: &Kek,
+    new_version: u32,
+    id: &str,
+    ciphertext: &str,
+    wrap_nonce: [u8; NONCE_LEN],
+) -> Result<(String, usize), CodecError> {
     assert!(new_version >= 1, "KEK versions start at 1");
     let head = EnvelopeHead::parse(ciphertext)?;
     head.check_tail()?;
     let dek = head.unwrap_dek(old_kek, id)?;
     let mut wrap = Vec::with_capacity(DATA_NONCE - WRAP_NONCE);
     wrap_into(&mut wrap, new_kek, new_version, id, &dek, wrap_nonce);
-    Ok(head.new_head(new_version, wrap_parts_of_wrap(&wrap)))
+    Ok((head.new_head(new_version, wrap_parts_of_wrap(&wrap)), head.head_len()))
 }
 
 /// [`rewrap_head_with`] under a fresh nonce.
