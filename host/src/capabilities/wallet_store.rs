@@ -458,29 +458,22 @@ impl WalletStoreView<'_> {
             Ok(batches) => batches,
             Err(denied) => return Ok(Err(denied)),
         };
-        let mut replacements = Vec::with_capacity(rows.len());
-        for (id, rewrite) in rows {
-            let row = match rewrite {
+        let matched: Result<Vec<Replacement>, NotRewrapped> = rows
+            .into_iter()
+            .map(|(id, rewrite)| match rewrite {
                 Rewrite::Whole(whole) => batches.replacement(id, whole).map_err(NotRewrapped::NotHandedOut),
                 Rewrite::Head(head) => batches.rewrapped(id, &head),
-            };
-            let why = match row {
-                Ok(row) => {
-                    replacements.push(row);
-                    continue;
-                }
-                Err(NotRewrapped::NotHandedOut(id)) => {
-                    format!("wallet {id:?} is not in the batch handed out last (or is named twice)")
-                }
-                Err(NotRewrapped::NotAHead(id)) => format!(
-                    "the head given for wallet {id:?} is not exactly an envelope head that keeps its row's \
-                     data (or the row is not an envelope)"
-                ),
-            };
-            return Ok(Err(wallet_store::Error::Denied(format!(
-                "{action}: {why}; nothing of the batch was written"
-            ))));
-        }
+            })
+            .collect();
+        let replacements = match matched {
+            Ok(replacements) => replacements,
+            Err(unmatched) => {
+                return Ok(Err(wallet_store::Error::Denied(format!(
+                    "{action}: {}; nothing of the batch was written",
+                    why_unmatched(&unmatched)
+                ))));
+            }
+        };
         let replacements = match self.checked(replacements).await? {
             Ok(replacements) => replacements,
             Err(refused) => return Ok(Err(refused)),
@@ -552,6 +545,20 @@ impl WalletStoreView<'_> {
             "batch checked by the host: every row opens, under the current KEK, to what it held"
         );
         Ok(Ok(rows))
+    }
+}
+
+/// Why a row of a submitted batch was not matched with the batch handed out, for the
+/// component's error.
+fn why_unmatched(unmatched: &NotRewrapped) -> String {
+    match unmatched {
+        NotRewrapped::NotHandedOut(id) => {
+            format!("wallet {id:?} is not in the batch handed out last (or is named twice)")
+        }
+        NotRewrapped::NotAHead(id) => format!(
+            "the head given for wallet {id:?} is not exactly an envelope head that keeps its row's data \
+             (or the row is not an envelope)"
+        ),
     }
 }
 
