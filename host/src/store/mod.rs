@@ -14,6 +14,7 @@ mod postgres;
 mod quarantine;
 mod shared;
 mod sqlite;
+mod sqlite_handle;
 mod table;
 
 use std::collections::BTreeMap;
@@ -147,6 +148,17 @@ pub enum StoreError {
     #[error("database error: {}", describe(.0))]
     /// Any other error from the database driver.
     Database(#[from] sqlx::Error),
+    #[error("database error: {message} (code {code}), in `{statement} …`")]
+    /// SQLite's error for a statement rotor ran on a connection's own handle (a batch's
+    /// transaction on SQLite).
+    Sqlite {
+        /// The statement's first words (never its parameters).
+        statement: String,
+        /// SQLite's message.
+        message: String,
+        /// SQLite's extended result code.
+        code: i32,
+    },
 }
 
 /// The database behind a run: the wallet table and rotor's journal, as seen by one

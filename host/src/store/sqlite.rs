@@ -11,17 +11,19 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Connection, QueryBuilder, Row, Sqlite};
+use sqlx::{AssertSqlSafe, Connection, Row, Sqlite};
 
 use super::quarantine::quarantine_queries;
-use super::shared::{Dialect, finish_batch, shared_queries};
+use super::shared::{Dialect, shared_queries};
+use super::sqlite_handle::{Handle, Param, in_transaction};
 use super::{
     BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, NewRotation, OddRow, QuotedNames, RangeProgress,
     Replacement, RotationRecord, RotationStatus, RunIdentity, Scanned, StoreError, WalletRow, WalletTable,
 };
 
-/// Rows per UPDATE statement: 3 bound values each, far below SQLite's 32766-variable limit,
-/// and large enough that per-statement overhead (~100 µs through sqlx) is amortised.
+/// Rows per statement of a batch's transaction: 3 bound values each, far below SQLite's
+/// 32766-variable limit, and large enough that preparing the statement is amortised (a batch
+/// of the default 250 is one statement).
 const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Rows sqlx's SQLite worker thread may read ahead of the task consuming them. Its default, 50,
@@ -217,20 +219,19 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         // Behind the gate, as every batch is: a checkpoint's last pass holds it so that the
         // log is copied whole before the next write (`WalCheckpoints`).
-        let (mut connection, _writing) = self.writer().await?;
-        let mut tx = connection.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut query = QueryBuilder::<Sqlite>::new(head);
-            query.push_values(chunk, |mut values, row| {
-                values.push_bind(&row.id).push_bind(&row.ciphertext);
-                if !extra.is_empty() {
-                    values.push_unseparated(extra);
-                }
-            });
-            query.push(tail);
-            query.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        let (connection, _writing) = self.writer().await?;
+        in_transaction(connection, |handle| {
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let values = vec![format!("(?, ?{extra})"); chunk.len()].join(", ");
+                let params: Vec<Param<'_>> = chunk
+                    .iter()
+                    .flat_map(|row| [Param::Text(&row.id), Param::Text(&row.ciphertext)])
+                    .collect();
+                handle.execute(&format!("{head}VALUES {values}{tail}"), &params)?;
+            }
+            Ok(())
+        })
+        .await?;
         self.wrote(rows.iter().map(|row| row.ciphertext.len()).sum());
         Ok(())
     }
@@ -243,47 +244,58 @@ impl SqliteStore {
         let QuotedNames { table, id: idc, ciphertext: ct } = self.table.quoted();
         let current = format!("{table}.{ct}");
         let only = self.table.rows_sql(Some(&table));
-        let (mut connection, _writing) = self.writer().await?;
-        let mut tx = connection.begin().await?;
-        let mut replaced = HashSet::with_capacity(rows.len());
-        for (span, swaps) in Replacement::by_span(rows) {
-            let (holds, value) =
-                (span.holds(&current, "v.column2"), span.written(&current, "v.column2", "v.column3"));
-            for chunk in swaps.chunks(ROWS_PER_STATEMENT) {
-                // One statement per chunk: the compare-and-swap is the `holds` condition.
-                // No RETURNING: sqlx hands each returned row across from its SQLite thread on
-                // its own, which cost more than the write. A chunk is almost always written
-                // whole, and as one row changes at most once, a count equal to the chunk's
-                // length means every row of it was replaced (and its ids were distinct).
-                let mut query =
-                    QueryBuilder::<Sqlite>::new(format!("UPDATE {table} SET {ct} = {value} FROM ("));
-                query.push_values(chunk, |mut values, swap| {
-                    values.push_bind(swap.id).push_bind(swap.expected).push_bind(swap.replacement);
-                });
-                query.push(format!(") AS v WHERE {table}.{idc} = v.column1 AND {holds} AND {only}"));
-                let written = query.build().execute(&mut *tx).await?.rows_affected();
-                if written == chunk.len() as u64 {
-                    replaced.extend(chunk.iter().map(|swap| swap.id.to_owned()));
-                    continue;
+        let (connection, _writing) = self.writer().await?;
+        let replaced = in_transaction(connection, |handle| {
+            let mut replaced = HashSet::with_capacity(rows.len());
+            for (span, swaps) in Replacement::by_span(rows) {
+                let (holds, value) =
+                    (span.holds(&current, "v.column2"), span.written(&current, "v.column2", "v.column3"));
+                for chunk in swaps.chunks(ROWS_PER_STATEMENT) {
+                    // One statement per chunk: the compare-and-swap is the `holds` condition.
+                    // A chunk is almost always written whole, and as one row changes at most
+                    // once, a count equal to the chunk's length means every row of it was
+                    // replaced (and its ids were distinct).
+                    let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+                    let params: Vec<Param<'_>> = chunk
+                        .iter()
+                        .flat_map(|swap| [swap.id, swap.expected, swap.replacement].map(Param::Text))
+                        .collect();
+                    let update = format!(
+                        "UPDATE {table} SET {ct} = {value} FROM (VALUES {values}) AS v \
+                         WHERE {table}.{idc} = v.column1 AND {holds} AND {only}"
+                    );
+                    if handle.execute(&update, &params)? == chunk.len() as u64 {
+                        replaced.extend(chunk.iter().map(|swap| swap.id.to_owned()));
+                        continue;
+                    }
+                    // Some rows changed since they were read: the replaced ones are those that
+                    // hold their replacement now. A replacement is a fresh ciphertext (a
+                    // re-wrap's head, a fresh wrap of its data key); were another writer to
+                    // have put the very same one there, the row holds what it should either way.
+                    let values = vec!["(?, ?)"; chunk.len()].join(", ");
+                    let params: Vec<Param<'_>> =
+                        chunk.iter().flat_map(|swap| [swap.id, swap.replacement].map(Param::Text)).collect();
+                    let holding = format!(
+                        "SELECT {table}.{idc} FROM {table} JOIN (VALUES {values}) AS v \
+                         ON {table}.{idc} = v.column1 AND {holds} WHERE {only}"
+                    );
+                    replaced.extend(handle.texts(&holding, &params)?);
                 }
-                // Some rows changed since they were read: the replaced ones are those that
-                // hold their replacement now. A replacement is a fresh ciphertext (a re-wrap's
-                // head, a fresh wrap of its data key); were another writer to have put the
-                // very same one there, the row holds what it should either way.
-                let mut query =
-                    QueryBuilder::<Sqlite>::new(format!("SELECT {table}.{idc} FROM {table} JOIN ("));
-                query.push_values(chunk, |mut values, swap| {
-                    values.push_bind(swap.id).push_bind(swap.replacement);
-                });
-                query.push(format!(") AS v ON {table}.{idc} = v.column1 AND {holds} WHERE {only}"));
-                let ids: Vec<String> = query.build_query_scalar().fetch_all(&mut *tx).await?;
-                replaced.extend(ids);
             }
-        }
-        let outcome = finish_batch!(tx, rows, replaced, checkpoint);
+            record_checkpoint(handle, checkpoint, replaced.len(), rows)?;
+            Ok(replaced)
+        })
+        .await?;
         // A re-wrap writes a head, but SQLite writes the row's pages whole.
         self.wrote(rows.iter().map(|row| row.expected.len().max(row.replacement.len())).sum());
-        outcome
+        Ok(BatchOutcome {
+            replaced: replaced.len() as u32,
+            conflicts: rows
+                .iter()
+                .filter(|row| !replaced.contains(&row.id))
+                .map(|row| row.id.clone())
+                .collect(),
+        })
     }
 
     pub(super) async fn overwrite_batch(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
@@ -377,4 +389,41 @@ impl SqliteStore {
 
     shared_queries!(Sqlite);
     quarantine_queries!();
+}
+
+/// Records what a batch of `replaced` rows (of `rows`) did to the walk, in its transaction
+/// (see [`Checkpoint`]): `Err(LeaseLost)` if this process no longer holds the claim or lease,
+/// and then the batch rolls back.
+fn record_checkpoint(
+    handle: &mut Handle<'_>,
+    checkpoint: Option<Checkpoint<'_>>,
+    replaced: usize,
+    rows: &[Replacement],
+) -> Result<(), StoreError> {
+    let counted = Param::Int(replaced as i64);
+    match checkpoint {
+        Some(Checkpoint::Range { rotation, seq, token, cursor, expires_at }) => {
+            let params = [
+                counted,
+                Param::Text(cursor),
+                Param::Int(expires_at),
+                Param::Int(rotation),
+                Param::Int(seq),
+                Param::Text(token),
+            ];
+            if handle.execute(super::shared::CHECKPOINT_RANGE, &params)? != 1 {
+                return Err(StoreError::LeaseLost);
+            }
+        }
+        Some(Checkpoint::Rotation { rotation, lease_token, lease_expires_at }) => {
+            let renew = [Param::Int(lease_expires_at), Param::Text(lease_token)];
+            if handle.execute(super::shared::RENEW_LEASE, &renew)? != 1 {
+                return Err(StoreError::LeaseLost);
+            }
+            let last = rows.last().map_or(Param::Null, |row| Param::Text(&row.id));
+            handle.execute(super::shared::CHECKPOINT, &[counted, last, Param::Int(rotation)])?;
+        }
+        None => {}
+    }
+    Ok(())
 }
