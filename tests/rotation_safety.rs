@@ -602,6 +602,62 @@ async fn submitted_writes_land_in_order_and_their_conflicts_count_in_their_range
 
 on_sqlite_and_postgres!(submitted_writes_land_in_order_and_their_conflicts_count_in_their_range);
 
+/// A batch carries its process's claim on its key range (or, outside the walk, the rotation
+/// lease) into its transaction: written by a process whose claim ran out and passed to another,
+/// or whose lease another holds now, it is refused as `LeaseLost` and changes no row, while
+/// the holder's batch of the same rows lands.
+async fn a_batch_of_a_process_that_lost_its_claim_or_lease_writes_nothing(kind: Kind) {
+    use rotor::store::{Checkpoint, Replacement, RunIdentity, StoreError, WalletRow, unix_now};
+
+    let db_handle = rotor_testkit::TestDb::new(kind).await;
+    let db = db_handle.connect().await;
+    db.migrate().await.unwrap();
+    let rows: Vec<WalletRow> = (0..4)
+        .map(|n| WalletRow { id: format!("w{n}"), ciphertext: format!("rotor:v1:wallet-{n}") })
+        .collect();
+    db.put_many(&rows).await.unwrap();
+    let (rotation, _walk) = walk_to_v2(&db, 4, "lost claim test").await;
+    let later = unix_now() + 60;
+    let (gone, holder) =
+        (RunIdentity::this_process("paused".into()), RunIdentity::this_process("holder".into()));
+    let ran_out = db.claim_range(rotation, 0, &gone, unix_now() - 1).await.unwrap().expect("a free range");
+    let taken = db.claim_range(rotation, 0, &holder, later).await.unwrap().expect("the claim that ran out");
+    assert_eq!(taken.seq, ran_out.seq);
+    let batch = |ids: &[usize]| -> Vec<Replacement> {
+        ids.iter()
+            .map(|n| Replacement {
+                id: format!("w{n}"),
+                expected: format!("rotor:v1:wallet-{n}"),
+                replacement: format!("rotor:v2:wallet-{n}"),
+                read_at: None,
+                heads: None,
+            })
+            .collect()
+    };
+    let range =
+        |token| Checkpoint::Range { rotation, seq: taken.seq, token, cursor: "w1", expires_at: later };
+
+    let refused = db.replace_batch(&batch(&[0, 1]), Some(range(&gone.lease_token))).await;
+    assert!(matches!(refused, Err(StoreError::LeaseLost)), "{refused:?}");
+    assert_eq!(db_handle.rows().await["w0"], "rotor:v1:wallet-0", "a batch without its claim wrote");
+    let outcome = db.replace_batch(&batch(&[0, 1]), Some(range(&holder.lease_token))).await.unwrap();
+    assert_eq!((outcome.replaced, outcome.conflicts.len()), (2, 0));
+
+    db.acquire_lease(&holder, Duration::from_secs(60)).await.unwrap();
+    let lease = |lease_token| Checkpoint::Rotation { rotation, lease_token, lease_expires_at: later };
+    let refused = db.replace_batch(&batch(&[2]), Some(lease(&gone.lease_token))).await;
+    assert!(matches!(refused, Err(StoreError::LeaseLost)), "{refused:?}");
+    assert_eq!(db_handle.rows().await["w2"], "rotor:v1:wallet-2", "a batch without the lease wrote");
+    let outcome = db.replace_batch(&batch(&[3]), Some(lease(&holder.lease_token))).await.unwrap();
+    assert_eq!(outcome.replaced, 1);
+
+    let after = db_handle.rows().await;
+    let versions: Vec<&str> = (0..4).map(|n| &after[&format!("w{n}")][..8]).collect();
+    assert_eq!(versions, ["rotor:v2", "rotor:v2", "rotor:v1", "rotor:v2"]);
+}
+
+on_sqlite_and_postgres!(a_batch_of_a_process_that_lost_its_claim_or_lease_writes_nothing);
+
 /// Which rows a batch replaced is read from the database's count where it can be: a batch of
 /// several statements whose last holds the one conflict, and a batch naming a row twice, still
 /// report exactly the rows left as they were.

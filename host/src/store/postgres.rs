@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::quarantine::quarantine_queries;
-use super::shared::{Dialect, finish_batch, shared_queries};
+use super::shared::{Dialect, Value, batch_records, shared_queries};
 use super::table::Swap;
 use super::{
     BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, NewRotation, OddRow, QuotedNames, RangeProgress,
@@ -159,7 +159,21 @@ impl PgStore {
                 .await?;
             replaced.extend(ids);
         }
-        finish_batch!(tx, rows, replaced, checkpoint)
+        for record in batch_records(checkpoint, replaced.len(), rows) {
+            let mut query = sqlx::query(record.sql);
+            for value in record.values {
+                query = match value {
+                    Value::Int(value) => query.bind(value),
+                    Value::Text(text) => query.bind(text),
+                    Value::Null => query.bind(None::<&str>),
+                };
+            }
+            if query.execute(&mut *tx).await?.rows_affected() != 1 && record.renews {
+                return Err(StoreError::LeaseLost);
+            }
+        }
+        tx.commit().await?;
+        Ok(BatchOutcome::of(rows, &replaced))
     }
 
     pub(super) async fn overwrite_batch(&self, rows: &[WalletRow]) -> Result<(), StoreError> {

@@ -5,6 +5,8 @@
 //! Over 500 lines on purpose: one macro holds every query the two databases share, so that
 //! each reads once; splitting it would split the `impl` it expands into.
 
+use super::{Checkpoint, Replacement};
+
 /// The journal's columns: every field of a [`RotationRecord`](super::RotationRecord).
 pub(super) const ROTATION_COLUMNS: &str = "id, from_version, to_version, status, started_at, \
      finished_at, started_by, total, rotated, failed, reencrypt, output_format, restores, \
@@ -178,54 +180,66 @@ pub(super) fn is_missing_table(error: &sqlx::Error) -> bool {
     }
 }
 
-/// The end of a batch on either database: count it towards its range or rotation and renew
-/// the claim or lease, in the batch's own transaction; commit; name the rows that were not
-/// replaced (conflicts).
-macro_rules! finish_batch {
-    ($tx:ident, $rows:ident, $replaced:ident, $checkpoint:ident) => {{
-        let counted = $replaced.len() as i64;
-        match $checkpoint {
-            Some(Checkpoint::Range { rotation, seq, token, cursor, expires_at }) => {
-                let renewed = sqlx::query(super::shared::CHECKPOINT_RANGE)
-                    .bind(counted)
-                    .bind(cursor)
-                    .bind(expires_at)
-                    .bind(rotation)
-                    .bind(seq)
-                    .bind(token)
-                    .execute(&mut *$tx)
-                    .await?;
-                if renewed.rows_affected() != 1 {
-                    return Err(StoreError::LeaseLost);
-                }
-            }
-            Some(Checkpoint::Rotation { rotation, lease_token, lease_expires_at }) => {
-                let renewed = sqlx::query(super::shared::RENEW_LEASE)
-                    .bind(lease_expires_at)
-                    .bind(lease_token)
-                    .execute(&mut *$tx)
-                    .await?;
-                if renewed.rows_affected() != 1 {
-                    return Err(StoreError::LeaseLost);
-                }
-                sqlx::query(super::shared::CHECKPOINT)
-                    .bind(counted)
-                    .bind($rows.last().map(|r| r.id.as_str()))
-                    .bind(rotation)
-                    .execute(&mut *$tx)
-                    .await?;
-            }
-            None => {}
-        }
-        $tx.commit().await?;
-        Ok(BatchOutcome {
-            replaced: $replaced.len() as u32,
-            conflicts: $rows.iter().filter(|r| !$replaced.contains(&r.id)).map(|r| r.id.clone()).collect(),
-        })
-    }};
+/// A value bound to one of rotor's statements, on either database.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Value<'a> {
+    Int(i64),
+    Text(&'a str),
+    Null,
 }
 
-pub(super) use finish_batch;
+/// One statement of what a batch records in its own transaction (see [`batch_records`]).
+pub(super) struct Record<'a> {
+    pub(super) sql: &'static str,
+    /// Bound to `$1`, `$2`, … in order.
+    pub(super) values: Vec<Value<'a>>,
+    /// It renews this process's claim or lease: a count of rows other than one means another
+    /// process holds it now, and the batch rolls back (`StoreError::LeaseLost`).
+    pub(super) renews: bool,
+}
+
+/// What a batch of `replaced` rows (of `rows`) records in its own transaction, in order: the
+/// count towards its key range with the range's cursor and claim renewed, or, outside the
+/// walk, the lease renewed and the count towards the rotation. Each store runs these through
+/// its own driver, so that both keep one set of rules.
+pub(super) fn batch_records<'a>(
+    checkpoint: Option<Checkpoint<'a>>,
+    replaced: usize,
+    rows: &'a [Replacement],
+) -> Vec<Record<'a>> {
+    let counted = Value::Int(replaced as i64);
+    match checkpoint {
+        Some(Checkpoint::Range { rotation, seq, token, cursor, expires_at }) => vec![Record {
+            sql: CHECKPOINT_RANGE,
+            values: vec![
+                counted,
+                Value::Text(cursor),
+                Value::Int(expires_at),
+                Value::Int(rotation),
+                Value::Int(seq),
+                Value::Text(token),
+            ],
+            renews: true,
+        }],
+        Some(Checkpoint::Rotation { rotation, lease_token, lease_expires_at }) => vec![
+            Record {
+                sql: RENEW_LEASE,
+                values: vec![Value::Int(lease_expires_at), Value::Text(lease_token)],
+                renews: true,
+            },
+            Record {
+                sql: CHECKPOINT,
+                values: vec![
+                    counted,
+                    rows.last().map_or(Value::Null, |row| Value::Text(&row.id)),
+                    Value::Int(rotation),
+                ],
+                renews: false,
+            },
+        ],
+        None => Vec::new(),
+    }
+}
 
 /// The queries both stores share; `$db` is the store's sqlx database, for the helpers that take
 /// a transaction.

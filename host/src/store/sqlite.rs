@@ -14,8 +14,8 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Connection, Row, Sqlite};
 
 use super::quarantine::quarantine_queries;
-use super::shared::{Dialect, shared_queries};
-use super::sqlite_handle::{Handle, Param, in_transaction};
+use super::shared::{Dialect, Value, batch_records, shared_queries};
+use super::sqlite_handle::in_transaction;
 use super::{
     BatchOutcome, Checkpoint, ClaimedRange, LeaseHolder, NewRotation, OddRow, QuotedNames, RangeProgress,
     Replacement, RotationRecord, RotationStatus, RunIdentity, Scanned, StoreError, WalletRow, WalletTable,
@@ -223,9 +223,9 @@ impl SqliteStore {
         in_transaction(connection, |handle| {
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let values = vec![format!("(?, ?{extra})"); chunk.len()].join(", ");
-                let params: Vec<Param<'_>> = chunk
+                let params: Vec<Value<'_>> = chunk
                     .iter()
-                    .flat_map(|row| [Param::Text(&row.id), Param::Text(&row.ciphertext)])
+                    .flat_map(|row| [Value::Text(&row.id), Value::Text(&row.ciphertext)])
                     .collect();
                 handle.execute(&format!("{head}VALUES {values}{tail}"), &params)?;
             }
@@ -256,9 +256,9 @@ impl SqliteStore {
                     // once, a count equal to the chunk's length means every row of it was
                     // replaced (and its ids were distinct).
                     let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
-                    let params: Vec<Param<'_>> = chunk
+                    let params: Vec<Value<'_>> = chunk
                         .iter()
-                        .flat_map(|swap| [swap.id, swap.expected, swap.replacement].map(Param::Text))
+                        .flat_map(|swap| [swap.id, swap.expected, swap.replacement].map(Value::Text))
                         .collect();
                     let update = format!(
                         "UPDATE {table} SET {ct} = {value} FROM (VALUES {values}) AS v \
@@ -273,8 +273,8 @@ impl SqliteStore {
                     // re-wrap's head, a fresh wrap of its data key); were another writer to
                     // have put the very same one there, the row holds what it should either way.
                     let values = vec!["(?, ?)"; chunk.len()].join(", ");
-                    let params: Vec<Param<'_>> =
-                        chunk.iter().flat_map(|swap| [swap.id, swap.replacement].map(Param::Text)).collect();
+                    let params: Vec<Value<'_>> =
+                        chunk.iter().flat_map(|swap| [swap.id, swap.replacement].map(Value::Text)).collect();
                     let holding = format!(
                         "SELECT {table}.{idc} FROM {table} JOIN (VALUES {values}) AS v \
                          ON {table}.{idc} = v.column1 AND {holds} WHERE {only}"
@@ -282,20 +282,17 @@ impl SqliteStore {
                     replaced.extend(handle.texts(&holding, &params)?);
                 }
             }
-            record_checkpoint(handle, checkpoint, replaced.len(), rows)?;
+            for record in batch_records(checkpoint, replaced.len(), rows) {
+                if handle.execute(record.sql, &record.values)? != 1 && record.renews {
+                    return Err(StoreError::LeaseLost);
+                }
+            }
             Ok(replaced)
         })
         .await?;
         // A re-wrap writes a head, but SQLite writes the row's pages whole.
         self.wrote(rows.iter().map(|row| row.expected.len().max(row.replacement.len())).sum());
-        Ok(BatchOutcome {
-            replaced: replaced.len() as u32,
-            conflicts: rows
-                .iter()
-                .filter(|row| !replaced.contains(&row.id))
-                .map(|row| row.id.clone())
-                .collect(),
-        })
+        Ok(BatchOutcome::of(rows, &replaced))
     }
 
     pub(super) async fn overwrite_batch(&self, rows: &[WalletRow]) -> Result<(), StoreError> {
@@ -389,41 +386,4 @@ impl SqliteStore {
 
     shared_queries!(Sqlite);
     quarantine_queries!();
-}
-
-/// Records what a batch of `replaced` rows (of `rows`) did to the walk, in its transaction
-/// (see [`Checkpoint`]): `Err(LeaseLost)` if this process no longer holds the claim or lease,
-/// and then the batch rolls back.
-fn record_checkpoint(
-    handle: &mut Handle<'_>,
-    checkpoint: Option<Checkpoint<'_>>,
-    replaced: usize,
-    rows: &[Replacement],
-) -> Result<(), StoreError> {
-    let counted = Param::Int(replaced as i64);
-    match checkpoint {
-        Some(Checkpoint::Range { rotation, seq, token, cursor, expires_at }) => {
-            let params = [
-                counted,
-                Param::Text(cursor),
-                Param::Int(expires_at),
-                Param::Int(rotation),
-                Param::Int(seq),
-                Param::Text(token),
-            ];
-            if handle.execute(super::shared::CHECKPOINT_RANGE, &params)? != 1 {
-                return Err(StoreError::LeaseLost);
-            }
-        }
-        Some(Checkpoint::Rotation { rotation, lease_token, lease_expires_at }) => {
-            let renew = [Param::Int(lease_expires_at), Param::Text(lease_token)];
-            if handle.execute(super::shared::RENEW_LEASE, &renew)? != 1 {
-                return Err(StoreError::LeaseLost);
-            }
-            let last = rows.last().map_or(Param::Null, |row| Param::Text(&row.id));
-            handle.execute(super::shared::CHECKPOINT, &[counted, last, Param::Int(rotation)])?;
-        }
-        None => {}
-    }
-    Ok(())
 }

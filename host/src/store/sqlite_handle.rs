@@ -9,8 +9,8 @@
 //! needs 2.1. Here sqlx lends the connection's handle, one hand-off, and the transaction's
 //! statements run one after another on this thread.
 //!
-//! Only what a batch needs is wrapped: a statement with text, integer and NULL parameters,
-//! executed or read for one text column. The connection keeps every setting sqlx opened it
+//! Only what a batch needs is wrapped: a statement with text, integer and NULL values bound to
+//! its `?` or `$N` parameters, executed or read for one text column. The connection keeps every setting sqlx opened it
 //! with (busy timeout, pragmas), and is never handed back to the pool inside a transaction.
 
 // The one place rotor calls SQLite's C API; each call says why it is sound.
@@ -25,6 +25,7 @@ use sqlx::Sqlite;
 use sqlx::pool::PoolConnection;
 
 use super::StoreError;
+use super::shared::Value;
 
 /// Runs `work` in one transaction on `connection`'s handle: committed if it returns `Ok`,
 /// rolled back otherwise. A connection left inside a transaction (its rollback failed too) is
@@ -65,16 +66,9 @@ pub(super) struct Handle<'l> {
     _lent: PhantomData<&'l mut ()>,
 }
 
-/// A statement's parameter.
-pub(super) enum Param<'a> {
-    Text(&'a str),
-    Int(i64),
-    Null,
-}
-
 impl Handle<'_> {
     /// Runs `sql`, one statement with `params` bound in order; returns the rows it changed.
-    pub(super) fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+    pub(super) fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
         let statement = self.prepare(sql, params)?;
         if statement.step()? != ffi::SQLITE_DONE {
             return Err(StoreError::Config(format!("`{}` returned rows", first_words(sql))));
@@ -87,7 +81,7 @@ impl Handle<'_> {
 
     /// Runs `sql`, a query with `params` bound in order, and returns its first column's text
     /// values, row by row (NULLs left out).
-    pub(super) fn texts(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<String>, StoreError> {
+    pub(super) fn texts(&mut self, sql: &str, params: &[Value<'_>]) -> Result<Vec<String>, StoreError> {
         let statement = self.prepare(sql, params)?;
         let mut texts = Vec::new();
         while statement.step()? == ffi::SQLITE_ROW {
@@ -112,7 +106,7 @@ impl Handle<'_> {
         unsafe { ffi::sqlite3_get_autocommit(self.db.as_ptr()) == 0 }
     }
 
-    fn prepare(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Statement<'_>, StoreError> {
+    fn prepare(&mut self, sql: &str, params: &[Value<'_>]) -> Result<Statement<'_>, StoreError> {
         let len = c_int::try_from(sql.len())
             .map_err(|_| StoreError::Config(format!("`{}` is too long for SQLite", first_words(sql))))?;
         let mut raw = ptr::null_mut();
@@ -124,14 +118,17 @@ impl Handle<'_> {
         let raw = NonNull::new(raw)
             .ok_or_else(|| StoreError::Config(format!("`{}` holds no statement", first_words(sql))))?;
         let statement = Statement { raw, db: self.db, _handle: PhantomData };
-        for (index, param) in params.iter().enumerate() {
-            let at = c_int::try_from(index + 1)
-                .map_err(|_| StoreError::Config(format!("`{}` has too many parameters", first_words(sql))))?;
-            // SAFETY: the statement is live; SQLITE_TRANSIENT makes SQLite copy the text
-            // before the call returns, so it need not outlive the call.
+        // SAFETY: the statement is live.
+        let count = unsafe { ffi::sqlite3_bind_parameter_count(statement.raw.as_ptr()) };
+        for at in 1..=count {
+            let param = params.get(value_index(&statement, at)?).ok_or_else(|| {
+                StoreError::Config(format!("`{}` takes more than {} values", first_words(sql), params.len()))
+            })?;
+            // SAFETY: the statement is live and `at` one of its parameters; SQLITE_TRANSIENT
+            // makes SQLite copy the text before the call returns, so it need not outlive it.
             let code = unsafe {
                 match param {
-                    Param::Text(text) => ffi::sqlite3_bind_text64(
+                    Value::Text(text) => ffi::sqlite3_bind_text64(
                         statement.raw.as_ptr(),
                         at,
                         text.as_ptr().cast(),
@@ -139,8 +136,8 @@ impl Handle<'_> {
                         ffi::SQLITE_TRANSIENT(),
                         ffi::SQLITE_UTF8 as u8,
                     ),
-                    Param::Int(value) => ffi::sqlite3_bind_int64(statement.raw.as_ptr(), at, *value),
-                    Param::Null => ffi::sqlite3_bind_null(statement.raw.as_ptr(), at),
+                    Value::Int(value) => ffi::sqlite3_bind_int64(statement.raw.as_ptr(), at, *value),
+                    Value::Null => ffi::sqlite3_bind_null(statement.raw.as_ptr(), at),
                 }
             };
             self.check(code, sql)?;
@@ -178,6 +175,25 @@ impl Drop for Statement<'_> {
         // SAFETY: finalized once, here, while its connection is still lent.
         unsafe { ffi::sqlite3_finalize(self.raw.as_ptr()) };
     }
+}
+
+/// Which of the values given parameter `at` of `statement` takes: `$N` (or `?N`) the N-th, as
+/// sqlx binds them, so that the statements rotor shares with PostgreSQL read the same here; a
+/// bare `?` the next in order.
+fn value_index(statement: &Statement<'_>, at: c_int) -> Result<usize, StoreError> {
+    // SAFETY: the statement is live and `at` one of its parameters; the name (NULL for a bare
+    // `?`) is owned by the statement and read at once.
+    let name = unsafe { ffi::sqlite3_bind_parameter_name(statement.raw.as_ptr(), at) };
+    if name.is_null() {
+        return Ok(at as usize - 1);
+    }
+    // SAFETY: a NUL-terminated name, as above.
+    let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+    name.get(1..)
+        .and_then(|number| number.parse::<usize>().ok())
+        .filter(|&number| number >= 1)
+        .map(|number| number - 1)
+        .ok_or_else(|| StoreError::Config(format!("parameter `{name}` is not numbered ($N)")))
 }
 
 /// `Ok` for SQLite's codes of success, else [`error`].
@@ -245,17 +261,17 @@ mod tests {
         let found = in_transaction(pool.acquire().await.unwrap(), |handle| {
             let changed = handle.execute(
                 "UPDATE t SET v = ? WHERE id IN (?, ?)",
-                &[Param::Text("x"), Param::Text("a"), Param::Text("nobody")],
+                &[Value::Text("x"), Value::Text("a"), Value::Text("nobody")],
             )?;
             assert_eq!(changed, 1);
             assert_eq!(
-                handle.execute("UPDATE t SET v = ? WHERE id = ?", &[Param::Null, Param::Text("b")])?,
+                handle.execute("UPDATE t SET v = ? WHERE id = ?", &[Value::Null, Value::Text("b")])?,
                 1
             );
             let texts =
-                handle.texts("SELECT id FROM t WHERE v = ? OR v IS NULL ORDER BY id", &[Param::Text("x")])?;
+                handle.texts("SELECT id FROM t WHERE v = ? OR v IS NULL ORDER BY id", &[Value::Text("x")])?;
             assert_eq!(
-                handle.execute("UPDATE t SET v = v || ? WHERE id = ?", &[Param::Int(7), Param::Text("a")])?,
+                handle.execute("UPDATE t SET v = v || ? WHERE id = ?", &[Value::Int(7), Value::Text("a")])?,
                 1
             );
             Ok(texts)
@@ -271,9 +287,9 @@ mod tests {
         let (pool, _folder) = pool("rollback").await;
         let secret = "rotor:v9:c2VjcmV0LWtleS1ieXRlcw";
         let error = in_transaction(pool.acquire().await.unwrap(), |handle| {
-            handle.execute("UPDATE t SET v = ? WHERE id = ?", &[Param::Text(secret), Param::Text("a")])?;
+            handle.execute("UPDATE t SET v = ? WHERE id = ?", &[Value::Text(secret), Value::Text("a")])?;
             // A second row with the first's id: the primary key refuses it.
-            handle.execute("INSERT INTO t VALUES (?, ?)", &[Param::Text("b"), Param::Text(secret)])
+            handle.execute("INSERT INTO t VALUES (?, ?)", &[Value::Text("b"), Value::Text(secret)])
         })
         .await
         .unwrap_err()
@@ -286,6 +302,27 @@ mod tests {
         let mut connection = pool.acquire().await.unwrap();
         sqlx::query("BEGIN").execute(&mut *connection).await.unwrap();
         sqlx::query("ROLLBACK").execute(&mut *connection).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn numbered_parameters_take_their_numbered_value_whatever_their_order() {
+        let (pool, _folder) = pool("numbered").await;
+        in_transaction(pool.acquire().await.unwrap(), |handle| {
+            let values = [Value::Text("b"), Value::Text("y")];
+            assert_eq!(handle.execute("UPDATE t SET v = $2 WHERE id = $1", &values)?, 1);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(rows(&pool).await[1], ("b".into(), Some("y".into())));
+        let error = in_transaction(pool.acquire().await.unwrap(), |handle| {
+            handle.execute("UPDATE t SET v = $3 WHERE id = $1", &[Value::Text("a"), Value::Text("z")])
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("takes more than 2 values"), "{error}");
+        assert_eq!(rows(&pool).await[0], ("a".into(), Some("1".into())));
     }
 
     #[tokio::test]

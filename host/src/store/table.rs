@@ -398,6 +398,19 @@ pub struct BatchOutcome {
 }
 
 impl BatchOutcome {
+    /// The outcome of a batch of `rows` of which those with ids in `replaced` were replaced;
+    /// the others are its conflicts.
+    pub(crate) fn of(rows: &[Replacement], replaced: &std::collections::HashSet<String>) -> BatchOutcome {
+        BatchOutcome {
+            replaced: replaced.len() as u32,
+            conflicts: rows
+                .iter()
+                .filter(|row| !replaced.contains(&row.id))
+                .map(|row| row.id.clone())
+                .collect(),
+        }
+    }
+
     /// Adds what `other` did: the outcome of several batches, reported at once.
     pub fn absorb(&mut self, other: BatchOutcome) {
         self.replaced += other.replaced;
