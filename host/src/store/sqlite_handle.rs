@@ -10,8 +10,9 @@
 //! statements run one after another on this thread.
 //!
 //! Only what a batch needs is wrapped: a statement with text, integer and NULL values bound to
-//! its `?` or `$N` parameters, executed or read for one text column. The connection keeps every setting sqlx opened it
-//! with (busy timeout, pragmas), and is never handed back to the pool inside a transaction.
+//! its `?` or `$N` parameters, executed or read for one text column. The connection keeps
+//! every setting sqlx opened it with (busy timeout, pragmas), and is never handed back to the
+//! pool inside a transaction.
 
 // The one place rotor calls SQLite's C API; each call says why it is sound.
 #![allow(unsafe_code)]
@@ -59,15 +60,17 @@ pub(super) async fn in_transaction<T>(
     outcome
 }
 
-/// A connection's handle, lent to this thread for one transaction.
+/// A connection's handle, lent to this thread for one transaction. Made only by
+/// [`in_transaction`], which keeps sqlx's loan (`LockedSqliteHandle`) for as long as the
+/// handle is used, and hands it to its work by reference only.
 pub(super) struct Handle<'l> {
     db: NonNull<ffi::sqlite3>,
-    /// The loan (`LockedSqliteHandle`) this handle must not outlive.
     _lent: PhantomData<&'l mut ()>,
 }
 
 impl Handle<'_> {
-    /// Runs `sql`, one statement with `params` bound in order; returns the rows it changed.
+    /// Runs `sql`, one statement with `params` bound (see [`value_index`]); returns the rows it
+    /// changed.
     pub(super) fn execute(&mut self, sql: &str, params: &[Value<'_>]) -> Result<u64, StoreError> {
         let statement = self.prepare(sql, params)?;
         if statement.step()? != ffi::SQLITE_DONE {
@@ -79,8 +82,8 @@ impl Handle<'_> {
         Ok(unsafe { ffi::sqlite3_changes64(self.db.as_ptr()) } as u64)
     }
 
-    /// Runs `sql`, a query with `params` bound in order, and returns its first column's text
-    /// values, row by row (NULLs left out).
+    /// Runs `sql`, a query with `params` bound (see [`value_index`]), and returns its first
+    /// column's text values, row by row (NULLs left out).
     pub(super) fn texts(&mut self, sql: &str, params: &[Value<'_>]) -> Result<Vec<String>, StoreError> {
         let statement = self.prepare(sql, params)?;
         let mut texts = Vec::new();
