@@ -1,6 +1,7 @@
 //! Queries that read the same on SQLite and PostgreSQL (both take `$n` placeholders, through
-//! sqlx, and for a SQLite batch's records through its connection's handle). A macro rather than generic code: sqlx's pool and row types differ per database, and
-//! the trait bounds to abstract over them would outweigh the queries themselves.
+//! sqlx, and for a SQLite batch's records through its connection's handle). A macro rather
+//! than generic code: sqlx's pool and row types differ per database, and the trait bounds to
+//! abstract over them would outweigh the queries themselves.
 //!
 //! Over 500 lines on purpose: one macro holds every query the two databases share, so that
 //! each reads once; splitting it would split the `impl` it expands into.

@@ -222,7 +222,7 @@ impl SqliteStore {
         let (connection, _writing) = self.writer().await?;
         in_transaction(connection, |handle| {
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let values = vec![format!("(?, ?{extra})"); chunk.len()].join(", ");
+                let values = tuples(&format!("(?, ?{extra})"), chunk.len());
                 let params: Vec<Value<'_>> = chunk
                     .iter()
                     .flat_map(|row| [Value::Text(&row.id), Value::Text(&row.ciphertext)])
@@ -255,7 +255,7 @@ impl SqliteStore {
                     // A chunk is almost always written whole, and as one row changes at most
                     // once, a count equal to the chunk's length means every row of it was
                     // replaced (and its ids were distinct).
-                    let values = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+                    let values = tuples("(?, ?, ?)", chunk.len());
                     let params: Vec<Value<'_>> = chunk
                         .iter()
                         .flat_map(|swap| [swap.id, swap.expected, swap.replacement].map(Value::Text))
@@ -272,7 +272,7 @@ impl SqliteStore {
                     // hold their replacement now. A replacement is a fresh ciphertext (a
                     // re-wrap's head, a fresh wrap of its data key); were another writer to
                     // have put the very same one there, the row holds what it should either way.
-                    let values = vec!["(?, ?)"; chunk.len()].join(", ");
+                    let values = tuples("(?, ?)", chunk.len());
                     let params: Vec<Value<'_>> =
                         chunk.iter().flat_map(|swap| [swap.id, swap.replacement].map(Value::Text)).collect();
                     let holding = format!(
@@ -386,4 +386,9 @@ impl SqliteStore {
 
     shared_queries!(Sqlite);
     quarantine_queries!();
+}
+
+/// `count` copies of `tuple`, comma-separated: the rows of a `VALUES` list of one statement.
+fn tuples(tuple: &str, count: usize) -> String {
+    vec![tuple; count].join(", ")
 }

@@ -117,7 +117,7 @@ impl Handle<'_> {
         let code = unsafe {
             ffi::sqlite3_prepare_v2(self.db.as_ptr(), sql.as_ptr().cast(), len, &mut raw, ptr::null_mut())
         };
-        self.check(code, sql)?;
+        check(self.db, code, sql)?;
         let raw = NonNull::new(raw)
             .ok_or_else(|| StoreError::Config(format!("`{}` holds no statement", first_words(sql))))?;
         let statement = Statement { raw, db: self.db, _handle: PhantomData };
@@ -143,13 +143,9 @@ impl Handle<'_> {
                     Value::Null => ffi::sqlite3_bind_null(statement.raw.as_ptr(), at),
                 }
             };
-            self.check(code, sql)?;
+            check(self.db, code, sql)?;
         }
         Ok(statement)
-    }
-
-    fn check(&self, code: c_int, sql: &str) -> Result<(), StoreError> {
-        check(self.db, code, sql)
     }
 }
 
