@@ -2,7 +2,10 @@
 //! rotated, validated again, every plaintext byte-identical, every KEK still readable.
 
 use rotor_codec::{Format, Kek};
-use rotor_testkit::{Kind, World, assert_success, failure, json, json_success, on_sqlite_and_postgres, text};
+use rotor_testkit::{
+    Kind, World, assert_every_wallet_opens, assert_success, failure, json, json_success,
+    on_sqlite_and_postgres, text,
+};
 use serde_json::json;
 
 async fn legacy_to_rotor_and_on(kind: Kind) {
@@ -198,6 +201,34 @@ async fn dry_run_changes_nothing() {
     assert_eq!(current.version, 1);
     let (_, history) = json(world.rotor().arg("history"));
     assert_eq!(history, json!([]));
+}
+
+/// A KEK put in Vault by hand (or by the seed's script), never archived by rotor: what every
+/// adopter starts from. A dry run drafts the next KEK in place of the current one, and must
+/// still open the legacy wallets under the key it displaced, as the real rotation does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_opens_legacy_wallets_under_a_kek_rotor_never_archived() {
+    let world = World::new(Kind::Sqlite).await;
+    let kek = Kek::generate().unwrap();
+    let body = json!({ "data": { "key": kek.to_hex().as_str() } });
+    world.vault_admin(reqwest::Method::POST, "secret/data/ibn/encryption-key", body).await;
+    let wallets = world.enroll_legacy(&kek, 25).await;
+    let rows = world.rows().await;
+
+    let report = json_success(world.rotor().args(["rotate", "--dry-run"]));
+    assert_eq!(
+        (report["dry_run"].clone(), report["rotated"].clone(), report["failed"].clone()),
+        (json!(true), json!(25), json!(0)),
+        "{report}"
+    );
+    assert_eq!(world.rows().await, rows);
+    let current = world.vault_client().read("ibn/encryption-key", None).await.unwrap().unwrap();
+    assert_eq!(current.version, 1);
+
+    // What the dry run promised, the rotation does.
+    let report = json_success(world.rotor().args(["rotate"]));
+    assert_eq!((report["rotated"].clone(), report["failed"].clone()), (json!(25), json!(0)), "{report}");
+    assert_every_wallet_opens(&world, &wallets).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -215,22 +215,27 @@ impl Keyring {
         &self.keys[&version]
     }
 
-    /// Keys a legacy ciphertext may be under besides the current one: every rotor KEK version
-    /// in the archive, newest first, then the seed's timestamped archives, newest first.
+    /// Keys a legacy ciphertext may be under besides the current one: every other rotor KEK
+    /// version, newest first (those in the archive, and those this run holds already: a dry
+    /// run's draft displaces a current KEK that was never archived, the key a fresh deployment's
+    /// wallets are under), then the seed's timestamped archives, newest first.
     fn legacy_candidates(&mut self) -> Result<&[Kek], Failure> {
         if self.legacy.is_none() {
             let folder = archive_folder(&self.key_path);
             let entries = keys::archive_entries(&self.key_path).map_err(key_error)?;
-            let mut versions: Vec<u32> =
+            let archived: BTreeSet<u32> =
                 entries.iter().filter_map(|entry| entry.name.strip_prefix('v')?.parse().ok()).collect();
-            versions.sort_unstable_by(|a, b| b.cmp(a));
+            let held = self.keys.keys().copied();
+            let versions: BTreeSet<u32> = archived.iter().copied().chain(held).collect();
             let mut candidates = Vec::new();
-            for version in versions.into_iter().filter(|v| *v != self.current_version) {
+            for version in versions.into_iter().rev().filter(|v| *v != self.current_version) {
+                // A handle is not copied: the host hands out another for the same version.
                 match keys::version(&self.key_path, version).map_err(key_error)? {
                     Some(kek) => candidates.push(kek),
-                    None => {
+                    None if archived.contains(&version) => {
                         return Err(format!("{folder}v{version} is listed but Vault has no such KEK").into());
                     }
+                    None => {}
                 }
             }
             candidates.extend(keys::seed_archives(&self.key_path).map_err(key_error)?);
