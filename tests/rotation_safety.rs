@@ -658,6 +658,20 @@ async fn a_batch_of_a_process_that_lost_its_claim_or_lease_writes_nothing(kind: 
 
 on_sqlite_and_postgres!(a_batch_of_a_process_that_lost_its_claim_or_lease_writes_nothing);
 
+/// Each of `rows` replaced by `moved <id>` if it still holds what it held when read, compared
+/// by its ciphertext (no row version): what a component's `replace-batch` asks for.
+fn moved_as_read(rows: &[rotor::store::WalletRow]) -> Vec<rotor::store::Replacement> {
+    rows.iter()
+        .map(|r| rotor::store::Replacement {
+            id: r.id.clone(),
+            expected: r.ciphertext.clone(),
+            replacement: format!("moved {}", r.id),
+            read_at: None,
+            heads: None,
+        })
+        .collect()
+}
+
 /// Which rows a batch replaced is read from the database's count where it can be: a batch of
 /// several statements whose last holds the one conflict, and a batch naming a row twice, still
 /// report exactly the rows left as they were.
@@ -671,16 +685,7 @@ async fn a_long_batch_names_its_one_conflict_and_a_row_named_twice_counts_once(k
         (0..2500).map(|i| WalletRow { id: format!("w{i:05}"), ciphertext: format!("read {i}") }).collect();
     db.put_many(&rows).await.unwrap();
     db.put("w02400", "the application's").await.unwrap();
-    let batch: Vec<Replacement> = rows
-        .iter()
-        .map(|r| Replacement {
-            id: r.id.clone(),
-            expected: r.ciphertext.clone(),
-            replacement: format!("moved {}", r.id),
-            read_at: None,
-            heads: None,
-        })
-        .collect();
+    let batch = moved_as_read(&rows);
     let outcome = db.replace_batch(&batch, None).await.unwrap();
     assert_eq!(outcome.conflicts, ["w02400"], "{:?}", outcome.replaced);
     assert_eq!(outcome.replaced, 2499);
@@ -705,6 +710,40 @@ async fn a_long_batch_names_its_one_conflict_and_a_row_named_twice_counts_once(k
 }
 
 on_sqlite_and_postgres!(a_long_batch_names_its_one_conflict_and_a_row_named_twice_counts_once);
+
+/// A legacy row the application sealed again since it was read (a fresh iv, the same length),
+/// or one that kept its iv and tag but grew, is a conflict and keeps what the application
+/// wrote: the compare-and-swap of a wallet moved out of the seed's layout is exact, whatever a
+/// cheaper compare might take for granted about its first bytes or its length.
+async fn a_sealed_row_changed_since_it_was_read_is_a_conflict(kind: Kind) {
+    use rotor::store::WalletRow;
+    use rotor_codec::{NONCE_LEN, seal_legacy_with};
+
+    let db_handle = rotor_testkit::TestDb::new(kind).await;
+    let db = db_handle.connect().await;
+    db.migrate().await.unwrap();
+    let kek = Kek::from_bytes([7; 32]);
+    let sealed = |n: u8, wallet: &str| seal_legacy_with(&kek, wallet.as_bytes(), [n; NONCE_LEN]);
+    let rows: Vec<WalletRow> =
+        (0..4u8).map(|n| WalletRow { id: format!("w{n}"), ciphertext: sealed(n, "a wallet") }).collect();
+    db.put_many(&rows).await.unwrap();
+    // w1: sealed again under a fresh iv, the same length. w2: the same iv and tag, then more.
+    let resealed = sealed(9, "a wallet");
+    assert_eq!(resealed.len(), rows[1].ciphertext.len());
+    db.put("w1", &resealed).await.unwrap();
+    let longer = format!("{}QUJD", rows[2].ciphertext);
+    db.put("w2", &longer).await.unwrap();
+
+    let batch = moved_as_read(&rows);
+    let mut outcome = db.replace_batch(&batch, None).await.unwrap();
+    outcome.conflicts.sort();
+    assert_eq!((outcome.replaced, outcome.conflicts), (2, vec!["w1".to_owned(), "w2".to_owned()]));
+    let after = db_handle.rows().await;
+    assert_eq!((after["w0"].as_str(), after["w3"].as_str()), ("moved w0", "moved w3"));
+    assert_eq!((&after["w1"], &after["w2"]), (&resealed, &longer), "the application's writes are kept");
+}
+
+on_sqlite_and_postgres!(a_sealed_row_changed_since_it_was_read_is_a_conflict);
 
 /// Two rotors started together share one rotation: one stores the new KEK, both move wallets.
 /// (Small batches keep the rotation going long enough for the second to find it running.)
