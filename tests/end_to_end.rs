@@ -222,8 +222,10 @@ async fn a_dry_run_opens_legacy_wallets_under_a_kek_rotor_never_archived() {
         "{report}"
     );
     assert_eq!(world.rows().await, rows);
-    let current = world.vault_client().read("ibn/encryption-key", None).await.unwrap().unwrap();
+    let vault = world.vault_client();
+    let current = vault.read("ibn/encryption-key", None).await.unwrap().unwrap();
     assert_eq!(current.version, 1);
+    assert!(vault.read("ibn/encryption-key-archive/v1", None).await.unwrap().is_none(), "nothing archived");
 
     // What the dry run promised, the rotation does.
     let report = json_success(world.rotor().args(["rotate"]));
