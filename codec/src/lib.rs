@@ -22,6 +22,7 @@ mod error;
 mod kek;
 pub mod layout;
 mod legacy;
+pub mod listed;
 mod primitive;
 
 pub use envelope::{
