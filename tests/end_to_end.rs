@@ -3,7 +3,7 @@
 
 use rotor_codec::{Format, Kek};
 use rotor_testkit::{
-    Kind, World, assert_every_wallet_opens, assert_success, failure, json, json_success,
+    Kind, World, assert_every_wallet_opens, assert_says, assert_success, failure, json, json_success,
     on_sqlite_and_postgres, text,
 };
 use serde_json::json;
@@ -156,6 +156,116 @@ async fn bad_rows_are_reported_and_left_alone(kind: Kind) {
 }
 
 on_sqlite_and_postgres!(bad_rows_are_reported_and_left_alone);
+
+/// Wallets that do not open, more than a report lists (1,000): every command counts them all,
+/// names the first 1,000, says how many it left out, and the rotation leaves each one as it
+/// was and records them all in the journal. A wrong key path fails a whole table this way; at a
+/// million rows an unbounded list overran the component's memory and the boundary.
+async fn failures_beyond_the_listed_ones_are_counted(kind: Kind) {
+    const LISTED: usize = rotor_codec::listed::LISTED;
+    const LOST: usize = LISTED + 30;
+    let (world, kek) = World::with_kek(kind).await;
+    let wallets = world.enroll_legacy(&kek, 20).await;
+    // Legacy wallets under a KEK Vault never had, named apart from the good ones.
+    let (_, mut lost) = rotor_testkit::legacy_wallets(&Kek::generate().unwrap(), LOST);
+    for (n, row) in lost.iter_mut().enumerate() {
+        row.id = format!("lost-{n:05}");
+    }
+    world.db.connect().await.put_many(&lost).await.unwrap();
+    let lost_ids: Vec<String> = lost.iter().map(|row| row.id.clone()).collect();
+    let before = world.rows().await;
+    let listed = |report: &serde_json::Value, field: &str| -> Vec<String> {
+        let ids = report[field].as_array().unwrap_or_else(|| panic!("no {field}: {report:#}"));
+        ids.iter().map(|id| id.as_str().unwrap().to_owned()).collect()
+    };
+
+    let (out, report) = json(world.rotor().arg("validate"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(
+        (&report["total"], &report["valid"], &report["invalid"], &report["unlisted"]),
+        (&json!(LOST + 20), &json!(20), &json!(LOST), &json!(LOST - LISTED)),
+        "{report:#}"
+    );
+    assert_eq!(listed(&report, "invalid_ids"), lost_ids[..LISTED], "the first ones, in id order");
+    assert_eq!(report["failures"].as_array().map(Vec::len), Some(LISTED));
+    let out = world.rotor().arg("validate").output().unwrap();
+    let said = text(&out.stdout);
+    assert_says(
+        &said,
+        &[&format!("{LOST} do not"), "… and 30 more, not listed (a report names the first 1000)"],
+    );
+    assert_eq!(said.lines().filter(|line| line.contains("lost-")).count(), LISTED, "{said}");
+
+    let (out, report) = json(world.rotor().args(["rotate", "--dry-run"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(
+        (&report["rotated"], &report["failed"], &report["unlisted"]),
+        (&json!(20), &json!(LOST), &json!(LOST - LISTED)),
+        "{report:#}"
+    );
+    assert_eq!(listed(&report, "failed_ids"), lost_ids[..LISTED]);
+    let vault = world.vault_client();
+    assert_eq!(
+        vault.read("ibn/encryption-key", None).await.unwrap().unwrap().version,
+        1,
+        "a dry run stored a KEK"
+    );
+
+    // Two workers in small batches: their lists, and the sweep's, add up within the bound.
+    let (out, report) = json(world.rotor().args(["rotate", "--workers", "2", "--batch-size", "64"]));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(
+        (&report["to_version"], &report["rotated"], &report["failed"], &report["unlisted"]),
+        (&json!(2), &json!(20), &json!(LOST), &json!(LOST - LISTED)),
+        "{report:#}"
+    );
+    assert_eq!(listed(&report, "failed_ids"), lost_ids[..LISTED]);
+    let rows = world.rows().await;
+    for id in &lost_ids {
+        assert_eq!(rows[id], before[id], "{id} was changed");
+    }
+    for id in wallets.keys() {
+        assert_eq!(rotor_codec::inspect(&rows[id]), Ok(Format::Envelope { kek_version: 2 }), "{id}");
+    }
+    let history = json_success(world.rotor().arg("history"));
+    assert_eq!(
+        (history[0]["status"].as_str(), history[0]["failed"].as_u64()),
+        (Some("finished"), Some(LOST as u64)),
+        "the journal counts every wallet left behind: {history:#}"
+    );
+
+    // The next rotation says the same in words; KEK v1 stays archived for the lost wallets'
+    // sake, and every good wallet moves on.
+    let out = world.rotor().arg("rotate").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert_says(
+        &said,
+        &[&format!("{LOST} failed"), "… and 30 more, not listed (a report names the first 1000)"],
+    );
+    assert_eq!(
+        said.lines().filter(|line| line.starts_with("  left untouched: lost-")).count(),
+        LISTED,
+        "{said}"
+    );
+    let rows = world.rows().await;
+    assert!(lost_ids.iter().all(|id| rows[id] == before[id]), "a lost wallet was changed");
+    let third = world.kek(3).await;
+    for (id, plaintext) in &wallets {
+        assert_eq!(
+            rotor_codec::open(&third, id, &rows[id]).unwrap().as_slice(),
+            plaintext.as_slice(),
+            "{id}"
+        );
+    }
+
+    let (out, audit) = json(world.rotor().arg("audit"));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(audit["unopenable_count"], json!(LOST), "{audit:#}");
+    assert_eq!(audit["unopenable"].as_array().map(Vec::len), Some(LISTED), "{audit:#}");
+}
+
+on_sqlite_and_postgres!(failures_beyond_the_listed_ones_are_counted);
 
 /// `validate` over several workers reads the table in pages of 1000 rows and hands them out in
 /// batches of `--batch-size`: every row is checked exactly once, across page and batch ends,

@@ -592,7 +592,7 @@ async fn an_audit_cannot_run_a_component_that_imports_writes() {
     assert_eq!(code, 1);
     assert!(
         stderr.contains(
-            "imports rotor:kek/wallet-store@0.2.0, which the rotor:kek/auditor@0.2.0 world does not grant"
+            "imports rotor:kek/wallet-store@0.3.0, which the rotor:kek/auditor@0.3.0 world does not grant"
         ),
         "{stderr}"
     );
@@ -601,7 +601,7 @@ async fn an_audit_cannot_run_a_component_that_imports_writes() {
     let out = run_hostile(&world, &["audit"], "hostile_rotator.wasm", None);
     let (_, stderr) = failure(&out);
     assert!(
-        stderr.contains("targets rotor:kek/rotator@0.2.0, but this command runs rotor:kek/auditor"),
+        stderr.contains("targets rotor:kek/rotator@0.3.0, but this command runs rotor:kek/auditor"),
         "{stderr}"
     );
 
@@ -609,7 +609,7 @@ async fn an_audit_cannot_run_a_component_that_imports_writes() {
         json(world.rotor().args(["component", "inspect"]).arg(hostile("hostile_auditor.wasm")));
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(inspected["world"], "auditor");
-    assert_eq!(inspected["refused_imports"], json!(["rotor:kek/wallet-store@0.2.0"]));
+    assert_eq!(inspected["refused_imports"], json!(["rotor:kek/wallet-store@0.3.0"]));
 
     before.assert_unchanged(&world).await;
 }
@@ -632,7 +632,7 @@ async fn a_component_with_the_worlds_names_but_other_types_is_refused_naming_eac
             .find(|m| m["side"] == side && m["interface"] == interface && m["function"] == function)
             .unwrap_or_else(|| panic!("no misfit for {side} {interface} {function}: {inspected}"))
     };
-    let put = find("import", "rotor:kek/wallet-store@0.2.0", "put");
+    let put = find("import", "rotor:kek/wallet-store@0.3.0", "put");
     assert!(put["reason"].as_str().unwrap().contains("parameters"), "{put}");
     assert!(put["declared"].as_str().unwrap().starts_with("func(id: string) -> result<_, "), "{put}");
     assert!(
@@ -640,12 +640,12 @@ async fn a_component_with_the_worlds_names_but_other_types_is_refused_naming_eac
         "{put}"
     );
     // A component written for a contract that handed out key bytes does not link.
-    let current = find("import", "rotor:kek/keys@0.2.0", "current");
+    let current = find("import", "rotor:kek/keys@0.3.0", "current");
     assert!(current["reason"].as_str().unwrap().contains("results"), "{current}");
-    let validate = find("export", "rotor:kek/operations@0.2.0", "validate");
+    let validate = find("export", "rotor:kek/operations@0.3.0", "validate");
     assert_eq!(validate["reason"], "its parameters differ", "{validate}");
     assert_eq!(validate["declared"], "func(at: record{key-path: string}) -> result<u64, string>");
-    let rotate = find("export", "rotor:kek/operations@0.2.0", "rotate");
+    let rotate = find("export", "rotor:kek/operations@0.3.0", "rotate");
     assert!(
         rotate["declared"].is_null() && rotate["reason"].as_str().unwrap().contains("not exported"),
         "{rotate}"
@@ -663,19 +663,19 @@ async fn a_component_with_the_worlds_names_but_other_types_is_refused_naming_eac
     let stdout = text(&out.stdout);
     assert!(stdout.contains("refused: types that do not fit the world"), "{stdout}");
     assert!(
-        stdout.contains("import rotor:kek/wallet-store@0.2.0 function `put`: type mismatch with parameters"),
+        stdout.contains("import rotor:kek/wallet-store@0.3.0 function `put`: type mismatch with parameters"),
         "{stdout}"
     );
-    assert!(stdout.contains("export rotor:kek/operations@0.2.0 function `validate`"), "{stdout}");
-    assert!(stderr.contains("does not fit the rotor:kek/rotator@0.2.0 world of wit/rotor.wit"), "{stderr}");
+    assert!(stdout.contains("export rotor:kek/operations@0.3.0 function `validate`"), "{stdout}");
+    assert!(stderr.contains("does not fit the rotor:kek/rotator@0.3.0 world of wit/rotor.wit"), "{stderr}");
 
     // No command runs it, unpinned or pinned: refused with the same words before it is
     // instantiated, so nothing changes.
     let out = run_hostile(&world, &["validate"], "misfit_rotator.wasm", None);
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("does not fit the rotor:kek/rotator@0.2.0 world"), "{stderr}");
-    assert!(stderr.contains("import rotor:kek/keys@0.2.0 function `current`"), "{stderr}");
+    assert!(stderr.contains("does not fit the rotor:kek/rotator@0.3.0 world"), "{stderr}");
+    assert!(stderr.contains("import rotor:kek/keys@0.3.0 function `current`"), "{stderr}");
     assert!(stderr.contains("more (`rotor component inspect"), "{stderr}");
     let pinned = config(
         &world,
@@ -684,7 +684,7 @@ async fn a_component_with_the_worlds_names_but_other_types_is_refused_naming_eac
     let out = world.rotor().arg("rotate").arg("--config").arg(&pinned).output().unwrap();
     let (code, stderr) = failure(&out);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("import rotor:kek/wallet-store@0.2.0 function `put`"), "{stderr}");
+    assert!(stderr.contains("import rotor:kek/wallet-store@0.3.0 function `put`"), "{stderr}");
     assert_eq!(world.rows().await, rows);
     assert_eq!(vault_state(&world).await, secrets);
 }

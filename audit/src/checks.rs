@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rotor_codec::Format;
 use rotor_codec::layout::{EnvelopeParts, LegacyParts};
+use rotor_codec::listed::Listed;
 
 use crate::bindings::exports::rotor::kek::audit::{AuditOptions, AuditReport, Finding, Severity};
 use crate::bindings::rotor::kek::journal_reader;
@@ -108,7 +109,7 @@ pub(crate) fn run(key_path: &str, options: &AuditOptions) -> Result<AuditReport,
     let total_expected = wallet_reader::count().map_err(store_error)?;
     let batch_size = options.batch_size.clamp(1, MAX_BATCH);
     let mut per_version = BTreeMap::<u32, u64>::new();
-    let mut unopenable = Vec::new();
+    let mut unopenable = Listed::default();
     let mut missing_versions = BTreeMap::<u32, u64>::new();
     let mut from_history = BTreeSet::new();
     let mut after: Option<String> = None;
@@ -166,11 +167,11 @@ pub(crate) fn run(key_path: &str, options: &AuditOptions) -> Result<AuditReport,
         report::progress(total, total_expected.max(total));
     }
 
-    if !unopenable.is_empty() {
+    if unopenable.count() > 0 {
         findings.add(
             Severity::Error,
             "wallets-open",
-            format!("{} of {total} wallets do not open (listed by id)", unopenable.len()),
+            format!("{} of {total} wallets do not open (listed by id)", unopenable.count()),
         );
     }
     for (version, count) in &missing_versions {
@@ -210,6 +211,7 @@ pub(crate) fn run(key_path: &str, options: &AuditOptions) -> Result<AuditReport,
     }
 
     check_journal(key_path, current_version, &mut findings)?;
+    let (unopenable, unopenable_count) = unopenable.into_parts();
 
     Ok(AuditReport {
         total,
@@ -218,6 +220,7 @@ pub(crate) fn run(key_path: &str, options: &AuditOptions) -> Result<AuditReport,
             .map(|(version, count)| VersionCount { version, count })
             .collect(),
         unopenable,
+        unopenable_count,
         current_version,
         kek_age_seconds,
         findings: findings.0,

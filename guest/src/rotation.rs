@@ -13,7 +13,6 @@
 
 use crate::Failure;
 use std::cell::RefCell;
-use std::collections::HashSet;
 
 use rotor_codec::layout::{EnvelopeHeadParts, Stored};
 use rotor_codec::{CodecError, PREFIX};
@@ -30,6 +29,7 @@ use crate::keyring::{
     Keyring, OpenError, key_error, open_legacy, parts, rewrap_data_key, seal_envelope, seal_legacy,
 };
 use crate::{log, scan};
+use rotor_codec::listed::{LISTED, Listed};
 
 /// How often a row that another writer keeps changing is re-read before it is reported.
 const MAX_ATTEMPTS: u32 = 5;
@@ -44,32 +44,36 @@ pub(crate) fn rotate(at: &KeyLocation, options: &RotateOptions) -> Result<Rotate
     // switch, after the walk had passed them.
     let on_target = skip_prefix(&plan);
     let total = wallet_store::count().map_err(scan::store_error)?;
-    let mut tally = Tally::default();
-    for source in [Source::Walk, Source::Sweep] {
-        for batch in scan::batches(options.batch_size, on_target.clone()) {
-            tally.move_batch(&mut keyring, &plan, batch?, source)?;
-            if source == Source::Walk {
-                log::progress(tally.seen, total.max(tally.seen));
-            }
-        }
+    let mut walk = Tally::default();
+    for batch in scan::batches(options.batch_size, on_target.clone()) {
+        walk.move_batch(&mut keyring, &plan, batch?)?;
+        log::progress(walk.seen, total.max(walk.seen));
     }
-    if !tally.failed.is_empty() {
+    // The sweep meets every wallet still off the target, those the walk failed included: what
+    // it fails is what the rotation leaves behind. Keeping the walk's failed ids to skip them
+    // would grow with the failures, as large as the table under a wrong key path.
+    let mut sweep = Tally::default();
+    for batch in scan::batches(options.batch_size, on_target) {
+        sweep.move_batch(&mut keyring, &plan, batch?)?;
+    }
+    let (failed, failed_count) = sweep.failed.into_parts();
+    if failed_count > 0 {
         log::warn(&format!(
-            "{} wallet(s) could not be moved and were left untouched on their old KEK",
-            tally.failed.len()
+            "{failed_count} wallet(s) could not be moved and were left untouched on their old KEK"
         ));
     }
-    journal::finish(plan.rotation_id, tally.failed.len() as u64)?;
+    journal::finish(plan.rotation_id, failed_count)?;
     let total = wallet_store::count().map_err(scan::store_error)?;
-    let moved_or_failed = tally.rotated + tally.failed.len() as u64;
+    let rotated = walk.rotated + sweep.rotated;
     Ok(RotateReport {
         rotation_id: plan.rotation_id,
         from_version: plan.from_version,
         to_version: plan.to_version,
         total,
-        rotated: tally.rotated,
-        unchanged: total.saturating_sub(moved_or_failed),
-        failed: tally.failed,
+        rotated,
+        unchanged: total.saturating_sub(rotated + failed_count),
+        failed,
+        failed_count,
         dry_run: false,
     })
 }
@@ -123,11 +127,13 @@ pub(crate) fn move_wallets(at: &KeyLocation, plan: &RotationPlan) -> Result<Move
     })();
     KEYRING.set(Some(keyring));
     walked?;
+    let (failed, failed_count) = tally.failed.into_parts();
     Ok(MoveReport {
         seen: tally.seen,
         rotated: tally.rotated,
         unchanged: tally.unchanged,
-        failed: tally.failed,
+        failed,
+        failed_count,
     })
 }
 
@@ -375,27 +381,16 @@ fn reseal(
         .map_err(wallet_error)
 }
 
-/// Where a batch of this instance's own walk comes from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Source {
-    /// The walk of the table.
-    Walk,
-    /// The sweep after the walk.
-    Sweep,
-}
-
 #[derive(Default)]
 struct Tally {
     seen: u64,
     rotated: u64,
     unchanged: u64,
-    failed: Vec<WalletFailure>,
-    failed_ids: HashSet<String>,
+    failed: Listed<WalletFailure>,
 }
 
 impl Tally {
     fn fail(&mut self, id: String, reason: String) {
-        self.failed_ids.insert(id.clone());
         self.failed.push(WalletFailure { id, reason });
     }
 
@@ -421,20 +416,15 @@ impl Tally {
     }
 
     /// Moves one batch of this instance's own walk in one atomic write; rows another writer
-    /// changed meanwhile are read again and retried. In the sweep, wallets this walk already
-    /// failed are not tried again.
+    /// changed meanwhile are read again and retried.
     fn move_batch(
         &mut self,
         keyring: &mut Keyring,
         plan: &RotationPlan,
         batch: Vec<Wallet>,
-        source: Source,
     ) -> Result<(), Failure> {
-        let pending: Vec<Wallet> = batch.into_iter().filter(|w| !self.failed_ids.contains(&w.id)).collect();
-        if source != Source::Sweep {
-            self.seen += pending.len() as u64;
-        }
-        self.write_from(keyring, plan, pending, 1)
+        self.seen += batch.len() as u64;
+        self.write_from(keyring, plan, batch, 1)
     }
 
     /// Tallies what submitted writes did, and moves their conflicting rows again (their first
@@ -498,28 +488,33 @@ impl Tally {
 
 /// `--strict`: every wallet must open before anything changes.
 fn refuse_unopenable(keyring: &mut Keyring, batch_size: u32) -> Result<(), Failure> {
-    let mut failed = Vec::new();
+    // The refusal names the first few; the rest are counted, however many there are.
+    const SHOWN: usize = 20;
+    let mut shown = Vec::new();
+    let mut count = 0u64;
     for batch in scan::batches(batch_size, None) {
         for wallet in batch? {
             match keyring.open(&wallet.id, &wallet.ciphertext) {
                 Ok(_) => {}
-                Err(OpenError::Wallet(reason)) => failed.push(format!("{}: {reason}", wallet.id)),
+                Err(OpenError::Wallet(reason)) => {
+                    count += 1;
+                    if shown.len() < SHOWN {
+                        shown.push(format!("{}: {reason}", wallet.id));
+                    }
+                }
                 Err(OpenError::Fatal(reason)) => return Err(reason),
             }
         }
     }
-    if failed.is_empty() {
+    if count == 0 {
         return Ok(());
     }
-    const SHOWN: usize = 20;
-    let more = failed.len().saturating_sub(SHOWN);
-    failed.truncate(SHOWN);
+    let more = count - shown.len() as u64;
     Err(Failure::Inconsistent(format!(
-        "--strict: {} wallet(s) do not open, so nothing was changed:\n  {}{}",
-        failed.len() + more,
-        failed.join("\n  "),
+        "--strict: {count} wallet(s) do not open, so nothing was changed:\n  {}{}",
+        shown.join("\n  "),
         if more > 0 {
-            format!("\n  … and {more} more (rotor validate lists them all)")
+            format!("\n  … and {more} more (`rotor validate` names them, up to {LISTED})")
         } else {
             String::new()
         }
@@ -575,6 +570,7 @@ fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport
         tally.seen += batch.len() as u64;
         tally.rotated += tally.plan(&mut keyring, batch, &plan)?.len() as u64;
     }
+    let (failed, failed_count) = tally.failed.into_parts();
     Ok(RotateReport {
         rotation_id,
         from_version: from,
@@ -582,7 +578,8 @@ fn dry_run(mut keyring: Keyring, options: &RotateOptions) -> Result<RotateReport
         total: tally.seen,
         rotated: tally.rotated,
         unchanged: tally.unchanged,
-        failed: tally.failed,
+        failed,
+        failed_count,
         dry_run: true,
     })
 }

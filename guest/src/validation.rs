@@ -8,6 +8,7 @@ use crate::bindings::rotor::kek::types::{VersionCount, WalletFailure};
 use crate::bindings::rotor::kek::wallet_store::{self, Wallet};
 use crate::keyring::{Keyring, OpenError};
 use crate::{log, scan};
+use rotor_codec::listed::Listed;
 
 pub(crate) fn validate(at: &KeyLocation, batch_size: u32) -> Result<ValidateReport, Failure> {
     let mut keyring = Keyring::load(&at.key_path)?;
@@ -34,7 +35,7 @@ pub(crate) fn validate_batches(at: &KeyLocation) -> Result<ValidateReport, Failu
 struct Counts {
     seen: u64,
     per_version: BTreeMap<u32, u64>,
-    invalid: Vec<WalletFailure>,
+    invalid: Listed<WalletFailure>,
 }
 
 impl Counts {
@@ -51,18 +52,20 @@ impl Counts {
     }
 
     fn report(self) -> ValidateReport {
-        if !self.invalid.is_empty() {
-            log::warn(&format!("{} wallet(s) do not open", self.invalid.len()));
+        let (invalid, invalid_count) = self.invalid.into_parts();
+        if invalid_count > 0 {
+            log::warn(&format!("{invalid_count} wallet(s) do not open"));
         }
         ValidateReport {
             total: self.seen,
-            valid: self.seen - self.invalid.len() as u64,
+            valid: self.seen - invalid_count,
             key_versions: self
                 .per_version
                 .into_iter()
                 .map(|(version, count)| VersionCount { version, count })
                 .collect(),
-            invalid: self.invalid,
+            invalid,
+            invalid_count,
         }
     }
 }

@@ -5,13 +5,14 @@ use crate::capabilities::report::one_line;
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use rotor_codec::listed::Listed;
 use serde::Serialize;
 
 use crate::answer::answer;
 use crate::app::App;
 use crate::bindings::auditor::audit::{AuditOptions, KeyLocation, Severity};
 use crate::progress::Reporter;
-use crate::report::{Failure, Outcome, version_label};
+use crate::report::{Failure, Outcome, unlisted_line, version_label};
 
 /// What `rotor audit` prints (`--json`: this document).
 #[derive(Debug, Serialize)]
@@ -24,8 +25,11 @@ pub struct AuditReport {
     pub total: u64,
     /// Wallets per KEK version as their ciphertexts name it ("legacy" for the seed's format).
     pub key_versions: BTreeMap<String, u64>,
-    /// Wallets that do not open with the KEK they name (legacy: with any KEK Vault has).
+    /// Wallets that do not open with the KEK they name (legacy: with any KEK Vault has): the
+    /// first 1,000 at most.
     pub unopenable: Vec<Failure>,
+    /// All wallets that do not open, listed in `unopenable` or not.
+    pub unopenable_count: u64,
     /// The current KEK's version; `None` if Vault has no KEK.
     pub current_kek_version: Option<u32>,
     /// Seconds since the current KEK was written to Vault; `None` if the component does not say.
@@ -85,7 +89,7 @@ impl AuditReport {
                 "{} wallets; per KEK version: {}; {} do not open",
                 self.total,
                 if versions.is_empty() { "none".into() } else { versions.join(", ") },
-                self.unopenable.len()
+                self.unopenable_count
             ),
         ];
         for table in &self.tables {
@@ -109,8 +113,11 @@ impl AuditReport {
         lines.extend(
             self.unopenable.iter().map(|f| format!("  {}: {}", one_line(&f.id), one_line(&f.reason))),
         );
-        lines.push(format!("{} error(s), {} warning(s)", self.errors, self.warnings));
-        lines.join("\n")
+        let unlisted = self.unopenable_count.saturating_sub(self.unopenable.len() as u64);
+        let mut text = lines.join("\n");
+        text.push_str(&unlisted_line(unlisted));
+        text.push_str(&format!("\n{} error(s), {} warning(s)", self.errors, self.warnings));
+        text
     }
 }
 
@@ -158,6 +165,7 @@ fn merge(reports: Vec<(String, AuditReport)>) -> AuditReport {
         total: 0,
         key_versions: BTreeMap::new(),
         unopenable: Vec::new(),
+        unopenable_count: 0,
         current_kek_version: None,
         kek_age_seconds: None,
         findings: Vec::new(),
@@ -166,6 +174,7 @@ fn merge(reports: Vec<(String, AuditReport)>) -> AuditReport {
         tables: Vec::new(),
         duration_ms: 0,
     };
+    let mut unopenable = Listed::default();
     for (table, report) in reports {
         merged.total += report.total;
         for (version, count) in report.key_versions {
@@ -174,14 +183,13 @@ fn merge(reports: Vec<(String, AuditReport)>) -> AuditReport {
         merged.tables.push(AuditedTable {
             table: table.clone(),
             total: report.total,
-            unopenable: report.unopenable.len() as u64,
+            unopenable: report.unopenable_count,
         });
-        merged.unopenable.extend(
-            report
-                .unopenable
-                .into_iter()
-                .map(|f| Failure { id: format!("{table}/{}", f.id), reason: f.reason }),
-        );
+        let named = report
+            .unopenable
+            .into_iter()
+            .map(|f| Failure { id: format!("{table}/{}", f.id), reason: f.reason });
+        unopenable.extend(named.collect(), report.unopenable_count);
         merged.current_kek_version = merged.current_kek_version.or(report.current_kek_version);
         merged.kek_age_seconds = merged.kek_age_seconds.or(report.kek_age_seconds);
         for finding in report.findings {
@@ -193,8 +201,9 @@ fn merge(reports: Vec<(String, AuditReport)>) -> AuditReport {
             }
         }
     }
+    (merged.unopenable, merged.unopenable_count) = unopenable.into_parts();
     let count = |level: &str| merged.findings.iter().filter(|f| f.level == level).count() as u64;
-    merged.errors = count("error").max(u64::from(!merged.unopenable.is_empty()));
+    merged.errors = count("error").max(u64::from(merged.unopenable_count > 0));
     merged.warnings = count("warning");
     merged
 }
@@ -225,20 +234,25 @@ async fn audit_table(
         })
         .collect();
     let count = |level: &str| findings.iter().filter(|f| f.level == level).count() as u64;
-    let mut unopenable: Vec<Failure> =
-        report.unopenable.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
+    let mut unopenable = Listed::default();
+    let listed = report.unopenable.into_iter().map(|f| Failure { id: f.id, reason: f.reason });
+    unopenable.extend(listed.collect(), report.unopenable_count);
     // Rows the component was never handed (no text ciphertext, no usable id): see `store::OddRows`.
     let odd = instance.state().wallets().odd_rows().entries();
     let odd_rows: u64 = odd.iter().map(|row| row.rows).sum();
-    unopenable.extend(odd.into_iter().map(|row| Failure { id: row.id, reason: row.reason }));
+    for row in odd {
+        unopenable.push(Failure { id: row.id, reason: row.reason });
+    }
+    let (unopenable, unopenable_count) = unopenable.into_parts();
     Ok(AuditReport {
         component: app.component().origin.clone(),
         component_sha256: app.component().sha256.clone(),
         total: report.total + odd_rows,
         key_versions: report.key_versions.iter().map(|c| (version_label(c.version), c.count)).collect(),
-        errors: count("error").max(u64::from(!unopenable.is_empty())),
+        errors: count("error").max(u64::from(unopenable_count > 0)),
         warnings: count("warning"),
         unopenable,
+        unopenable_count,
         current_kek_version: report.current_version,
         kek_age_seconds: report.kek_age_seconds,
         findings,

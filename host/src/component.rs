@@ -488,10 +488,10 @@ mod tests {
                 m.interface.as_deref() == Some(interface) && m.function.as_deref() == Some(function)
             })
         };
-        let validate = named("rotor:kek/operations@0.2.0", "validate").expect("validate");
+        let validate = named("rotor:kek/operations@0.3.0", "validate").expect("validate");
         assert_eq!(validate.declared, None);
         assert_eq!(validate.reason, "not exported: rotor calls it");
-        let open = named("rotor:kek/operations@0.2.0", "open-wallet").expect("open-wallet");
+        let open = named("rotor:kek/operations@0.3.0", "open-wallet").expect("open-wallet");
         assert_eq!(
             open.expected.as_deref(),
             Some(

@@ -18,20 +18,23 @@ pub enum World {
     Auditor,
 }
 
+/// The version of `wit/rotor.wit`'s package, as every one of its names ends.
+const VERSION_SUFFIX: &str = "@0.3.0";
+
 impl World {
-    /// The world's full WIT name, e.g. `rotor:kek/rotator@0.2.0`.
+    /// The world's full WIT name, e.g. `rotor:kek/rotator@0.3.0`.
     pub fn name(self) -> &'static str {
         match self {
-            World::Rotator => "rotor:kek/rotator@0.2.0",
-            World::Auditor => "rotor:kek/auditor@0.2.0",
+            World::Rotator => "rotor:kek/rotator@0.3.0",
+            World::Auditor => "rotor:kek/auditor@0.3.0",
         }
     }
 
     /// The export that marks a component as targeting this world.
     fn marker_export(self) -> &'static str {
         match self {
-            World::Rotator => "rotor:kek/operations@0.2.0",
-            World::Auditor => "rotor:kek/audit@0.2.0",
+            World::Rotator => "rotor:kek/operations@0.3.0",
+            World::Auditor => "rotor:kek/audit@0.3.0",
         }
     }
 
@@ -66,7 +69,8 @@ impl World {
     /// streams and `wasi:cli` behind which the host puts nothing (no environment, arguments or
     /// stdio). Clocks, files, sockets, HTTP and anything else are refused.
     pub fn grants_import(self, name: &str) -> bool {
-        if let Some(interface) = name.strip_prefix("rotor:kek/").and_then(|rest| rest.strip_suffix("@0.2.0"))
+        if let Some(interface) =
+            name.strip_prefix("rotor:kek/").and_then(|rest| rest.strip_suffix(VERSION_SUFFIX))
         {
             return self.rotor_imports().contains(&interface);
         }
@@ -110,7 +114,7 @@ pub enum Side {
 pub struct Misfit {
     /// Whether the component imports or exports it.
     pub side: Side,
-    /// The interface, e.g. `rotor:kek/wallet-store@0.2.0`; `None` when wasmtime's refusal does
+    /// The interface, e.g. `rotor:kek/wallet-store@0.3.0`; `None` when wasmtime's refusal does
     /// not come down to one of rotor's functions (then `reason` is wasmtime's whole message).
     pub interface: Option<String>,
     /// The function of `interface`, when the misfit is one function's.
@@ -246,11 +250,11 @@ mod tests {
 
     #[test]
     fn the_auditor_world_grants_no_write_interface() {
-        assert!(World::Auditor.grants_import("rotor:kek/key-reader@0.2.0"));
-        assert!(!World::Auditor.grants_import("rotor:kek/keys@0.2.0"));
-        assert!(!World::Auditor.grants_import("rotor:kek/wallet-store@0.2.0"));
-        assert!(!World::Auditor.grants_import("rotor:kek/journal@0.2.0"));
-        assert!(World::Rotator.grants_import("rotor:kek/keys@0.2.0"));
+        assert!(World::Auditor.grants_import("rotor:kek/key-reader@0.3.0"));
+        assert!(!World::Auditor.grants_import("rotor:kek/keys@0.3.0"));
+        assert!(!World::Auditor.grants_import("rotor:kek/wallet-store@0.3.0"));
+        assert!(!World::Auditor.grants_import("rotor:kek/journal@0.3.0"));
+        assert!(World::Rotator.grants_import("rotor:kek/keys@0.3.0"));
         assert!(World::Rotator.grants_import("wasi:random/random@0.2.6"));
         assert!(!World::Rotator.grants_import("wasi:sockets/tcp@0.2.6"));
         assert!(!World::Rotator.grants_import("wasi:filesystem/preopens@0.2.6"));

@@ -4,7 +4,10 @@
 use crate::capabilities::report::one_line;
 use std::collections::BTreeMap;
 
+use rotor_codec::listed::{LISTED, Listed};
 use serde::Serialize;
+
+use crate::bindings::types::WalletFailure;
 
 use crate::metrics::{Observed, WalletCheck};
 
@@ -55,8 +58,10 @@ pub struct ValidateReport {
     pub invalid: u64,
     /// The ids of the wallets that do not open, as in `failures`.
     pub invalid_ids: Vec<String>,
-    /// Each wallet that does not open, and why.
+    /// Each wallet that does not open, and why: the first 1,000 at most.
     pub failures: Vec<Failure>,
+    /// Wallets that do not open beyond those in `failures`.
+    pub unlisted: u64,
     /// With several targets (`[[target]]`), each table's figures; their failures are named
     /// `table/id`. Empty (and left out of the JSON) for one table.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -121,7 +126,33 @@ impl ValidateReport {
             // A component's words: one escaped line each, whatever they hold.
             text.push_str(&format!("\n  {}: {}", one_line(&failure.id), one_line(&failure.reason)));
         }
+        text.push_str(&unlisted_line(self.unlisted));
         text
+    }
+}
+
+/// Failures as reports list them: the first [`LISTED`] named, every one counted.
+pub type Failures = Listed<WalletFailure>;
+
+/// Adds a report's failures (`listed` of `count`) to `all`, which keeps the first [`LISTED`]
+/// by id: workers and sweeps each list their own first ones, met in id order.
+pub fn add_failures(all: &mut Failures, listed: Vec<WalletFailure>, count: u64) {
+    all.merge_by(listed, count, |a, b| a.id.cmp(&b.id));
+}
+
+/// A report's failures as the host prints them: `(count, ids, each with its reason, unlisted)`.
+pub fn failure_parts(failures: Failures) -> (u64, Vec<String>, Vec<Failure>, u64) {
+    let (count, unlisted) = (failures.count(), failures.unlisted());
+    let (listed, _) = failures.into_parts();
+    let listed: Vec<Failure> = listed.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
+    (count, listed.iter().map(|f| f.id.clone()).collect(), listed, unlisted)
+}
+
+/// The line that closes a list of failures cut at [`LISTED`]; empty if none was left out.
+pub(crate) fn unlisted_line(unlisted: u64) -> String {
+    match unlisted {
+        0 => String::new(),
+        n => format!("\n  … and {n} more, not listed (a report names the first {LISTED})"),
     }
 }
 
@@ -157,8 +188,10 @@ pub struct RotateReport {
     pub failed: u64,
     /// The ids of the failed wallets, as in `failures`.
     pub failed_ids: Vec<String>,
-    /// Each failed wallet, and why.
+    /// Each failed wallet, and why: the first 1,000 at most.
     pub failures: Vec<Failure>,
+    /// Failed wallets beyond those in `failures`.
+    pub unlisted: u64,
     /// Nothing was stored: neither a new KEK in Vault nor any wallet.
     pub dry_run: bool,
     /// Each wallet's data key was replaced too, not only re-wrapped; a resumed rotation keeps what
@@ -220,6 +253,7 @@ impl RotateReport {
                 one_line(&failure.reason)
             ));
         }
+        text.push_str(&unlisted_line(self.unlisted));
         text
     }
 }

@@ -12,7 +12,6 @@
 //! Over 500 lines on purpose: set-up, the walk per target, the sweep and the dry run are the
 //! steps of one rotation and share its types; the walk's mechanics live in `coordination`.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
@@ -27,7 +26,7 @@ use crate::coordination::{Batches, Lease, SweepParts, Walk, WalkSpec, WorkerBatc
 use crate::grants::Access;
 use crate::ledger::Ledger;
 use crate::progress::Reporter;
-use crate::report::{self, Failure, peak_rss_bytes};
+use crate::report::{self, Failures, peak_rss_bytes};
 use crate::shutdown::{Interrupted, Shutdown, Signal};
 use crate::store::{Database, OddRows, RotationRecord, RotationStatus, StoreError};
 
@@ -79,8 +78,9 @@ pub async fn rotate(
         Ledger::new(app.kv(), &app.settings().key_path).extend(app.database()).await;
     }
     let elapsed = started.elapsed();
-    let failures: Vec<Failure> =
-        report.failed.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
+    let mut failed = Failures::default();
+    report::add_failures(&mut failed, report.failed, report.failed_count);
+    let (failed, failed_ids, failures, unlisted) = report::failure_parts(failed);
     // What the rotation really did, as the journal keeps it: a resumed rotation keeps the
     // --reencrypt it began with, whatever this command said.
     let recorded = match report.rotation_id {
@@ -94,9 +94,10 @@ pub async fn rotate(
         total: report.total,
         rotated: report.rotated,
         unchanged: report.unchanged,
-        failed: failures.len() as u64,
-        failed_ids: failures.iter().map(|f| f.id.clone()).collect(),
+        failed,
+        failed_ids,
         failures,
+        unlisted,
         dry_run: report.dry_run,
         reencrypt: recorded.as_ref().map_or(request.reencrypt, |r| r.reencrypt),
         restored_version: recorded.as_ref().map_or(restore, |r| r.restores.map(|v| v as u32)),
@@ -114,6 +115,7 @@ async fn dry_run(app: &App, instance: &mut Instance, options: RotateOptions) -> 
     let targets = app.database().targets();
     let qualify = targets.len() > 1;
     let mut all: Option<RotateReport> = None;
+    let mut failed = Failures::default();
     for target in targets {
         let table = target.table().table.clone();
         let odd = OddRows::default();
@@ -124,22 +126,27 @@ async fn dry_run(app: &App, instance: &mut Instance, options: RotateOptions) -> 
         };
         instance.state_mut().wallets_mut().use_target(target);
         let mut report = answer(instance.rotate(&app.key_location(), options).await)?;
-        report.failed.extend(odd.entries().into_iter().map(WalletFailure::from));
+        let mut target_failed = Failures::default();
+        report::add_failures(&mut target_failed, std::mem::take(&mut report.failed), report.failed_count);
+        add_odd_rows(&mut target_failed, &odd);
         if qualify {
-            report::name_by_table(&table, &mut report.failed);
+            report::name_by_table(&table, target_failed.items_mut());
         }
+        let (listed, count) = target_failed.into_parts();
+        report::add_failures(&mut failed, listed, count);
         all = Some(match all {
             None => report,
             Some(mut all) => {
                 all.total += report.total;
                 all.rotated += report.rotated;
                 all.unchanged += report.unchanged;
-                all.failed.extend(report.failed);
                 all
             }
         });
     }
-    all.ok_or_else(|| anyhow!("no table to rotate was given"))
+    let mut all = all.ok_or_else(|| anyhow!("no table to rotate was given"))?;
+    (all.failed, all.failed_count) = failed.into_parts();
+    Ok(all)
 }
 
 /// Runs a rotation (or joins the unfinished one) with `first` doing the set-up and its
@@ -185,6 +192,7 @@ async fn run_rotation(
                 rotated: 0,
                 unchanged: total,
                 failed: Vec::new(),
+                failed_count: 0,
                 dry_run: false,
             });
         }
@@ -267,21 +275,21 @@ async fn run_rotation(
     let mut nameless = 0;
     for target in walks {
         let table = target.walk.database.table().table.clone();
+        // Odd rows never reach the component: none of them is among its failures.
         let mut failed = target.moved.failed;
-        failed.extend(target.odd.entries().into_iter().map(WalletFailure::from));
-        let mut seen = HashSet::new();
-        failed.sort_by(|a, b| a.id.cmp(&b.id));
-        failed.retain(|failure| seen.insert(failure.id.clone()));
+        add_odd_rows(&mut failed, &target.odd);
         // An entry for rows without a usable id stands for all of them.
         nameless += target.odd.rows() - target.odd.entries().len() as u64;
         if qualify {
-            report::name_by_table(&table, &mut failed);
+            report::name_by_table(&table, failed.items_mut());
         }
         moved.rotated += target.moved.rotated;
-        moved.failed.extend(failed);
+        let (listed, count) = failed.into_parts();
+        report::add_failures(&mut moved.failed, listed, count);
     }
     let total = database.count_targets().await?;
-    let moved_or_failed = moved.rotated + moved.failed.len() as u64 + nameless;
+    let moved_or_failed = moved.rotated.saturating_add(moved.failed.count()).saturating_add(nameless);
+    let (failed, failed_count) = moved.failed.into_parts();
     Ok(RotateReport {
         rotation_id: plan.rotation_id,
         from_version: plan.from_version,
@@ -289,7 +297,8 @@ async fn run_rotation(
         total,
         rotated: moved.rotated,
         unchanged: total.saturating_sub(moved_or_failed),
-        failed: moved.failed,
+        failed,
+        failed_count,
         dry_run: false,
     })
 }
@@ -299,7 +308,8 @@ struct TargetWalk {
     walk: std::sync::Arc<Walk>,
     /// Its rows left untouched, the sweep's included.
     odd: OddRows,
-    /// What this process's workers (and the sweep, if this process closed the rotation) moved.
+    /// What this process's workers (and the sweep, if this process closed the rotation) moved;
+    /// the wallets they could not move are the sweep's, if this process swept.
     moved: Moved,
 }
 
@@ -393,14 +403,22 @@ fn skip_prefix(plan: &RotationPlan) -> Option<String> {
 #[derive(Default)]
 struct Moved {
     rotated: u64,
-    failed: Vec<WalletFailure>,
+    failed: Failures,
 }
 
 impl Moved {
     fn add(&mut self, report: MoveReport) {
         self.rotated += report.rotated;
-        self.failed.extend(report.failed);
+        report::add_failures(&mut self.failed, report.failed, report.failed_count);
     }
+}
+
+/// Lists `odd`'s entries among `failed`, one for each (an entry for rows without a usable id
+/// stands for all of them).
+fn add_odd_rows(failed: &mut Failures, odd: &OddRows) {
+    let entries = odd.entries();
+    let count = entries.len() as u64;
+    report::add_failures(failed, entries.into_iter().map(WalletFailure::from).collect(), count);
 }
 
 /// How the workers' walk ended.
@@ -525,7 +543,7 @@ async fn sweep_and_close(
         if !still_running().await? {
             return Ok(Swept::Closed(false));
         }
-        let mut left_behind = 0;
+        let mut left_behind: i64 = 0;
         for target in walks.iter_mut() {
             let table = target.walk.database.table().table.clone();
             // The sweep meets every row still left behind, odd ones included: its own list is
@@ -551,17 +569,21 @@ async fn sweep_and_close(
                 }
                 Walked::Stopped(signal) => return Ok(Swept::Stopped(signal)),
             };
-            if !moved.failed.is_empty() {
+            if moved.failed.count() > 0 {
                 tracing::warn!(
                     %table,
-                    failed = moved.failed.len(),
+                    failed = moved.failed.count(),
                     "wallets could not be moved and were left untouched on their old KEK"
                 );
             }
-            left_behind += moved.failed.len() as i64 + swept_odd.rows() as i64;
+            let left = moved.failed.count().saturating_add(swept_odd.rows());
+            left_behind = left_behind.saturating_add(i64::try_from(left).unwrap_or(i64::MAX));
             target.odd.absorb(&swept_odd);
             target.moved.rotated += moved.rotated;
-            target.moved.failed.extend(moved.failed);
+            // The sweep met every wallet still off the target, those the walk failed included:
+            // what it failed is what stays behind. A wallet the walk failed and an application
+            // rewrote since, or the sweep moved, is not.
+            target.moved.failed = moved.failed;
             lease.renew().await?;
         }
         database.finish_rotation(id, left_behind).await?;

@@ -19,7 +19,7 @@ use crate::coordination::{Batches, SharedScan};
 use crate::grants::Access;
 use crate::plan::RunPlan;
 use crate::progress::Reporter;
-use crate::report::{self, Failure, peak_rss_bytes, version_label};
+use crate::report::{self, Failures, peak_rss_bytes, version_label};
 use crate::store::OddRows;
 
 /// `rotor validate`: opens every wallet of every target, with the plan's workers (`instance`
@@ -28,16 +28,16 @@ pub async fn validate(app: &App, instance: &mut Instance) -> anyhow::Result<repo
     let started = Instant::now();
     let report = open_every_target(app, instance).await;
     instance.state().reporter().finish();
-    let (report, tables) = report?;
-    let failures: Vec<Failure> =
-        report.invalid.into_iter().map(|f| Failure { id: f.id, reason: f.reason }).collect();
+    let (mut report, tables) = report?;
+    let (invalid, invalid_ids, failures, unlisted) = report::failure_parts(invalid_of(&mut report));
     Ok(report::ValidateReport {
         key_versions: report.key_versions.iter().map(|c| (version_label(c.version), c.count)).collect(),
         total: report.total,
         valid: report.valid,
-        invalid: failures.len() as u64,
-        invalid_ids: failures.iter().map(|f| f.id.clone()).collect(),
+        invalid,
+        invalid_ids,
         failures,
+        unlisted,
         tables,
         duration_ms: started.elapsed().as_millis() as u64,
         peak_rss_bytes: peak_rss_bytes(),
@@ -64,7 +64,7 @@ async fn open_every_target(
             table,
             total: report.total,
             valid: report.valid,
-            invalid: report.invalid.len() as u64,
+            invalid: report.invalid_count,
         });
         reports.push(report);
     }
@@ -112,27 +112,49 @@ async fn open_in_parallel(
 
 /// Lists the odd rows among the invalid wallets, counted in the total.
 fn with_odd_rows(mut report: ValidateReport, odd: &OddRows) -> ValidateReport {
-    for row in odd.entries() {
-        report.total += row.rows;
-        report.invalid.push(WalletFailure::from(row));
-    }
-    report.invalid.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut invalid = invalid_of(&mut report);
+    let entries = odd.entries();
+    report.total += entries.iter().map(|row| row.rows).sum::<u64>();
+    let count = entries.len() as u64;
+    report::add_failures(&mut invalid, entries.into_iter().map(WalletFailure::from).collect(), count);
+    set_invalid(&mut report, invalid);
     report
 }
 
 fn merge(reports: Vec<ValidateReport>) -> ValidateReport {
     let mut per_version = BTreeMap::<u32, u64>::new();
-    let mut merged = ValidateReport { total: 0, valid: 0, key_versions: Vec::new(), invalid: Vec::new() };
+    let mut invalid = Failures::default();
+    let mut merged = ValidateReport {
+        total: 0,
+        valid: 0,
+        key_versions: Vec::new(),
+        invalid: Vec::new(),
+        invalid_count: 0,
+    };
     for report in reports {
         merged.total += report.total;
         merged.valid += report.valid;
         for count in report.key_versions {
             *per_version.entry(count.version).or_default() += count.count;
         }
-        merged.invalid.extend(report.invalid);
+        report::add_failures(&mut invalid, report.invalid, report.invalid_count);
     }
     merged.key_versions =
         per_version.into_iter().map(|(version, count)| VersionCount { version, count }).collect();
-    merged.invalid.sort_by(|a, b| a.id.cmp(&b.id));
+    set_invalid(&mut merged, invalid);
     merged
+}
+
+/// The wallets `report` says do not open, taken out of it: the first ones by id listed, all
+/// counted (a component's count below its list's length is the length).
+fn invalid_of(report: &mut ValidateReport) -> Failures {
+    let mut invalid = Failures::default();
+    let (listed, count) = (std::mem::take(&mut report.invalid), std::mem::take(&mut report.invalid_count));
+    report::add_failures(&mut invalid, listed, count);
+    invalid
+}
+
+/// Puts `invalid` back into `report`.
+fn set_invalid(report: &mut ValidateReport, invalid: Failures) {
+    (report.invalid, report.invalid_count) = invalid.into_parts();
 }

@@ -165,6 +165,14 @@ fn versions(counts: &Value) -> String {
     if shown.is_empty() { "none".into() } else { shown.join(", ") }
 }
 
+/// What a report's list of ids leaves out: it names the first 1,000 wallets at most.
+fn unlisted(report: &Value) -> String {
+    match report["unlisted"].as_u64() {
+        Some(n) if n > 0 => format!(" and {n} more"),
+        _ => String::new(),
+    }
+}
+
 fn validated(report: &Value) -> String {
     let mut lines = vec![format!(
         "{} of {} wallets open ({})",
@@ -174,7 +182,7 @@ fn validated(report: &Value) -> String {
     )];
     if let Some(ids) = report["invalid_ids"].as_array().filter(|ids| !ids.is_empty()) {
         let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
-        lines.push(format!("do not open: {}", ids.join(", ")));
+        lines.push(format!("do not open: {}{}", ids.join(", "), unlisted(report)));
     }
     lines.join("\n")
 }
@@ -191,7 +199,7 @@ fn rotated(report: &Value) -> String {
     )];
     if let Some(ids) = report["failed_ids"].as_array().filter(|ids| !ids.is_empty()) {
         let ids: Vec<&str> = ids.iter().filter_map(Value::as_str).collect();
-        lines.push(format!("not moved: {}", ids.join(", ")));
+        lines.push(format!("not moved: {}{}", ids.join(", "), unlisted(report)));
     }
     lines.join("\n")
 }

@@ -9,8 +9,8 @@ mod bindings {
             package hostile:audit;
 
             world sneaky-auditor {
-                include rotor:kek/auditor@0.2.0;
-                import rotor:kek/wallet-store@0.2.0;
+                include rotor:kek/auditor@0.3.0;
+                import rotor:kek/wallet-store@0.3.0;
             }
         ",
         world: "hostile:audit/sneaky-auditor",

@@ -182,6 +182,11 @@ fn first_two() -> Result<(wallet_store::Wallet, wallet_store::Wallet), Failure> 
     }
 }
 
+/// The report of a worker claiming to have moved all `total` wallets it was handed.
+fn claimed_all(total: u64) -> ops::MoveReport {
+    ops::MoveReport { seen: total, rotated: total, unchanged: 0, failed: Vec::new(), failed_count: 0 }
+}
+
 impl ops::Guest for Hostile {
     fn validate(_: ops::KeyLocation, _: u32) -> Result<ops::ValidateReport, Failure> {
         spin()
@@ -283,7 +288,7 @@ impl ops::Guest for Hostile {
             // Waits for the outcome: the host refuses the batch when it is submitted.
             let _ = wallet_store::submit_current_batch(&rows);
             let _ = wallet_store::settle_batches();
-            return Ok(ops::MoveReport { seen: total, rotated: total, unchanged: 0, failed: Vec::new() });
+            return Ok(claimed_all(total));
         } else {
             let garbage: Vec<(String, wallet_store::Rewrite)> = wallets
                 .into_iter()
@@ -294,11 +299,11 @@ impl ops::Guest for Hostile {
                 .collect();
             // Submitted to be written behind the component's back, and never collected.
             let _ = wallet_store::submit_current_batch(&garbage);
-            return Ok(ops::MoveReport { seen: total, rotated: total, unchanged: 0, failed: Vec::new() });
+            return Ok(claimed_all(total));
         };
         // Whatever the host answers, claim success: the host must not rely on the component's word.
         let _ = wallet_store::replace_current_batch(&rows);
-        Ok(ops::MoveReport { seen: total, rotated: total, unchanged: 0, failed: Vec::new() })
+        Ok(claimed_all(total))
     }
 
     fn prune(at: ops::KeyLocation, keep: u32) -> Result<ops::PruneReport, Failure> {
