@@ -161,16 +161,14 @@ impl PgStore {
         }
         for record in batch_records(checkpoint, replaced.len(), rows) {
             let mut query = sqlx::query(record.sql);
-            for value in record.values {
+            for &value in &record.values {
                 query = match value {
                     Value::Int(value) => query.bind(value),
                     Value::Text(text) => query.bind(text),
                     Value::Null => query.bind(None::<&str>),
                 };
             }
-            if query.execute(&mut *tx).await?.rows_affected() != 1 && record.renews {
-                return Err(StoreError::LeaseLost);
-            }
+            record.check(query.execute(&mut *tx).await?.rows_affected())?;
         }
         tx.commit().await?;
         Ok(BatchOutcome::of(rows, &replaced))

@@ -6,7 +6,7 @@
 //! Over 500 lines on purpose: one macro holds every query the two databases share, so that
 //! each reads once; splitting it would split the `impl` it expands into.
 
-use super::{Checkpoint, Replacement};
+use super::{Checkpoint, Replacement, StoreError};
 
 /// The journal's columns: every field of a [`RotationRecord`](super::RotationRecord).
 pub(super) const ROTATION_COLUMNS: &str = "id, from_version, to_version, status, started_at, \
@@ -197,6 +197,14 @@ pub(super) struct Record<'a> {
     /// It renews this process's claim or lease: a count of rows other than one means another
     /// process holds it now, and the batch rolls back (`StoreError::LeaseLost`).
     pub(super) renews: bool,
+}
+
+impl Record<'_> {
+    /// What it means that its statement changed `changed` rows: a record that renews a hold
+    /// changes exactly one, or another process holds it now and the batch must roll back.
+    pub(super) fn check(&self, changed: u64) -> Result<(), StoreError> {
+        if changed != 1 && self.renews { Err(StoreError::LeaseLost) } else { Ok(()) }
+    }
 }
 
 /// What a batch of `replaced` rows (of `rows`) records in its own transaction, in order: the

@@ -283,9 +283,7 @@ impl SqliteStore {
                 }
             }
             for record in batch_records(checkpoint, replaced.len(), rows) {
-                if handle.execute(record.sql, &record.values)? != 1 && record.renews {
-                    return Err(StoreError::LeaseLost);
-                }
+                record.check(handle.execute(record.sql, &record.values)?)?;
             }
             Ok(replaced)
         })
