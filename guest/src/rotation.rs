@@ -15,6 +15,7 @@ use crate::Failure;
 use std::cell::RefCell;
 
 use rotor_codec::layout::{EnvelopeHeadParts, Stored};
+use rotor_codec::listed::{LISTED, Listed};
 use rotor_codec::{CodecError, PREFIX};
 
 use crate::bindings::exports::rotor::kek::operations::{
@@ -29,7 +30,6 @@ use crate::keyring::{
     Keyring, OpenError, key_error, open_legacy, parts, rewrap_data_key, seal_envelope, seal_legacy,
 };
 use crate::{log, scan};
-use rotor_codec::listed::{LISTED, Listed};
 
 /// How often a row that another writer keeps changing is re-read before it is reported.
 const MAX_ATTEMPTS: u32 = 5;

@@ -3,12 +3,13 @@
 use crate::Failure;
 use std::collections::BTreeMap;
 
+use rotor_codec::listed::Listed;
+
 use crate::bindings::exports::rotor::kek::operations::{KeyLocation, ValidateReport};
 use crate::bindings::rotor::kek::types::{VersionCount, WalletFailure};
 use crate::bindings::rotor::kek::wallet_store::{self, Wallet};
 use crate::keyring::{Keyring, OpenError};
 use crate::{log, scan};
-use rotor_codec::listed::Listed;
 
 pub(crate) fn validate(at: &KeyLocation, batch_size: u32) -> Result<ValidateReport, Failure> {
     let mut keyring = Keyring::load(&at.key_path)?;

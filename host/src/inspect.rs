@@ -175,6 +175,14 @@ impl Inspection {
         }
     }
 
+    /// The version of rotor's contract the component was built against, if it exports one of
+    /// rotor's worlds at another version than this host's.
+    fn other_version(&self) -> Option<&str> {
+        self.exports.iter().find_map(|export| {
+            ["rotor:kek/operations@", "rotor:kek/audit@"].iter().find_map(|name| export.strip_prefix(name))
+        })
+    }
+
     /// `Ok` if the component targets `expected`, imports nothing the world does not grant, and
     /// every import and export has the world's type.
     pub fn require(&self, origin: &str, expected: World) -> anyhow::Result<()> {
@@ -185,11 +193,18 @@ impl Inspection {
                 world.name(),
                 expected.name()
             ),
-            None => anyhow::bail!(
-                "component {origin} exports neither rotor:kek/operations nor rotor:kek/audit: it was not \
-                 built against rotor's WIT (wit/rotor.wit); it exports: {}",
-                if self.exports.is_empty() { "nothing".into() } else { self.exports.join(", ") }
-            ),
+            None => match self.other_version() {
+                Some(version) => anyhow::bail!(
+                    "component {origin} was built against rotor:kek@{version}, and this rotor runs \
+                     rotor:kek{VERSION_SUFFIX}, whose types differ: rebuild it against this rotor's \
+                     wit/rotor.wit"
+                ),
+                None => anyhow::bail!(
+                    "component {origin} exports neither rotor:kek/operations nor rotor:kek/audit: it was \
+                     not built against rotor's WIT (wit/rotor.wit); it exports: {}",
+                    if self.exports.is_empty() { "nothing".into() } else { self.exports.join(", ") }
+                ),
+            },
         }
         anyhow::ensure!(
             self.refused_imports.is_empty(),
@@ -246,7 +261,33 @@ impl Inspection {
 
 #[cfg(test)]
 mod tests {
-    use super::World;
+    use super::{Inspection, World};
+
+    #[test]
+    fn a_component_of_another_contract_version_is_told_to_rebuild() {
+        let inspected = |exports: &[&str]| Inspection {
+            sha256: String::new(),
+            bytes: 0,
+            world: None,
+            imports: Vec::new(),
+            exports: exports.iter().map(|e| (*e).to_owned()).collect(),
+            refused_imports: Vec::new(),
+            misfits: Vec::new(),
+        };
+        let old = inspected(&["rotor:kek/operations@0.2.0"]).require("old.wasm", World::Rotator);
+        let said = old.unwrap_err().to_string();
+        assert!(
+            said.contains("built against rotor:kek@0.2.0, and this rotor runs rotor:kek@0.3.0")
+                && said.contains("rebuild it"),
+            "{said}"
+        );
+        let foreign = inspected(&["wasi:cli/run@0.2.6"]).require("other.wasm", World::Auditor);
+        let said = foreign.unwrap_err().to_string();
+        assert!(
+            said.contains("not built against rotor's WIT") && said.contains("wasi:cli/run@0.2.6"),
+            "{said}"
+        );
+    }
 
     #[test]
     fn the_auditor_world_grants_no_write_interface() {

@@ -8,7 +8,6 @@ use rotor_codec::listed::{LISTED, Listed};
 use serde::Serialize;
 
 use crate::bindings::types::WalletFailure;
-
 use crate::metrics::{Observed, WalletCheck};
 
 /// Exit code of a command that ran to the end but left wallets that do not open or did not move.
@@ -158,7 +157,7 @@ pub(crate) fn unlisted_line(unlisted: u64) -> String {
 
 /// Names each failed wallet `table/id`: the reports of a command over several tables, whose
 /// ids may repeat from table to table.
-pub fn name_by_table(table: &str, failures: &mut [crate::bindings::types::WalletFailure]) {
+pub fn name_by_table(table: &str, failures: &mut [WalletFailure]) {
     for failure in failures {
         failure.id = format!("{table}/{}", failure.id);
     }
