@@ -139,6 +139,14 @@ pub fn add_failures(all: &mut Failures, listed: Vec<WalletFailure>, count: u64) 
     all.merge_by(listed, count, |a, b| a.id.cmp(&b.id));
 }
 
+/// Lists `odd`'s entries among `failed`, one for each (an entry for rows without a usable id
+/// stands for all of them).
+pub fn add_odd_rows(failed: &mut Failures, odd: &crate::store::OddRows) {
+    let entries = odd.entries();
+    let count = entries.len() as u64;
+    add_failures(failed, entries.into_iter().map(WalletFailure::from).collect(), count);
+}
+
 /// A report's failures as the host prints them: `(count, ids, each with its reason, unlisted)`.
 pub fn failure_parts(failures: Failures) -> (u64, Vec<String>, Vec<Failure>, u64) {
     let (count, unlisted) = (failures.count(), failures.unlisted());

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use crate::answer::answer;
 use crate::app::App;
 use crate::bindings::operations::{MoveReport, RotateOptions, RotateReport, RotationPlan};
-use crate::bindings::types::{OutputFormat, WalletFailure};
+use crate::bindings::types::OutputFormat;
 use crate::component::Instance;
 use crate::coordination::{Batches, Lease, SweepParts, Walk, WalkSpec, WorkerBatches};
 use crate::grants::Access;
@@ -128,7 +128,7 @@ async fn dry_run(app: &App, instance: &mut Instance, options: RotateOptions) -> 
         let mut report = answer(instance.rotate(&app.key_location(), options).await)?;
         let mut target_failed = Failures::default();
         report::add_failures(&mut target_failed, std::mem::take(&mut report.failed), report.failed_count);
-        add_odd_rows(&mut target_failed, &odd);
+        report::add_odd_rows(&mut target_failed, &odd);
         if qualify {
             report::name_by_table(&table, target_failed.items_mut());
         }
@@ -277,7 +277,7 @@ async fn run_rotation(
         let table = target.walk.database.table().table.clone();
         // Odd rows never reach the component: none of them is among its failures.
         let mut failed = target.moved.failed;
-        add_odd_rows(&mut failed, &target.odd);
+        report::add_odd_rows(&mut failed, &target.odd);
         // An entry for rows without a usable id stands for all of them.
         nameless += target.odd.rows() - target.odd.entries().len() as u64;
         if qualify {
@@ -411,14 +411,6 @@ impl Moved {
         self.rotated += report.rotated;
         report::add_failures(&mut self.failed, report.failed, report.failed_count);
     }
-}
-
-/// Lists `odd`'s entries among `failed`, one for each (an entry for rows without a usable id
-/// stands for all of them).
-fn add_odd_rows(failed: &mut Failures, odd: &OddRows) {
-    let entries = odd.entries();
-    let count = entries.len() as u64;
-    report::add_failures(failed, entries.into_iter().map(WalletFailure::from).collect(), count);
 }
 
 /// How the workers' walk ended.

@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use crate::answer::answer;
 use crate::app::App;
 use crate::bindings::operations::ValidateReport;
-use crate::bindings::types::{VersionCount, WalletFailure};
+use crate::bindings::types::VersionCount;
 use crate::component::Instance;
 use crate::coordination::{Batches, SharedScan};
 use crate::grants::Access;
@@ -113,10 +113,8 @@ async fn open_in_parallel(
 /// Lists the odd rows among the invalid wallets, counted in the total.
 fn with_odd_rows(mut report: ValidateReport, odd: &OddRows) -> ValidateReport {
     let mut invalid = invalid_of(&mut report);
-    let entries = odd.entries();
-    report.total += entries.iter().map(|row| row.rows).sum::<u64>();
-    let count = entries.len() as u64;
-    report::add_failures(&mut invalid, entries.into_iter().map(WalletFailure::from).collect(), count);
+    report.total += odd.rows();
+    report::add_odd_rows(&mut invalid, odd);
     set_invalid(&mut report, invalid);
     report
 }
