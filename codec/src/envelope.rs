@@ -6,10 +6,9 @@ use core::fmt;
 
 use aes_gcm::{AeadInOut, Aes256Gcm, KeyInit, aead::Nonce};
 use alloc::{format, string::String, vec::Vec};
-use base64::{Engine, engine::general_purpose::STANDARD};
 use zeroize::Zeroizing;
 
-use crate::{CodecError, KEY_LEN, Kek, NONCE_LEN, Plaintext, TAG_LEN};
+use crate::{CodecError, KEY_LEN, Kek, NONCE_LEN, Plaintext, TAG_LEN, text};
 
 /// Every envelope starts with this, then the KEK version in decimal and a colon.
 pub const PREFIX: &str = "rotor:v";
@@ -124,7 +123,7 @@ impl Envelope {
     pub(crate) fn parse(text: &str) -> Result<Self, CodecError> {
         let (kek_version, encoded) = split_prefix(text)?;
         let payload =
-            STANDARD.decode(encoded).map_err(|_| CodecError::Malformed("payload is not valid base64"))?;
+            text::decode(encoded.as_bytes()).ok_or(CodecError::Malformed("payload is not valid base64"))?;
         if payload.len() < PAYLOAD_OVERHEAD {
             return Err(CodecError::Malformed("payload is truncated"));
         }
@@ -247,9 +246,8 @@ impl<'a> EnvelopeHead<'a> {
         }
         let (head_text, tail) = encoded.split_at(HEAD_CHARS);
         let mut head = [0u8; HEAD_BYTES];
-        let decoded = STANDARD
-            .decode_slice(head_text, &mut head)
-            .map_err(|_| CodecError::Malformed("payload is not valid base64"))?;
+        let decoded = text::decode_into(head_text.as_bytes(), &mut head)
+            .ok_or(CodecError::Malformed("payload is not valid base64"))?;
         if decoded != HEAD_BYTES || head[0] != LAYOUT_V1 {
             return Err(CodecError::Malformed("unknown payload layout byte"));
         }
@@ -296,7 +294,7 @@ impl<'a> EnvelopeHead<'a> {
             return Err(not_base64);
         }
         let mut quantum = [0u8; 3];
-        let decoded = STANDARD.decode_slice(last, &mut quantum).map_err(|_| not_base64)?;
+        let decoded = text::decode_into(last, &mut quantum).ok_or(not_base64)?;
         if HEAD_BYTES + body.len() / 4 * 3 + decoded < PAYLOAD_OVERHEAD {
             return Err(CodecError::Malformed("payload is truncated"));
         }
@@ -315,10 +313,10 @@ impl<'a> EnvelopeHead<'a> {
         head[WRAP_NONCE..WRAPPED_DEK].copy_from_slice(wrap.nonce);
         head[WRAPPED_DEK..WRAP_TAG].copy_from_slice(wrap.ciphertext);
         head[WRAP_TAG..DATA_NONCE].copy_from_slice(wrap.tag);
-        let mut text = format!("{PREFIX}{kek_version}:");
-        text.reserve(HEAD_CHARS + extra);
-        STANDARD.encode_string(head, &mut text);
-        text
+        let mut out = format!("{PREFIX}{kek_version}:");
+        out.reserve(HEAD_CHARS + extra);
+        text::encode_append(&head, &mut out);
+        out
     }
 
     /// The head alone of [`EnvelopeHead::with_wrap`]: what a re-wrap changes, for a store
@@ -404,7 +402,10 @@ pub(crate) fn encode_parts(kek_version: u32, wrap: Parts<'_>, data: Parts<'_>) -
 }
 
 fn encode(kek_version: u32, payload: &[u8]) -> String {
-    format!("{PREFIX}{kek_version}:{}", STANDARD.encode(payload))
+    let mut out = format!("{PREFIX}{kek_version}:");
+    out.reserve(payload.len().div_ceil(3) * 4);
+    text::encode_append(payload, &mut out);
+    out
 }
 
 /// Seals `plaintext` for wallet `id` with the given data key and nonces. Deterministic; rotor's

@@ -24,6 +24,7 @@ pub mod layout;
 mod legacy;
 pub mod listed;
 mod primitive;
+mod text;
 
 pub use envelope::{
     DataKey, EnvelopeNonces, PAYLOAD_OVERHEAD, PREFIX, rewrap_head_with, rewrap_with, seal_with,
