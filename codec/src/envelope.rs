@@ -313,10 +313,7 @@ impl<'a> EnvelopeHead<'a> {
         head[WRAP_NONCE..WRAPPED_DEK].copy_from_slice(wrap.nonce);
         head[WRAPPED_DEK..WRAP_TAG].copy_from_slice(wrap.ciphertext);
         head[WRAP_TAG..DATA_NONCE].copy_from_slice(wrap.tag);
-        let mut out = format!("{PREFIX}{kek_version}:");
-        out.reserve(HEAD_CHARS + extra);
-        text::encode_append(&head, &mut out);
-        out
+        encode_with_room(kek_version, &head, extra)
     }
 
     /// The head alone of [`EnvelopeHead::with_wrap`]: what a re-wrap changes, for a store
@@ -402,8 +399,14 @@ pub(crate) fn encode_parts(kek_version: u32, wrap: Parts<'_>, data: Parts<'_>) -
 }
 
 fn encode(kek_version: u32, payload: &[u8]) -> String {
+    encode_with_room(kek_version, payload, 0)
+}
+
+/// `rotor:v<K>:` and the base64 of `payload` (or of an envelope's head), with room for `extra`
+/// more characters (the rest of a row a re-wrap keeps) so that appending them copies nothing.
+fn encode_with_room(kek_version: u32, payload: &[u8], extra: usize) -> String {
     let mut out = format!("{PREFIX}{kek_version}:");
-    out.reserve(payload.len().div_ceil(3) * 4);
+    out.reserve(payload.len().div_ceil(3) * 4 + extra);
     text::encode_append(payload, &mut out);
     out
 }
